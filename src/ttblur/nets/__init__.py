@@ -1,0 +1,1 @@
+"""The ``nn.Module`` networks used by the stages (BME, ID-Blau UNet, reference deblurrer)."""

@@ -1,0 +1,1 @@
+"""The pipeline's stages: sharpness detection, optical flow, condition generation, synthesis."""

@@ -1,0 +1,1 @@
+"""Entry points that train the networks shipped with ttblur (BME, ID-Blau, reference model)."""

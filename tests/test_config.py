@@ -1,0 +1,60 @@
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from ttblur.config import AdaptConfig, DBCGMConfig, FinetuneConfig, RSDMConfig
+
+
+def test_defaults_follow_the_paper_and_official_recipe():
+    cfg = AdaptConfig()
+    assert cfg.rsdm.name == "relative_sharpness"
+    assert cfg.rsdm.patch_size == 256
+    assert cfg.rsdm.ratio == pytest.approx(0.2)
+    assert cfg.rsdm.border_frames == 2
+    assert cfg.dbcgm.name == "dbcgm"
+    assert cfg.dbcgm.neighbours == 2
+    assert cfg.dbcgm.magnitude_offset == pytest.approx(10.0)
+    assert cfg.synthesis.name == "physical"
+    assert cfg.finetune.epochs == 10
+    assert cfg.finetune.batch_size == 8
+    assert cfg.finetune.lr == pytest.approx(5e-4)
+    assert cfg.finetune.lr_min == pytest.approx(1e-7)
+    assert cfg.finetune.grad_clip == pytest.approx(20.0)
+
+
+def test_json_round_trip(tmp_path):
+    cfg = AdaptConfig(
+        rsdm=RSDMConfig(name="random", patch_size=128, ratio=0.3),
+        dbcgm=DBCGMConfig(name="flow_only", random_magnitude=(0.1, 0.5)),
+        finetune=FinetuneConfig(epochs=3, trainable="re:^head"),
+        mag_norm=205.0,
+        seed=7,
+    )
+    assert AdaptConfig.from_json(cfg.to_json()) == cfg
+    path = tmp_path / "cfg.json"
+    cfg.save(path)
+    assert AdaptConfig.load(path) == cfg
+    assert json.loads(path.read_text())["rsdm"]["patch_size"] == 128
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"sed": 1}, "sed"),
+        ({"rsdm": {"patch": 64}}, "patch"),
+        ({"synthesis": {"name": "gan"}}, "name"),
+        ({"rsdm": {"ratio": 1.5}}, "ratio"),
+        ({"dbcgm": {"random_magnitude": [0.8, 0.2]}}, "random_magnitude"),
+        ({"mag_norm": 0}, "mag_norm"),
+    ],
+)
+def test_bad_keys_and_values_are_rejected(payload, field):
+    with pytest.raises(ValidationError, match=field):
+        AdaptConfig.model_validate(payload)
+
+
+def test_assignment_is_validated():
+    cfg = AdaptConfig()
+    with pytest.raises(ValidationError):
+        cfg.finetune.epochs = 0
