@@ -90,7 +90,9 @@ class DBCGMConfig(_Section):
     def _check_range(self) -> DBCGMConfig:
         low, high = self.random_magnitude
         if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"random_magnitude must satisfy 0 <= low <= high <= 1, got {low, high}")
+            raise ValueError(
+                f"random_magnitude must satisfy 0 <= low <= high <= 1, got {low, high}"
+            )
         return self
 
 

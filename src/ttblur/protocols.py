@@ -73,9 +73,7 @@ class PatchLocation:
         """
         height, width = frames.shape[-2:]
         if self.bottom > height or self.right > width:
-            raise ValueError(
-                f"patch {self} does not fit in frames of size {height}x{width}"
-            )
+            raise ValueError(f"patch {self} does not fit in frames of size {height}x{width}")
         return frames[..., self.top : self.bottom, self.left : self.right]
 
 
