@@ -1,0 +1,687 @@
+"""Relative Sharpness Detection Module (RSDM): choose the relatively sharp patches of a video.
+
+Even a blurry video has frames and regions that are less blurred than the rest (the camera
+slows down, the shutter catches a still moment). The RSDM finds them and returns them as
+pseudo-sharp patches:
+
+1. the Blur Magnitude Estimator (:class:`~ttblur.nets.bme.BlurMagnitudeEstimator`) predicts a
+   magnitude map ``M_t`` (pixels) for every frame, in batches, keeping only the ``(T, 1, H, W)``
+   maps;
+2. an adaptive, per-video threshold ``eta`` binarises them (sharp = ``M < eta``) and patches
+   are placed on the sharp regions (below); ``eta`` is searched by bisection so that about
+   ``ratio`` (20 % in the paper) of the *candidate patches*, counted over the whole video, are
+   kept.
+
+**Candidate patches** (the denominator of ``ratio``, shared with :class:`RandomPatchSelector`):
+the ``patch_size`` squares of a regular grid with stride ``stride`` (default
+``patch_size // 2``) whose last row/column is flush with the bottom/right border, on every frame
+``border_frames .. T - border_frames - 1`` (the first and last ``border_frames`` frames lack the
+neighbours that DBCGM and the video fine-tuning need). Their number is
+``n = frames * rows * cols`` and the target count is ``k = max(1, round(ratio * n))``.
+
+**Patches at a threshold** ``eta``: on each candidate frame the sharp mask ``M < eta`` is split
+into 8-connected regions (``cv2.connectedComponentsWithStats``); regions with fewer than
+``min_coverage * patch_size ** 2`` pixels are ignored. A region whose bounding box
+fits in a patch gets one patch centred on its box; a larger region is covered by patches at
+``stride`` spacing along each side longer than a patch (centred along a side that fits). Every
+placement is clamped inside the frame, duplicates are merged, and a patch is kept only if at
+least ``min_coverage`` of its pixels are sharp. When everything is sharp this gives exactly
+the candidate grid, so the count reaches ``n`` at ``eta > max M``.
+
+**Search** (the official code's bisection, made terminating): ``eta`` is bisected between the
+smallest and just above the largest magnitude of the candidate frames until the number of
+patches is within ``tolerance * n`` of ``k``, or after ``max_iterations`` halvings (or when the
+interval vanishes, e.g. for a constant video). If the search does not converge, the patches of
+the smallest threshold seen that gave more than ``k`` patches are ranked by mean magnitude and
+the ``k`` sharpest are kept. Kept patches are never more than ``k``: when the converged count
+exceeds ``k`` the sharpest ``k`` are kept. Patches are returned sharpest first (mean magnitude
+inside the patch, ties broken by frame, top, left), so ``max_patches`` keeps the sharpest.
+
+Everything is deterministic. The magnitude maps are returned in the :class:`Selection` so the
+condition generator (DBCGM) reuses them instead of running the BME again.
+
+:class:`RandomPatchSelector` is the paper's ablation: the same candidate set and the same count
+``k``, drawn uniformly at random (seeded). It still runs the BME, because DBCGM needs the
+magnitude maps downstream.
+
+Example:
+    >>> import torch
+    >>> from ttblur.stages.rsdm import RelativeSharpnessDetector
+    >>> video = torch.rand(8, 3, 64, 96)
+    >>> speed = torch.arange(8.0).view(8, 1, 1, 1).expand(8, 1, 64, 96)  # frame t: t px
+    >>> detector = RelativeSharpnessDetector(bme=lambda frames: frames[:, :1] * 0, patch_size=32)
+    >>> selection = detector.select(video, magnitude=speed)
+    >>> selection.candidates, len(selection), sorted({p.frame for p in selection.patches})
+    (60, 12, [2])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from ttblur.config import RSDMConfig
+from ttblur.nets.bme import BlurMagnitudeEstimator, validate_frames
+from ttblur.protocols import PatchLocation, Selection
+
+__all__ = [
+    "CandidateGrid",
+    "MagnitudeFn",
+    "RandomPatchSelector",
+    "RelativeSharpnessDetector",
+    "candidate_grid",
+    "estimate_magnitude",
+    "select_relatively_sharp",
+]
+
+#: Anything mapping frames ``(N, 3, H, W)`` in [0, 1] to magnitude maps ``(N, 1, H, W)`` px.
+MagnitudeFn = Callable[[Tensor], Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# candidates
+
+
+def _positions(extent: int, patch: int, stride: int) -> np.ndarray:
+    """Start offsets of a 1-D grid of ``patch``-long windows covering ``[0, extent)``."""
+    last = extent - patch
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return np.asarray(starts, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class CandidateGrid:
+    """The candidate patches of a video (see the module docstring).
+
+    Attributes:
+        frames: candidate frame indices ``border_frames .. T - border_frames - 1``.
+        tops: row offsets of the grid (stride ``stride``, last one ``H - patch_size``).
+        lefts: column offsets of the grid (last one ``W - patch_size``).
+        patch_size: side of a patch, px.
+        stride: grid spacing, px.
+    """
+
+    frames: tuple[int, ...]
+    tops: tuple[int, ...]
+    lefts: tuple[int, ...]
+    patch_size: int
+    stride: int
+
+    def __len__(self) -> int:
+        return len(self.frames) * len(self.tops) * len(self.lefts)
+
+    @property
+    def per_frame(self) -> int:
+        """Candidate patches per frame."""
+        return len(self.tops) * len(self.lefts)
+
+    def location(self, index: int) -> PatchLocation:
+        """Candidate ``index`` in frame-major, then row-major order."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"candidate index {index} out of range [0, {len(self)})")
+        f, rest = divmod(index, self.per_frame)
+        r, c = divmod(rest, len(self.lefts))
+        return PatchLocation(self.frames[f], self.tops[r], self.lefts[c], self.patch_size)
+
+    def target_count(self, ratio: float) -> int:
+        """Number of patches to keep: ``max(1, round(ratio * len(self)))``, at most ``len``."""
+        return min(len(self), max(1, round(ratio * len(self))))
+
+
+def candidate_grid(
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    patch_size: int,
+    stride: int | None = None,
+    border_frames: int = 2,
+) -> CandidateGrid:
+    """Build the candidate grid of a ``(T, 3, H, W)`` video.
+
+    Args:
+        num_frames: ``T``; must exceed ``2 * border_frames``.
+        height, width: frame size in px; both ``>= patch_size``.
+        patch_size: side of a patch, px (> 0).
+        stride: grid spacing in px; default ``max(1, patch_size // 2)``.
+        border_frames: frames skipped at each end (>= 0).
+
+    Raises:
+        ValueError: too few frames, frames smaller than a patch, or non-positive sizes.
+    """
+    if patch_size <= 0:
+        raise ValueError(f"patch_size must be > 0, got {patch_size}")
+    stride = max(1, patch_size // 2) if stride is None else stride
+    if stride <= 0:
+        raise ValueError(f"stride must be > 0, got {stride}")
+    if border_frames < 0:
+        raise ValueError(f"border_frames must be >= 0, got {border_frames}")
+    if num_frames <= 2 * border_frames:
+        raise ValueError(
+            f"video has {num_frames} frames; patch selection skips the first and last "
+            f"{border_frames} frames, so it needs at least {2 * border_frames + 1}"
+        )
+    if height < patch_size or width < patch_size:
+        raise ValueError(
+            f"frames of {height}x{width} px are smaller than the {patch_size}x{patch_size} "
+            "patch; lower patch_size or use larger frames"
+        )
+    return CandidateGrid(
+        frames=tuple(range(border_frames, num_frames - border_frames)),
+        tops=tuple(int(v) for v in _positions(height, patch_size, stride)),
+        lefts=tuple(int(v) for v in _positions(width, patch_size, stride)),
+        patch_size=patch_size,
+        stride=stride,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# magnitude maps
+
+
+def _validate_video(video: Tensor) -> None:
+    if not isinstance(video, Tensor):
+        raise ValueError(f"video must be a torch.Tensor, got {type(video).__name__}")
+    if video.ndim != 4 or video.shape[1] != 3:
+        raise ValueError(f"video must be (T, 3, H, W), got shape {tuple(video.shape)}")
+    validate_frames(video, "video")
+
+
+def _validate_magnitude(magnitude: Tensor, video_shape: tuple[int, ...]) -> None:
+    if not isinstance(magnitude, Tensor):
+        raise ValueError(f"magnitude must be a torch.Tensor, got {type(magnitude).__name__}")
+    expected = (video_shape[0], 1, video_shape[2], video_shape[3])
+    if tuple(magnitude.shape) != expected:
+        raise ValueError(
+            f"magnitude must be (T, 1, H, W) = {expected} to match the video, "
+            f"got {tuple(magnitude.shape)}"
+        )
+    if not magnitude.is_floating_point():
+        raise ValueError(f"magnitude must be floating point, got {magnitude.dtype}")
+    if magnitude.numel():
+        low_t, high_t = torch.aminmax(magnitude.detach())
+        low, high = float(low_t), float(high_t)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("magnitude contains NaN or inf")
+        if low < 0:
+            raise ValueError(f"magnitude must be >= 0 px, got minimum {low:.4g}")
+
+
+def estimate_magnitude(
+    bme: BlurMagnitudeEstimator | MagnitudeFn, video: Tensor, *, batch_size: int = 4
+) -> Tensor:
+    """Blur magnitude maps of every frame, ``batch_size`` frames at a time.
+
+    Args:
+        bme: a :class:`BlurMagnitudeEstimator` (its :meth:`~BlurMagnitudeEstimator.predict`
+            is used, on its own device) or any callable ``frames (N, 3, H, W) -> (N, 1, H, W)``
+            in px.
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+        batch_size: frames per call (> 0).
+
+    Returns:
+        ``(T, 1, H, W)`` float32 magnitude in pixels on the CPU (only the maps are kept, so
+        memory stays bounded for long videos).
+
+    Raises:
+        ValueError: invalid video, ``batch_size <= 0``, or a callable returning a wrong shape,
+            NaN/inf or negative values.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    _validate_video(video)
+    num_frames, _, height, width = video.shape
+    out = torch.empty(num_frames, 1, height, width, dtype=torch.float32)
+    with torch.no_grad():
+        for start in range(0, num_frames, batch_size):
+            chunk = video[start : start + batch_size]
+            if isinstance(bme, BlurMagnitudeEstimator):
+                pred = bme.predict(chunk, batch_size=batch_size)
+            else:
+                pred = bme(chunk)
+            expected = (chunk.shape[0], 1, height, width)
+            if not isinstance(pred, Tensor) or tuple(pred.shape) != expected:
+                shape = tuple(pred.shape) if isinstance(pred, Tensor) else type(pred).__name__
+                raise ValueError(
+                    f"the magnitude estimator must return (N, 1, H, W) = {expected}, got {shape}"
+                )
+            out[start : start + chunk.shape[0]] = pred.detach().float().cpu()
+    _validate_magnitude(out, tuple(video.shape))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# threshold search
+
+
+def _axis_starts(start: int, extent: int, limit: int, patch: int, stride: int) -> np.ndarray:
+    """Patch offsets along one axis covering ``[start, start + extent)``, clamped in frame."""
+    if extent <= patch:
+        centred = start + (extent - patch) // 2
+        return np.asarray([min(max(centred, 0), limit - patch)], dtype=np.int64)
+    offsets = start + _positions(extent, patch, stride)
+    return np.clip(offsets, 0, limit - patch)
+
+
+def _patches_at(
+    frame_map: np.ndarray, threshold: float, patch: int, stride: int, min_coverage: float
+) -> np.ndarray:
+    """``(K, 2)`` (top, left) of the patches placed on one frame at ``threshold``."""
+    sharp = (frame_map < threshold).astype(np.uint8)
+    height, width = sharp.shape
+    if not sharp.any():
+        return np.zeros((0, 2), dtype=np.int64)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(sharp, connectivity=8)
+    stats = stats[1:count]  # drop the background label
+    stats = stats[stats[:, cv2.CC_STAT_AREA] >= min_coverage * patch * patch]
+    if stats.shape[0] == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    xs, ys = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    ws, hs = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    small = (ws <= patch) & (hs <= patch)
+    tops = np.clip(ys[small] + (hs[small] - patch) // 2, 0, height - patch)
+    lefts = np.clip(xs[small] + (ws[small] - patch) // 2, 0, width - patch)
+    placed = [np.stack([tops, lefts], axis=1).astype(np.int64)]
+    for x, y, w, h in zip(xs[~small], ys[~small], ws[~small], hs[~small]):
+        rows = _axis_starts(int(y), int(h), height, patch, stride)
+        cols = _axis_starts(int(x), int(w), width, patch, stride)
+        grid = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+        placed.append(grid)
+    boxes = np.unique(np.concatenate(placed), axis=0)
+    integral = cv2.integral(sharp)  # (H+1, W+1) int32
+    t, le = boxes[:, 0], boxes[:, 1]
+    inside = (
+        integral[t + patch, le + patch]
+        - integral[t, le + patch]
+        - integral[t + patch, le]
+        + integral[t, le]
+    )
+    return boxes[inside >= min_coverage * patch * patch - 1e-9]
+
+
+def _all_patches_at(
+    maps: np.ndarray, threshold: float, patch: int, stride: int, min_coverage: float
+) -> np.ndarray:
+    """``(K, 3)`` (frame index into ``maps``, top, left) over all candidate frames."""
+    found = []
+    for index, frame_map in enumerate(maps):
+        if float(frame_map.min()) >= threshold:
+            continue
+        boxes = _patches_at(frame_map, threshold, patch, stride, min_coverage)
+        if boxes.shape[0]:
+            found.append(np.concatenate([np.full((boxes.shape[0], 1), index), boxes], axis=1))
+    if not found:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(found).astype(np.int64)
+
+
+def _mean_inside(maps: np.ndarray, boxes: np.ndarray, patch: int) -> np.ndarray:
+    """Mean magnitude inside each ``(frame, top, left)`` box (float64)."""
+    means = np.empty(boxes.shape[0], dtype=np.float64)
+    for index in np.unique(boxes[:, 0]):
+        rows = boxes[:, 0] == index
+        integral = cv2.integral(maps[index].astype(np.float64))
+        t, le = boxes[rows, 1], boxes[rows, 2]
+        total = (
+            integral[t + patch, le + patch]
+            - integral[t, le + patch]
+            - integral[t + patch, le]
+            + integral[t, le]
+        )
+        means[rows] = total / (patch * patch)
+    return means
+
+
+def _sharpest_first(maps: np.ndarray, boxes: np.ndarray, patch: int) -> tuple[np.ndarray, Any]:
+    means = _mean_inside(maps, boxes, patch)
+    order = np.lexsort((boxes[:, 2], boxes[:, 1], boxes[:, 0], means))
+    return boxes[order], means[order]
+
+
+def select_relatively_sharp(
+    magnitude: Tensor,
+    *,
+    patch_size: int = 256,
+    ratio: float = 0.2,
+    border_frames: int = 2,
+    stride: int | None = None,
+    tolerance: float = 0.02,
+    min_coverage: float = 0.75,
+    max_iterations: int = 40,
+    max_patches: int | None = None,
+) -> Selection:
+    """Functional RSDM: adaptive-threshold patch selection on given magnitude maps.
+
+    Args:
+        magnitude: ``(T, 1, H, W)`` blur magnitude maps in pixels (>= 0, finite).
+        patch_size: side of a pseudo-sharp patch, px.
+        ratio: share of the candidate patches to keep, in ``(0, 1]``.
+        border_frames: frames skipped at each end.
+        stride: candidate grid spacing, default ``patch_size // 2``.
+        tolerance: the search stops when the count is within ``tolerance * candidates`` of
+            the target, in ``(0, 1)``.
+        min_coverage: share of sharp pixels a placed patch needs, in ``(0, 1]``.
+        max_iterations: cap on the bisection steps (> 0).
+        max_patches: keep at most this many (the sharpest).
+
+    Returns:
+        :class:`Selection` (patches sharpest first; ``magnitude`` is the input on the CPU;
+        ``threshold`` in px; ``info``: ``target``, ``iterations``, ``converged`` (1 or 0),
+        ``found`` (patches at the threshold before trimming), ``mean_magnitude_kept`` and
+        ``mean_magnitude_candidates`` in px).
+
+    Raises:
+        ValueError: bad maps or parameters, too few frames, frames smaller than a patch.
+    """
+    if not isinstance(magnitude, Tensor) or magnitude.ndim != 4 or magnitude.shape[1] != 1:
+        shape = tuple(magnitude.shape) if isinstance(magnitude, Tensor) else type(magnitude)
+        raise ValueError(f"magnitude must be (T, 1, H, W), got {shape}")
+    _validate_magnitude(magnitude, (magnitude.shape[0], 3, *magnitude.shape[2:]))
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    if not 0.0 < tolerance < 1.0:
+        raise ValueError(f"tolerance must be in (0, 1), got {tolerance}")
+    if not 0.0 < min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
+    if max_iterations <= 0:
+        raise ValueError(f"max_iterations must be > 0, got {max_iterations}")
+    if max_patches is not None and max_patches <= 0:
+        raise ValueError(f"max_patches must be > 0, got {max_patches}")
+    num_frames, _, height, width = magnitude.shape
+    grid = candidate_grid(
+        num_frames, height, width, patch_size=patch_size, stride=stride, border_frames=border_frames
+    )
+    patch, step = grid.patch_size, grid.stride
+    maps_t = magnitude.detach().float().cpu()
+    maps = maps_t[grid.frames[0] : grid.frames[-1] + 1, 0].numpy()
+    total = len(grid)
+    target = grid.target_count(ratio)
+    slack = tolerance * total
+
+    def count_at(eta: float) -> np.ndarray:
+        return _all_patches_at(maps, eta, patch, step, min_coverage)
+
+    low = float(maps.min())
+    high = float(maps.max())
+    high = high + max(abs(high) * 1e-6, 1e-6)  # everything is sharp: the full grid
+    high_boxes = count_at(high)
+    threshold, boxes, converged, iterations = high, high_boxes, False, 0
+    if abs(high_boxes.shape[0] - target) <= slack:
+        converged = True
+    else:
+        while iterations < max_iterations and high - low > 1e-9 * max(1.0, abs(high)):
+            iterations += 1
+            mid = 0.5 * (low + high)
+            found = count_at(mid)
+            if abs(found.shape[0] - target) <= slack:
+                threshold, boxes, converged = mid, found, True
+                break
+            if found.shape[0] > target:
+                high, high_boxes = mid, found
+            else:
+                low = mid
+        if not converged:  # fall back to the sharpest-ranked patches of the tightest excess
+            threshold, boxes = high, high_boxes
+    found_count = int(boxes.shape[0])
+    ordered, means = _sharpest_first(maps, boxes, patch)
+    keep = min(found_count, target, max_patches or found_count)
+    ordered, means = ordered[:keep], means[:keep]
+    patches = [
+        PatchLocation(grid.frames[0] + int(f), int(t), int(le), patch) for f, t, le in ordered
+    ]
+    return Selection(
+        patches=patches,
+        magnitude=maps_t,
+        threshold=float(threshold),
+        candidates=total,
+        info={
+            "target": float(target),
+            "iterations": float(iterations),
+            "converged": 1.0 if converged else 0.0,
+            "found": float(found_count),
+            "mean_magnitude_kept": float(means.mean()) if keep else float("nan"),
+            "mean_magnitude_candidates": float(maps.mean()),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# stage classes
+
+
+def _resolve_bme(
+    bme: BlurMagnitudeEstimator | MagnitudeFn | None,
+) -> BlurMagnitudeEstimator | MagnitudeFn:
+    if bme is None:
+        return BlurMagnitudeEstimator.from_pretrained()
+    if not callable(bme):
+        raise ValueError(f"bme must be a BlurMagnitudeEstimator or a callable, got {type(bme)}")
+    return bme
+
+
+def _load_bme(section: RSDMConfig, device: str | torch.device | None) -> BlurMagnitudeEstimator:
+    bme = BlurMagnitudeEstimator.from_pretrained(section.weights)
+    return bme.to(torch.device(device) if device is not None else torch.device("cpu"))
+
+
+class RelativeSharpnessDetector:
+    """The paper's RSDM (:class:`~ttblur.protocols.SharpnessDetector`): BME + adaptive threshold.
+
+    Args:
+        bme: magnitude predictor: a :class:`BlurMagnitudeEstimator` or any callable
+            ``frames (N, 3, H, W) -> (N, 1, H, W)`` px (e.g. ground truth in tests); ``None``
+            loads the shipped ``bme-lite`` weights.
+        patch_size: side of a pseudo-sharp patch, px (paper: 256).
+        ratio: share of candidate patches kept (paper: 0.2).
+        border_frames: frames skipped at each end (2: DBCGM uses t-2..t+2).
+        tolerance: stop the search within ``tolerance * candidates`` of the target.
+        batch_size: frames per BME call.
+        stride: candidate grid spacing, default ``patch_size // 2``.
+        min_coverage: share of sharp pixels a placed patch needs.
+        max_iterations: bisection cap.
+        max_patches: keep at most this many patches (the sharpest).
+
+    Example:
+        >>> import torch
+        >>> magnitude = torch.linspace(0, 9, 10).view(10, 1, 1, 1).expand(10, 1, 32, 32)
+        >>> det = RelativeSharpnessDetector(bme=lambda f: f[:, :1] * 0, patch_size=16, ratio=0.2)
+        >>> sel = det.select(torch.rand(10, 3, 32, 32), magnitude=magnitude.clone())
+        >>> sel.candidates, len(sel), [p.frame for p in sel.patches].count(2)
+        (54, 11, 9)
+    """
+
+    def __init__(
+        self,
+        bme: BlurMagnitudeEstimator | MagnitudeFn | None = None,
+        *,
+        patch_size: int = 256,
+        ratio: float = 0.2,
+        border_frames: int = 2,
+        tolerance: float = 0.02,
+        batch_size: int = 4,
+        stride: int | None = None,
+        min_coverage: float = 0.75,
+        max_iterations: int = 40,
+        max_patches: int | None = None,
+    ) -> None:
+        if patch_size <= 0:
+            raise ValueError(f"patch_size must be > 0, got {patch_size}")
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        self.bme = _resolve_bme(bme)
+        self.patch_size = patch_size
+        self.ratio = ratio
+        self.border_frames = border_frames
+        self.tolerance = tolerance
+        self.batch_size = batch_size
+        self.stride = stride
+        self.min_coverage = min_coverage
+        self.max_iterations = max_iterations
+        self.max_patches = max_patches
+
+    @classmethod
+    def from_config(
+        cls, section: RSDMConfig, device: str | torch.device | None = None
+    ) -> RelativeSharpnessDetector:
+        """Build from ``AdaptConfig.rsdm``; loads BME weights from ``section.weights`` (None:
+        the shipped default) onto ``device`` (None: CPU)."""
+        return cls(
+            _load_bme(section, device),
+            patch_size=section.patch_size,
+            ratio=section.ratio,
+            border_frames=section.border_frames,
+            tolerance=section.tolerance,
+            batch_size=section.batch_size,
+            max_patches=section.max_patches,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RelativeSharpnessDetector(patch_size={self.patch_size}, ratio={self.ratio}, "
+            f"border_frames={self.border_frames}, tolerance={self.tolerance})"
+        )
+
+    def select(self, video: Tensor, magnitude: Tensor | None = None) -> Selection:
+        """Choose the relatively sharp patches of ``video``.
+
+        Args:
+            video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T > 2 * border_frames``,
+                ``H, W >= patch_size``.
+            magnitude: optional precomputed ``(T, 1, H, W)`` maps in px (skips the BME).
+
+        Returns:
+            :class:`Selection`: patches (sharpest first), ``magnitude`` ``(T, 1, H, W)`` px,
+            the threshold in px, the number of candidates and search details in ``info``.
+
+        Raises:
+            ValueError: invalid video or maps, too few frames, frames smaller than a patch.
+        """
+        _validate_video(video)
+        candidate_grid(  # size checks before running the network
+            video.shape[0],
+            video.shape[2],
+            video.shape[3],
+            patch_size=self.patch_size,
+            stride=self.stride,
+            border_frames=self.border_frames,
+        )
+        if magnitude is None:
+            magnitude = estimate_magnitude(self.bme, video, batch_size=self.batch_size)
+        else:
+            _validate_magnitude(magnitude, tuple(video.shape))
+        return select_relatively_sharp(
+            magnitude,
+            patch_size=self.patch_size,
+            ratio=self.ratio,
+            border_frames=self.border_frames,
+            stride=self.stride,
+            tolerance=self.tolerance,
+            min_coverage=self.min_coverage,
+            max_iterations=self.max_iterations,
+            max_patches=self.max_patches,
+        )
+
+
+class RandomPatchSelector:
+    """Ablation :class:`~ttblur.protocols.SharpnessDetector`: random candidate patches.
+
+    Keeps ``k = max(1, round(ratio * candidates))`` patches of the same candidate grid as
+    :class:`RelativeSharpnessDetector`, drawn uniformly without replacement with
+    ``numpy.random.default_rng(seed)``, returned in frame, row, column order. It still runs
+    the BME: the magnitude maps are part of the :class:`Selection` because DBCGM needs them.
+
+    Args:
+        bme: as for :class:`RelativeSharpnessDetector` (``None``: shipped weights).
+        patch_size, ratio, border_frames, batch_size, stride, max_patches: as there.
+        seed: seed of the draw.
+    """
+
+    def __init__(
+        self,
+        bme: BlurMagnitudeEstimator | MagnitudeFn | None = None,
+        *,
+        patch_size: int = 256,
+        ratio: float = 0.2,
+        border_frames: int = 2,
+        batch_size: int = 4,
+        stride: int | None = None,
+        seed: int = 0,
+        max_patches: int | None = None,
+    ) -> None:
+        if patch_size <= 0:
+            raise ValueError(f"patch_size must be > 0, got {patch_size}")
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        if max_patches is not None and max_patches <= 0:
+            raise ValueError(f"max_patches must be > 0, got {max_patches}")
+        self.bme = _resolve_bme(bme)
+        self.patch_size = patch_size
+        self.ratio = ratio
+        self.border_frames = border_frames
+        self.batch_size = batch_size
+        self.stride = stride
+        self.seed = seed
+        self.max_patches = max_patches
+
+    @classmethod
+    def from_config(
+        cls, section: RSDMConfig, seed: int = 0, device: str | torch.device | None = None
+    ) -> RandomPatchSelector:
+        """Build from ``AdaptConfig.rsdm`` (BME weights as for the RSDM) with ``seed``."""
+        return cls(
+            _load_bme(section, device),
+            patch_size=section.patch_size,
+            ratio=section.ratio,
+            border_frames=section.border_frames,
+            batch_size=section.batch_size,
+            seed=seed,
+            max_patches=section.max_patches,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomPatchSelector(patch_size={self.patch_size}, ratio={self.ratio}, "
+            f"border_frames={self.border_frames}, seed={self.seed})"
+        )
+
+    def select(self, video: Tensor, magnitude: Tensor | None = None) -> Selection:
+        """Draw random candidate patches of ``video`` (arguments as
+        :meth:`RelativeSharpnessDetector.select`)."""
+        _validate_video(video)
+        grid = candidate_grid(
+            video.shape[0],
+            video.shape[2],
+            video.shape[3],
+            patch_size=self.patch_size,
+            stride=self.stride,
+            border_frames=self.border_frames,
+        )
+        if magnitude is None:
+            magnitude = estimate_magnitude(self.bme, video, batch_size=self.batch_size)
+        else:
+            _validate_magnitude(magnitude, tuple(video.shape))
+        target = grid.target_count(self.ratio)
+        rng = np.random.default_rng(self.seed)
+        chosen = np.sort(rng.choice(len(grid), size=target, replace=False))
+        if self.max_patches is not None:
+            chosen = chosen[: self.max_patches]
+        return Selection(
+            patches=[grid.location(int(i)) for i in chosen],
+            magnitude=magnitude.detach().float().cpu(),
+            threshold=None,
+            candidates=len(grid),
+            info={"target": float(target)},
+        )
