@@ -1,0 +1,773 @@
+"""Domain-adaptive blur condition generation (DBCGM) and its ablations.
+
+A :class:`~ttblur.protocols.ConditionGenerator` turns each pseudo-sharp patch chosen by the
+sharpness detector into a pixel-wise blur condition map ``(3, p, p)``: channels x, y are the
+unit blur direction, z = ``min(M' / mag_norm, 1)`` with ``M'`` the blur magnitude in pixels.
+
+:class:`DomainBlurConditionGenerator` (the paper's DBCGM), for a patch at frame ``t`` with
+``k = neighbours`` (2 in the paper):
+
+1. **Direction.** The optical flows between co-located boxes of consecutive frames
+   ``t-k .. t+k`` are summed at each pixel, ``F = sum_{n=-k}^{k-1} f(S_{t+n}, S_{t+n+1})``
+   (paper Eq. 3). The flows are added at the *same pixel*, not chained along the trajectory,
+   exactly as the formula says. The direction is ``F / |F|``. Where ``|F| < min_flow`` px the
+   direction is unreliable and falls back to the patch's mean flow direction
+   ``mean(F) / |mean(F)|``, or to ``(1, 0)`` if the mean flow is zero too.
+2. **Magnitude** (paper Eq. 5, official code): with ``M_s`` the detector's per-pixel magnitude
+   map of frame ``s`` (``selection.magnitude``, px),
+   ``M' = M_t / max(M_t) * mean_{s in neighbours}(M_s) + offset``. As in the official code the
+   neighbour average is taken *per pixel* over the four maps (not over scalars), the maximum
+   is taken over the whole frame ``t`` (``normalize_over="frame"``; ``"patch"`` uses the
+   patch's maximum instead) and ``offset`` is 10 px (``DBCGMConfig.magnitude_offset``). A
+   frame whose map is zero everywhere has ``M_t / max(M_t) = 1`` (the limit for a constant
+   map). Everything is then cropped at the patch box.
+3. **Condition.** ``(x, y, min(M' / mag_norm, 1))``; in the official code ``mag_norm = 205``.
+
+Frames near the ends of the video use the neighbours that exist: flows are accumulated over the
+frame pairs inside ``[0, T-1]`` only and magnitudes are averaged over the existing neighbour
+frames only (the official code instead falls back to ``M_t + offset`` for the first and last two
+frames; here that happens only when a video has a single frame). RSDM skips the first and last
+``k`` frames, so with the default pipeline every patch has all its neighbours.
+
+Flow is not computed on the bare patch: each frame pair's flow is computed once, over the union
+of the boxes of all patches that need that pair, each enlarged by ``context`` px (clamped to the
+frame), cached and cropped back to every patch. Overlapping patches and patches of nearby frames
+therefore never recompute a pair (``flow_computations`` counts the pairs computed). Patches are
+processed in frame order and pairs are evicted once no later patch needs them, so at most
+``2k`` flow fields are held at a time.
+
+Differences from the official code (documented in ``docs/dbcgm.md``): it ran RAFT on full
+frames and used ``(f(t, t+1) - f(t, t-1)) / 2`` (one neighbour on each side) as the direction;
+here the paper's sum over ``t-k .. t+k`` is used on context windows, with a pluggable flow
+estimator (OpenCV DIS by default).
+
+Ablations with the same interface (paper Table 2): :class:`FlowOnlyCondition` ("Optical-Flow":
+direction and magnitude from the accumulated flow alone) and :class:`RandomCondition`
+("Random blur").
+
+Example:
+    >>> import torch
+    >>> from ttblur.protocols import PatchLocation, Selection
+    >>> from ttblur.stages.dbcgm import DomainBlurConditionGenerator
+    >>> video = torch.rand(5, 3, 64, 64)
+    >>> selection = Selection([PatchLocation(2, 8, 8, 32)], torch.full((5, 1, 64, 64), 20.0))
+    >>> DomainBlurConditionGenerator(mag_norm=147.0)(video, selection).shape
+    torch.Size([1, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ttblur.config import DBCGMConfig
+from ttblur.protocols import ConditionGenerator, FlowEstimator, PatchLocation, Selection
+from ttblur.stages.flow import _value_range, build_flow
+
+__all__ = [
+    "CONDITION_GENERATORS",
+    "DomainBlurConditionGenerator",
+    "FlowOnlyCondition",
+    "RandomCondition",
+    "adapt_magnitude",
+    "blur_direction",
+    "build_condition_generator",
+    "condition_map",
+    "neighbour_frames",
+    "neighbour_pairs",
+]
+
+#: Names accepted by :func:`build_condition_generator` (``DBCGMConfig.name``).
+CONDITION_GENERATORS = ("dbcgm", "flow_only", "random")
+_MEAN_EPS = 1e-6
+_RANGE_TOL = 1e-4
+
+
+# --------------------------------------------------------------------------------------------
+# Functional building blocks
+
+
+def neighbour_pairs(frame: int, num_frames: int, neighbours: int) -> list[int]:
+    """Frame pairs ``(a, a + 1)`` whose flows are summed for a patch at ``frame``.
+
+    Args:
+        frame: the patch's frame ``t``, ``0 <= t < num_frames``.
+        num_frames: number of frames ``T`` of the video.
+        neighbours: ``k``, frames used on each side of ``t``.
+
+    Returns:
+        The first frames ``a`` of the pairs, ``t - k <= a`` and ``a + 1 <= t + k``, restricted
+        to pairs inside the video (``0 <= a`` and ``a + 1 <= T - 1``), ascending. ``2k`` pairs
+        away from the ends, fewer near them.
+    """
+    _check_frame(frame, num_frames, neighbours)
+    return list(range(max(frame - neighbours, 0), min(frame + neighbours, num_frames - 1)))
+
+
+def neighbour_frames(frame: int, num_frames: int, neighbours: int) -> list[int]:
+    """Frames whose magnitude maps are averaged for a patch at ``frame``.
+
+    Returns:
+        ``t - k .. t + k`` without ``t``, restricted to ``[0, T - 1]``, ascending.
+    """
+    _check_frame(frame, num_frames, neighbours)
+    low, high = max(frame - neighbours, 0), min(frame + neighbours, num_frames - 1)
+    return [s for s in range(low, high + 1) if s != frame]
+
+
+def _check_frame(frame: int, num_frames: int, neighbours: int) -> None:
+    if neighbours < 1:
+        raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+    if not 0 <= frame < num_frames:
+        raise ValueError(f"frame {frame} is outside a video of {num_frames} frames")
+
+
+def _length(vectors: Tensor) -> Tensor:
+    """Per-pixel length ``(N, 1, h, w)`` of ``(N, 2, h, w)`` vectors.
+
+    ``torch.hypot`` is used because ``torch.linalg.vector_norm(dim=1)`` is ~40x slower on CPU.
+    """
+    return torch.hypot(vectors[:, 0:1], vectors[:, 1:2])
+
+
+def blur_direction(flow: Tensor, min_flow: float = 0.5) -> Tensor:
+    """Unit blur direction of accumulated flows, with a fallback where the flow is too small.
+
+    Args:
+        flow: ``(N, 2, h, w)`` accumulated flow in pixels (channel 0 = x, 1 = y).
+        min_flow: pixels where ``|F| < min_flow`` (px) take the fallback direction; ``0``
+            keeps every non-zero vector (zero vectors always fall back).
+
+    Returns:
+        ``(N, 2, h, w)`` unit vectors: ``F / |F|`` where ``|F| >= min_flow`` (and ``> 0``);
+        elsewhere the patch's mean flow direction ``mean(F) / |mean(F)|`` (mean over all the
+        patch's pixels) or ``(1, 0)`` when ``|mean(F)| <= 1e-6`` px.
+
+    Raises:
+        ValueError: wrong rank / channels, NaN/inf or ``min_flow < 0``.
+    """
+    if not isinstance(flow, Tensor) or flow.ndim != 4 or flow.shape[1] != 2:
+        shape = tuple(flow.shape) if isinstance(flow, Tensor) else type(flow).__name__
+        raise ValueError(f"flow must be (N, 2, h, w), got {shape}")
+    if not (math.isfinite(min_flow) and min_flow >= 0):
+        raise ValueError(f"min_flow must be a finite number >= 0, got {min_flow}")
+    if flow.numel():
+        _value_range(flow, "flow")
+    flow = flow.float()
+    norm = _length(flow)
+    reliable = (norm >= min_flow) & (norm > 0)
+    unit = flow / norm.clamp_min(1e-12)
+
+    mean = flow.mean(dim=(2, 3), keepdim=True)  # (N, 2, 1, 1)
+    mean_norm = _length(mean)
+    default = torch.zeros_like(mean)
+    default[:, 0] = 1.0
+    fallback = torch.where(mean_norm > _MEAN_EPS, mean / mean_norm.clamp_min(1e-12), default)
+    return torch.where(reliable, unit, fallback.expand_as(flow))
+
+
+def adapt_magnitude(
+    current: Tensor,
+    neighbour_mean: Tensor,
+    *,
+    current_max: Tensor | None = None,
+    offset: float = 10.0,
+) -> Tensor:
+    """The paper's magnitude adaptation ``M' = M_t / max(M_t) * mean(M_neighbours) + offset``.
+
+    Args:
+        current: ``(N, 1, h, w)`` magnitude map ``M_t`` of the patch's own frame, px, ``>= 0``.
+        neighbour_mean: ``(N, 1, h, w)`` per-pixel mean of the neighbour frames' maps, px.
+        current_max: ``(N,)`` the maximum used to normalise ``M_t`` (the official code uses the
+            whole frame's maximum); ``None`` uses the maximum of ``current`` itself. Where it
+            is 0 the normalised map is taken as 1 (the limit for a constant map).
+        offset: pixels added to the result (official: 10).
+
+    Returns:
+        ``(N, 1, h, w)`` adapted magnitude ``M'`` in pixels.
+
+    Raises:
+        ValueError: mismatched shapes, negative or non-finite values.
+    """
+    if current.ndim != 4 or current.shape[1] != 1:
+        raise ValueError(f"current must be (N, 1, h, w), got {tuple(current.shape)}")
+    if neighbour_mean.shape != current.shape:
+        raise ValueError(
+            f"neighbour_mean {tuple(neighbour_mean.shape)} must match current "
+            f"{tuple(current.shape)}"
+        )
+    if not (math.isfinite(offset) and offset >= 0):
+        raise ValueError(f"offset must be a finite number >= 0, got {offset}")
+    for name, x in (("current", current), ("neighbour_mean", neighbour_mean)):
+        low = _value_range(x, name)[0] if x.numel() else 0.0
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0 px, got minimum {low:.4g}")
+    current = current.float()
+    if current_max is None:
+        peak = current.amax(dim=(1, 2, 3)) if current.numel() else current.new_zeros(0)
+    else:
+        peak = current_max.to(device=current.device, dtype=torch.float32).reshape(-1)
+        if peak.shape[0] != current.shape[0]:
+            raise ValueError(f"current_max must be (N,) = ({current.shape[0]},)")
+        if peak.numel() and not bool((peak >= 0).all() & torch.isfinite(peak).all()):
+            raise ValueError("current_max must be finite and >= 0")
+    peak = peak.view(-1, 1, 1, 1)
+    ratio = torch.where(peak > 0, current / peak.clamp_min(1e-12), torch.ones_like(current))
+    return ratio * neighbour_mean.float() + offset
+
+
+def condition_map(direction: Tensor, magnitude: Tensor, mag_norm: float) -> Tensor:
+    """Stack a direction and a magnitude into a blur condition map.
+
+    Args:
+        direction: ``(N, 2, h, w)`` unit blur direction.
+        magnitude: ``(N, 1, h, w)`` blur magnitude in pixels, ``>= 0``.
+        mag_norm: pixels that map to ``z = 1``.
+
+    Returns:
+        ``(N, 3, h, w)`` float32: ``x, y = direction``, ``z = min(magnitude / mag_norm, 1)``.
+    """
+    if direction.ndim != 4 or direction.shape[1] != 2:
+        raise ValueError(f"direction must be (N, 2, h, w), got {tuple(direction.shape)}")
+    if magnitude.ndim != 4 or magnitude.shape[1] != 1:
+        raise ValueError(f"magnitude must be (N, 1, h, w), got {tuple(magnitude.shape)}")
+    if direction.shape[0] != magnitude.shape[0] or direction.shape[2:] != magnitude.shape[2:]:
+        raise ValueError(
+            f"direction {tuple(direction.shape)} and magnitude {tuple(magnitude.shape)} must "
+            "match in N, h, w"
+        )
+    _check_mag_norm(mag_norm)
+    z = (magnitude.float() / mag_norm).clamp(0.0, 1.0)
+    return torch.cat([direction.float(), z], dim=1)
+
+
+def _check_mag_norm(mag_norm: float) -> None:
+    if not (isinstance(mag_norm, (int, float)) and math.isfinite(mag_norm) and mag_norm > 0):
+        raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _validate_video(video: Tensor) -> None:
+    if not isinstance(video, Tensor):
+        raise ValueError(f"video must be a torch.Tensor, got {type(video).__name__}")
+    if video.ndim != 4 or video.shape[1] != 3:
+        raise ValueError(f"video must be (T, 3, H, W), got shape {tuple(video.shape)}")
+    if not video.is_floating_point():
+        raise ValueError(f"video must be a floating point tensor, got {video.dtype}")
+    if video.shape[0] == 0 or video.shape[2] == 0 or video.shape[3] == 0:
+        raise ValueError(f"video must be non-empty, got shape {tuple(video.shape)}")
+    low, high = _value_range(video, "video")
+    if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
+        raise ValueError(f"video must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+
+
+def _validate_patches(patches: Sequence[PatchLocation], video: Tensor) -> int:
+    """Check that every patch lies inside the video; return the common patch size (0: none)."""
+    num_frames, _, height, width = video.shape
+    sizes = {p.size for p in patches}
+    if len(sizes) > 1:
+        raise ValueError(f"all patches must have the same size, got sizes {sorted(sizes)}")
+    for p in patches:
+        if p.frame >= num_frames or p.bottom > height or p.right > width:
+            raise ValueError(
+                f"patch {p} does not fit in a video of {num_frames} frames of {height}x{width}"
+            )
+    return sizes.pop() if sizes else 0
+
+
+def _validate_magnitude(magnitude: Tensor, video: Tensor) -> None:
+    if not isinstance(magnitude, Tensor):
+        raise ValueError(f"selection.magnitude must be a tensor, got {type(magnitude).__name__}")
+    expected = (video.shape[0], 1, video.shape[2], video.shape[3])
+    if tuple(magnitude.shape) != expected:
+        raise ValueError(
+            f"selection.magnitude must be (T, 1, H, W) = {expected} to match the video, got "
+            f"{tuple(magnitude.shape)}"
+        )
+    if not magnitude.is_floating_point():
+        raise ValueError(f"selection.magnitude must be floating point, got {magnitude.dtype}")
+    low = _value_range(magnitude, "selection.magnitude")[0] if magnitude.numel() else 0.0
+    if low < 0:
+        raise ValueError(f"selection.magnitude must be >= 0 px, got minimum {low:.4g}")
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulated flow per patch, with a per-pair cache
+
+
+_Box = tuple[int, int, int, int]  # top, left, bottom, right
+
+
+class _TemporalFlow:
+    """Accumulates the flows of frame pairs around each patch (shared by DBCGM and FlowOnly)."""
+
+    def __init__(
+        self, flow: FlowEstimator | None, neighbours: int, context: int, min_flow: float
+    ) -> None:
+        if neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+        if context < 0:
+            raise ValueError(f"context must be >= 0 px, got {context}")
+        if not (math.isfinite(min_flow) and min_flow >= 0):
+            raise ValueError(f"min_flow must be a finite number >= 0, got {min_flow}")
+        if flow is not None and not callable(flow):
+            raise ValueError(f"flow must be a FlowEstimator (callable), got {type(flow).__name__}")
+        self.flow: FlowEstimator = flow if flow is not None else build_flow(DBCGMConfig())
+        self.neighbours = int(neighbours)
+        self.context = int(context)
+        self.min_flow = float(min_flow)
+        #: Frame pairs whose flow was computed, summed over all calls.
+        self.flow_computations = 0
+        #: Statistics of the last call: ``patches``, ``flow_pairs``, ``flow_batches``,
+        #: ``fallback_fraction`` (share of pixels whose direction fell back) and more.
+        self.last_stats: dict[str, float] = {}
+
+    def _union_boxes(
+        self, patches: Sequence[PatchLocation], num_frames: int, height: int, width: int
+    ) -> dict[int, _Box]:
+        boxes: dict[int, _Box] = {}
+        c = self.context
+        for p in patches:
+            box = (
+                max(p.top - c, 0),
+                max(p.left - c, 0),
+                min(p.bottom + c, height),
+                min(p.right + c, width),
+            )
+            for a in neighbour_pairs(p.frame, num_frames, self.neighbours):
+                old = boxes.get(a)
+                if old is not None:
+                    box_a = (
+                        min(old[0], box[0]),
+                        min(old[1], box[1]),
+                        max(old[2], box[2]),
+                        max(old[3], box[3]),
+                    )
+                else:
+                    box_a = box
+                boxes[a] = box_a
+        return boxes
+
+    def _compute_pairs(
+        self, video: Tensor, pairs: list[int], boxes: dict[int, _Box], cache: dict[int, Tensor]
+    ) -> int:
+        """Compute the flows of ``pairs`` (grouped by box size into batches); return #batches."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for a in pairs:
+            top, left, bottom, right = boxes[a]
+            groups.setdefault((bottom - top, right - left), []).append(a)
+        for (bh, bw), members in groups.items():
+            src = torch.stack([self._crop(video[a], boxes[a]) for a in members])
+            dst = torch.stack([self._crop(video[a + 1], boxes[a]) for a in members])
+            out = self.flow(src, dst)
+            if not isinstance(out, Tensor) or tuple(out.shape) != (len(members), 2, bh, bw):
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(
+                    f"flow estimator {self.flow!r} returned {got}, expected "
+                    f"{(len(members), 2, bh, bw)}"
+                )
+            out = out.to(device=video.device, dtype=torch.float32)
+            for i, a in enumerate(members):
+                cache[a] = out[i]
+        self.flow_computations += len(pairs)
+        return len(groups)
+
+    @staticmethod
+    def _crop(frame: Tensor, box: _Box) -> Tensor:
+        top, left, bottom, right = box
+        return frame[:, top:bottom, left:right]
+
+    def accumulated_flow(
+        self, video: Tensor, patches: Sequence[PatchLocation]
+    ) -> tuple[Tensor, Tensor]:
+        """Sum of per-pair flows at each patch pixel.
+
+        Returns:
+            ``F`` ``(N, 2, p, p)`` px on the video's device, and the number of pairs summed
+            for each patch ``(N,)`` (int64).
+        """
+        num_frames, _, height, width = video.shape
+        size = patches[0].size
+        boxes = self._union_boxes(patches, num_frames, height, width)
+        order = sorted(range(len(patches)), key=lambda i: (patches[i].frame, i))
+        total = torch.zeros(len(patches), 2, size, size, dtype=torch.float32, device=video.device)
+        counts = torch.zeros(len(patches), dtype=torch.int64)
+        cache: dict[int, Tensor] = {}
+        computed = batches = 0
+        for i in order:
+            p = patches[i]
+            pairs = neighbour_pairs(p.frame, num_frames, self.neighbours)
+            # Pairs before t - k are not needed by this or any later patch (frame order).
+            for a in [a for a in cache if a < p.frame - self.neighbours]:
+                del cache[a]
+            missing = [a for a in pairs if a not in cache]
+            if missing:
+                batches += self._compute_pairs(video, missing, boxes, cache)
+                computed += len(missing)
+            for a in pairs:
+                top, left, _, _ = boxes[a]
+                y, x = p.top - top, p.left - left
+                total[i] += cache[a][:, y : y + size, x : x + size]
+            counts[i] = len(pairs)
+        self.last_stats = {
+            "patches": float(len(patches)),
+            "flow_pairs": float(computed),
+            "flow_batches": float(batches),
+        }
+        return total, counts
+
+
+def _empty_output(video: Tensor) -> Tensor:
+    return torch.zeros(0, 3, 0, 0, dtype=torch.float32, device=video.device)
+
+
+# --------------------------------------------------------------------------------------------
+# Condition generators
+
+
+class DomainBlurConditionGenerator(_TemporalFlow):
+    """The paper's DBCGM: flow direction over ``t-k..t+k`` + BME magnitude adaptation.
+
+    Implements :class:`~ttblur.protocols.ConditionGenerator`. See the module docstring for the
+    formulas, the fallbacks and the per-pair flow cache.
+
+    Args:
+        mag_norm: pixels that map to ``z = 1`` (``AdaptConfig.mag_norm``).
+        flow: the :class:`~ttblur.protocols.FlowEstimator`; ``None``: ``OpenCVFlow("medium")``.
+        neighbours: ``k``, frames used on each side of ``t`` (paper: 2).
+        context: margin in px around each patch over which flow is computed.
+        magnitude_offset: px added to the adapted magnitude (official code: 10).
+        min_flow: ``|F|`` in px below which the direction falls back.
+        normalize_over: ``"frame"`` (official code: ``M_t / max`` over the whole frame) or
+            ``"patch"`` (maximum over the patch only).
+
+    Attributes:
+        flow_computations: frame pairs whose flow was computed, summed over all calls.
+        last_stats: statistics of the last call (``patches``, ``flow_pairs``,
+            ``flow_batches``, ``fallback_fraction``, ``mean_z``, ``clipped_fraction``).
+
+    Example:
+        >>> import torch
+        >>> from ttblur.protocols import PatchLocation, Selection
+        >>> gen = DomainBlurConditionGenerator(mag_norm=100.0)
+        >>> video = torch.rand(5, 3, 48, 48)
+        >>> sel = Selection([PatchLocation(2, 0, 0, 32)], torch.full((5, 1, 48, 48), 30.0))
+        >>> cond = gen(video, sel)
+        >>> round(float(cond[0, 2, 0, 0]), 4)   # (30 / 30 * 30 + 10) / 100
+        0.4
+    """
+
+    def __init__(
+        self,
+        mag_norm: float,
+        *,
+        flow: FlowEstimator | None = None,
+        neighbours: int = 2,
+        context: int = 32,
+        magnitude_offset: float = 10.0,
+        min_flow: float = 0.5,
+        normalize_over: Literal["frame", "patch"] = "frame",
+    ) -> None:
+        _check_mag_norm(mag_norm)
+        if not (math.isfinite(magnitude_offset) and magnitude_offset >= 0):
+            raise ValueError(
+                f"magnitude_offset must be a finite number >= 0, got {magnitude_offset}"
+            )
+        if normalize_over not in ("frame", "patch"):
+            raise ValueError(f"normalize_over must be 'frame' or 'patch', got {normalize_over!r}")
+        super().__init__(flow, neighbours, context, min_flow)
+        self.mag_norm = float(mag_norm)
+        self.magnitude_offset = float(magnitude_offset)
+        self.normalize_over = normalize_over
+
+    @classmethod
+    def from_config(
+        cls, section: DBCGMConfig, mag_norm: float, flow: FlowEstimator | None = None
+    ) -> DomainBlurConditionGenerator:
+        """Build from the ``dbcgm`` section of :class:`~ttblur.config.AdaptConfig`.
+
+        Uses ``neighbours``, ``context``, ``magnitude_offset``, ``min_flow`` and, when
+        ``flow`` is None, ``flow`` / ``flow_preset`` / ``flow_weights`` via
+        :func:`~ttblur.stages.flow.build_flow`.
+        """
+        return cls(
+            mag_norm,
+            flow=flow if flow is not None else build_flow(section),
+            neighbours=section.neighbours,
+            context=section.context,
+            magnitude_offset=section.magnitude_offset,
+            min_flow=section.min_flow,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"DomainBlurConditionGenerator(mag_norm={self.mag_norm}, flow={self.flow!r}, "
+            f"neighbours={self.neighbours}, context={self.context}, "
+            f"magnitude_offset={self.magnitude_offset}, min_flow={self.min_flow}, "
+            f"normalize_over={self.normalize_over!r})"
+        )
+
+    def adapted_magnitude(self, selection: Selection, device: torch.device) -> Tensor:
+        """``M'`` in pixels for every patch of ``selection``: ``(N, 1, p, p)``.
+
+        Expects ``selection.magnitude`` already validated against the video
+        (``(T, 1, H, W)``, finite, ``>= 0``).
+        """
+        magnitude = selection.magnitude.detach().to(device=device, dtype=torch.float32)
+        num_frames = magnitude.shape[0]
+        frame_max = magnitude.amax(dim=(1, 2, 3)) if self.normalize_over == "frame" else None
+        current, neighbour_mean, peaks, lonely = [], [], [], []
+        for p in selection.patches:
+            cur = p.crop(magnitude[p.frame])
+            frames = neighbour_frames(p.frame, num_frames, self.neighbours)
+            current.append(cur)
+            # Per-pixel mean of the neighbours' maps (official code), existing frames only.
+            neighbour_mean.append(
+                torch.stack([p.crop(magnitude[s]) for s in frames]).mean(dim=0)
+                if frames
+                else torch.zeros_like(cur)
+            )
+            peaks.append(frame_max[p.frame] if frame_max is not None else cur.amax())
+            lonely.append(not frames)
+        cur_t = torch.stack(current)
+        adapted = adapt_magnitude(
+            cur_t,
+            torch.stack(neighbour_mean),
+            current_max=torch.stack(peaks),
+            offset=self.magnitude_offset,
+        )
+        # A single-frame video has no neighbour: the official border rule, M_t + offset.
+        no_neighbour = torch.tensor(lonely, device=device)
+        return torch.where(no_neighbour.view(-1, 1, 1, 1), cur_t + self.magnitude_offset, adapted)
+
+    def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+        """Blur conditions for ``selection.patches``.
+
+        Args:
+            video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+            selection: patches (all of one size ``p``) and per-frame magnitude maps
+                ``(T, 1, H, W)`` in px.
+
+        Returns:
+            ``(N, 3, p, p)`` float32 on the video's device: x, y unit direction, z =
+            ``min(M' / mag_norm, 1)``; ``(0, 3, 0, 0)`` when there are no patches.
+
+        Raises:
+            ValueError: invalid video, magnitude maps or patches, or a flow estimator returning
+                the wrong shape.
+        """
+        _validate_video(video)
+        _validate_magnitude(selection.magnitude, video)
+        patches = list(selection.patches)
+        _validate_patches(patches, video)
+        if not patches:
+            self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
+            return _empty_output(video)
+        total, _ = self.accumulated_flow(video, patches)
+        direction = blur_direction(total, self.min_flow)
+        magnitude = self.adapted_magnitude(selection, video.device)
+        condition = condition_map(direction, magnitude, self.mag_norm)
+        norm = _length(total)
+        self.last_stats.update(
+            fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
+            mean_z=float(condition[:, 2].mean()),
+            clipped_fraction=float((magnitude >= self.mag_norm).float().mean()),
+            mean_magnitude_px=float(magnitude.mean()),
+        )
+        return condition
+
+
+class FlowOnlyCondition(_TemporalFlow):
+    """Ablation "Optical-Flow" (paper Table 2): direction *and* magnitude from optical flow.
+
+    The direction is computed exactly as in :class:`DomainBlurConditionGenerator`. The
+    magnitude ignores the detector's maps: it is the per-frame motion ``|F| / n`` in pixels,
+    where ``F`` is the flow summed over the ``n`` frame pairs around the patch (``n = 2k``
+    away from the video's ends), i.e. the mean inter-frame displacement. This assumes the
+    exposure spans the whole frame interval, which is what makes the ablation overestimate blur
+    on short-exposure domains. No offset is added.
+
+    Args:
+        mag_norm: pixels that map to ``z = 1``.
+        flow: the flow estimator; ``None``: ``OpenCVFlow("medium")``.
+        neighbours: ``k``, frames on each side of ``t``.
+        context: margin in px around each patch over which flow is computed.
+        min_flow: ``|F|`` in px below which the direction falls back.
+    """
+
+    def __init__(
+        self,
+        mag_norm: float,
+        *,
+        flow: FlowEstimator | None = None,
+        neighbours: int = 2,
+        context: int = 32,
+        min_flow: float = 0.5,
+    ) -> None:
+        _check_mag_norm(mag_norm)
+        super().__init__(flow, neighbours, context, min_flow)
+        self.mag_norm = float(mag_norm)
+
+    @classmethod
+    def from_config(
+        cls, section: DBCGMConfig, mag_norm: float, flow: FlowEstimator | None = None
+    ) -> FlowOnlyCondition:
+        """Build from the ``dbcgm`` section (``neighbours``, ``context``, ``min_flow``, flow)."""
+        return cls(
+            mag_norm,
+            flow=flow if flow is not None else build_flow(section),
+            neighbours=section.neighbours,
+            context=section.context,
+            min_flow=section.min_flow,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"FlowOnlyCondition(mag_norm={self.mag_norm}, flow={self.flow!r}, "
+            f"neighbours={self.neighbours}, context={self.context}, min_flow={self.min_flow})"
+        )
+
+    def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+        """Blur conditions from flow alone (``selection.magnitude`` is not used).
+
+        Args:
+            video: ``(T, 3, H, W)`` float RGB in ``[0, 1]`` with ``T >= 2``.
+            selection: patches, all of one size ``p``.
+
+        Returns:
+            ``(N, 3, p, p)`` float32: x, y unit direction, z = ``min(|F| / n / mag_norm, 1)``;
+            ``(0, 3, 0, 0)`` when there are no patches.
+        """
+        _validate_video(video)
+        patches = list(selection.patches)
+        _validate_patches(patches, video)
+        if not patches:
+            self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
+            return _empty_output(video)
+        if video.shape[0] < 2:
+            raise ValueError("FlowOnlyCondition needs a video of at least 2 frames")
+        total, counts = self.accumulated_flow(video, patches)
+        direction = blur_direction(total, self.min_flow)
+        per_frame = _length(total)
+        per_frame = per_frame / counts.to(device=total.device, dtype=torch.float32).view(
+            -1, 1, 1, 1
+        )
+        condition = condition_map(direction, per_frame, self.mag_norm)
+        norm = _length(total)
+        self.last_stats.update(
+            fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
+            mean_z=float(condition[:, 2].mean()),
+            clipped_fraction=float((per_frame >= self.mag_norm).float().mean()),
+            mean_magnitude_px=float(per_frame.mean()),
+        )
+        return condition
+
+
+class RandomCondition:
+    """Ablation "Random blur" (paper Table 2): a random condition per patch.
+
+    Each patch gets one direction with angle uniform in ``[0, 2π)`` and one magnitude ``z``
+    uniform in ``magnitude_range``, constant over the patch (like a uniform camera shake). The
+    video and the magnitude maps are not used beyond input checks. Draws come from a CPU
+    ``torch.Generator`` seeded at construction that advances from call to call, so a sequence of
+    calls is reproducible for a given seed and independent of the device.
+
+    Args:
+        magnitude_range: ``(low, high)`` range of ``z``, ``0 <= low <= high <= 1``
+            (``DBCGMConfig.random_magnitude``).
+        seed: seed of the generator.
+    """
+
+    def __init__(self, magnitude_range: tuple[float, float] = (0.0, 1.0), *, seed: int = 0) -> None:
+        low, high = (float(v) for v in magnitude_range)
+        if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high <= 1.0):
+            raise ValueError(
+                f"magnitude_range must satisfy 0 <= low <= high <= 1, got {magnitude_range}"
+            )
+        self.magnitude_range = (low, high)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.last_stats: dict[str, float] = {}
+
+    @classmethod
+    def from_config(
+        cls, section: DBCGMConfig, mag_norm: float | None = None, *, seed: int = 0
+    ) -> RandomCondition:
+        """Build from the ``dbcgm`` section (``random_magnitude``).
+
+        ``mag_norm`` is accepted for a uniform factory signature; ``z`` is drawn directly, so
+        it is not used.
+        """
+        if mag_norm is not None:
+            _check_mag_norm(mag_norm)
+        return cls(section.random_magnitude, seed=seed)
+
+    def __repr__(self) -> str:
+        return f"RandomCondition(magnitude_range={self.magnitude_range}, seed={self.seed})"
+
+    def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+        """Random blur conditions for ``selection.patches``.
+
+        Args:
+            video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+            selection: patches, all of one size ``p``.
+
+        Returns:
+            ``(N, 3, p, p)`` float32 on the video's device, constant over each patch;
+            ``(0, 3, 0, 0)`` when there are no patches.
+        """
+        _validate_video(video)
+        patches = list(selection.patches)
+        size = _validate_patches(patches, video)
+        if not patches:
+            return _empty_output(video)
+        n = len(patches)
+        angle = torch.rand(n, generator=self.generator) * (2 * math.pi)
+        low, high = self.magnitude_range
+        z = low + (high - low) * torch.rand(n, generator=self.generator)
+        values = torch.stack([torch.cos(angle), torch.sin(angle), z], dim=1)  # (N, 3)
+        condition = values.view(n, 3, 1, 1).expand(n, 3, size, size).contiguous()
+        self.last_stats = {"patches": float(n), "mean_z": float(z.mean())}
+        return condition.to(video.device)
+
+
+def build_condition_generator(
+    section: DBCGMConfig,
+    mag_norm: float,
+    flow: FlowEstimator | None = None,
+    seed: int = 0,
+) -> ConditionGenerator:
+    """The condition generator named by ``section.name``.
+
+    Args:
+        section: the ``dbcgm`` section of :class:`~ttblur.config.AdaptConfig`.
+        mag_norm: ``AdaptConfig.mag_norm``, pixels that map to ``z = 1``.
+        flow: flow estimator for ``"dbcgm"`` / ``"flow_only"``; ``None`` builds the one
+            named by the section (:func:`~ttblur.stages.flow.build_flow`). The random
+            ablation builds none.
+        seed: seed of :class:`RandomCondition` (unused by the others, which are
+            deterministic given their flow estimator).
+
+    Returns:
+        ``"dbcgm"``: :class:`DomainBlurConditionGenerator`; ``"flow_only"``:
+        :class:`FlowOnlyCondition`; ``"random"``: :class:`RandomCondition`.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if section.name == "dbcgm":
+        return DomainBlurConditionGenerator.from_config(section, mag_norm, flow)
+    if section.name == "flow_only":
+        return FlowOnlyCondition.from_config(section, mag_norm, flow)
+    if section.name == "random":
+        return RandomCondition.from_config(section, mag_norm, seed=seed)
+    raise ValueError(
+        f"unknown condition generator {section.name!r}; choose from {CONDITION_GENERATORS}"
+    )

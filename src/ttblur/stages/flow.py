@@ -1,0 +1,428 @@
+"""Dense optical flow between batches of frames (:class:`~ttblur.protocols.FlowEstimator`).
+
+Two implementations share the call ``flow(src, dst) -> (N, 2, H, W)``:
+
+* :class:`OpenCVFlow` (default): OpenCV's DIS optical flow (Kroeger et al., ECCV 2016) on 8-bit
+  grey frames. No weights, runs on the CPU, a few milliseconds per 256x256 pair.
+* :class:`RAFTFlow`: torchvision's RAFT (small or large) for users with a GPU and weights.
+  torchvision is imported lazily, only when a :class:`RAFTFlow` is built, and weights are
+  read from a local file or an explicitly named Hugging Face Hub repo, never downloaded
+  implicitly.
+
+Flow convention (the protocol's): a point at ``(x, y)`` in ``src`` is at ``(x + u, y + v)`` in
+``dst``; channel 0 is ``u`` (x, to the right), channel 1 is ``v`` (y, downwards), in pixels.
+
+Example:
+    >>> import torch
+    >>> from ttblur.stages.flow import OpenCVFlow
+    >>> frames = torch.rand(2, 3, 64, 64)
+    >>> OpenCVFlow("ultrafast")(frames, frames).shape
+    torch.Size([2, 2, 64, 64])
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ttblur.config import DBCGMConfig
+from ttblur.protocols import FlowEstimator
+
+__all__ = [
+    "DIS_PRESETS",
+    "MIN_FLOW_SIZE",
+    "OpenCVFlow",
+    "RAFTFlow",
+    "build_flow",
+    "validate_flow_inputs",
+]
+
+#: DIS presets accepted by :class:`OpenCVFlow` (``DBCGMConfig.flow_preset``).
+DIS_PRESETS: dict[str, int] = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+#: Smallest frame side (pixels) a flow estimator accepts.
+MIN_FLOW_SIZE = 8
+# OpenCV 5.0's DIS crashes (segfault, not an exception) on frames whose short side is below
+# 32 px while the long side is large (its pyramid gets fewer levels than the preset's finest
+# scale). Such frames are padded by edge replication to this side and the flow is cropped back.
+_DIS_SAFE_SIDE = 32
+_RANGE_TOL = 1e-4
+_RAFT_MULTIPLE = 8
+
+
+def _value_range(x: Tensor, name: str) -> tuple[float, float]:
+    """Minimum and maximum of a non-empty tensor; ValueError if it holds NaN or inf.
+
+    ``aminmax`` propagates NaN and shows inf, and is much cheaper than ``isfinite(x).all()``.
+    """
+    low_t, high_t = torch.aminmax(x.detach())
+    low, high = float(low_t), float(high_t)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return low, high
+
+
+def validate_flow_inputs(src: Tensor, dst: Tensor) -> None:
+    """Check the inputs of a :class:`~ttblur.protocols.FlowEstimator` call.
+
+    Args:
+        src: must be ``(N, 3, H, W)`` floating point, finite, RGB in ``[0, 1]``,
+            ``H, W >= MIN_FLOW_SIZE``.
+        dst: same shape, dtype kind and device as ``src``.
+
+    Raises:
+        ValueError: naming the first violated requirement.
+    """
+    for name, x in (("src", src), ("dst", dst)):
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{name} must be (N, 3, H, W), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating point tensor, got {x.dtype}")
+    if src.shape != dst.shape:
+        raise ValueError(
+            f"src and dst must have the same shape, got {tuple(src.shape)} and {tuple(dst.shape)}"
+        )
+    if src.device != dst.device:
+        raise ValueError(f"src is on {src.device} but dst is on {dst.device}")
+    height, width = src.shape[-2:]
+    if min(height, width) < MIN_FLOW_SIZE:
+        raise ValueError(
+            f"frames must be at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} px for optical flow, "
+            f"got {height}x{width}"
+        )
+    if src.shape[0] == 0:
+        return
+    for name, x in (("src", src), ("dst", dst)):
+        low, high = _value_range(x, name)
+        if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
+            raise ValueError(f"{name} must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+
+
+def _to_gray_uint8(frames: Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, H, W)`` uint8 luma (ITU-R BT.601 weights)."""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=frames.device)
+    gray = torch.einsum("nchw,c->nhw", frames.detach().float(), weights)
+    gray = (gray.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    return gray.cpu().numpy()
+
+
+class OpenCVFlow:
+    """Weight-free :class:`~ttblur.protocols.FlowEstimator`: OpenCV's DIS optical flow.
+
+    Frames are converted to 8-bit luma (BT.601) and processed pair by pair on the CPU (DIS has
+    no batched form); the result is returned as float32 on the input's device. Frames with a
+    side below 32 px are edge-padded to 32 px first (OpenCV's DIS is unstable on them) and the
+    flow is cropped back.
+
+    Args:
+        preset: ``"ultrafast"``, ``"fast"`` or ``"medium"`` (OpenCV's DIS presets; slower
+            presets use denser patches, more iterations and variational refinement).
+
+    Example:
+        >>> import torch
+        >>> flow = OpenCVFlow("fast")
+        >>> flow(torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64)).shape
+        torch.Size([1, 2, 48, 64])
+    """
+
+    def __init__(self, preset: Literal["ultrafast", "fast", "medium"] = "medium") -> None:
+        if preset not in DIS_PRESETS:
+            raise ValueError(f"unknown DIS preset {preset!r}; choose from {tuple(DIS_PRESETS)}")
+        self.preset = preset
+        self._dis: Any = None  # created on first use: no work at construction/import
+
+    def __repr__(self) -> str:
+        return f"OpenCVFlow(preset={self.preset!r})"
+
+    def _engine(self) -> Any:
+        if self._dis is None:
+            self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.preset])  # type: ignore[attr-defined]
+        return self._dis
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+        """Flow from ``src`` to ``dst``.
+
+        Args:
+            src: ``(N, 3, H, W)`` float RGB in ``[0, 1]``, ``H, W >= 8``.
+            dst: ``(N, 3, H, W)`` float RGB in ``[0, 1]``.
+
+        Returns:
+            ``(N, 2, H, W)`` float32 flow in pixels on ``src``'s device: ``src`` pixel
+            ``(x, y)`` is at ``(x + u, y + v)`` in ``dst``.
+
+        Raises:
+            ValueError: wrong rank / channels / shapes, non-float dtype, NaN/inf, values
+                outside ``[0, 1]`` or frames smaller than 8 px.
+        """
+        validate_flow_inputs(src, dst)
+        n, _, height, width = src.shape
+        if n == 0:
+            return torch.zeros(0, 2, height, width, dtype=torch.float32, device=src.device)
+        gray_src, gray_dst = _to_gray_uint8(src), _to_gray_uint8(dst)
+        pad_h, pad_w = max(_DIS_SAFE_SIDE - height, 0), max(_DIS_SAFE_SIDE - width, 0)
+        dis = self._engine()
+        out = np.empty((n, 2, height, width), dtype=np.float32)
+        for i in range(n):
+            a, b = gray_src[i], gray_dst[i]
+            if pad_h or pad_w:
+                a = cv2.copyMakeBorder(a, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+                b = cv2.copyMakeBorder(b, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+            flow = dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)
+            out[i] = flow[:height, :width].transpose(2, 0, 1)
+        return torch.from_numpy(out).to(src.device)
+
+
+# --------------------------------------------------------------------------------------------
+# RAFT (torchvision)
+
+
+_TORCHVISION_HINT = (
+    "RAFTFlow needs torchvision's RAFT (torchvision.models.optical_flow), which cannot be "
+    "imported here{reason}. Install the torchvision build that matches your torch "
+    "(see https://pytorch.org/get-started/previous-versions/ for the pairing, e.g. "
+    "`pip install torchvision==<version matching torch {torch}>` from the same index as torch), "
+    "or use the weight-free default OpenCVFlow (DBCGMConfig.flow='opencv')."
+)
+
+
+def _import_raft() -> Any:
+    """Import ``torchvision.models.optical_flow`` or raise an ImportError naming the fix."""
+    try:
+        return importlib.import_module("torchvision.models.optical_flow")
+    except Exception as err:  # ImportError, or a broken torchvision raising at import
+        reason = f" ({type(err).__name__}: {err})"
+        raise ImportError(_TORCHVISION_HINT.format(reason=reason, torch=torch.__version__)) from err
+
+
+def _looks_like_local_path(text: str) -> bool:
+    suffixes = (".pth", ".pt", ".safetensors", ".bin")
+    return (
+        text.startswith((".", "/", "~", "\\"))
+        or text.count("/") > 1
+        or ":" in text
+        or text.endswith(suffixes)
+    )
+
+
+def _resolve_raft_weights(weights: str | Path, filename: str | None, revision: str | None) -> Path:
+    """Local file, local folder (one weights file inside) or Hub repo id -> weights file."""
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        preferred = path / (filename or "model.safetensors")
+        if preferred.is_file():
+            return preferred
+        found = sorted(
+            p for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".pt") and p.is_file()
+        )
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f"RAFT weights folder {path} must hold exactly one .safetensors/.pth/.pt file "
+                f"(or pass filename=), found {[p.name for p in found]}"
+            )
+        return found[0]
+    text = str(weights)
+    if isinstance(weights, Path) or _looks_like_local_path(text):
+        raise FileNotFoundError(f"no RAFT weights file or folder at '{text}'")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HFValidationError
+
+    name = filename or "model.safetensors"
+    try:
+        return Path(hf_hub_download(text, name, revision=revision))
+    except HFValidationError as err:
+        raise FileNotFoundError(
+            f"'{text}' is neither an existing file/folder nor a valid Hub repo id ({err})"
+        ) from err
+    except Exception as err:  # network errors, missing cache entries, missing files, auth
+        raise FileNotFoundError(
+            f"could not get '{name}' from Hub repo '{text}'"
+            f"{'@' + revision if revision else ''}: {type(err).__name__}: {err}. Without network "
+            f"access, pre-download it with `hf download {text} {name}` on a connected machine "
+            "(then copy the Hub cache, HF_HOME, and set HF_HUB_OFFLINE=1), or pass a local file."
+        ) from err
+
+
+def _load_state_dict(path: Path) -> dict[str, Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read RAFT weights {path}: {type(err).__name__}: {err}") from err
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "model_state"):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict (name -> tensor)")
+    # Checkpoints saved from nn.DataParallel prefix every key with "module.".
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+class RAFTFlow:
+    """:class:`~ttblur.protocols.FlowEstimator` backed by torchvision's RAFT.
+
+    The official DADeblur code estimates blur orientation with RAFT; this class lets users with
+    a GPU do the same. The architecture comes from ``torchvision.models.optical_flow``
+    (``raft_small`` / ``raft_large``), so the weights must be torchvision's RAFT state dicts
+    (e.g. the files behind ``Raft_Large_Weights.C_T_SKHT_V2``), saved as ``.pth`` (loaded with
+    ``torch.load(weights_only=True)``) or ``.safetensors``. The original princeton-vl
+    checkpoints (``raft-things.pth``) use other key names and do not load.
+
+    Args:
+        weights: a local weights file, a local folder holding one weights file, or a Hugging
+            Face Hub repo id (``filename`` inside it, default ``model.safetensors``). Required:
+            nothing is downloaded unless a repo id is named here.
+        size: ``"small"``, ``"large"`` or ``"auto"`` (the one whose keys match the weights).
+        num_flow_updates: RAFT's recurrent refinement iterations (torchvision's default 12;
+            the official DADeblur code ran 20).
+        batch_size: pairs per forward pass (bounds GPU memory).
+        device: where the network runs; ``None`` follows the inputs. The flow is returned on
+            the inputs' device either way.
+        filename: file inside a Hub repo or folder.
+        revision: Hub revision (branch, tag or commit) for repo ids.
+
+    Raises:
+        ValueError: ``weights`` is None, or the file does not hold matching RAFT weights.
+        ImportError: torchvision cannot be imported (the message names the fix).
+        FileNotFoundError: the weights cannot be found locally or on the Hub (cache).
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None,
+        *,
+        size: Literal["small", "large", "auto"] = "auto",
+        num_flow_updates: int = 12,
+        batch_size: int = 4,
+        device: torch.device | str | None = None,
+        filename: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        if weights is None:
+            raise ValueError(
+                "RAFTFlow needs weights: pass weights=<local .pth/.safetensors file, folder, or "
+                "Hugging Face Hub repo id> (DBCGMConfig.flow_weights). ttblur never downloads "
+                "RAFT weights implicitly; the weight-free default is OpenCVFlow "
+                "(DBCGMConfig.flow='opencv')."
+            )
+        if size not in ("small", "large", "auto"):
+            raise ValueError(f"size must be 'small', 'large' or 'auto', got {size!r}")
+        if num_flow_updates < 1:
+            raise ValueError(f"num_flow_updates must be >= 1, got {num_flow_updates}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        local = Path(weights).expanduser()
+        if not local.exists() and (
+            isinstance(weights, Path) or _looks_like_local_path(str(weights))
+        ):
+            raise FileNotFoundError(f"no RAFT weights file or folder at '{weights}'")
+        raft = _import_raft()  # before any Hub download: fail fast without torchvision
+        path = _resolve_raft_weights(weights, filename, revision)
+        state = _load_state_dict(path)
+        sizes = ("large", "small") if size == "auto" else (size,)
+        errors = []
+        model = None
+        chosen: str = size
+        for candidate in sizes:
+            net = getattr(raft, f"raft_{candidate}")(weights=None, progress=False)
+            own = net.state_dict()
+            missing = sorted(set(own) - set(state))
+            unexpected = sorted(set(state) - set(own))
+            shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+            if missing or unexpected or shapes:
+                errors.append(
+                    f"raft_{candidate}: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                    f"shape mismatch {shapes[:3]}"
+                )
+                continue
+            net.load_state_dict(state, strict=True)
+            model, chosen = net, candidate
+            break
+        if model is None:
+            raise ValueError(f"{path} does not hold torchvision RAFT weights: {'; '.join(errors)}")
+        self.model = model.eval()
+        self.size = chosen
+        self.source = str(path)
+        self.num_flow_updates = int(num_flow_updates)
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device) if device is not None else None
+
+    def __repr__(self) -> str:
+        return (
+            f"RAFTFlow(size={self.size!r}, num_flow_updates={self.num_flow_updates}, "
+            f"batch_size={self.batch_size}, source={self.source!r})"
+        )
+
+    @torch.no_grad()
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+        """Flow from ``src`` to ``dst``.
+
+        Args:
+            src: ``(N, 3, H, W)`` float RGB in ``[0, 1]``, ``H, W >= 8``.
+            dst: ``(N, 3, H, W)`` float RGB in ``[0, 1]``.
+
+        Returns:
+            ``(N, 2, H, W)`` float32 flow in pixels on ``src``'s device (frames are
+            edge-padded to a multiple of 8 for RAFT and the flow is cropped back).
+        """
+        validate_flow_inputs(src, dst)
+        n, _, height, width = src.shape
+        if n == 0:
+            return torch.zeros(0, 2, height, width, dtype=torch.float32, device=src.device)
+        device = self.device if self.device is not None else src.device
+        self.model.to(device)
+        pad_h = (-height) % _RAFT_MULTIPLE
+        pad_w = (-width) % _RAFT_MULTIPLE
+        outputs = []
+        for i in range(0, n, self.batch_size):
+            pair = []
+            for x in (src[i : i + self.batch_size], dst[i : i + self.batch_size]):
+                x = x.to(device=device, dtype=torch.float32) * 2.0 - 1.0  # RAFT expects [-1, 1]
+                if pad_h or pad_w:
+                    x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+                pair.append(x.contiguous())
+            predictions = self.model(pair[0], pair[1], num_flow_updates=self.num_flow_updates)
+            outputs.append(predictions[-1][:, :, :height, :width].float())
+        return torch.cat(outputs, dim=0).to(src.device)
+
+
+def build_flow(section: DBCGMConfig) -> FlowEstimator:
+    """The flow estimator named by ``section.flow``.
+
+    Args:
+        section: the ``dbcgm`` section of :class:`~ttblur.config.AdaptConfig`.
+
+    Returns:
+        ``"opencv"``: ``OpenCVFlow(section.flow_preset)``; ``"raft"``:
+        ``RAFTFlow(section.flow_weights)``.
+
+    Raises:
+        ValueError: unknown name, or ``"raft"`` without ``flow_weights``.
+        ImportError: ``"raft"`` without an importable torchvision.
+    """
+    if section.flow == "opencv":
+        return OpenCVFlow(section.flow_preset)
+    if section.flow == "raft":
+        return RAFTFlow(section.flow_weights)
+    raise ValueError(f"unknown flow estimator {section.flow!r}; choose 'opencv' or 'raft'")

@@ -1,0 +1,550 @@
+"""Tests of ttblur.stages.dbcgm: DBCGM formulas on hand-made inputs, caching, ablations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from ttblur.config import DBCGMConfig
+from ttblur.protocols import ConditionGenerator, PatchLocation, Selection
+from ttblur.stages.dbcgm import (
+    DomainBlurConditionGenerator,
+    FlowOnlyCondition,
+    RandomCondition,
+    adapt_magnitude,
+    blur_direction,
+    build_condition_generator,
+    condition_map,
+    neighbour_frames,
+    neighbour_pairs,
+)
+from ttblur.stages.flow import OpenCVFlow
+
+# ---- a fake flow estimator that knows which pair and which pixels it was given --------------
+
+FlowFn = Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def coded_video(num_frames: int, height: int = 64, width: int = 64) -> Tensor:
+    """Frames whose channels encode (frame index, absolute x, absolute y) exactly."""
+    video = torch.empty(num_frames, 3, height, width)
+    for a in range(num_frames):
+        video[a, 0] = a / 20.0
+    video[:, 1] = (torch.arange(width, dtype=torch.float32) / (width - 1)).view(1, 1, width)
+    video[:, 2] = (torch.arange(height, dtype=torch.float32) / (height - 1)).view(1, height, 1)
+    return video
+
+
+class CodedFlow:
+    """Returns ``fn(a, X, Y)`` for the pair ``(a, a+1)`` at absolute pixel coordinates X, Y."""
+
+    def __init__(self, fn: FlowFn, height: int = 64, width: int = 64) -> None:
+        self.fn, self.height, self.width = fn, height, width
+        self.pairs: list[int] = []
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+        self.shapes.append(tuple(src.shape))
+        out = torch.empty(src.shape[0], 2, *src.shape[2:])
+        for i in range(src.shape[0]):
+            a = round(float(src[i, 0, 0, 0]) * 20)
+            assert round(float(dst[i, 0, 0, 0]) * 20) == a + 1, "dst must be the next frame"
+            x = torch.round(src[i, 1] * (self.width - 1))
+            y = torch.round(src[i, 2] * (self.height - 1))
+            u, v = self.fn(a, x, y)
+            out[i, 0], out[i, 1] = u, v
+            self.pairs.append(a)
+        return out
+
+
+def const_table(table: dict[int, tuple[float, float]]) -> FlowFn:
+    def fn(a: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        u, v = table[a]
+        return torch.full_like(x, u), torch.full_like(x, v)
+
+    return fn
+
+
+def flat_magnitude(num_frames: int, value: float = 20.0, size: int = 64) -> Tensor:
+    return torch.full((num_frames, 1, size, size), value)
+
+
+# ---- neighbour bookkeeping -------------------------------------------------------------------
+
+
+def test_neighbour_pairs_and_frames_inside_and_at_the_ends() -> None:
+    assert neighbour_pairs(5, 10, 2) == [3, 4, 5, 6]
+    assert neighbour_pairs(0, 10, 2) == [0, 1]
+    assert neighbour_pairs(1, 10, 2) == [0, 1, 2]
+    assert neighbour_pairs(9, 10, 2) == [7, 8]
+    assert neighbour_pairs(0, 1, 2) == []
+    assert neighbour_frames(5, 10, 2) == [3, 4, 6, 7]
+    assert neighbour_frames(1, 10, 2) == [0, 2, 3]
+    assert neighbour_frames(9, 10, 1) == [8]
+    with pytest.raises(ValueError, match="outside"):
+        neighbour_pairs(10, 10, 2)
+
+
+# ---- direction: accumulation, normalisation, fallback -----------------------------------------
+
+
+def test_accumulated_flow_is_the_sum_over_the_four_pairs() -> None:
+    table = {a: (float(a), 1.0) for a in range(7)}
+    flow = CodedFlow(const_table(table))
+    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=4)
+    video = coded_video(7)
+    cond = gen(video, Selection([PatchLocation(3, 10, 12, 16)], flat_magnitude(7)))
+    # pairs (1,2), (2,3), (3,4), (4,5): F = (1+2+3+4, 4) = (10, 4)
+    expected = torch.tensor([10.0, 4.0]) / math.hypot(10.0, 4.0)
+    assert cond.shape == (1, 3, 16, 16)
+    assert torch.allclose(cond[0, :2], expected.view(2, 1, 1).expand(2, 16, 16), atol=1e-6)
+    assert sorted(flow.pairs) == [1, 2, 3, 4]
+
+
+def test_accumulation_is_per_pixel_at_the_same_pixel_and_cropped_back_exactly() -> None:
+    # Position-dependent flow: the patch must receive the flow of its own absolute pixels.
+    def fn(a: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return 1.0 + x / 10.0, a + y / 100.0
+
+    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(fn), context=8, min_flow=0.0)
+    patches = [
+        PatchLocation(3, 5, 30, 16),
+        PatchLocation(3, 40, 2, 16),
+        PatchLocation(4, 20, 20, 16),
+    ]
+    video = coded_video(8)
+    total, counts = gen.accumulated_flow(video, patches)
+    for i, p in enumerate(patches):
+        ys, xs = torch.meshgrid(
+            torch.arange(p.top, p.bottom, dtype=torch.float32),
+            torch.arange(p.left, p.right, dtype=torch.float32),
+            indexing="ij",
+        )
+        pairs = neighbour_pairs(p.frame, 8, 2)
+        u = sum(1.0 + xs / 10.0 for _ in pairs)
+        v = sum(a + ys / 100.0 for a in pairs)
+        assert torch.allclose(total[i, 0], u, atol=1e-5)
+        assert torch.allclose(total[i, 1], v, atol=1e-5)
+        assert int(counts[i]) == 4
+    cond = gen(video, Selection(patches, flat_magnitude(8)))
+    norm = torch.linalg.vector_norm(total, dim=1, keepdim=True)
+    assert torch.allclose(cond[:, :2], total / norm, atol=1e-6)
+    assert torch.allclose(torch.linalg.vector_norm(cond[:, :2], dim=1), torch.ones(3, 16, 16))
+
+
+def test_flow_is_computed_on_a_context_window_clamped_to_the_frame() -> None:
+    flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
+    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=8)
+    gen(coded_video(7), Selection([PatchLocation(3, 16, 20, 16)], flat_magnitude(7)))
+    assert set(flow.shapes) == {(4, 3, 32, 32)}  # 4 pairs in one batch; 16 + 2 * 8 px
+
+    flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
+    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=8)
+    gen(coded_video(7), Selection([PatchLocation(3, 0, 44, 20)], flat_magnitude(7)))
+    assert set(flow.shapes) == {(4, 3, 28, 28)}  # rows 0..28, cols 36..64: clamped
+
+
+def test_overlapping_patches_compute_each_pair_once() -> None:
+    flow = CodedFlow(const_table({a: (1.0, 2.0) for a in range(12)}))
+    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=8)
+    patches = [
+        PatchLocation(t, top, left, 24)
+        for t in (2, 3, 4, 5, 6, 7)
+        for top, left in ((0, 0), (4, 8), (10, 10), (20, 30), (40, 40))
+    ]
+    gen(coded_video(12), Selection(patches, flat_magnitude(12)))
+    distinct = sorted({a for p in patches for a in neighbour_pairs(p.frame, 12, 2)})
+    assert distinct == list(range(0, 9))
+    assert gen.flow_computations == len(distinct)
+    assert sorted(flow.pairs) == distinct  # no pair computed twice
+    assert gen.last_stats["flow_pairs"] == len(distinct)
+    gen(coded_video(12), Selection(patches[:5], flat_magnitude(12)))
+    assert gen.flow_computations == len(distinct) + 4  # counter accumulates; cache is per call
+
+
+def test_output_order_follows_the_selection_not_the_frame_order() -> None:
+    table = {a: (1.0, 0.0) if a < 4 else (0.0, 1.0) for a in range(10)}
+    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(const_table(table)), context=0)
+    patches = [PatchLocation(7, 0, 0, 16), PatchLocation(2, 0, 0, 16)]
+    cond = gen(coded_video(10), Selection(patches, flat_magnitude(10)))
+    assert torch.allclose(cond[0, :2, 0, 0], torch.tensor([0.0, 1.0]))  # pairs 5..8
+    assert torch.allclose(cond[1, :2, 0, 0], torch.tensor([1.0, 0.0]))  # pairs 0..3
+
+
+def test_direction_fallback_uses_patch_mean_then_unit_x() -> None:
+    # Left half: 4 x (-0.1, 0) -> |F| = 0.4 < min_flow; right half: 4 x (0, 2).
+    def fn(a: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        left = x < 32
+        return torch.where(left, -0.1, 0.0), torch.where(left, 0.0, 2.0)
+
+    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(fn), context=0, min_flow=0.5)
+    cond = gen(coded_video(7), Selection([PatchLocation(3, 0, 16, 32)], flat_magnitude(7)))
+    mean = torch.tensor([-0.4 * 0.5, 8.0 * 0.5])
+    mean = mean / mean.norm()
+    assert torch.allclose(cond[0, :2, :, :16], mean.view(2, 1, 1).expand(2, 32, 16), atol=1e-6)
+    assert torch.allclose(
+        cond[0, :2, :, 16:], torch.tensor([0.0, 1.0]).view(2, 1, 1).expand(2, 32, 16)
+    )
+    assert gen.last_stats["fallback_fraction"] == pytest.approx(0.5)
+
+    zero = DomainBlurConditionGenerator(
+        147.0, flow=CodedFlow(const_table({a: (0.0, 0.0) for a in range(7)})), context=0
+    )
+    cond = zero(coded_video(7), Selection([PatchLocation(3, 0, 0, 16)], flat_magnitude(7)))
+    assert torch.equal(cond[0, 0], torch.ones(16, 16))
+    assert torch.equal(cond[0, 1], torch.zeros(16, 16))
+
+
+def test_blur_direction_functional_thresholds() -> None:
+    flow = torch.tensor([0.3, -0.4]).view(1, 2, 1, 1).expand(1, 2, 2, 2).clone()  # |F| = 0.5
+    assert torch.allclose(blur_direction(flow, 0.5)[0, :, 0, 0], torch.tensor([0.6, -0.8]))
+    assert torch.allclose(blur_direction(flow, 0.6)[0, :, 0, 0], torch.tensor([0.6, -0.8]))
+    with pytest.raises(ValueError, match=r"\(N, 2, h, w\)"):
+        blur_direction(torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        blur_direction(torch.full((1, 2, 2, 2), float("nan")))
+
+
+# ---- magnitude adaptation ---------------------------------------------------------------------
+
+
+def _ramp_magnitude(num_frames: int, frame: int) -> Tensor:
+    magnitude = torch.empty(num_frames, 1, 64, 64)
+    for s in range(num_frames):
+        magnitude[s] = 4.0 * s + 2.0  # neighbours: constants 2, 6, 10, ...
+    magnitude[frame, 0] = torch.linspace(0.0, 8.0, 64).view(1, 64).expand(64, 64)
+    return magnitude
+
+
+def test_magnitude_adaptation_matches_the_formula_with_frame_maximum() -> None:
+    magnitude = _ramp_magnitude(7, 3)
+    magnitude[3, 0, 60, 60] = 16.0  # frame maximum outside the patch
+    gen = DomainBlurConditionGenerator(
+        200.0, flow=CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)})), context=0
+    )
+    patch = PatchLocation(3, 8, 8, 32)
+    cond = gen(coded_video(7), Selection([patch], magnitude))
+    neighbour_mean = (6.0 + 10.0 + 18.0 + 22.0) / 4  # frames 1, 2, 4, 5
+    current = patch.crop(magnitude[3])
+    expected = current / 16.0 * neighbour_mean + 10.0
+    assert torch.allclose(cond[0, 2], expected[0] / 200.0, atol=1e-6)
+
+
+def test_magnitude_adaptation_patch_scope_offset_and_clipping() -> None:
+    magnitude = _ramp_magnitude(7, 3)
+    magnitude[3, 0, 60, 60] = 16.0
+    flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
+    patch = PatchLocation(3, 8, 8, 32)
+    current = patch.crop(magnitude[3])[0]
+    gen = DomainBlurConditionGenerator(
+        50.0, flow=flow, context=0, magnitude_offset=0.0, normalize_over="patch"
+    )
+    cond = gen(coded_video(7), Selection([patch], magnitude))
+    expected = current / current.max() * 14.0  # no offset
+    assert torch.allclose(cond[0, 2], expected / 50.0, atol=1e-6)
+    # Clipping: a small mag_norm saturates z at exactly 1 where M' > mag_norm.
+    small = DomainBlurConditionGenerator(8.0, flow=flow, context=0, magnitude_offset=5.0)
+    z = small(coded_video(7), Selection([patch], magnitude))[0, 2]
+    m = current / 16.0 * 14.0 + 5.0  # 5.9 .. 9.3 px across the patch
+    assert torch.allclose(z, torch.clamp(m / 8.0, max=1.0), atol=1e-6)
+    assert float(z.max()) == 1.0 and bool((m > 8.0).any()) and bool((m < 8.0).any())
+
+
+def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> None:
+    magnitude = _ramp_magnitude(5, 0)
+    flow = CodedFlow(const_table({a: (0.0, 1.0) for a in range(5)}))
+    gen = DomainBlurConditionGenerator(100.0, flow=flow, context=0)
+    patch = PatchLocation(0, 0, 0, 16)
+    cond = gen(coded_video(5), Selection([patch], magnitude))
+    current = patch.crop(magnitude[0])[0]
+    expected = current / 8.0 * ((6.0 + 10.0) / 2) + 10.0  # neighbours 1 and 2 only
+    assert torch.allclose(cond[0, 2], expected / 100.0, atol=1e-6)
+    assert sorted(flow.pairs) == [0, 1]
+
+    single = torch.full((1, 1, 64, 64), 7.0)
+    flow = CodedFlow(const_table({}))
+    gen = DomainBlurConditionGenerator(100.0, flow=flow, context=0)
+    cond = gen(coded_video(1), Selection([patch], single))
+    assert torch.allclose(cond[0, 2], torch.full((16, 16), 0.17))  # M_t + offset
+    assert torch.equal(cond[0, 0], torch.ones(16, 16)) and flow.pairs == []
+
+
+def test_adapt_magnitude_functional() -> None:
+    current = torch.tensor([0.0, 2.0, 4.0]).view(1, 1, 1, 3)
+    mean = torch.full((1, 1, 1, 3), 30.0)
+    out = adapt_magnitude(current, mean, offset=10.0)
+    assert torch.allclose(out.flatten(), torch.tensor([10.0, 25.0, 40.0]))
+    out = adapt_magnitude(current, mean, current_max=torch.tensor([8.0]), offset=0.0)
+    assert torch.allclose(out.flatten(), torch.tensor([0.0, 7.5, 15.0]))
+    zero = adapt_magnitude(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 3.0), offset=1.0)
+    assert torch.allclose(zero, torch.full((1, 1, 2, 2), 4.0))  # constant map -> ratio 1
+    with pytest.raises(ValueError, match=">= 0"):
+        adapt_magnitude(-current, mean)
+    with pytest.raises(ValueError, match="must match"):
+        adapt_magnitude(current, torch.zeros(1, 1, 3, 1))
+
+
+def test_condition_map_stacks_and_clips() -> None:
+    direction = torch.tensor([0.6, 0.8]).view(1, 2, 1, 1).expand(1, 2, 1, 2)
+    magnitude = torch.tensor([50.0, 500.0]).view(1, 1, 1, 2)
+    cond = condition_map(direction, magnitude, 100.0)
+    assert cond.shape == (1, 3, 1, 2)
+    assert torch.allclose(cond[0, 2, 0], torch.tensor([0.5, 1.0]))
+    with pytest.raises(ValueError, match="mag_norm"):
+        condition_map(direction, magnitude, 0.0)
+
+
+# ---- input validation -------------------------------------------------------------------------
+
+
+def test_generator_input_validation() -> None:
+    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(const_table({})), context=0)
+    video = coded_video(5)
+    ok = PatchLocation(2, 0, 0, 16)
+    with pytest.raises(ValueError, match=r"\(T, 1, H, W\)"):
+        gen(video, Selection([ok], torch.zeros(5, 1, 32, 32)))
+    with pytest.raises(ValueError, match=">= 0 px"):
+        gen(video, Selection([ok], -torch.ones(5, 1, 64, 64)))
+    with pytest.raises(ValueError, match="does not fit"):
+        gen(video, Selection([PatchLocation(2, 50, 0, 16)], flat_magnitude(5)))
+    with pytest.raises(ValueError, match="does not fit"):
+        gen(video, Selection([PatchLocation(5, 0, 0, 16)], flat_magnitude(5)))
+    with pytest.raises(ValueError, match="same size"):
+        gen(video, Selection([ok, PatchLocation(2, 0, 0, 8)], flat_magnitude(5)))
+    with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
+        gen(video[:, :2], Selection([ok], flat_magnitude(5)))
+    with pytest.raises(ValueError, match="NaN"):
+        gen(video * float("nan"), Selection([ok], flat_magnitude(5)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        gen(video + 2, Selection([ok], flat_magnitude(5)))
+    with pytest.raises(ValueError, match="mag_norm"):
+        DomainBlurConditionGenerator(-1.0)
+    with pytest.raises(ValueError, match="normalize_over"):
+        DomainBlurConditionGenerator(1.0, normalize_over="video")  # type: ignore[arg-type]
+
+    def bad_flow(src: Tensor, dst: Tensor) -> Tensor:
+        return torch.zeros(src.shape[0], 2, 4, 4)
+
+    with pytest.raises(ValueError, match="returned"):
+        DomainBlurConditionGenerator(147.0, flow=bad_flow)(
+            video, Selection([ok], flat_magnitude(5))
+        )
+
+
+def test_empty_selection_gives_empty_output() -> None:
+    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(const_table({})))
+    out = gen(coded_video(5), Selection([], flat_magnitude(5)))
+    assert out.shape == (0, 3, 0, 0)
+    assert FlowOnlyCondition(147.0, flow=CodedFlow(const_table({})))(
+        coded_video(5), Selection([], flat_magnitude(5))
+    ).shape == (0, 3, 0, 0)
+
+
+# ---- with a real flow estimator on hand-made translations -------------------------------------
+
+
+def _translating_video(angle_deg: float, speed: float, frames: int = 7, size: int = 96) -> Tensor:
+    rng = np.random.default_rng(1)
+    big = cv2.GaussianBlur(rng.random((size + 80, size + 80)).astype(np.float32), (0, 0), 1.5)
+    big = (big - big.min()) / (big.max() - big.min())
+    dx, dy = speed * math.cos(math.radians(angle_deg)), speed * math.sin(math.radians(angle_deg))
+    out = []
+    for a in range(frames):
+        # content moves by (+dx, +dy) per frame
+        m = np.float32([[1, 0, a * dx - 40], [0, 1, a * dy - 40]])
+        out.append(cv2.warpAffine(big, m, (size, size), flags=cv2.INTER_CUBIC))
+    return torch.from_numpy(np.clip(np.stack(out), 0, 1)).unsqueeze(1).expand(-1, 3, -1, -1)
+
+
+@pytest.mark.parametrize("angle", [0.0, 135.0, 250.0])
+def test_opencv_flow_direction_of_a_translating_video(angle: float) -> None:
+    video = _translating_video(angle, 2.0).contiguous()
+    gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("medium"), context=16)
+    cond = gen(video, Selection([PatchLocation(3, 24, 24, 48)], flat_magnitude(7, size=96)))
+    x, y = cond[0, 0].mean(), cond[0, 1].mean()
+    got = math.degrees(math.atan2(float(y), float(x)))
+    assert abs((got - angle + 180) % 360 - 180) < 3.0
+    only = FlowOnlyCondition(147.0, flow=OpenCVFlow("medium"), context=16)
+    z = only(video, Selection([PatchLocation(3, 24, 24, 48)], flat_magnitude(7, size=96)))[0, 2]
+    assert float(z.mean()) * 147.0 == pytest.approx(2.0, abs=0.2)  # per-frame motion in px
+
+
+# ---- ablations and factory --------------------------------------------------------------------
+
+
+def test_flow_only_magnitude_is_per_frame_motion() -> None:
+    table = {a: (float(a), 1.0) for a in range(7)}
+    gen = FlowOnlyCondition(100.0, flow=CodedFlow(const_table(table)), context=0)
+    patches = [PatchLocation(3, 0, 0, 16), PatchLocation(1, 0, 0, 16)]
+    cond = gen(coded_video(7), Selection(patches, flat_magnitude(7)))
+    assert torch.allclose(cond[0, 2], torch.full((16, 16), math.hypot(10, 4) / 4 / 100))
+    assert torch.allclose(cond[1, 2], torch.full((16, 16), math.hypot(3, 3) / 3 / 100))
+    assert torch.allclose(cond[1, :2, 0, 0], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+
+
+def test_random_condition_is_seeded_constant_and_in_range() -> None:
+    video = torch.rand(4, 3, 8, 8)
+    patches = [PatchLocation(t % 4, 0, 0, 1) for t in range(4000)]
+    sel = Selection(patches, torch.zeros(4, 1, 8, 8))
+    a = RandomCondition((0.2, 0.6), seed=5)(video, sel)
+    b = RandomCondition((0.2, 0.6), seed=5)(video, sel)
+    c = RandomCondition((0.2, 0.6), seed=6)(video, sel)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(torch.linalg.vector_norm(a[:, :2], dim=1), torch.ones(4000, 1, 1))
+    z = a[:, 2].flatten()
+    assert float(z.min()) >= 0.2 and float(z.max()) <= 0.6
+    assert float(z.mean()) == pytest.approx(0.4, abs=0.01)
+    # Uniform angle: the mean resultant length of 4000 uniform angles is ~1/sqrt(4000) = 0.016.
+    assert float(a[:, :2, 0, 0].mean(dim=0).norm()) < 0.05
+    quadrants = torch.histc(
+        torch.atan2(a[:, 1, 0, 0], a[:, 0, 0, 0]), bins=4, min=-math.pi, max=math.pi
+    )
+    assert float(quadrants.min()) > 900
+
+    gen = RandomCondition(seed=0)
+    big = gen(
+        torch.rand(6, 3, 32, 32),
+        Selection([PatchLocation(1, 0, 0, 16)] * 2, torch.zeros(6, 1, 32, 32)),
+    )
+    assert big.shape == (2, 3, 16, 16)
+    assert torch.equal(big, big[:, :, :1, :1].expand_as(big))  # constant over the patch
+    with pytest.raises(ValueError, match="magnitude_range"):
+        RandomCondition((0.5, 0.2))
+
+
+def test_build_condition_generator_by_name() -> None:
+    flow = OpenCVFlow("ultrafast")
+    section = DBCGMConfig(neighbours=3, context=5, magnitude_offset=2.0, min_flow=0.1)
+    dbcgm = build_condition_generator(section, 205.0, flow=flow)
+    assert isinstance(dbcgm, DomainBlurConditionGenerator) and isinstance(dbcgm, ConditionGenerator)
+    assert (dbcgm.mag_norm, dbcgm.neighbours, dbcgm.context) == (205.0, 3, 5)
+    assert (dbcgm.magnitude_offset, dbcgm.min_flow, dbcgm.flow) == (2.0, 0.1, flow)
+    only = build_condition_generator(section.model_copy(update={"name": "flow_only"}), 205.0)
+    assert isinstance(only, FlowOnlyCondition) and isinstance(only.flow, OpenCVFlow)
+    assert only.flow.preset == "medium"
+    rand = build_condition_generator(
+        DBCGMConfig(name="random", random_magnitude=(0.1, 0.3)), 147.0, seed=9
+    )
+    assert isinstance(rand, RandomCondition)
+    assert rand.magnitude_range == (0.1, 0.3) and rand.seed == 9
+    gen = DomainBlurConditionGenerator.from_config(DBCGMConfig(flow_preset="fast"), 147.0)
+    assert isinstance(gen.flow, OpenCVFlow) and gen.flow.preset == "fast"
+    with pytest.raises(ValueError, match="RAFTFlow needs weights"):
+        build_condition_generator(DBCGMConfig(flow="raft"), 147.0)
+
+
+# ---- blurry translating videos made in the test (exposure averaging of sub-frames) ------------
+
+
+def _blurred_translation(
+    angle_deg: float, speed: float, exposure: float, frames: int = 7, size: int = 112
+) -> tuple[Tensor, float]:
+    """Blurry frames of a texture moving ``speed`` px per frame; the shutter is open for the
+    fraction ``exposure`` of the frame interval. Returns the video and the blur length in px."""
+    rng = np.random.default_rng(3)
+    noise = rng.random((size + 120, size + 120)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 1.2)
+    big = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    ux, uy = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    out = []
+    for t in range(frames):
+        subs = []
+        for s in np.linspace(-exposure / 2, exposure / 2, 17):
+            shift = (t - frames // 2 + s) * speed
+            m = np.array([[1, 0, shift * ux - 60], [0, 1, shift * uy - 60]], np.float32)
+            subs.append(cv2.warpAffine(big, m, (size, size), flags=cv2.INTER_LINEAR))
+        out.append(np.mean(subs, axis=0))
+    video = torch.from_numpy(np.clip(np.stack(out), 0, 1)).unsqueeze(1).expand(-1, 3, -1, -1)
+    return video.contiguous(), speed * exposure
+
+
+def _circular_mean_deg(cond: Tensor) -> float:
+    return math.degrees(math.atan2(float(cond[:, 1].mean()), float(cond[:, 0].mean())))
+
+
+@pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
+def test_direction_of_blurry_translations_in_eight_directions(angle: float) -> None:
+    video, _ = _blurred_translation(angle, 3.0, 0.5)
+    gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("medium"), context=8)
+    patch = PatchLocation(3, 8, 8, 96)
+    cond = gen(video, Selection([patch], flat_magnitude(7, size=112)))
+    error = (_circular_mean_deg(cond) - angle + 180) % 360 - 180
+    assert abs(error) < 10.0
+
+
+def test_condition_magnitude_grows_with_exposure() -> None:
+    zs, flow_only = [], []
+    for exposure in (0.125, 0.25, 0.375):  # like BSD 1/8, 2/16, 3/24 ms at a fixed frame rate
+        video, blur_px = _blurred_translation(30.0, 8.0, exposure)
+        truth = torch.full((7, 1, 112, 112), blur_px)  # ground-truth magnitude maps
+        gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("fast"), context=8)
+        sel = Selection([PatchLocation(3, 8, 8, 96)], truth)
+        z = gen(video, sel)[0, 2]
+        # constant maps: M' = M / M * M + 10 = blur length + offset
+        assert torch.allclose(z, torch.full_like(z, (blur_px + 10.0) / 147.0), atol=1e-6)
+        zs.append(float(z.mean()))
+        only = FlowOnlyCondition(147.0, flow=OpenCVFlow("fast"), context=8)
+        flow_only.append(float(only(video, sel)[0, 2].mean()) * 147.0)
+    assert zs[0] < zs[1] < zs[2]
+    # The flow-only ablation sees the inter-frame motion (8 px) whatever the exposure.
+    assert all(abs(m - 8.0) < 0.8 for m in flow_only)
+
+
+# ---- acceptance on ttblur.synth videos: pure translations with known direction and speed ------
+
+_TRANSLATION = {
+    "rotation_std": 0.0,
+    "zoom_std": 0.0,
+    "direction_spread_deg": 0.0,
+    "speed_variation": 0.0,
+}
+
+
+def _synthetic(preset: str, angle: float):
+    pytest.importorskip("skimage")  # bundled photos come from scikit-image (ttblur[data])
+    from ttblur.synth import make_video
+
+    return make_video(
+        "astronaut", preset=preset, num_frames=5, size=(160, 160), seed=0,
+        direction_deg=angle, **_TRANSLATION,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
+def test_synthetic_translation_direction_within_10_degrees(angle: float) -> None:
+    video = _synthetic("bsd-2ms16ms", angle)
+    gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("medium"), context=32)
+    patch = PatchLocation(2, 32, 32, 96)
+    cond = gen(video.blurry, Selection([patch], video.magnitude))
+    error = (_circular_mean_deg(cond) - angle + 180) % 360 - 180
+    assert abs(error) < 10.0
+    # and it agrees with the ground-truth condition's direction
+    truth = patch.crop(video.condition(147.0)[2:3])
+    assert abs((_circular_mean_deg(cond) - _circular_mean_deg(truth) + 180) % 360 - 180) < 10.0
+
+
+def test_synthetic_magnitude_grows_with_bsd_exposure() -> None:
+    patch = PatchLocation(2, 32, 32, 96)
+    zs, truth_px, flow_only_px = [], [], []
+    for preset in ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms"):
+        video = _synthetic(preset, 60.0)
+        sel = Selection([patch], video.magnitude)  # ground-truth magnitude maps, px
+        gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("fast"), context=32)
+        z = gen(video.blurry, sel)[0, 2]
+        zs.append(float(z.mean()))
+        truth_px.append(float(patch.crop(video.magnitude[2]).mean()))
+        only = FlowOnlyCondition(147.0, flow=OpenCVFlow("fast"), context=32)
+        flow_only_px.append(float(only(video.blurry, sel)[0, 2].mean()) * 147.0)
+    assert zs[0] < zs[1] < zs[2]
+    # Uniform translation: M' = M / max M * mean(M_neighbours) + 10 is the true length + 10 px.
+    for z, px in zip(zs, truth_px):
+        assert z * 147.0 == pytest.approx(px + 10.0, rel=0.03)
+    # The flow-only ablation measures inter-frame motion (330 px/s at 15 fps = 22 px) for all
+    # three exposures: it cannot tell the domains apart.
+    assert all(m == pytest.approx(22.0, rel=0.1) for m in flow_only_px)

@@ -1,0 +1,220 @@
+"""Tests of ttblur.stages.flow: OpenCV DIS flow, RAFT wrapper error paths, factory."""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ttblur.config import DBCGMConfig
+from ttblur.protocols import FlowEstimator
+from ttblur.stages.flow import (
+    DIS_PRESETS,
+    OpenCVFlow,
+    RAFTFlow,
+    build_flow,
+    validate_flow_inputs,
+)
+
+
+def _texture(size: int = 220, seed: int = 0) -> np.ndarray:
+    """Smooth random grey texture in [0, 1] (good for optical flow)."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 2.0)
+    return (img - img.min()) / (img.max() - img.min())
+
+
+def _shifted_pair(dx: int, dy: int, size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames where the content moves by (+dx, +dy) px from src to dst."""
+    img = _texture()
+    y0, x0 = 40, 40
+    src = img[y0 : y0 + size, x0 : x0 + size]
+    dst = img[y0 - dy : y0 - dy + size, x0 - dx : x0 - dx + size]
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).expand(3, -1, -1)  # noqa: E731
+    return to_t(src)[None].clone(), to_t(dst)[None].clone()
+
+
+@pytest.mark.parametrize("preset", sorted(DIS_PRESETS))
+def test_opencv_flow_recovers_known_translation(preset: str) -> None:
+    src, dst = _shifted_pair(3, -2)
+    flow = OpenCVFlow(preset)(src, dst)
+    assert flow.shape == (1, 2, 128, 128)
+    assert flow.dtype == torch.float32
+    interior = flow[0, :, 24:-24, 24:-24].mean(dim=(1, 2))
+    assert abs(float(interior[0]) - 3.0) < 0.25
+    assert abs(float(interior[1]) + 2.0) < 0.25
+
+
+def test_opencv_flow_batch_is_per_pair_and_sign_follows_direction() -> None:
+    a_src, a_dst = _shifted_pair(2, 0)
+    b_src, b_dst = _shifted_pair(0, 3)
+    flow = OpenCVFlow("medium")(torch.cat([a_src, b_src, a_dst]), torch.cat([a_dst, b_dst, a_src]))
+    means = flow[:, :, 24:-24, 24:-24].mean(dim=(2, 3))
+    assert torch.allclose(means[0], torch.tensor([2.0, 0.0]), atol=0.25)
+    assert torch.allclose(means[1], torch.tensor([0.0, 3.0]), atol=0.25)
+    assert torch.allclose(means[2], torch.tensor([-2.0, 0.0]), atol=0.25)  # reversed pair
+
+
+def test_opencv_flow_is_protocol_and_keeps_device_and_empty_batch() -> None:
+    flow = OpenCVFlow()
+    assert isinstance(flow, FlowEstimator)
+    empty = flow(torch.zeros(0, 3, 16, 16), torch.zeros(0, 3, 16, 16))
+    assert empty.shape == (0, 2, 16, 16)
+    assert empty.dtype == torch.float32
+
+
+def test_opencv_flow_small_and_elongated_frames_do_not_crash() -> None:
+    # OpenCV's DIS segfaults on e.g. 20x100 frames; OpenCVFlow pads them.
+    src, dst = _shifted_pair(2, 0, size=128)
+    for h, w in ((20, 100), (100, 20), (8, 8), (31, 257)):
+        s = src[..., :h, :w].contiguous() if w <= 128 else torch.rand(1, 3, h, w)
+        d = dst[..., :h, :w].contiguous() if w <= 128 else torch.rand(1, 3, h, w)
+        out = OpenCVFlow("ultrafast")(s, d)
+        assert out.shape == (1, 2, h, w)
+        assert bool(torch.isfinite(out).all())
+
+
+def test_opencv_flow_same_frames_gives_near_zero_flow() -> None:
+    src, _ = _shifted_pair(0, 0)
+    flow = OpenCVFlow("medium")(src, src)
+    assert float(flow.abs().max()) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "message"),
+    [
+        (torch.rand(3, 16, 16), torch.rand(3, 16, 16), r"\(N, 3, H, W\)"),
+        (torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), r"\(N, 3, H, W\)"),
+        (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 17), "same shape"),
+        (torch.zeros(1, 3, 16, 16, dtype=torch.uint8),) * 2 + ("floating point",),
+        (torch.full((1, 3, 16, 16), float("nan")), torch.rand(1, 3, 16, 16), "NaN"),
+        (torch.full((1, 3, 16, 16), 2.0), torch.rand(1, 3, 16, 16), r"\[0, 1\]"),
+        (torch.rand(1, 3, 4, 16), torch.rand(1, 3, 4, 16), "at least 8x8"),
+    ],
+)
+def test_flow_input_validation(src: torch.Tensor, dst: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_flow_inputs(src, dst)
+    with pytest.raises(ValueError, match=message):
+        OpenCVFlow("ultrafast")(src, dst)
+
+
+def test_unknown_preset_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown DIS preset"):
+        OpenCVFlow("slow")  # type: ignore[arg-type]
+
+
+def test_build_flow_opencv_uses_preset() -> None:
+    flow = build_flow(DBCGMConfig(flow="opencv", flow_preset="fast"))
+    assert isinstance(flow, OpenCVFlow)
+    assert flow.preset == "fast"
+
+
+# ---- RAFT: error paths run everywhere; shapes need torchvision --------------------------------
+
+
+def test_raft_without_weights_names_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"RAFTFlow needs weights.*never downloads"):
+        RAFTFlow(None)
+    with pytest.raises(ValueError, match="RAFTFlow needs weights"):
+        build_flow(DBCGMConfig(flow="raft"))
+
+
+def test_raft_missing_local_file_is_reported(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no RAFT weights"):
+        RAFTFlow(tmp_path / "missing.pth")
+    with pytest.raises(FileNotFoundError, match="no RAFT weights"):
+        RAFTFlow("./nowhere/raft_small.safetensors")
+
+
+def test_raft_without_torchvision_names_the_fix(tmp_path, monkeypatch) -> None:
+    weights = tmp_path / "raft.pth"
+    torch.save({"w": torch.zeros(1)}, weights)
+    # Make torchvision unimportable whether or not it is installed.
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
+    monkeypatch.setitem(sys.modules, "torchvision.models.optical_flow", None)
+    with pytest.raises(ImportError, match=r"torchvision.*OpenCVFlow"):
+        RAFTFlow(weights)
+    with pytest.raises(ImportError, match="torchvision"):
+        build_flow(DBCGMConfig(flow="raft", flow_weights=str(weights)))
+
+
+def test_raft_small_random_weights_shapes(tmp_path) -> None:
+    optical_flow = pytest.importorskip("torchvision.models.optical_flow")
+    torch.manual_seed(0)
+    net = optical_flow.raft_small(weights=None, progress=False)
+    path = tmp_path / "raft_small.pth"
+    torch.save(net.state_dict(), path)
+    flow = RAFTFlow(path, num_flow_updates=2)
+    assert flow.size == "small"
+    out = flow(torch.rand(2, 3, 60, 68), torch.rand(2, 3, 60, 68))  # not multiples of 8
+    assert out.shape == (2, 2, 60, 68)
+    assert out.dtype == torch.float32
+    assert bool(torch.isfinite(out).all())
+
+
+def test_raft_rejects_foreign_state_dict(tmp_path) -> None:
+    pytest.importorskip("torchvision.models.optical_flow")
+    path = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(ValueError, match="does not hold torchvision RAFT weights"):
+        RAFTFlow(path)
+
+
+class _FakeRAFT(torch.nn.Module):
+    """Mimics torchvision's RAFT call convention: inputs in [-1, 1], H and W multiples of 8."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(6, width, 1)
+        self.bias = torch.nn.Parameter(torch.tensor([1.5, -0.5]))
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor, num_flow_updates: int = 12):
+        assert image1.shape[-2] % 8 == 0 and image1.shape[-1] % 8 == 0
+        assert float(image1.min()) >= -1.0 and float(image1.max()) <= 1.0
+        self.seen.append((*image1.shape, num_flow_updates))
+        # flow = bias + the mean brightness difference, so outputs depend on the inputs
+        diff = (image2 - image1).mean(dim=1, keepdim=True) / 2.0
+        flow = self.bias.view(1, 2, 1, 1) + diff.expand(-1, 2, -1, -1)
+        return [flow * 0.5, flow]
+
+
+def _fake_optical_flow_module():
+    import types
+
+    module = types.ModuleType("torchvision.models.optical_flow")
+    module.raft_small = lambda weights=None, progress=True: _FakeRAFT(2)  # type: ignore[attr-defined]
+    module.raft_large = lambda weights=None, progress=True: _FakeRAFT(4)  # type: ignore[attr-defined]
+    return module
+
+
+def test_raft_wrapper_loading_padding_and_scaling_with_a_stand_in(tmp_path, monkeypatch) -> None:
+    """Exercises RAFTFlow's own code (weights resolution, size detection, padding, cropping,
+    [-1, 1] scaling, batching) against a stand-in module with torchvision's RAFT API."""
+    from safetensors.torch import save_file
+
+    monkeypatch.setitem(sys.modules, "torchvision.models.optical_flow", _fake_optical_flow_module())
+    small = _FakeRAFT(2)
+    torch.save({f"module.{k}": v for k, v in small.state_dict().items()}, tmp_path / "s.pth")
+    flow = RAFTFlow(tmp_path / "s.pth", num_flow_updates=3, batch_size=2)
+    assert flow.size == "small"
+    src = torch.zeros(3, 3, 20, 30)
+    dst = torch.ones(3, 3, 20, 30)
+    out = flow(src, dst)
+    assert out.shape == (3, 2, 20, 30) and out.dtype == torch.float32
+    # [0, 1] -> [-1, 1] makes the brightness difference 2, halved by the stand-in: +1.
+    assert torch.allclose(out[:, 0], torch.full((3, 20, 30), 2.5))
+    assert torch.allclose(out[:, 1], torch.full((3, 20, 30), 0.5))
+    assert flow.model.seen == [(2, 3, 24, 32, 3), (1, 3, 24, 32, 3)]  # padded, batched
+
+    folder = tmp_path / "large"
+    folder.mkdir()
+    save_file(_FakeRAFT(4).state_dict(), str(folder / "model.safetensors"))
+    assert RAFTFlow(folder).size == "large"
+    with pytest.raises(ValueError, match="does not hold torchvision RAFT weights"):
+        RAFTFlow(folder, size="small")
