@@ -1,0 +1,313 @@
+"""Weight-free, spatially varying motion blur along a pixel-wise blur condition.
+
+Every output pixel ``p`` averages the sharp image sampled along a straight segment centred on
+``p``: direction ``(x, y)`` (the condition's first two channels), length ``z * mag_norm``
+pixels. The average is taken in linear light (inverse gamma, average, gamma), as a camera
+integrates light over its exposure. Sampling is bilinear (``grid_sample`` with border padding),
+so the operator is differentiable with respect to both the sharp image and the condition and
+runs on any device.
+
+Why a segment centred on the pixel: a scene point seen at pixel ``q`` of the sharp
+(mid-exposure) frame moves along ``q + f(t)`` with ``f`` running from ``-F/2`` to ``+F/2``
+(``F`` the start-to-end displacement). The frame at time ``t`` therefore shows
+``S(p - f(t))`` at pixel ``p``, and averaging over ``t`` visits the segment of length ``|F|``
+centred on ``p``. This is the convention of :mod:`ttblur.synth` and of the ID-Blau conditions
+(flow from exposure start to end, magnitude = its length).
+
+Example:
+    >>> import torch
+    >>> from ttblur.stages.reblur import motion_blur
+    >>> sharp = torch.rand(1, 3, 32, 32)
+    >>> cond = torch.zeros(1, 3, 32, 32)
+    >>> cond[:, 0] = 1.0          # horizontal
+    >>> cond[:, 2] = 10 / 147     # 10 px long with mag_norm = 147
+    >>> motion_blur(sharp, cond, 147.0).shape
+    torch.Size([1, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ttblur.config import SynthesisConfig
+
+__all__ = [
+    "MAX_AUTO_TAPS",
+    "TAP_SPACING",
+    "PhysicalReblur",
+    "auto_taps",
+    "motion_blur",
+    "validate_synthesis_inputs",
+]
+
+#: Spacing in pixels between consecutive samples along a blur segment when taps are automatic.
+TAP_SPACING = 0.5
+#: Cap on the automatic number of samples per segment (beyond it the spacing grows).
+MAX_AUTO_TAPS = 301
+_DIRECTION_EPS = 1e-8
+_RANGE_TOL = 1e-5
+
+
+def auto_taps(max_length: float) -> int:
+    """Number of samples along the longest blur segment of a batch.
+
+    ``ceil(max_length / TAP_SPACING) + 1``, at least 2 and at most :data:`MAX_AUTO_TAPS`.
+
+    Args:
+        max_length: longest blur segment in pixels, ``>= 0``.
+    """
+    if not math.isfinite(max_length) or max_length < 0:
+        raise ValueError(f"max_length must be a finite number >= 0, got {max_length}")
+    return int(min(max(math.ceil(max_length / TAP_SPACING) + 1, 2), MAX_AUTO_TAPS))
+
+
+def validate_synthesis_inputs(sharp: Tensor, condition: Tensor) -> None:
+    """Check the inputs of a :class:`~ttblur.protocols.BlurSynthesizer` call.
+
+    Args:
+        sharp: must be ``(N, 3, H, W)`` floating point, finite, in ``[0, 1]``, non-empty.
+        condition: must be ``(N, 3, H, W)`` with the same N, H, W and device, finite, x and y
+            in ``[-1, 1]``, z in ``[0, 1]`` (tolerance ``1e-5``).
+
+    Raises:
+        ValueError: naming the first violated requirement.
+    """
+    if not isinstance(sharp, Tensor) or not isinstance(condition, Tensor):
+        raise ValueError(
+            f"sharp and condition must be torch.Tensor, got {type(sharp).__name__} and "
+            f"{type(condition).__name__}"
+        )
+    if sharp.ndim != 4 or sharp.shape[1] != 3:
+        raise ValueError(f"sharp must be (N, 3, H, W), got shape {tuple(sharp.shape)}")
+    if condition.ndim != 4 or condition.shape[1] != 3:
+        raise ValueError(f"condition must be (N, 3, H, W), got shape {tuple(condition.shape)}")
+    if condition.shape[0] != sharp.shape[0] or condition.shape[2:] != sharp.shape[2:]:
+        raise ValueError(
+            f"condition {tuple(condition.shape)} must match sharp {tuple(sharp.shape)} in N, H, W"
+        )
+    if sharp.shape[0] == 0 or sharp.shape[2] == 0 or sharp.shape[3] == 0:
+        raise ValueError(f"sharp must be non-empty, got shape {tuple(sharp.shape)}")
+    for name, tensor in (("sharp", sharp), ("condition", condition)):
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must be a floating point tensor, got {tensor.dtype}")
+    if sharp.device != condition.device:
+        raise ValueError(f"sharp is on {sharp.device} but condition is on {condition.device}")
+    sharp, condition = sharp.detach(), condition.detach()
+    if not bool(torch.isfinite(sharp).all()):
+        raise ValueError("sharp contains NaN or inf")
+    if not bool(torch.isfinite(condition).all()):
+        raise ValueError("condition contains NaN or inf")
+    low, high = float(sharp.min()), float(sharp.max())
+    if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
+        raise ValueError(f"sharp must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+    z = condition[:, 2]
+    zlow, zhigh = float(z.min()), float(z.max())
+    if zlow < -_RANGE_TOL or zhigh > 1 + _RANGE_TOL:
+        raise ValueError(
+            f"condition channel z (magnitude / mag_norm) must be in [0, 1], got values in "
+            f"[{zlow:.4g}, {zhigh:.4g}]"
+        )
+    xy = condition[:, :2]
+    xylow, xyhigh = float(xy.min()), float(xy.max())
+    if xylow < -1 - _RANGE_TOL or xyhigh > 1 + _RANGE_TOL:
+        raise ValueError(
+            f"condition channels x, y (unit direction) must be in [-1, 1], got values in "
+            f"[{xylow:.4g}, {xyhigh:.4g}]"
+        )
+
+
+def _displacement(condition: Tensor, mag_norm: float) -> tuple[Tensor, Tensor]:
+    """Full blur vector ``(N, 2, H, W)`` in px and its length ``(N, 1, H, W)`` in px."""
+    direction = condition[:, :2]
+    norm = torch.linalg.vector_norm(direction, dim=1, keepdim=True)
+    # Directions are renormalised (resized condition maps are not exactly unit); a zero
+    # direction means "no blur" there.
+    unit = direction / norm.clamp_min(_DIRECTION_EPS)
+    unit = torch.where(norm > _DIRECTION_EPS, unit, torch.zeros_like(unit))
+    length = condition[:, 2:3].clamp(0.0, 1.0) * mag_norm
+    return unit * length, length * (norm > _DIRECTION_EPS)
+
+
+def motion_blur(
+    sharp: Tensor,
+    condition: Tensor,
+    mag_norm: float,
+    *,
+    taps: int | None = None,
+    gamma: float = 2.2,
+) -> Tensor:
+    """Blur each pixel along a segment given by its blur condition (no noise).
+
+    Args:
+        sharp: ``(N, 3, H, W)`` float RGB in ``[0, 1]``.
+        condition: ``(N, 3, H, W)`` condition maps: channels x, y = unit blur direction
+            (renormalised here; ``(0, 0)`` means no blur), z = ``min(M / mag_norm, 1)``.
+        mag_norm: pixels that map to ``z = 1``; the segment length is ``z * mag_norm`` px.
+        taps: samples per segment (``>= 2``); ``None`` picks :func:`auto_taps` of the longest
+            segment in the batch (0.5 px spacing, capped at :data:`MAX_AUTO_TAPS`).
+        gamma: display gamma; the average is taken over ``sharp ** gamma``. ``1`` averages the
+            values as they are.
+
+    Returns:
+        ``(N, 3, H, W)`` RGB in ``[0, 1]``, same dtype and device as ``sharp``. Pixels whose
+        segment length is 0 are returned unchanged (bit-exact).
+
+    Raises:
+        ValueError: wrong rank / channels / sizes, non-float dtype, NaN or inf, values out of
+            range, or invalid ``mag_norm`` / ``taps`` / ``gamma``.
+    """
+    validate_synthesis_inputs(sharp, condition)
+    if not (isinstance(mag_norm, (int, float)) and math.isfinite(mag_norm) and mag_norm > 0):
+        raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma}")
+    if taps is not None and (not isinstance(taps, int) or taps < 2):
+        raise ValueError(f"taps must be an integer >= 2 or None, got {taps}")
+
+    return _blur(sharp, condition, float(mag_norm), taps, float(gamma))
+
+
+def _blur(
+    sharp: Tensor, condition: Tensor, mag_norm: float, taps: int | None, gamma: float
+) -> Tensor:
+    """:func:`motion_blur` without input checks."""
+    condition = condition.to(sharp.dtype)
+    vector, length = _displacement(condition, mag_norm)
+    max_length = float(length.detach().max())
+    if max_length == 0.0:
+        return sharp.clone()
+    num_taps = taps if taps is not None else auto_taps(max_length)
+
+    h, w = sharp.shape[-2:]
+    ys = torch.arange(h, device=sharp.device, dtype=sharp.dtype)
+    xs = torch.arange(w, device=sharp.device, dtype=sharp.dtype)
+    base_y, base_x = torch.meshgrid(ys, xs, indexing="ij")
+    # grid_sample with align_corners=False: pixel centre x maps to (2x + 1) / W - 1.
+    base = torch.stack(((2 * base_x + 1) / w - 1, (2 * base_y + 1) / h - 1), dim=-1)
+    step = torch.stack((vector[:, 0] * (2.0 / w), vector[:, 1] * (2.0 / h)), dim=-1)  # (N,H,W,2)
+
+    linear = sharp.clamp(0.0, 1.0) ** gamma
+    total = torch.zeros_like(sharp)
+    for k in range(num_taps):
+        # Midpoint rule on the centred segment: offsets in (-1/2, 1/2) of its length.
+        offset = (k + 0.5) / num_taps - 0.5
+        grid = base.unsqueeze(0) + offset * step
+        total = total + F.grid_sample(
+            linear, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+    mean = (total / num_taps).clamp(0.0, 1.0)
+    blurred = mean.clamp_min(1e-12) ** (1.0 / gamma)
+    return torch.where(length > 0, blurred, sharp)
+
+
+class PhysicalReblur:
+    """Weight-free :class:`~ttblur.protocols.BlurSynthesizer`: linear-light motion blur.
+
+    Calls :func:`motion_blur` batch by batch and optionally adds Gaussian sensor noise drawn
+    from a ``torch.Generator`` seeded at construction (noise is drawn on the CPU, so results
+    do not depend on the device).
+
+    Args:
+        mag_norm: pixels that map to condition magnitude ``z = 1``.
+        taps: samples per blur segment, ``None`` for automatic (0.5 px spacing).
+        gamma: display gamma for the linear-light average.
+        noise_std: standard deviation of additive Gaussian noise in ``[0, 1]`` units (0: off).
+        batch_size: patches processed per :func:`motion_blur` call (bounds memory).
+        seed: seed of the noise generator.
+
+    Example:
+        >>> import torch
+        >>> from ttblur.stages.reblur import PhysicalReblur
+        >>> reblur = PhysicalReblur(mag_norm=147.0)
+        >>> cond = torch.tensor([1.0, 0.0, 0.1]).view(1, 3, 1, 1).expand(2, 3, 16, 16)
+        >>> reblur(torch.rand(2, 3, 16, 16), cond).shape
+        torch.Size([2, 3, 16, 16])
+    """
+
+    def __init__(
+        self,
+        mag_norm: float,
+        *,
+        taps: int | None = None,
+        gamma: float = 2.2,
+        noise_std: float = 0.0,
+        batch_size: int = 8,
+        seed: int = 0,
+    ) -> None:
+        if not (math.isfinite(mag_norm) and mag_norm > 0):
+            raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+        if taps is not None and taps < 2:
+            raise ValueError(f"taps must be >= 2 or None, got {taps}")
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise ValueError(f"gamma must be > 0, got {gamma}")
+        if not (math.isfinite(noise_std) and noise_std >= 0):
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.mag_norm = float(mag_norm)
+        self.taps = taps
+        self.gamma = float(gamma)
+        self.noise_std = float(noise_std)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    @classmethod
+    def from_config(
+        cls, section: SynthesisConfig, mag_norm: float, *, seed: int = 0
+    ) -> PhysicalReblur:
+        """Build from the ``synthesis`` section of :class:`~ttblur.config.AdaptConfig`.
+
+        Uses ``gamma``, ``taps``, ``noise_std`` and ``batch_size``; ``mag_norm`` is
+        ``AdaptConfig.mag_norm``.
+        """
+        return cls(
+            mag_norm,
+            taps=section.taps,
+            gamma=section.gamma,
+            noise_std=section.noise_std,
+            batch_size=section.batch_size,
+            seed=seed,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PhysicalReblur(mag_norm={self.mag_norm}, taps={self.taps}, gamma={self.gamma}, "
+            f"noise_std={self.noise_std}, batch_size={self.batch_size}, seed={self.seed})"
+        )
+
+    def __call__(
+        self, sharp: Tensor, condition: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Blur ``sharp`` along ``condition``.
+
+        Args:
+            sharp: ``(N, 3, h, w)`` float RGB in ``[0, 1]``.
+            condition: ``(N, 3, h, w)``: x, y unit direction, z = ``min(M / mag_norm, 1)``.
+            generator: CPU generator for the noise; default: the instance's own generator
+                (seeded with ``seed``, advancing from call to call).
+
+        Returns:
+            ``(N, 3, h, w)`` RGB in ``[0, 1]`` (noise added after the blur, then clipped).
+        """
+        validate_synthesis_inputs(sharp, condition)
+        outputs = [
+            _blur(
+                sharp[i : i + self.batch_size],
+                condition[i : i + self.batch_size],
+                self.mag_norm,
+                self.taps,
+                self.gamma,
+            )
+            for i in range(0, sharp.shape[0], self.batch_size)
+        ]
+        out = torch.cat(outputs, dim=0)
+        if self.noise_std > 0:
+            gen = generator if generator is not None else self.generator
+            noise = torch.randn(out.shape, generator=gen, dtype=torch.float32)
+            out = (out + self.noise_std * noise.to(device=out.device, dtype=out.dtype)).clamp(0, 1)
+        return out

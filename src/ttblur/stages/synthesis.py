@@ -1,0 +1,51 @@
+"""Build the configured blur synthesizer by name (``SynthesisConfig.name``).
+
+Example:
+    >>> from ttblur.config import SynthesisConfig
+    >>> from ttblur.stages.synthesis import build_synthesizer
+    >>> build_synthesizer(SynthesisConfig(name="physical"), mag_norm=147.0)
+    PhysicalReblur(mag_norm=147.0, taps=None, gamma=2.2, noise_std=0.0, batch_size=8, seed=0)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ttblur.config import SynthesisConfig
+from ttblur.protocols import BlurSynthesizer
+from ttblur.stages.idblau import IDBlau
+from ttblur.stages.reblur import PhysicalReblur
+
+__all__ = ["SYNTHESIZERS", "build_synthesizer"]
+
+#: Names accepted by :func:`build_synthesizer` (``SynthesisConfig.name``).
+SYNTHESIZERS = ("physical", "idblau")
+
+
+def build_synthesizer(
+    section: SynthesisConfig,
+    mag_norm: float,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> BlurSynthesizer:
+    """The synthesizer named by ``section.name``.
+
+    Args:
+        section: the ``synthesis`` section of :class:`~ttblur.config.AdaptConfig`.
+        mag_norm: ``AdaptConfig.mag_norm``, pixels that map to condition ``z = 1``.
+        seed: seed of the synthesizer's noise generator.
+        device: where ID-Blau's network runs (``PhysicalReblur`` follows its inputs).
+
+    Returns:
+        ``"physical"``: :class:`PhysicalReblur`; ``"idblau"``: :class:`IDBlau`.
+
+    Raises:
+        FileNotFoundError: ``"idblau"`` without weights (never a silent fallback).
+        ValueError: unknown name.
+    """
+    if section.name == "physical":
+        return PhysicalReblur.from_config(section, mag_norm, seed=seed)
+    if section.name == "idblau":
+        return IDBlau.from_config(section, mag_norm, seed=seed, device=device)
+    raise ValueError(f"unknown synthesizer {section.name!r}; choose from {SYNTHESIZERS}")
