@@ -1,0 +1,194 @@
+"""ttblur's reference video deblurring network, :class:`ReferenceDeblurNet`.
+
+A small clip-based network of our own design, trained on the synthetic source domain
+(``ttblur.synth`` preset ``"gopro"``, training photos only; see ``docs/reference-model.md``).
+It plays the role of a pretrained deblurring model that :func:`ttblur.adapt` adapts to a new
+domain, and it runs quickly on a CPU.
+
+Calling convention (its :class:`~ttblur.specs.ModelSpec` is ``model.spec``, the built-in
+``"reference"`` spec): input ``(B, T, 3, H, W)`` RGB in ``[0, 1]`` with ``H, W`` multiples of
+8 and ``T >= 5``; output ``(B, T - 4, 3, H, W)``: output frame ``k`` restores input frame
+``k + 2`` from frames ``k .. k + 4`` (2 past, 2 future, like ESTRNN).
+
+Architecture (widths ``f1, f2, f3 = config.features``)::
+
+    every frame (shared weights):  conv3x3/2 -> f1 @ 1/2,  conv3x3/2 -> f2 @ 1/4
+    per output frame t:            concat f2 features of frames t-2..t+2 -> conv1x1 -> f2 @ 1/4
+                                   conv3x3/2 -> f3 @ 1/8 -> num_blocks residual blocks
+                                   pixel-shuffle up to 1/4 (+ fused features) -> conv3x3
+                                   pixel-shuffle up to 1/2 (+ frame t's f1 features) -> conv3x3
+                                   pixel-shuffle up to full size -> residual added to frame t
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor, nn
+
+from ttblur.hub import PretrainedMixin
+from ttblur.specs import ModelSpec, get_spec
+
+__all__ = ["ReferenceConfig", "ReferenceDeblurNet", "reference_model"]
+
+
+class ReferenceConfig(BaseModel):
+    """Architecture of :class:`ReferenceDeblurNet` (stored in ``config.json``).
+
+    Attributes:
+        features: channel widths at 1/2, 1/4 and 1/8 resolution.
+        num_blocks: residual blocks at 1/8 resolution.
+        past_frames: frames before the restored frame in each window.
+        future_frames: frames after the restored frame in each window.
+        negative_slope: LeakyReLU slope.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    features: tuple[int, int, int] = (16, 32, 64)
+    num_blocks: int = Field(default=4, ge=0)
+    past_frames: int = Field(default=2, ge=0)
+    future_frames: int = Field(default=2, ge=0)
+    negative_slope: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+    @field_validator("features")
+    @classmethod
+    def _positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) < 1:
+            raise ValueError(f"features must be positive, got {value}")
+        return value
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int, slope: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.slope = slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), self.slope))
+
+
+class ReferenceDeblurNet(PretrainedMixin, nn.Module):
+    """Small clip-based video deblurring network (about 0.3 M parameters by default).
+
+    Args:
+        config: architecture; default :class:`ReferenceConfig()`.
+
+    Example:
+        >>> import torch
+        >>> from ttblur.nets.reference import ReferenceDeblurNet
+        >>> net = ReferenceDeblurNet()
+        >>> net(torch.rand(1, 7, 3, 32, 48)).shape
+        torch.Size([1, 3, 3, 32, 48])
+    """
+
+    config_class = ReferenceConfig
+    default_weights = "reference"
+    multiple = 8
+
+    def __init__(self, config: ReferenceConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ReferenceConfig()
+        f1, f2, f3 = self.config.features
+        window = self.config.past_frames + self.config.future_frames + 1
+        slope = self.config.negative_slope
+        self.slope = slope
+        self.enc1 = nn.Conv2d(3, f1, 3, stride=2, padding=1)
+        self.enc2 = nn.Conv2d(f1, f2, 3, stride=2, padding=1)
+        self.fuse = nn.Conv2d(window * f2, f2, 1)
+        self.down = nn.Conv2d(f2, f3, 3, stride=2, padding=1)
+        self.body = nn.Sequential(*[_ResBlock(f3, slope) for _ in range(self.config.num_blocks)])
+        self.up3 = nn.Conv2d(f3, 4 * f2, 1)
+        self.dec3 = nn.Conv2d(f2, f2, 3, padding=1)
+        self.up2 = nn.Conv2d(f2, 4 * f1, 1)
+        self.dec2 = nn.Conv2d(f1, f1, 3, padding=1)
+        self.out = nn.Conv2d(f1, 3 * 4, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The calling convention: the built-in ``"reference"`` spec (with this config's
+        border frames)."""
+        base = get_spec("reference")
+        past, future = self.config.past_frames, self.config.future_frames
+        if (past, future) == (base.past_frames, base.future_frames):
+            return base
+        return base.replace(
+            past_frames=past,
+            future_frames=future,
+            clip_length=max(base.clip_length, past + future + 1),
+        )
+
+    def _act(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Restore the centre frames of a clip.
+
+        Args:
+            x: ``(B, T, 3, H, W)`` RGB in ``[0, 1]``, ``T >= past + future + 1``, ``H`` and
+                ``W`` multiples of 8.
+
+        Returns:
+            ``(B, T - past - future, 3, H, W)``, nominally in ``[0, 1]`` (not clamped).
+        """
+        past, future = self.config.past_frames, self.config.future_frames
+        window = past + future + 1
+        if x.ndim != 5 or x.shape[2] != 3:
+            raise ValueError(f"expected (B, T, 3, H, W), got shape {tuple(x.shape)}")
+        batch, frames, _, height, width = x.shape
+        if frames < window:
+            raise ValueError(f"need at least {window} frames per clip, got {frames}")
+        if height % self.multiple or width % self.multiple:
+            raise ValueError(
+                f"H and W must be multiples of {self.multiple}, got {height}x{width} "
+                "(ttblur.deblur pads automatically)"
+            )
+        count = frames - past - future
+        flat = x.reshape(batch * frames, 3, height, width)
+        e1 = self._act(self.enc1(flat))
+        e2 = self._act(self.enc2(e1))
+        e1 = e1.reshape(batch, frames, *e1.shape[1:])
+        e2 = e2.reshape(batch, frames, *e2.shape[1:])
+        windows = torch.stack([e2[:, t : t + window].flatten(1, 2) for t in range(count)], dim=1)
+        fused = self._act(self.fuse(windows.flatten(0, 1)))
+        deep = self.body(self._act(self.down(fused)))
+        y = F.pixel_shuffle(self.up3(deep), 2) + fused
+        y = self._act(self.dec3(y))
+        centre_e1 = e1[:, past : past + count].flatten(0, 1)
+        y = F.pixel_shuffle(self.up2(y), 2) + centre_e1
+        y = self._act(self.dec2(y))
+        residual = F.pixel_shuffle(self.out(y), 2)
+        centre = x[:, past : past + count].flatten(0, 1)
+        return (centre + residual).reshape(batch, count, 3, height, width)
+
+
+def reference_model(
+    weights: str | Path | None = None,
+    *,
+    revision: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> ReferenceDeblurNet:
+    """Load the reference deblurring network (eval mode).
+
+    Args:
+        weights: ``None`` loads the default shipped inside the package (no network); a local
+            folder with ``config.json`` + ``model.safetensors``; or a Hugging Face Hub repo id.
+        revision: Hub revision for a repo id.
+        map_location: device the weights are loaded to.
+
+    Returns:
+        the network; its calling convention is ``model.spec``.
+
+    Raises:
+        FileNotFoundError: the weights cannot be found.
+        ValueError: the files do not match the architecture.
+    """
+    return ReferenceDeblurNet.from_pretrained(weights, revision=revision, map_location=map_location)

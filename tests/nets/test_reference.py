@@ -1,0 +1,117 @@
+import socket
+
+import pytest
+import torch
+
+from ttblur.hub import shipped_weights_dir
+from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet, reference_model
+from ttblur.specs import check_model, get_spec
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access is blocked in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_forward_shapes_and_identity_at_init():
+    torch.manual_seed(0)
+    net = ReferenceDeblurNet(ReferenceConfig(features=(8, 8, 16), num_blocks=1))
+    clip = torch.rand(2, 7, 3, 24, 40)
+    out = net(clip)
+    assert out.shape == (2, 3, 3, 24, 40)
+    # the last convolution starts at zero: output frame k is input frame k + 2
+    assert torch.allclose(out, clip[:, 2:5], atol=1e-6)
+
+
+def test_centre_frame_alignment_after_training_like_change():
+    torch.manual_seed(0)
+    net = ReferenceDeblurNet(ReferenceConfig(features=(8, 8, 16), num_blocks=1))
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    clip = torch.rand(1, 6, 3, 16, 16)
+    both = net(clip)
+    assert both.shape == (1, 2, 3, 16, 16)
+    # output frame 1 depends only on input frames 1..5 (window of 5 around frame 3)
+    assert torch.allclose(both[:, 1], net(clip[:, 1:6])[:, 0], atol=1e-5)
+    assert torch.allclose(both[:, 0], net(clip[:, 0:5])[:, 0], atol=1e-5)
+
+
+def test_default_size_and_spec():
+    net = ReferenceDeblurNet()
+    params = sum(p.numel() for p in net.parameters())
+    assert 100_000 <= params <= 400_000
+    assert net.spec is get_spec("reference")
+    assert check_model(net, net.spec) is net.spec
+    other = ReferenceDeblurNet(ReferenceConfig(features=(4, 4, 4), past_frames=1, future_frames=0))
+    assert (other.spec.past_frames, other.spec.future_frames) == (1, 0)
+    assert other(torch.rand(1, 4, 3, 8, 8)).shape == (1, 3, 3, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((1, 3, 3, 16, 16), "at least 5 frames"),
+        ((1, 5, 3, 12, 16), "multiples of 8"),
+        ((5, 3, 16, 16), "expected"),
+    ],
+)
+def test_forward_rejects_bad_input(shape, message):
+    with pytest.raises(ValueError, match=message):
+        ReferenceDeblurNet(ReferenceConfig(features=(4, 4, 4)))(torch.rand(*shape))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        ReferenceConfig(features=(0, 4, 4))
+    with pytest.raises(ValueError):
+        ReferenceConfig(num_blocks=-1)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = ReferenceDeblurNet(ReferenceConfig(features=(8, 8, 16), num_blocks=2))
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    net.save_pretrained(tmp_path / "w")
+    loaded = reference_model(tmp_path / "w")
+    assert loaded.config == net.config and not loaded.training
+    clip = torch.rand(1, 5, 3, 16, 16)
+    assert torch.equal(loaded(clip), net.eval()(clip))
+
+
+def test_shipped_weights_load_offline_and_deblur(no_network):
+    folder = shipped_weights_dir("reference")
+    size = sum(f.stat().st_size for f in folder.iterdir())
+    assert size < 5_000_000
+    model = reference_model()
+    assert isinstance(model, ReferenceDeblurNet) and not model.training
+    clip = torch.rand(1, 5, 3, 32, 32)
+    with torch.no_grad():
+        out = model(clip)
+    assert out.shape == (1, 1, 3, 32, 32)
+    assert torch.isfinite(out).all()
+    # a trained network is not the identity it starts as
+    assert (out - clip[:, 2]).abs().mean() > 1e-3
+
+
+def _psnr(a, b):
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def test_shipped_weights_help_on_source_domain_and_not_on_a_target(no_network):
+    # held-out photo and an evaluation seed the training never used
+    synth = pytest.importorskip("ttblur.synth")
+    from ttblur.inference import deblur
+
+    model = reference_model()
+    gains = {}
+    for preset in ("gopro", "bsd-1ms8ms"):
+        video = synth.make_video(
+            "astronaut", preset=preset, num_frames=7, size=(96, 128), seed=10_007
+        )
+        restored = deblur(model, video.blurry, progress=False)
+        gains[preset] = _psnr(restored, video.sharp) - _psnr(video.blurry, video.sharp)
+    assert gains["gopro"] > 0.2  # it deblurs its own (source) domain
+    assert gains["bsd-1ms8ms"] < gains["gopro"]  # and does worse under the domain shift

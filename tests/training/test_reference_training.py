@@ -1,0 +1,174 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet
+from ttblur.training.reference import (
+    TrainReferenceConfig,
+    VideoPool,
+    evaluate_reference,
+    main,
+    train_reference,
+)
+
+HEIGHT, WIDTH, FRAMES = 40, 48, 8
+
+
+def _render(photo, seed):
+    """Smooth blobs sliding right 2 px per frame; blurry = mean of 5 shifted copies (4 px box)."""
+    generator = torch.Generator().manual_seed(seed + 1000 * len(photo))
+    coarse = torch.rand(1, 3, HEIGHT // 4, (WIDTH + 64) // 4, generator=generator)
+    texture = F.interpolate(coarse, scale_factor=4, mode="bilinear", align_corners=False)[0]
+    sharp, blurry = [], []
+    for t in range(FRAMES):
+        x0 = 16 + 2 * t
+        sharp.append(texture[:, :, x0 : x0 + WIDTH])
+        copies = [texture[:, :, x0 + s : x0 + s + WIDTH] for s in range(-2, 3)]
+        blurry.append(torch.stack(copies).mean(0))
+    return torch.stack(blurry), torch.stack(sharp)
+
+
+def _config(**changes):
+    base = dict(
+        model=ReferenceConfig(features=(8, 8, 16), num_blocks=1),
+        photos=["a", "bb"],
+        num_videos=2,
+        video_frames=FRAMES,
+        video_size=(HEIGHT, WIDTH),
+        crop=32,
+        batch_size=4,
+        steps=200,
+        lr=3e-3,
+        checkpoint_every=20,
+        threads=1,
+    )
+    base.update(changes)
+    return TrainReferenceConfig(**base)
+
+
+def _pool(config):
+    pool = VideoPool(config, render=_render)
+    pool.build(progress=False)
+    return pool
+
+
+def _held_out_loss(model, pool):
+    clips, targets = pool.sample(10**6)  # a step index training never reaches
+    with torch.no_grad():
+        return float((model(clips)[:, 0] - targets).abs().mean())
+
+
+def test_tiny_training_run_lowers_the_loss(tmp_path):
+    config = _config()
+    pool = _pool(config)
+    before = _held_out_loss(ReferenceDeblurNet(config.model), pool)  # identity at init
+    result = train_reference(config, tmp_path / "run", pool=pool, progress=False, log_every=100)
+    assert result.steps == 200 and len(result.losses) == 200
+    trained = ReferenceDeblurNet.from_pretrained(tmp_path / "run" / "final")
+    after = _held_out_loss(trained, pool)
+    assert after < 0.9 * before
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [100, 200]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptingPool(VideoPool):
+    def sample(self, step):
+        if step == 25:
+            raise _Interrupt
+        return super().sample(step)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    config = _config(steps=40, refresh_every=15)
+    train_reference(config, tmp_path / "a", pool=_pool(config), progress=False)
+    interrupted = _InterruptingPool(config, render=_render)
+    interrupted.build(progress=False)
+    with pytest.raises(_Interrupt):
+        train_reference(config, tmp_path / "b", pool=interrupted, progress=False)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 20
+    resumed_pool = VideoPool(config, render=_render)
+    resumed_pool.build(step=20, progress=False)  # the pool as it was at step 20
+    train_reference(config, tmp_path / "b", pool=resumed_pool, progress=False)
+    a = ReferenceDeblurNet.from_pretrained(tmp_path / "a" / "final").state_dict()
+    b = ReferenceDeblurNet.from_pretrained(tmp_path / "b" / "final").state_dict()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = _config(steps=20)
+    train_reference(config, tmp_path / "run", pool=_pool(config), progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train_reference(_config(steps=30), tmp_path / "run", pool=_pool(config), progress=False)
+
+
+def test_pool_sampling_is_deterministic_and_shaped():
+    config = _config()
+    pool = _pool(config)
+    clips, targets = pool.sample(3)
+    assert clips.shape == (4, 5, 3, 32, 32) and targets.shape == (4, 3, 32, 32)
+    again, _ = _pool(config).sample(3)
+    assert torch.equal(clips, again)
+    assert not torch.equal(clips, pool.sample(4)[0])
+    assert 0.0 <= float(clips.min()) and float(clips.max()) <= 1.0
+
+
+def test_pool_refresh_matches_rebuild():
+    config = _config(refresh_every=5, num_videos=2)
+    pool = _pool(config)
+    for step in range(0, 16):
+        pool.refresh(step)
+    assert pool.generation == [2, 1]
+    rebuilt = VideoPool(config, render=_render)
+    rebuilt.build(step=16, progress=False)
+    assert rebuilt.generation == [2, 1]
+    assert all(torch.equal(a, b) for a, b in zip(pool.blurry, rebuilt.blurry))
+
+
+def test_crop_must_fit_the_network_multiple(tmp_path):
+    with pytest.raises(ValueError, match="multiple of 8"):
+        train_reference(_config(crop=20), tmp_path, pool=None, progress=False)
+
+
+def test_training_restores_the_thread_count(tmp_path):
+    threads = torch.get_num_threads()
+    config = _config(steps=2, threads=threads + 1)
+    train_reference(config, tmp_path, pool=_pool(config), progress=False)
+    assert torch.get_num_threads() == threads
+
+
+def test_synthetic_training_pool_and_evaluation(tmp_path):
+    synth = pytest.importorskip("ttblur.synth")
+    config = TrainReferenceConfig(
+        model=ReferenceConfig(features=(4, 4, 8), num_blocks=0),
+        photos=list(synth.TRAIN_PHOTOS)[:1],
+        num_videos=1,
+        video_frames=6,
+        video_size=(32, 40),
+        crop=16,
+        batch_size=2,
+        threads=None,
+    )
+    pool = VideoPool(config)
+    pool.build(progress=False)
+    clips, targets = pool.sample(0)
+    assert clips.shape == (2, 5, 3, 16, 16) and targets.shape == (2, 3, 16, 16)
+    net = ReferenceDeblurNet(config.model)
+    rows = evaluate_reference(
+        net, ["gopro"], photos=list(synth.HELDOUT_PHOTOS)[:1], num_frames=5, size=(32, 40)
+    )
+    # an untrained network is the identity: restored == blurry
+    assert rows[0].frames == 5
+    assert rows[0].psnr_restored == pytest.approx(rows[0].psnr_blurry, abs=1e-3)
+
+
+def test_cli_rejects_missing_command():
+    with pytest.raises(SystemExit):
+        main([])
