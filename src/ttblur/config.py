@@ -56,7 +56,9 @@ class RSDMConfig(_Section):
         default=0.02, gt=0.0, lt=1.0, description="threshold search stops within this share"
     )
     batch_size: int = Field(default=4, gt=0, description="frames per BME forward pass")
-    max_patches: int | None = Field(default=None, gt=0, description="cap on kept patches")
+    max_patches: int | None = Field(
+        default=None, gt=0, description="cap on kept patches (the sharpest are kept)"
+    )
 
 
 class DBCGMConfig(_Section):

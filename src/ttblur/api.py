@@ -1,0 +1,388 @@
+"""``ttblur.adapt``: test-time adaptation of a deblurring network to one blurry video.
+
+Pipeline (see ``docs/architecture.md``)::
+
+    video --RSDM--> pseudo-sharp patches + magnitude maps
+          --DBCGM--> blur condition per patch
+          --synthesizer--> re-blurred patches
+          --fine-tune--> adapted copy of the user's model
+
+No ground truth is used anywhere: the epoch is chosen on held-out pseudo pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from ttblur.config import AdaptConfig
+from ttblur.finetune import (
+    LossFn,
+    build_pseudo_pairs,
+    clip_radius,
+    copy_model,
+    finetune,
+    select_trainable,
+)
+from ttblur.inference import deblur, resolve_device
+from ttblur.protocols import (
+    BlurSynthesizer,
+    ConditionGenerator,
+    PatchLocation,
+    Selection,
+    SharpnessDetector,
+)
+from ttblur.specs import ModelSpec, infer_spec, model_device
+from ttblur.video import VideoSource, load_video
+
+__all__ = ["AdaptReport", "AdaptResult", "ConditionStats", "PatchRecord", "adapt"]
+
+
+class PatchRecord(BaseModel):
+    """One chosen pseudo-sharp patch (pixels)."""
+
+    frame: int
+    top: int
+    left: int
+    size: int
+
+
+class ConditionStats(BaseModel):
+    """Summary of the blur conditions that drove the synthesis.
+
+    ``direction_deg`` is the axial mean direction of blur (degrees in [0, 180), image x to the
+    right, y down) and ``direction_concentration`` its mean resultant length in [0, 1] (1: all
+    blur along one axis). Magnitudes are in pixels (``z * mag_norm``).
+    """
+
+    magnitude_mean_px: float
+    magnitude_p10_px: float
+    magnitude_p90_px: float
+    direction_deg: float
+    direction_concentration: float
+
+
+class AdaptReport(BaseModel):
+    """What :func:`adapt` did, serialisable to JSON (``report.model_dump_json()``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_frames: int
+    frame_size: tuple[int, int]
+    device: str
+    spec: str
+    patches: list[PatchRecord]
+    candidates: int
+    threshold_px: float | None
+    condition: ConditionStats | None
+    train_loss: list[float] = Field(default_factory=list)
+    val_loss: list[float] = Field(default_factory=list)
+    baseline_val_loss: float | None = None
+    best_epoch: int = 0
+    reverted: bool = False
+    num_train_pairs: int = 0
+    num_val_pairs: int = 0
+    seconds: dict[str, float] = Field(default_factory=dict)
+    messages: list[str] = Field(default_factory=list)
+    config: AdaptConfig
+
+
+class AdaptResult:
+    """The outcome of :func:`adapt`.
+
+    Attributes:
+        model: the adapted network (a copy of the user's model unless ``in_place=True``).
+        report: an :class:`AdaptReport`.
+        spec: the :class:`~ttblur.specs.ModelSpec` used to call the network.
+        device: the device the adaptation ran on.
+    """
+
+    def __init__(
+        self, model: nn.Module, report: AdaptReport, spec: ModelSpec, device: torch.device
+    ) -> None:
+        self.model = model
+        self.report = report
+        self.spec = spec
+        self.device = device
+
+    def deblur(self, video: VideoSource, *, progress: bool = True) -> Tensor:
+        """Deblur a video with the adapted model: ``(T, 3, H, W)`` in [0, 1] on the CPU."""
+        return deblur(self.model, video, spec=self.spec, device=self.device, progress=progress)
+
+    def __repr__(self) -> str:
+        r = self.report
+        return (
+            f"AdaptResult(spec={r.spec!r}, patches={len(r.patches)}, best_epoch={r.best_epoch}, "
+            f"reverted={r.reverted}, device={r.device!r})"
+        )
+
+
+def _resolve_config(config: AdaptConfig | dict[str, Any] | str | Path | None) -> AdaptConfig:
+    if config is None:
+        return AdaptConfig()
+    if isinstance(config, AdaptConfig):
+        return config.model_copy(deep=True)
+    if isinstance(config, dict):
+        return AdaptConfig.model_validate(config)
+    if isinstance(config, (str, Path)):
+        return AdaptConfig.load(config)
+    raise TypeError(f"config must be an AdaptConfig, a dict or a JSON path, got {type(config)}")
+
+
+def _default_loss(pred: Tensor, target: Tensor) -> Tensor:
+    return torch.nn.functional.l1_loss(pred, target)
+
+
+def _check_video(video: Tensor, config: AdaptConfig, spec: ModelSpec) -> None:
+    num_frames, _, height, width = video.shape
+    needed = max(2 * config.rsdm.border_frames + 1, 2 * clip_radius(spec) + 1, 5)
+    if num_frames < needed:
+        raise ValueError(
+            f"video has {num_frames} frames; adapt needs at least {needed} (a patch at frame t "
+            f"uses frames t-2..t+2 and the first and last {config.rsdm.border_frames} frames "
+            "are never chosen)"
+        )
+    patch = config.rsdm.patch_size
+    if height < patch or width < patch:
+        raise ValueError(
+            f"frames are {height}x{width}, smaller than the {patch}x{patch} pseudo-sharp patch; "
+            "lower config.rsdm.patch_size (e.g. AdaptConfig(rsdm={'patch_size': "
+            f"{_largest_patch(height, width)}}})) or use larger frames"
+        )
+
+
+def _largest_patch(height: int, width: int) -> int:
+    side = min(height, width)
+    return max(16, side - side % 16)
+
+
+def _check_loss(loss_fn: LossFn, device: torch.device) -> None:
+    pred = torch.rand(2, 3, 8, 8, device=device, requires_grad=True)
+    target = torch.rand(2, 3, 8, 8, device=device)
+    try:
+        value = loss_fn(pred, target)
+    except Exception as err:
+        raise ValueError(
+            f"loss_fn(pred, target) failed on (2, 3, 8, 8) tensors: {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
+    if not value.requires_grad:
+        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
+
+
+def _build_detector(config: AdaptConfig, device: torch.device) -> SharpnessDetector:
+    from ttblur.stages.rsdm import RandomPatchSelector, RelativeSharpnessDetector
+
+    if config.rsdm.name == "random":
+        return RandomPatchSelector.from_config(config.rsdm, seed=config.seed, device=device)
+    return RelativeSharpnessDetector.from_config(config.rsdm, device=device)
+
+
+def _build_generator(config: AdaptConfig) -> ConditionGenerator:
+    from ttblur.stages.dbcgm import build_condition_generator
+
+    return build_condition_generator(config.dbcgm, config.mag_norm, seed=config.seed)
+
+
+def _build_synthesizer(config: AdaptConfig, device: torch.device) -> BlurSynthesizer:
+    from ttblur.stages.synthesis import build_synthesizer
+
+    return build_synthesizer(config.synthesis, config.mag_norm, device=device, seed=config.seed)
+
+
+def _condition_stats(condition: Tensor, mag_norm: float) -> ConditionStats:
+    z = condition[:, 2].flatten().double() * mag_norm
+    angle2 = 2.0 * torch.atan2(condition[:, 1], condition[:, 0]).flatten().double()
+    weights = condition[:, 2].flatten().double().clamp_min(1e-12)
+    c = (weights * torch.cos(angle2)).sum() / weights.sum()
+    s = (weights * torch.sin(angle2)).sum() / weights.sum()
+    quantiles = torch.quantile(
+        z[:: max(1, z.numel() // 100_000)], torch.tensor([0.1, 0.9]).double()
+    )
+    return ConditionStats(
+        magnitude_mean_px=float(z.mean()),
+        magnitude_p10_px=float(quantiles[0]),
+        magnitude_p90_px=float(quantiles[1]),
+        direction_deg=float(math.degrees(math.atan2(float(s), float(c)) / 2.0) % 180.0),
+        direction_concentration=float(torch.hypot(c, s)),
+    )
+
+
+def _sharpest(patches: list[PatchLocation], magnitude: Tensor, count: int) -> list[PatchLocation]:
+    """The ``count`` patches with the lowest mean predicted magnitude, in their original order."""
+    scores = torch.stack([p.crop(magnitude[p.frame]).float().mean() for p in patches])
+    keep = set(torch.argsort(scores, stable=True)[:count].tolist())
+    return [p for i, p in enumerate(patches) if i in keep]
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _synthesize(
+    synthesizer: BlurSynthesizer, sharp: Tensor, condition: Tensor, batch: int, device: torch.device
+) -> Tensor:
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, sharp.shape[0], batch):
+            chunk = slice(start, start + batch)
+            out = synthesizer(sharp[chunk].to(device), condition[chunk].to(device))
+            outputs.append(out.detach().float().cpu().clamp(0.0, 1.0))
+    return torch.cat(outputs)
+
+
+def adapt(
+    model: nn.Module,
+    video: VideoSource,
+    loss_fn: LossFn | None = None,
+    *,
+    config: AdaptConfig | dict[str, Any] | str | Path | None = None,
+    spec: ModelSpec | str | None = None,
+    device: str | torch.device | None = None,
+    in_place: bool = False,
+    detector: SharpnessDetector | None = None,
+    condition_generator: ConditionGenerator | None = None,
+    synthesizer: BlurSynthesizer | None = None,
+    progress: bool = True,
+) -> AdaptResult:
+    """Adapt a deblurring network to one blurry video by test-time blurring.
+
+    Args:
+        model: the user's trained deblurring network. It is never modified unless
+            ``in_place=True``: a deep copy is adapted (same dtype), moved to ``device``.
+        video: ``(T, 3, H, W)`` tensor in [0, 1], ``(T, H, W, 3)`` array, frame folder or video
+            file (anything :func:`ttblur.load_video` reads). At least 5 frames, each at least
+            ``config.rsdm.patch_size`` pixels on both sides.
+        loss_fn: ``loss_fn(pred, target) -> scalar tensor`` on ``(B, 3, h, w)`` tensors in
+            [0, 1] (the model's outputs mapped back to [0, 1] by the spec). Default: L1.
+        config: an :class:`~ttblur.config.AdaptConfig`, a dict or a JSON file path.
+        spec: how to call ``model``: a :class:`~ttblur.specs.ModelSpec` or a built-in name
+            (``"estrnn"``, ``"mmp_rnn"``, ``"dstnet"``, ``"shiftnet"``, ``"image"``). ``None``
+            uses ``model.spec`` if present, else the image convention, verified by one tiny
+            forward pass.
+        device: ``None`` picks CUDA when available, else the CPU.
+        in_place: adapt ``model`` itself instead of a copy.
+        detector, condition_generator, synthesizer: user objects implementing the stage
+            protocols; each replaces the stage that ``config`` would build.
+        progress: show progress bars.
+
+    Returns:
+        :class:`AdaptResult` with the adapted ``model``, the ``report`` and ``deblur()``.
+
+    Raises:
+        ValueError: bad video (too few frames, frames smaller than a patch, NaN, range), a model
+            whose output does not fit its spec, a ``loss_fn`` that does not return a scalar, or
+            a ``config.finetune.trainable`` that selects no parameter. All checks run before
+            any expensive work.
+        TypeError: ``model`` is not an ``nn.Module``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    cfg = _resolve_config(config)
+    run_device = resolve_device(device)
+    home = model_device(model)
+    frames = load_video(video)
+    loss = loss_fn if loss_fn is not None else _default_loss
+
+    seconds: dict[str, float] = {}
+    messages: list[str] = []
+    with _timed(seconds, "setup"):
+        # Every check runs before any expensive work; the probe forward pass runs on the
+        # user's model where it lives and leaves it untouched (eval flags are restored).
+        resolved_spec = infer_spec(model, spec, device=home)
+        _check_video(frames, cfg, resolved_spec)
+        _check_loss(loss, run_device)
+        select_trainable(model, cfg.finetune.trainable)
+        work = model if in_place else copy_model(model)
+        work.to(run_device)
+        detector = detector or _build_detector(cfg, run_device)
+        generator = condition_generator or _build_generator(cfg)
+        synth = synthesizer or _build_synthesizer(cfg, run_device)
+
+    with _timed(seconds, "rsdm"):
+        selection: Selection = detector.select(frames)
+    patches = list(selection.patches)
+    if cfg.rsdm.max_patches is not None and len(patches) > cfg.rsdm.max_patches:
+        patches = _sharpest(patches, selection.magnitude, cfg.rsdm.max_patches)
+        selection.patches = patches
+    report_kwargs: dict[str, Any] = dict(
+        num_frames=int(frames.shape[0]),
+        frame_size=(int(frames.shape[2]), int(frames.shape[3])),
+        device=str(run_device),
+        spec=resolved_spec.name,
+        patches=[PatchRecord(frame=p.frame, top=p.top, left=p.left, size=p.size) for p in patches],
+        candidates=int(selection.candidates),
+        threshold_px=selection.threshold,
+        config=cfg,
+    )
+    if not patches:
+        message = "the detector selected no pseudo-sharp patch: the model was not adapted"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        report = AdaptReport(
+            **report_kwargs, condition=None, reverted=True, seconds=seconds, messages=[message]
+        )
+        work.to(home)
+        return AdaptResult(work, report, resolved_spec, run_device)
+
+    with _timed(seconds, "dbcgm"):
+        condition = generator(frames, selection).float().cpu()
+    sharp = torch.stack([p.crop(frames[p.frame]) for p in patches])
+    if condition.shape != sharp.shape:
+        raise ValueError(
+            f"condition generator returned {tuple(condition.shape)}, expected {tuple(sharp.shape)}"
+        )
+    with _timed(seconds, "synthesis"):
+        reblurred = _synthesize(synth, sharp, condition, cfg.synthesis.batch_size, run_device)
+    with _timed(seconds, "pairs"):
+        pairs = build_pseudo_pairs(
+            frames, patches, reblurred, resolved_spec, neighbours=cfg.dbcgm.neighbours
+        )
+    with _timed(seconds, "finetune"):
+        outcome = finetune(
+            work,
+            pairs,
+            loss,
+            cfg.finetune,
+            spec=resolved_spec,
+            device=run_device,
+            seed=cfg.seed,
+            progress=progress,
+        )
+    if outcome.reverted:
+        messages.append(
+            "no fine-tuning epoch beat the unadapted model on the held-out pseudo pairs: "
+            "the unadapted weights were kept"
+        )
+    if outcome.num_val == 0:
+        messages.append("too few pseudo pairs for a validation split: the last epoch was kept")
+    report = AdaptReport(
+        **report_kwargs,
+        condition=_condition_stats(condition, cfg.mag_norm),
+        train_loss=outcome.train_loss,
+        val_loss=outcome.val_loss,
+        baseline_val_loss=outcome.baseline_val_loss,
+        best_epoch=outcome.best_epoch,
+        reverted=outcome.reverted,
+        num_train_pairs=outcome.num_train,
+        num_val_pairs=outcome.num_val,
+        seconds=seconds,
+        messages=messages,
+    )
+    work.to(home)
+    return AdaptResult(work, report, resolved_spec, run_device)

@@ -1,0 +1,382 @@
+"""Pseudo training pairs and the fine-tuning loop of test-time adaptation.
+
+A pseudo pair is built for every selected patch at frame ``t``:
+
+* for a video model, the input clip is ``[B_{t-k}, ..., B_{t-1}, R_t, B_{t+1}, ..., B_{t+k}]``
+  cropped at the patch box, where ``B`` are the original blurry frames, ``R_t`` the re-blurred
+  pseudo-sharp patch and ``k = max(2, past_frames, future_frames)``; the target is the
+  pseudo-sharp patch ``S_t`` and the loss is taken on the model's output for frame ``t``;
+* for an image model the input is ``R_t`` alone.
+
+The loop follows the official recipe (Adam, cosine schedule, gradient clipping) and chooses the
+epoch by the loss on held-out *pseudo* pairs, never on ground truth. If no epoch beats the
+unadapted model on that split, the unadapted weights are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ttblur.config import FinetuneConfig
+from ttblur.inference import reflect_index
+from ttblur.protocols import PatchLocation
+from ttblur.specs import ModelSpec
+
+__all__ = [
+    "FinetuneResult",
+    "LossFn",
+    "PseudoPairs",
+    "build_pseudo_pairs",
+    "finetune",
+    "select_trainable",
+]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+_NORM_LAYERS = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LocalResponseNorm,
+)
+
+
+@dataclass
+class PseudoPairs:
+    """Pseudo training pairs for one video.
+
+    Attributes:
+        inputs: ``(N, L, 3, p, p)`` float32 in [0, 1]; ``L`` clip frames (1 for image models),
+            the re-blurred patch at index ``centre``.
+        targets: ``(N, 3, p, p)`` float32 in [0, 1], the pseudo-sharp patches.
+        centre: index of the re-blurred frame inside each clip.
+        patches: where each pair comes from.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    centre: int
+    patches: list[PatchLocation]
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+
+def clip_radius(spec: ModelSpec, neighbours: int = 2) -> int:
+    """Frames taken on each side of ``t`` for a fine-tuning clip of a video model."""
+    if spec.layout == "BCHW":
+        return 0
+    return max(neighbours, spec.past_frames, spec.future_frames)
+
+
+def build_pseudo_pairs(
+    video: Tensor,
+    patches: list[PatchLocation],
+    reblurred: Tensor,
+    spec: ModelSpec,
+    *,
+    neighbours: int = 2,
+) -> PseudoPairs:
+    """Assemble the fine-tuning pairs of the design brief.
+
+    Args:
+        video: ``(T, 3, H, W)`` blurry video in [0, 1].
+        patches: the ``N`` pseudo-sharp patch locations (all the same size ``p``).
+        reblurred: ``(N, 3, p, p)`` re-blurred pseudo-sharp patches in [0, 1].
+        spec: the model's calling convention (decides image vs video clips).
+        neighbours: frames on each side of ``t`` for video models (at least the spec's
+            past/future frames). Frames beyond the ends of the video are mirrored.
+
+    Returns:
+        :class:`PseudoPairs` with inputs ``(N, 2k+1, 3, p, p)`` (``(N, 1, 3, p, p)`` for image
+        models) and targets ``(N, 3, p, p)``.
+    """
+    if reblurred.ndim != 4 or reblurred.shape[0] != len(patches) or reblurred.shape[1] != 3:
+        raise ValueError(
+            f"reblurred must be (N={len(patches)}, 3, p, p), got {tuple(reblurred.shape)}"
+        )
+    if not patches:
+        raise ValueError("no patches to build pseudo pairs from")
+    sizes = {p.size for p in patches}
+    if len(sizes) != 1:
+        raise ValueError(f"all patches must have the same size, got sizes {sorted(sizes)}")
+    num_frames = video.shape[0]
+    radius = clip_radius(spec, neighbours)
+    inputs, targets = [], []
+    for index, loc in enumerate(patches):
+        frames = [
+            reflect_index(loc.frame + offset, num_frames) for offset in range(-radius, radius + 1)
+        ]
+        clip = loc.crop(video[frames]).clone()
+        clip[radius] = reblurred[index].to(clip)
+        inputs.append(clip)
+        targets.append(loc.crop(video[loc.frame]))
+    return PseudoPairs(torch.stack(inputs), torch.stack(targets), radius, list(patches))
+
+
+def select_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
+    """Parameters to fine-tune; parameters the user froze are never included.
+
+    Args:
+        model: the network.
+        trainable: ``"all"``, ``"norm"`` (parameters of normalisation layers) or
+            ``"re:<regex>"`` matched with :func:`re.search` on parameter names.
+
+    Raises:
+        ValueError: unknown mode, bad regex, or no parameter selected.
+    """
+    if trainable == "all":
+        chosen = [p for p in model.parameters() if p.requires_grad]
+    elif trainable == "norm":
+        ids = {
+            id(p)
+            for module in model.modules()
+            if isinstance(module, _NORM_LAYERS)
+            for p in module.parameters(recurse=False)
+        }
+        chosen = [p for p in model.parameters() if p.requires_grad and id(p) in ids]
+    elif trainable.startswith("re:"):
+        try:
+            pattern = re.compile(trainable[3:])
+        except re.error as err:
+            raise ValueError(f"bad regex in trainable={trainable!r}: {err}") from err
+        chosen = [p for n, p in model.named_parameters() if p.requires_grad and pattern.search(n)]
+    else:
+        raise ValueError(f'trainable must be "all", "norm" or "re:<regex>", got {trainable!r}')
+    if not chosen:
+        raise ValueError(f"trainable={trainable!r} selects no trainable parameter of the model")
+    return chosen
+
+
+@dataclass
+class FinetuneResult:
+    """What the fine-tuning loop did.
+
+    Attributes:
+        train_loss: mean training loss per epoch.
+        val_loss: validation loss per epoch (empty without a validation split).
+        baseline_val_loss: validation loss of the unadapted model (None without a split).
+        best_epoch: 1-based epoch whose weights were kept; 0 means the unadapted weights.
+        reverted: True when no epoch beat the unadapted model on the validation split.
+        num_train, num_val: pairs in each split.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    baseline_val_loss: float | None = None
+    best_epoch: int = 0
+    reverted: bool = False
+    num_train: int = 0
+    num_val: int = 0
+
+
+def _augment(
+    inputs: Tensor, targets: Tensor, crop: int | None, flips: bool, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Same random crop / flip / rot90 for a clip batch ``(B, L, 3, p, p)`` and its targets."""
+    size = targets.shape[-1]
+    if crop is not None and crop < size:
+        top, left = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
+        inputs = inputs[..., top : top + crop, left : left + crop]
+        targets = targets[..., top : top + crop, left : left + crop]
+    if not flips:
+        return inputs, targets
+    if torch.rand((), generator=gen) < 0.5:
+        inputs, targets = inputs.flip(-1), targets.flip(-1)
+    if torch.rand((), generator=gen) < 0.5:
+        inputs, targets = inputs.flip(-2), targets.flip(-2)
+    if inputs.shape[-1] == inputs.shape[-2]:
+        turns = int(torch.randint(0, 4, (), generator=gen))
+        inputs, targets = inputs.rot90(turns, (-2, -1)), targets.rot90(turns, (-2, -1))
+    return inputs.contiguous(), targets.contiguous()
+
+
+def _predict_centre(model: nn.Module, spec: ModelSpec, clips: Tensor, centre: int) -> Tensor:
+    """Model output for the clip's centre frame, ``(B, 3, h, w)`` in [0, 1] space."""
+    if spec.layout == "BCHW":
+        return spec.call(model, clips)[:, 0]
+    out = spec.call(model, clips)
+    return out[:, centre - spec.past_frames]
+
+
+def _batches(count: int, batch: int, gen: torch.Generator | None) -> Iterator[Tensor]:
+    order = torch.randperm(count, generator=gen) if gen is not None else torch.arange(count)
+    yield from order.split(batch)
+
+
+def _set_train_mode(model: nn.Module, spec: ModelSpec) -> None:
+    model.train()
+    if spec.keep_frozen_in_eval:
+        for module in model.modules():
+            params = list(module.parameters())
+            if module is not model and params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+def _evaluate(
+    model: nn.Module,
+    spec: ModelSpec,
+    pairs: PseudoPairs,
+    index: Tensor,
+    loss_fn: LossFn,
+    batch: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for chunk in index.split(batch):
+            clips = pairs.inputs[chunk].to(device, dtype)
+            target = pairs.targets[chunk].to(device, dtype)
+            pred = _predict_centre(model, spec, clips, pairs.centre)
+            total += float(loss_fn(pred, target)) * len(chunk)
+    return total / max(len(index), 1)
+
+
+def finetune(
+    model: nn.Module,
+    pairs: PseudoPairs,
+    loss_fn: LossFn,
+    config: FinetuneConfig,
+    *,
+    spec: ModelSpec,
+    device: torch.device,
+    seed: int = 0,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune ``model`` in place on pseudo pairs and keep the best epoch's weights.
+
+    Args:
+        model: the network to adapt (already a copy if the caller wants one), on ``device``.
+        pairs: pseudo training pairs from :func:`build_pseudo_pairs`.
+        loss_fn: ``loss_fn(pred, target) -> scalar`` on ``(B, 3, h, w)`` tensors in [0, 1].
+        config: the recipe (epochs, batch, lr, cosine floor, clip, validation share, ...).
+        spec: the model's calling convention.
+        device: where to train.
+        seed: seeds the split, the shuffling, the augmentation and the model's own randomness
+            (inside a forked RNG, so the caller's global RNG state is untouched).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`FinetuneResult`. ``model`` holds the chosen weights afterwards; each submodule
+        gets its own train/eval flag back, and the user's frozen parameters stay frozen.
+    """
+    devices = [device] if device.type == "cuda" else []
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        with torch.random.fork_rng(devices=devices), spec.on_device(model, device):
+            torch.manual_seed(seed)
+            return _finetune(model, pairs, loss_fn, config, spec, device, seed, progress)
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def _finetune(
+    model: nn.Module,
+    pairs: PseudoPairs,
+    loss_fn: LossFn,
+    config: FinetuneConfig,
+    spec: ModelSpec,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+) -> FinetuneResult:
+    gen = torch.Generator().manual_seed(seed)
+    count = len(pairs)
+    num_val = math.floor(count * config.val_fraction) if count >= 2 else 0
+    if config.val_fraction > 0 and count >= 2:
+        num_val = max(num_val, 1)
+    order = torch.randperm(count, generator=gen)
+    val_index, train_index = order[:num_val], order[num_val:]
+    result = FinetuneResult(num_train=len(train_index), num_val=num_val)
+
+    dtype = next(model.parameters()).dtype
+    params = select_trainable(model, config.trainable)
+    chosen = {id(p) for p in params}
+    original_flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+
+    batch = min(config.batch_size, len(train_index))
+    steps = config.epochs * math.ceil(len(train_index) / batch)
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(steps, 1), eta_min=config.lr_min
+    )
+    use_amp = config.amp and device.type == "cuda" and dtype == torch.float32
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    def snapshot() -> dict[str, Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    best_state = snapshot()
+    best_loss = math.inf
+    if num_val:
+        best_loss = _evaluate(model, spec, pairs, val_index, loss_fn, batch, device, dtype)
+        result.baseline_val_loss = best_loss
+
+    bar = tqdm(total=steps, desc="fine-tune", disable=not progress, leave=False)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            _set_train_mode(model, spec)
+            running, seen = 0.0, 0
+            for chunk in _batches(len(train_index), batch, gen):
+                rows = train_index[chunk]
+                clips, target = _augment(
+                    pairs.inputs[rows], pairs.targets[rows], config.crop_size, config.augment, gen
+                )
+                clips, target = clips.to(device, dtype), target.to(device, dtype)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    pred = _predict_centre(model, spec, clips, pairs.centre)
+                    loss = loss_fn(pred.float(), target.float())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"fine-tuning loss became {float(loss)} at epoch {epoch}"
+                    )
+                scaler.scale(loss).backward()
+                if config.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                running += float(loss.detach()) * len(rows)
+                seen += len(rows)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}")
+            result.train_loss.append(running / max(seen, 1))
+            if num_val:
+                val = _evaluate(model, spec, pairs, val_index, loss_fn, batch, device, dtype)
+                result.val_loss.append(val)
+                if val < best_loss:
+                    best_loss, result.best_epoch, best_state = val, epoch, snapshot()
+    finally:
+        bar.close()
+        for name, p in model.named_parameters():
+            p.requires_grad_(original_flags[name])
+
+    if not num_val:
+        result.best_epoch = config.epochs
+    elif result.best_epoch == 0:
+        result.reverted = True
+        model.load_state_dict(best_state)
+    else:
+        model.load_state_dict(best_state)
+    return result
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` on the same device and dtype (the user's model is untouched)."""
+    return copy.deepcopy(model)
