@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -253,8 +253,8 @@ def ssim(
     return _reduce(_ssim_per_image(x, y), pred.shape[:-3], reduction)
 
 
-class PSNR(nn.Module):
-    """Module form of :func:`psnr` with fixed options; ``forward(pred, target)``."""
+class _ImageMetric(nn.Module):
+    """Shared module form of a full-reference metric with fixed options."""
 
     def __init__(
         self,
@@ -269,43 +269,30 @@ class PSNR(nn.Module):
         self.y_channel = y_channel
         self.data_range = data_range
         self.reduction: Reduction = reduction
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "crop_border": self.crop_border,
+            "y_channel": self.y_channel,
+            "data_range": self.data_range,
+            "reduction": self.reduction,
+        }
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self._options().items())
+
+
+class PSNR(_ImageMetric):
+    """Module form of :func:`psnr` with fixed options; ``forward(pred, target)``."""
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """PSNR in dB of ``(..., 3, H, W)`` images; see :func:`psnr`."""
-        return psnr(
-            pred,
-            target,
-            crop_border=self.crop_border,
-            y_channel=self.y_channel,
-            data_range=self.data_range,
-            reduction=self.reduction,
-        )
+        return psnr(pred, target, **self._options())
 
 
-class SSIM(nn.Module):
+class SSIM(_ImageMetric):
     """Module form of :func:`ssim` with fixed options; ``forward(pred, target)``."""
-
-    def __init__(
-        self,
-        *,
-        crop_border: int = 0,
-        y_channel: bool = False,
-        data_range: float = 1.0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        self.crop_border = crop_border
-        self.y_channel = y_channel
-        self.data_range = data_range
-        self.reduction: Reduction = reduction
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """SSIM of ``(..., 3, H, W)`` images; see :func:`ssim`."""
-        return ssim(
-            pred,
-            target,
-            crop_border=self.crop_border,
-            y_channel=self.y_channel,
-            data_range=self.data_range,
-            reduction=self.reduction,
-        )
+        return ssim(pred, target, **self._options())
