@@ -207,3 +207,18 @@ def test_shipped_default_loads_offline_and_is_small(monkeypatch):
     assert not bme.training
     out = bme.predict(torch.rand(1, 3, 50, 61))
     assert out.shape == (1, 1, 50, 61)
+
+
+def test_round_trip_through_folder_offline_hub_cache_and_push(tiny, tmp_path, hub_cache, fake_hub):
+    folder = tiny.save_pretrained(tmp_path / "w")
+    hub_cache.add("ttblur-test/bme-tiny", folder)
+    frames = torch.rand(1, 3, 20, 24)
+    expected = tiny.predict(frames)
+    for source in (folder, str(folder), "ttblur-test/bme-tiny"):
+        loaded = BlurMagnitudeEstimator.from_pretrained(source)
+        assert loaded.config == tiny.config and not loaded.training
+        assert torch.equal(loaded.predict(frames), expected)
+    tiny.push_to_hub("ttblur-test/bme-pushed")
+    (uploaded,) = fake_hub.uploads
+    assert sorted(p.name for p in uploaded.iterdir()) == ["config.json", "model.safetensors"]
+    assert torch.equal(BlurMagnitudeEstimator.from_pretrained(uploaded).predict(frames), expected)

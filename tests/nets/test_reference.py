@@ -1,20 +1,9 @@
-import socket
-
 import pytest
 import torch
 
 from ttblur.hub import shipped_weights_dir
 from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet, reference_model
 from ttblur.specs import check_model, get_spec
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access is blocked in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def test_forward_shapes_and_identity_at_init():
@@ -115,3 +104,19 @@ def test_shipped_weights_help_on_source_domain_and_not_on_a_target(no_network):
         gains[preset] = _psnr(restored, video.sharp) - _psnr(video.blurry, video.sharp)
     assert gains["gopro"] > 0.2  # it deblurs its own (source) domain
     assert gains["bsd-1ms8ms"] < gains["gopro"]  # and does worse under the domain shift
+
+
+def test_round_trip_through_offline_hub_cache_and_push(tmp_path, hub_cache, fake_hub):
+    torch.manual_seed(2)
+    net = ReferenceDeblurNet(ReferenceConfig(features=(4, 4, 8), num_blocks=1)).eval()
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    hub_cache.add("ttblur-test/reference-tiny", net.save_pretrained(tmp_path / "w"))
+    clip = torch.rand(1, 5, 3, 8, 8)
+    with torch.no_grad():
+        expected = net(clip)
+        loaded = reference_model("ttblur-test/reference-tiny")
+        assert loaded.config == net.config and torch.equal(loaded(clip), expected)
+        net.push_to_hub("ttblur-test/reference-pushed", private=False)
+        (uploaded,) = fake_hub.uploads
+        assert torch.equal(ReferenceDeblurNet.from_pretrained(uploaded)(clip), expected)
+    assert fake_hub.calls[0][1]["private"] is False

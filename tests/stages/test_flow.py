@@ -218,3 +218,48 @@ def test_raft_wrapper_loading_padding_and_scaling_with_a_stand_in(tmp_path, monk
     assert RAFTFlow(folder).size == "large"
     with pytest.raises(ValueError, match="does not hold torchvision RAFT weights"):
         RAFTFlow(folder, size="small")
+
+
+def test_raft_round_trip_through_folder_offline_hub_cache_and_push(
+    tmp_path, monkeypatch, hub_cache, fake_hub
+) -> None:
+    """save_pretrained / from_pretrained / push_to_hub with the stand-in RAFT module."""
+    monkeypatch.setitem(sys.modules, "torchvision.models.optical_flow", _fake_optical_flow_module())
+    torch.manual_seed(0)
+    small = _FakeRAFT(2)
+    torch.save(small.state_dict(), tmp_path / "raft.pth")
+    flow = RAFTFlow(tmp_path / "raft.pth", num_flow_updates=3)
+    folder = flow.save_pretrained(tmp_path / "w")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    hub_cache.add("ttblur-test/raft-small", folder)
+    src, dst = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    expected = flow(src, dst)
+    for source in (folder, "ttblur-test/raft-small"):
+        loaded = RAFTFlow.from_pretrained(source)
+        assert (loaded.size, loaded.num_flow_updates) == ("small", 3)  # from config.json
+        assert torch.equal(loaded(src, dst), expected)
+    assert RAFTFlow.from_pretrained(folder, num_flow_updates=5).num_flow_updates == 5
+    flow.push_to_hub("ttblur-test/raft-pushed")
+    (uploaded,) = fake_hub.uploads
+    assert torch.equal(RAFTFlow.from_pretrained(uploaded)(src, dst), expected)
+
+
+def test_raft_weights_folder_errors(tmp_path, monkeypatch, hub_cache) -> None:
+    from ttblur.hub import InvalidWeightsError, WeightsNotFoundError
+
+    monkeypatch.setitem(sys.modules, "torchvision.models.optical_flow", _fake_optical_flow_module())
+    torch.save(_FakeRAFT(2).state_dict(), tmp_path / "raft.pth")
+    saved = RAFTFlow(tmp_path / "raft.pth").save_pretrained(tmp_path / "w")
+    config = saved / "config.json"
+    config.write_text(config.read_text().replace('"RAFTFlow"', '"BlurMagnitudeEstimator"'))
+    with pytest.raises(InvalidWeightsError, match=r"holds weights of BlurMagnitudeEstimator"):
+        RAFTFlow(saved)
+    config.write_text('{"_class_name": "RAFTFlow", "size": "huge"}')
+    with pytest.raises(InvalidWeightsError, match="not a valid RAFTFlow config"):
+        RAFTFlow(saved)
+    config.unlink()
+    (saved / "model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(InvalidWeightsError, match="not a valid safetensors file"):
+        RAFTFlow(saved)
+    with pytest.raises(WeightsNotFoundError, match=r"ttblur-test/no-raft.*HF_HUB_OFFLINE"):
+        RAFTFlow.from_pretrained("ttblur-test/no-raft")

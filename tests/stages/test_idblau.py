@@ -142,3 +142,31 @@ def test_invalid_inputs_raise(small_net):
         IDBlau(torch.nn.Conv2d(9, 3, 3))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="9 input"):
         IDBlau(IDBlauUNet(IDBlauConfig.small().model_copy(update={"in_channels": 6})))
+
+
+def test_round_trip_through_offline_hub_cache_and_push(small_net, tmp_path, hub_cache, fake_hub):
+    model = IDBlau(small_net, num_steps=2, seed=1)
+    hub_cache.add("ttblur-test/idblau-small", model.save_pretrained(tmp_path / "w"))
+    sharp, cond = inputs(n=1, h=8, w=8)
+    expected = model(sharp, cond, generator=torch.Generator().manual_seed(0))
+    loaded = IDBlau.from_pretrained("ttblur-test/idblau-small", num_steps=2)
+    assert loaded.network.config == small_net.config
+    assert torch.equal(loaded(sharp, cond, generator=torch.Generator().manual_seed(0)), expected)
+    # the synthesizer publishes its network's files: IDBlauUNet and IDBlau both read them
+    model.push_to_hub("ttblur-test/idblau-pushed")
+    (uploaded,) = fake_hub.uploads
+    assert '"_class_name": "IDBlauUNet"' in (uploaded / "config.json").read_text()
+    assert IDBlauUNet.from_pretrained(uploaded).config == small_net.config
+    again = IDBlau.from_pretrained(uploaded, num_steps=2)
+    assert torch.equal(again(sharp, cond, generator=torch.Generator().manual_seed(0)), expected)
+    assert fake_hub.calls[-1][1]["commit_message"] == "Upload IDBlau weights"
+
+
+def test_unreachable_hub_error_keeps_the_training_help(hub_cache):
+    from ttblur.hub import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError) as info:
+        IDBlau.from_pretrained("ttblur-test/not-cached")
+    message = str(info.value)
+    assert "'ttblur-test/not-cached'" in message and "HF_HUB_OFFLINE" in message
+    assert "python -m ttblur.training.idblau" in message

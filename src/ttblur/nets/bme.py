@@ -460,7 +460,10 @@ class BlurMagnitudeEstimator(PretrainedMixin, nn.Module):
             downloaded; ``ValueError`` for the ``"lite"`` variant.
 
     ``from_pretrained()`` with no argument loads the shipped ``bme-lite`` weights (trained on
-    synthetic videos of every ``ttblur.synth`` preset, see ``docs/rsdm.md``).
+    synthetic videos of every ``ttblur.synth`` preset, see ``docs/rsdm.md``);
+    ``from_pretrained(folder_or_repo_id, revision=None)``, ``save_pretrained(folder)`` and
+    ``push_to_hub(repo_id)`` come from :class:`~ttblur.hub.PretrainedMixin`
+    (``docs/weights.md``).
 
     Example:
         >>> import torch

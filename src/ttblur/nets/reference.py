@@ -188,7 +188,12 @@ def reference_model(
         the network; its calling convention is ``model.spec``.
 
     Raises:
-        FileNotFoundError: the weights cannot be found.
-        ValueError: the files do not match the architecture.
+        ttblur.hub.WeightsNotFoundError: (a ``FileNotFoundError``) the weights cannot be
+            found, e.g. a repo id that is neither reachable nor in the Hub cache.
+        ttblur.hub.InvalidWeightsError: (a ``ValueError``) the files are corrupt or do not
+            match the architecture.
+
+    See ``docs/weights.md``; ``save_pretrained`` / ``push_to_hub`` write and publish the
+    same files.
     """
     return ReferenceDeblurNet.from_pretrained(weights, revision=revision, map_location=map_location)

@@ -31,15 +31,30 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from ttblur.config import DBCGMConfig
+from ttblur.hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    InvalidWeightsError,
+    PushToHubMixin,
+    WeightsNotFoundError,
+    load_safetensors,
+    looks_like_local_path,
+    read_config,
+    resolve_pretrained,
+    state_dict_mismatch,
+    write_pretrained,
+)
 from ttblur.protocols import FlowEstimator
 
 __all__ = [
     "DIS_PRESETS",
     "MIN_FLOW_SIZE",
     "OpenCVFlow",
+    "RAFTConfig",
     "RAFTFlow",
     "build_flow",
     "validate_flow_inputs",
@@ -207,79 +222,85 @@ def _import_raft() -> Any:
         raise ImportError(_TORCHVISION_HINT.format(reason=reason, torch=torch.__version__)) from err
 
 
-def _looks_like_local_path(text: str) -> bool:
-    suffixes = (".pth", ".pt", ".safetensors", ".bin")
-    return (
-        text.startswith((".", "/", "~", "\\"))
-        or text.count("/") > 1
-        or ":" in text
-        or text.endswith(suffixes)
+_RAFT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+
+
+class RAFTConfig(BaseModel):
+    """What :meth:`RAFTFlow.save_pretrained` stores in ``config.json`` besides the weights.
+
+    Attributes:
+        size: torchvision architecture, ``"small"`` (``raft_small``) or ``"large"``
+            (``raft_large``).
+        num_flow_updates: recurrent refinement iterations used unless the caller passes
+            another number.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: Literal["small", "large"]
+    num_flow_updates: int = Field(default=12, ge=1)
+
+
+def _pick_weights_file(folder: Path, filename: str | None) -> Path:
+    """The weights file in ``folder``: ``filename`` (default ``model.safetensors``) if there,
+    else the only ``.safetensors`` / ``.pth`` / ``.pt`` file."""
+    preferred = folder / (filename or WEIGHTS_NAME)
+    if preferred.is_file():
+        return preferred
+    if filename is not None:
+        raise WeightsNotFoundError(f"no RAFT weights file {preferred}")
+    found = sorted(
+        p for p in folder.iterdir() if p.suffix in (".safetensors", ".pth", ".pt") and p.is_file()
     )
+    if len(found) != 1:
+        raise WeightsNotFoundError(
+            f"RAFT weights folder {folder} must hold exactly one .safetensors/.pth/.pt file "
+            f"(or pass filename=), found {[p.name for p in found]}"
+        )
+    return found[0]
 
 
-def _resolve_raft_weights(weights: str | Path, filename: str | None, revision: str | None) -> Path:
-    """Local file, local folder (one weights file inside) or Hub repo id -> weights file."""
+def _resolve_raft_weights(
+    weights: str | Path, filename: str | None, revision: str | None
+) -> tuple[Path, RAFTConfig | None]:
+    """Local file, local folder or Hub repo id -> (weights file, config if the folder has one).
+
+    Folders and repo ids go through :func:`ttblur.hub.resolve_pretrained` (Hub cache,
+    ``HF_HUB_OFFLINE``), like every other stage with weights.
+    """
     path = Path(weights).expanduser()
     if path.is_file():
-        return path
-    if path.is_dir():
-        preferred = path / (filename or "model.safetensors")
-        if preferred.is_file():
-            return preferred
-        found = sorted(
-            p for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".pt") and p.is_file()
-        )
-        if len(found) != 1:
-            raise FileNotFoundError(
-                f"RAFT weights folder {path} must hold exactly one .safetensors/.pth/.pt file "
-                f"(or pass filename=), found {[p.name for p in found]}"
-            )
-        return found[0]
-    text = str(weights)
-    if isinstance(weights, Path) or _looks_like_local_path(text):
-        raise FileNotFoundError(f"no RAFT weights file or folder at '{text}'")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HFValidationError
-
-    name = filename or "model.safetensors"
-    try:
-        return Path(hf_hub_download(text, name, revision=revision))
-    except HFValidationError as err:
-        raise FileNotFoundError(
-            f"'{text}' is neither an existing file/folder nor a valid Hub repo id ({err})"
-        ) from err
-    except Exception as err:  # network errors, missing cache entries, missing files, auth
-        raise FileNotFoundError(
-            f"could not get '{name}' from Hub repo '{text}'"
-            f"{'@' + revision if revision else ''}: {type(err).__name__}: {err}. Without network "
-            f"access, pre-download it with `hf download {text} {name}` on a connected machine "
-            "(then copy the Hub cache, HF_HOME, and set HF_HUB_OFFLINE=1), or pass a local file."
-        ) from err
+        return path, None
+    folder = resolve_pretrained(
+        weights, default=None, revision=revision, filenames=(filename or WEIGHTS_NAME, CONFIG_NAME)
+    )
+    config = read_config(folder, RAFTFlow.__name__, RAFTConfig, required=False)
+    return _pick_weights_file(folder, filename), config
 
 
 def _load_state_dict(path: Path) -> dict[str, Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path), device="cpu")
-        else:
+    if path.suffix == ".safetensors":
+        state: Any = load_safetensors(path)
+    else:
+        try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read RAFT weights {path}: {type(err).__name__}: {err}") from err
+        except Exception as err:
+            raise InvalidWeightsError(
+                f"cannot read RAFT weights {path}: {type(err).__name__}: {err}"
+            ) from err
     if isinstance(state, dict):
         for key in ("state_dict", "model", "model_state"):
             if key in state and isinstance(state[key], dict):
                 state = state[key]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict (name -> tensor)")
+        raise InvalidWeightsError(f"{path} does not hold a state dict (name -> tensor)")
     # Checkpoints saved from nn.DataParallel prefix every key with "module.".
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-class RAFTFlow:
+class RAFTFlow(PushToHubMixin):
     """:class:`~ttblur.protocols.FlowEstimator` backed by torchvision's RAFT.
 
     The official DADeblur code estimates blur orientation with RAFT; this class lets users with
@@ -289,13 +310,20 @@ class RAFTFlow:
     ``torch.load(weights_only=True)``) or ``.safetensors``. The original princeton-vl
     checkpoints (``raft-things.pth``) use other key names and do not load.
 
+    :meth:`save_pretrained` writes ``config.json`` (:class:`RAFTConfig`) + ``model.safetensors``;
+    :meth:`from_pretrained` and the constructor read such a folder or Hub repo back (the
+    config then fixes ``size`` and the default ``num_flow_updates``); ``push_to_hub`` uploads
+    it (:class:`~ttblur.hub.PushToHubMixin`).
+
     Args:
         weights: a local weights file, a local folder holding one weights file, or a Hugging
-            Face Hub repo id (``filename`` inside it, default ``model.safetensors``). Required:
+            Face Hub repo id (``filename`` inside it, default ``model.safetensors``), resolved
+            through the Hub cache (``HF_HUB_OFFLINE=1`` works once cached). Required:
             nothing is downloaded unless a repo id is named here.
-        size: ``"small"``, ``"large"`` or ``"auto"`` (the one whose keys match the weights).
-        num_flow_updates: RAFT's recurrent refinement iterations (torchvision's default 12;
-            the official DADeblur code ran 20).
+        size: ``"small"``, ``"large"`` or ``"auto"`` (the config's size if the folder has a
+            ``config.json``, else the one whose keys match the weights).
+        num_flow_updates: RAFT's recurrent refinement iterations; ``None``: the config's, else
+            torchvision's default 12 (the official DADeblur code ran 20).
         batch_size: pairs per forward pass (bounds GPU memory).
         device: where the network runs; ``None`` follows the inputs. The flow is returned on
             the inputs' device either way.
@@ -303,9 +331,11 @@ class RAFTFlow:
         revision: Hub revision (branch, tag or commit) for repo ids.
 
     Raises:
-        ValueError: ``weights`` is None, or the file does not hold matching RAFT weights.
+        ValueError: ``weights`` is None, or (:class:`~ttblur.hub.InvalidWeightsError`) the
+            files do not hold matching RAFT weights or a valid ``RAFTFlow`` config.
         ImportError: torchvision cannot be imported (the message names the fix).
-        FileNotFoundError: the weights cannot be found locally or on the Hub (cache).
+        FileNotFoundError: (:class:`~ttblur.hub.WeightsNotFoundError`) the weights cannot be
+            found locally or on the Hub (cache).
     """
 
     def __init__(
@@ -313,7 +343,7 @@ class RAFTFlow:
         weights: str | Path | None,
         *,
         size: Literal["small", "large", "auto"] = "auto",
-        num_flow_updates: int = 12,
+        num_flow_updates: int | None = None,
         batch_size: int = 4,
         device: torch.device | str | None = None,
         filename: str | None = None,
@@ -328,45 +358,79 @@ class RAFTFlow:
             )
         if size not in ("small", "large", "auto"):
             raise ValueError(f"size must be 'small', 'large' or 'auto', got {size!r}")
-        if num_flow_updates < 1:
+        if num_flow_updates is not None and num_flow_updates < 1:
             raise ValueError(f"num_flow_updates must be >= 1, got {num_flow_updates}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         local = Path(weights).expanduser()
         if not local.exists() and (
-            isinstance(weights, Path) or _looks_like_local_path(str(weights))
+            isinstance(weights, Path) or looks_like_local_path(str(weights), _RAFT_SUFFIXES)
         ):
-            raise FileNotFoundError(f"no RAFT weights file or folder at '{weights}'")
+            raise WeightsNotFoundError(f"no RAFT weights file or folder at '{weights}'")
         raft = _import_raft()  # before any Hub download: fail fast without torchvision
-        path = _resolve_raft_weights(weights, filename, revision)
+        path, config = _resolve_raft_weights(weights, filename, revision)
         state = _load_state_dict(path)
-        sizes = ("large", "small") if size == "auto" else (size,)
+        if size != "auto":
+            sizes: tuple[str, ...] = (size,)
+        elif config is not None:
+            sizes = (config.size,)
+        else:
+            sizes = ("large", "small")
         errors = []
         model = None
         chosen: str = size
         for candidate in sizes:
             net = getattr(raft, f"raft_{candidate}")(weights=None, progress=False)
-            own = net.state_dict()
-            missing = sorted(set(own) - set(state))
-            unexpected = sorted(set(state) - set(own))
-            shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-            if missing or unexpected or shapes:
-                errors.append(
-                    f"raft_{candidate}: missing {missing[:3]}, unexpected {unexpected[:3]}, "
-                    f"shape mismatch {shapes[:3]}"
-                )
+            problem = state_dict_mismatch(net.state_dict(), state, limit=3)
+            if problem:
+                errors.append(f"raft_{candidate}: {problem}")
                 continue
             net.load_state_dict(state, strict=True)
             model, chosen = net, candidate
             break
         if model is None:
-            raise ValueError(f"{path} does not hold torchvision RAFT weights: {'; '.join(errors)}")
+            raise InvalidWeightsError(
+                f"{path} does not hold torchvision RAFT weights: {'; '.join(errors)}"
+            )
+        if num_flow_updates is None:
+            num_flow_updates = config.num_flow_updates if config is not None else 12
         self.model = model.eval()
         self.size = chosen
         self.source = str(path)
         self.num_flow_updates = int(num_flow_updates)
         self.batch_size = int(batch_size)
         self.device = torch.device(device) if device is not None else None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> RAFTFlow:
+        """Load from a folder / Hub repo written by :meth:`save_pretrained` (or any RAFT
+        weights the constructor accepts).
+
+        Args:
+            repo_id_or_path: local folder or file, or Hub repo id (through the Hub cache).
+            revision: Hub branch, tag or commit hash.
+            **kwargs: passed to :class:`RAFTFlow` (``num_flow_updates``, ``batch_size``,
+                ``device``, ``filename``, ``size``).
+
+        Raises:
+            as :class:`RAFTFlow`.
+        """
+        return cls(repo_id_or_path, revision=revision, **kwargs)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` (size, num_flow_updates) + ``model.safetensors`` to ``path``.
+
+        Returns:
+            the folder, loadable with :meth:`from_pretrained`.
+        """
+        config = RAFTConfig(size=self.size, num_flow_updates=self.num_flow_updates)  # type: ignore[arg-type]
+        return write_pretrained(path, type(self).__name__, config, self.model.state_dict())
 
     def __repr__(self) -> str:
         return (

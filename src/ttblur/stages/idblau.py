@@ -6,7 +6,9 @@ and denoises it into blurry images, conditioned on ``[sharp - 0.5, condition]`` 
 as the official ID-Blau code does.
 
 ttblur ships no ID-Blau weights: load them from a folder / Hub repo written by
-:meth:`IDBlau.save_pretrained`, or train them with ``python -m ttblur.training.idblau``.
+:meth:`IDBlau.save_pretrained` / :meth:`IDBlau.push_to_hub` (the network's ``config.json`` +
+``model.safetensors``, the same files as :class:`~ttblur.nets.idblau_unet.IDBlauUNet`'s), or
+train them with ``python -m ttblur.training.idblau``.
 
 Example:
     >>> import torch
@@ -29,7 +31,7 @@ from torch import Tensor
 from ttblur.config import SynthesisConfig
 from ttblur.diffusion.ddim import DDIMSampler
 from ttblur.diffusion.schedule import LinearNoiseSchedule
-from ttblur.hub import WEIGHTS_NAME, shipped_weights_dir
+from ttblur.hub import WEIGHTS_NAME, PushToHubMixin, WeightsNotFoundError, shipped_weights_dir
 from ttblur.nets.idblau_unet import IDBlauUNet
 from ttblur.stages.reblur import validate_synthesis_inputs
 
@@ -45,8 +47,12 @@ MISSING_WEIGHTS_HELP = (
 )
 
 
-class IDBlau:
+class IDBlau(PushToHubMixin):
     """Conditional diffusion blur synthesizer (network + DDIM sampler).
+
+    Weights: :meth:`from_pretrained`, :meth:`save_pretrained` and ``push_to_hub`` (from
+    :class:`~ttblur.hub.PushToHubMixin`) go through the network's
+    :class:`~ttblur.hub.PretrainedMixin` methods, so the files are the network's.
 
     Args:
         network: the noise predictor; moved to ``device`` and set to eval mode.
@@ -130,25 +136,32 @@ class IDBlau:
 
         Args:
             repo_id_or_path: folder with ``config.json`` + ``model.safetensors`` (as written
-                by :meth:`save_pretrained`), a Hub repo id, or ``None`` for shipped weights.
-            revision: Hub revision.
+                by :meth:`save_pretrained`), a Hub repo id (resolved through the Hub cache,
+                so ``HF_HUB_OFFLINE=1`` works once cached), or ``None`` for shipped weights.
+            revision: Hub branch, tag or commit hash.
             device: where the network runs.
             **kwargs: passed to :class:`IDBlau` (``mag_norm``, ``num_steps``, ``eta``, ...).
 
         Raises:
-            FileNotFoundError: no weights found; the message says how to get or train them.
-            ValueError: the files do not match the architecture.
+            WeightsNotFoundError: (a ``FileNotFoundError``) no weights found; the message
+                says how to get, pre-download or train them.
+            InvalidWeightsError: (a ``ValueError``) the files are corrupt, belong to another
+                class or do not match the architecture.
         """
         if repo_id_or_path is None and not _has_shipped_weights():
-            raise FileNotFoundError(MISSING_WEIGHTS_HELP)
+            raise WeightsNotFoundError(MISSING_WEIGHTS_HELP)
         try:
             network = IDBlauUNet.from_pretrained(repo_id_or_path, revision=revision)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{err}\n{MISSING_WEIGHTS_HELP}") from err
+            raise WeightsNotFoundError(f"{err}\n{MISSING_WEIGHTS_HELP}") from err
         return cls(network, device=device, **kwargs)  # type: ignore[arg-type]
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write the network's ``config.json`` + ``model.safetensors`` into folder ``path``."""
+        """Write the network's ``config.json`` + ``model.safetensors`` into folder ``path``.
+
+        Returns:
+            the folder, loadable with :meth:`from_pretrained` (and ``IDBlauUNet``'s).
+        """
         return self.network.save_pretrained(path)
 
     @classmethod

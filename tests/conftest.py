@@ -1,0 +1,135 @@
+"""Suite-wide fixtures: no network anywhere, a throw-away Hub cache and a fake Hub API.
+
+* ``no_network`` (autouse): internet sockets cannot connect or resolve names, and the Hugging
+  Face Hub is in offline mode (``HF_HUB_OFFLINE=1``), in every test.
+* ``hub_cache``: an empty Hub cache in a temporary ``HF_HOME``, with ``add(repo_id, folder)``
+  laying files out the way ``huggingface_hub`` stores a downloaded snapshot.
+* ``fake_hub``: ``HfApi.create_repo`` / ``create_branch`` / ``upload_folder`` replaced by
+  recorders; each upload's folder is copied so that tests can load it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import HfApi, constants
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse internet connections and name lookups; put the Hub client in offline mode."""
+    real_connect = socket.socket.connect
+    local_family = getattr(socket, "AF_UNIX", None)
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        if local_family is not None and sock.family == local_family:
+            return real_connect(sock, address)  # local IPC (multiprocessing) stays allowed
+        raise OSError(f"network access is blocked in tests (connect to {address!r})")
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("network access is blocked in tests (name lookup)")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: set the variable and the constant.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+@dataclass
+class HubCache:
+    """A Hugging Face Hub cache folder (``HF_HUB_CACHE``) that tests fill by hand."""
+
+    root: Path
+
+    def add(
+        self,
+        repo_id: str,
+        folder: str | Path,
+        *,
+        commit: str | None = None,
+        ref: str | None = "main",
+    ) -> Path:
+        """Store the files of ``folder`` as snapshot ``commit`` of model repo ``repo_id``.
+
+        Layout, as ``huggingface_hub`` writes it: ``models--owner--name/snapshots/<commit>/``
+        holding the files and ``models--owner--name/refs/<ref>`` holding the commit hash.
+
+        Args:
+            repo_id: ``owner/name``.
+            folder: the files to store (flat folder).
+            commit: 40 hex digits; default: derived from the repo id and ref.
+            ref: branch or tag pointing at the commit (``None``: reachable by hash only).
+
+        Returns:
+            the snapshot folder.
+        """
+        commit = commit or hashlib.sha1(f"{repo_id}@{ref}".encode()).hexdigest()
+        repo_dir = self.root / ("models--" + repo_id.replace("/", "--"))
+        snapshot = repo_dir / "snapshots" / commit
+        snapshot.mkdir(parents=True, exist_ok=True)
+        for file in Path(folder).iterdir():
+            shutil.copyfile(file, snapshot / file.name)
+        if ref is not None:
+            (repo_dir / "refs").mkdir(exist_ok=True)
+            (repo_dir / "refs" / ref).write_text(commit)
+        return snapshot
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubCache:
+    """An empty Hub cache under a temporary ``HF_HOME``, used by ``snapshot_download``."""
+    home = tmp_path / "hf-home"
+    cache = home / "hub"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    # like HF_HUB_OFFLINE, the cache path is read at import: patch the constant as well
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return HubCache(cache)
+
+
+@dataclass
+class FakeHub:
+    """What the patched ``HfApi`` methods were asked to do."""
+
+    root: Path
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    uploads: list[Path] = field(default_factory=list)
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """Record ``HfApi.create_repo`` / ``create_branch`` / ``upload_folder`` calls (no network).
+
+    Each call is stored as ``(method name, keyword arguments + "token")``; each uploaded
+    folder is copied to ``fake.uploads[i]`` while it still exists.
+    """
+    fake = FakeHub(tmp_path / "fake-hub")
+
+    def create_repo(api: HfApi, repo_id: str, **kwargs: Any) -> str:
+        fake.calls.append(("create_repo", {"repo_id": repo_id, "token": api.token, **kwargs}))
+        return f"https://huggingface.co/{repo_id}"
+
+    def create_branch(api: HfApi, repo_id: str, **kwargs: Any) -> None:
+        fake.calls.append(("create_branch", {"repo_id": repo_id, "token": api.token, **kwargs}))
+
+    def upload_folder(api: HfApi, **kwargs: Any) -> str:
+        fake.calls.append(("upload_folder", {"token": api.token, **kwargs}))
+        copy = fake.root / str(len(fake.uploads))
+        shutil.copytree(kwargs["folder_path"], copy)
+        fake.uploads.append(copy)
+        return f"https://huggingface.co/{kwargs['repo_id']}/commit/{len(fake.uploads):040d}"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return fake
