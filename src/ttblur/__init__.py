@@ -54,6 +54,9 @@ _EXPORTS: dict[str, str] = {
     "RandomCondition": "ttblur.stages.dbcgm",
     "PhysicalReblur": "ttblur.stages.reblur",
     "IDBlau": "ttblur.stages.idblau",
+    # weight loading errors
+    "WeightsNotFoundError": "ttblur.hub",
+    "InvalidWeightsError": "ttblur.hub",
 }
 
 # submodules reachable as attributes (``ttblur.synth.make_video``)
@@ -82,6 +85,7 @@ if TYPE_CHECKING:  # pragma: no cover - static re-exports for type checkers and 
     from ttblur import metrics, synth, testing, viz
     from ttblur.api import AdaptReport, AdaptResult, adapt
     from ttblur.config import AdaptConfig
+    from ttblur.hub import InvalidWeightsError, WeightsNotFoundError
     from ttblur.inference import deblur
     from ttblur.nets.bme import BlurMagnitudeEstimator
     from ttblur.nets.reference import ReferenceDeblurNet, reference_model
