@@ -17,6 +17,12 @@ Usage::
 
     python examples/wrap_dstnet.py --repo ~/src/DSTNet --weights experiments/GOPRO.pth \\
         --video blurry.mp4 --out restored.mp4 [--adapt]
+
+Without ``--repo`` the script runs the same path with ttblur's untrained DSTNet stand-in
+(``ttblur.testing``; it runs on a CPU) and, without ``--video``, a generated clip (see
+``_standin.py``)::
+
+    python examples/wrap_dstnet.py --quick --adapt
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sys
 from pathlib import Path
 
 import torch
+from _standin import adapt_config, add_fallback_arguments, finish, input_video, require, standin
 
 import ttblur
 
@@ -54,26 +61,28 @@ def build_dstnet(repo: Path, weights: Path) -> torch.nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", type=Path, required=True, help="DSTNet checkout")
-    parser.add_argument("--weights", type=Path, required=True, help="DSTNet checkpoint (.pth)")
-    parser.add_argument("--video", required=True, help="blurry video file or frame folder")
-    parser.add_argument("--out", required=True, help="where to write the restored video")
+    parser.add_argument("--repo", type=Path, default=None, help="DSTNet checkout")
+    parser.add_argument("--weights", type=Path, default=None, help="DSTNet checkpoint (.pth)")
     parser.add_argument("--window", type=int, default=None, help="frames per forward pass")
-    parser.add_argument("--adapt", action="store_true", help="test-time adaptation first")
+    add_fallback_arguments(parser)
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("DSTNet's CuPy kernels need a CUDA GPU")
 
-    model = build_dstnet(args.repo.expanduser(), args.weights.expanduser())
-    video = ttblur.load_video(args.video)
+    if args.repo is None:
+        model, device = standin("dstnet"), None
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("DSTNet's CuPy kernels need a CUDA GPU")
+        model = build_dstnet(args.repo.expanduser(), require(args.weights, "--weights"))
+        device = "cuda"
+    video = input_video(args.video, args.quick)
     if args.adapt:
-        result = ttblur.adapt(model, video, spec="dstnet", device="cuda")
+        config = adapt_config(args.quick)
+        result = ttblur.adapt(model, video, spec="dstnet", device=device, config=config)
         print(result.report.model_dump_json(indent=2))
         restored = result.deblur(video)
     else:
-        restored = ttblur.deblur(model, video, spec="dstnet", device="cuda", window=args.window)
-    ttblur.save_video(restored, args.out)
-    print(f"wrote {restored.shape[0]} frames to {args.out}")
+        restored = ttblur.deblur(model, video, spec="dstnet", device=device, window=args.window)
+    finish(restored, args.out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ Usage::
 
     python examples/wrap_estrnn.py --repo ~/src/ESTRNN --weights model_best.pth.tar \\
         --video blurry.mp4 --out restored.mp4 [--adapt] [--rgb] [--device cuda]
+
+Without ``--repo`` the script runs the same path with ttblur's untrained ESTRNN stand-in
+(``ttblur.testing``) and, without ``--video``, a generated clip (see ``_standin.py``)::
+
+    python examples/wrap_estrnn.py --quick --adapt
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 from pathlib import Path
 
 import torch
+from _standin import adapt_config, add_fallback_arguments, finish, input_video, require, standin
 
 import ttblur
 from ttblur.specs import get_spec
@@ -64,28 +70,29 @@ def build_estrnn(repo: Path, weights: Path) -> torch.nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", type=Path, required=True, help="ESTRNN checkout")
-    parser.add_argument("--weights", type=Path, required=True, help="ESTRNN checkpoint")
-    parser.add_argument("--video", required=True, help="blurry video file or frame folder")
-    parser.add_argument("--out", required=True, help="where to write the restored video")
+    parser.add_argument("--repo", type=Path, default=None, help="ESTRNN checkout")
+    parser.add_argument("--weights", type=Path, default=None, help="ESTRNN checkpoint")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda if present)")
     parser.add_argument("--rgb", action="store_true", help="checkpoint was trained on RGB")
-    parser.add_argument("--adapt", action="store_true", help="test-time adaptation first")
+    add_fallback_arguments(parser)
     args = parser.parse_args()
 
-    model = build_estrnn(args.repo.expanduser(), args.weights.expanduser())
+    if args.repo is None:
+        model = standin("estrnn")
+    else:
+        model = build_estrnn(args.repo.expanduser(), require(args.weights, "--weights"))
     spec = get_spec("estrnn")
     if args.rgb:
         spec = spec.replace(name="estrnn_rgb", channel_order="RGB")
-    video = ttblur.load_video(args.video)
+    video = input_video(args.video, args.quick)
     if args.adapt:
-        result = ttblur.adapt(model, video, spec=spec, device=args.device)
+        config = adapt_config(args.quick)
+        result = ttblur.adapt(model, video, spec=spec, device=args.device, config=config)
         print(result.report.model_dump_json(indent=2))
         restored = result.deblur(video)
     else:
         restored = ttblur.deblur(model, video, spec=spec, device=args.device)
-    ttblur.save_video(restored, args.out)
-    print(f"wrote {restored.shape[0]} frames to {args.out}")
+    finish(restored, args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ Usage::
 
     python examples/wrap_mmp_rnn.py --repo ~/src/MMP-RNN --prior mmp/model_best.pth.tar \\
         --weights mmprnn_gopro.pth.tar --video blurry.mp4 --out restored.mp4 [--adapt]
+
+Without ``--repo`` the script runs the same path with ttblur's untrained MMP-RNN stand-in
+(``ttblur.testing``, frozen BatchNorm prior included) and, without ``--video``, a generated
+clip (see ``_standin.py``)::
+
+    python examples/wrap_mmp_rnn.py --quick --adapt
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 from pathlib import Path
 
 import torch
+from _standin import adapt_config, add_fallback_arguments, finish, input_video, require, standin
 
 import ttblur
 
@@ -83,31 +90,32 @@ def build_mmp_rnn(repo: Path, weights: Path, prior: Path, do_skip: bool) -> torc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", type=Path, required=True, help="MMP-RNN checkout")
-    parser.add_argument("--weights", type=Path, required=True, help="MMP-RNN checkpoint")
-    parser.add_argument("--prior", type=Path, required=True, help="MMP-Net model_best.pth.tar")
+    parser.add_argument("--repo", type=Path, default=None, help="MMP-RNN checkout")
+    parser.add_argument("--weights", type=Path, default=None, help="MMP-RNN checkpoint")
+    parser.add_argument("--prior", type=Path, default=None, help="MMP-Net model_best.pth.tar")
     parser.add_argument("--do-skip", action="store_true", help="model trained with --do_skip")
-    parser.add_argument("--video", required=True, help="blurry video file or frame folder")
-    parser.add_argument("--out", required=True, help="where to write the restored video")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda if present)")
-    parser.add_argument("--adapt", action="store_true", help="test-time adaptation first")
+    add_fallback_arguments(parser)
     args = parser.parse_args()
 
-    model = build_mmp_rnn(
-        args.repo.expanduser(),
-        args.weights.expanduser(),
-        args.prior.expanduser().resolve(),
-        args.do_skip,
-    )
-    video = ttblur.load_video(args.video)
+    if args.repo is None:
+        model = standin("mmp_rnn")
+    else:
+        model = build_mmp_rnn(
+            args.repo.expanduser(),
+            require(args.weights, "--weights"),
+            require(args.prior, "--prior").resolve(),
+            args.do_skip,
+        )
+    video = input_video(args.video, args.quick)
     if args.adapt:
-        result = ttblur.adapt(model, video, spec="mmp_rnn", device=args.device)
+        config = adapt_config(args.quick)
+        result = ttblur.adapt(model, video, spec="mmp_rnn", device=args.device, config=config)
         print(result.report.model_dump_json(indent=2))
         restored = result.deblur(video)
     else:
         restored = ttblur.deblur(model, video, spec="mmp_rnn", device=args.device)
-    ttblur.save_video(restored, args.out)
-    print(f"wrote {restored.shape[0]} frames to {args.out}")
+    finish(restored, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,12 @@ Usage::
 
     python examples/wrap_shiftnet.py --repo ~/src/Shift-Net \\
         --weights pretrained_models/net_gopro_deblur.pth --video blurry.mp4 --out out.mp4
+
+Without ``--repo`` the script runs the same path with ttblur's untrained Shift-Net stand-in
+(``ttblur.testing``: batch 1 only, output without batch dimension) and, without ``--video``,
+a generated clip (see ``_standin.py``)::
+
+    python examples/wrap_shiftnet.py --quick --adapt
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import sys
 from pathlib import Path
 
 import torch
+from _standin import adapt_config, add_fallback_arguments, finish, input_video, require, standin
 
 import ttblur
 from ttblur.specs import get_spec
@@ -56,34 +63,38 @@ def build_shiftnet(repo: Path, weights: Path, border: int) -> torch.nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", type=Path, required=True, help="Shift-Net checkout")
-    parser.add_argument("--weights", type=Path, required=True, help="Shift-Net checkpoint")
-    parser.add_argument("--video", required=True, help="blurry video file or frame folder")
-    parser.add_argument("--out", required=True, help="where to write the restored video")
+    parser.add_argument("--repo", type=Path, default=None, help="Shift-Net checkout")
+    parser.add_argument("--weights", type=Path, default=None, help="Shift-Net checkpoint")
     parser.add_argument("--border", type=int, default=2, help="past = future frames (2)")
     parser.add_argument("--window", type=int, default=None, help="frames per forward pass")
     parser.add_argument("--half", action="store_true", help="half precision (CUDA only)")
     parser.add_argument("--device", default=None, help="cuda / cpu (default: cuda if present)")
-    parser.add_argument("--adapt", action="store_true", help="test-time adaptation first")
+    add_fallback_arguments(parser)
     args = parser.parse_args()
 
-    model = build_shiftnet(args.repo.expanduser(), args.weights.expanduser(), args.border)
+    if args.repo is None:
+        if args.border != 2:
+            raise SystemExit("the stand-in uses 2 border frames: --border needs --repo")
+        model = standin("shiftnet")
+    else:
+        weights = require(args.weights, "--weights")
+        model = build_shiftnet(args.repo.expanduser(), weights, args.border)
     spec = get_spec("shiftnet")
     if args.border != 2:
         spec = spec.replace(
             name=f"shiftnet_{args.border}", past_frames=args.border, future_frames=args.border
         )
-    video = ttblur.load_video(args.video)
+    video = input_video(args.video, args.quick)
     if args.adapt:
-        result = ttblur.adapt(model, video, spec=spec, device=args.device)
+        config = adapt_config(args.quick)
+        result = ttblur.adapt(model, video, spec=spec, device=args.device, config=config)
         print(result.report.model_dump_json(indent=2))
         restored = result.deblur(video)
     else:
         if args.half:
             model = model.half()
         restored = ttblur.deblur(model, video, spec=spec, device=args.device, window=args.window)
-    ttblur.save_video(restored, args.out)
-    print(f"wrote {restored.shape[0]} frames to {args.out}")
+    finish(restored, args.out)
 
 
 if __name__ == "__main__":
