@@ -1,10 +1,21 @@
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
-from ttblur.inference import deblur, reflect_index, window_plan
+from ttblur.inference import (
+    _FrameBuffer,
+    _spans,
+    deblur,
+    deblur_file,
+    iter_deblur,
+    reflect_index,
+    window_plan,
+)
 from ttblur.specs import ModelSpec, get_spec
 from ttblur.testing import standin_model
+from ttblur.video import iter_video, load_video, save_video, video_info
 
 BUILTIN = ["estrnn", "mmp_rnn", "dstnet", "shiftnet", "image", "reference"]
 
@@ -147,3 +158,296 @@ def test_deblur_rejects_non_modules_and_short_windows():
         deblur(lambda x: x, _video(3), progress=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="too short"):
         deblur(standin_model("estrnn"), _video(8), spec="estrnn", window=3, progress=False)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _perturbed(name, seed=1):
+    """A stand-in that is not an identity map, so misaligned frames would show."""
+    model = standin_model(name)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.is_floating_point():
+                param.add_(0.02 * torch.randn(param.shape, generator=generator))
+    return model
+
+
+def _stream(model, frames, **kwargs):
+    return torch.stack(list(iter_deblur(model, frames, progress=False, **kwargs)))
+
+
+def _chunks(video, size):
+    return (chunk for chunk in video.split(size))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("num_frames", [2, 7, 12])
+def test_iter_deblur_equals_deblur_for_every_builtin_spec(name, num_frames):
+    # a window of min_frames + 2: 2 frames is shorter than it, 7 and 12 need several windows;
+    # 18 x 22 is not a multiple of 4, 8 or 16
+    model = _perturbed(name)
+    video = _video(num_frames, 18, 22, seed=num_frames)
+    window = None if name == "image" else get_spec(name).min_frames + 2
+    expected = deblur(model, video, spec=name, window=window, progress=False)
+    assert not torch.allclose(expected, video, atol=1e-3)  # the model does something
+    sources = {
+        "tensor": video,
+        "iterator (length unknown)": iter(list(video)),
+        "chunks of 3": _chunks(video, 3),
+    }
+    for kind, source in sources.items():
+        out = _stream(model, source, spec=name, window=window)
+        assert out.dtype == torch.float32 and out.device.type == "cpu"
+        assert torch.equal(out, expected), kind
+
+
+@pytest.mark.parametrize("name", ["estrnn", "reference"])
+def test_iter_deblur_equals_deblur_with_the_default_window(name):
+    model = _perturbed(name)
+    clip = get_spec(name).clip_length
+    for num_frames in (clip - 3, clip + 5):  # shorter and longer than one window
+        video = _video(num_frames, 8, 8, seed=num_frames)
+        if num_frames == clip - 3:
+            video = list(video)
+        expected = deblur(model, video, spec=name, progress=False)
+        assert torch.equal(_stream(model, iter(list(video)), spec=name), expected)
+
+
+class _WeightedWindow(nn.Module):
+    """(B, T, 3, H, W) -> (B, T - past - future, ...): a weighted sum over each window, so
+    that both the choice and the order of the frames show in the output."""
+
+    def __init__(self, past, future):
+        super().__init__()
+        self.size = past + future + 1
+        self.register_buffer("weights", torch.arange(1.0, self.size + 1) / self.size**2)
+        self.outputs = 0
+
+    def forward(self, x):
+        out = (x.unfold(1, self.size, 1) * self.weights).sum(-1)
+        self.outputs += out.shape[1]
+        return out
+
+
+@pytest.mark.parametrize("past, future", [(0, 0), (3, 0), (0, 3), (1, 2), (4, 1)])
+@pytest.mark.parametrize("num_frames", [1, 2, 3, 5, 8, 13])
+@pytest.mark.parametrize("extra", [0, 1, 4])
+def test_streaming_reflects_borders_with_unknown_length(past, future, num_frames, extra):
+    # asymmetric border frames: the end reflection needs the last `future` frames, read
+    # before the length of the video is known
+    spec = ModelSpec(name="weighted", past_frames=past, future_frames=future, clip_length=9)
+    window = past + future + 1 + extra
+    values = torch.rand(num_frames, generator=torch.Generator().manual_seed(num_frames))
+    video = values.view(-1, 1, 1, 1).expand(num_frames, 3, 2, 3).contiguous()
+    model = _WeightedWindow(past, future)
+    out = _stream(model, iter(list(video)), spec=spec, window=window)
+    weights = model.weights
+    expected = torch.stack(
+        [
+            sum(
+                weights[d + past] * values[reflect_index(k + d, num_frames)]
+                for d in range(-past, future + 1)
+            )
+            for k in range(num_frames)
+        ]
+    )
+    assert torch.allclose(out[:, 0, 0, 0], expected, atol=1e-6)
+    assert torch.equal(out, deblur(model, video, spec=spec, window=window, progress=False))
+    assert model.outputs - 2 == 2 * num_frames  # two probe passes, each frame restored once
+
+
+@pytest.mark.parametrize("window", [5, 6, 11])
+def test_iter_deblur_reads_only_about_one_window_ahead(window):
+    spec = get_spec("estrnn")
+    video = _video(24, 4, 4)
+    pulled = []
+
+    def source():
+        for frame in video:
+            pulled.append(1)
+            yield frame
+
+    stream = iter_deblur(_perturbed("estrnn"), source(), spec=spec, window=window, progress=False)
+    for index, _ in enumerate(stream):
+        ahead = len(pulled) - index
+        assert 1 <= ahead <= window - spec.past_frames or len(pulled) == len(video)
+
+
+@pytest.mark.parametrize("past, future, window", [(2, 2, 5), (2, 2, 20), (3, 0, 4), (0, 3, 6)])
+def test_frame_buffer_keeps_at_most_a_window_plus_future_frames(past, future, window):
+    spec = ModelSpec(name="b", past_frames=past, future_frames=future, clip_length=window)
+    for num_frames in (1, 3, 10, 37):
+        buffer = _FrameBuffer(iter(_video(num_frames, 2, 2)))
+        produced = 0
+        for span, indices, keep_from in _spans(spec, window, buffer):
+            assert len(buffer._kept) <= window + future
+            assert buffer.take(indices).shape[0] == len(span)
+            buffer.release_before(keep_from)
+            produced += len(span) - spec.context
+        assert produced == num_frames
+
+
+def test_iter_deblur_starts_before_the_input_ends():
+    # an endless stream: the first frames come out anyway, equal to deblur's on a prefix
+    model = _perturbed("estrnn")
+    video = _video(16, 8, 8)
+    endless = itertools.chain(video, itertools.repeat(video[-1]))
+    stream = iter_deblur(model, endless, spec="estrnn", window=7, progress=False)
+    first = torch.stack(list(itertools.islice(stream, 5)))
+    assert torch.equal(first, deblur(model, video, spec="estrnn", window=7, progress=False)[:5])
+
+
+def test_iter_deblur_reads_files_and_folders_lazily(tmp_path):
+    model = _perturbed("reference")
+    video = _video(9, 8, 16)
+    for target in ("clip.mp4", "frames"):
+        path = save_video(video, tmp_path / target)
+        expected = deblur(model, path, window=6, progress=False)
+        assert torch.equal(_stream(model, str(path), window=6), expected)
+        assert torch.equal(_stream(model, iter_video(path), window=6), expected)
+        assert torch.equal(_stream(model, iter_video(path, chunk_size=4), window=6), expected)
+    array = (video.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    assert torch.equal(_stream(model, array), deblur(model, array, progress=False))
+
+
+def test_iter_deblur_restores_the_model_when_closed_early():
+    model = standin_model("mmp_rnn")
+    model.train()
+    model.prior.eval()
+    stream = iter_deblur(model, _video(30), spec="mmp_rnn", window=7, device="cpu", progress=False)
+    next(stream)
+    assert not model.training and model.device == torch.device("cpu")  # running
+    assert torch.is_grad_enabled()  # no_grad does not leak out of the iterator
+    stream.close()
+    assert model.training and not model.prior.training
+    assert model.device == torch.device("cuda")
+    assert model.prior_is_pristine()
+
+
+def test_iter_deblur_checks_arguments_at_the_call(tmp_path):
+    model = standin_model("estrnn")
+    with pytest.raises(ValueError, match=r"nn\.Module"):
+        iter_deblur(lambda x: x, _video(3))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="too short"):
+        iter_deblur(model, _video(8), spec="estrnn", window=3)
+    with pytest.raises(ValueError, match="unknown spec"):
+        iter_deblur(model, _video(8), spec="nosuchspec")
+    with pytest.raises(ValueError, match="permute"):
+        iter_deblur(model, torch.rand(2, 8, 8, 3), spec="estrnn")
+    with pytest.raises(ValueError, match=r"dtype torch\.uint8"):
+        iter_deblur(model, torch.zeros(2, 3, 8, 8, dtype=torch.uint8), spec="estrnn")
+    with pytest.raises(FileNotFoundError):
+        iter_deblur(model, tmp_path / "missing.mp4", spec="estrnn")
+    with pytest.raises(ValueError, match="video must be"):
+        iter_deblur(model, 3.0, spec="estrnn")
+
+
+@pytest.mark.parametrize(
+    "frames, message",
+    [
+        ([], "no frames"),
+        ([torch.rand(3, 8, 8), torch.rand(3, 8, 9)], "same shape"),
+        ([torch.rand(3, 8, 8), torch.rand(3, 8, 8) * 2], r"\[0, 1\]"),
+        ([torch.full((3, 8, 8), float("nan"))], "NaN"),
+        ([torch.rand(8, 8, 3)], r"\(3, H, W\)"),
+    ],
+)
+def test_iter_deblur_checks_frames_as_they_arrive(frames, message):
+    model = standin_model("image")
+    stream = iter_deblur(model, iter(frames), progress=False)
+    with pytest.raises(ValueError, match=message):
+        list(stream)
+    assert model.training  # restored after the error
+
+
+# --------------------------------------------------------------------------- deblur_file
+
+
+class _Counting(nn.Module):
+    """The image stand-in, counting forward calls; raises on call ``fail_at`` (if set)."""
+
+    def __init__(self, fail_at=None):
+        super().__init__()
+        self.inner = _perturbed("image")
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def forward(self, x):
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError("boom")
+        return self.inner(x)
+
+
+def test_deblur_file_png_folder_round_trip(tmp_path):
+    model = _perturbed("reference")
+    video = _video(13, 16, 24)
+    src = save_video(video, tmp_path / "src")
+    dst = deblur_file(model, src, tmp_path / "out", window=6, progress=False)
+    assert dst == tmp_path / "out"
+    expected = deblur(model, src, window=6, progress=False)
+    assert torch.equal(load_video(dst), (expected * 255).round() / 255)
+    # a second, shorter run into the same folder leaves no stale frames
+    deblur_file(model, _frames_subset(src, tmp_path / "short", 4), dst, progress=False)
+    assert video_info(dst).num_frames == 4
+
+
+def _frames_subset(src, folder, count):
+    return save_video(load_video(src, max_frames=count), folder)
+
+
+def test_deblur_file_video_round_trip_keeps_fps(tmp_path):
+    model = _perturbed("reference")
+    src = save_video(_video(14, 16, 24), tmp_path / "src.mp4", fps=30.0)
+    dst = deblur_file(model, src, tmp_path / "sub" / "out.mp4", progress=False)
+    info = video_info(dst)
+    assert (info.num_frames, info.height, info.width) == (14, 16, 24)
+    assert info.fps == pytest.approx(30.0)
+    # the same frames as the in-memory path, encoded the same way
+    reference = save_video(deblur(model, src, progress=False), tmp_path / "ref.mp4", fps=30.0)
+    assert torch.equal(load_video(dst), load_video(reference))
+    slow = deblur_file(model, src, tmp_path / "slow.mkv", fps=12.5, crf=0, progress=False)
+    assert video_info(slow).fps == pytest.approx(12.5)
+
+
+def test_deblur_file_checks_options_before_running_the_model(tmp_path):
+    src = save_video(_video(6, 8, 8), tmp_path / "src")
+    model = _Counting()
+    cases = [
+        (dict(dst=tmp_path / "x.png"), ValueError, "image file name"),
+        (dict(dst=src), ValueError, "differ from src"),
+        (dict(dst=tmp_path / "x.mp4", crf=99), ValueError, "crf"),
+        (dict(dst=tmp_path / "x.mp4", codec="nosuchcodec"), ValueError, "not available"),
+        (dict(dst=tmp_path / "x.mp4", fps=0), ValueError, "fps"),
+        (dict(dst=tmp_path / "x.mp4", quality=3), TypeError, "quality"),
+        (dict(dst=tmp_path / "x.mp4", window=0), ValueError, "too short"),
+    ]
+    for kwargs, error, message in cases:
+        dst = kwargs.pop("dst")
+        with pytest.raises(error, match=message):
+            deblur_file(model, src, dst, progress=False, **kwargs)
+    with pytest.raises(FileNotFoundError):
+        deblur_file(model, tmp_path / "missing", tmp_path / "x.mp4", progress=False)
+    with pytest.raises(ValueError, match="must be paths"):
+        deblur_file(model, _video(3), tmp_path / "x.mp4", progress=False)  # type: ignore[arg-type]
+    assert model.calls == 0
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_deblur_file_passes_model_errors_through_and_removes_the_partial_file(tmp_path):
+    src = save_video(_video(40, 8, 8), tmp_path / "src")
+    model = _Counting(fail_at=4)  # probe, two windows, then an error
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        deblur_file(model, src, tmp_path / "out.mp4", spec="image", window=8, progress=False)
+    assert not (tmp_path / "out.mp4").exists()
+    assert model.training and model.calls == 4
+
+
+def test_save_video_refuses_an_empty_video(tmp_path):
+    # save_video and deblur_file share the incremental writer
+    for target in ("empty.mp4", "empty"):
+        with pytest.raises(ValueError, match="no frames to write"):
+            save_video(torch.zeros(0, 3, 8, 8), tmp_path / target)

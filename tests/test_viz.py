@@ -11,11 +11,21 @@ import torch
 
 from ttblur.viz import (
     INFERNO_ANCHORS,
+    PALETTE,
+    add_caption,
+    colorbar,
     condition_to_rgb,
+    direction_wheel,
+    draw_boxes,
+    fit_width,
     flow_to_rgb,
+    grid,
+    hstack,
     hsv_to_rgb,
+    line_chart,
     magnitude_to_heatmap,
     save_png,
+    to_rgb8,
 )
 
 
@@ -108,3 +118,81 @@ def test_save_png_round_trip_keeps_rgb_order(tmp_path) -> None:
         save_png(np.zeros((2, 2, 4), dtype=np.uint8), tmp_path / "x.png")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         save_png(np.full((2, 2), 3.0), tmp_path / "x.png")
+
+
+# ------------------------------------------------------------------------------ drawing helpers
+
+
+def test_to_rgb8_accepts_chw_tensors_hwc_arrays_and_grey() -> None:
+    frame = torch.zeros(3, 4, 5)
+    frame[0] = 1.0
+    rgb = to_rgb8(frame)
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8 and rgb[0, 0].tolist() == [255, 0, 0]
+    assert to_rgb8(np.full((2, 3), 0.5)).tolist() == [[[128] * 3] * 3] * 2
+    assert to_rgb8(np.zeros((2, 3, 3), dtype=np.uint8)).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        to_rgb8(torch.zeros(4, 5, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        to_rgb8(np.full((2, 2, 3), np.nan))
+
+
+def test_draw_boxes_outlines_inside_the_box_and_keeps_the_input() -> None:
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    out = draw_boxes(image, [(2, 3, 12, 13)], color=(0, 255, 0), thickness=1)
+    assert image.max() == 0  # a copy
+    assert out[2, 8].tolist() == [0, 255, 0] and out[11, 8].tolist() == [0, 255, 0]
+    assert out[7, 3].tolist() == [0, 255, 0] and out[7, 12].tolist() == [0, 255, 0]
+    assert out[7, 8].tolist() == [0, 0, 0]  # inside stays untouched
+    assert out[18, 25].tolist() == [0, 0, 0]
+
+
+def test_fit_width_caption_grid_and_hstack_sizes() -> None:
+    tile = np.zeros((10, 20, 3), dtype=np.uint8)
+    assert fit_width(tile, 60).shape == (30, 60, 3)
+    assert fit_width(tile, 10).shape == (5, 10, 3)
+    captioned = add_caption(tile, "a caption much longer than twenty pixels, shortened")
+    assert captioned.shape[1] == 20 and captioned.shape[0] > 10
+    assert captioned[-1].max() == 0 and captioned[0].min() == 255  # white bar on top
+    below = add_caption(tile, "x", below=True)
+    assert below[0].max() == 0 and below[-1].min() == 255
+    sheet = grid([tile] * 5, columns=2, gap=4)
+    assert sheet.shape == (3 * 10 + 4 * 4, 2 * 20 + 3 * 4, 3)
+    side = hstack([tile, np.zeros((14, 6, 3), dtype=np.uint8)], gap=3)
+    assert side.shape == (14, 29, 3)
+    with pytest.raises(ValueError):
+        grid([], columns=2)
+
+
+def test_line_chart_draws_series_reference_lines_and_single_points() -> None:
+    chart = line_chart(
+        {"train": [0.5, 0.4, 0.3], "val": [0.6, 0.55, 0.5]},
+        hlines={"baseline": 0.62},
+        highlight=(3, 0.5, "kept: epoch 3"),
+        title="loss",
+        xlabel="epoch",
+        ylabel="loss",
+        size=(300, 500),
+    )
+    assert chart.shape == (300, 500, 3) and chart.dtype == np.uint8
+    colours = {tuple(c) for c in chart.reshape(-1, 3).tolist()}
+    assert PALETTE[0] in colours and PALETTE[1] in colours
+    single = line_chart({"train": [0.2]}, hlines={"baseline": 0.3})
+    assert PALETTE[0] in {tuple(c) for c in single.reshape(-1, 3).tolist()}
+    with pytest.raises(ValueError, match="finite"):
+        line_chart({"train": [float("nan")]})
+    with pytest.raises(ValueError, match="size"):
+        line_chart({"train": [1.0]}, size=(50, 50))
+
+
+def test_colorbar_and_direction_wheel_legends() -> None:
+    bar = colorbar(20.0, width=200, marker=(5.0, "threshold"))
+    assert bar.shape[1] == 200 and bar.shape[0] >= 30
+    colours = {tuple(c) for c in bar.reshape(-1, 3).tolist()}
+    assert INFERNO_ANCHORS[0] in colours and INFERNO_ANCHORS[-1] in colours
+    with pytest.raises(ValueError, match="vmax"):
+        colorbar(0.0)
+    wheel = direction_wheel(65)
+    assert wheel.shape == (65, 65, 3)
+    assert wheel[32, 32].tolist() == [0, 0, 0]  # centre: no blur
+    assert wheel[32, 64].tolist() == [255, 0, 0]  # +x at full length: red
+    assert wheel[0, 0].tolist() == [255, 255, 255]  # outside the disc

@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "AdaptResult": "ttblur.api",
     "AdaptReport": "ttblur.api",
     "deblur": "ttblur.inference",
+    "iter_deblur": "ttblur.inference",
+    "deblur_file": "ttblur.inference",
     "AdaptConfig": "ttblur.config",
     # models and their calling conventions
     "ModelSpec": "ttblur.specs",
@@ -86,7 +88,7 @@ if TYPE_CHECKING:  # pragma: no cover - static re-exports for type checkers and 
     from ttblur.api import AdaptReport, AdaptResult, adapt
     from ttblur.config import AdaptConfig
     from ttblur.hub import InvalidWeightsError, WeightsNotFoundError
-    from ttblur.inference import deblur
+    from ttblur.inference import deblur, deblur_file, iter_deblur
     from ttblur.nets.bme import BlurMagnitudeEstimator
     from ttblur.nets.reference import ReferenceDeblurNet, reference_model
     from ttblur.protocols import (

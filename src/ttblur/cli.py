@@ -1,26 +1,172 @@
-"""The ``ttblur`` command line (also ``python -m ttblur``).
+"""The ``ttblur`` command line (also ``python -m ttblur``); see ``docs/cli.md``.
 
 Subcommands:
 
+``ttblur adapt VIDEO --out OUT``
+    Adapt a deblurring network (``--model module:factory``, default: the shipped reference
+    model) to one blurry video and write the adapted weights (``adapted.safetensors``), the
+    deblurred video (``deblurred.mp4``) and the adaptation report (``report.json``); with
+    ``--report-dir`` also the visual report (:mod:`ttblur.report`).
+``ttblur deblur VIDEO --out FILE.mp4|FOLDER``
+    Deblur a video with a network, streaming (memory bounded by the window).
+``ttblur eval DATASET_DIR``
+    PSNR / SSIM per sequence of a GoPro- or BSD-layout dataset, without and with adaptation
+    (adaptation sees only the blurry frames; the sharp frames serve only the metrics).
 ``ttblur demo``
     Generate a blurry clip of a held-out photo in a shifted target domain, adapt the shipped
-    reference model to it (no ground truth used), print PSNR / SSIM of the blurry input, the
-    unadapted model and the adapted model against the synthetic ground truth, and write a
-    side-by-side PNG, the deblurred video and the adaptation report.
+    reference model to it and print PSNR / SSIM before and after.
 
 Usage errors exit with status 2 (argparse's convention); bad inputs found while running exit
-with status 1 and a one-line message.
+with status 1 and a one-line message (``TTBLUR_DEBUG=1`` shows the traceback instead);
+an interrupt exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ttblur.config import AdaptConfig
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "CLIError",
+    "DatasetSequence",
+    "build_parser",
+    "find_sequences",
+    "load_model",
+    "load_weights",
+    "main",
+    "save_weights",
+]
+
+#: ``--model`` when none is given: the shipped reference network.
+DEFAULT_MODEL = "ttblur.nets.reference:reference_model"
+
+
+class CLIError(Exception):
+    """A bad input found while running: printed as one line, exit status 1."""
+
+
+# ============================================================================ parser
+
+_MAIN_EPILOG = """\
+examples:
+  ttblur adapt clip.mp4 --out adapted/ --report-dir adapted/report
+  ttblur adapt clip.mp4 --model mynets.py:build_estrnn --weights estrnn.safetensors \\
+      --spec estrnn --out adapted/
+  ttblur deblur clip.mp4 --weights adapted/adapted.safetensors --out clip-sharp.mp4
+  ttblur eval GOPRO_Large/test --max-frames 20 --json results.json
+  ttblur demo --out ttblur-demo
+
+Run 'ttblur COMMAND --help' for the options of a command. Documentation: docs/cli.md.
+"""
+
+_MODEL_HELP = """\
+the network:
+  --model module:factory  imports `factory` from `module` (an importable module such as
+                          mypkg.nets, or a path/to/file.py) and calls it with no argument;
+                          it must return a torch.nn.Module.
+  --weights               a .safetensors file, a folder holding model.safetensors, or a
+                          Hugging Face Hub repo id (through the local Hub cache); keys and
+                          shapes must match the model exactly. Pickle files are never read.
+  --spec                  how the network is called (layout, value range, border frames);
+                          default: model.spec if the model has one, else 'image'.
+"""
+
+_ADAPT_EPILOG = (
+    _MODEL_HELP
+    + """
+outputs (in --out):
+  adapted.safetensors  the adapted weights (load them with --weights)
+  deblurred.mp4        the video deblurred by the adapted model
+  report.json          what adapt did: patches, condition statistics, losses, timings
+
+examples:
+  ttblur adapt clip.mp4 --out adapted/
+  ttblur adapt frames/ --model mynets.py:build --spec estrnn --weights estrnn.safetensors \\
+      --out adapted/ --report-dir adapted/report --epochs 5 --device cuda
+  ttblur adapt clip.mp4 --config my-config.json --out adapted/
+"""
+)
+
+_DEBLUR_EPILOG = (
+    _MODEL_HELP
+    + """
+examples:
+  ttblur deblur clip.mp4 --out sharp.mp4
+  ttblur deblur clip.mp4 --weights adapted/adapted.safetensors --out sharp.mp4
+  ttblur deblur frames/ --model mynets.py:build --spec estrnn --out sharp-frames/
+"""
+)
+
+_EVAL_EPILOG = (
+    _MODEL_HELP
+    + """
+dataset layouts (also accepted one level down, under test/):
+  GoPro:  DATASET_DIR/<sequence>/blur/*.png   and DATASET_DIR/<sequence>/sharp/*.png
+  BSD:    DATASET_DIR/<sequence>/Blur/RGB/*.png and DATASET_DIR/<sequence>/Sharp/RGB/*.png
+  A single sequence folder (holding blur/ and sharp/) works too.
+
+For every sequence: PSNR / SSIM (RGB, data range 1) of the blurry input, the unadapted model
+and the model adapted to that sequence, averaged over frames. Adaptation sees only the
+blurry frames; the sharp frames serve only the metrics. The 'mean' row averages over all
+frames of all sequences.
+
+examples:
+  ttblur eval GOPRO_Large/test --max-frames 20
+  ttblur eval BSD_2ms16ms/test --sequences 000,001 --json bsd.json --epochs 5
+"""
+)
+
+
+def _at_least(convert: Callable[[str], Any], low: float, *, strict: bool = False) -> Any:
+    """An argparse ``type``: ``convert(text)``, which must be ``>= low`` (``> low`` if strict)."""
+    kind = "a whole number" if convert is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if value < low or (strict and value == low):
+            bound = f"{'>' if strict else '>='} {low:g}"
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _at_least(int, 1)
+_non_negative_int = _at_least(int, 0)
+_positive_float = _at_least(float, 0.0, strict=True)
+
+
+def _subparser(
+    commands: Any, name: str, help_text: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,21 +174,165 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttblur",
         description="Test-time adaptation of video deblurring models by test-time blurring.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
+
+    adapt = _subparser(
+        commands,
+        "adapt",
+        "adapt a network to one blurry video; write adapted weights, video and report",
+        "Adapt a deblurring network to one blurry video by test-time blurring (no ground "
+        "truth is used) and write the adapted weights, the deblurred video and the report.",
+        _ADAPT_EPILOG,
+    )
+    adapt.add_argument("video", metavar="VIDEO", help="blurry video file or folder of frames")
+    _add_model_options(adapt)
+    _add_adapt_options(adapt)
+    adapt.add_argument(
+        "--out", type=Path, required=True, metavar="OUT", help="output folder (created)"
+    )
+    adapt.add_argument(
+        "--report-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write the visual report (PNGs + index.html) to DIR",
+    )
+    _add_run_options(adapt)
+
+    deblur = _subparser(
+        commands,
+        "deblur",
+        "deblur a video with a network (streaming, bounded memory)",
+        "Deblur a video file or frame folder with a network, a window of frames at a time.",
+        _DEBLUR_EPILOG,
+    )
+    deblur.add_argument("video", metavar="VIDEO", help="blurry video file or folder of frames")
+    _add_model_options(deblur)
+    deblur.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.mp4|FOLDER",
+        help="a video file (.mp4 .mkv .avi .mov .m4v) or a folder of PNGs",
+    )
+    deblur.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="frames per forward pass (default: the spec's clip length); smaller uses less memory",
+    )
+    deblur.add_argument(
+        "--fps",
+        type=_positive_float,
+        default=None,
+        help="frame rate of the output video (default: the input's, 25 for a frame folder)",
+    )
+    _add_run_options(deblur)
+
+    evaluate = _subparser(
+        commands,
+        "eval",
+        "PSNR/SSIM per sequence of a GoPro/BSD-layout dataset, with and without adaptation",
+        "Evaluate a network on a dataset with ground truth: PSNR / SSIM per sequence of the "
+        "blurry input, the unadapted network and the network adapted to each sequence.",
+        _EVAL_EPILOG,
+    )
+    evaluate.add_argument("dataset", metavar="DATASET_DIR", type=Path, help="dataset folder")
+    _add_model_options(evaluate)
+    _add_adapt_options(evaluate)
+    evaluate.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="use only the first N frames of each sequence",
+    )
+    evaluate.add_argument(
+        "--sequences",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated sequence names to evaluate (default: all)",
+    )
+    evaluate.add_argument(
+        "--crop-border",
+        type=_non_negative_int,
+        default=0,
+        metavar="PX",
+        help="pixels removed from each side before the metrics (default: 0)",
+    )
+    evaluate.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON"
+    )
+    _add_run_options(evaluate)
+
+    demo = _subparser(
+        commands,
         "demo",
-        help="adapt the shipped reference model to a generated target-domain clip",
-        description=(
-            "Render a blurry clip of a held-out photo in a shifted target domain, adapt the "
-            "shipped reference model to it (no ground truth is used), print PSNR/SSIM before "
-            "and after against the synthetic ground truth, and write a side-by-side PNG, the "
-            "deblurred video and the report."
-        ),
+        "adapt the shipped reference model to a generated target-domain clip",
+        "Render a blurry clip of a held-out photo in a shifted target domain, adapt the "
+        "shipped reference model to it (no ground truth is used), print PSNR/SSIM before "
+        "and after against the synthetic ground truth, and write a side-by-side PNG, the "
+        "deblurred video and the report.",
     )
     _add_demo_arguments(demo)
     return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from ttblur.specs import list_specs
+
+    group = parser.add_argument_group("network")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="MODULE:FACTORY",
+        help=f"network factory, called with no argument (default: {DEFAULT_MODEL})",
+    )
+    group.add_argument(
+        "--weights",
+        default=None,
+        metavar="PATH|REPO",
+        help=".safetensors file, folder with model.safetensors, or Hub repo id",
+    )
+    group.add_argument(
+        "--spec",
+        default=None,
+        choices=list_specs(),
+        help="calling convention of the network (default: model.spec, else 'image')",
+    )
+
+
+def _add_adapt_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("adaptation")
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="CFG.json",
+        help="AdaptConfig JSON file (the options below override it)",
+    )
+    group.add_argument("--seed", type=int, default=None, help="seed of the run (default 0)")
+    group.add_argument(
+        "--epochs", type=_positive_int, default=None, help="fine-tuning epochs (default 10)"
+    )
+    group.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help="side of the pseudo-sharp patches (default 256)",
+    )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: CUDA if available)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
@@ -70,8 +360,513 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--patch-size", type=int, default=None, help="pseudo-sharp patch side (default 256)"
     )
-    demo.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_run_options(demo)
+
+
+# ============================================================================ model loading
+
+
+@contextlib.contextmanager
+def _on_sys_path(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` for the duration (sibling imports of user code)."""
+    entry = str(folder)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
+
+
+def _looks_like_file(text: str) -> bool:
+    return text.endswith(".py") or "/" in text or os.sep in text
+
+
+def _import_target(module_text: str) -> Any:
+    """The module named by ``module_text``: a dotted module name or a ``.py`` file path."""
+    if _looks_like_file(module_text):
+        path = Path(module_text).expanduser()
+        if not path.is_file():
+            raise CLIError(f"--model: no such Python file: {module_text}")
+        name = "_ttblur_user_" + re.sub(r"\W", "_", str(path.resolve()))
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise CLIError(f"--model: cannot import {path} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            sys.modules.pop(name, None)
+            raise CLIError(
+                f"--model: importing {path} failed: {type(err).__name__}: {err}"
+            ) from err
+        return module
+    try:
+        return importlib.import_module(module_text)
+    except ModuleNotFoundError as err:
+        raise CLIError(
+            f"--model: cannot import module {module_text!r} ({err}); run from the folder that "
+            "holds it, or pass path/to/file.py:factory"
+        ) from err
+    except Exception as err:
+        raise CLIError(
+            f"--model: importing {module_text!r} failed: {type(err).__name__}: {err}"
+        ) from err
+
+
+def load_model(target: str = DEFAULT_MODEL, weights: str | None = None) -> nn.Module:
+    """Build the network named by ``target`` and optionally load weights into it.
+
+    Args:
+        target: ``"module:factory"`` (``module`` importable, looked up from the current
+            folder too) or ``"path/to/file.py:factory"``; ``factory`` may be dotted
+            (``"nets:Builder.create"``). It is called with no argument.
+        weights: see :func:`load_weights`; ``None`` keeps what the factory built.
+
+    Returns:
+        the ``torch.nn.Module``.
+
+    Raises:
+        CLIError: bad ``target``, import failure, missing attribute, a factory that fails or
+            does not return an ``nn.Module``.
+        FileNotFoundError / ValueError: as :func:`load_weights`.
+    """
+    from torch import nn
+
+    module_text, sep, attribute = target.rpartition(":")
+    if not sep or not module_text or not attribute:
+        raise CLIError(
+            f"--model must be 'module:factory' or 'path/to/file.py:factory', got {target!r}"
+        )
+    folder = (
+        Path(module_text).expanduser().resolve().parent
+        if _looks_like_file(module_text)
+        else Path.cwd()
+    )
+    with _on_sys_path(folder):
+        factory: Any = _import_target(module_text)
+        for part in attribute.split("."):
+            if not hasattr(factory, part):
+                raise CLIError(f"--model: {module_text} has no attribute {attribute!r}")
+            factory = getattr(factory, part)
+        if not callable(factory):
+            raise CLIError(f"--model: {target} is a {type(factory).__name__}, not callable")
+        try:
+            model = factory()
+        except Exception as err:
+            raise CLIError(
+                f"--model: calling {attribute}() failed: {type(err).__name__}: {err}"
+            ) from err
+    if not isinstance(model, nn.Module):
+        raise CLIError(
+            f"--model: {attribute}() returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    if weights is not None:
+        load_weights(model, weights)
+    return model
+
+
+def _weights_file(weights: str) -> Path:
+    from ttblur.hub import WEIGHTS_NAME, looks_like_local_path, resolve_pretrained
+
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in (WEIGHTS_NAME, "adapted.safetensors"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(
+            f"--weights: {path} holds neither {WEIGHTS_NAME} nor adapted.safetensors"
+        )
+    if looks_like_local_path(weights, (".safetensors", ".pt", ".pth", ".bin", ".ckpt")):
+        raise FileNotFoundError(f"--weights: no such file or folder: {weights}")
+    folder = resolve_pretrained(weights, default=None, filenames=(WEIGHTS_NAME,))
+    return folder / WEIGHTS_NAME
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> Path:
+    """Load a safetensors state dict into ``model`` with strict key and shape matching.
+
+    Args:
+        model: the network.
+        weights: a ``.safetensors`` file; a folder holding ``model.safetensors`` (or the
+            ``adapted.safetensors`` written by ``ttblur adapt``); or a Hugging Face Hub repo
+            id whose ``model.safetensors`` is fetched through the local Hub cache
+            (``HF_HUB_OFFLINE=1`` works with a populated cache). Pickle-based checkpoints
+            (``.pt``, ``.pth``, ...) are refused.
+
+    Returns:
+        the file read.
+
+    Raises:
+        FileNotFoundError: no such file or folder, or a repo id that cannot be resolved.
+        ValueError: not a safetensors file, or keys / shapes that do not match the model.
+    """
+    from ttblur.hub import load_safetensors, state_dict_mismatch
+
+    file = _weights_file(os.fspath(weights))
+    if file.suffix != ".safetensors":
+        raise ValueError(
+            f"--weights: {file} is not a .safetensors file; pickle checkpoints are never loaded "
+            "(convert one with torch.load + safetensors.torch.save_file in a trusted session)"
+        )
+    state = load_safetensors(file)
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise ValueError(
+            f"--weights: {file} does not match the network built by --model: {problem}"
+        )
+    model.load_state_dict(state, strict=True)
+    return file
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write ``model.state_dict()`` as safetensors (every tensor copied to the CPU, so tied
+    weights are stored once per key and :func:`load_weights` matches keys exactly)."""
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out), metadata={"format": "pt"})
+    return out
+
+
+def _check_device(text: str | None) -> None:
+    """Fail early, with one line, on a device this machine does not have."""
+    if text is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError as err:
+        raise CLIError(f"--device: {err}") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {text}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise CLIError(f"--device {text}: this machine has {count} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {text}: MPS is not available on this machine")
+
+
+def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
+    from ttblur.config import AdaptConfig
+
+    config = AdaptConfig.load(args.config) if args.config is not None else AdaptConfig()
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.epochs is not None:
+        config.finetune.epochs = args.epochs
+    if args.patch_size is not None:
+        config.rsdm.patch_size = args.patch_size
+    return config
+
+
+def _require_input(path: str | Path, what: str) -> Path:
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return source
+
+
+# ============================================================================ adapt
+
+
+def _run_adapt(args: argparse.Namespace) -> int:
+    from ttblur.api import adapt
+    from ttblur.inference import deblur_file
+    from ttblur.video import load_video
+
+    progress = not args.no_progress
+    source = _require_input(args.video, "video")
+    _check_device(args.device)
+    config = _adapt_config(args)
+    model = load_model(args.model, args.weights)
+    start = time.perf_counter()
+    frames = load_video(source)
+    print(f"adapting to {frames.shape[0]} frames of {frames.shape[3]}x{frames.shape[2]} px")
+    result = adapt(
+        model, frames, config=config, spec=args.spec, device=args.device, progress=progress
+    )
+    report = result.report
+    kept = "unadapted weights kept" if report.reverted else f"epoch {report.best_epoch} kept"
+    print(
+        f"{len(report.patches)} pseudo-sharp patches of {report.candidates} candidates; "
+        f"{_count(len(report.train_loss), 'epoch')}, {kept}"
+    )
+    for message in report.messages:
+        print(f"note: {message}")
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    written = [save_weights(result.model, out / "adapted.safetensors")]
+    written.append(
+        deblur_file(
+            result.model,
+            source,
+            out / "deblurred.mp4",
+            spec=result.spec,
+            device=result.device,
+            progress=progress,
+        )
+    )
+    report_path = out / "report.json"
+    report_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    written.append(report_path)
+    if args.report_dir is not None:
+        from ttblur.report import write_report
+
+        written.append(write_report(result, frames, args.report_dir, model=model))
+    for path in written:
+        print(f"wrote {path}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+# ============================================================================ deblur
+
+
+def _run_deblur(args: argparse.Namespace) -> int:
+    from ttblur.inference import deblur_file
+
+    source = _require_input(args.video, "video")
+    _check_device(args.device)
+    model = load_model(args.model, args.weights)
+    start = time.perf_counter()
+    written = deblur_file(
+        model,
+        source,
+        args.out,
+        spec=args.spec,
+        device=args.device,
+        window=args.window,
+        fps=args.fps,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {written} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+# ============================================================================ eval
+
+
+@dataclass(frozen=True)
+class DatasetSequence:
+    """One sequence of a dataset with ground truth: its name, ``"gopro"`` or ``"bsd"``, and
+    the folders of blurry and sharp frames."""
+
+    name: str
+    layout: str
+    blur: Path
+    sharp: Path
+
+
+_LAYOUTS = (("gopro", ("blur",), ("sharp",)), ("bsd", ("Blur", "RGB"), ("Sharp", "RGB")))
+
+
+def _sequence_at(folder: Path, name: str) -> DatasetSequence | None:
+    for layout, blur_parts, sharp_parts in _LAYOUTS:
+        blur, sharp = folder.joinpath(*blur_parts), folder.joinpath(*sharp_parts)
+        if blur.is_dir() and sharp.is_dir():
+            return DatasetSequence(name, layout, blur, sharp)
+    return None
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
+    """The sequences of a GoPro- or BSD-layout dataset folder, in natural name order.
+
+    ``root/<seq>/blur`` + ``root/<seq>/sharp`` (GoPro) or ``root/<seq>/Blur/RGB`` +
+    ``root/<seq>/Sharp/RGB`` (BSD); when ``root`` holds none, ``root/test`` is searched; a
+    single sequence folder (``root/blur`` + ``root/sharp``) is one sequence.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+        ValueError: no sequence found.
+    """
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    single = _sequence_at(base, base.name)
+    if single is not None:
+        return [single]
+    for folder in (base, base / "test"):
+        if not folder.is_dir():
+            continue
+        found = [
+            seq
+            for child in sorted(folder.iterdir(), key=lambda p: _natural_key(p.name))
+            if child.is_dir() and not child.name.startswith(".")
+            for seq in [_sequence_at(child, child.name)]
+            if seq is not None
+        ]
+        if found:
+            return found
+    raise ValueError(
+        f"no sequence found in {root}: expected <seq>/blur + <seq>/sharp (GoPro) or "
+        "<seq>/Blur/RGB + <seq>/Sharp/RGB (BSD), directly or under test/"
+    )
+
+
+def _select(sequences: list[DatasetSequence], names: str | None) -> list[DatasetSequence]:
+    if names is None:
+        return sequences
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {s.name: s for s in sequences}
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        listed = ", ".join(list(known)[:20]) + (" ..." if len(known) > 20 else "")
+        raise CLIError(f"--sequences: unknown {', '.join(unknown) or '(empty)'}; known: {listed}")
+    return [known[n] for n in dict.fromkeys(wanted)]
+
+
+@dataclass
+class _Scores:
+    psnr: list[float]
+    ssim: list[float]
+
+    def mean(self) -> dict[str, float]:
+        return {
+            "psnr": sum(self.psnr) / len(self.psnr),
+            "ssim": sum(self.ssim) / len(self.ssim),
+        }
+
+
+def _score(restored: Any, sharp: Tensor, crop_border: int) -> _Scores:
+    """Per-frame PSNR / SSIM of an iterable of ``(3, H, W)`` frames against ``sharp``."""
+    from ttblur.metrics import psnr, ssim
+
+    scores = _Scores([], [])
+    for frame, target in zip(restored, sharp):
+        scores.psnr.append(float(psnr(frame, target, crop_border=crop_border)))
+        scores.ssim.append(float(ssim(frame, target, crop_border=crop_border)))
+    return scores
+
+
+def _evaluate_sequence(
+    seq: DatasetSequence,
+    model: nn.Module,
+    args: argparse.Namespace,
+    config: AdaptConfig,
+) -> dict[str, Any]:
+    from ttblur.api import adapt
+    from ttblur.inference import iter_deblur
+    from ttblur.video import load_video
+
+    progress = not args.no_progress
+    blurry = load_video(seq.blur, max_frames=args.max_frames)
+    sharp = load_video(seq.sharp, max_frames=args.max_frames)
+    if blurry.shape != sharp.shape:
+        raise CLIError(
+            f"sequence {seq.name}: blurry frames {tuple(blurry.shape)} and sharp frames "
+            f"{tuple(sharp.shape)} differ (T, 3, H, W)"
+        )
+    border = args.crop_border
+    start = time.perf_counter()
+    unadapted = iter_deblur(model, blurry, spec=args.spec, device=args.device, progress=progress)
+    row: dict[str, Any] = {
+        "name": seq.name,
+        "layout": seq.layout,
+        "frames": int(blurry.shape[0]),
+        "height": int(blurry.shape[2]),
+        "width": int(blurry.shape[3]),
+        "blurry": _score(blurry, sharp, border),
+        "unadapted": _score(unadapted, sharp, border),
+    }
+    try:
+        result = adapt(
+            model, blurry, config=config, spec=args.spec, device=args.device, progress=progress
+        )
+    except ValueError as err:
+        raise CLIError(f"sequence {seq.name}: {err}") from err
+    adapted = iter_deblur(
+        result.model, blurry, spec=result.spec, device=result.device, progress=progress
+    )
+    row["adapted"] = _score(adapted, sharp, border)
+    report = result.report
+    row.update(
+        patches=len(report.patches),
+        best_epoch=report.best_epoch,
+        reverted=report.reverted,
+        seconds=round(time.perf_counter() - start, 2),
+    )
+    return row
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> str:
+    kinds = ("blurry", "unadapted", "adapted")
+    lines = [
+        "| sequence | frames | blurry PSNR / SSIM | unadapted PSNR / SSIM "
+        "| adapted PSNR / SSIM | gain (dB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = [f"{row[k]['psnr']:.2f} / {row[k]['ssim']:.4f}" for k in kinds]
+        gain = row["adapted"]["psnr"] - row["unadapted"]["psnr"]
+        lines.append(f"| {row['name']} | {row['frames']} | {' | '.join(cells)} | {gain:+.2f} |")
+    return "\n".join(lines)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    _check_device(args.device)
+    sequences = _select(find_sequences(args.dataset), args.sequences)
+    config = _adapt_config(args)
+    model = load_model(args.model, args.weights)
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    all_scores: dict[str, _Scores] = {
+        k: _Scores([], []) for k in ("blurry", "unadapted", "adapted")
+    }
+    for seq in tqdm(sequences, desc="sequences", unit="seq", disable=args.no_progress):
+        row = _evaluate_sequence(seq, model, args, config)
+        for kind, total in all_scores.items():
+            scores: _Scores = row[kind]
+            total.psnr += scores.psnr
+            total.ssim += scores.ssim
+            row[kind] = scores.mean()
+        rows.append(row)
+    frames = sum(r["frames"] for r in rows)
+    mean: dict[str, Any] = {"name": "**mean**", "frames": frames}
+    mean.update({kind: total.mean() for kind, total in all_scores.items()})
+    print(_markdown_table([*rows, mean]))
+    print(
+        f"\n{_count(len(rows), 'sequence')}, {_count(frames, 'frame')}; "
+        "PSNR in dB and SSIM on RGB in [0, 1]"
+        + (f", {args.crop_border} px border cropped" if args.crop_border else "")
+        + f"; {time.perf_counter() - start:.1f} s"
+    )
+    if args.json is not None:
+        payload = {
+            "dataset": str(args.dataset),
+            "model": args.model,
+            "weights": args.weights,
+            "spec": args.spec,
+            "max_frames": args.max_frames,
+            "crop_border": args.crop_border,
+            "config": config.model_dump(mode="json"),
+            "sequences": rows,
+            "mean": {k: v for k, v in mean.items() if k != "name"},
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+# ============================================================================ demo
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -87,6 +882,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ttblur.viz import save_png
 
     progress = not args.no_progress
+    _check_device(args.device)
     config = AdaptConfig(seed=args.seed)
     if args.epochs is not None:
         config.finetune.epochs = args.epochs
@@ -141,6 +937,18 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ============================================================================ entry point
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ttblur`` command; returns the process exit status."""
     parser = build_parser()
@@ -153,11 +961,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"demo": _run_demo}
+    handlers = {"adapt": _run_adapt, "deblur": _run_deblur, "eval": _run_eval, "demo": _run_demo}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"ttblur {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"ttblur {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, OSError, TypeError, ImportError, RuntimeError) as err:
+        if os.environ.get("TTBLUR_DEBUG"):
+            raise
+        print(f"ttblur {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 1
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -583,9 +583,9 @@ def save_video(
         the path written.
 
     Raises:
-        ValueError: invalid frames (as :func:`load_video`), ``fps``, ``crf``, ``bit_depth``,
-            unavailable codec, an image-file path (``x.png``), or a folder holding other
-            image files.
+        ValueError: invalid frames (as :func:`load_video`), no frames (``T = 0``), ``fps``,
+            ``crf``, ``bit_depth``, unavailable codec, an image-file path (``x.png``), or a
+            folder holding other image files.
     """
     if not isinstance(frames, (Tensor, np.ndarray)):
         raise ValueError(
@@ -596,6 +596,37 @@ def save_video(
         _validate_tensor(frames)
     else:
         _validate_array(frames)
+    return _write_chunks(
+        _frame_chunks(frames),
+        path,
+        fps,
+        crf=crf,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        bit_depth=bit_depth,
+        total=int(frames.shape[0]),
+    )
+
+
+def _write_chunks(
+    chunks: Iterable[Tensor],
+    path: str | os.PathLike[str],
+    fps: float = 25.0,
+    *,
+    crf: int = 18,
+    codec: str | None = None,
+    pix_fmt: str | None = None,
+    bit_depth: int = 8,
+    total: int | None = None,
+) -> Path:
+    """The writer behind :func:`save_video`, fed incrementally.
+
+    ``chunks`` yields float32 ``(n, 3, H, W)`` tensors in ``[0, 1]`` (already validated); they
+    are encoded as they arrive, so a long video is never held in memory (used by
+    :func:`ttblur.inference.deblur_file`). The options are checked before the first chunk is
+    pulled; ``total`` (optional) only sets the digit count of PNG names. An error raised by
+    ``chunks`` itself propagates unchanged (a partial video file is deleted first).
+    """
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps):
         raise ValueError(f"fps must be a positive finite number, got {fps!r}")
     if fps <= 0:
@@ -609,14 +640,14 @@ def save_video(
     if suffix in VIDEO_EXTENSIONS:
         if bit_depth != 8:
             raise ValueError("bit_depth=16 is only supported for PNG folders, not video files")
-        _write_video_file(frames, out, fps, crf, codec, pix_fmt)
+        _write_video_file(chunks, out, fps, crf, codec, pix_fmt)
     elif suffix in IMAGE_EXTENSIONS:
         raise ValueError(
             f"'{out}' is an image file name; save_video writes a video file "
             f"({', '.join(VIDEO_EXTENSIONS)}) or a folder of PNGs"
         )
     else:
-        _write_png_folder(frames, out, bit_depth)
+        _write_png_folder(chunks, out, bit_depth, total)
     return out
 
 
@@ -626,7 +657,13 @@ def _frame_chunks(frames: Tensor | np.ndarray, size: int = 16) -> Iterator[Tenso
     return _array_chunks(frames, size)
 
 
-def _write_png_folder(frames: Tensor | np.ndarray, folder: Path, bit_depth: int) -> None:
+def _no_frames(path: Path) -> ValueError:
+    return ValueError(f"no frames to write to '{path}' (the video is empty)")
+
+
+def _write_png_folder(
+    chunks: Iterable[Tensor], folder: Path, bit_depth: int, total: int | None
+) -> None:
     import cv2
 
     if folder.exists() and not folder.is_dir():
@@ -643,24 +680,25 @@ def _write_png_folder(frames: Tensor | np.ndarray, folder: Path, bit_depth: int)
             f"(e.g. '{sorted(foreign)[0]}'); loading it back would mix them in: use an empty "
             "folder"
         )
-    total = int(frames.shape[0])
-    digits = max(5, len(str(total - 1)))
-    names = {f"{i:0{digits}d}.png" for i in range(total)}
-    for stale in folder.iterdir():
-        if _PNG_NAME.match(stale.name) and stale.name not in names:
-            stale.unlink()
-    index = 0
-    for chunk in _frame_chunks(frames):
+    digits = max(5, len(str(total - 1))) if total else 5
+    written: set[str] = set()
+    for chunk in chunks:
         for image in _quantize(chunk, bit_depth):
+            name = f"{len(written):0{digits}d}.png"
             ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
             if not ok:
-                raise ValueError(f"OpenCV could not encode frame {index} as PNG")
-            encoded.tofile(folder / f"{index:0{digits}d}.png")
-            index += 1
+                raise ValueError(f"OpenCV could not encode frame {len(written)} as PNG")
+            encoded.tofile(folder / name)
+            written.add(name)
+    if not written:
+        raise _no_frames(folder)
+    for stale in folder.iterdir():  # frames of an older, longer video written there
+        if _PNG_NAME.match(stale.name) and stale.name not in written:
+            stale.unlink()
 
 
 def _write_video_file(
-    frames: Tensor | np.ndarray,
+    chunks: Iterable[Tensor],
     path: Path,
     fps: float,
     crf: int,
@@ -670,11 +708,25 @@ def _write_video_file(
     import av
 
     name = _pick_codec(codec)
-    height, width = (
-        (int(frames.shape[2]), int(frames.shape[3]))
-        if isinstance(frames, Tensor)
-        else (int(frames.shape[1]), int(frames.shape[2]))
-    )
+    pending = iter(chunks)
+    first = next(pending, None)  # the frame size is needed before the stream is opened
+    if first is None:
+        raise _no_frames(path)
+    height, width = int(first.shape[-2]), int(first.shape[-1])
+    failed_upstream: list[BaseException] = []
+
+    def pulled() -> Iterator[Tensor]:
+        yield first
+        while True:
+            try:
+                chunk = next(pending)
+            except StopIteration:
+                return
+            except BaseException as err:  # the producer's own error: not an encoding error
+                failed_upstream.append(err)
+                raise
+            yield chunk
+
     if pix_fmt is None:
         even = height % 2 == 0 and width % 2 == 0
         pix_fmt = "yuv420p" if even or name == "mpeg4" else "yuv444p"
@@ -697,7 +749,7 @@ def _write_video_file(
                 context.color_trc = 6  # AVCOL_TRC_SMPTE170M
                 context.color_range = 1  # AVCOL_RANGE_MPEG
             stream.options = options
-            for chunk in _frame_chunks(frames):
+            for chunk in pulled():
                 for image in _quantize(chunk, 8):
                     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                     if yuv:
@@ -706,8 +758,10 @@ def _write_video_file(
                         )
                     container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
-    except (av.FFmpegError, OSError, ValueError) as err:
+    except BaseException as err:
         path.unlink(missing_ok=True)
+        if failed_upstream or not isinstance(err, (av.FFmpegError, OSError, ValueError)):
+            raise
         raise ValueError(
             f"encoding '{path}' with codec '{name}' / pix_fmt '{pix_fmt}' failed: {err}"
         ) from err

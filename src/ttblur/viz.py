@@ -8,8 +8,19 @@
   (matplotlib's *inferno*, approximated by linear interpolation of 11 anchor colours).
 * :func:`save_png`: write an RGB ``uint8`` image with OpenCV.
 
+Drawing helpers used by the visual adaptation report (:mod:`ttblur.report`), OpenCV only:
+
+* :func:`to_rgb8`: a ``(3, H, W)`` tensor / ``(H, W, 3)`` array to ``uint8`` RGB;
+* :func:`draw_boxes`: rectangles (patch boxes) on an image;
+* :func:`fit_width`, :func:`add_caption`, :func:`grid`, :func:`hstack`: resizing, captions
+  and contact sheets;
+* :func:`line_chart`: a small line chart (loss curves) with axes, ticks, dashed reference lines
+  and a legend;
+* :func:`colorbar`: the legend of :func:`magnitude_to_heatmap`;
+* :func:`direction_wheel`: the legend of :func:`condition_to_rgb`.
+
 All functions take torch tensors or numpy arrays and return numpy ``uint8`` arrays with the
-colour last, ready for :func:`save_png`.
+colour last, ready for :func:`save_png`. Text is drawn with OpenCV's Hershey font (ASCII).
 
 Example:
     >>> import torch
@@ -22,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -31,11 +44,21 @@ from numpy.typing import NDArray
 
 __all__ = [
     "INFERNO_ANCHORS",
+    "PALETTE",
+    "add_caption",
+    "colorbar",
     "condition_to_rgb",
+    "direction_wheel",
+    "draw_boxes",
+    "fit_width",
     "flow_to_rgb",
+    "grid",
+    "hstack",
     "hsv_to_rgb",
+    "line_chart",
     "magnitude_to_heatmap",
     "save_png",
+    "to_rgb8",
 ]
 
 #: Anchor colours (RGB, 0-255) of matplotlib's *inferno* colormap at 0, 0.1, ..., 1.
@@ -221,3 +244,407 @@ def save_png(array: torch.Tensor | NDArray[np.uint8], path: str | Path) -> Path:
     if not cv2.imwrite(str(out), np.ascontiguousarray(image)):
         raise OSError(f"OpenCV could not write {out} (is the extension .png?)")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# drawing helpers (report pictures)
+
+#: Line colours (RGB) of :func:`line_chart`, in order of the series.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180),
+    (230, 85, 13),
+    (44, 160, 44),
+    (148, 103, 189),
+    (214, 39, 40),
+    (140, 86, 75),
+)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_BLACK = (0, 0, 0)
+_WHITE = (255, 255, 255)
+Box = tuple[int, int, int, int]
+
+
+def to_rgb8(image: torch.Tensor | NDArray[np.generic]) -> NDArray[np.uint8]:
+    """An image as contiguous ``(H, W, 3)`` uint8 RGB.
+
+    Args:
+        image: a torch tensor ``(3, H, W)`` (ttblur's frame layout) or a numpy array
+            ``(H, W, 3)`` / ``(H, W)`` (grey, replicated); ``uint8``, or float in ``[0, 1]``
+            (clipped, scaled by 255 and rounded).
+
+    Raises:
+        ValueError: another shape, dtype, or NaN/inf.
+    """
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"a tensor image must be (3, H, W), got {tuple(image.shape)}")
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a torch.Tensor or numpy.ndarray, got {type(image)}")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"an array image must be (H, W, 3) or (H, W), got {image.shape}")
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError("image contains NaN or inf")
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def draw_boxes(
+    image: torch.Tensor | NDArray[np.generic],
+    boxes: Iterable[Box],
+    *,
+    color: tuple[int, int, int] = (0, 255, 0),
+    thickness: int = 2,
+) -> NDArray[np.uint8]:
+    """A copy of ``image`` with rectangles drawn inside the given boxes.
+
+    Args:
+        image: anything :func:`to_rgb8` accepts.
+        boxes: ``(top, left, bottom, right)`` in pixels, bottom / right exclusive (a
+            :class:`~ttblur.protocols.PatchLocation` gives ``(p.top, p.left, p.bottom,
+            p.right)``).
+        color: RGB of the rectangles; each gets a thin black outline for contrast.
+        thickness: line width in pixels.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    out = to_rgb8(image).copy()
+    for top, left, bottom, right in boxes:
+        corner_a, corner_b = (int(left), int(top)), (int(right) - 1, int(bottom) - 1)
+        cv2.rectangle(out, corner_a, corner_b, _BLACK, thickness + 2, cv2.LINE_8)
+        cv2.rectangle(out, corner_a, corner_b, color, thickness, cv2.LINE_8)
+    return out
+
+
+def fit_width(image: NDArray[np.uint8], width: int) -> NDArray[np.uint8]:
+    """Resize an ``(H, W, 3)`` uint8 image to ``width`` pixels, keeping the aspect ratio.
+
+    Shrinking averages pixels (``INTER_AREA``); enlarging repeats them (``INTER_NEAREST``), so
+    small patches stay crisp and their pixels visible.
+    """
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    height, old = image.shape[:2]
+    if old == width:
+        return image
+    new_height = max(1, round(height * width / old))
+    mode = cv2.INTER_AREA if width < old else cv2.INTER_NEAREST
+    return np.asarray(cv2.resize(image, (width, new_height), interpolation=mode), dtype=np.uint8)
+
+
+def _text_width(text: str, scale: float, thickness: int = 1) -> int:
+    return int(cv2.getTextSize(text, _FONT, scale, thickness)[0][0])
+
+
+def _put_text(
+    image: NDArray[np.uint8],
+    text: str,
+    origin: tuple[int, int],
+    scale: float,
+    color: tuple[int, int, int] = _BLACK,
+    thickness: int = 1,
+) -> None:
+    cv2.putText(image, text, origin, _FONT, scale, color, thickness, cv2.LINE_AA)
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def add_caption(
+    image: NDArray[np.uint8], text: str, *, scale: float = 0.45, below: bool = False
+) -> NDArray[np.uint8]:
+    """``image`` with a white bar holding one line of black text above (or below) it.
+
+    Text too wide for the image is shortened with ``...``; non-ASCII characters become ``?``.
+    """
+    text = _ascii(text)
+    width = image.shape[1]
+    bar_height = round(30 * scale) + 8
+    while len(text) > 3 and _text_width(text, scale) > width - 6:
+        text = text[:-4] + "..."
+    bar = np.full((bar_height, width, 3), 255, dtype=np.uint8)
+    _put_text(bar, text, (3, bar_height - round(9 * scale) - 3), scale)
+    return np.concatenate([image, bar] if below else [bar, image], axis=0)
+
+
+def _pad_to(image: NDArray[np.uint8], height: int, width: int, fill: int) -> NDArray[np.uint8]:
+    out = np.full((height, width, 3), fill, dtype=np.uint8)
+    out[: image.shape[0], : image.shape[1]] = image
+    return out
+
+
+def grid(
+    images: Sequence[NDArray[np.uint8]], *, columns: int, gap: int = 6, fill: int = 255
+) -> NDArray[np.uint8]:
+    """Contact sheet: ``images`` row by row, ``columns`` per row, ``gap`` pixels apart.
+
+    Cells have the size of the largest image; smaller images sit at the cell's top left.
+    """
+    if not images:
+        raise ValueError("grid needs at least one image")
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1, got {columns}")
+    columns = min(columns, len(images))
+    cell_h = max(int(i.shape[0]) for i in images)
+    cell_w = max(int(i.shape[1]) for i in images)
+    rows = math.ceil(len(images) / columns)
+    sheet = np.full(
+        (rows * cell_h + (rows + 1) * gap, columns * cell_w + (columns + 1) * gap, 3),
+        fill,
+        dtype=np.uint8,
+    )
+    for index, image in enumerate(images):
+        row, col = divmod(index, columns)
+        top, left = gap + row * (cell_h + gap), gap + col * (cell_w + gap)
+        sheet[top : top + image.shape[0], left : left + image.shape[1]] = image
+    return sheet
+
+
+def hstack(
+    images: Sequence[NDArray[np.uint8]], *, gap: int = 6, fill: int = 255
+) -> NDArray[np.uint8]:
+    """Images side by side (top-aligned, padded to the tallest), ``gap`` pixels apart."""
+    if not images:
+        raise ValueError("hstack needs at least one image")
+    height = max(int(i.shape[0]) for i in images)
+    parts: list[NDArray[np.uint8]] = []
+    for index, image in enumerate(images):
+        if index:
+            parts.append(np.full((height, gap, 3), fill, dtype=np.uint8))
+        parts.append(_pad_to(image, height, int(image.shape[1]), fill))
+    return np.concatenate(parts, axis=1)
+
+
+def _nice_step(span: float, count: int) -> float:
+    raw = span / max(count, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if raw <= factor * power:
+            return factor * power
+    return 10.0 * power
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    step = _nice_step(high - low, count)
+    first = math.ceil(low / step - 1e-9) * step
+    values = []
+    value = first
+    while value <= high + 1e-9 * step:
+        values.append(round(value, 12))
+        value += step
+    return values
+
+
+def _value_range(values: list[float]) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    if high - low < 1e-12 * max(1.0, abs(high)):
+        pad = abs(high) * 0.1 if high else 1.0
+        return low - pad, high + pad
+    pad = 0.08 * (high - low)
+    return low - pad, high + pad
+
+
+def _dashed_line(
+    image: NDArray[np.uint8],
+    start: tuple[int, int],
+    end: tuple[int, int],
+    color: tuple[int, int, int],
+    dash: int = 8,
+) -> None:
+    length = math.hypot(end[0] - start[0], end[1] - start[1])
+    pieces = max(1, int(length // dash))
+    for k in range(0, pieces, 2):
+        a, b = k / pieces, min(1.0, (k + 1) / pieces)
+        p = (round(start[0] + a * (end[0] - start[0])), round(start[1] + a * (end[1] - start[1])))
+        q = (round(start[0] + b * (end[0] - start[0])), round(start[1] + b * (end[1] - start[1])))
+        cv2.line(image, p, q, color, 2, cv2.LINE_AA)
+
+
+def line_chart(
+    series: Mapping[str, Sequence[float]],
+    *,
+    x: Sequence[float] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    highlight: tuple[float, float, str] | None = None,
+    size: tuple[int, int] = (360, 640),
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    integer_x: bool = True,
+) -> NDArray[np.uint8]:
+    """A line chart drawn with OpenCV (no plotting library).
+
+    Args:
+        series: legend label -> y values; a series of ``n`` values is drawn at ``x[:n]``.
+            Non-finite values are skipped. Every point gets a dot, so one-point series show.
+        x: the x positions; default ``1, 2, ..., n`` (epochs).
+        hlines: legend label -> y of a dashed horizontal reference line.
+        highlight: ``(x, y, label)`` of one point to ring and label (e.g. the kept epoch).
+        size: ``(height, width)`` in pixels.
+        title, xlabel, ylabel: text (ASCII).
+        integer_x: x ticks only at whole numbers.
+
+    Returns:
+        ``(height, width, 3)`` uint8 RGB on white.
+
+    Raises:
+        ValueError: no finite value to draw, or a size too small for the axes.
+    """
+    height, width = size
+    if height < 120 or width < 200:
+        raise ValueError(f"size must be at least (120, 200), got {size}")
+    hlines = dict(hlines or {})
+    longest = max((len(v) for v in series.values()), default=0)
+    xs = [float(v) for v in (x if x is not None else range(1, longest + 1))]
+    if len(xs) < longest:
+        raise ValueError(f"x has {len(xs)} positions, but a series has {longest} values")
+    ys = [float(v) for vals in series.values() for v in vals if math.isfinite(float(v))]
+    ys += [float(v) for v in hlines.values() if math.isfinite(float(v))]
+    if not ys:
+        raise ValueError("line_chart needs at least one finite value")
+    y_low, y_high = _value_range(ys)
+    if integer_x:  # half a step of margin around whole-number positions (epochs)
+        x_low, x_high = min(xs, default=0.0) - 0.5, max(xs, default=1.0) + 0.5
+    else:
+        x_low, x_high = _value_range(xs if xs else [0.0, 1.0])
+
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    left, right, top, bottom = 70, width - 16, 34 if title else 14, height - (46 if xlabel else 30)
+
+    def to_px(xv: float, yv: float) -> tuple[int, int]:
+        px = left + (xv - x_low) / (x_high - x_low) * (right - left)
+        py = bottom - (yv - y_low) / (y_high - y_low) * (bottom - top)
+        return round(px), round(py)
+
+    for tick in _ticks(y_low, y_high):
+        _, py = to_px(x_low, tick)
+        cv2.line(canvas, (left, py), (right, py), (228, 228, 228), 1)
+        label = f"{tick:.3g}"
+        _put_text(canvas, label, (left - 6 - _text_width(label, 0.4), py + 4), 0.4)
+    x_ticks = _ticks(x_low, x_high, min(10, max(2, len(xs))))
+    if integer_x:
+        x_ticks = sorted({float(round(t)) for t in x_ticks if abs(t - round(t)) < 1e-9})
+    for tick in x_ticks:
+        px, _ = to_px(tick, y_low)
+        if left <= px <= right:
+            cv2.line(canvas, (px, bottom), (px, bottom + 4), _BLACK, 1)
+            label = f"{tick:g}"
+            _put_text(canvas, label, (px - _text_width(label, 0.4) // 2, bottom + 18), 0.4)
+    cv2.rectangle(canvas, (left, top), (right, bottom), _BLACK, 1)
+
+    legend: list[tuple[str, tuple[int, int, int], bool]] = []
+    for index, (label, value) in enumerate(hlines.items()):
+        color = (110, 110, 110) if index == 0 else PALETTE[(index + 3) % len(PALETTE)]
+        if math.isfinite(float(value)):
+            _dashed_line(canvas, to_px(x_low, value), to_px(x_high, value), color)
+        legend.append((label, color, True))
+    for index, (label, values) in enumerate(series.items()):
+        color = PALETTE[index % len(PALETTE)]
+        points = [to_px(xs[i], float(v)) for i, v in enumerate(values) if math.isfinite(float(v))]
+        if len(points) > 1:
+            cv2.polylines(canvas, [np.array(points, np.int32)], False, color, 2, cv2.LINE_AA)
+        for point in points:
+            cv2.circle(canvas, point, 4, color, -1, cv2.LINE_AA)
+        legend.append((label, color, False))
+    if highlight is not None and all(math.isfinite(float(v)) for v in highlight[:2]):
+        point = to_px(float(highlight[0]), float(highlight[1]))
+        cv2.circle(canvas, point, 9, _BLACK, 2, cv2.LINE_AA)
+        text = _ascii(highlight[2])
+        tx = min(point[0] + 12, right - _text_width(text, 0.42) - 2)
+        _put_text(canvas, text, (max(left + 2, tx), max(top + 14, point[1] - 12)), 0.42)
+
+    row = top + 18
+    box_w = max((_text_width(_ascii(lbl), 0.42) for lbl, _, _ in legend), default=0) + 44
+    if legend:
+        corner_a, corner_b = (right - box_w - 6, top + 4), (right - 4, top + 8 + 18 * len(legend))
+        cv2.rectangle(canvas, corner_a, corner_b, _WHITE, -1)
+        cv2.rectangle(canvas, corner_a, corner_b, (190, 190, 190), 1)
+    for label, color, dashed in legend:
+        x0 = right - box_w
+        if dashed:
+            _dashed_line(canvas, (x0, row - 4), (x0 + 28, row - 4), color, dash=6)
+        else:
+            cv2.line(canvas, (x0, row - 4), (x0 + 28, row - 4), color, 2, cv2.LINE_AA)
+        _put_text(canvas, _ascii(label), (x0 + 34, row), 0.42)
+        row += 18
+    if title:
+        _put_text(canvas, _ascii(title), (left, 22), 0.55, thickness=1)
+    if xlabel:
+        text = _ascii(xlabel)
+        _put_text(canvas, text, ((left + right - _text_width(text, 0.45)) // 2, height - 10), 0.45)
+    if ylabel:
+        text = _ascii(ylabel)
+        strip = np.full((20, _text_width(text, 0.45) + 6, 3), 255, dtype=np.uint8)
+        _put_text(strip, text, (3, 15), 0.45)
+        rotated = np.ascontiguousarray(np.rot90(strip))
+        y0 = max(0, (top + bottom - rotated.shape[0]) // 2)
+        h = min(rotated.shape[0], height - y0)
+        canvas[y0 : y0 + h, 2 : 2 + rotated.shape[1]] = rotated[:h]
+    return canvas
+
+
+def colorbar(
+    vmax: float,
+    *,
+    width: int = 320,
+    unit: str = "px",
+    marker: tuple[float, str] | None = None,
+) -> NDArray[np.uint8]:
+    """The legend of :func:`magnitude_to_heatmap`: a horizontal gradient from 0 to ``vmax``.
+
+    Args:
+        vmax: the value shown brightest (same as passed to :func:`magnitude_to_heatmap`).
+        width: pixels.
+        unit: appended to the last tick label.
+        marker: ``(value, label)`` drawn as a tick above the bar (e.g. the RSDM threshold).
+
+    Returns:
+        ``(H, width, 3)`` uint8 RGB on white.
+    """
+    if not (math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a finite number > 0, got {vmax}")
+    if width < 60:
+        raise ValueError(f"width must be >= 60, got {width}")
+    pad, bar_h, top = 14, 14, 18
+    ramp = np.linspace(0.0, vmax, width - 2 * pad).reshape(1, 1, 1, -1)
+    bar = np.repeat(magnitude_to_heatmap(ramp, vmax=vmax)[0], bar_h, axis=0)
+    canvas = np.full((top + bar_h + 20, width, 3), 255, dtype=np.uint8)
+    canvas[top : top + bar_h, pad : width - pad] = bar
+    ticks = [t for t in _ticks(0.0, vmax, 4) if t <= vmax]
+    for index, tick in enumerate(ticks):
+        px = pad + round(tick / vmax * (width - 2 * pad - 1))
+        cv2.line(canvas, (px, top + bar_h), (px, top + bar_h + 3), _BLACK, 1)
+        label = f"{tick:g}" + (f" {unit}" if index == len(ticks) - 1 else "")
+        x0 = min(max(0, px - _text_width(label, 0.38) // 2), width - _text_width(label, 0.38))
+        _put_text(canvas, label, (x0, top + bar_h + 15), 0.38)
+    if marker is not None and math.isfinite(marker[0]) and 0 <= marker[0] <= vmax:
+        px = pad + round(marker[0] / vmax * (width - 2 * pad - 1))
+        cv2.line(canvas, (px, top - 4), (px, top + bar_h), (0, 170, 255), 2)
+        label = _ascii(marker[1])
+        x0 = min(max(0, px - _text_width(label, 0.38) // 2), width - _text_width(label, 0.38))
+        _put_text(canvas, label, (x0, top - 6), 0.38)
+    return canvas
+
+
+def direction_wheel(size: int = 96) -> NDArray[np.uint8]:
+    """The legend of :func:`condition_to_rgb`: a disc whose hue is the direction from the
+    centre and whose brightness is the distance (``z``), on white.
+
+    Image axes: ``+x`` right (red), ``+y`` down.
+    """
+    if size < 16:
+        raise ValueError(f"size must be >= 16, got {size}")
+    coords = (np.arange(size, dtype=np.float64) - (size - 1) / 2) / ((size - 1) / 2)
+    xx, yy = np.meshgrid(coords, coords)
+    radius = np.hypot(xx, yy)
+    condition = np.stack([xx, yy, np.clip(radius, 0.0, 1.0)])
+    wheel = condition_to_rgb(condition)
+    wheel[radius > 1.0] = 255
+    return wheel

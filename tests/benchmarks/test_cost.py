@@ -1,0 +1,77 @@
+"""A tiny run of ``benchmarks/cost.py``: every table it prints is well formed."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cost.py"
+NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?%?$")
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("ttblur_benchmark_cost", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    tables: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            assert line.endswith("|"), line
+            current.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+@pytest.mark.slow
+def test_cost_benchmark_prints_well_formed_tables(capsys):
+    cost = _load()
+    argv = [
+        "--clips", "7x32x48",
+        "--patch-size", "16",
+        "--epochs", "1",
+        "--stream-frames", "5", "9",
+        "--stream-size", "16x24",
+    ]  # fmt: skip
+    returned = cost.main(argv)
+    printed = capsys.readouterr().out
+    tables = _tables(returned)
+    assert tables == _tables(printed)
+    assert len(tables) == 3
+    for table in tables:
+        header, separator, *rows = table
+        assert all(set(cell) <= set("-:") and cell for cell in separator)
+        assert rows and all(len(row) == len(header) for row in [separator, *rows])
+    stages, shares, memory = tables
+    assert [row[0] for row in stages[2:8]] == list(cost.STAGES)
+    assert all(NUMBER.match(row[1]) for row in stages[2:9])
+    share = shares[2][4]
+    assert share.endswith("%") and 0.0 <= float(share[:-1]) <= 100.0
+    assert [row[1] for row in memory[2:]] == ["0", "5", "5", "5", "9"]
+    assert all(float(row[3]) > 0 for row in memory[2:])  # peak RSS in MB
+
+
+def test_model_timer_counts_forward_and_backward_passes():
+    import torch
+    from torch import nn
+
+    cost = _load()
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    timer = cost.ModelTimer(model)
+    for _ in range(3):
+        model(torch.randn(5, 4)).sum().backward()
+    with torch.no_grad():
+        model(torch.randn(5, 4))
+    timer.finish()
+    assert timer.forward_calls == 4 and timer.backward_steps == 3
+    assert timer.forward_s > 0 and timer.backward_s > 0
