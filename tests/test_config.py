@@ -14,13 +14,22 @@ def test_defaults_follow_the_paper_and_official_recipe():
     assert cfg.rsdm.border_frames == 2
     assert cfg.dbcgm.name == "dbcgm"
     assert cfg.dbcgm.neighbours == 2
-    assert cfg.dbcgm.magnitude_offset == pytest.approx(10.0)
     assert cfg.synthesis.name == "physical"
     assert cfg.finetune.epochs == 10
     assert cfg.finetune.batch_size == 8
-    assert cfg.finetune.lr == pytest.approx(5e-4)
     assert cfg.finetune.lr_min == pytest.approx(1e-7)
     assert cfg.finetune.grad_clip == pytest.approx(20.0)
+
+
+def test_defaults_tuned_on_the_domain_shift_benchmark():
+    # docs/results.md: the official 10 px offset (calibrated for ID-Blau) over-blurs with the
+    # physical synthesizer; these were chosen on benchmarks/domain_shift.py (no ground truth
+    # inside adapt).
+    cfg = AdaptConfig()
+    assert cfg.dbcgm.magnitude_offset == pytest.approx(3.0)
+    assert cfg.dbcgm.motion_cap is True
+    assert cfg.synthesis.match_noise is True
+    assert cfg.finetune.lr == pytest.approx(2e-4)
 
 
 def test_json_round_trip(tmp_path):

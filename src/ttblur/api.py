@@ -4,7 +4,7 @@ Pipeline (see ``docs/architecture.md``)::
 
     video --RSDM--> pseudo-sharp patches + magnitude maps
           --DBCGM--> blur condition per patch
-          --synthesizer--> re-blurred patches
+          --synthesizer--> re-blurred patches (noise topped up to the video's own level)
           --fine-tune--> adapted copy of the user's model
 
 No ground truth is used anywhere: the epoch is chosen on held-out pseudo pairs.
@@ -42,9 +42,13 @@ from ttblur.protocols import (
     SharpnessDetector,
 )
 from ttblur.specs import ModelSpec, infer_spec, model_device
+from ttblur.stages.reblur import estimate_noise_std, match_noise
 from ttblur.video import VideoSource, load_video
 
 __all__ = ["AdaptReport", "AdaptResult", "ConditionStats", "PatchRecord", "adapt"]
+
+# The noise top-up draws from its own generator so that it never shifts other random streams.
+_NOISE_SEED_OFFSET = 7919
 
 
 class PatchRecord(BaseModel):
@@ -84,6 +88,7 @@ class AdaptReport(BaseModel):
     candidates: int
     threshold_px: float | None
     condition: ConditionStats | None
+    noise_std: float | None = None
     train_loss: list[float] = Field(default_factory=list)
     val_loss: list[float] = Field(default_factory=list)
     baseline_val_loss: float | None = None
@@ -219,6 +224,12 @@ def _condition_stats(condition: Tensor, mag_norm: float) -> ConditionStats:
     )
 
 
+def _video_noise(frames: Tensor, max_frames: int = 8) -> float:
+    """Sensor noise std of the video (no reference needed), from up to ``max_frames`` frames."""
+    step = max(1, math.ceil(frames.shape[0] / max_frames))
+    return float(estimate_noise_std(frames[::step]))
+
+
 def _sharpest(patches: list[PatchLocation], magnitude: Tensor, count: int) -> list[PatchLocation]:
     """The ``count`` patches with the lowest mean predicted magnitude, in their original order."""
     scores = torch.stack([p.crop(magnitude[p.frame]).float().mean() for p in patches])
@@ -349,6 +360,12 @@ def adapt(
         )
     with _timed(seconds, "synthesis"):
         reblurred = _synthesize(synth, sharp, condition, cfg.synthesis.batch_size, run_device)
+        noise_level = None
+        if cfg.synthesis.match_noise:
+            # Blurring averages the patch's own noise away; real blurry frames keep theirs.
+            noise_level = _video_noise(frames)
+            gen = torch.Generator().manual_seed(cfg.seed + _NOISE_SEED_OFFSET)
+            reblurred = match_noise(reblurred, noise_level, generator=gen)
     with _timed(seconds, "pairs"):
         pairs = build_pseudo_pairs(
             frames, patches, reblurred, resolved_spec, neighbours=cfg.dbcgm.neighbours
@@ -374,6 +391,7 @@ def adapt(
     report = AdaptReport(
         **report_kwargs,
         condition=_condition_stats(condition, cfg.mag_norm),
+        noise_std=noise_level,
         train_loss=outcome.train_loss,
         val_loss=outcome.val_loss,
         baseline_val_loss=outcome.baseline_val_loss,

@@ -69,8 +69,12 @@ class DBCGMConfig(_Section):
     """
 
     name: Literal["dbcgm", "flow_only", "random"] = "dbcgm"
-    flow: Literal["opencv", "raft"] = "opencv"
-    flow_preset: Literal["ultrafast", "fast", "medium"] = "medium"
+    flow: Literal["opencv", "raft"] = Field(
+        default="opencv", description="optical flow: OpenCV DIS (no weights) or torchvision RAFT"
+    )
+    flow_preset: Literal["ultrafast", "fast", "medium"] = Field(
+        default="medium", description="DIS speed/quality preset (OpenCV flow only)"
+    )
     flow_weights: str | None = Field(
         default=None, description="RAFT weights: local file/folder or Hub repo id"
     )
@@ -79,7 +83,13 @@ class DBCGMConfig(_Section):
         default=32, ge=0, description="margin in px around a patch over which flow is computed"
     )
     magnitude_offset: float = Field(
-        default=10.0, ge=0.0, description="px added to the adapted magnitude (official: 10)"
+        default=3.0,
+        ge=0.0,
+        description="px added to the adapted magnitude (official: 10, tuned for ID-Blau)",
+    )
+    motion_cap: bool = Field(
+        default=True,
+        description="cap the adapted magnitude by the per-frame motion |F| / n (px)",
     )
     min_flow: float = Field(
         default=0.5, ge=0.0, description="|F| in px below which the direction falls back"
@@ -110,6 +120,10 @@ class SynthesisConfig(_Section):
     gamma: float = Field(default=2.2, gt=0.0, description="display gamma for linear-light blur")
     taps: int | None = Field(default=None, gt=1, description="samples per blur segment; auto")
     noise_std: float = Field(default=0.0, ge=0.0, description="Gaussian sensor noise, [0,1] units")
+    match_noise: bool = Field(
+        default=True,
+        description="top up the noise of re-blurred patches to the level estimated on the video",
+    )
     num_steps: int = Field(default=20, gt=0, description="DDIM sampling steps (ID-Blau)")
     eta: float = Field(default=0.0, ge=0.0, description="DDIM eta (0: deterministic)")
     batch_size: int = Field(default=8, gt=0, description="patches per synthesizer call")
@@ -118,11 +132,15 @@ class SynthesisConfig(_Section):
 class FinetuneConfig(_Section):
     """Fine-tuning of the user's model on the pseudo training pairs (official recipe)."""
 
-    epochs: int = Field(default=10, gt=0)
-    batch_size: int = Field(default=8, gt=0)
-    lr: float = Field(default=5e-4, gt=0.0)
+    epochs: int = Field(default=10, gt=0, description="passes over the training pseudo pairs")
+    batch_size: int = Field(default=8, gt=0, description="pseudo pairs per optimiser step")
+    lr: float = Field(
+        default=2e-4, gt=0.0, description="Adam learning rate at the start (official: 5e-4)"
+    )
     lr_min: float = Field(default=1e-7, ge=0.0, description="end of the cosine schedule")
-    grad_clip: float | None = Field(default=20.0, gt=0.0)
+    grad_clip: float | None = Field(
+        default=20.0, gt=0.0, description="max gradient L2 norm; None disables clipping"
+    )
     val_fraction: float = Field(
         default=0.2, ge=0.0, lt=1.0, description="pseudo pairs held out to choose the epoch"
     )

@@ -256,6 +256,27 @@ def test_magnitude_adaptation_patch_scope_offset_and_clipping() -> None:
     assert float(z.max()) == 1.0 and bool((m > 8.0).any()) and bool((m < 8.0).any())
 
 
+def test_motion_cap_bounds_the_adapted_magnitude_by_the_per_frame_motion() -> None:
+    # Neighbour maps of 20 px and a 10 px offset ask for ~30 px; the camera moves 3 px per
+    # frame on the left half of the patch and 40 px on the right half.
+    def fn(a: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.where(x < 24, 3.0, 40.0), torch.zeros_like(x)
+
+    patch = PatchLocation(3, 8, 8, 32)
+    selection = Selection([patch], flat_magnitude(7, 20.0))
+    capped = DomainBlurConditionGenerator(100.0, flow=CodedFlow(fn), context=0, motion_cap=True)
+    plain = DomainBlurConditionGenerator(100.0, flow=CodedFlow(fn), context=0)
+    z_capped = capped(coded_video(7), selection)[0, 2] * 100.0
+    z_plain = plain(coded_video(7), selection)[0, 2] * 100.0
+    assert torch.allclose(z_plain, torch.full_like(z_plain, 30.0), atol=1e-4)
+    assert torch.allclose(z_capped[:, :16], torch.full((32, 16), 3.0), atol=1e-4)  # x < 24
+    assert torch.allclose(z_capped[:, 16:], torch.full((32, 16), 30.0), atol=1e-4)
+    assert capped.last_stats["mean_magnitude_px"] == pytest.approx(16.5, abs=1e-3)
+    assert "motion_cap=True" in repr(capped)
+    built = DomainBlurConditionGenerator.from_config(DBCGMConfig(), 147.0, flow=CodedFlow(fn))
+    assert built.motion_cap is True and built.magnitude_offset == 3.0
+
+
 def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> None:
     magnitude = _ramp_magnitude(5, 0)
     flow = CodedFlow(const_table({a: (0.0, 1.0) for a in range(5)}))

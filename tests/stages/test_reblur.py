@@ -10,6 +10,8 @@ from ttblur.stages.reblur import (
     MAX_AUTO_TAPS,
     PhysicalReblur,
     auto_taps,
+    estimate_noise_std,
+    match_noise,
     motion_blur,
     validate_synthesis_inputs,
 )
@@ -320,3 +322,40 @@ def test_agrees_with_synthetic_blur_for_translation():
     baseline = cropped_psnr(video.sharp, video.blurry, 12)
     assert value.min().item() >= 40.0  # measured 45-52 dB
     assert (value > baseline + 20.0).all()  # the blur itself costs ~18-20 dB
+
+
+def _smooth_image(n: int = 2, size: int = 96) -> torch.Tensor:
+    """Smooth random images in [0.2, 0.8] (content the noise estimator must ignore)."""
+    coarse = torch.rand(n, 3, 6, 6, generator=torch.Generator().manual_seed(4))
+    image = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic")
+    return (0.2 + 0.6 * image).clamp(0.0, 1.0)
+
+
+def test_noise_estimate_recovers_the_noise_level_without_a_reference():
+    clean = _smooth_image()
+    assert float(estimate_noise_std(clean)) < 0.002
+    gen = torch.Generator().manual_seed(0)
+    for std in (0.01, 0.03):
+        noisy = clean + std * torch.randn(clean.shape, generator=gen)
+        assert float(estimate_noise_std(noisy)) == pytest.approx(std, rel=0.05)
+    per_image = estimate_noise_std(noisy, per_image=True)
+    assert per_image.shape == (2,)
+    assert torch.allclose(per_image, torch.full((2,), 0.03), rtol=0.05)
+    with pytest.raises(ValueError, match="H, W >= 3"):
+        estimate_noise_std(torch.rand(1, 3, 2, 9))
+
+
+def test_match_noise_tops_up_to_the_target_level():
+    clean = _smooth_image()
+    gen = torch.Generator().manual_seed(1)
+    quiet = clean + 0.01 * torch.randn(clean.shape, generator=gen)
+    topped = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2))
+    assert float(estimate_noise_std(topped)) == pytest.approx(0.03, rel=0.05)
+    # Zero-mean: the brightness is unchanged (away from the clipping bounds).
+    assert float((topped - quiet).mean()) == pytest.approx(0.0, abs=1e-3)
+    # Reproducible with a seeded generator; images already noisier are left as they are.
+    again = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(topped, again)
+    assert torch.equal(match_noise(topped, 0.005), topped.clamp(0.0, 1.0))
+    with pytest.raises(ValueError, match="target_std"):
+        match_noise(quiet, -0.1)

@@ -18,7 +18,9 @@ unit blur direction, z = ``min(M' / mag_norm, 1)`` with ``M'`` the blur magnitud
    ``M' = M_t / max(M_t) * mean_{s in neighbours}(M_s) + offset``. As in the official code the
    neighbour average is taken *per pixel* over the four maps (not over scalars), the maximum
    is taken over the whole frame ``t`` (``normalize_over="frame"``; ``"patch"`` uses the
-   patch's maximum instead) and ``offset`` is 10 px (``DBCGMConfig.magnitude_offset``). A
+   patch's maximum instead) and ``offset`` is 10 px in the official code (the default here;
+   ``DBCGMConfig.magnitude_offset`` defaults to 3 px, with ``motion_cap``, which bounds ``M'``
+   by the per-frame motion ``|F| / n``: see ``docs/results.md``). A
    frame whose map is zero everywhere has ``M_t / max(M_t) = 1`` (the limit for a constant
    map). Everything is then cropped at the patch box.
 3. **Condition.** ``(x, y, min(M' / mag_norm, 1))``; in the official code ``mag_norm = 205``.
@@ -447,6 +449,10 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         min_flow: ``|F|`` in px below which the direction falls back.
         normalize_over: ``"frame"`` (official code: ``M_t / max`` over the whole frame) or
             ``"patch"`` (maximum over the patch only).
+        motion_cap: cap ``M'`` per pixel by the mean per-frame motion ``|F| / n`` (``n`` frame
+            pairs summed): an exposure no longer than the frame interval cannot blur further
+            than the image moves in one interval. Off here (official behaviour); on in
+            ``DBCGMConfig`` (see ``docs/results.md``).
 
     Attributes:
         flow_computations: frame pairs whose flow was computed, summed over all calls.
@@ -474,6 +480,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         magnitude_offset: float = 10.0,
         min_flow: float = 0.5,
         normalize_over: Literal["frame", "patch"] = "frame",
+        motion_cap: bool = False,
     ) -> None:
         _check_mag_norm(mag_norm)
         if not (math.isfinite(magnitude_offset) and magnitude_offset >= 0):
@@ -486,6 +493,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         self.mag_norm = float(mag_norm)
         self.magnitude_offset = float(magnitude_offset)
         self.normalize_over = normalize_over
+        self.motion_cap = bool(motion_cap)
 
     @classmethod
     def from_config(
@@ -504,6 +512,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             context=section.context,
             magnitude_offset=section.magnitude_offset,
             min_flow=section.min_flow,
+            motion_cap=section.motion_cap,
         )
 
     def __repr__(self) -> str:
@@ -511,7 +520,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             f"DomainBlurConditionGenerator(mag_norm={self.mag_norm}, flow={self.flow!r}, "
             f"neighbours={self.neighbours}, context={self.context}, "
             f"magnitude_offset={self.magnitude_offset}, min_flow={self.min_flow}, "
-            f"normalize_over={self.normalize_over!r})"
+            f"normalize_over={self.normalize_over!r}, motion_cap={self.motion_cap})"
         )
 
     def adapted_magnitude(self, selection: Selection, device: torch.device) -> Tensor:
@@ -570,9 +579,14 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         if not patches:
             self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
             return _empty_output(video)
-        total, _ = self.accumulated_flow(video, patches)
+        total, counts = self.accumulated_flow(video, patches)
         direction = blur_direction(total, self.min_flow)
         magnitude = self.adapted_magnitude(selection, video.device)
+        if self.motion_cap:
+            # An exposure no longer than the frame interval cannot blur more than the image
+            # moves in one interval: cap M' by the mean per-frame motion |F| / n.
+            per_frame = _length(total) / counts.to(total).view(-1, 1, 1, 1)
+            magnitude = torch.minimum(magnitude, per_frame)
         condition = condition_map(direction, magnitude, self.mag_norm)
         norm = _length(total)
         self.last_stats.update(
