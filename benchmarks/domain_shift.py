@@ -82,7 +82,7 @@ class Settings:
     """What to run. Defaults are the full benchmark."""
 
     presets: tuple[str, ...] = TARGET_PRESETS
-    videos_per_preset: int = 3
+    videos_per_preset: int = 6
     frames: int = 24
     size: tuple[int, int] = (256, 320)
     patch_size: int = 128
@@ -162,26 +162,21 @@ def _score(restored: torch.Tensor, sharp: torch.Tensor) -> Score:
 
 
 def _active_methods(settings: Settings, notes: list[str]) -> list[Method]:
+    """The rows to run; the ID-Blau row exactly when its weights exist (else a note)."""
     unknown = [k for k in settings.methods if k not in _BY_KEY]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHOD_KEYS)}")
-    keys = list(settings.methods)
-    if settings.idblau_weights is not None and "g-idblau" not in keys:
-        keys.append("g-idblau")
-    if "g-idblau" in keys and settings.idblau_weights is None:
-        keys.remove("g-idblau")
-    if "g-idblau" in keys and not Path(str(settings.idblau_weights)).exists():
-        keys.remove("g-idblau")
+    keys = [k for k in settings.methods if k != "g-idblau"]
+    weights = settings.idblau_weights
+    if weights is None:
         notes.append(
-            f"(g) with ID-Blau omitted: no ID-Blau weights at {settings.idblau_weights!r}."
+            "(g) with ID-Blau omitted: ttblur ships no ID-Blau weights (train them with "
+            "`python -m ttblur.training.idblau`, then pass --idblau-weights PATH)."
         )
-    if "g-idblau" not in keys:
-        if not notes:
-            notes.append(
-                "(g) with ID-Blau omitted: ttblur ships no ID-Blau weights "
-                "(train them with `python -m ttblur.training.idblau`, then pass "
-                "--idblau-weights PATH)."
-            )
+    elif not Path(weights).exists():
+        notes.append(f"(g) with ID-Blau omitted: no ID-Blau weights at {weights!r}.")
+    else:
+        keys.append("g-idblau")
     return [m for m in METHODS if m.key in keys]
 
 
