@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -372,9 +372,9 @@ def write_pretrained(
 class PushToHubMixin:
     """Adds ``push_to_hub`` to any class with a ``save_pretrained(path) -> Path``."""
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the weight files into folder ``path`` (implemented by the subclass)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the class that uses the mixin
+
+        def save_pretrained(self, path: str | Path) -> Path: ...
 
     def push_to_hub(
         self,
