@@ -400,9 +400,15 @@ class PushToHubMixin:
             the ``huggingface_hub.CommitInfo`` of the upload (a ``str``: the commit URL).
 
         Raises:
+            NotImplementedError: the class using the mixin defines no ``save_pretrained``.
             huggingface_hub errors: no network, no or invalid token, no write access.
         """
         from huggingface_hub import HfApi
+
+        if not callable(getattr(self, "save_pretrained", None)):
+            raise NotImplementedError(
+                f"{type(self).__name__} defines no save_pretrained(path): nothing to push"
+            )
 
         api = HfApi(token=token)
         message = commit_message or f"Upload {type(self).__name__} weights"
