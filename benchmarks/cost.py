@@ -4,7 +4,10 @@ Prints three Markdown tables, all measured by this run:
 
 1. seconds per stage of ``ttblur.adapt`` (``report.seconds``) for synthetic clips
    (``ttblur.synth.make_video`` of the astronaut photo, preset ``bsd-2ms16ms``, seed 10007),
-   with the shipped ``ttblur.reference_model()`` and the default ``AdaptConfig``;
+   with the default ``AdaptConfig`` and each model of ``--models`` (:data:`MODELS`): the
+   shipped ``ttblur.reference_model()`` (0.35 M parameters) and ``wide``, the same
+   architecture widened to 2.57 M parameters (randomly initialised, a stand-in for a user's
+   network of ESTRNN's size, 2.47 M; the overhead share depends on the model's cost);
 2. the share of adapt's wall time spent outside the model's own forward and backward passes.
    The model is instrumented with hooks: a forward pre-hook and a forward hook time each
    forward call; during a training step a tensor hook on the model's output marks the moment
@@ -45,6 +48,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 STAGES = ("setup", "rsdm", "dbcgm", "synthesis", "pairs", "finetune")
+#: Models timed by ``adapt``: ``ReferenceConfig`` fields, ``None`` for the shipped weights.
+MODELS: dict[str, dict[str, Any] | None] = {
+    "reference": None,
+    "wide": {"features": (32, 64, 128), "num_blocks": 8},
+}
 PRESET = "bsd-2ms16ms"
 SEED = 10007
 FULL = {"clips": ["50x256x256", "20x720x1280"], "stream_frames": [100, 1000]}
@@ -106,8 +114,21 @@ class ModelTimer:
         self.finish = close_backward
 
 
+def build_model(name: str) -> nn.Module:
+    """A model of :data:`MODELS`: the shipped reference network or a seeded random one."""
+    import ttblur
+    from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet
+
+    fields = MODELS[name]
+    if fields is None:
+        return ttblur.reference_model()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return ReferenceDeblurNet(ReferenceConfig(**fields))
+
+
 def time_adapt(
-    frames: int, height: int, width: int, config: Any, device: str | None
+    frames: int, height: int, width: int, config: Any, device: str | None, model_name: str
 ) -> dict[str, Any]:
     """One ``ttblur.adapt`` run on a synthetic clip, timed per stage and per model pass."""
     import ttblur
@@ -125,7 +146,8 @@ def time_adapt(
     make_s = time.perf_counter() - start
     video = clip.blurry
     del clip
-    model = ttblur.reference_model()
+    model = build_model(model_name)
+    params = sum(p.numel() for p in model.parameters())
     timer = ModelTimer(model)
     start = time.perf_counter()
     result = ttblur.adapt(model, video, config=config, device=device, in_place=True, progress=False)
@@ -135,6 +157,7 @@ def time_adapt(
     model_s = timer.forward_s + timer.backward_s
     return {
         "clip": f"{frames}x{height}x{width}",
+        "label": f"{frames}x{height}x{width}, {model_name} ({params / 1e6:.2f} M)",
         "make_video_s": make_s,
         "seconds": dict(report.seconds),
         "wall_s": wall,
@@ -230,7 +253,7 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def adapt_tables(runs: list[dict[str, Any]]) -> str:
-    head = "| stage | " + " | ".join(f"{r['clip']} (s)" for r in runs) + " |"
+    head = "| stage | " + " | ".join(f"{r['label']} (s)" for r in runs) + " |"
     lines = [head, "|---|" + "---|" * len(runs)]
     for stage in STAGES:
         lines.append(
@@ -251,13 +274,13 @@ def adapt_tables(runs: list[dict[str, Any]]) -> str:
     )
     lines += [
         "",
-        "| clip | model forward (s, calls) | model backward (s, steps) | adapt wall (s) "
+        "| clip, model | model forward (s, calls) | model backward (s, steps) | adapt wall (s) "
         "| outside model passes | of finetune stage outside model passes |",
         "|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['clip']} | {_fmt(r['forward_s'], 2)} ({r['forward_calls']}) | "
+            f"| {r['label']} | {_fmt(r['forward_s'], 2)} ({r['forward_calls']}) | "
             f"{_fmt(r['backward_s'], 2)} ({r['backward_steps']}) | {_fmt(r['wall_s'])} | "
             f"{100 * r['outside_share']:.1f}% | {100 * r['finetune_outside_share']:.1f}% |"
         )
@@ -290,6 +313,9 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller clips (see module doc)")
     parser.add_argument("--clips", nargs="+", help="adapt clips as TxHxW")
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="adapted models"
+    )
     parser.add_argument("--stream-frames", nargs="+", type=int, help="lengths of streamed mp4s")
     parser.add_argument("--stream-size", help="HxW of the streamed mp4s (default 720x1280)")
     parser.add_argument("--epochs", type=int, help="override finetune.epochs (default config)")
@@ -330,9 +356,10 @@ def main(argv: list[str] | None = None) -> str:
     print(out[0] + "\n", flush=True)
     if not args.skip_adapt:
         runs = []
-        for frames, height, width in clips:
-            runs.append(time_adapt(frames, height, width, config, args.device))
-            print(f"adapt {runs[-1]['clip']}: {runs[-1]['wall_s']:.1f} s", flush=True)
+        for model_name in args.models:
+            for frames, height, width in clips:
+                runs.append(time_adapt(frames, height, width, config, args.device, model_name))
+                print(f"adapt {runs[-1]['label']}: {runs[-1]['wall_s']:.1f} s", flush=True)
         tables = adapt_tables(runs)
         print("\n" + tables + "\n", flush=True)
         out += [tables, ""]

@@ -111,16 +111,17 @@ def build_pseudo_pairs(
         raise ValueError(f"all patches must have the same size, got sizes {sorted(sizes)}")
     num_frames = video.shape[0]
     radius = clip_radius(spec, neighbours)
-    inputs, targets = [], []
+    size = patches[0].size
+    # Filled crop by crop: indexing whole frames first would copy 2k+1 full frames per patch.
+    inputs = video.new_empty(len(patches), 2 * radius + 1, 3, size, size)
+    targets = video.new_empty(len(patches), 3, size, size)
     for index, loc in enumerate(patches):
-        frames = [
-            reflect_index(loc.frame + offset, num_frames) for offset in range(-radius, radius + 1)
-        ]
-        clip = loc.crop(video[frames]).clone()
-        clip[radius] = reblurred[index].to(clip)
-        inputs.append(clip)
-        targets.append(loc.crop(video[loc.frame]))
-    return PseudoPairs(torch.stack(inputs), torch.stack(targets), radius, list(patches))
+        for slot, offset in enumerate(range(-radius, radius + 1)):
+            frame = reflect_index(loc.frame + offset, num_frames)
+            inputs[index, slot] = loc.crop(video[frame])
+        inputs[index, radius] = reblurred[index]
+        targets[index] = loc.crop(video[loc.frame])
+    return PseudoPairs(inputs, targets, radius, list(patches))
 
 
 def select_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:

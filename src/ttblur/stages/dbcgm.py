@@ -60,7 +60,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -305,14 +305,21 @@ def _validate_magnitude(magnitude: Tensor, video: Tensor) -> None:
 
 
 _Box = tuple[int, int, int, int]  # top, left, bottom, right
+_MagnitudeFn = Callable[[Tensor, Tensor], Tensor]
 
 
 class _TemporalFlow:
     """Accumulates the flows of frame pairs around each patch (shared by DBCGM and FlowOnly)."""
 
     def __init__(
-        self, flow: FlowEstimator | None, neighbours: int, context: int, min_flow: float
+        self,
+        mag_norm: float,
+        flow: FlowEstimator | None,
+        neighbours: int,
+        context: int,
+        min_flow: float,
     ) -> None:
+        _check_mag_norm(mag_norm)
         if neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {neighbours}")
         if context < 0:
@@ -321,6 +328,7 @@ class _TemporalFlow:
             raise ValueError(f"min_flow must be a finite number >= 0, got {min_flow}")
         if flow is not None and not callable(flow):
             raise ValueError(f"flow must be a FlowEstimator (callable), got {type(flow).__name__}")
+        self.mag_norm = float(mag_norm)
         self.flow: FlowEstimator = flow if flow is not None else build_flow(DBCGMConfig())
         self.neighbours = int(neighbours)
         self.context = int(context)
@@ -425,6 +433,38 @@ class _TemporalFlow:
         }
         return total, counts
 
+    def _conditions(
+        self, video: Tensor, selection: Selection, magnitude_fn: _MagnitudeFn
+    ) -> Tensor:
+        """Check the inputs, accumulate flow around every patch and stack the conditions.
+
+        ``magnitude_fn(total, counts)`` gets the accumulated flow ``(N, 2, p, p)`` px and the
+        pairs summed per patch ``(N,)`` and returns the magnitude ``(N, 1, p, p)`` px.
+        """
+        _validate_video(video)
+        patches = list(selection.patches)
+        _validate_patches(patches, video)
+        if not patches:
+            self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
+            return _empty_output(video)
+        total, counts = self.accumulated_flow(video, patches)
+        direction = blur_direction(total, self.min_flow)
+        magnitude = magnitude_fn(total, counts)
+        condition = condition_map(direction, magnitude, self.mag_norm)
+        norm = _length(total)
+        self.last_stats.update(
+            fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
+            mean_z=float(condition[:, 2].mean()),
+            clipped_fraction=float((magnitude >= self.mag_norm).float().mean()),
+            mean_magnitude_px=float(magnitude.mean()),
+        )
+        return condition
+
+
+def _per_frame_motion(total: Tensor, counts: Tensor) -> Tensor:
+    """Mean per-frame motion ``|F| / n`` ``(N, 1, p, p)`` px from ``F`` and ``n`` per patch."""
+    return _length(total) / counts.to(device=total.device, dtype=torch.float32).view(-1, 1, 1, 1)
+
 
 def _empty_output(video: Tensor) -> Tensor:
     return torch.zeros(0, 3, 0, 0, dtype=torch.float32, device=video.device)
@@ -482,15 +522,13 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         normalize_over: Literal["frame", "patch"] = "frame",
         motion_cap: bool = False,
     ) -> None:
-        _check_mag_norm(mag_norm)
         if not (math.isfinite(magnitude_offset) and magnitude_offset >= 0):
             raise ValueError(
                 f"magnitude_offset must be a finite number >= 0, got {magnitude_offset}"
             )
         if normalize_over not in ("frame", "patch"):
             raise ValueError(f"normalize_over must be 'frame' or 'patch', got {normalize_over!r}")
-        super().__init__(flow, neighbours, context, min_flow)
-        self.mag_norm = float(mag_norm)
+        super().__init__(mag_norm, flow, neighbours, context, min_flow)
         self.magnitude_offset = float(magnitude_offset)
         self.normalize_over = normalize_over
         self.motion_cap = bool(motion_cap)
@@ -574,28 +612,16 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         """
         _validate_video(video)
         _validate_magnitude(selection.magnitude, video)
-        patches = list(selection.patches)
-        _validate_patches(patches, video)
-        if not patches:
-            self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
-            return _empty_output(video)
-        total, counts = self.accumulated_flow(video, patches)
-        direction = blur_direction(total, self.min_flow)
-        magnitude = self.adapted_magnitude(selection, video.device)
-        if self.motion_cap:
+
+        def magnitude(total: Tensor, counts: Tensor) -> Tensor:
+            adapted = self.adapted_magnitude(selection, video.device)
+            if not self.motion_cap:
+                return adapted
             # An exposure no longer than the frame interval cannot blur more than the image
             # moves in one interval: cap M' by the mean per-frame motion |F| / n.
-            per_frame = _length(total) / counts.to(total).view(-1, 1, 1, 1)
-            magnitude = torch.minimum(magnitude, per_frame)
-        condition = condition_map(direction, magnitude, self.mag_norm)
-        norm = _length(total)
-        self.last_stats.update(
-            fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
-            mean_z=float(condition[:, 2].mean()),
-            clipped_fraction=float((magnitude >= self.mag_norm).float().mean()),
-            mean_magnitude_px=float(magnitude.mean()),
-        )
-        return condition
+            return torch.minimum(adapted, _per_frame_motion(total, counts))
+
+        return self._conditions(video, selection, magnitude)
 
 
 class FlowOnlyCondition(_TemporalFlow):
@@ -625,9 +651,7 @@ class FlowOnlyCondition(_TemporalFlow):
         context: int = 32,
         min_flow: float = 0.5,
     ) -> None:
-        _check_mag_norm(mag_norm)
-        super().__init__(flow, neighbours, context, min_flow)
-        self.mag_norm = float(mag_norm)
+        super().__init__(mag_norm, flow, neighbours, context, min_flow)
 
     @classmethod
     def from_config(
@@ -659,29 +683,10 @@ class FlowOnlyCondition(_TemporalFlow):
             ``(N, 3, p, p)`` float32: x, y unit direction, z = ``min(|F| / n / mag_norm, 1)``;
             ``(0, 3, 0, 0)`` when there are no patches.
         """
-        _validate_video(video)
-        patches = list(selection.patches)
-        _validate_patches(patches, video)
-        if not patches:
-            self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
-            return _empty_output(video)
-        if video.shape[0] < 2:
-            raise ValueError("FlowOnlyCondition needs a video of at least 2 frames")
-        total, counts = self.accumulated_flow(video, patches)
-        direction = blur_direction(total, self.min_flow)
-        per_frame = _length(total)
-        per_frame = per_frame / counts.to(device=total.device, dtype=torch.float32).view(
-            -1, 1, 1, 1
-        )
-        condition = condition_map(direction, per_frame, self.mag_norm)
-        norm = _length(total)
-        self.last_stats.update(
-            fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
-            mean_z=float(condition[:, 2].mean()),
-            clipped_fraction=float((per_frame >= self.mag_norm).float().mean()),
-            mean_magnitude_px=float(per_frame.mean()),
-        )
-        return condition
+        if isinstance(video, Tensor) and video.ndim == 4 and video.shape[0] < 2:
+            if selection.patches:
+                raise ValueError("FlowOnlyCondition needs a video of at least 2 frames")
+        return self._conditions(video, selection, _per_frame_motion)
 
 
 class RandomCondition:

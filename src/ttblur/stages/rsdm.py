@@ -473,7 +473,58 @@ def _load_bme(section: RSDMConfig, device: str | torch.device | None) -> BlurMag
     return bme.to(torch.device(device) if device is not None else torch.device("cpu"))
 
 
-class RelativeSharpnessDetector:
+class _GridPatchSelector:
+    """What both selectors share: the BME, the candidate grid and the magnitude maps."""
+
+    def __init__(
+        self,
+        bme: BlurMagnitudeEstimator | MagnitudeFn | None,
+        *,
+        patch_size: int,
+        ratio: float,
+        border_frames: int,
+        batch_size: int,
+        stride: int | None,
+        max_patches: int | None,
+    ) -> None:
+        if patch_size <= 0:
+            raise ValueError(f"patch_size must be > 0, got {patch_size}")
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        if max_patches is not None and max_patches <= 0:
+            raise ValueError(f"max_patches must be > 0, got {max_patches}")
+        self.bme = _resolve_bme(bme)
+        self.patch_size = patch_size
+        self.ratio = ratio
+        self.border_frames = border_frames
+        self.batch_size = batch_size
+        self.stride = stride
+        self.max_patches = max_patches
+
+    def _grid_and_magnitude(
+        self, video: Tensor, magnitude: Tensor | None
+    ) -> tuple[CandidateGrid, Tensor]:
+        """Check ``video``, build its candidate grid (size checks before the network runs),
+        then run the BME unless ``magnitude`` maps ``(T, 1, H, W)`` are given (checked)."""
+        _validate_video(video)
+        grid = candidate_grid(
+            video.shape[0],
+            video.shape[2],
+            video.shape[3],
+            patch_size=self.patch_size,
+            stride=self.stride,
+            border_frames=self.border_frames,
+        )
+        if magnitude is None:
+            magnitude = estimate_magnitude(self.bme, video, batch_size=self.batch_size)
+        else:
+            _validate_magnitude(magnitude, tuple(video.shape))
+        return grid, magnitude
+
+
+class RelativeSharpnessDetector(_GridPatchSelector):
     """The paper's RSDM (:class:`~ttblur.protocols.SharpnessDetector`): BME + adaptive threshold.
 
     Args:
@@ -513,22 +564,18 @@ class RelativeSharpnessDetector:
         max_iterations: int = 40,
         max_patches: int | None = None,
     ) -> None:
-        if patch_size <= 0:
-            raise ValueError(f"patch_size must be > 0, got {patch_size}")
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be > 0, got {batch_size}")
-        self.bme = _resolve_bme(bme)
-        self.patch_size = patch_size
-        self.ratio = ratio
-        self.border_frames = border_frames
+        super().__init__(
+            bme,
+            patch_size=patch_size,
+            ratio=ratio,
+            border_frames=border_frames,
+            batch_size=batch_size,
+            stride=stride,
+            max_patches=max_patches,
+        )
         self.tolerance = tolerance
-        self.batch_size = batch_size
-        self.stride = stride
         self.min_coverage = min_coverage
         self.max_iterations = max_iterations
-        self.max_patches = max_patches
 
     @classmethod
     def from_config(
@@ -567,19 +614,7 @@ class RelativeSharpnessDetector:
         Raises:
             ValueError: invalid video or maps, too few frames, frames smaller than a patch.
         """
-        _validate_video(video)
-        candidate_grid(  # size checks before running the network
-            video.shape[0],
-            video.shape[2],
-            video.shape[3],
-            patch_size=self.patch_size,
-            stride=self.stride,
-            border_frames=self.border_frames,
-        )
-        if magnitude is None:
-            magnitude = estimate_magnitude(self.bme, video, batch_size=self.batch_size)
-        else:
-            _validate_magnitude(magnitude, tuple(video.shape))
+        _, magnitude = self._grid_and_magnitude(video, magnitude)
         return select_relatively_sharp(
             magnitude,
             patch_size=self.patch_size,
@@ -593,7 +628,7 @@ class RelativeSharpnessDetector:
         )
 
 
-class RandomPatchSelector:
+class RandomPatchSelector(_GridPatchSelector):
     """Ablation :class:`~ttblur.protocols.SharpnessDetector`: random candidate patches.
 
     Keeps ``k = max(1, round(ratio * candidates))`` patches of the same candidate grid as
@@ -619,22 +654,16 @@ class RandomPatchSelector:
         seed: int = 0,
         max_patches: int | None = None,
     ) -> None:
-        if patch_size <= 0:
-            raise ValueError(f"patch_size must be > 0, got {patch_size}")
-        if not 0.0 < ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be > 0, got {batch_size}")
-        if max_patches is not None and max_patches <= 0:
-            raise ValueError(f"max_patches must be > 0, got {max_patches}")
-        self.bme = _resolve_bme(bme)
-        self.patch_size = patch_size
-        self.ratio = ratio
-        self.border_frames = border_frames
-        self.batch_size = batch_size
-        self.stride = stride
+        super().__init__(
+            bme,
+            patch_size=patch_size,
+            ratio=ratio,
+            border_frames=border_frames,
+            batch_size=batch_size,
+            stride=stride,
+            max_patches=max_patches,
+        )
         self.seed = seed
-        self.max_patches = max_patches
 
     @classmethod
     def from_config(
@@ -660,19 +689,7 @@ class RandomPatchSelector:
     def select(self, video: Tensor, magnitude: Tensor | None = None) -> Selection:
         """Draw random candidate patches of ``video`` (arguments as
         :meth:`RelativeSharpnessDetector.select`)."""
-        _validate_video(video)
-        grid = candidate_grid(
-            video.shape[0],
-            video.shape[2],
-            video.shape[3],
-            patch_size=self.patch_size,
-            stride=self.stride,
-            border_frames=self.border_frames,
-        )
-        if magnitude is None:
-            magnitude = estimate_magnitude(self.bme, video, batch_size=self.batch_size)
-        else:
-            _validate_magnitude(magnitude, tuple(video.shape))
+        grid, magnitude = self._grid_and_magnitude(video, magnitude)
         target = grid.target_count(self.ratio)
         rng = np.random.default_rng(self.seed)
         chosen = np.sort(rng.choice(len(grid), size=target, replace=False))

@@ -1,0 +1,171 @@
+"""Tests of :mod:`ttblur.finetune`: pseudo-pair assembly, parameter selection, the loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ttblur.config import FinetuneConfig
+from ttblur.finetune import (
+    build_pseudo_pairs,
+    clip_radius,
+    copy_model,
+    finetune,
+    select_trainable,
+)
+from ttblur.protocols import PatchLocation
+from ttblur.specs import get_spec
+
+CPU = torch.device("cpu")
+
+
+def _video(frames: int = 6, height: int = 20, width: int = 24) -> torch.Tensor:
+    """Frame ``t`` is filled with ``t / 10`` plus a ramp, so every crop says where it is from."""
+    ramp = torch.arange(height * width, dtype=torch.float32).view(height, width) / 1e4
+    return torch.stack([(t / 10 + ramp).expand(3, height, width) for t in range(frames)])
+
+
+def test_clip_radius_follows_the_spec():
+    assert clip_radius(get_spec("image")) == 0
+    assert clip_radius(get_spec("reference")) == 2
+    assert clip_radius(get_spec("reference"), neighbours=3) == 3
+
+
+def test_video_pairs_take_the_neighbours_and_replace_only_the_centre():
+    video = _video()
+    patches = [PatchLocation(2, 3, 4, 8), PatchLocation(0, 10, 12, 8)]
+    reblurred = torch.full((2, 3, 8, 8), 0.75)
+    pairs = build_pseudo_pairs(video, patches, reblurred, get_spec("reference"))
+    assert pairs.inputs.shape == (2, 5, 3, 8, 8)
+    assert pairs.targets.shape == (2, 3, 8, 8)
+    assert pairs.centre == 2 and pairs.patches == patches
+    # Patch at frame 2: frames 0, 1, [re-blurred], 3, 4, cropped at the patch box.
+    for slot, frame in zip((0, 1, 3, 4), (0, 1, 3, 4), strict=True):
+        assert torch.equal(pairs.inputs[0, slot], video[frame, :, 3:11, 4:12])
+    assert torch.equal(pairs.inputs[0, 2], reblurred[0])
+    assert torch.equal(pairs.targets[0], video[2, :, 3:11, 4:12])
+    # Patch at frame 0: the missing past frames are mirrored (2, 1, [0], 1, 2).
+    for slot, frame in zip((0, 1, 3, 4), (2, 1, 1, 2), strict=True):
+        assert torch.equal(pairs.inputs[1, slot], video[frame, :, 10:18, 12:20])
+    assert torch.equal(pairs.inputs[1, 2], reblurred[1])
+    assert torch.equal(pairs.targets[1], video[0, :, 10:18, 12:20])
+
+
+def test_image_pairs_hold_only_the_reblurred_patch():
+    video = _video()
+    patches = [PatchLocation(5, 0, 0, 16)]
+    reblurred = torch.rand(1, 3, 16, 16)
+    pairs = build_pseudo_pairs(video, patches, reblurred, get_spec("image"))
+    assert pairs.inputs.shape == (1, 1, 3, 16, 16) and pairs.centre == 0
+    assert torch.equal(pairs.inputs[0, 0], reblurred[0])
+    assert torch.equal(pairs.targets[0], video[5, :, :16, :16])
+
+
+@pytest.mark.parametrize(
+    ("patches", "reblurred", "message"),
+    [
+        ([PatchLocation(1, 0, 0, 8)], torch.rand(2, 3, 8, 8), "reblurred must be"),
+        ([], torch.rand(0, 3, 8, 8), "no patches"),
+        (
+            [PatchLocation(1, 0, 0, 8), PatchLocation(2, 0, 0, 4)],
+            torch.rand(2, 3, 8, 8),
+            "same size",
+        ),
+    ],
+)
+def test_bad_pairs_are_refused(patches, reblurred, message):
+    with pytest.raises(ValueError, match=message):
+        build_pseudo_pairs(_video(), patches, reblurred, get_spec("reference"))
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.norm = nn.BatchNorm2d(3)
+        self.head = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.head(self.norm(self.conv(x)))
+
+
+def test_select_trainable_modes():
+    model = _Tiny()
+    assert len(select_trainable(model, "all")) == 6
+    assert {id(p) for p in select_trainable(model, "norm")} == {
+        id(model.norm.weight),
+        id(model.norm.bias),
+    }
+    assert select_trainable(model, "re:^head\\.") == [model.head.weight, model.head.bias]
+    model.head.weight.requires_grad_(False)  # the user's frozen parameters stay out
+    assert select_trainable(model, "re:^head\\.") == [model.head.bias]
+    with pytest.raises(ValueError, match="selects no trainable parameter"):
+        select_trainable(model, "re:nothing")
+    with pytest.raises(ValueError, match="bad regex"):
+        select_trainable(model, "re:(")
+    with pytest.raises(ValueError, match="trainable must be"):
+        select_trainable(model, "some")
+
+
+def test_copy_model_is_independent():
+    model = _Tiny()
+    copy = copy_model(model)
+    with torch.no_grad():
+        copy.conv.weight.add_(1.0)
+    assert not torch.equal(copy.conv.weight, model.conv.weight)
+
+
+def _halving_pairs(count: int = 12):
+    """Image pairs whose target is half the input: a 1x1 conv can learn them exactly."""
+    generator = torch.Generator().manual_seed(0)
+    video = torch.rand(4, 3, 16, 16, generator=generator)
+    patches = [PatchLocation(i % 4, 0, 0, 16) for i in range(count)]
+    inputs = torch.rand(count, 3, 16, 16, generator=generator)
+    pairs = build_pseudo_pairs(video, patches, inputs, get_spec("image"))
+    pairs.targets = inputs * 0.5
+    return pairs
+
+
+def test_finetune_learns_restores_flags_and_keeps_frozen_parameters():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1))
+    model[1].weight.requires_grad_(False)
+    frozen = model[1].weight.detach().clone()
+    model.eval()
+    config = FinetuneConfig(epochs=15, batch_size=4, lr=5e-2, val_fraction=0.25, augment=False)
+    result = finetune(
+        model,
+        _halving_pairs(),
+        nn.functional.mse_loss,
+        config,
+        spec=get_spec("image"),
+        device=CPU,
+        progress=False,
+    )
+    assert result.num_train == 9 and result.num_val == 3
+    assert result.baseline_val_loss is not None
+    assert min(result.val_loss) < 0.2 * result.baseline_val_loss
+    assert result.best_epoch == 1 + result.val_loss.index(min(result.val_loss))
+    assert not result.reverted
+    assert not model.training and not model[1].weight.requires_grad
+    assert torch.equal(model[1].weight, frozen)
+
+
+def test_finetune_reverts_when_no_epoch_beats_the_unadapted_model():
+    model = nn.Conv2d(3, 3, 1)
+    with torch.no_grad():  # already the exact solution: any step can only hurt
+        model.weight.copy_(0.5 * torch.eye(3).view(3, 3, 1, 1))
+        model.bias.zero_()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = FinetuneConfig(epochs=2, batch_size=4, lr=1.0, val_fraction=0.25, augment=False)
+    result = finetune(
+        model,
+        _halving_pairs(),
+        nn.functional.mse_loss,
+        config,
+        spec=get_spec("image"),
+        device=CPU,
+        progress=False,
+    )
+    assert result.reverted and result.best_epoch == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
