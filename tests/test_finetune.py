@@ -127,13 +127,8 @@ def _halving_pairs(count: int = 12):
     return pairs
 
 
-def test_finetune_learns_restores_flags_and_keeps_frozen_parameters():
-    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1))
-    model[1].weight.requires_grad_(False)
-    frozen = model[1].weight.detach().clone()
-    model.eval()
-    config = FinetuneConfig(epochs=15, batch_size=4, lr=5e-2, val_fraction=0.25, augment=False)
-    result = finetune(
+def _finetune_on_halving(model: nn.Module, config: FinetuneConfig):
+    return finetune(
         model,
         _halving_pairs(),
         nn.functional.mse_loss,
@@ -142,6 +137,15 @@ def test_finetune_learns_restores_flags_and_keeps_frozen_parameters():
         device=CPU,
         progress=False,
     )
+
+
+def test_finetune_learns_restores_flags_and_keeps_frozen_parameters():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1))
+    model[1].weight.requires_grad_(False)
+    frozen = model[1].weight.detach().clone()
+    model.eval()
+    config = FinetuneConfig(epochs=15, batch_size=4, lr=5e-2, val_fraction=0.25, augment=False)
+    result = _finetune_on_halving(model, config)
     assert result.num_train == 9 and result.num_val == 3
     assert result.baseline_val_loss is not None
     assert min(result.val_loss) < 0.2 * result.baseline_val_loss
@@ -158,14 +162,6 @@ def test_finetune_reverts_when_no_epoch_beats_the_unadapted_model():
         model.bias.zero_()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = FinetuneConfig(epochs=2, batch_size=4, lr=1.0, val_fraction=0.25, augment=False)
-    result = finetune(
-        model,
-        _halving_pairs(),
-        nn.functional.mse_loss,
-        config,
-        spec=get_spec("image"),
-        device=CPU,
-        progress=False,
-    )
+    result = _finetune_on_halving(model, config)
     assert result.reverted and result.best_epoch == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
