@@ -1,0 +1,453 @@
+"""Diagnostics behind ``docs/results.md``: why the full method does not gain on ``lowlight``.
+
+Each experiment prints one Markdown table. Gains are PSNR (dB, ``ttblur.metrics.psnr``, all
+frames) of an adapted reference model minus the unadapted one, on the *development* videos
+(photos astronaut / coffee / chelsea with seeds 10007 / 10108 / 10209, 24 frames of 256x320,
+patch 128 px), never on the benchmark's held-out videos. Ground truth is used to score and,
+where a row says "oracle" or "clean", deliberately inside the experiment to bound what a
+perfect estimate would give; ``ttblur.adapt`` itself never sees it.
+
+* ``perframe``: the full method's gain split by the frames' true blur (heavily blurred,
+  still, first/last).
+* ``targets``: the method's pseudo pairs with clean ground-truth targets and/or sources.
+* ``wise``: the adapted weights interpolated back towards the source, ``w_src + a (w - w_src)``.
+* ``synclip``: every clip frame synthesised from the pseudo-sharp patch, frame ``k`` shifted
+  ``k * m`` px along the DBCGM direction and blurred ``L`` px (a clip that moves as much per
+  frame as its blur implies), for several choices of ``L`` and ``m``.
+* ``exposure``: estimates of the exposure / frame-interval ratio against the truth.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py synclip            # ~4 min
+    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py all --presets lowlight
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import ttblur
+from ttblur import metrics, synth
+from ttblur.config import AdaptConfig
+from ttblur.finetune import PseudoPairs, build_pseudo_pairs, copy_model, finetune
+from ttblur.nets.bme import BlurMagnitudeEstimator
+from ttblur.stages.dbcgm import DomainBlurConditionGenerator, build_condition_generator
+from ttblur.stages.flow import build_flow
+from ttblur.stages.reblur import PhysicalReblur, estimate_noise_std, match_noise, motion_blur
+from ttblur.stages.rsdm import RelativeSharpnessDetector
+
+PRESETS = ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms", "lowlight")
+DEV_VIDEOS = (("astronaut", 10007), ("coffee", 10108), ("chelsea", 10209))
+EXPERIMENTS = ("perframe", "targets", "wise", "synclip", "exposure")
+_NOISE_SEED = 7919
+
+
+@dataclass
+class Settings:
+    presets: tuple[str, ...] = PRESETS
+    videos: int = 3
+    frames: int = 24
+    size: tuple[int, int] = (256, 320)
+    patch_size: int = 128
+    epochs: int | None = None
+
+    def config(self) -> AdaptConfig:
+        config = AdaptConfig()
+        config.rsdm.patch_size = self.patch_size
+        if self.epochs is not None:
+            config.finetune.epochs = self.epochs
+        return config
+
+
+@dataclass
+class DevVideo:
+    """One development video with the unadapted model's output and the method's stages."""
+
+    preset: str
+    name: str
+    clip: synth.SyntheticVideo
+    unadapted: Tensor
+    selection: ttblur.protocols.Selection
+    condition: Tensor
+    noise_std: float
+
+    @property
+    def blurry(self) -> Tensor:
+        return self.clip.blurry
+
+
+def _psnr(pred: Tensor, video: DevVideo) -> float:
+    return float(metrics.psnr(pred, video.clip.sharp))
+
+
+def gain(model: torch.nn.Module, video: DevVideo) -> float:
+    """PSNR of ``model`` on the video minus the unadapted model's, dB."""
+    restored = ttblur.deblur(model, video.blurry, progress=False)
+    return _psnr(restored, video) - _psnr(video.unadapted, video)
+
+
+def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
+    config = settings.config()
+    detector = RelativeSharpnessDetector.from_config(config.rsdm)
+    videos = []
+    for preset in settings.presets:
+        for photo, seed in DEV_VIDEOS[: settings.videos]:
+            clip = synth.make_video(
+                photo, preset=preset, num_frames=settings.frames, size=settings.size, seed=seed
+            )
+            selection = detector.select(clip.blurry)
+            generator = build_condition_generator(config.dbcgm, config.mag_norm)
+            condition = generator(clip.blurry, selection).float()
+            videos.append(
+                DevVideo(
+                    preset=preset,
+                    name=f"{preset} {photo} {seed}",
+                    clip=clip,
+                    unadapted=ttblur.deblur(model, clip.blurry, progress=False),
+                    selection=selection,
+                    condition=condition,
+                    noise_std=float(
+                        estimate_noise_std(clip.blurry[:: max(1, len(clip.blurry) // 8)])
+                    ),
+                )
+            )
+    return videos
+
+
+def _noise(frames: Tensor) -> float:
+    """The video's noise level as ``adapt`` estimates it (up to 8 evenly spaced frames)."""
+    return float(estimate_noise_std(frames[:: max(1, math.ceil(len(frames) / 8))]))
+
+
+def train(model: torch.nn.Module, pairs: PseudoPairs, config: AdaptConfig) -> torch.nn.Module:
+    """A fine-tuned copy of ``model`` (the recipe of ``adapt``, L1 loss)."""
+    work = copy_model(model)
+    finetune(
+        work,
+        pairs,
+        F.l1_loss,
+        config.finetune,
+        spec=model.spec,
+        device=torch.device("cpu"),
+        seed=config.seed,
+        progress=False,
+    )
+    return work
+
+
+def reblur(sources: Tensor, condition: Tensor, config: AdaptConfig, noise_std: float) -> Tensor:
+    """The method's synthesis: physical re-blur, then noise topped up to the video's level."""
+    out = PhysicalReblur.from_config(config.synthesis, config.mag_norm)(sources, condition)
+    generator = torch.Generator().manual_seed(config.seed + _NOISE_SEED)
+    return match_noise(out.clamp(0, 1), noise_std, generator=generator)
+
+
+def _crops(frames: Tensor, video: DevVideo) -> Tensor:
+    return torch.stack([p.crop(frames[p.frame]) for p in video.selection.patches])
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        return f"{value:+.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _by_preset(
+    videos: list[DevVideo], labels: Sequence[str], score: Callable[[DevVideo], list[float]]
+) -> str:
+    """Rows = labels, columns = presets: mean of ``score(video)[i]`` over each preset's videos."""
+    values: dict[str, list[list[float]]] = {}
+    for video in videos:
+        values.setdefault(video.preset, []).append(score(video))
+        print(f"  {video.name}: " + ", ".join(f"{v:+.3f}" for v in values[video.preset][-1]))
+    presets = list(values)
+    rows = [
+        [label, *[sum(v[i] for v in values[p]) / len(values[p]) for p in presets]]
+        for i, label in enumerate(labels)
+    ]
+    return _table(["variant", *presets], rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Experiments
+
+
+def perframe(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
+    rows = []
+    for video in videos:
+        result = ttblur.adapt(model, video.blurry, config=config, progress=False)
+        restored = result.deblur(video.blurry, progress=False)
+        after = metrics.psnr(restored, video.clip.sharp, reduction="none")
+        before = metrics.psnr(video.unadapted, video.clip.sharp, reduction="none")
+        delta = after - before
+        blur = video.clip.magnitude.mean(dim=(1, 2, 3))
+        inner = torch.arange(len(blur))[1:-1]
+        heavy = inner[blur[1:-1] >= 6.0]
+        still = inner[blur[1:-1] < 3.0]
+
+        def mean(index: Tensor, delta: Tensor = delta) -> object:
+            return float(delta[index].mean()) if len(index) else "-"
+
+        ends = torch.tensor([0, len(blur) - 1])
+        condition = float(video.condition[:, 2].mean()) * config.mag_norm
+        rows.append(
+            [
+                video.name,
+                f"{condition:.1f}",
+                mean(heavy),
+                mean(still),
+                mean(ends),
+                float(delta.mean()),
+            ]
+        )
+        print(f"  {video.name}: {float(delta.mean()):+.3f}")
+    header = [
+        "video",
+        "condition px",
+        "blur >= 6 px",
+        "blur < 3 px",
+        "first/last",
+        "whole video",
+    ]
+    return _table(header, rows)
+
+
+def targets(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
+    labels = [
+        "pseudo-sharp source and target (the method)",
+        "clean target",
+        "clean source and target",
+        "clean source, pseudo-sharp target",
+    ]
+
+    def score(video: DevVideo) -> list[float]:
+        pseudo = _crops(video.blurry, video)
+        clean = _crops(video.clip.sharp, video)
+        out = []
+        for source, target in ((pseudo, pseudo), (pseudo, clean), (clean, clean), (clean, pseudo)):
+            inputs = reblur(source, video.condition, config, video.noise_std)
+            pairs = build_pseudo_pairs(video.blurry, video.selection.patches, inputs, model.spec)
+            pairs.targets = target
+            out.append(gain(train(model, pairs, config), video))
+        return out
+
+    return _by_preset(videos, labels, score)
+
+
+def wise(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
+    alphas = (1.0, 0.75, 0.5, 0.25)
+    source = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def score(video: DevVideo) -> list[float]:
+        adapted = ttblur.adapt(model, video.blurry, config=config, progress=False).model
+        target = adapted.state_dict()
+        out = []
+        for alpha in alphas:
+            blend = copy_model(model)
+            blend.load_state_dict(
+                {k: v + alpha * (target[k] - v) if v.is_floating_point() else v
+                 for k, v in source.items()}
+            )  # fmt: skip
+            out.append(gain(blend, video))
+        return out
+
+    return _by_preset(videos, [f"a = {a}" for a in alphas], score)
+
+
+def motion_consistent_clip(
+    frame: Tensor,
+    patch: ttblur.protocols.PatchLocation,
+    direction: Tensor,
+    blur_px: float,
+    step_px: float,
+    mag_norm: float,
+    radius: int = 2,
+) -> Tensor:
+    """``(2 radius + 1, 3, p, p)``: frame ``k`` = the patch shifted ``k * step_px`` px along
+    ``direction`` (unit ``(2,)``) and blurred ``blur_px`` px along it (reflect-padded)."""
+    margin = math.ceil(radius * step_px + blur_px) + 2
+    padded = F.pad(frame[None], (margin,) * 4, mode="reflect")[0]
+    size, span = patch.size, patch.size + 2 * margin
+    box = padded[:, patch.top : patch.top + span, patch.left : patch.left + span]
+    condition = torch.empty(1, 3, span, span)
+    condition[:, 0], condition[:, 1] = float(direction[0]), float(direction[1])
+    condition[:, 2] = min(blur_px / mag_norm, 1.0)
+    blurred = motion_blur(box[None], condition, mag_norm)[0]
+    frames = []
+    for k in range(-radius, radius + 1):
+        # The content moves +k * step_px along the direction (the flow convention).
+        top = margin - round(k * step_px * float(direction[1]))
+        left = margin - round(k * step_px * float(direction[0]))
+        frames.append(blurred[:, top : top + size, left : left + size])
+    return torch.stack(frames)
+
+
+def exposure_ratio_bme(video: DevVideo, bme: Callable[[Tensor], Tensor]) -> tuple[float, float]:
+    """(mean BME magnitude) / (mean DIS flow per frame) over the higher-motion half of the
+    frames, and that half's mean flow per frame (px)."""
+    frames = video.blurry
+    flow = build_flow(AdaptConfig().dbcgm)(frames[:-1], frames[1:])
+    per_pair = torch.hypot(flow[:, 0], flow[:, 1]).mean(dim=(1, 2))
+    motion = torch.cat([per_pair[:1], (per_pair[:-1] + per_pair[1:]) / 2, per_pair[-1:]])
+    magnitude = bme(frames).mean(dim=(1, 2, 3))
+    top = motion >= motion.median()
+    return float(magnitude[top].sum() / motion[top].sum()), float(motion[top].mean())
+
+
+def exposure_ratio_fit(video: DevVideo, config: AdaptConfig) -> float:
+    """Analysis by synthesis at the pseudo-sharp patches: the ratio ``d`` for which the patch
+    re-blurred by ``d |f|`` (noise topped up) best matches the neighbour frame warped back by
+    the flow ``f`` (least squares summed over patches and both neighbours)."""
+    frames = video.blurry
+    flow_fn = build_flow(config.dbcgm)
+    ratios = torch.linspace(0.0, 1.5, 16)
+    error = torch.zeros(len(ratios))
+    generator = torch.Generator().manual_seed(0)
+    height, width = frames.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32),
+        torch.arange(width, dtype=torch.float32),
+        indexing="ij",
+    )
+    for t in sorted({p.frame for p in video.selection.patches}):
+        patches = [p for p in video.selection.patches if p.frame == t]
+        for s in (t - 1, t + 1):
+            f = flow_fn(frames[t : t + 1], frames[s : s + 1])
+            grid = torch.stack(
+                ((2 * (xs + f[0, 0]) + 1) / width - 1, (2 * (ys + f[0, 1]) + 1) / height - 1), -1
+            )
+            warped = F.grid_sample(
+                frames[s : s + 1], grid[None], padding_mode="border", align_corners=False
+            )
+            length = torch.hypot(f[:, :1], f[:, 1:])
+            unit = f / length.clamp_min(1e-6)
+            for p in patches:
+                sharp, target = p.crop(frames[t : t + 1]), p.crop(warped)
+                for i, ratio in enumerate(ratios):
+                    z = (ratio * p.crop(length) / config.mag_norm).clamp(0, 1)
+                    pred = motion_blur(sharp, torch.cat([p.crop(unit), z], 1), config.mag_norm)
+                    pred = match_noise(pred, video.noise_std, generator=generator)
+                    error[i] += float(((pred - target)[..., 8:-8, 8:-8] ** 2).mean())
+    return float(ratios[int(error.argmin())])
+
+
+def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
+    labels = [
+        "L = m = 3 px",
+        "L = m = 6 px",
+        "L = m = true mean blur (oracle)",
+        "m = patch motion F/n, L = DBCGM",
+        "m = video motion, L = BME/flow ratio x m",
+    ]
+    generator = DomainBlurConditionGenerator.from_config(config.dbcgm, config.mag_norm)
+    predict = BlurMagnitudeEstimator.from_pretrained(config.rsdm.weights).predict
+
+    def score(video: DevVideo) -> list[float]:
+        patches = video.selection.patches
+        total, counts = generator.accumulated_flow(video.blurry, patches)
+        patch_motion = (torch.hypot(total[:, 0], total[:, 1]) / counts.view(-1, 1, 1)).mean((1, 2))
+        dbcgm_px = video.condition[:, 2].mean(dim=(1, 2)) * config.mag_norm
+        ratio, video_motion = exposure_ratio_bme(video, predict)
+        oracle = float(video.clip.magnitude.mean())
+        choices: list[Callable[[int], tuple[float, float]]] = [
+            lambda i: (3.0, 3.0),
+            lambda i: (6.0, 6.0),
+            lambda i: (oracle, oracle),
+            lambda i: (float(dbcgm_px[i]), float(patch_motion[i])),
+            lambda i: (ratio * video_motion, video_motion),
+        ]
+        out = []
+        for choose in choices:
+            clips = []
+            for i, p in enumerate(patches):
+                direction = video.condition[i, :2].mean(dim=(1, 2))
+                direction = direction / direction.norm().clamp_min(1e-6)
+                blur_px, step_px = choose(i)
+                clips.append(
+                    motion_consistent_clip(
+                        video.blurry[p.frame], p, direction, blur_px, step_px, config.mag_norm
+                    )
+                )
+            inputs = torch.stack(clips)
+            noisy = match_noise(
+                inputs.flatten(0, 1),
+                video.noise_std,
+                generator=torch.Generator().manual_seed(config.seed + _NOISE_SEED),
+            )
+            pairs = PseudoPairs(noisy.view_as(inputs), _crops(video.blurry, video), 2, patches)
+            out.append(gain(train(model, pairs, config), video))
+        return out
+
+    return _by_preset(videos, labels, score)
+
+
+def exposure(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
+    predict = BlurMagnitudeEstimator.from_pretrained(config.rsdm.weights).predict
+    rows = []
+    for video in videos:
+        params = synth.PRESETS[video.preset]
+        true = params.exposure_ms / params.frame_interval_ms
+        ratio, motion = exposure_ratio_bme(video, predict)
+        fitted = exposure_ratio_fit(video, config)
+        rows.append([video.name, f"{true:.2f}", f"{ratio:.2f}", f"{fitted:.2f}", f"{motion:.1f}"])
+        print(f"  {video.name}: true {true:.2f}, BME/flow {ratio:.2f}, fit {fitted:.2f}")
+    header = ["video", "true ratio", "BME / flow", "fit at patches", "flow px/frame (top half)"]
+    return _table(header, rows)
+
+
+RUNNERS: dict[str, Callable[[list[DevVideo], torch.nn.Module, AdaptConfig], str]] = {
+    "perframe": perframe,
+    "targets": targets,
+    "wise": wise,
+    "synclip": synclip,
+    "exposure": exposure,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Run the chosen experiments, print their tables and return them."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"])
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(synth.PRESETS))
+    parser.add_argument("--videos", type=int, default=3, choices=[1, 2, 3])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--size", type=int, nargs=2, default=[256, 320], metavar=("H", "W"))
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    settings = Settings(
+        presets=tuple(args.presets),
+        videos=args.videos,
+        frames=args.frames,
+        size=(args.size[0], args.size[1]),
+        patch_size=args.patch_size,
+        epochs=args.epochs,
+    )
+    experiments = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
+    model = ttblur.reference_model()
+    config = settings.config()
+    videos = load_videos(settings, model)
+    out = []
+    for name in experiments:
+        print(f"## {name}", flush=True)
+        table = RUNNERS[name](videos, model, config)
+        print("\n" + table + "\n", flush=True)
+        out += [f"## {name}", "", table, ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
