@@ -342,6 +342,62 @@ def exposure_ratio_fit(video: DevVideo, config: AdaptConfig) -> float:
     return float(ratios[int(error.argmin())])
 
 
+def exposure_ratio_fit_moving(
+    video: DevVideo,
+    config: AdaptConfig,
+    offsets: Sequence[int] = (-2, -1, 1, 2),
+    min_motion: float = 1.5,
+) -> float | None:
+    """Like :func:`exposure_ratio_fit`, but each neighbour ``s`` of a pseudo-sharp patch is
+    modelled with its *own* per-frame motion ``m_s`` (mean DIS flow of the pairs around ``s``
+    over the patch box, direction from the same flows), neighbours up to 2 frames away are
+    used, and only those with ``m_s >= min_motion`` px count (a neighbour that does not move
+    says nothing about the ratio). ``None`` when no neighbour moves enough."""
+    frames = video.blurry
+    count = len(frames)
+    flow_fn = build_flow(config.dbcgm)
+    pair_flow = flow_fn(frames[:-1], frames[1:])  # (T - 1, 2, H, W): s -> s + 1
+    ratios = torch.linspace(0.0, 1.5, 16)
+    error = torch.zeros(len(ratios))
+    used = 0
+    generator = torch.Generator().manual_seed(0)
+    height, width = frames.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32),
+        torch.arange(width, dtype=torch.float32),
+        indexing="ij",
+    )
+    for t in sorted({p.frame for p in video.selection.patches}):
+        patches = [p for p in video.selection.patches if p.frame == t]
+        for s in (t + k for k in offsets):
+            if not 0 <= s < count:
+                continue
+            around = [pair_flow[a] for a in (s - 1, s) if 0 <= a < count - 1]
+            f = flow_fn(frames[t : t + 1], frames[s : s + 1])
+            grid = torch.stack(
+                ((2 * (xs + f[0, 0]) + 1) / width - 1, (2 * (ys + f[0, 1]) + 1) / height - 1), -1
+            )
+            warped = F.grid_sample(
+                frames[s : s + 1], grid[None], padding_mode="border", align_corners=False
+            )
+            for p in patches:
+                motion = torch.stack([p.crop(g).mean(dim=(1, 2)) for g in around]).mean(0)
+                speed = float(torch.stack([torch.hypot(*p.crop(g)).mean() for g in around]).mean())
+                if speed < min_motion:
+                    continue
+                unit = motion / motion.norm().clamp_min(1e-6)
+                sharp, target = p.crop(frames[t : t + 1]), p.crop(warped)
+                condition = torch.empty(1, 3, p.size, p.size)
+                condition[:, 0], condition[:, 1] = float(unit[0]), float(unit[1])
+                for i, ratio in enumerate(ratios):
+                    condition[:, 2] = min(float(ratio) * speed / config.mag_norm, 1.0)
+                    pred = motion_blur(sharp, condition, config.mag_norm)
+                    pred = match_noise(pred, video.noise_std, generator=generator)
+                    error[i] += float(((pred - target)[..., 8:-8, 8:-8] ** 2).mean())
+                used += 1
+    return float(ratios[int(error.argmin())]) if used else None
+
+
 def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
     labels = [
         "L = m = 3 px",
@@ -349,6 +405,7 @@ def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig)
         "L = m = true mean blur (oracle)",
         "m = patch motion F/n, L = DBCGM",
         "m = video motion, L = BME/flow ratio x m",
+        "m = video motion, L = fitted ratio (moving) x m",
     ]
     generator = DomainBlurConditionGenerator.from_config(config.dbcgm, config.mag_norm)
     predict = BlurMagnitudeEstimator.from_pretrained(config.rsdm.weights).predict
@@ -359,6 +416,8 @@ def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig)
         patch_motion = (torch.hypot(total[:, 0], total[:, 1]) / counts.view(-1, 1, 1)).mean((1, 2))
         dbcgm_px = video.condition[:, 2].mean(dim=(1, 2)) * config.mag_norm
         ratio, video_motion = exposure_ratio_bme(video, predict)
+        fitted = exposure_ratio_fit_moving(video, config)
+        fitted = ratio if fitted is None else fitted
         oracle = float(video.clip.magnitude.mean())
         choices: list[Callable[[int], tuple[float, float]]] = [
             lambda i: (3.0, 3.0),
@@ -366,6 +425,7 @@ def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig)
             lambda i: (oracle, oracle),
             lambda i: (float(dbcgm_px[i]), float(patch_motion[i])),
             lambda i: (ratio * video_motion, video_motion),
+            lambda i: (fitted * video_motion, video_motion),
         ]
         out = []
         for choose in choices:
@@ -400,9 +460,20 @@ def exposure(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig
         true = params.exposure_ms / params.frame_interval_ms
         ratio, motion = exposure_ratio_bme(video, predict)
         fitted = exposure_ratio_fit(video, config)
-        rows.append([video.name, f"{true:.2f}", f"{ratio:.2f}", f"{fitted:.2f}", f"{motion:.1f}"])
-        print(f"  {video.name}: true {true:.2f}, BME/flow {ratio:.2f}, fit {fitted:.2f}")
-    header = ["video", "true ratio", "BME / flow", "fit at patches", "flow px/frame (top half)"]
+        moving = exposure_ratio_fit_moving(video, config)
+        shown = "-" if moving is None else f"{moving:.2f}"
+        rows.append(
+            [video.name, f"{true:.2f}", f"{ratio:.2f}", f"{fitted:.2f}", shown, f"{motion:.1f}"]
+        )
+        print(f"  {video.name}: true {true:.2f}, BME/flow {ratio:.2f}, fit {fitted:.2f} / {shown}")
+    header = [
+        "video",
+        "true ratio",
+        "BME / flow",
+        "fit at patches",
+        "fit, moving neighbours",
+        "flow px/frame (top half)",
+    ]
     return _table(header, rows)
 
 
