@@ -54,6 +54,8 @@ _NOISE_SEED = 7919
 class Settings:
     presets: tuple[str, ...] = PRESETS
     videos: int = 3
+    heldout: int = 0
+    synclip_rows: tuple[int, ...] | None = None
     frames: int = 24
     size: tuple[int, int] = (256, 320)
     patch_size: int = 128
@@ -94,12 +96,24 @@ def gain(model: torch.nn.Module, video: DevVideo) -> float:
     return _psnr(restored, video) - _psnr(video.unadapted, video)
 
 
+def video_list(settings: Settings, preset: str) -> list[tuple[str, int]]:
+    """``(photo, seed)`` per video: the development videos, or with ``settings.heldout = N`` the
+    first ``N`` held-out videos of ``benchmarks/domain_shift.py`` (``HELDOUT_PHOTOS[k % 3]``,
+    seed ``10000 + 100 i + k``, ``i`` the preset's index in ``synth.PRESETS``), to check that a
+    finding carries over; nothing is chosen on them."""
+    if not settings.heldout:
+        return list(DEV_VIDEOS[: settings.videos])
+    index = list(synth.PRESETS).index(preset)
+    photos = synth.HELDOUT_PHOTOS
+    return [(photos[k % len(photos)], 10_000 + 100 * index + k) for k in range(settings.heldout)]
+
+
 def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
     config = settings.config()
     detector = RelativeSharpnessDetector.from_config(config.rsdm)
     videos = []
     for preset in settings.presets:
-        for photo, seed in DEV_VIDEOS[: settings.videos]:
+        for photo, seed in video_list(settings, preset):
             clip = synth.make_video(
                 photo, preset=preset, num_frames=settings.frames, size=settings.size, seed=seed
             )
@@ -398,7 +412,12 @@ def exposure_ratio_fit_moving(
     return float(ratios[int(error.argmin())]) if used else None
 
 
-def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
+def synclip(
+    videos: list[DevVideo],
+    model: torch.nn.Module,
+    config: AdaptConfig,
+    rows: Sequence[int] | None = None,
+) -> str:
     labels = [
         "L = m = 3 px",
         "L = m = 6 px",
@@ -406,7 +425,9 @@ def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig)
         "m = patch motion F/n, L = DBCGM",
         "m = video motion, L = BME/flow ratio x m",
         "m = video motion, L = fitted ratio (moving) x m",
+        "the method (original neighbours, DBCGM), for reference",
     ]
+    rows = list(range(len(labels))) if rows is None else list(rows)
     generator = DomainBlurConditionGenerator.from_config(config.dbcgm, config.mag_norm)
     predict = BlurMagnitudeEstimator.from_pretrained(config.rsdm.weights).predict
 
@@ -428,7 +449,15 @@ def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig)
             lambda i: (fitted * video_motion, video_motion),
         ]
         out = []
-        for choose in choices:
+        for row in rows:
+            if row == len(choices):  # the method itself
+                inputs = reblur(
+                    _crops(video.blurry, video), video.condition, config, video.noise_std
+                )
+                pairs = build_pseudo_pairs(video.blurry, patches, inputs, model.spec)
+                out.append(gain(train(model, pairs, config), video))
+                continue
+            choose = choices[row]
             clips = []
             for i, p in enumerate(patches):
                 direction = video.condition[i, :2].mean(dim=(1, 2))
@@ -449,7 +478,7 @@ def synclip(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig)
             out.append(gain(train(model, pairs, config), video))
         return out
 
-    return _by_preset(videos, labels, score)
+    return _by_preset(videos, [labels[row] for row in rows], score)
 
 
 def exposure(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
@@ -492,6 +521,15 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("experiment", choices=[*EXPERIMENTS, "all"])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(synth.PRESETS))
     parser.add_argument("--videos", type=int, default=3, choices=[1, 2, 3])
+    parser.add_argument(
+        "--heldout",
+        type=int,
+        default=0,
+        help="use the first N held-out benchmark videos per preset instead (a check, not tuning)",
+    )
+    parser.add_argument(
+        "--synclip-rows", type=int, nargs="+", default=None, help="synclip rows to run (0-based)"
+    )
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", type=int, nargs=2, default=[256, 320], metavar=("H", "W"))
     parser.add_argument("--patch-size", type=int, default=128)
@@ -506,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         size=(args.size[0], args.size[1]),
         patch_size=args.patch_size,
         epochs=args.epochs,
+        heldout=args.heldout,
+        synclip_rows=tuple(args.synclip_rows) if args.synclip_rows else None,
     )
     experiments = EXPERIMENTS if args.experiment == "all" else (args.experiment,)
     model = ttblur.reference_model()
@@ -514,7 +554,10 @@ def main(argv: Sequence[str] | None = None) -> str:
     out = []
     for name in experiments:
         print(f"## {name}", flush=True)
-        table = RUNNERS[name](videos, model, config)
+        if name == "synclip":
+            table = synclip(videos, model, config, settings.synclip_rows)
+        else:
+            table = RUNNERS[name](videos, model, config)
         print("\n" + table + "\n", flush=True)
         out += [f"## {name}", "", table, ""]
     return "\n".join(out)

@@ -49,7 +49,7 @@ def test_every_experiment_prints_a_complete_table(diag, capsys) -> None:
         assert rows and all(len(row) == len(header) for row in rows), name
         numbers = [c for row in rows for c in row[1:] if c != "-"]
         assert all(math.isfinite(float(c)) for c in numbers), name
-    assert len(tables["synclip"]) == 2 + 6 and len(tables["wise"]) == 2 + 4
+    assert len(tables["synclip"]) == 2 + 7 and len(tables["wise"]) == 2 + 4
     # The exposure table knows the presets' true exposure / frame interval ratios.
     truth = {row[0].split()[0]: float(row[1]) for row in tables["exposure"][2:]}
     assert truth == {"bsd-1ms8ms": pytest.approx(0.12, abs=0.005), "lowlight": 0.9}
