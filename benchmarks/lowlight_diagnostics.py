@@ -3,7 +3,9 @@
 Each experiment prints one Markdown table. Gains are PSNR (dB, ``ttblur.metrics.psnr``, all
 frames) of an adapted reference model minus the unadapted one, on the *development* videos
 (photos astronaut / coffee / chelsea with seeds 10007 / 10108 / 10209, 24 frames of 256x320,
-patch 128 px), never on the benchmark's held-out videos. Ground truth is used to score and,
+patch 128 px); ``--heldout N`` runs the same experiment on the benchmark's first ``N``
+held-out videos per preset, as a check of a finding (nothing is chosen on them). Ground truth
+is used to score and,
 where a row says "oracle" or "clean", deliberately inside the experiment to bound what a
 perfect estimate would give; ``ttblur.adapt`` itself never sees it.
 
@@ -18,8 +20,10 @@ perfect estimate would give; ``ttblur.adapt`` itself never sees it.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py synclip            # ~4 min
-    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py all --presets lowlight
+    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py all                 # ~25 min
+    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py synclip             # ~15 min
+    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py synclip --heldout 6 --synclip-rows 6 5
+    PYTHONPATH=src python benchmarks/lowlight_diagnostics.py exposure --presets lowlight
 """
 
 from __future__ import annotations
