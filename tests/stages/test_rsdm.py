@@ -280,3 +280,19 @@ def test_precision_with_the_shipped_bme(varying_speed_videos):
         random_sel = rand.select(video.blurry, magnitude=sel.magnitude)
         assert len(random_sel) == sel.info["target"]
         assert kept < _patch_mean(gt, random_sel.patches)
+
+
+@pytest.mark.parametrize("selector", [RelativeSharpnessDetector, RandomPatchSelector])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"patch_size": 0}, "patch_size must be > 0"),
+        ({"ratio": 0.0}, r"ratio must be in \(0, 1\]"),
+        ({"ratio": 1.5}, r"ratio must be in \(0, 1\]"),
+        ({"batch_size": 0}, "batch_size must be > 0"),
+        ({"max_patches": 0}, "max_patches must be > 0"),
+    ],
+)
+def test_both_selectors_refuse_bad_settings(selector, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        selector(bme=_zero_bme, **kwargs)
