@@ -277,5 +277,5 @@ def test_push_to_hub_to_a_branch_creates_it(fake_hub):
 
 
 def test_push_to_hub_needs_save_pretrained():
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(TypeError, match="defines no save_pretrained"):
         PushToHubMixin().push_to_hub("me/nothing")

@@ -400,13 +400,14 @@ class PushToHubMixin:
             the ``huggingface_hub.CommitInfo`` of the upload (a ``str``: the commit URL).
 
         Raises:
-            NotImplementedError: the class using the mixin defines no ``save_pretrained``.
+            TypeError: the class using the mixin defines no ``save_pretrained`` (a misuse of
+                the mixin: there is nothing to upload).
             huggingface_hub errors: no network, no or invalid token, no write access.
         """
         from huggingface_hub import HfApi
 
         if not callable(getattr(self, "save_pretrained", None)):
-            raise NotImplementedError(
+            raise TypeError(
                 f"{type(self).__name__} defines no save_pretrained(path): nothing to push"
             )
 
