@@ -434,24 +434,32 @@ class _TemporalFlow:
         return total, counts
 
     def _conditions(
-        self, video: Tensor, selection: Selection, magnitude_fn: _MagnitudeFn
+        self,
+        video: Tensor,
+        selection: Selection,
+        magnitude_fn: _MagnitudeFn,
+        *,
+        min_frames: int = 1,
     ) -> Tensor:
-        """Check the inputs, accumulate flow around every patch and stack the conditions.
+        """Accumulate flow around every patch of an already validated ``video`` and stack the
+        conditions.
 
-        ``magnitude_fn(total, counts)`` gets the accumulated flow ``(N, 2, p, p)`` px and the
-        pairs summed per patch ``(N,)`` and returns the magnitude ``(N, 1, p, p)`` px.
+        ``magnitude_fn(norm, counts)`` gets the length ``|F|`` ``(N, 1, p, p)`` px of the
+        accumulated flow and the pairs summed per patch ``(N,)`` and returns the magnitude
+        ``(N, 1, p, p)`` px. ``min_frames``: fewest frames a video with patches must have.
         """
-        _validate_video(video)
         patches = list(selection.patches)
         _validate_patches(patches, video)
         if not patches:
             self.last_stats = {"patches": 0.0, "flow_pairs": 0.0, "flow_batches": 0.0}
             return _empty_output(video)
+        if video.shape[0] < min_frames:
+            raise ValueError(f"{type(self).__name__} needs a video of at least {min_frames} frames")
         total, counts = self.accumulated_flow(video, patches)
         direction = blur_direction(total, self.min_flow)
-        magnitude = magnitude_fn(total, counts)
-        condition = condition_map(direction, magnitude, self.mag_norm)
         norm = _length(total)
+        magnitude = magnitude_fn(norm, counts)
+        condition = condition_map(direction, magnitude, self.mag_norm)
         self.last_stats.update(
             fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
             mean_z=float(condition[:, 2].mean()),
@@ -461,9 +469,9 @@ class _TemporalFlow:
         return condition
 
 
-def _per_frame_motion(total: Tensor, counts: Tensor) -> Tensor:
-    """Mean per-frame motion ``|F| / n`` ``(N, 1, p, p)`` px from ``F`` and ``n`` per patch."""
-    return _length(total) / counts.to(device=total.device, dtype=torch.float32).view(-1, 1, 1, 1)
+def _per_frame_motion(norm: Tensor, counts: Tensor) -> Tensor:
+    """Mean per-frame motion ``|F| / n`` ``(N, 1, p, p)`` px from ``|F|`` and ``n`` per patch."""
+    return norm / counts.to(device=norm.device, dtype=torch.float32).view(-1, 1, 1, 1)
 
 
 def _empty_output(video: Tensor) -> Tensor:
@@ -613,13 +621,13 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         _validate_video(video)
         _validate_magnitude(selection.magnitude, video)
 
-        def magnitude(total: Tensor, counts: Tensor) -> Tensor:
+        def magnitude(norm: Tensor, counts: Tensor) -> Tensor:
             adapted = self.adapted_magnitude(selection, video.device)
             if not self.motion_cap:
                 return adapted
             # An exposure no longer than the frame interval cannot blur more than the image
             # moves in one interval: cap M' by the mean per-frame motion |F| / n.
-            return torch.minimum(adapted, _per_frame_motion(total, counts))
+            return torch.minimum(adapted, _per_frame_motion(norm, counts))
 
         return self._conditions(video, selection, magnitude)
 
@@ -683,10 +691,8 @@ class FlowOnlyCondition(_TemporalFlow):
             ``(N, 3, p, p)`` float32: x, y unit direction, z = ``min(|F| / n / mag_norm, 1)``;
             ``(0, 3, 0, 0)`` when there are no patches.
         """
-        if isinstance(video, Tensor) and video.ndim == 4 and video.shape[0] < 2:
-            if selection.patches:
-                raise ValueError("FlowOnlyCondition needs a video of at least 2 frames")
-        return self._conditions(video, selection, _per_frame_motion)
+        _validate_video(video)
+        return self._conditions(video, selection, _per_frame_motion, min_frames=2)
 
 
 class RandomCondition:
