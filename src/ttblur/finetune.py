@@ -117,8 +117,8 @@ def build_pseudo_pairs(
     targets = video.new_empty(len(patches), 3, size, size)
     for index, loc in enumerate(patches):
         for slot, offset in enumerate(range(-radius, radius + 1)):
-            frame = reflect_index(loc.frame + offset, num_frames)
-            inputs[index, slot] = loc.crop(video[frame])
+            if offset:
+                inputs[index, slot] = loc.crop(video[reflect_index(loc.frame + offset, num_frames)])
         inputs[index, radius] = reblurred[index]
         targets[index] = loc.crop(video[loc.frame])
     return PseudoPairs(inputs, targets, radius, list(patches))
