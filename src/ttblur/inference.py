@@ -332,7 +332,8 @@ def _stream(video: Any) -> tuple[Iterator[Tensor], int | None]:
         from ttblur.video import iter_video  # lazy: optional decoding dependencies
 
         count = int(video.shape[0]) if isinstance(video, np.ndarray) else None
-        return _iter_frames(iter_video(video)), count
+        # iter_video already yields checked float32 (3, H, W) frames in [0, 1] of one size.
+        return iter_video(video), count
     if isinstance(video, Iterable):
         return _iter_frames(video), None
     raise _unsupported(video)
