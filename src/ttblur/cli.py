@@ -360,6 +360,7 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--patch-size", type=int, default=None, help="pseudo-sharp patch side (default 256)"
     )
+    demo.set_defaults(config=None)  # the demo runs the default AdaptConfig
     _add_run_options(demo)
 
 
@@ -680,10 +681,6 @@ def _sequence_at(folder: Path, name: str) -> DatasetSequence | None:
     return None
 
 
-def _natural_key(text: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
 def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
     """The sequences of a GoPro- or BSD-layout dataset folder, in natural name order.
 
@@ -695,6 +692,8 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
         FileNotFoundError: ``root`` is not a folder.
         ValueError: no sequence found.
     """
+    from ttblur.video import _natural_key as natural_key  # the frame-folder order
+
     base = Path(root).expanduser()
     if not base.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
@@ -706,7 +705,7 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
             continue
         found = [
             seq
-            for child in sorted(folder.iterdir(), key=lambda p: _natural_key(p.name))
+            for child in sorted(folder.iterdir(), key=lambda p: natural_key(p.name))
             if child.is_dir() and not child.name.startswith(".")
             for seq in [_sequence_at(child, child.name)]
             if seq is not None
@@ -873,7 +872,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     import torch
 
     from ttblur.api import adapt
-    from ttblur.config import AdaptConfig
     from ttblur.inference import deblur
     from ttblur.metrics import psnr, ssim
     from ttblur.nets.reference import reference_model
@@ -883,11 +881,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     _check_device(args.device)
-    config = AdaptConfig(seed=args.seed)
-    if args.epochs is not None:
-        config.finetune.epochs = args.epochs
-    if args.patch_size is not None:
-        config.rsdm.patch_size = args.patch_size
+    config = _adapt_config(args)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
