@@ -167,15 +167,14 @@ class _Magnitudes:
             for i in missing:
                 self.cache[i] = self.given[i].detach().float().cpu()
         elif missing:
-            from ttblur.nets.bme import BlurMagnitudeEstimator
+            from ttblur.stages.rsdm import _load_bme, estimate_magnitude
 
             if self.bme is None:
-                self.bme = BlurMagnitudeEstimator.from_pretrained(self.config.rsdm.weights)
-                self.bme.to(self.device)
-            maps = self.bme.predict(
-                self.frames[missing].to(self.device), batch_size=self.config.rsdm.batch_size
+                self.bme = _load_bme(self.config.rsdm, self.device)
+            maps = estimate_magnitude(
+                self.bme, self.frames[missing], batch_size=self.config.rsdm.batch_size
             )
-            for i, m in zip(missing, maps.float().cpu()):
+            for i, m in zip(missing, maps):
                 self.cache[i] = m
         return torch.stack([self.cache[i] for i in indices])
 
@@ -651,23 +650,23 @@ def _conditions_figure(
     device: torch.device,
 ) -> tuple[NDArray[np.uint8], str]:
     """The conditions sheet and its caption; problems go to ``notes``."""
-    from ttblur.stages.dbcgm import build_condition_generator
+    from ttblur.api import _build_generator, _build_synthesizer, _synthesize
 
-    gen = generator or build_condition_generator(config.dbcgm, config.mag_norm, seed=config.seed)
+    gen = generator or _build_generator(config)
     neighbours = config.dbcgm.neighbours
     conditions = [_local_condition(gen, frames, magnitudes, p, neighbours) for p in chosen]
     sharp = [p.crop(frames[p.frame]) for p in chosen]
     reblurred: list[Tensor] | None = None
     try:
-        if synthesizer is None:
-            from ttblur.stages.synthesis import build_synthesizer
-
-            synthesizer = build_synthesizer(
-                config.synthesis, config.mag_norm, seed=config.seed, device=device
-            )
-        with torch.no_grad():
-            out = synthesizer(torch.stack(sharp).to(device), torch.stack(conditions).to(device))
-        reblurred = list(out.detach().float().cpu().clamp(0.0, 1.0))
+        synthesizer = synthesizer or _build_synthesizer(config, device)
+        out = _synthesize(
+            synthesizer,
+            torch.stack(sharp),
+            torch.stack(conditions),
+            config.synthesis.batch_size,
+            device,
+        )
+        reblurred = list(out)
     except (OSError, ValueError) as err:
         notes.append(f"the re-blurred patches could not be recomputed: {err}")
     caption = (
