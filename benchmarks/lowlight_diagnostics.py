@@ -40,18 +40,17 @@ from torch import Tensor
 
 import ttblur
 from ttblur import metrics, synth
+from ttblur.api import _NOISE_SEED_OFFSET, _build_synthesizer, _synthesize, _video_noise
 from ttblur.config import AdaptConfig
 from ttblur.finetune import PseudoPairs, build_pseudo_pairs, copy_model, finetune
-from ttblur.nets.bme import BlurMagnitudeEstimator
 from ttblur.stages.dbcgm import DomainBlurConditionGenerator, build_condition_generator
 from ttblur.stages.flow import build_flow
-from ttblur.stages.reblur import PhysicalReblur, estimate_noise_std, match_noise, motion_blur
+from ttblur.stages.reblur import match_noise, motion_blur
 from ttblur.stages.rsdm import RelativeSharpnessDetector
 
 PRESETS = ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms", "lowlight")
 DEV_VIDEOS = (("astronaut", 10007), ("coffee", 10108), ("chelsea", 10209))
 EXPERIMENTS = ("perframe", "targets", "wise", "synclip", "exposure")
-_NOISE_SEED = 7919
 
 
 @dataclass
@@ -84,6 +83,13 @@ class DevVideo:
     selection: ttblur.protocols.Selection
     condition: Tensor
     noise_std: float
+    adapted: ttblur.AdaptResult | None = None
+
+    def adapt(self, model: torch.nn.Module, config: AdaptConfig) -> ttblur.AdaptResult:
+        """``ttblur.adapt`` on this video, run once and kept (several experiments need it)."""
+        if self.adapted is None:
+            self.adapted = ttblur.adapt(model, self.blurry, config=config, progress=False)
+        return self.adapted
 
     @property
     def blurry(self) -> Tensor:
@@ -115,6 +121,7 @@ def video_list(settings: Settings, preset: str) -> list[tuple[str, int]]:
 def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
     config = settings.config()
     detector = RelativeSharpnessDetector.from_config(config.rsdm)
+    generator = build_condition_generator(config.dbcgm, config.mag_norm)
     videos = []
     for preset in settings.presets:
         for photo, seed in video_list(settings, preset):
@@ -122,7 +129,6 @@ def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
                 photo, preset=preset, num_frames=settings.frames, size=settings.size, seed=seed
             )
             selection = detector.select(clip.blurry)
-            generator = build_condition_generator(config.dbcgm, config.mag_norm)
             condition = generator(clip.blurry, selection).float()
             videos.append(
                 DevVideo(
@@ -132,17 +138,10 @@ def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
                     unadapted=ttblur.deblur(model, clip.blurry, progress=False),
                     selection=selection,
                     condition=condition,
-                    noise_std=float(
-                        estimate_noise_std(clip.blurry[:: max(1, len(clip.blurry) // 8)])
-                    ),
+                    noise_std=_video_noise(clip.blurry),
                 )
             )
     return videos
-
-
-def _noise(frames: Tensor) -> float:
-    """The video's noise level as ``adapt`` estimates it (up to 8 evenly spaced frames)."""
-    return float(estimate_noise_std(frames[:: max(1, math.ceil(len(frames) / 8))]))
 
 
 def train(model: torch.nn.Module, pairs: PseudoPairs, config: AdaptConfig) -> torch.nn.Module:
@@ -163,9 +162,11 @@ def train(model: torch.nn.Module, pairs: PseudoPairs, config: AdaptConfig) -> to
 
 def reblur(sources: Tensor, condition: Tensor, config: AdaptConfig, noise_std: float) -> Tensor:
     """The method's synthesis: physical re-blur, then noise topped up to the video's level."""
-    out = PhysicalReblur.from_config(config.synthesis, config.mag_norm)(sources, condition)
-    generator = torch.Generator().manual_seed(config.seed + _NOISE_SEED)
-    return match_noise(out.clamp(0, 1), noise_std, generator=generator)
+    cpu = torch.device("cpu")
+    synthesizer = _build_synthesizer(config, cpu)
+    out = _synthesize(synthesizer, sources, condition, config.synthesis.batch_size, cpu)
+    generator = torch.Generator().manual_seed(config.seed + _NOISE_SEED_OFFSET)
+    return match_noise(out, noise_std, generator=generator)
 
 
 def _crops(frames: Tensor, video: DevVideo) -> Tensor:
@@ -204,8 +205,7 @@ def _by_preset(
 def perframe(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
     rows = []
     for video in videos:
-        result = ttblur.adapt(model, video.blurry, config=config, progress=False)
-        restored = result.deblur(video.blurry, progress=False)
+        restored = video.adapt(model, config).deblur(video.blurry, progress=False)
         after = metrics.psnr(restored, video.clip.sharp, reduction="none")
         before = metrics.psnr(video.unadapted, video.clip.sharp, reduction="none")
         delta = after - before
@@ -268,7 +268,7 @@ def wise(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) ->
     source = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def score(video: DevVideo) -> list[float]:
-        adapted = ttblur.adapt(model, video.blurry, config=config, progress=False).model
+        adapted = video.adapt(model, config).model
         target = adapted.state_dict()
         out = []
         for alpha in alphas:
@@ -311,14 +311,14 @@ def motion_consistent_clip(
     return torch.stack(frames)
 
 
-def exposure_ratio_bme(video: DevVideo, bme: Callable[[Tensor], Tensor]) -> tuple[float, float]:
+def exposure_ratio_bme(video: DevVideo, config: AdaptConfig) -> tuple[float, float]:
     """(mean BME magnitude) / (mean DIS flow per frame) over the higher-motion half of the
-    frames, and that half's mean flow per frame (px)."""
+    frames, and that half's mean flow per frame (px). The BME maps are the detector's."""
     frames = video.blurry
-    flow = build_flow(AdaptConfig().dbcgm)(frames[:-1], frames[1:])
+    flow = build_flow(config.dbcgm)(frames[:-1], frames[1:])
     per_pair = torch.hypot(flow[:, 0], flow[:, 1]).mean(dim=(1, 2))
     motion = torch.cat([per_pair[:1], (per_pair[:-1] + per_pair[1:]) / 2, per_pair[-1:]])
-    magnitude = bme(frames).mean(dim=(1, 2, 3))
+    magnitude = video.selection.magnitude.mean(dim=(1, 2, 3))
     top = motion >= motion.median()
     return float(magnitude[top].sum() / motion[top].sum()), float(motion[top].mean())
 
@@ -433,14 +433,13 @@ def synclip(
     ]
     rows = list(range(len(labels))) if rows is None else list(rows)
     generator = DomainBlurConditionGenerator.from_config(config.dbcgm, config.mag_norm)
-    predict = BlurMagnitudeEstimator.from_pretrained(config.rsdm.weights).predict
 
     def score(video: DevVideo) -> list[float]:
         patches = video.selection.patches
         total, counts = generator.accumulated_flow(video.blurry, patches)
         patch_motion = (torch.hypot(total[:, 0], total[:, 1]) / counts.view(-1, 1, 1)).mean((1, 2))
         dbcgm_px = video.condition[:, 2].mean(dim=(1, 2)) * config.mag_norm
-        ratio, video_motion = exposure_ratio_bme(video, predict)
+        ratio, video_motion = exposure_ratio_bme(video, config)
         fitted = exposure_ratio_fit_moving(video, config)
         fitted = ratio if fitted is None else fitted
         oracle = float(video.clip.magnitude.mean())
@@ -476,7 +475,7 @@ def synclip(
             noisy = match_noise(
                 inputs.flatten(0, 1),
                 video.noise_std,
-                generator=torch.Generator().manual_seed(config.seed + _NOISE_SEED),
+                generator=torch.Generator().manual_seed(config.seed + _NOISE_SEED_OFFSET),
             )
             pairs = PseudoPairs(noisy.view_as(inputs), _crops(video.blurry, video), 2, patches)
             out.append(gain(train(model, pairs, config), video))
@@ -486,12 +485,11 @@ def synclip(
 
 
 def exposure(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig) -> str:
-    predict = BlurMagnitudeEstimator.from_pretrained(config.rsdm.weights).predict
     rows = []
     for video in videos:
         params = synth.PRESETS[video.preset]
         true = params.exposure_ms / params.frame_interval_ms
-        ratio, motion = exposure_ratio_bme(video, predict)
+        ratio, motion = exposure_ratio_bme(video, config)
         fitted = exposure_ratio_fit(video, config)
         moving = exposure_ratio_fit_moving(video, config)
         shown = "-" if moving is None else f"{moving:.2f}"
