@@ -43,8 +43,8 @@ from tqdm.auto import tqdm
 
 from ttblur.specs import (
     ModelSpec,
+    _declared_spec,
     eval_mode,
-    get_spec,
     infer_spec,
     model_device,
     model_dtype,
@@ -265,15 +265,6 @@ def _restored_windows(
 def _check_model(model: object) -> None:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-
-
-def _declared_spec(model: nn.Module, spec: str | ModelSpec | None) -> ModelSpec:
-    """The spec :func:`~ttblur.specs.infer_spec` will verify, resolved without running the
-    model (to check arguments before the first frame is read)."""
-    if spec is None:
-        own = getattr(model, "spec", None)
-        spec = own if isinstance(own, (str, ModelSpec)) else "image"
-    return get_spec(spec)
 
 
 def _iter_frames(items: Iterable[Any]) -> Iterator[Tensor]:

@@ -541,10 +541,20 @@ def infer_spec(
     Raises:
         ValueError: unknown name, or the model does not fit the spec (message names ``spec=``).
     """
+    return check_model(model, _declared_spec(model, spec), device)
+
+
+def _declared_spec(model: nn.Module, spec: str | ModelSpec | None = None) -> ModelSpec:
+    """The spec :func:`infer_spec` would verify, resolved without running ``model``: ``spec``,
+    else ``model.spec`` when it is a ``ModelSpec`` or a registered name, else ``"image"``.
+
+    Raises:
+        ValueError: unknown spec name.
+    """
     if spec is None:
         own = getattr(model, "spec", None)
         spec = own if isinstance(own, (str, ModelSpec)) else "image"
-    return check_model(model, get_spec(spec), device)
+    return get_spec(spec)
 
 
 # ---------------------------------------------------------------------- built-in specs
