@@ -339,7 +339,7 @@ def fit_width(image: NDArray[np.uint8], width: int) -> NDArray[np.uint8]:
 
 
 def _text_width(text: str, scale: float, thickness: int = 1) -> int:
-    return int(cv2.getTextSize(text, _FONT, scale, thickness)[0][0])
+    return int(cv2.getTextSize(_ascii(text), _FONT, scale, thickness)[0][0])
 
 
 def _put_text(
@@ -350,7 +350,8 @@ def _put_text(
     color: tuple[int, int, int] = _BLACK,
     thickness: int = 1,
 ) -> None:
-    cv2.putText(image, text, origin, _FONT, scale, color, thickness, cv2.LINE_AA)
+    # OpenCV's Hershey fonts draw ASCII only: other characters become "?".
+    cv2.putText(image, _ascii(text), origin, _FONT, scale, color, thickness, cv2.LINE_AA)
 
 
 def _ascii(text: str) -> str:
@@ -364,7 +365,6 @@ def add_caption(
 
     Text too wide for the image is shortened with ``...``; non-ASCII characters become ``?``.
     """
-    text = _ascii(text)
     width = image.shape[1]
     bar_height = round(30 * scale) + 8
     while len(text) > 3 and _text_width(text, scale) > width - 6:
@@ -556,12 +556,12 @@ def line_chart(
     if highlight is not None and all(math.isfinite(float(v)) for v in highlight[:2]):
         point = to_px(float(highlight[0]), float(highlight[1]))
         cv2.circle(canvas, point, 9, _BLACK, 2, cv2.LINE_AA)
-        text = _ascii(highlight[2])
+        text = highlight[2]
         tx = min(point[0] + 12, right - _text_width(text, 0.42) - 2)
         _put_text(canvas, text, (max(left + 2, tx), max(top + 14, point[1] - 12)), 0.42)
 
     row = top + 18
-    box_w = max((_text_width(_ascii(lbl), 0.42) for lbl, _, _ in legend), default=0) + 44
+    box_w = max((_text_width(lbl, 0.42) for lbl, _, _ in legend), default=0) + 44
     if legend:
         corner_a, corner_b = (right - box_w - 6, top + 4), (right - 4, top + 8 + 18 * len(legend))
         cv2.rectangle(canvas, corner_a, corner_b, _WHITE, -1)
@@ -572,15 +572,15 @@ def line_chart(
             _dashed_line(canvas, (x0, row - 4), (x0 + 28, row - 4), color, dash=6)
         else:
             cv2.line(canvas, (x0, row - 4), (x0 + 28, row - 4), color, 2, cv2.LINE_AA)
-        _put_text(canvas, _ascii(label), (x0 + 34, row), 0.42)
+        _put_text(canvas, label, (x0 + 34, row), 0.42)
         row += 18
     if title:
-        _put_text(canvas, _ascii(title), (left, 22), 0.55, thickness=1)
+        _put_text(canvas, title, (left, 22), 0.55, thickness=1)
     if xlabel:
-        text = _ascii(xlabel)
+        text = xlabel
         _put_text(canvas, text, ((left + right - _text_width(text, 0.45)) // 2, height - 10), 0.45)
     if ylabel:
-        text = _ascii(ylabel)
+        text = ylabel
         strip = np.full((20, _text_width(text, 0.45) + 6, 3), 255, dtype=np.uint8)
         _put_text(strip, text, (3, 15), 0.45)
         rotated = np.ascontiguousarray(np.rot90(strip))
@@ -627,7 +627,7 @@ def colorbar(
     if marker is not None and math.isfinite(marker[0]) and 0 <= marker[0] <= vmax:
         px = pad + round(marker[0] / vmax * (width - 2 * pad - 1))
         cv2.line(canvas, (px, top - 4), (px, top + bar_h), (0, 170, 255), 2)
-        label = _ascii(marker[1])
+        label = marker[1]
         x0 = min(max(0, px - _text_width(label, 0.38) // 2), width - _text_width(label, 0.38))
         _put_text(canvas, label, (x0, top - 6), 0.38)
     return canvas
