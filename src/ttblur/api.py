@@ -206,12 +206,20 @@ def _build_synthesizer(config: AdaptConfig, device: torch.device) -> BlurSynthes
     return build_synthesizer(config.synthesis, config.mag_norm, device=device, seed=config.seed)
 
 
+def _axial_mean(condition: Tensor) -> tuple[float, float]:
+    """Magnitude-weighted axial mean direction of condition maps ``(..., 3, h, w)``: degrees in
+    ``[0, 180)`` and the concentration in ``[0, 1]`` (1: every pixel along one axis)."""
+    x, y, z = condition.unbind(dim=-3)
+    angle2 = 2.0 * torch.atan2(y, x).flatten().double()
+    weights = z.flatten().double().clamp_min(1e-12)
+    c = float((weights * torch.cos(angle2)).sum() / weights.sum())
+    s = float((weights * torch.sin(angle2)).sum() / weights.sum())
+    return math.degrees(math.atan2(s, c) / 2.0) % 180.0, math.hypot(c, s)
+
+
 def _condition_stats(condition: Tensor, mag_norm: float) -> ConditionStats:
     z = condition[:, 2].flatten().double() * mag_norm
-    angle2 = 2.0 * torch.atan2(condition[:, 1], condition[:, 0]).flatten().double()
-    weights = condition[:, 2].flatten().double().clamp_min(1e-12)
-    c = (weights * torch.cos(angle2)).sum() / weights.sum()
-    s = (weights * torch.sin(angle2)).sum() / weights.sum()
+    direction_deg, concentration = _axial_mean(condition)
     quantiles = torch.quantile(
         z[:: max(1, z.numel() // 100_000)], torch.tensor([0.1, 0.9]).double()
     )
@@ -219,8 +227,8 @@ def _condition_stats(condition: Tensor, mag_norm: float) -> ConditionStats:
         magnitude_mean_px=float(z.mean()),
         magnitude_p10_px=float(quantiles[0]),
         magnitude_p90_px=float(quantiles[1]),
-        direction_deg=float(math.degrees(math.atan2(float(s), float(c)) / 2.0) % 180.0),
-        direction_concentration=float(torch.hypot(c, s)),
+        direction_deg=direction_deg,
+        direction_concentration=concentration,
     )
 
 

@@ -237,15 +237,6 @@ def _blurry_detail_box(frame: Tensor, magnitude: Tensor, side: int) -> tuple[int
     return row * stride, col * stride, row * stride + side, col * stride + side
 
 
-def _axial_direction_deg(condition: Tensor) -> float:
-    """Magnitude-weighted axial mean direction of a condition map, degrees in [0, 180)."""
-    angle2 = 2.0 * torch.atan2(condition[1], condition[0]).double()
-    weights = condition[2].double().clamp_min(1e-12)
-    c = float((weights * torch.cos(angle2)).sum())
-    s = float((weights * torch.sin(angle2)).sum())
-    return math.degrees(math.atan2(s, c) / 2.0) % 180.0
-
-
 # ------------------------------------------------------------------------------ pictures
 
 
@@ -313,6 +304,8 @@ def _conditions_sheet(
     patches: Sequence[PatchLocation],
     mag_norm: float,
 ) -> NDArray[np.uint8]:
+    from ttblur.api import _axial_mean
+
     tile_w = _tile_width(patches[0].size, 160, 256)
     z_max = max(float(c[2].max()) for c in conditions)
     rows = []
@@ -325,7 +318,7 @@ def _conditions_sheet(
             add_caption(fit_width(to_rgb8(s), tile_w), f"t={p.frame} y={p.top} x={p.left}"),
             add_caption(
                 fit_width(condition_to_rgb(shown), tile_w),
-                f"{magnitude:.1f}px {_axial_direction_deg(c):.0f}deg",
+                f"{magnitude:.1f}px {_axial_mean(c)[0]:.0f}deg",
             ),
         ]
         if reblurred is not None:
