@@ -156,7 +156,6 @@ def time_adapt(
     report = result.report
     model_s = timer.forward_s + timer.backward_s
     return {
-        "clip": f"{frames}x{height}x{width}",
         "label": f"{frames}x{height}x{width}, {model_name} ({params / 1e6:.2f} M)",
         "make_video_s": make_s,
         "seconds": dict(report.seconds),
@@ -186,13 +185,11 @@ def generated_frames(frames: int, height: int, width: int, chunk: int = 8) -> It
         yield torch.stack([torch.roll(base, shifts=4 * k, dims=-1) for k in shifts])
 
 
-def write_source(path: Path, frames: int, height: int, width: int) -> float:
-    """Encode a generated mp4 chunk by chunk; returns seconds."""
+def write_source(path: Path, frames: int, height: int, width: int) -> None:
+    """Encode a generated mp4 chunk by chunk."""
     from ttblur.video import _write_chunks  # the incremental writer behind save_video
 
-    start = time.perf_counter()
     _write_chunks(generated_frames(frames, height, width), path, 25.0, total=frames)
-    return time.perf_counter() - start
 
 
 def run_child(
