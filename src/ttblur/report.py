@@ -240,19 +240,33 @@ def _blurry_detail_box(frame: Tensor, magnitude: Tensor, side: int) -> tuple[int
 # ------------------------------------------------------------------------------ pictures
 
 
-def _patches_sheet(
-    frames: Tensor, patches: Sequence[PatchLocation], shown: Sequence[int]
+def _boxed_sheet(
+    images: Sequence[NDArray[np.uint8]],
+    shown: Sequence[int],
+    patches: Sequence[PatchLocation],
+    width: int,
+    color: tuple[int, int, int],
+    captions: Sequence[str],
 ) -> NDArray[np.uint8]:
-    width = frames.shape[-1]
+    """Full-width ``images`` of the frames ``shown`` (``width`` px wide), shrunk to tiles with
+    the patches of each frame boxed and captioned, in a grid."""
     tile_w = _tile_width(width, 240, 480)
     scale = tile_w / width
     tiles = []
-    for t in shown:
+    for t, image, caption in zip(shown, images, captions):
         boxes = [_scaled(p, scale) for p in patches if p.frame == t]
-        tile = draw_boxes(fit_width(to_rgb8(frames[t]), tile_w), boxes, color=_BOX)
-        count = len(boxes)
-        tiles.append(add_caption(tile, f"frame {t}: {count} patch{'es' if count != 1 else ''}"))
+        tile = draw_boxes(fit_width(image, tile_w), boxes, color=color)
+        tiles.append(add_caption(tile, caption))
     return grid(tiles, columns=2 if len(tiles) in (2, 4) else 3)
+
+
+def _patches_sheet(
+    frames: Tensor, patches: Sequence[PatchLocation], shown: Sequence[int]
+) -> NDArray[np.uint8]:
+    counts = [sum(p.frame == t for p in patches) for t in shown]
+    captions = [f"frame {t}: {n} patch{'es' if n != 1 else ''}" for t, n in zip(shown, counts)]
+    images = [to_rgb8(frames[t]) for t in shown]
+    return _boxed_sheet(images, shown, patches, frames.shape[-1], _BOX, captions)
 
 
 def _scaled(p: PatchLocation, scale: float) -> tuple[int, int, int, int]:
@@ -271,18 +285,11 @@ def _magnitude_sheet(
     shown: Sequence[int],
     threshold: float | None,
 ) -> NDArray[np.uint8]:
-    width = frames.shape[-1]
-    tile_w = _tile_width(width, 240, 480)
-    scale = tile_w / width
     peak = float(maps.max())
     vmax = peak if peak > 0 else 1.0
-    tiles = []
-    for t, m in zip(shown, maps):
-        heat = fit_width(magnitude_to_heatmap(m, vmax=vmax), tile_w)
-        boxes = [_scaled(p, scale) for p in patches if p.frame == t]
-        tile = draw_boxes(heat, boxes, color=_BOX_ON_HEAT)
-        tiles.append(add_caption(tile, f"frame {t}: mean {float(m.mean()):.1f} px"))
-    sheet = grid(tiles, columns=2 if len(tiles) in (2, 4) else 3)
+    images = [magnitude_to_heatmap(m, vmax=vmax) for m in maps]
+    captions = [f"frame {t}: mean {float(m.mean()):.1f} px" for t, m in zip(shown, maps)]
+    sheet = _boxed_sheet(images, shown, patches, frames.shape[-1], _BOX_ON_HEAT, captions)
     marker = None
     if threshold is not None and math.isfinite(threshold) and 0 <= threshold <= vmax:
         marker = (threshold, f"RSDM threshold {threshold:.1f} px")
