@@ -323,6 +323,26 @@ def exposure_ratio_bme(video: DevVideo, config: AdaptConfig) -> tuple[float, flo
     return float(magnitude[top].sum() / motion[top].sum()), float(motion[top].mean())
 
 
+def _warp_back(
+    frames: Tensor, t: int, s: int, flow_fn: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[Tensor, Tensor]:
+    """The flow ``f`` ``(1, 2, H, W)`` from frame ``t`` to ``s`` and frame ``s`` warped back onto
+    ``t`` (bilinear, border padding) ``(1, 3, H, W)``."""
+    f = flow_fn(frames[t : t + 1], frames[s : s + 1])
+    height, width = frames.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32),
+        torch.arange(width, dtype=torch.float32),
+        indexing="ij",
+    )
+    grid = torch.stack(
+        ((2 * (xs + f[0, 0]) + 1) / width - 1, (2 * (ys + f[0, 1]) + 1) / height - 1), -1
+    )
+    source = frames[s : s + 1]
+    warped = F.grid_sample(source, grid[None], padding_mode="border", align_corners=False)
+    return f, warped
+
+
 def exposure_ratio_fit(video: DevVideo, config: AdaptConfig) -> float:
     """Analysis by synthesis at the pseudo-sharp patches: the ratio ``d`` for which the patch
     re-blurred by ``d |f|`` (noise topped up) best matches the neighbour frame warped back by
@@ -332,22 +352,10 @@ def exposure_ratio_fit(video: DevVideo, config: AdaptConfig) -> float:
     ratios = torch.linspace(0.0, 1.5, 16)
     error = torch.zeros(len(ratios))
     generator = torch.Generator().manual_seed(0)
-    height, width = frames.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32),
-        torch.arange(width, dtype=torch.float32),
-        indexing="ij",
-    )
     for t in sorted({p.frame for p in video.selection.patches}):
         patches = [p for p in video.selection.patches if p.frame == t]
         for s in (t - 1, t + 1):
-            f = flow_fn(frames[t : t + 1], frames[s : s + 1])
-            grid = torch.stack(
-                ((2 * (xs + f[0, 0]) + 1) / width - 1, (2 * (ys + f[0, 1]) + 1) / height - 1), -1
-            )
-            warped = F.grid_sample(
-                frames[s : s + 1], grid[None], padding_mode="border", align_corners=False
-            )
+            f, warped = _warp_back(frames, t, s, flow_fn)
             length = torch.hypot(f[:, :1], f[:, 1:])
             unit = f / length.clamp_min(1e-6)
             for p in patches:
@@ -379,25 +387,13 @@ def exposure_ratio_fit_moving(
     error = torch.zeros(len(ratios))
     used = 0
     generator = torch.Generator().manual_seed(0)
-    height, width = frames.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32),
-        torch.arange(width, dtype=torch.float32),
-        indexing="ij",
-    )
     for t in sorted({p.frame for p in video.selection.patches}):
         patches = [p for p in video.selection.patches if p.frame == t]
         for s in (t + k for k in offsets):
             if not 0 <= s < count:
                 continue
             around = [pair_flow[a] for a in (s - 1, s) if 0 <= a < count - 1]
-            f = flow_fn(frames[t : t + 1], frames[s : s + 1])
-            grid = torch.stack(
-                ((2 * (xs + f[0, 0]) + 1) / width - 1, (2 * (ys + f[0, 1]) + 1) / height - 1), -1
-            )
-            warped = F.grid_sample(
-                frames[s : s + 1], grid[None], padding_mode="border", align_corners=False
-            )
+            _, warped = _warp_back(frames, t, s, flow_fn)
             for p in patches:
                 motion = torch.stack([p.crop(g).mean(dim=(1, 2)) for g in around]).mean(0)
                 speed = float(torch.stack([torch.hypot(*p.crop(g)).mean() for g in around]).mean())
