@@ -89,22 +89,22 @@ class ModelTimer:
 
         def output_grad(grad: Tensor) -> None:
             if state["start"] is None:
-                state["start"] = time.perf_counter()
+                state["start"] = _now()
 
         def pre_forward(module: nn.Module, args: Any) -> None:
-            state["t0"] = time.perf_counter()
+            state["t0"] = _now()
 
         def post_forward(module: nn.Module, args: Any, output: Any) -> None:
             t0 = state["t0"]
             if t0 is not None:
-                self.forward_s += time.perf_counter() - t0
+                self.forward_s += _now() - t0
                 self.forward_calls += 1
             if isinstance(output, Tensor) and output.requires_grad:
                 close_backward()  # the previous training step's backward is over
                 output.register_hook(output_grad)
 
         def param_ready(param: Tensor) -> None:
-            state["last"] = time.perf_counter()
+            state["last"] = _now()
 
         model.register_forward_pre_hook(pre_forward)
         model.register_forward_hook(post_forward)
@@ -112,6 +112,14 @@ class ModelTimer:
             if param.requires_grad:
                 param.register_post_accumulate_grad_hook(param_ready)
         self.finish = close_backward
+
+
+def _now() -> float:
+    """``time.perf_counter()`` after the queued CUDA work is done (CUDA kernels run
+    asynchronously, so a plain clock would charge a pass's time to whoever waits next)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def build_model(name: str) -> nn.Module:

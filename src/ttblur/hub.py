@@ -166,6 +166,24 @@ def _predownload_help(repo_id: str, revision: str | None) -> str:
     )
 
 
+def _cached_snapshot(repo_id: str, revision: str | None, filenames: tuple[str, ...]) -> Path | None:
+    """The Hub cache's snapshot folder of ``repo_id`` at ``revision`` holding any of
+    ``filenames``, looked up on disk only; ``None`` when there is none.
+
+    ``snapshot_download`` already falls back to the cache offline, but some
+    ``huggingface_hub`` releases (1.33 among them) do not when ``revision`` is a commit hash
+    that no branch or tag of the cache points to; ``try_to_load_from_cache`` resolves refs and
+    bare commit hashes alike.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in filenames:
+        found = try_to_load_from_cache(repo_id, name, revision=revision)
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
 def _download_from_hub(repo_id: str, revision: str | None, filenames: tuple[str, ...]) -> Path:
     """Snapshot folder of ``repo_id`` in the Hub cache, downloading ``filenames`` if needed.
 
@@ -201,6 +219,9 @@ def _download_from_hub(repo_id: str, revision: str | None, filenames: tuple[str,
             f"was sent (log in with `hf auth login` or set HF_TOKEN): {err}"
         ) from err
     except Exception as err:  # unreachable Hub, offline mode without cache, incomplete cache
+        cached = _cached_snapshot(repo_id, revision, filenames)
+        if cached is not None:
+            return cached
         reason = (
             "the Hub is not contacted because HF_HUB_OFFLINE=1 is set"
             if constants.HF_HUB_OFFLINE

@@ -166,7 +166,9 @@ def test_raft_rejects_foreign_state_dict(tmp_path) -> None:
 
 
 class _FakeRAFT(torch.nn.Module):
-    """Mimics torchvision's RAFT call convention: inputs in [-1, 1], H and W multiples of 8."""
+    """Mimics torchvision's RAFT call convention: inputs in [-1, 1], H and W multiples of 8
+    and at least 128 (torchvision raises below that: its correlation pyramid needs 16 px
+    feature maps at 1/8 resolution)."""
 
     def __init__(self, width: int) -> None:
         super().__init__()
@@ -176,6 +178,7 @@ class _FakeRAFT(torch.nn.Module):
 
     def forward(self, image1: torch.Tensor, image2: torch.Tensor, num_flow_updates: int = 12):
         assert image1.shape[-2] % 8 == 0 and image1.shape[-1] % 8 == 0
+        assert min(image1.shape[-2:]) >= 128
         assert float(image1.min()) >= -1.0 and float(image1.max()) <= 1.0
         self.seen.append((*image1.shape, num_flow_updates))
         # flow = bias + the mean brightness difference, so outputs depend on the inputs
@@ -203,14 +206,15 @@ def test_raft_wrapper_loading_padding_and_scaling_with_a_stand_in(tmp_path, monk
     torch.save({f"module.{k}": v for k, v in small.state_dict().items()}, tmp_path / "s.pth")
     flow = RAFTFlow(tmp_path / "s.pth", num_flow_updates=3, batch_size=2)
     assert flow.size == "small"
-    src = torch.zeros(3, 3, 20, 30)
-    dst = torch.ones(3, 3, 20, 30)
+    src = torch.zeros(3, 3, 20, 130)
+    dst = torch.ones(3, 3, 20, 130)
     out = flow(src, dst)
-    assert out.shape == (3, 2, 20, 30) and out.dtype == torch.float32
+    assert out.shape == (3, 2, 20, 130) and out.dtype == torch.float32
     # [0, 1] -> [-1, 1] makes the brightness difference 2, halved by the stand-in: +1.
-    assert torch.allclose(out[:, 0], torch.full((3, 20, 30), 2.5))
-    assert torch.allclose(out[:, 1], torch.full((3, 20, 30), 0.5))
-    assert flow.model.seen == [(2, 3, 24, 32, 3), (1, 3, 24, 32, 3)]  # padded, batched
+    assert torch.allclose(out[:, 0], torch.full((3, 20, 130), 2.5))
+    assert torch.allclose(out[:, 1], torch.full((3, 20, 130), 0.5))
+    # padded to RAFT's 128 px minimum / a multiple of 8, batched
+    assert flow.model.seen == [(2, 3, 128, 136, 3), (1, 3, 128, 136, 3)]
 
     folder = tmp_path / "large"
     folder.mkdir()

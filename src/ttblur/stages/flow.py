@@ -74,6 +74,8 @@ MIN_FLOW_SIZE = 8
 _DIS_SAFE_SIDE = 32
 _RANGE_TOL = 1e-4
 _RAFT_MULTIPLE = 8
+#: Smallest side RAFT accepts: its 4-level correlation pyramid needs 16 px feature maps at 1/8.
+_RAFT_MIN_SIZE = 128
 
 
 def _value_range(x: Tensor, name: str) -> tuple[float, float]:
@@ -448,7 +450,8 @@ class RAFTFlow(PushToHubMixin):
 
         Returns:
             ``(N, 2, H, W)`` float32 flow in pixels on ``src``'s device (frames are
-            edge-padded to a multiple of 8 for RAFT and the flow is cropped back).
+            edge-padded to a multiple of 8, and to at least 128 px, the smallest input
+            RAFT's correlation pyramid accepts, and the flow is cropped back).
         """
         validate_flow_inputs(src, dst)
         n, _, height, width = src.shape
@@ -456,8 +459,8 @@ class RAFTFlow(PushToHubMixin):
             return torch.zeros(0, 2, height, width, dtype=torch.float32, device=src.device)
         device = self.device if self.device is not None else src.device
         self.model.to(device)
-        pad_h = (-height) % _RAFT_MULTIPLE
-        pad_w = (-width) % _RAFT_MULTIPLE
+        pad_h = max((-height) % _RAFT_MULTIPLE, _RAFT_MIN_SIZE - height)
+        pad_w = max((-width) % _RAFT_MULTIPLE, _RAFT_MIN_SIZE - width)
         outputs = []
         for i in range(0, n, self.batch_size):
             pair = []
