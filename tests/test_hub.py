@@ -117,6 +117,31 @@ def test_hub_cache_revision_picks_the_snapshot(tmp_path, hub_cache):
         TinyNet.from_pretrained("someone/tiny", revision="v2")
 
 
+def test_cache_lookup_when_snapshot_download_does_not_fall_back(tmp_path, hub_cache, monkeypatch):
+    """Some huggingface_hub releases (1.33) raise offline for a commit hash that no cached ref
+    points to instead of using the cache; the loader then finds the snapshot itself."""
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise huggingface_hub.errors.OfflineModeIsEnabled("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    hub_cache.add(
+        "someone/tiny",
+        TinyNet(TinyConfig(width=2)).save_pretrained(tmp_path / "a"),
+        commit="a" * 40,
+    )
+    hub_cache.add(
+        "someone/tiny",
+        TinyNet(TinyConfig(width=3)).save_pretrained(tmp_path / "b"),
+        commit="b" * 40,
+    )
+    assert TinyNet.from_pretrained("someone/tiny", revision="a" * 40).config.width == 2
+    assert TinyNet.from_pretrained("someone/tiny").config.width == 3  # refs/main
+    with pytest.raises(WeightsNotFoundError, match="holds no complete snapshot"):
+        TinyNet.from_pretrained("someone/tiny", revision="c" * 40)
+
+
 def test_unreachable_hub_uses_the_cache_even_when_not_in_offline_mode(
     tmp_path, hub_cache, monkeypatch
 ):
