@@ -40,12 +40,12 @@ from torch import Tensor
 
 import ttblur
 from ttblur import metrics, synth
-from ttblur.api import _NOISE_SEED_OFFSET, _build_synthesizer, _synthesize, _video_noise
+from ttblur.api import _NOISE_SEED_OFFSET, _build_synthesizer, _synthesize
 from ttblur.config import AdaptConfig
 from ttblur.finetune import PseudoPairs, build_pseudo_pairs, copy_model, finetune
 from ttblur.stages.dbcgm import DomainBlurConditionGenerator, build_condition_generator
 from ttblur.stages.flow import build_flow
-from ttblur.stages.reblur import match_noise, motion_blur
+from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 from ttblur.stages.rsdm import RelativeSharpnessDetector
 
 PRESETS = ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms", "lowlight")
@@ -138,7 +138,7 @@ def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
                     unadapted=ttblur.deblur(model, clip.blurry, progress=False),
                     selection=selection,
                     condition=condition,
-                    noise_std=_video_noise(clip.blurry),
+                    noise_std=video_noise_std(clip.blurry),
                 )
             )
     return videos

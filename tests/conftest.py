@@ -4,6 +4,8 @@
   Face Hub is in offline mode (``HF_HUB_OFFLINE=1``), in every test.
 * ``hub_cache``: an empty Hub cache in a temporary ``HF_HOME``, with ``add(repo_id, folder)``
   laying files out the way ``huggingface_hub`` stores a downloaded snapshot.
+* ``panning_video``: a factory of textured videos panning at a known speed with a known
+  exposure ratio.
 * ``fake_hub``: ``HfApi.create_repo`` / ``create_branch`` / ``upload_folder`` replaced by
   recorders; each upload's folder is copied so that tests can load it back.
 """
@@ -13,12 +15,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+import torch.nn.functional as F
 from huggingface_hub import HfApi, constants
+
+from ttblur.stages.reblur import motion_blur
 
 
 @pytest.fixture(autouse=True)
@@ -133,3 +140,42 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     monkeypatch.setattr(HfApi, "create_branch", create_branch)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     return fake
+
+
+def _panning_video(
+    ratio: float,
+    speed: int = 4,
+    frames: int = 8,
+    size: tuple[int, int] = (96, 128),
+    sharp_frame: int = 3,
+    noise: float = 0.004,
+    seed: int = 0,
+) -> torch.Tensor:
+    """A smooth random texture panning ``speed`` px per frame (content moves ``-speed`` px in
+    x), every frame blurred ``ratio * speed`` px horizontally (``mag_norm`` 147) except
+    ``sharp_frame``, a still moment (what RSDM picks pseudo-sharp patches from):
+    ``(T, 3, H, W)``."""
+    gen = torch.Generator().manual_seed(seed)
+    height, width = size
+    big = torch.rand(1, 3, height // 4 + 4, (width + speed * frames) // 4 + 8, generator=gen)
+    texture = F.interpolate(big, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    condition = torch.zeros(1, 3, *texture.shape[-2:])
+    condition[:, 0] = 1.0
+    condition[:, 2] = ratio * speed / 147.0
+    blurred = motion_blur(texture, condition, 147.0)[0]
+    video = torch.stack(
+        [
+            (texture[0] if t == sharp_frame else blurred)[
+                :, 8 : 8 + height, speed * t : speed * t + width
+            ]
+            for t in range(frames)
+        ]
+    )
+    return (video + noise * torch.randn(video.shape, generator=gen)).clamp(0, 1)
+
+
+@pytest.fixture
+def panning_video() -> Callable[..., torch.Tensor]:
+    """Factory of textured videos panning at a known speed with a known exposure ratio (see
+    :func:`_panning_video`); the pan is horizontal, frame ``sharp_frame`` is unblurred."""
+    return _panning_video

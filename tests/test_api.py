@@ -16,6 +16,7 @@ from ttblur.inference import deblur
 from ttblur.metrics import psnr
 from ttblur.nets.reference import reference_model
 from ttblur.protocols import PatchLocation, Selection
+from ttblur.stages.reblur import motion_blur
 from ttblur.synth import load_photo, make_video
 from ttblur.testing import standin_model
 
@@ -341,3 +342,50 @@ def test_cuda_run_returns_the_model_home() -> None:
     assert next(result.model.parameters()).device.type == "cpu"
     out = result.deblur(video, progress=False)
     assert out.shape == video.shape
+
+
+class _RecordingBlur:
+    """A user synthesizer: physical blur, recording the sizes it is asked to blur."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, ...]] = []
+
+    def __call__(self, sharp: Tensor, condition: Tensor) -> Tensor:
+        self.sizes.append(tuple(sharp.shape))
+        return motion_blur(sharp, condition, 147.0)
+
+
+def test_synthesized_clips_blur_a_box_around_each_patch(target_video) -> None:
+    model = standin_model("reference")
+    before = _state(model)
+    blur = _RecordingBlur()
+    config = {**FAST, "dbcgm": {"magnitude": "exposure"}, "synthesis": {"clip": "synthesized"}}
+    result = adapt(
+        model, target_video.blurry, config=config, synthesizer=blur, device="cpu", progress=False
+    )
+    report = result.report
+    # The video pans ~20 px per frame: the boxes hold the patch plus 2 frames of motion.
+    assert report.motion_px is not None and 10.0 < report.motion_px < 40.0
+    assert report.exposure_ratio is not None and 0.0 <= report.exposure_ratio <= 1.5
+    sides = {size[-1] for size in blur.sizes}
+    assert len(sides) == 1 and (side := sides.pop()) >= 32 + 4 * report.motion_px
+    assert (side - 32) % 16 == 0 and sum(size[0] for size in blur.sizes) == len(report.patches)
+    assert _same(before, _state(model)) and not _same(before, _state(result.model))
+    # With the BME magnitude the motion is still measured (same flows, same number).
+    plain = adapt(
+        model,
+        target_video.blurry,
+        config={**FAST, "synthesis": {"clip": "synthesized"}},
+        device="cpu",
+        progress=False,
+    ).report
+    assert plain.exposure_ratio is None
+    assert plain.motion_px == pytest.approx(report.motion_px, rel=1e-5)
+
+
+def test_synthesized_clips_for_an_image_model_need_no_motion(target_video) -> None:
+    config = {**FAST, "synthesis": {"clip": "synthesized"}}
+    report = adapt(
+        standin_model("image"), target_video.blurry, config=config, device="cpu", progress=False
+    ).report
+    assert report.motion_px is None and report.num_train_pairs > 0

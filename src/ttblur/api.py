@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ttblur.config import AdaptConfig
 from ttblur.finetune import (
     LossFn,
+    PseudoPairs,
     build_pseudo_pairs,
     clip_radius,
     copy_model,
@@ -42,7 +43,10 @@ from ttblur.protocols import (
     SharpnessDetector,
 )
 from ttblur.specs import ModelSpec, infer_spec, model_device
-from ttblur.stages.reblur import estimate_noise_std, match_noise
+from ttblur.stages.clips import synthesize_motion_clips
+from ttblur.stages.exposure import ExposureEstimate, video_motion
+from ttblur.stages.flow import build_flow
+from ttblur.stages.reblur import match_noise, video_noise_std
 from ttblur.video import VideoSource, load_video
 
 __all__ = ["AdaptReport", "AdaptResult", "ConditionStats", "PatchRecord", "adapt"]
@@ -89,6 +93,10 @@ class AdaptReport(BaseModel):
     threshold_px: float | None
     condition: ConditionStats | None
     noise_std: float | None = None
+    #: Exposure / frame interval fitted by DBCGM (``dbcgm.magnitude="exposure"``), else None.
+    exposure_ratio: float | None = None
+    #: The video's motion per frame in px (``magnitude="exposure"`` or synthesized clips).
+    motion_px: float | None = None
     train_loss: list[float] = Field(default_factory=list)
     val_loss: list[float] = Field(default_factory=list)
     baseline_val_loss: float | None = None
@@ -232,12 +240,6 @@ def _condition_stats(condition: Tensor, mag_norm: float) -> ConditionStats:
     )
 
 
-def _video_noise(frames: Tensor, max_frames: int = 8) -> float:
-    """Sensor noise std of the video (no reference needed), from up to ``max_frames`` frames."""
-    step = max(1, math.ceil(frames.shape[0] / max_frames))
-    return float(estimate_noise_std(frames[::step]))
-
-
 def _sharpest(patches: list[PatchLocation], magnitude: Tensor, count: int) -> list[PatchLocation]:
     """The ``count`` patches with the lowest mean predicted magnitude, in their original order."""
     scores = torch.stack([p.crop(magnitude[p.frame]).float().mean() for p in patches])
@@ -366,18 +368,42 @@ def adapt(
         raise ValueError(
             f"condition generator returned {tuple(condition.shape)}, expected {tuple(sharp.shape)}"
         )
+    exposure: ExposureEstimate | None = getattr(generator, "last_exposure", None)
+    radius = clip_radius(resolved_spec, cfg.dbcgm.neighbours)
     with _timed(seconds, "synthesis"):
-        reblurred = _synthesize(synth, sharp, condition, cfg.synthesis.batch_size, run_device)
+        clips = None
+        if cfg.synthesis.clip == "synthesized":
+            if radius and exposure is None:
+                exposure = ExposureEstimate(None, video_motion(frames, build_flow(cfg.dbcgm)))
+            step = exposure.motion_px if exposure is not None else 0.0
+            clips = synthesize_motion_clips(
+                frames,
+                patches,
+                condition,
+                lambda boxes, cond: _synthesize(
+                    synth, boxes, cond, cfg.synthesis.batch_size, run_device
+                ),
+                step_px=step,
+                radius=radius,
+                mag_norm=cfg.mag_norm,
+                batch_size=cfg.synthesis.batch_size,
+            )
+            synthesized = clips.flatten(0, 1)
+        else:
+            synthesized = _synthesize(synth, sharp, condition, cfg.synthesis.batch_size, run_device)
         noise_level = None
         if cfg.synthesis.match_noise:
             # Blurring averages the patch's own noise away; real blurry frames keep theirs.
-            noise_level = _video_noise(frames)
+            noise_level = video_noise_std(frames)
             gen = torch.Generator().manual_seed(cfg.seed + _NOISE_SEED_OFFSET)
-            reblurred = match_noise(reblurred, noise_level, generator=gen)
+            synthesized = match_noise(synthesized, noise_level, generator=gen)
     with _timed(seconds, "pairs"):
-        pairs = build_pseudo_pairs(
-            frames, patches, reblurred, resolved_spec, neighbours=cfg.dbcgm.neighbours
-        )
+        if clips is not None:
+            pairs = PseudoPairs(synthesized.view_as(clips), sharp, radius, patches)
+        else:
+            pairs = build_pseudo_pairs(
+                frames, patches, synthesized, resolved_spec, neighbours=cfg.dbcgm.neighbours
+            )
     with _timed(seconds, "finetune"):
         outcome = finetune(
             work,
@@ -400,6 +426,8 @@ def adapt(
         **report_kwargs,
         condition=_condition_stats(condition, cfg.mag_norm),
         noise_std=noise_level,
+        exposure_ratio=exposure.ratio if exposure is not None else None,
+        motion_px=exposure.motion_px if exposure is not None else None,
         train_loss=outcome.train_loss,
         val_loss=outcome.val_loss,
         baseline_val_loss=outcome.baseline_val_loss,

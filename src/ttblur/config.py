@@ -82,6 +82,13 @@ class DBCGMConfig(_Section):
     context: int = Field(
         default=32, ge=0, description="margin in px around a patch over which flow is computed"
     )
+    magnitude: Literal["bme", "exposure"] = Field(
+        default="bme",
+        description=(
+            "magnitude source: BME magnitude adaptation (paper) or the video's fitted exposure "
+            "ratio x its motion per frame"
+        ),
+    )
     magnitude_offset: float = Field(
         default=3.0,
         ge=0.0,
@@ -123,6 +130,13 @@ class SynthesisConfig(_Section):
     match_noise: bool = Field(
         default=True,
         description="top up the noise of re-blurred patches to the level estimated on the video",
+    )
+    clip: Literal["original", "synthesized"] = Field(
+        default="original",
+        description=(
+            "neighbour frames of a fine-tuning clip: the video's own (paper) or synthesised "
+            "from the pseudo-sharp patch, moving as the video moves"
+        ),
     )
     num_steps: int = Field(default=20, gt=0, description="DDIM sampling steps (ID-Blau)")
     eta: float = Field(default=0.0, ge=0.0, description="DDIM eta (0: deterministic)")

@@ -277,6 +277,30 @@ def test_motion_cap_bounds_the_adapted_magnitude_by_the_per_frame_motion() -> No
     assert built.motion_cap is True and built.magnitude_offset == 3.0
 
 
+def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_video) -> None:
+    # A pan of 4 px per frame with an exposure of 0.5 frame interval: 2 px of blur everywhere,
+    # whatever the BME maps say (30 px here).
+    video = panning_video(0.5)
+    selection = Selection([PatchLocation(3, 16, 0, 64)], torch.full((8, 1, 96, 128), 30.0))
+    gen = DomainBlurConditionGenerator(147.0, magnitude="exposure")
+    z = gen(video, selection)[0, 2] * 147.0
+    assert gen.last_exposure is not None and gen.last_exposure.ratio == pytest.approx(0.5, abs=0.1)
+    assert gen.last_exposure.motion_px == pytest.approx(4.0, abs=0.3)
+    assert torch.allclose(z, torch.full_like(z, gen.last_exposure.blur_px or 0.0), atol=1e-4)
+    assert "magnitude='exposure'" in repr(gen)
+    bme = DomainBlurConditionGenerator(147.0)
+    assert float(bme(video, selection)[0, 2].mean()) * 147.0 > 20.0 and bme.last_exposure is None
+    # A still video gives no ratio: the BME magnitude adaptation is used instead.
+    still = panning_video(0.5, speed=0)
+    assert torch.allclose(gen(still, selection), bme(still, selection))
+    assert gen.last_exposure is not None and gen.last_exposure.ratio is None
+    built = build_condition_generator(DBCGMConfig(magnitude="exposure"), 147.0, seed=4)
+    assert isinstance(built, DomainBlurConditionGenerator)
+    assert (built.magnitude, built.seed) == ("exposure", 4)
+    with pytest.raises(ValueError, match="magnitude must be"):
+        DomainBlurConditionGenerator(147.0, magnitude="flow")  # type: ignore[arg-type]
+
+
 def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> None:
     magnitude = _ramp_magnitude(5, 0)
     flow = CodedFlow(const_table({a: (0.0, 1.0) for a in range(5)}))

@@ -68,6 +68,7 @@ from torch import Tensor
 
 from ttblur.config import DBCGMConfig
 from ttblur.protocols import ConditionGenerator, FlowEstimator, PatchLocation, Selection
+from ttblur.stages.exposure import ExposureEstimate, estimate_exposure
 from ttblur.stages.flow import _value_range, build_flow
 
 __all__ = [
@@ -501,11 +502,19 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             pairs summed): an exposure no longer than the frame interval cannot blur further
             than the image moves in one interval. Off here (official behaviour); on in
             ``DBCGMConfig`` (see ``docs/results.md``).
+        magnitude: ``"bme"`` (the paper's magnitude adaptation above) or ``"exposure"``: every
+            patch gets the video's blur length ``rho * m``, the exposure ratio fitted at the
+            pseudo-sharp patches times the video's motion per frame
+            (:func:`~ttblur.stages.exposure.estimate_exposure`; the BME maps are then used
+            only if no neighbour moves enough to fit ``rho``). Offset and cap do not apply.
+        seed: seed of the exposure fit's noise draws.
 
     Attributes:
         flow_computations: frame pairs whose flow was computed, summed over all calls.
         last_stats: statistics of the last call (``patches``, ``flow_pairs``,
             ``flow_batches``, ``fallback_fraction``, ``mean_z``, ``clipped_fraction``).
+        last_exposure: the :class:`~ttblur.stages.exposure.ExposureEstimate` of the last call
+            (``magnitude="exposure"`` only, else ``None``).
 
     Example:
         >>> import torch
@@ -529,7 +538,11 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         min_flow: float = 0.5,
         normalize_over: Literal["frame", "patch"] = "frame",
         motion_cap: bool = False,
+        magnitude: Literal["bme", "exposure"] = "bme",
+        seed: int = 0,
     ) -> None:
+        if magnitude not in ("bme", "exposure"):
+            raise ValueError(f"magnitude must be 'bme' or 'exposure', got {magnitude!r}")
         if not (math.isfinite(magnitude_offset) and magnitude_offset >= 0):
             raise ValueError(
                 f"magnitude_offset must be a finite number >= 0, got {magnitude_offset}"
@@ -540,16 +553,25 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         self.magnitude_offset = float(magnitude_offset)
         self.normalize_over = normalize_over
         self.motion_cap = bool(motion_cap)
+        self.magnitude = magnitude
+        self.seed = int(seed)
+        self.last_exposure: ExposureEstimate | None = None
 
     @classmethod
     def from_config(
-        cls, section: DBCGMConfig, mag_norm: float, flow: FlowEstimator | None = None
+        cls,
+        section: DBCGMConfig,
+        mag_norm: float,
+        flow: FlowEstimator | None = None,
+        *,
+        seed: int = 0,
     ) -> DomainBlurConditionGenerator:
         """Build from the ``dbcgm`` section of :class:`~ttblur.config.AdaptConfig`.
 
-        Uses ``neighbours``, ``context``, ``magnitude_offset``, ``min_flow`` and, when
-        ``flow`` is None, ``flow`` / ``flow_preset`` / ``flow_weights`` via
-        :func:`~ttblur.stages.flow.build_flow`.
+        Uses ``neighbours``, ``context``, ``magnitude``, ``magnitude_offset``, ``min_flow``,
+        ``motion_cap`` and, when ``flow`` is None, ``flow`` / ``flow_preset`` /
+        ``flow_weights`` via :func:`~ttblur.stages.flow.build_flow`. ``seed``: the exposure
+        fit's noise draws.
         """
         return cls(
             mag_norm,
@@ -559,6 +581,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             magnitude_offset=section.magnitude_offset,
             min_flow=section.min_flow,
             motion_cap=section.motion_cap,
+            magnitude=section.magnitude,
+            seed=seed,
         )
 
     def __repr__(self) -> str:
@@ -566,7 +590,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             f"DomainBlurConditionGenerator(mag_norm={self.mag_norm}, flow={self.flow!r}, "
             f"neighbours={self.neighbours}, context={self.context}, "
             f"magnitude_offset={self.magnitude_offset}, min_flow={self.min_flow}, "
-            f"normalize_over={self.normalize_over!r}, motion_cap={self.motion_cap})"
+            f"normalize_over={self.normalize_over!r}, motion_cap={self.motion_cap}, "
+            f"magnitude={self.magnitude!r})"
         )
 
     def adapted_magnitude(self, selection: Selection, device: torch.device) -> Tensor:
@@ -620,8 +645,16 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         """
         _validate_video(video)
         _validate_magnitude(selection.magnitude, video)
+        self.last_exposure = None
+        if self.magnitude == "exposure" and selection.patches and video.shape[0] >= 2:
+            self.last_exposure = estimate_exposure(
+                video, list(selection.patches), self.flow, mag_norm=self.mag_norm, seed=self.seed
+            )
+        blur_px = self.last_exposure.blur_px if self.last_exposure is not None else None
 
         def magnitude(norm: Tensor, counts: Tensor) -> Tensor:
+            if blur_px is not None:
+                return torch.full_like(norm, blur_px)
             adapted = self.adapted_magnitude(selection, video.device)
             if not self.motion_cap:
                 return adapted
@@ -777,8 +810,8 @@ def build_condition_generator(
         flow: flow estimator for ``"dbcgm"`` / ``"flow_only"``; ``None`` builds the one
             named by the section (:func:`~ttblur.stages.flow.build_flow`). The random
             ablation builds none.
-        seed: seed of :class:`RandomCondition` (unused by the others, which are
-            deterministic given their flow estimator).
+        seed: seed of :class:`RandomCondition` and of DBCGM's exposure fit (noise draws);
+            the flow-only generator is deterministic given its flow estimator.
 
     Returns:
         ``"dbcgm"``: :class:`DomainBlurConditionGenerator`; ``"flow_only"``:
@@ -788,7 +821,7 @@ def build_condition_generator(
         ValueError: unknown name.
     """
     if section.name == "dbcgm":
-        return DomainBlurConditionGenerator.from_config(section, mag_norm, flow)
+        return DomainBlurConditionGenerator.from_config(section, mag_norm, flow, seed=seed)
     if section.name == "flow_only":
         return FlowOnlyCondition.from_config(section, mag_norm, flow)
     if section.name == "random":

@@ -44,6 +44,7 @@ __all__ = [
     "match_noise",
     "motion_blur",
     "validate_synthesis_inputs",
+    "video_noise_std",
 ]
 
 #: Spacing in pixels between consecutive samples along a blur segment when taps are automatic.
@@ -157,6 +158,18 @@ def estimate_noise_std(images: Tensor, *, per_image: bool = False) -> Tensor:
     if flat.numel() > _NOISE_SAMPLES:  # median of a regular subsample: same answer, bounded cost
         flat = flat[:: flat.numel() // _NOISE_SAMPLES + 1]
     return flat.median() * (_MAD_TO_STD / 6.0)
+
+
+def video_noise_std(frames: Tensor, max_frames: int = 8) -> float:
+    """Sensor noise std of a video from up to ``max_frames`` evenly spaced frames
+    (:func:`estimate_noise_std`; no reference needed).
+
+    Args:
+        frames: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+        max_frames: frames looked at, at most.
+    """
+    step = max(1, math.ceil(frames.shape[0] / max_frames))
+    return float(estimate_noise_std(frames[::step]))
 
 
 def match_noise(

@@ -1,0 +1,367 @@
+"""How far the image moves per frame and how much of the frame interval the exposure fills.
+
+A blurry frame integrates the scene over its exposure; consecutive frames are one frame
+interval apart. If the image moves ``m`` px per frame interval (optical flow between
+frames), a frame is blurred over ``rho * m`` px, where ``rho = exposure / frame interval``
+(``0 < rho <= 1``). Both are properties of the camera and the shot, not of one patch, so they
+are estimated once per video, without ground truth:
+
+* **motion per frame** ``m`` (:func:`video_motion`): the mean optical-flow length between
+  consecutive frames, averaged over the higher-motion half of the frames (still moments,
+  where pseudo-sharp patches come from, would understate the shot's motion);
+* **exposure ratio** ``rho`` (:func:`fit_exposure_ratio`), by analysis by synthesis: for a
+  pseudo-sharp patch of frame ``t`` and a neighbour frame ``s`` (``t +- 1``, ``t +- 2``) whose
+  content moves ``m_s`` px per frame along ``u_s`` (the flows of the frame pairs around ``s``
+  over the patch box), frame ``s`` warped back onto ``t`` by the flow ``t -> s`` should look
+  like the patch blurred ``rho * m_s`` px along ``u_s``, with the video's noise. ``rho`` is
+  the candidate of :data:`RATIOS` with the least squared error summed over patches and
+  neighbours; neighbours moving less than ``min_motion`` px per frame are skipped (a still
+  neighbour says nothing about ``rho``).
+
+On the development videos of ``benchmarks/lowlight_diagnostics.py`` the fit is within 0.12 of
+the true ratio on all twelve (BSD-like 0.12 / 0.24 / 0.36, ``lowlight`` 0.90), where the BME
+magnitude over the flow reads 0.38-0.64 on ``lowlight`` (the BME under-reads blur on noisy
+frames). See ``docs/results.md``.
+
+Example:
+    >>> import torch
+    >>> from ttblur.stages.exposure import ExposureEstimate
+    >>> ExposureEstimate(ratio=0.5, motion_px=12.0).blur_px
+    6.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ttblur.protocols import FlowEstimator, PatchLocation
+from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
+
+__all__ = ["RATIOS", "ExposureEstimate", "estimate_exposure", "fit_exposure_ratio", "video_motion"]
+
+#: Candidate exposure ratios of the fit: 0, 0.1, ..., 1.5 (above 1 absorbs flow that
+#: under-reads the motion).
+RATIOS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(16))
+#: Pixels left out on each side of a patch when comparing (warping and blur borders).
+_BORDER = 8
+#: Defaults of the fit: neighbours compared, px per frame below which a neighbour is skipped,
+#: patch frames used and patches used per frame (the last two bound the cost).
+_OFFSETS = (-2, -1, 1, 2)
+_MIN_MOTION = 1.5
+_MAX_FRAMES = 8
+_PER_FRAME = 4
+#: Patches larger than this are compared at a reduced scale (:func:`estimate_exposure`).
+_WORKING_PATCH = 128
+#: The fit evaluates every third ratio of :data:`RATIOS`, then those around the best.
+_COARSE_STEP = 3
+
+
+@dataclass(frozen=True)
+class ExposureEstimate:
+    """Exposure ratio and motion per frame of one video.
+
+    Attributes:
+        ratio: exposure / frame interval, or ``None`` when no neighbour of a pseudo-sharp
+            patch moved enough to fit it.
+        motion_px: the video's motion per frame in px (:func:`video_motion`).
+    """
+
+    ratio: float | None
+    motion_px: float
+
+    @property
+    def blur_px(self) -> float | None:
+        """``ratio * motion_px``: the blur a frame of this video carries, px."""
+        return None if self.ratio is None else self.ratio * self.motion_px
+
+
+def _pair_flows(
+    video: Tensor, flow: FlowEstimator, pairs: Sequence[int], keep: set[int], batch: int = 4
+) -> tuple[Tensor, dict[int, Tensor]]:
+    """Mean flow length ``(len(pairs),)`` px of the consecutive frame pairs ``pairs`` (pair
+    ``a``: frame ``a`` -> ``a + 1``), and the flows ``(2, H, W)`` of those in ``keep``."""
+    lengths = torch.zeros(len(pairs))
+    kept: dict[int, Tensor] = {}
+    for start in range(0, len(pairs), batch):
+        chunk = list(pairs[start : start + batch])
+        index = torch.tensor(chunk)
+        out = flow(video[index], video[index + 1]).float().cpu()
+        lengths[start : start + len(chunk)] = torch.hypot(out[:, 0], out[:, 1]).mean(dim=(1, 2))
+        kept.update({a: out[i] for i, a in enumerate(chunk) if a in keep})
+    return lengths, kept
+
+
+def _motion_from_lengths(lengths: Tensor) -> float:
+    """Motion per frame over the higher-motion half of the frames, from the mean flow lengths
+    of all consecutive pairs ``(T - 1,)``."""
+    if lengths.numel() == 0:
+        return 0.0
+    # Per-frame motion: the mean of the pairs on either side (one pair at the ends).
+    per_frame = torch.cat([lengths[:1], (lengths[:-1] + lengths[1:]) / 2, lengths[-1:]])
+    top = per_frame >= per_frame.median()
+    return float(per_frame[top].mean())
+
+
+def video_motion(video: Tensor, flow: FlowEstimator) -> float:
+    """The video's motion per frame interval in px.
+
+    Args:
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T >= 2``.
+        flow: the optical-flow estimator.
+
+    Returns:
+        the mean optical-flow length between consecutive frames (a frame's motion is the mean
+        of the pairs on either side), averaged over the frames at or above the median motion.
+    """
+    _check_video(video)
+    lengths, _ = _pair_flows(video, flow, range(video.shape[0] - 1), set())
+    return _motion_from_lengths(lengths)
+
+
+def _check_video(video: Tensor) -> None:
+    if not isinstance(video, Tensor) or video.ndim != 4 or video.shape[1] != 3:
+        got = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
+        raise ValueError(f"video must be a (T, 3, H, W) tensor, got {got}")
+    if video.shape[0] < 2:
+        raise ValueError(f"need at least 2 frames to measure motion, got {video.shape[0]}")
+
+
+def _warp_back(frame: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
+    """``frame`` ``(3, H, W)`` sampled at ``x + flow(x)`` (bilinear), and ``(1, H, W)``: 1
+    where that point lies inside the frame, 0 where the sample would be made up."""
+    height, width = frame.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32),
+        torch.arange(width, dtype=torch.float32),
+        indexing="ij",
+    )
+    x, y = xs + flow[0], ys + flow[1]
+    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
+    warped = F.grid_sample(
+        frame[None].float(), grid[None], padding_mode="border", align_corners=False
+    )[0]
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    return warped, inside[None].float()
+
+
+def _fit_frames(patches: Sequence[PatchLocation], max_frames: int) -> list[int]:
+    """The frames holding the most patches (at most ``max_frames``), in frame order."""
+    counts: dict[int, int] = {}
+    for p in patches:
+        counts[p.frame] = counts.get(p.frame, 0) + 1
+    ranked = sorted(counts, key=lambda f: (-counts[f], f))[:max_frames]
+    return sorted(ranked)
+
+
+def _neighbours(frame: int, offsets: Sequence[int], num_frames: int) -> list[int]:
+    return [frame + k for k in offsets if 0 <= frame + k < num_frames]
+
+
+def _needed_pairs(frames: list[int], offsets: Sequence[int], num_frames: int) -> set[int]:
+    """Pairs around every compared neighbour (``s - 1 -> s`` and ``s -> s + 1``)."""
+    return {
+        a for t in frames for s in _neighbours(t, offsets, num_frames) for a in (s - 1, s)
+    } & set(range(num_frames - 1))
+
+
+def fit_exposure_ratio(
+    video: Tensor,
+    patches: Sequence[PatchLocation],
+    flow: FlowEstimator,
+    *,
+    noise_std: float,
+    mag_norm: float,
+    offsets: Sequence[int] = _OFFSETS,
+    min_motion: float = _MIN_MOTION,
+    max_frames: int = _MAX_FRAMES,
+    max_patches_per_frame: int = _PER_FRAME,
+    seed: int = 0,
+) -> float | None:
+    """Exposure / frame interval, fitted at the pseudo-sharp patches (see the module doc).
+
+    Args:
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T >= 2``.
+        patches: pseudo-sharp patch locations (all of one size ``p > 16``).
+        flow: the optical-flow estimator.
+        noise_std: the video's sensor noise (the synthetic neighbours get it topped up).
+        mag_norm: pixels that map to condition ``z = 1`` (blur longer than this is clipped).
+        offsets: neighbours of a patch's frame that are compared.
+        min_motion: px per frame below which a neighbour is skipped.
+        max_frames: patch frames used (those holding the most patches), bounding the cost.
+        max_patches_per_frame: patches used per frame (the first ones).
+        seed: seed of the noise top-up.
+
+    Returns:
+        the ratio of :data:`RATIOS` with the least error, or ``None`` when no neighbour moves
+        ``min_motion`` px per frame or more.
+    """
+    _check_video(video)
+    frames = _fit_frames(patches, max_frames)
+    pairs = sorted(_needed_pairs(frames, offsets, video.shape[0]))
+    _, pair_flow = _pair_flows(video, flow, pairs, set(pairs))
+    options = dict(offsets=offsets, min_motion=min_motion, per_frame=max_patches_per_frame)
+    return _fit(video, patches, frames, pair_flow, flow, noise_std, mag_norm, seed, **options)
+
+
+@dataclass
+class _Comparison:
+    """Pseudo-sharp patches of one frame against one neighbour warped back onto them."""
+
+    sharp: Tensor  # (n, 3, p, p)
+    target: Tensor  # (n, 3, p, p)
+    weight: Tensor  # (n, 1, p, p): 1 where the target was sampled inside its frame
+    unit: Tensor  # (n, 2) the neighbour's direction of motion
+    speed: Tensor  # (n,) the neighbour's motion, px per frame
+
+
+def _comparisons(
+    video: Tensor,
+    patches: Sequence[PatchLocation],
+    frames: list[int],
+    pair_flow: dict[int, Tensor],
+    flow: FlowEstimator,
+    *,
+    offsets: Sequence[int],
+    min_motion: float,
+    per_frame: int,
+) -> list[_Comparison]:
+    out = []
+    for t in frames:
+        chosen = [p for p in patches if p.frame == t][:per_frame]
+        source = video[t].float().cpu()
+        for s in _neighbours(t, offsets, video.shape[0]):
+            around = [pair_flow[a] for a in (s - 1, s) if a in pair_flow]
+            # The neighbour's own motion per frame at each patch: speed and mean direction.
+            crops = torch.stack([torch.stack([p.crop(g) for g in around]) for p in chosen])
+            speed = torch.hypot(crops[:, :, 0], crops[:, :, 1]).mean(dim=(1, 2, 3))
+            moving = [i for i in range(len(chosen)) if float(speed[i]) >= min_motion]
+            if not moving:
+                continue
+            to_s = flow(video[t : t + 1], video[s : s + 1])[0].float().cpu()
+            warped, inside = _warp_back(video[s].float().cpu(), to_s)
+            weight = torch.zeros_like(inside)
+            weight[:, _BORDER:-_BORDER, _BORDER:-_BORDER] = 1.0
+            weight = weight * inside
+            mean = crops[moving].mean(dim=(1, 3, 4))  # (n, 2)
+            out.append(
+                _Comparison(
+                    sharp=torch.stack([chosen[i].crop(source) for i in moving]),
+                    target=torch.stack([chosen[i].crop(warped) for i in moving]),
+                    weight=torch.stack([chosen[i].crop(weight) for i in moving]),
+                    unit=mean / torch.linalg.vector_norm(mean, dim=1, keepdim=True).clamp_min(1e-6),
+                    speed=speed[moving],
+                )
+            )
+    return out
+
+
+def _error(
+    comparisons: list[_Comparison],
+    ratio: float,
+    noise_std: float,
+    mag_norm: float,
+    generator: torch.Generator,
+) -> float:
+    """Squared error of the patches blurred ``ratio * speed`` px (noise topped up) against the
+    warped neighbours, summed over all comparisons (a border of 8 px and the pixels warped
+    from outside the neighbour frame left out)."""
+    total = 0.0
+    for c in comparisons:
+        condition = torch.empty_like(c.sharp)
+        condition[:, :2] = c.unit.view(-1, 2, 1, 1)
+        condition[:, 2] = (ratio * c.speed / mag_norm).clamp(max=1.0).view(-1, 1, 1)
+        pred = match_noise(
+            motion_blur(c.sharp, condition, mag_norm), noise_std, generator=generator
+        )
+        squared = ((pred - c.target).square() * c.weight).sum(dim=(1, 2, 3))
+        counted = 3 * c.weight.sum(dim=(1, 2, 3)).clamp_min(1.0)
+        total += float((squared / counted).double().sum())
+    return total
+
+
+def _fit(
+    video: Tensor,
+    patches: Sequence[PatchLocation],
+    frames: list[int],
+    pair_flow: dict[int, Tensor],
+    flow: FlowEstimator,
+    noise_std: float,
+    mag_norm: float,
+    seed: int,
+    **options: Any,
+) -> float | None:
+    comparisons = _comparisons(video, patches, frames, pair_flow, flow, **options)
+    if not comparisons:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    errors: dict[int, float] = {}
+
+    def evaluate(indices: Iterable[int]) -> None:
+        for i in indices:
+            if i not in errors and 0 <= i < len(RATIOS):
+                errors[i] = _error(comparisons, RATIOS[i], noise_std, mag_norm, generator)
+
+    # Coarse to fine: every third ratio, then the two on either side of the best.
+    evaluate(range(0, len(RATIOS), _COARSE_STEP))
+    best = min(errors, key=errors.__getitem__)
+    evaluate(range(best - _COARSE_STEP + 1, best + _COARSE_STEP))
+    return RATIOS[min(errors, key=errors.__getitem__)]
+
+
+def estimate_exposure(
+    video: Tensor,
+    patches: Sequence[PatchLocation],
+    flow: FlowEstimator,
+    *,
+    mag_norm: float,
+    seed: int = 0,
+) -> ExposureEstimate:
+    """The video's exposure ratio (:func:`fit_exposure_ratio`, default settings) and motion
+    per frame (:func:`video_motion`), from one pass of pair flows.
+
+    Patches larger than 128 px are compared at a reduced scale (the video average-pooled by
+    ``patch size // 128``; the ratio does not depend on scale, motion is reported in full-
+    resolution px), which bounds the cost at 720p. The noise level is estimated on the video
+    at that scale (:func:`~ttblur.stages.reblur.video_noise_std`).
+
+    Args:
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T >= 2``.
+        patches: pseudo-sharp patch locations, all of one size.
+        flow: the optical-flow estimator.
+        mag_norm: pixels that map to condition ``z = 1``.
+        seed: seed of the fit's noise top-up.
+
+    Returns:
+        :class:`ExposureEstimate`.
+    """
+    _check_video(video)
+    factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1
+    if factor > 1:
+        video = F.avg_pool2d(video.float(), factor)
+        patches = [
+            PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
+            for p in patches
+        ]
+    frames = _fit_frames(patches, _MAX_FRAMES)
+    keep = _needed_pairs(frames, _OFFSETS, video.shape[0])
+    lengths, pair_flow = _pair_flows(video, flow, range(video.shape[0] - 1), keep)
+    ratio = _fit(
+        video,
+        patches,
+        frames,
+        pair_flow,
+        flow,
+        video_noise_std(video),
+        mag_norm / factor,
+        seed,
+        offsets=_OFFSETS,
+        min_motion=_MIN_MOTION / factor,
+        per_frame=_PER_FRAME,
+    )
+    return ExposureEstimate(ratio=ratio, motion_px=_motion_from_lengths(lengths) * factor)

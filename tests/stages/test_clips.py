@@ -1,0 +1,129 @@
+"""Motion-consistent pseudo clips: shifts, blur, mirroring and margins."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ttblur.protocols import PatchLocation
+from ttblur.stages.clips import (
+    clip_margin,
+    mirrored_box,
+    patch_motion_conditions,
+    synthesize_motion_clips,
+)
+from ttblur.stages.reblur import motion_blur
+
+MAG_NORM = 100.0
+
+
+def uniform(n: int, size: int, x: float, y: float, z: float) -> torch.Tensor:
+    return torch.tensor([x, y, z]).view(1, 3, 1, 1).expand(n, 3, size, size).clone()
+
+
+def identity(boxes: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    return boxes.clone()
+
+
+def test_frames_move_k_steps_along_the_direction() -> None:
+    torch.manual_seed(0)
+    video = torch.rand(6, 3, 48, 64)
+    patch = PatchLocation(2, 10, 20, 16)
+    clips = synthesize_motion_clips(
+        video,
+        [patch],
+        uniform(1, 16, 1.0, 0.0, 0.0),
+        identity,
+        step_px=3.0,
+        radius=2,
+        mag_norm=MAG_NORM,
+    )
+    assert clips.shape == (1, 5, 3, 16, 16)
+    frame = video[patch.frame]
+    for slot, k in enumerate(range(-2, 3)):
+        # Content at x in the centre frame sits at x + 3k in frame k: the window moves -3k.
+        left = patch.left - 3 * k
+        assert torch.equal(clips[0, slot], frame[:, 10:26, left : left + 16])
+    # Vertical direction, 2 px per frame, radius 1.
+    down = synthesize_motion_clips(
+        video,
+        [patch],
+        uniform(1, 16, 0.0, 1.0, 0.0),
+        identity,
+        step_px=2.0,
+        radius=1,
+        mag_norm=MAG_NORM,
+    )
+    assert torch.equal(down[0, 0], frame[:, 12:28, 20:36])
+    assert torch.equal(down[0, 2], frame[:, 8:24, 20:36])
+
+
+def test_every_frame_carries_the_patch_blur() -> None:
+    torch.manual_seed(1)
+    video = torch.rand(5, 3, 64, 64)
+    patch = PatchLocation(2, 24, 24, 16)
+    condition = uniform(1, 16, 0.0, 1.0, 6.0 / MAG_NORM)
+    blur = lambda boxes, cond: motion_blur(boxes, cond, MAG_NORM)  # noqa: E731
+    clips = synthesize_motion_clips(
+        video, [patch], condition, blur, step_px=0.0, radius=2, mag_norm=MAG_NORM
+    )
+    expected = motion_blur(video[2:3], uniform(1, 64, 0.0, 1.0, 6.0 / MAG_NORM), MAG_NORM)
+    for slot in range(5):  # no motion: all five frames are the blurred patch
+        assert torch.allclose(clips[0, slot], expected[0, :, 24:40, 24:40], atol=1e-5)
+
+
+def test_image_models_get_the_centre_frame_only() -> None:
+    video = torch.rand(5, 3, 32, 32)
+    clips = synthesize_motion_clips(
+        video,
+        [PatchLocation(1, 0, 0, 16)],
+        uniform(1, 16, 1.0, 0.0, 0.0),
+        identity,
+        step_px=50.0,
+        radius=0,
+        mag_norm=MAG_NORM,
+    )
+    assert clips.shape == (1, 1, 3, 16, 16)
+    assert torch.equal(clips[0, 0], video[1, :, :16, :16])
+
+
+def test_box_mirrors_the_frame_at_its_edges() -> None:
+    frame = torch.rand(3, 20, 24)
+    patch = PatchLocation(0, 2, 0, 8)
+    box = mirrored_box(frame, patch, 5)
+    padded = F.pad(frame[None], (5, 5, 5, 5), mode="reflect")[0]
+    assert torch.equal(box, padded[:, 2 : 2 + 18, 0:18])
+    # Margins wider than the frame keep mirroring (no error).
+    assert mirrored_box(frame, patch, 40).shape == (3, 88, 88)
+
+
+def test_margin_covers_shifts_and_blur_in_multiples_of_8() -> None:
+    assert clip_margin(2, 10.0, 5.0) == 32  # ceil(20 + 5) + 2 = 27 -> 32
+    assert clip_margin(0, 0.0, 0.0) == 8
+    with pytest.raises(ValueError, match="finite"):
+        clip_margin(2, float("nan"), 1.0)
+
+
+def test_patch_condition_is_the_mean_direction_and_magnitude() -> None:
+    condition = uniform(2, 4, 0.6, 0.8, 0.25)
+    condition[1, :2] = 0.0  # no direction: falls back to horizontal
+    out = patch_motion_conditions(condition)
+    assert torch.allclose(out[0], torch.tensor([0.6, 0.8, 0.25]))
+    assert torch.allclose(out[1], torch.tensor([1.0, 0.0, 0.25]))
+
+
+def test_input_checks() -> None:
+    video = torch.rand(5, 3, 32, 32)
+    with pytest.raises(ValueError, match="patches but"):
+        synthesize_motion_clips(
+            video, [], uniform(1, 16, 1, 0, 0), identity, step_px=1.0, radius=2, mag_norm=100.0
+        )
+    with pytest.raises(ValueError, match="radius"):
+        synthesize_motion_clips(
+            video,
+            [PatchLocation(1, 0, 0, 16)],
+            uniform(1, 16, 1, 0, 0),
+            identity,
+            step_px=1.0,
+            radius=-1,
+            mag_norm=100.0,
+        )
