@@ -10,7 +10,10 @@ against the ground-truth sharp frames of
 * (a) the unadapted model,
 * (b)-(g) the model after ``ttblur.adapt`` with each configuration of the paper's Table 2
   (pseudo-sharp patches: random or RSDM; blur condition: random, optical flow or DBCGM), all
-  with the physical re-blur synthesizer,
+  with the physical re-blur synthesizer and the default pseudo clips (motion-consistent,
+  ``synthesis.clip = "synthesized"``; DBCGM's magnitude is the fitted exposure ratio x the
+  video's motion). ``--config '{"dbcgm": {"magnitude": "bme"}, "synthesis": {"clip":
+  "original"}}'`` runs the paper's pseudo pairs instead,
 * (g) with ID-Blau as the synthesizer, when ``--idblau-weights`` names weights (ttblur ships
   none, so by default the row is omitted with a note).
 

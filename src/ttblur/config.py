@@ -83,10 +83,10 @@ class DBCGMConfig(_Section):
         default=32, ge=0, description="margin in px around a patch over which flow is computed"
     )
     magnitude: Literal["bme", "exposure"] = Field(
-        default="bme",
+        default="exposure",
         description=(
-            "magnitude source: BME magnitude adaptation (paper) or the video's fitted exposure "
-            "ratio x its motion per frame"
+            "magnitude source: the video's fitted exposure ratio x its motion per frame, or "
+            "BME magnitude adaptation (the paper's)"
         ),
     )
     magnitude_offset: float = Field(
@@ -132,10 +132,10 @@ class SynthesisConfig(_Section):
         description="top up the noise of re-blurred patches to the level estimated on the video",
     )
     clip: Literal["original", "synthesized"] = Field(
-        default="original",
+        default="synthesized",
         description=(
-            "neighbour frames of a fine-tuning clip: the video's own (paper) or synthesised "
-            "from the pseudo-sharp patch, moving as the video moves"
+            "neighbour frames of a fine-tuning clip: synthesised from the pseudo-sharp patch, "
+            "moving as the video moves, or the video's own (the paper's)"
         ),
     )
     num_steps: int = Field(default=20, gt=0, description="DDIM sampling steps (ID-Blau)")

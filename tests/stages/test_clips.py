@@ -92,15 +92,36 @@ def test_box_mirrors_the_frame_at_its_edges() -> None:
     box = mirrored_box(frame, patch, 5)
     padded = F.pad(frame[None], (5, 5, 5, 5), mode="reflect")[0]
     assert torch.equal(box, padded[:, 2 : 2 + 18, 0:18])
-    # Margins wider than the frame keep mirroring (no error).
+    # Margins wider than the frame keep mirroring (no error); rows and columns may differ.
     assert mirrored_box(frame, patch, 40).shape == (3, 88, 88)
+    assert torch.equal(mirrored_box(frame, patch, (5, 0)), padded[:, 2:20, 5:13])
 
 
-def test_margin_covers_shifts_and_blur_in_multiples_of_8() -> None:
-    assert clip_margin(2, 10.0, 5.0) == 32  # ceil(20 + 5) + 2 = 27 -> 32
+def test_margin_covers_shifts_and_half_the_blur_in_multiples_of_8() -> None:
+    assert clip_margin(2, 10.0, 10.0) == 32  # ceil(20 + 5) + 2 = 27 -> 32
+    assert clip_margin(2, 10.0, 10.0, component=0.6) == 24  # ceil(15) + 2 = 17 -> 24
     assert clip_margin(0, 0.0, 0.0) == 8
     with pytest.raises(ValueError, match="finite"):
         clip_margin(2, float("nan"), 1.0)
+
+
+def test_boxes_are_only_as_large_as_the_clip_reads() -> None:
+    shapes = []
+
+    def recording(boxes: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(boxes.shape))
+        return boxes.clone()
+
+    video = torch.rand(5, 3, 64, 64)
+    patches = [PatchLocation(2, 24, 24, 16)] * 3
+    condition = torch.cat(
+        [uniform(2, 16, 1.0, 0.0, 10.0 / MAG_NORM), uniform(1, 16, 0.0, 1.0, 10.0 / MAG_NORM)]
+    )
+    synthesize_motion_clips(
+        video, patches, condition, recording, step_px=3.0, radius=2, mag_norm=MAG_NORM
+    )
+    # Horizontal: 6 + 5 + 2 = 13 -> 16 columns, 2 -> 8 rows; vertical: the other way round.
+    assert sorted(shapes) == [(1, 3, 48, 32), (2, 3, 32, 48)]
 
 
 def test_patch_condition_is_the_mean_direction_and_magnitude() -> None:

@@ -67,12 +67,15 @@ def patch_motion_conditions(condition: Tensor) -> Tensor:
     return torch.cat([unit, mean[:, 2:3]], dim=1)
 
 
-def clip_margin(radius: int, step_px: float, blur_px: float) -> int:
-    """Pixels around a patch that the shifted, blurred frames of its clip can reach, rounded up
-    to a multiple of 8."""
-    if not (math.isfinite(step_px) and step_px >= 0 and math.isfinite(blur_px) and blur_px >= 0):
-        raise ValueError(f"step_px and blur_px must be finite and >= 0, got {step_px}, {blur_px}")
-    need = math.ceil(radius * step_px + blur_px) + 2
+def clip_margin(radius: int, step_px: float, blur_px: float, component: float = 1.0) -> int:
+    """Pixels beyond a patch edge that its clip reads along one axis: the largest shift
+    ``radius * step_px`` plus half the blur ``blur_px / 2``, both projected on the axis
+    (``component`` = ``|u_x|`` or ``|u_y|`` of the direction), plus 2 px for bilinear
+    sampling, rounded up to a multiple of 8."""
+    values = (step_px, blur_px, component)
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"step_px, blur_px and component must be finite and >= 0, got {values}")
+    need = math.ceil((radius * step_px + blur_px / 2) * component) + 2
     return -(-need // _MARGIN_MULTIPLE) * _MARGIN_MULTIPLE
 
 
@@ -85,12 +88,14 @@ def _mirror(index: Tensor, length: int) -> Tensor:
     return torch.where(index < length, index, period - index)
 
 
-def mirrored_box(frame: Tensor, patch: PatchLocation, margin: int) -> Tensor:
-    """The patch of ``frame`` ``(3, H, W)`` grown by ``margin`` px on every side, the frame
-    mirrored about its edges where the box leaves it: ``(3, p + 2 margin, p + 2 margin)``."""
-    rows = _mirror(torch.arange(patch.top - margin, patch.bottom + margin), frame.shape[-2])
-    cols = _mirror(torch.arange(patch.left - margin, patch.right + margin), frame.shape[-1])
-    return frame[:, rows.to(frame.device)][:, :, cols.to(frame.device)]
+def mirrored_box(frame: Tensor, patch: PatchLocation, margin: int | tuple[int, int]) -> Tensor:
+    """The patch of ``frame`` ``(3, H, W)`` grown by ``margin`` px (or ``(rows, columns)``) on
+    each side, the frame mirrored about its edges where the box leaves it:
+    ``(3, p + 2 rows, p + 2 columns)``."""
+    rows, cols = (margin, margin) if isinstance(margin, int) else margin
+    ys = _mirror(torch.arange(patch.top - rows, patch.bottom + rows), frame.shape[-2])
+    xs = _mirror(torch.arange(patch.left - cols, patch.right + cols), frame.shape[-1])
+    return frame[:, ys.to(frame.device)][:, :, xs.to(frame.device)]
 
 
 def synthesize_motion_clips(
@@ -132,20 +137,30 @@ def synthesize_motion_clips(
     size = patches[0].size
     per_patch = patch_motion_conditions(condition).cpu()
     steps = 0.0 if radius == 0 else float(step_px)
-    margin = clip_margin(radius, steps, float(per_patch[:, 2].max()) * mag_norm)
-    span = size + 2 * margin
-    clips = torch.empty(len(patches), 2 * radius + 1, 3, size, size)
-    for start in range(0, len(patches), batch_size):
-        chunk = range(start, min(start + batch_size, len(patches)))
-        boxes = torch.stack(
-            [mirrored_box(video[patches[i].frame], patches[i], margin) for i in chunk]
+    # Each box is only as large as its clip reads along each axis; boxes of one shape are
+    # blurred together.
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in range(len(patches)):
+        ux, uy, z = (float(v) for v in per_patch[i])
+        blur_px = z * mag_norm
+        shape = (
+            clip_margin(radius, steps, blur_px, abs(uy)),
+            clip_margin(radius, steps, blur_px, abs(ux)),
         )
-        box_condition = per_patch[list(chunk)].view(-1, 3, 1, 1).expand(-1, 3, span, span)
-        blurred = blur(boxes.float(), box_condition.contiguous().to(boxes.device)).float().cpu()
-        for j, i in enumerate(chunk):
-            ux, uy = float(per_patch[i, 0]), float(per_patch[i, 1])
-            for slot, k in enumerate(range(-radius, radius + 1)):
-                top = margin - round(k * steps * uy)
-                left = margin - round(k * steps * ux)
-                clips[i, slot] = blurred[j, :, top : top + size, left : left + size]
+        groups.setdefault(shape, []).append(i)
+    clips = torch.empty(len(patches), 2 * radius + 1, 3, size, size)
+    for (rows, cols), members in groups.items():
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            boxes = torch.stack(
+                [mirrored_box(video[patches[i].frame], patches[i], (rows, cols)) for i in chunk]
+            ).float()
+            box_condition = per_patch[chunk].view(-1, 3, 1, 1).expand(-1, 3, *boxes.shape[-2:])
+            blurred = blur(boxes, box_condition.contiguous().to(boxes.device)).float().cpu()
+            for j, i in enumerate(chunk):
+                ux, uy = float(per_patch[i, 0]), float(per_patch[i, 1])
+                for slot, k in enumerate(range(-radius, radius + 1)):
+                    top = rows - round(k * steps * uy)
+                    left = cols - round(k * steps * ux)
+                    clips[i, slot] = blurred[j, :, top : top + size, left : left + size]
     return clips.clamp(0.0, 1.0)

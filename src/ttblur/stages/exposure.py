@@ -55,7 +55,7 @@ _BORDER = 8
 _OFFSETS = (-2, -1, 1, 2)
 _MIN_MOTION = 1.5
 _MAX_FRAMES = 8
-_PER_FRAME = 4
+_PER_FRAME = 2
 #: Patches larger than this are compared at a reduced scale (:func:`estimate_exposure`).
 _WORKING_PATCH = 128
 #: The fit evaluates every third ratio of :data:`RATIOS`, then those around the best.
