@@ -192,3 +192,22 @@ def test_every_image_loads_in_headless_chromium(adapted, video, tmp_path) -> Non
     assert count is not None and broken is not None, done.stdout[-500:]
     assert int(count.group(1)) == len(REPORT_FILES)
     assert broken.group(1) == "", f"images that did not load: {broken.group(1)}"
+
+
+def test_conditions_shown_are_the_ones_adapt_trained_on(adapted, video, tmp_path) -> None:
+    """Default stages: the whole-video exposure estimate of the report sets the blur length
+    (not a refit on the 5-frame clip), and the clip's uniform per-patch condition is shown."""
+    _, result = adapted
+    report = result.report
+    assert report.exposure_ratio is not None and report.motion_px is not None
+    seen: list[Tensor] = []
+
+    def spy(sharp: Tensor, condition: Tensor) -> Tensor:
+        seen.append(condition)
+        return sharp.clone()
+
+    write_report(result, video, tmp_path, num_patches=2, synthesizer=spy)
+    condition = torch.cat(seen)
+    expected = min(report.exposure_ratio * report.motion_px / report.config.mag_norm, 1.0)
+    assert torch.allclose(condition[:, 2], torch.full_like(condition[:, 2], expected))
+    assert torch.equal(condition[:, :2], condition[:, :2, :1, :1].expand_as(condition[:, :2]))

@@ -53,6 +53,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from ttblur.protocols import BlurSynthesizer, ConditionGenerator, PatchLocation, Selection
+from ttblur.stages.clips import patch_motion_conditions
 from ttblur.video import VideoSource, load_video
 from ttblur.viz import (
     add_caption,
@@ -592,6 +593,7 @@ def write_report(
             condition_generator,
             synthesizer,
             run_device,
+            report,
         )
         emit("conditions", image, "Blur conditions and re-blurred patches", caption)
     else:
@@ -648,13 +650,31 @@ def _conditions_figure(
     generator: ConditionGenerator | None,
     synthesizer: BlurSynthesizer | None,
     device: torch.device,
+    report: AdaptReport,
 ) -> tuple[NDArray[np.uint8], str]:
     """The conditions sheet and its caption; problems go to ``notes``."""
     from ttblur.api import _build_generator, _build_synthesizer, _synthesize
 
+    blur_px = None
+    if generator is None and config.dbcgm.name == "dbcgm" and config.dbcgm.magnitude == "exposure":
+        # The exposure fit is a whole-video estimate: refitting it on a 2k + 1 frame clip would
+        # not reproduce adapt's. Directions come from the same flows; the length from the report.
+        config = config.model_copy(deep=True)
+        config.dbcgm.magnitude = "bme"
+        if report.exposure_ratio is not None and report.motion_px is not None:
+            blur_px = report.exposure_ratio * report.motion_px
     gen = generator or _build_generator(config)
     neighbours = config.dbcgm.neighbours
     conditions = [_local_condition(gen, frames, magnitudes, p, neighbours) for p in chosen]
+    if blur_px is not None:
+        for c in conditions:
+            c[2] = min(blur_px / config.mag_norm, 1.0)
+    if config.synthesis.clip == "synthesized":
+        # Motion-consistent clips blur with the patch's mean direction and length.
+        conditions = [
+            patch_motion_conditions(c[None])[0].view(3, 1, 1).expand_as(c).clone()
+            for c in conditions
+        ]
     sharp = [p.crop(frames[p.frame]) for p in chosen]
     reblurred: list[Tensor] | None = None
     try:
@@ -675,7 +695,13 @@ def _conditions_figure(
         "brightness the blur length relative to the longest shown (mean px and axial "
         "direction in the label)."
     )
-    if reblurred is not None:
+    if reblurred is not None and config.synthesis.clip == "synthesized":
+        caption += (
+            " Right: the patch blurred with that condition, the centre frame of its "
+            "fine-tuning clip (the other frames are the same blur shifted by the video's "
+            "motion per frame) while the pseudo-sharp patch is the target."
+        )
+    elif reblurred is not None:
         caption += (
             " Right: the patch re-blurred with that condition, which replaces frame t in the "
             "fine-tuning clip while the pseudo-sharp patch is the target."
