@@ -24,37 +24,33 @@ def identity(boxes: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
     return boxes.clone()
 
 
+def _unblurred_clip(video, patch, x: float, y: float, step: float, radius: int):
+    return synthesize_motion_clips(
+        video,
+        [patch],
+        uniform(1, patch.size, x, y, 0.0),
+        identity,
+        step_px=step,
+        radius=radius,
+        mag_norm=MAG_NORM,
+    )[0]
+
+
 def test_frames_move_k_steps_along_the_direction() -> None:
     torch.manual_seed(0)
     video = torch.rand(6, 3, 48, 64)
     patch = PatchLocation(2, 10, 20, 16)
-    clips = synthesize_motion_clips(
-        video,
-        [patch],
-        uniform(1, 16, 1.0, 0.0, 0.0),
-        identity,
-        step_px=3.0,
-        radius=2,
-        mag_norm=MAG_NORM,
-    )
-    assert clips.shape == (1, 5, 3, 16, 16)
+    clip = _unblurred_clip(video, patch, 1.0, 0.0, step=3.0, radius=2)
+    assert clip.shape == (5, 3, 16, 16)
     frame = video[patch.frame]
     for slot, k in enumerate(range(-2, 3)):
         # Content at x in the centre frame sits at x + 3k in frame k: the window moves -3k.
         left = patch.left - 3 * k
-        assert torch.equal(clips[0, slot], frame[:, 10:26, left : left + 16])
+        assert torch.equal(clip[slot], frame[:, 10:26, left : left + 16])
     # Vertical direction, 2 px per frame, radius 1.
-    down = synthesize_motion_clips(
-        video,
-        [patch],
-        uniform(1, 16, 0.0, 1.0, 0.0),
-        identity,
-        step_px=2.0,
-        radius=1,
-        mag_norm=MAG_NORM,
-    )
-    assert torch.equal(down[0, 0], frame[:, 12:28, 20:36])
-    assert torch.equal(down[0, 2], frame[:, 8:24, 20:36])
+    down = _unblurred_clip(video, patch, 0.0, 1.0, step=2.0, radius=1)
+    assert torch.equal(down[0], frame[:, 12:28, 20:36])
+    assert torch.equal(down[2], frame[:, 8:24, 20:36])
 
 
 def test_every_frame_carries_the_patch_blur() -> None:
