@@ -646,15 +646,19 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         _validate_video(video)
         _validate_magnitude(selection.magnitude, video)
         self.last_exposure = None
-        if self.magnitude == "exposure" and selection.patches and video.shape[0] >= 2:
-            self.last_exposure = estimate_exposure(
-                video, list(selection.patches), self.flow, mag_norm=self.mag_norm, seed=self.seed
-            )
-        blur_px = self.last_exposure.blur_px if self.last_exposure is not None else None
 
         def magnitude(norm: Tensor, counts: Tensor) -> Tensor:
-            if blur_px is not None:
-                return torch.full_like(norm, blur_px)
+            # Called once the patches are validated (and only if there are any).
+            if self.magnitude == "exposure" and video.shape[0] >= 2:
+                self.last_exposure = estimate_exposure(
+                    video,
+                    list(selection.patches),
+                    self.flow,
+                    mag_norm=self.mag_norm,
+                    seed=self.seed,
+                )
+                if self.last_exposure.blur_px is not None:
+                    return torch.full_like(norm, self.last_exposure.blur_px)
             adapted = self.adapted_magnitude(selection, video.device)
             if not self.motion_cap:
                 return adapted
