@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -202,11 +201,20 @@ def fit_exposure_ratio(
         ``min_motion`` px per frame or more.
     """
     _check_video(video)
-    frames = _fit_frames(patches, max_frames)
-    pairs = sorted(_needed_pairs(frames, offsets, video.shape[0]))
-    _, pair_flow = _pair_flows(video, flow, pairs, set(pairs))
-    options = dict(offsets=offsets, min_motion=min_motion, per_frame=max_patches_per_frame)
-    return _fit(video, patches, frames, pair_flow, flow, noise_std, mag_norm, seed, **options)
+    ratio, _ = _fit(
+        video,
+        patches,
+        flow,
+        noise_std,
+        mag_norm,
+        seed,
+        offsets=offsets,
+        min_motion=min_motion,
+        max_frames=max_frames,
+        per_frame=max_patches_per_frame,
+        all_pairs=False,
+    )
+    return ratio
 
 
 @dataclass
@@ -243,7 +251,9 @@ def _comparisons(
             moving = [i for i in range(len(chosen)) if float(speed[i]) >= min_motion]
             if not moving:
                 continue
-            to_s = flow(video[t : t + 1], video[s : s + 1])[0].float().cpu()
+            # The flow t -> t + 1 is a consecutive pair, already computed.
+            to_s = pair_flow[t] if s == t + 1 else flow(video[t : t + 1], video[s : s + 1])[0]
+            to_s = to_s.float().cpu()
             warped, inside = _warp_back(video[s].float().cpu(), to_s)
             weight = torch.zeros_like(inside)
             weight[:, _BORDER:-_BORDER, _BORDER:-_BORDER] = 1.0
@@ -288,17 +298,36 @@ def _error(
 def _fit(
     video: Tensor,
     patches: Sequence[PatchLocation],
-    frames: list[int],
-    pair_flow: dict[int, Tensor],
     flow: FlowEstimator,
     noise_std: float,
     mag_norm: float,
     seed: int,
-    **options: Any,
-) -> float | None:
-    comparisons = _comparisons(video, patches, frames, pair_flow, flow, **options)
+    *,
+    offsets: Sequence[int],
+    min_motion: float,
+    max_frames: int,
+    per_frame: int,
+    all_pairs: bool,
+) -> tuple[float | None, Tensor]:
+    """The fitted ratio (``None`` if no neighbour moves enough) and the mean flow lengths of
+    the consecutive pairs computed: every pair when ``all_pairs`` (for :func:`video_motion`),
+    else only those the fit needs."""
+    frames = _fit_frames(patches, max_frames)
+    needed = _needed_pairs(frames, offsets, video.shape[0])
+    pairs = range(video.shape[0] - 1) if all_pairs else sorted(needed)
+    lengths, pair_flow = _pair_flows(video, flow, pairs, needed)
+    comparisons = _comparisons(
+        video,
+        patches,
+        frames,
+        pair_flow,
+        flow,
+        offsets=offsets,
+        min_motion=min_motion,
+        per_frame=per_frame,
+    )
     if not comparisons:
-        return None
+        return None, lengths
     generator = torch.Generator().manual_seed(seed)
     errors: dict[int, float] = {}
 
@@ -311,7 +340,7 @@ def _fit(
     evaluate(range(0, len(RATIOS), _COARSE_STEP))
     best = min(errors, key=errors.__getitem__)
     evaluate(range(best - _COARSE_STEP + 1, best + _COARSE_STEP))
-    return RATIOS[min(errors, key=errors.__getitem__)]
+    return RATIOS[min(errors, key=errors.__getitem__)], lengths
 
 
 def estimate_exposure(
@@ -348,20 +377,17 @@ def estimate_exposure(
             PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
             for p in patches
         ]
-    frames = _fit_frames(patches, _MAX_FRAMES)
-    keep = _needed_pairs(frames, _OFFSETS, video.shape[0])
-    lengths, pair_flow = _pair_flows(video, flow, range(video.shape[0] - 1), keep)
-    ratio = _fit(
+    ratio, lengths = _fit(
         video,
         patches,
-        frames,
-        pair_flow,
         flow,
         video_noise_std(video),
         mag_norm / factor,
         seed,
         offsets=_OFFSETS,
         min_motion=_MIN_MOTION / factor,
+        max_frames=_MAX_FRAMES,
         per_frame=_PER_FRAME,
+        all_pairs=True,
     )
     return ExposureEstimate(ratio=ratio, motion_px=_motion_from_lengths(lengths) * factor)
