@@ -48,6 +48,7 @@ from ttblur.api import _NOISE_SEED_OFFSET, _build_synthesizer, _synthesize
 from ttblur.config import AdaptConfig
 from ttblur.finetune import PseudoPairs, build_pseudo_pairs, copy_model, finetune
 from ttblur.stages.dbcgm import DomainBlurConditionGenerator, build_condition_generator
+from ttblur.stages.exposure import frame_motion, warp_back
 from ttblur.stages.flow import build_flow
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 from ttblur.stages.rsdm import RelativeSharpnessDetector
@@ -324,8 +325,7 @@ def exposure_ratio_bme(video: DevVideo, config: AdaptConfig) -> tuple[float, flo
     frames, and that half's mean flow per frame (px). The BME maps are the detector's."""
     frames = video.blurry
     flow = build_flow(config.dbcgm)(frames[:-1], frames[1:])
-    per_pair = torch.hypot(flow[:, 0], flow[:, 1]).mean(dim=(1, 2))
-    motion = torch.cat([per_pair[:1], (per_pair[:-1] + per_pair[1:]) / 2, per_pair[-1:]])
+    motion = frame_motion(torch.hypot(flow[:, 0], flow[:, 1]).mean(dim=(1, 2)))
     magnitude = video.selection.magnitude.mean(dim=(1, 2, 3))
     top = motion >= motion.median()
     return float(magnitude[top].sum() / motion[top].sum()), float(motion[top].mean())
@@ -337,18 +337,8 @@ def _warp_back(
     """The flow ``f`` ``(1, 2, H, W)`` from frame ``t`` to ``s`` and frame ``s`` warped back onto
     ``t`` (bilinear, border padding) ``(1, 3, H, W)``."""
     f = flow_fn(frames[t : t + 1], frames[s : s + 1])
-    height, width = frames.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32),
-        torch.arange(width, dtype=torch.float32),
-        indexing="ij",
-    )
-    grid = torch.stack(
-        ((2 * (xs + f[0, 0]) + 1) / width - 1, (2 * (ys + f[0, 1]) + 1) / height - 1), -1
-    )
-    source = frames[s : s + 1]
-    warped = F.grid_sample(source, grid[None], padding_mode="border", align_corners=False)
-    return f, warped
+    warped, _ = warp_back(frames[s], f[0])
+    return f, warped[None]
 
 
 def exposure_ratio_fit(video: DevVideo, config: AdaptConfig) -> float:

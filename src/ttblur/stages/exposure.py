@@ -42,7 +42,15 @@ from torch import Tensor
 from ttblur.protocols import FlowEstimator, PatchLocation
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 
-__all__ = ["RATIOS", "ExposureEstimate", "estimate_exposure", "fit_exposure_ratio", "video_motion"]
+__all__ = [
+    "RATIOS",
+    "ExposureEstimate",
+    "estimate_exposure",
+    "fit_exposure_ratio",
+    "frame_motion",
+    "video_motion",
+    "warp_back",
+]
 
 #: Candidate exposure ratios of the fit: 0, 0.1, ..., 1.5 (above 1 absorbs flow that
 #: under-reads the motion).
@@ -96,13 +104,18 @@ def _pair_flows(
     return lengths, kept
 
 
+def frame_motion(lengths: Tensor) -> Tensor:
+    """Per-frame motion ``(T,)`` px from the mean flow lengths of the ``T - 1`` consecutive
+    pairs: the mean of the pairs on either side of a frame (one pair at the ends)."""
+    return torch.cat([lengths[:1], (lengths[:-1] + lengths[1:]) / 2, lengths[-1:]])
+
+
 def _motion_from_lengths(lengths: Tensor) -> float:
     """Motion per frame over the higher-motion half of the frames, from the mean flow lengths
     of all consecutive pairs ``(T - 1,)``."""
     if lengths.numel() == 0:
         return 0.0
-    # Per-frame motion: the mean of the pairs on either side (one pair at the ends).
-    per_frame = torch.cat([lengths[:1], (lengths[:-1] + lengths[1:]) / 2, lengths[-1:]])
+    per_frame = frame_motion(lengths)
     top = per_frame >= per_frame.median()
     return float(per_frame[top].mean())
 
@@ -131,9 +144,17 @@ def _check_video(video: Tensor) -> None:
         raise ValueError(f"need at least 2 frames to measure motion, got {video.shape[0]}")
 
 
-def _warp_back(frame: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
-    """``frame`` ``(3, H, W)`` sampled at ``x + flow(x)`` (bilinear), and ``(1, H, W)``: 1
-    where that point lies inside the frame, 0 where the sample would be made up."""
+def warp_back(frame: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
+    """Warp a frame back along a flow: ``frame`` sampled at ``x + flow(x)``.
+
+    Args:
+        frame: ``(3, H, W)`` float image (frame ``s``).
+        flow: ``(2, H, W)`` px, the flow from the frame to be matched (``t``) to ``s``.
+
+    Returns:
+        the warped frame ``(3, H, W)`` float32 (bilinear, border padding) and a ``(1, H, W)``
+        mask: 1 where ``x + flow(x)`` lies inside the frame, 0 where the sample is made up.
+    """
     height, width = frame.shape[-2:]
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=torch.float32),
@@ -254,7 +275,7 @@ def _comparisons(
             # The flow t -> t + 1 is a consecutive pair, already computed.
             to_s = pair_flow[t] if s == t + 1 else flow(video[t : t + 1], video[s : s + 1])[0]
             to_s = to_s.float().cpu()
-            warped, inside = _warp_back(video[s].float().cpu(), to_s)
+            warped, inside = warp_back(video[s].float().cpu(), to_s)
             weight = torch.zeros_like(inside)
             weight[:, _BORDER:-_BORDER, _BORDER:-_BORDER] = 1.0
             weight = weight * inside
