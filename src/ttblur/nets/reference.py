@@ -32,7 +32,14 @@ from torch import Tensor, nn
 from ttblur.hub import PretrainedMixin
 from ttblur.specs import ModelSpec, get_spec
 
-__all__ = ["ReferenceConfig", "ReferenceDeblurNet", "reference_model"]
+__all__ = [
+    "REFERENCE_MODELS",
+    "ReferenceConfig",
+    "ReferenceDeblurNet",
+    "ReferenceUNet",
+    "ReferenceUNetConfig",
+    "reference_model",
+]
 
 
 class ReferenceConfig(BaseModel):
@@ -62,6 +69,46 @@ class ReferenceConfig(BaseModel):
         return value
 
 
+class ReferenceUNetConfig(BaseModel):
+    """Architecture of :class:`ReferenceUNet` (stored in ``config.json``).
+
+    Attributes:
+        widths: channel widths at 1/2, 1/4 and 1/8 resolution.
+        frame_blocks: residual blocks per frame at 1/2 resolution (before fusion).
+        fuse_blocks: residual blocks on the fused window features at 1/4.
+        mid_blocks: residual blocks at 1/8.
+        dec_blocks: residual blocks of the decoder at 1/4 and at 1/2.
+        past_frames: frames before the restored frame in each window.
+        future_frames: frames after the restored frame in each window.
+        negative_slope: LeakyReLU slope.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    widths: tuple[int, int, int] = (32, 64, 128)
+    frame_blocks: int = Field(default=1, ge=0)
+    fuse_blocks: int = Field(default=2, ge=0)
+    mid_blocks: int = Field(default=8, ge=0)
+    dec_blocks: tuple[int, int] = (2, 1)
+    past_frames: int = Field(default=2, ge=0)
+    future_frames: int = Field(default=2, ge=0)
+    negative_slope: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+    @field_validator("widths")
+    @classmethod
+    def _positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) < 1:
+            raise ValueError(f"widths must be positive, got {value}")
+        return value
+
+    @field_validator("dec_blocks")
+    @classmethod
+    def _non_negative(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 0:
+            raise ValueError(f"dec_blocks must be >= 0, got {value}")
+        return value
+
+
 class _ResBlock(nn.Module):
     def __init__(self, channels: int, slope: float) -> None:
         super().__init__()
@@ -73,44 +120,11 @@ class _ResBlock(nn.Module):
         return x + self.conv2(F.leaky_relu(self.conv1(x), self.slope))
 
 
-class ReferenceDeblurNet(PretrainedMixin, nn.Module):
-    """Small clip-based video deblurring network (about 0.3 M parameters by default).
+class _ClipDeblurNet(PretrainedMixin, nn.Module):
+    """What both reference networks share: the window convention, its spec and input checks."""
 
-    Args:
-        config: architecture; default :class:`ReferenceConfig()`.
-
-    Example:
-        >>> import torch
-        >>> from ttblur.nets.reference import ReferenceDeblurNet
-        >>> net = ReferenceDeblurNet()
-        >>> net(torch.rand(1, 7, 3, 32, 48)).shape
-        torch.Size([1, 3, 3, 32, 48])
-    """
-
-    config_class = ReferenceConfig
-    default_weights = "reference"
     multiple = 8
-
-    def __init__(self, config: ReferenceConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or ReferenceConfig()
-        f1, f2, f3 = self.config.features
-        window = self.config.past_frames + self.config.future_frames + 1
-        slope = self.config.negative_slope
-        self.slope = slope
-        self.enc1 = nn.Conv2d(3, f1, 3, stride=2, padding=1)
-        self.enc2 = nn.Conv2d(f1, f2, 3, stride=2, padding=1)
-        self.fuse = nn.Conv2d(window * f2, f2, 1)
-        self.down = nn.Conv2d(f2, f3, 3, stride=2, padding=1)
-        self.body = nn.Sequential(*[_ResBlock(f3, slope) for _ in range(self.config.num_blocks)])
-        self.up3 = nn.Conv2d(f3, 4 * f2, 1)
-        self.dec3 = nn.Conv2d(f2, f2, 3, padding=1)
-        self.up2 = nn.Conv2d(f2, 4 * f1, 1)
-        self.dec2 = nn.Conv2d(f1, f1, 3, padding=1)
-        self.out = nn.Conv2d(f1, 3 * 4, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        if self.out.bias is not None:
-            nn.init.zeros_(self.out.bias)
+    config: ReferenceConfig | ReferenceUNetConfig
 
     @property
     def spec(self) -> ModelSpec:
@@ -127,7 +141,72 @@ class ReferenceDeblurNet(PretrainedMixin, nn.Module):
         )
 
     def _act(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, self.slope)
+        return F.leaky_relu(x, self.config.negative_slope)
+
+    def _check_clip(self, x: Tensor) -> int:
+        """Validate a ``(B, T, 3, H, W)`` clip; return the number of output frames."""
+        past, future = self.config.past_frames, self.config.future_frames
+        window = past + future + 1
+        if x.ndim != 5 or x.shape[2] != 3:
+            raise ValueError(f"expected (B, T, 3, H, W), got shape {tuple(x.shape)}")
+        frames, height, width = x.shape[1], x.shape[3], x.shape[4]
+        if frames < window:
+            raise ValueError(f"need at least {window} frames per clip, got {frames}")
+        if height % self.multiple or width % self.multiple:
+            raise ValueError(
+                f"H and W must be multiples of {self.multiple}, got {height}x{width} "
+                "(ttblur.deblur pads automatically)"
+            )
+        return frames - past - future
+
+    def _windows(self, features: Tensor, count: int) -> Tensor:
+        """``(B, T, C, h, w)`` per-frame features -> ``(B * count, window * C, h, w)``: the
+        concatenated features of each output frame's window."""
+        window = self.config.past_frames + self.config.future_frames + 1
+        stacked = torch.stack(
+            [features[:, t : t + window].flatten(1, 2) for t in range(count)], dim=1
+        )
+        return stacked.flatten(0, 1)
+
+
+class ReferenceDeblurNet(_ClipDeblurNet):
+    """Small clip-based video deblurring network (about 0.35 M parameters by default), the
+    ``"tiny"`` reference model.
+
+    Args:
+        config: architecture; default :class:`ReferenceConfig()`.
+
+    Example:
+        >>> import torch
+        >>> from ttblur.nets.reference import ReferenceDeblurNet
+        >>> net = ReferenceDeblurNet()
+        >>> net(torch.rand(1, 7, 3, 32, 48)).shape
+        torch.Size([1, 3, 3, 32, 48])
+    """
+
+    config_class = ReferenceConfig
+    default_weights = "reference"
+    config: ReferenceConfig
+
+    def __init__(self, config: ReferenceConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ReferenceConfig()
+        f1, f2, f3 = self.config.features
+        window = self.config.past_frames + self.config.future_frames + 1
+        slope = self.config.negative_slope
+        self.enc1 = nn.Conv2d(3, f1, 3, stride=2, padding=1)
+        self.enc2 = nn.Conv2d(f1, f2, 3, stride=2, padding=1)
+        self.fuse = nn.Conv2d(window * f2, f2, 1)
+        self.down = nn.Conv2d(f2, f3, 3, stride=2, padding=1)
+        self.body = nn.Sequential(*[_ResBlock(f3, slope) for _ in range(self.config.num_blocks)])
+        self.up3 = nn.Conv2d(f3, 4 * f2, 1)
+        self.dec3 = nn.Conv2d(f2, f2, 3, padding=1)
+        self.up2 = nn.Conv2d(f2, 4 * f1, 1)
+        self.dec2 = nn.Conv2d(f1, f1, 3, padding=1)
+        self.out = nn.Conv2d(f1, 3 * 4, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """Restore the centre frames of a clip.
@@ -139,26 +218,15 @@ class ReferenceDeblurNet(PretrainedMixin, nn.Module):
         Returns:
             ``(B, T - past - future, 3, H, W)``, nominally in ``[0, 1]`` (not clamped).
         """
-        past, future = self.config.past_frames, self.config.future_frames
-        window = past + future + 1
-        if x.ndim != 5 or x.shape[2] != 3:
-            raise ValueError(f"expected (B, T, 3, H, W), got shape {tuple(x.shape)}")
+        count = self._check_clip(x)
+        past = self.config.past_frames
         batch, frames, _, height, width = x.shape
-        if frames < window:
-            raise ValueError(f"need at least {window} frames per clip, got {frames}")
-        if height % self.multiple or width % self.multiple:
-            raise ValueError(
-                f"H and W must be multiples of {self.multiple}, got {height}x{width} "
-                "(ttblur.deblur pads automatically)"
-            )
-        count = frames - past - future
         flat = x.reshape(batch * frames, 3, height, width)
         e1 = self._act(self.enc1(flat))
         e2 = self._act(self.enc2(e1))
         e1 = e1.reshape(batch, frames, *e1.shape[1:])
         e2 = e2.reshape(batch, frames, *e2.shape[1:])
-        windows = torch.stack([e2[:, t : t + window].flatten(1, 2) for t in range(count)], dim=1)
-        fused = self._act(self.fuse(windows.flatten(0, 1)))
+        fused = self._act(self.fuse(self._windows(e2, count)))
         deep = self.body(self._act(self.down(fused)))
         y = F.pixel_shuffle(self.up3(deep), 2) + fused
         y = self._act(self.dec3(y))
@@ -168,6 +236,91 @@ class ReferenceDeblurNet(PretrainedMixin, nn.Module):
         residual = F.pixel_shuffle(self.out(y), 2)
         centre = x[:, past : past + count].flatten(0, 1)
         return (centre + residual).reshape(batch, count, 3, height, width)
+
+
+class ReferenceUNet(_ClipDeblurNet):
+    """Clip-based video deblurring U-Net (about 2.9 M parameters by default), the ``"base"``
+    reference model.
+
+    Every frame is encoded once (pixel-unshuffle to 1/2, ``frame_blocks`` residual blocks, a
+    stride-2 conv to 1/4); each output frame fuses the 1/4 features of its window (1x1 conv,
+    then ``fuse_blocks`` residual blocks whose 3x3 kernels absorb small misalignments), goes
+    down to 1/8 for ``mid_blocks`` residual blocks, and back up with skips (the fused 1/4
+    features, then the centre frame's 1/2 features) to a residual added to the centre frame.
+    The last convolution starts at zero, so the untrained network is the identity.
+
+    Args:
+        config: architecture; default :class:`ReferenceUNetConfig()`.
+
+    Shape:
+        - Input: ``(B, T, 3, H, W)`` RGB in ``[0, 1]``, ``T >= past + future + 1``, ``H`` and
+          ``W`` multiples of 8.
+        - Output: ``(B, T - past - future, 3, H, W)``; output frame ``k`` restores input frame
+          ``k + past``.
+
+    Example:
+        >>> import torch
+        >>> from ttblur.nets.reference import ReferenceUNet, ReferenceUNetConfig
+        >>> net = ReferenceUNet(ReferenceUNetConfig(widths=(8, 8, 16), mid_blocks=1))
+        >>> net(torch.rand(1, 6, 3, 16, 24)).shape
+        torch.Size([1, 2, 3, 16, 24])
+    """
+
+    config_class = ReferenceUNetConfig
+    default_weights = "reference-base"
+    config: ReferenceUNetConfig
+
+    def __init__(self, config: ReferenceUNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or ReferenceUNetConfig()
+        c1, c2, c3 = cfg.widths
+        window = cfg.past_frames + cfg.future_frames + 1
+        slope = cfg.negative_slope
+
+        def blocks(channels: int, count: int) -> nn.Sequential:
+            return nn.Sequential(*[_ResBlock(channels, slope) for _ in range(count)])
+
+        self.stem = nn.Conv2d(3 * 4, c1, 3, padding=1)
+        self.frame_body = blocks(c1, cfg.frame_blocks)
+        self.enc2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.fuse = nn.Conv2d(window * c2, c2, 1)
+        self.fuse_body = blocks(c2, cfg.fuse_blocks)
+        self.down = nn.Conv2d(c2, c3, 3, stride=2, padding=1)
+        self.mid_body = blocks(c3, cfg.mid_blocks)
+        self.up3 = nn.Conv2d(c3, 4 * c2, 1)
+        self.dec2_body = blocks(c2, cfg.dec_blocks[0])
+        self.up2 = nn.Conv2d(c2, 4 * c1, 1)
+        self.dec1_body = blocks(c1, cfg.dec_blocks[1])
+        self.out = nn.Conv2d(c1, 3 * 4, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Restore the centre frames of a clip (see the class docstring for shapes)."""
+        count = self._check_clip(x)
+        past = self.config.past_frames
+        batch, frames, _, height, width = x.shape
+        flat = x.reshape(batch * frames, 3, height, width)
+        e1 = self.frame_body(self._act(self.stem(F.pixel_unshuffle(flat, 2))))
+        e2 = self._act(self.enc2(e1))
+        e1 = e1.reshape(batch, frames, *e1.shape[1:])
+        e2 = e2.reshape(batch, frames, *e2.shape[1:])
+        fused = self.fuse_body(self._act(self.fuse(self._windows(e2, count))))
+        deep = self.mid_body(self._act(self.down(fused)))
+        y = self.dec2_body(F.pixel_shuffle(self.up3(deep), 2) + fused)
+        centre_e1 = e1[:, past : past + count].flatten(0, 1)
+        y = self.dec1_body(F.pixel_shuffle(self.up2(y), 2) + centre_e1)
+        residual = F.pixel_shuffle(self.out(y), 2)
+        centre = x[:, past : past + count].flatten(0, 1)
+        return (centre + residual).reshape(batch, count, 3, height, width)
+
+
+#: Shipped reference networks: name -> (class, folder under ``ttblur/weights/``).
+REFERENCE_MODELS: dict[str, tuple[type[_ClipDeblurNet], str]] = {
+    "tiny": (ReferenceDeblurNet, "reference"),
+    "base": (ReferenceUNet, "reference-base"),
+}
 
 
 def reference_model(

@@ -37,7 +37,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet
+from ttblur.nets.reference import (
+    ReferenceConfig,
+    ReferenceDeblurNet,
+    ReferenceUNet,
+    ReferenceUNetConfig,
+)
 
 __all__ = [
     "EvalRow",
@@ -56,8 +61,13 @@ class TrainReferenceConfig(BaseModel):
     """Hyper-parameters of :func:`train_reference` (saved as ``train_config.json``).
 
     Attributes:
-        model: architecture of the network.
+        model: architecture of the network: a :class:`ReferenceConfig` trains the ``"tiny"``
+            :class:`ReferenceDeblurNet`, a :class:`ReferenceUNetConfig` the ``"base"``
+            :class:`ReferenceUNet`.
         preset: ``ttblur.synth`` preset of the training videos (the source domain).
+        motion_mix: give every pool video its own camera motion drawn around the preset's
+            (:func:`motion_overrides`: smooth and jerky hand-held strokes, nearly still
+            videos, rotation, zoom, noise level); the preset's exposure and tone curve are kept.
         photos: photo names; ``None`` means ``ttblur.synth.TRAIN_PHOTOS``.
         num_videos: videos kept in the training pool.
         video_frames: frames per pool video (>= the clip's 5 frames).
@@ -78,8 +88,9 @@ class TrainReferenceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    model: ReferenceConfig | ReferenceUNetConfig = Field(default_factory=ReferenceConfig)
     preset: str = "gopro"
+    motion_mix: bool = False
     photos: list[str] | None = None
     num_videos: int = Field(default=48, gt=0)
     video_frames: int = Field(default=12, ge=5)
@@ -112,6 +123,43 @@ def _synth() -> Any:
     return importlib.import_module("ttblur.synth")
 
 
+def _network(config: TrainReferenceConfig) -> ReferenceDeblurNet | ReferenceUNet:
+    if isinstance(config.model, ReferenceUNetConfig):
+        return ReferenceUNet(config.model)
+    return ReferenceDeblurNet(config.model)
+
+
+def motion_overrides(rng: np.random.Generator) -> dict[str, float]:
+    """Camera-motion overrides of a ``ttblur.synth`` preset for one training video.
+
+    A mix of what hand-held footage shows: 15% of videos nearly still (5-40 px/s), the rest
+    120-900 px/s (log-uniform, geometric mean near the ``gopro`` preset's 330); strokes from
+    jerky (60 ms) to smooth (700 ms) with their speed falling to ~0 between them for 50-100%
+    of the motion; roll up to 25 deg/s and zoom up to 0.3 /s (std of their velocities);
+    sensor noise 0.005-0.02 at white.
+
+    Args:
+        rng: the generator the draws come from (deterministic per generator state).
+
+    Returns:
+        keyword overrides for :func:`ttblur.synth.make_video`.
+    """
+    still = rng.random() < 0.15
+    low, high = (5.0, 40.0) if still else (120.0, 900.0)
+    stroke_min = float(rng.uniform(60.0, 200.0))
+    return {
+        "speed_px_s": float(np.exp(rng.uniform(np.log(low), np.log(high)))),
+        "speed_variation": float(rng.uniform(0.5, 1.0)),
+        "stroke_min_ms": stroke_min,
+        "stroke_max_ms": stroke_min + float(rng.uniform(100.0, 500.0)),
+        "stroke_speed_jitter": float(rng.uniform(0.2, 0.8)),
+        "direction_spread_deg": float(rng.uniform(15.0, 45.0)),
+        "rotation_std": float(rng.uniform(0.0, 25.0)),
+        "zoom_std": float(rng.uniform(0.0, 0.3)),
+        "noise_std": float(rng.uniform(0.005, 0.02)),
+    }
+
+
 def _window(config: TrainReferenceConfig) -> int:
     return config.model.past_frames + config.model.future_frames + 1
 
@@ -128,7 +176,7 @@ class VideoPool:
         self,
         config: TrainReferenceConfig,
         *,
-        render: Callable[[str, int], tuple[Tensor, Tensor]] | None = None,
+        render: Callable[..., tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         self.config = config
         if config.photos:
@@ -142,7 +190,7 @@ class VideoPool:
         self.sharp: list[Tensor] = []
         self.generation: list[int] = []
 
-    def _render_synth(self, photo: str, seed: int) -> tuple[Tensor, Tensor]:
+    def _render_synth(self, photo: str, seed: int, **overrides: float) -> tuple[Tensor, Tensor]:
         cfg = self.config
         video = _synth().make_video(
             photo,
@@ -150,18 +198,20 @@ class VideoPool:
             num_frames=cfg.video_frames,
             size=tuple(cfg.video_size),
             seed=seed,
+            **overrides,
         )
         return video.blurry, video.sharp
 
-    def _slot_source(self, slot: int, generation: int) -> tuple[str, int]:
+    def _slot_source(self, slot: int, generation: int) -> tuple[str, int, dict[str, float]]:
         rng = np.random.default_rng([self.config.seed, slot, generation])
         photo = self.photos[(slot + generation * 7) % len(self.photos)]
         seed = int(rng.integers(0, _EVAL_SEED_OFFSET))
-        return photo, seed
+        overrides = motion_overrides(rng) if self.config.motion_mix else {}
+        return photo, seed, overrides
 
     def _make(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
-        photo, seed = self._slot_source(slot, generation)
-        blurry, sharp = self._render(photo, seed)
+        photo, seed, overrides = self._slot_source(slot, generation)
+        blurry, sharp = self._render(photo, seed, **overrides)
         to_u8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
         return to_u8(blurry), to_u8(sharp)
 
@@ -232,7 +282,7 @@ def _lr_at(step: int, config: TrainReferenceConfig) -> float:
 
 def _save_checkpoint(
     folder: Path,
-    model: ReferenceDeblurNet,
+    model: ReferenceDeblurNet | ReferenceUNet,
     optimizer: torch.optim.Adam,
     step: int,
     losses: list[float],
@@ -257,9 +307,9 @@ def _save_checkpoint(
 
 
 def _load_checkpoint(
-    folder: Path, model: ReferenceDeblurNet, optimizer: torch.optim.Adam
+    folder: Path, model: ReferenceDeblurNet | ReferenceUNet, optimizer: torch.optim.Adam
 ) -> tuple[int, list[float]]:
-    loaded = ReferenceDeblurNet.from_pretrained(folder / "model")
+    loaded = type(model).from_pretrained(folder / "model")
     model.load_state_dict(loaded.state_dict())
     moments = load_file(str(folder / "optimizer.safetensors"))
     for index, param in enumerate(model.parameters()):
@@ -327,7 +377,7 @@ def _train(
     config_path.write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
     torch.manual_seed(config.seed)
-    model = ReferenceDeblurNet(config.model)
+    model = _network(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     losses: list[float] = []
@@ -534,8 +584,23 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--video-size", type=int, nargs=2, default=list(defaults.video_size))
     train.add_argument("--refresh-every", type=int, default=defaults.refresh_every)
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    train.add_argument("--features", type=int, nargs=3, default=list(defaults.model.features))
-    train.add_argument("--num-blocks", type=int, default=defaults.model.num_blocks)
+    tiny, base = ReferenceConfig(), ReferenceUNetConfig()
+    train.add_argument(
+        "--arch",
+        choices=["tiny", "base"],
+        default="tiny",
+        help="tiny: ReferenceDeblurNet (--features, --num-blocks); base: ReferenceUNet "
+        "(--widths, --mid-blocks)",
+    )
+    train.add_argument("--features", type=int, nargs=3, default=list(tiny.features))
+    train.add_argument("--num-blocks", type=int, default=tiny.num_blocks)
+    train.add_argument("--widths", type=int, nargs=3, default=list(base.widths))
+    train.add_argument("--mid-blocks", type=int, default=base.mid_blocks)
+    train.add_argument(
+        "--motion-mix",
+        action="store_true",
+        help="draw every pool video's camera motion around the preset's (motion_overrides)",
+    )
     train.add_argument("--preset", default=defaults.preset)
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--threads", type=int, default=defaults.threads)
@@ -557,9 +622,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     args = _build_parser().parse_args(argv)
     if args.command == "train":
+        model_config: ReferenceConfig | ReferenceUNetConfig
+        if args.arch == "base":
+            model_config = ReferenceUNetConfig(
+                widths=tuple(args.widths), mid_blocks=args.mid_blocks
+            )
+        else:
+            model_config = ReferenceConfig(
+                features=tuple(args.features), num_blocks=args.num_blocks
+            )
         config = TrainReferenceConfig(
-            model=ReferenceConfig(features=tuple(args.features), num_blocks=args.num_blocks),
+            model=model_config,
             preset=args.preset,
+            motion_mix=args.motion_mix,
             num_videos=args.num_videos,
             video_frames=args.video_frames,
             video_size=tuple(args.video_size),
@@ -582,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"final loss {result.final_loss:.4f}; weights in {Path(args.out) / 'final'}"
         )
         if args.export:
-            model = ReferenceDeblurNet.from_pretrained(Path(args.out) / "final")
+            model = _network(config).from_pretrained(Path(args.out) / "final")
             model.save_pretrained(args.export)
             print(f"exported to {args.export}")
         return 0
