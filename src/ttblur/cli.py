@@ -18,7 +18,10 @@ Subcommands:
 
 Usage errors exit with status 2 (argparse's convention); bad inputs found while running exit
 with status 1 and a one-line message (``TTBLUR_DEBUG=1`` shows the traceback instead);
-an interrupt exits with 130.
+an interrupt exits with 130, ``SIGTERM`` with 143. Every path is checked before any work
+(:func:`check_paths`) and every output is written atomically (:mod:`ttblur.atomic`), so a
+failed or interrupted run never leaves a partial file under an output's name nor changes an
+earlier output.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import sys
+import tempfile
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +53,9 @@ __all__ = [
     "DEFAULT_MODEL",
     "CLIError",
     "DatasetSequence",
+    "Terminated",
     "build_parser",
+    "check_paths",
     "find_sequences",
     "load_model",
     "load_weights",
@@ -84,6 +93,7 @@ the network:
   --weights               a .safetensors file, a folder holding model.safetensors, or a
                           Hugging Face Hub repo id (through the local Hub cache); keys and
                           shapes must match the model exactly. Pickle files are never read.
+  --revision              Hub branch, tag or commit hash to pin a repo-id --weights to.
   --spec                  how the network is called (layout, value range, border frames);
                           default: model.spec if the model has one, else 'image'.
 """
@@ -299,6 +309,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help=".safetensors file, folder with model.safetensors, or Hub repo id",
     )
     group.add_argument(
+        "--revision",
+        default=None,
+        metavar="REV",
+        help="Hub branch, tag or commit hash of a repo-id --weights (default: main)",
+    )
+    group.add_argument(
         "--spec",
         default=None,
         choices=list_specs(),
@@ -368,12 +384,13 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def _on_sys_path(folder: Path) -> Iterator[None]:
-    """``folder`` first on ``sys.path`` for the duration (sibling imports of user code)."""
+def _last_on_sys_path(folder: Path) -> Iterator[None]:
+    """``folder`` appended to ``sys.path`` for the duration (never first: a file there named
+    like an installed module, such as ``safetensors.py`` or ``torch.py``, cannot shadow it)."""
     entry = str(folder)
     added = entry not in sys.path
     if added:
-        sys.path.insert(0, entry)
+        sys.path.append(entry)
     try:
         yield
     finally:
@@ -386,32 +403,44 @@ def _looks_like_file(text: str) -> bool:
     return text.endswith(".py") or "/" in text or os.sep in text
 
 
-def _import_target(module_text: str) -> Any:
-    """The module named by ``module_text``: a dotted module name or a ``.py`` file path."""
-    if _looks_like_file(module_text):
-        path = Path(module_text).expanduser()
-        if not path.is_file():
-            raise CLIError(f"--model: no such Python file: {module_text}")
-        name = "_ttblur_user_" + re.sub(r"\W", "_", str(path.resolve()))
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise CLIError(f"--model: cannot import {path} as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:
-            sys.modules.pop(name, None)
-            raise CLIError(
-                f"--model: importing {path} failed: {type(err).__name__}: {err}"
-            ) from err
-        return module
+def _import_file(module_text: str) -> Any:
+    """Import a ``.py`` file given by path (its folder must already be on ``sys.path``)."""
+    path = Path(module_text).expanduser()
+    if not path.is_file():
+        raise CLIError(f"--model: no such Python file: {module_text}")
+    name = "_ttblur_user_" + re.sub(r"\W", "_", str(path.resolve()))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"--model: cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(name, None)
+        raise CLIError(f"--model: importing {path} failed: {type(err).__name__}: {err}") from err
+    return module
+
+
+def _target_missing(err: ModuleNotFoundError, module_text: str) -> bool:
+    """Whether ``err`` says ``module_text`` itself (or a package above it) does not exist,
+    rather than that something it imports is missing."""
+    parts = module_text.split(".")
+    return err.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def _import_module(module_text: str) -> Any:
+    """Import a dotted module name with ``sys.path`` as it is (see :func:`load_model`)."""
     try:
         return importlib.import_module(module_text)
     except ModuleNotFoundError as err:
+        if _target_missing(err, module_text):
+            raise CLIError(
+                f"--model: cannot import module {module_text!r} ({err}); run from the folder "
+                "that holds it, or pass path/to/file.py:factory"
+            ) from err
         raise CLIError(
-            f"--model: cannot import module {module_text!r} ({err}); run from the folder that "
-            "holds it, or pass path/to/file.py:factory"
+            f"--model: importing {module_text!r} failed: ModuleNotFoundError: {err}"
         ) from err
     except Exception as err:
         raise CLIError(
@@ -419,21 +448,49 @@ def _import_target(module_text: str) -> Any:
         ) from err
 
 
-def load_model(target: str = DEFAULT_MODEL, weights: str | None = None) -> nn.Module:
+def _build(module_text: str, attribute: str, target: str) -> Any:
+    """Import the module of ``target`` and call its factory (``sys.path`` as set by the caller)."""
+    module = (
+        _import_file(module_text) if _looks_like_file(module_text) else _import_module(module_text)
+    )
+    factory: Any = module
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            raise CLIError(f"--model: {module_text} has no attribute {attribute!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise CLIError(f"--model: {target} is a {type(factory).__name__}, not callable")
+    try:
+        return factory()
+    except Exception as err:
+        raise CLIError(
+            f"--model: calling {attribute}() failed: {type(err).__name__}: {err}"
+        ) from err
+
+
+def load_model(
+    target: str = DEFAULT_MODEL, weights: str | None = None, *, revision: str | None = None
+) -> nn.Module:
     """Build the network named by ``target`` and optionally load weights into it.
 
+    Import rules (no file in the current folder can shadow an installed module): a dotted
+    ``module`` is imported as it is, and only if it is not found anywhere is the current
+    folder searched, appended (last) to ``sys.path``; a ``path/to/file.py`` is imported from
+    that file, with its folder appended to ``sys.path`` (sibling imports of modules that are
+    not installed work). The default target changes nothing on ``sys.path``.
+
     Args:
-        target: ``"module:factory"`` (``module`` importable, looked up from the current
-            folder too) or ``"path/to/file.py:factory"``; ``factory`` may be dotted
-            (``"nets:Builder.create"``). It is called with no argument.
+        target: ``"module:factory"`` or ``"path/to/file.py:factory"``; ``factory`` may be
+            dotted (``"nets:Builder.create"``). It is called with no argument.
         weights: see :func:`load_weights`; ``None`` keeps what the factory built.
+        revision: Hub branch, tag or commit of a repo-id ``weights`` (see :func:`load_weights`).
 
     Returns:
         the ``torch.nn.Module``.
 
     Raises:
         CLIError: bad ``target``, import failure, missing attribute, a factory that fails or
-            does not return an ``nn.Module``.
+            does not return an ``nn.Module``; ``revision`` without a repo-id ``weights``.
         FileNotFoundError / ValueError: as :func:`load_weights`.
     """
     from torch import nn
@@ -443,38 +500,42 @@ def load_model(target: str = DEFAULT_MODEL, weights: str | None = None) -> nn.Mo
         raise CLIError(
             f"--model must be 'module:factory' or 'path/to/file.py:factory', got {target!r}"
         )
-    folder = (
-        Path(module_text).expanduser().resolve().parent
-        if _looks_like_file(module_text)
-        else Path.cwd()
-    )
-    with _on_sys_path(folder):
-        factory: Any = _import_target(module_text)
-        for part in attribute.split("."):
-            if not hasattr(factory, part):
-                raise CLIError(f"--model: {module_text} has no attribute {attribute!r}")
-            factory = getattr(factory, part)
-        if not callable(factory):
-            raise CLIError(f"--model: {target} is a {type(factory).__name__}, not callable")
+    if revision is not None and weights is None:
+        raise CLIError("--revision needs --weights OWNER/NAME (a Hugging Face Hub repo id)")
+    if _looks_like_file(module_text):
+        with _last_on_sys_path(Path(module_text).expanduser().resolve().parent):
+            model = _build(module_text, attribute, target)
+    else:
         try:
-            model = factory()
-        except Exception as err:
-            raise CLIError(
-                f"--model: calling {attribute}() failed: {type(err).__name__}: {err}"
-            ) from err
+            model = _build(module_text, attribute, target)
+        except CLIError as err:
+            if not isinstance(err.__cause__, ModuleNotFoundError) or not _target_missing(
+                err.__cause__, module_text
+            ):
+                raise
+            with _last_on_sys_path(Path.cwd()):
+                model = _build(module_text, attribute, target)
     if not isinstance(model, nn.Module):
         raise CLIError(
             f"--model: {attribute}() returned a {type(model).__name__}, not a torch.nn.Module"
         )
     if weights is not None:
-        load_weights(model, weights)
+        load_weights(model, weights, revision=revision)
     return model
 
 
-def _weights_file(weights: str) -> Path:
+def _weights_file(weights: str, revision: str | None = None) -> Path:
     from ttblur.hub import WEIGHTS_NAME, looks_like_local_path, resolve_pretrained
 
     path = Path(weights).expanduser()
+    local = path.exists() or looks_like_local_path(
+        weights, (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+    )
+    if revision is not None and local:
+        raise CLIError(
+            f"--revision {revision} applies to a Hugging Face Hub repo id, not to the local "
+            f"path {weights}"
+        )
     if path.is_file():
         return path
     if path.is_dir():
@@ -484,13 +545,15 @@ def _weights_file(weights: str) -> Path:
         raise FileNotFoundError(
             f"--weights: {path} holds neither {WEIGHTS_NAME} nor adapted.safetensors"
         )
-    if looks_like_local_path(weights, (".safetensors", ".pt", ".pth", ".bin", ".ckpt")):
+    if local:
         raise FileNotFoundError(f"--weights: no such file or folder: {weights}")
-    folder = resolve_pretrained(weights, default=None, filenames=(WEIGHTS_NAME,))
+    folder = resolve_pretrained(weights, default=None, revision=revision, filenames=(WEIGHTS_NAME,))
     return folder / WEIGHTS_NAME
 
 
-def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> Path:
+def load_weights(
+    model: nn.Module, weights: str | os.PathLike[str], *, revision: str | None = None
+) -> Path:
     """Load a safetensors state dict into ``model`` with strict key and shape matching.
 
     Args:
@@ -500,17 +563,21 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> Path:
             id whose ``model.safetensors`` is fetched through the local Hub cache
             (``HF_HUB_OFFLINE=1`` works with a populated cache). Pickle-based checkpoints
             (``.pt``, ``.pth``, ...) are refused.
+        revision: Hub branch, tag or commit hash of a repo-id ``weights`` (default: ``main``);
+            refused for a local path.
 
     Returns:
         the file read.
 
     Raises:
-        FileNotFoundError: no such file or folder, or a repo id that cannot be resolved.
+        FileNotFoundError: no such file or folder, or a repo id (at ``revision``) that cannot
+            be resolved.
         ValueError: not a safetensors file, or keys / shapes that do not match the model.
+        CLIError: ``revision`` with a local path.
     """
     from ttblur.hub import load_safetensors, state_dict_mismatch
 
-    file = _weights_file(os.fspath(weights))
+    file = _weights_file(os.fspath(weights), revision)
     if file.suffix != ".safetensors":
         raise ValueError(
             f"--weights: {file} is not a .safetensors file; pickle checkpoints are never loaded "
@@ -528,13 +595,18 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str]) -> Path:
 
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write ``model.state_dict()`` as safetensors (every tensor copied to the CPU, so tied
-    weights are stored once per key and :func:`load_weights` matches keys exactly)."""
+    weights are stored once per key and :func:`load_weights` matches keys exactly).
+
+    The file is written atomically (:func:`ttblur.atomic.atomic_path`): an earlier file at
+    ``path`` stays whole until the new one replaces it."""
     from safetensors.torch import save_file
 
+    from ttblur.atomic import atomic_path
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out), metadata={"format": "pt"})
+    with atomic_path(out) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     return out
 
 
@@ -571,11 +643,135 @@ def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
     return config
 
 
-def _require_input(path: str | Path, what: str) -> Path:
-    source = Path(path).expanduser()
-    if not source.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    return source
+# ============================================================================ paths
+
+#: The files ``ttblur adapt`` writes into ``--out``.
+ADAPT_OUTPUTS = ("adapted.safetensors", "deblurred.mp4", "report.json")
+_DEMO_OUTPUTS = ("side_by_side.png", "deblurred.mp4", "blurry.mp4", "report.json")
+_FRAME_NAME = re.compile(r"^[0-9]+\.png$")
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One path a command writes: the option that names it, the path, folder or file."""
+
+    option: str
+    path: Path
+    folder: bool
+
+
+def _report_names() -> list[str]:
+    from ttblur.report import REPORT_FILES
+
+    return [*REPORT_FILES.values(), "index.html"]
+
+
+def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[_Output]]:
+    """What a command reads (``(what, path)``) and every path it writes."""
+    from ttblur.video import VIDEO_EXTENSIONS
+
+    inputs: list[tuple[str, Path]] = []
+    outputs: list[_Output] = []
+    if args.command in ("adapt", "deblur"):
+        inputs.append(("video", Path(args.video).expanduser()))
+    elif args.command == "eval":
+        inputs.append(("dataset folder", Path(args.dataset).expanduser()))
+    if getattr(args, "config", None) is not None:
+        inputs.append(("--config file", Path(args.config).expanduser()))
+    out = Path(args.out).expanduser() if getattr(args, "out", None) is not None else None
+    if args.command == "adapt" and out is not None:
+        outputs.append(_Output("--out", out, True))
+        outputs += [_Output("--out", out / name, False) for name in ADAPT_OUTPUTS]
+        if args.report_dir is not None:
+            report = Path(args.report_dir).expanduser()
+            outputs.append(_Output("--report-dir", report, True))
+            outputs += [_Output("--report-dir", report / n, False) for n in _report_names()]
+    elif args.command == "deblur" and out is not None:
+        outputs.append(_Output("--out", out, out.suffix.lower() not in VIDEO_EXTENSIONS))
+    elif args.command == "eval" and args.json is not None:
+        outputs.append(_Output("--json", Path(args.json).expanduser(), False))
+    elif args.command == "demo" and out is not None:
+        outputs.append(_Output("--out", out, True))
+        outputs += [_Output("--out", out / name, False) for name in _DEMO_OUTPUTS]
+    return inputs, outputs
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file: hard links and symbolic links included."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = path.resolve(), folder.resolve()
+    return real == base or real.is_relative_to(base)
+
+
+def _check_writable(shown: str, folder: Path) -> None:
+    """The nearest existing folder at or above ``folder`` must accept new files."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CLIError(f"{shown}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CLIError(f"{shown}: the folder {existing} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise CLIError(f"{shown}: cannot write in the folder {existing} ({err})") from err
+
+
+def _check_output(output: _Output, inputs: list[tuple[str, Path]], command: str) -> None:
+    path, shown = output.path, f"{output.option} {output.path}"
+    if output.folder and path.exists() and not path.is_dir():
+        raise CLIError(f"{shown} exists and is not a folder (a folder is written there)")
+    if not output.folder and path.is_dir():
+        raise CLIError(f"{shown} is a folder, but a file is written there")
+    for what, source in inputs:
+        if path.exists() and _same_file(path, source):
+            raise CLIError(
+                f"{shown} is the input {what} {source} (the same file); writing it would "
+                "destroy the input"
+            )
+        if source.is_dir() and _inside(path, source):
+            raise CLIError(
+                f"{shown} is inside the input {what} {source}; ttblur never writes into its "
+                "input folder (pick a folder outside it)"
+            )
+        if (
+            command == "deblur"
+            and output.folder
+            and source.is_file()
+            and _FRAME_NAME.match(source.name)
+            and source.parent.resolve() == path.resolve()
+        ):
+            raise CLIError(f"{shown}: the input {source} would be replaced by an output frame")
+    _check_writable(shown, path if output.folder else path.parent)
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Validate every input and output path of a parsed command before any work is done.
+
+    Inputs must exist. Outputs: a folder output must not be an existing file and a file
+    output not an existing folder; no output may be an input (compared as files, so a hard
+    link or symbolic link to the input counts) or lie inside an input folder (``--out`` or
+    ``--report-dir`` inside the frame folder being read); the nearest existing folder of each
+    output must be writable (checked by creating a temporary file there). Nothing is created.
+
+    Raises:
+        FileNotFoundError: a missing input.
+        CLIError: any output problem, naming the option and the path.
+    """
+    inputs, outputs = _planned_paths(args)
+    for what, path in inputs:
+        if not path.exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
+    for output in outputs:
+        _check_output(output, inputs, args.command)
 
 
 # ============================================================================ adapt
@@ -583,14 +779,16 @@ def _require_input(path: str | Path, what: str) -> Path:
 
 def _run_adapt(args: argparse.Namespace) -> int:
     from ttblur.api import adapt
+    from ttblur.atomic import StagedOutputs
     from ttblur.inference import deblur_file
     from ttblur.video import load_video
 
+    check_paths(args)
     progress = not args.no_progress
-    source = _require_input(args.video, "video")
+    source = Path(args.video).expanduser()
     _check_device(args.device)
     config = _adapt_config(args)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, revision=args.revision)
     start = time.perf_counter()
     frames = load_video(source)
     print(f"adapting to {frames.shape[0]} frames of {frames.shape[3]}x{frames.shape[2]} px")
@@ -606,26 +804,30 @@ def _run_adapt(args: argparse.Namespace) -> int:
     for message in report.messages:
         print(f"note: {message}")
 
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    written = [save_weights(result.model, out / "adapted.safetensors")]
-    written.append(
+    # Every output is written under a temporary name and all are renamed into place together
+    # at the end: an interrupted or failed run leaves the previous run's outputs as they were.
+    out = Path(args.out).expanduser()
+    written = [out / name for name in ADAPT_OUTPUTS]
+    with StagedOutputs() as staged:
+        save_weights(result.model, staged.file(out / "adapted.safetensors"))
         deblur_file(
             result.model,
             source,
-            out / "deblurred.mp4",
+            staged.file(out / "deblurred.mp4"),
             spec=result.spec,
             device=result.device,
             progress=progress,
         )
-    )
-    report_path = out / "report.json"
-    report_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    written.append(report_path)
-    if args.report_dir is not None:
-        from ttblur.report import write_report
+        staged.file(out / "report.json").write_text(
+            report.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        )
+        if args.report_dir is not None:
+            from ttblur.report import write_report
 
-        written.append(write_report(result, frames, args.report_dir, model=model))
+            report_dir = Path(args.report_dir).expanduser()
+            stage = staged.folder(report_dir, replaces=_report_names())
+            write_report(result, frames, stage, model=model)
+            written.append(report_dir / "index.html")
     for path in written:
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - start:.1f} s")
@@ -638,14 +840,15 @@ def _run_adapt(args: argparse.Namespace) -> int:
 def _run_deblur(args: argparse.Namespace) -> int:
     from ttblur.inference import deblur_file
 
-    source = _require_input(args.video, "video")
+    check_paths(args)
+    source = Path(args.video).expanduser()
     _check_device(args.device)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, revision=args.revision)
     start = time.perf_counter()
     written = deblur_file(
         model,
         source,
-        args.out,
+        Path(args.out).expanduser(),
         spec=args.spec,
         device=args.device,
         window=args.window,
@@ -820,10 +1023,11 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
 def _run_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    check_paths(args)
     _check_device(args.device)
     sequences = _select(find_sequences(args.dataset), args.sequences)
     config = _adapt_config(args)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, revision=args.revision)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     all_scores: dict[str, _Scores] = {
@@ -859,8 +1063,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             "sequences": rows,
             "mean": {k: v for k, v in mean.items() if k != "name"},
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        from ttblur.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -872,6 +1077,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     import torch
 
     from ttblur.api import adapt
+    from ttblur.atomic import StagedOutputs
     from ttblur.inference import deblur
     from ttblur.metrics import psnr, ssim
     from ttblur.nets.reference import reference_model
@@ -879,11 +1085,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ttblur.video import save_video
     from ttblur.viz import save_png
 
+    check_paths(args)
     progress = not args.no_progress
     _check_device(args.device)
     config = _adapt_config(args)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out).expanduser()
 
     start = time.perf_counter()
     print(f"rendering a {args.frames}-frame {args.size[0]}x{args.size[1]} '{args.preset}' clip")
@@ -916,14 +1122,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     middle = clip.blurry.shape[0] // 2
     panels = [clip.blurry[middle], unadapted[middle], adapted[middle], clip.sharp[middle]]
     side_by_side = torch.cat([p.clamp(0, 1) for p in panels], dim=-1)
-    written = [
-        save_png(side_by_side.permute(1, 2, 0), out / "side_by_side.png"),
-        save_video(adapted, out / "deblurred.mp4", fps=30),
-        save_video(clip.blurry, out / "blurry.mp4", fps=30),
-    ]
-    report_path = out / "report.json"
-    report_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    written.append(report_path)
+    written = [out / name for name in _DEMO_OUTPUTS]
+    with StagedOutputs() as staged:  # all four appear together, or none is replaced
+        save_png(side_by_side.permute(1, 2, 0), staged.file(out / "side_by_side.png"))
+        save_video(adapted, staged.file(out / "deblurred.mp4"), fps=30)
+        save_video(clip.blurry, staged.file(out / "blurry.mp4"), fps=30)
+        staged.file(out / "report.json").write_text(
+            report.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        )
     print("side_by_side.png: blurry | unadapted | adapted | ground truth (middle frame)")
     for path in written:
         print(f"wrote {path}")
@@ -943,8 +1149,63 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the CLI receives ``SIGTERM`` (or ``SIGHUP``).
+
+    A ``KeyboardInterrupt`` subclass, so every cleanup that runs for Ctrl-C (``finally``
+    blocks, removal of temporary output files) runs for a termination too; ``main`` returns
+    ``128 + signum`` (143 for ``SIGTERM``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn ``SIGTERM`` / ``SIGHUP`` into :class:`Terminated` for the duration (main thread
+    only; the previous handlers are restored afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            previous[number] = signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Print each warning as one line ``ttblur COMMAND: warning: ...`` on stderr."""
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        text = message if isinstance(message, str) else _one_line(message)
+        print(f"ttblur {command}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ttblur`` command; returns the process exit status."""
+    """Entry point of the ``ttblur`` command; returns the process exit status.
+
+    0 on success, 2 for usage errors, 1 for a bad input or a failure found while running
+    (one line on stderr; ``TTBLUR_DEBUG=1`` raises instead), 130 for ``SIGINT`` (Ctrl-C) and
+    ``128 + signum`` for ``SIGTERM`` (143) / ``SIGHUP``. An interrupted or failed command
+    leaves every earlier output under its name unchanged (outputs are written under
+    temporary names and renamed into place at the end).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -957,11 +1218,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handlers = {"adapt": _run_adapt, "deblur": _run_deblur, "eval": _run_eval, "demo": _run_demo}
     try:
-        return handlers[args.command](args)
+        with _terminate_as_interrupt(), _warnings_as_lines(args.command):
+            return handlers[args.command](args)
+    except Terminated as err:
+        print(
+            f"ttblur {args.command}: terminated (signal {err.signum}); earlier outputs "
+            "were left unchanged",
+            file=sys.stderr,
+        )
+        return 128 + err.signum
     except KeyboardInterrupt:
-        print(f"ttblur {args.command}: interrupted", file=sys.stderr)
+        print(
+            f"ttblur {args.command}: interrupted; earlier outputs were left unchanged",
+            file=sys.stderr,
+        )
         return 130
-    except (CLIError, ValueError, OSError, TypeError, ImportError, RuntimeError) as err:
+    except (
+        CLIError,
+        ValueError,
+        OSError,
+        TypeError,
+        ImportError,
+        RuntimeError,
+        ArithmeticError,  # FloatingPointError: a diverging fine-tuning run
+    ) as err:
         if os.environ.get("TTBLUR_DEBUG"):
             raise
         print(f"ttblur {args.command}: error: {_one_line(err)}", file=sys.stderr)

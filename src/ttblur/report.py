@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from ttblur.atomic import atomic_write_text
 from ttblur.protocols import BlurSynthesizer, ConditionGenerator, PatchLocation, Selection
 from ttblur.stages.clips import patch_motion_conditions
 from ttblur.video import VideoSource, load_video
@@ -637,7 +638,7 @@ def write_report(
         page.notes.append("no fine-tuning ran: no loss curve")
 
     index = out / "index.html"
-    index.write_text(_html(report, page, title), encoding="utf-8")
+    atomic_write_text(index, _html(report, page, title))
     return index
 
 

@@ -42,9 +42,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ttblur.atomic import StagedOutputs, atomic_path
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
+    "TruncatedVideoWarning",
     "VideoInfo",
     "VideoSource",
     "iter_video",
@@ -289,14 +292,55 @@ def _frame_to_array(frame: Any) -> np.ndarray:
     return frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
 
 
-def _decode_video(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
-    """Yield ``(H, W, 3)`` uint8/uint16 RGB frames decoded one at a time."""
+class TruncatedVideoWarning(UserWarning):
+    """A video file decoded to fewer frames than its container declares (cut-off download,
+    interrupted copy). The frames that could be decoded are returned; ``strict=True`` in
+    :func:`load_video` / :func:`iter_video` turns this into a ``ValueError``."""
+
+
+def _declared_frames(container: Any, stream: Any) -> tuple[int, int]:
+    """The frame count the container declares for ``stream`` and the shortfall tolerated.
+
+    The stream's frame count when the header stores one (MP4, AVI: exact, no tolerance);
+    otherwise duration x average frame rate (Matroska, WebM: an estimate, 1 frame tolerated);
+    ``(0, 0)`` when neither is known.
+    """
+    if int(stream.frames or 0) > 0:
+        return int(stream.frames), 0
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.duration and stream.time_base and rate:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration and rate:
+        seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    else:
+        return 0, 0
+    return round(seconds * float(rate)), 1
+
+
+def _truncated(path: Path, declared: int, decoded: int, strict: bool) -> None:
+    message = (
+        f"video file '{path}' is truncated or damaged: its container declares {declared} "
+        f"frames but only {decoded} could be decoded"
+    )
+    if strict:
+        raise ValueError(message)
+    import warnings
+
+    warnings.warn(message + " (using those)", TruncatedVideoWarning, stacklevel=4)
+
+
+def _decode_video(path: Path, max_frames: int | None, strict: bool = False) -> Iterator[np.ndarray]:
+    """Yield ``(H, W, 3)`` uint8/uint16 RGB frames decoded one at a time.
+
+    When decoding ends (not cut short by ``max_frames``) with fewer frames than the container
+    declares, a :class:`TruncatedVideoWarning` is issued (``ValueError`` when ``strict``)."""
     import av
 
     container = _open_container(path)
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        declared, tolerance = _declared_frames(container, stream)
         count = 0
         size: tuple[int, int] | None = None
         frames = container.decode(stream)
@@ -305,6 +349,8 @@ def _decode_video(path: Path, max_frames: int | None) -> Iterator[np.ndarray]:
                 frame = next(frames)
                 array = _frame_to_array(frame)
             except StopIteration:
+                if count < declared - tolerance:
+                    _truncated(path, declared, count, strict)
                 break
             except (av.FFmpegError, ValueError) as err:
                 raise ValueError(
@@ -345,6 +391,7 @@ def load_video(
     *,
     max_frames: int | None = None,
     min_frames: int = 1,
+    strict: bool = False,
 ) -> Tensor:
     """Load a whole video as a float32 ``(T, 3, H, W)`` RGB tensor in ``[0, 1]``.
 
@@ -355,6 +402,8 @@ def load_video(
             ``1e-3`` of ``[0, 1]`` are clamped (rounding), farther is an error.
         max_frames: keep only the first ``max_frames`` frames (decoding stops there).
         min_frames: the least number of frames accepted (after ``max_frames``).
+        strict: a video file that decodes to fewer frames than its container declares
+            raises ``ValueError`` instead of issuing a :class:`TruncatedVideoWarning`.
 
     Returns:
         a new float32 ``(T, 3, H, W)`` tensor in ``[0, 1]`` with ``min_frames <= T``; tensors
@@ -366,7 +415,11 @@ def load_video(
             and the one expected), NaN/inf, float values outside ``[0, 1]``, a folder with no
             image files, frames of different sizes (naming the first offending file and both
             sizes), an unreadable or corrupt file (named), fewer than ``min_frames`` frames,
-            or bad ``max_frames`` / ``min_frames``.
+            or bad ``max_frames`` / ``min_frames``; with ``strict``, a truncated video file.
+
+    Warns:
+        TruncatedVideoWarning: a video file decodes to fewer frames than its container
+            declares (the message names both counts); the decoded frames are returned.
     """
     _check_count(max_frames, "max_frames")
     _check_count(min_frames, "min_frames", allow_none=False)
@@ -397,7 +450,7 @@ def load_video(
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
             video = _image_to_chw(_read_image(path))[None]
         else:
-            decoded = list(_decode_video(path, max_frames))
+            decoded = list(_decode_video(path, max_frames, strict))
             if not decoded:
                 raise _too_few(0, min_frames)
             video = torch.empty(len(decoded), 3, *decoded[0].shape[:2], dtype=torch.float32)
@@ -414,6 +467,7 @@ def iter_video(
     *,
     chunk_size: int | None = None,
     max_frames: int | None = None,
+    strict: bool = False,
 ) -> Iterator[Tensor]:
     """Stream a video without holding it in memory.
 
@@ -427,6 +481,8 @@ def iter_video(
         chunk_size: ``None`` yields single ``(3, H, W)`` frames; an int yields
             ``(n, 3, H, W)`` chunks with ``n == chunk_size`` except possibly the last.
         max_frames: stop after this many frames.
+        strict: as in :func:`load_video` (a truncated video file raises at the end of the
+            iteration instead of warning).
 
     Yields:
         float32 ``(3, H, W)`` frames or ``(n, 3, H, W)`` chunks, RGB in ``[0, 1]``.
@@ -456,7 +512,7 @@ def iter_video(
         frames = _iter_folder([path])
     else:
         _open_container(path).close()  # fail now on a missing stream / unreadable file
-        frames = (_image_to_chw(a) for a in _decode_video(path, max_frames))
+        frames = (_image_to_chw(a) for a in _decode_video(path, max_frames, strict))
     return frames if chunk_size is None else _chunked(frames, chunk_size)
 
 
@@ -664,37 +720,45 @@ def _no_frames(path: Path) -> ValueError:
 def _write_png_folder(
     chunks: Iterable[Tensor], folder: Path, bit_depth: int, total: int | None
 ) -> None:
+    """Encode the frames into a hidden staging folder inside ``folder``, then move them in.
+
+    Nothing in ``folder`` changes until every frame is encoded: an error or an interrupt
+    leaves the frames of an earlier run there complete (see :class:`ttblur.atomic.StagedOutputs`).
+    """
     import cv2
 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"'{folder}' exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    foreign = [
-        p.name
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not _PNG_NAME.match(p.name)
-    ]
-    if foreign:
-        raise ValueError(
-            f"folder '{folder}' already holds image files not written by save_video "
-            f"(e.g. '{sorted(foreign)[0]}'); loading it back would mix them in: use an empty "
-            "folder"
-        )
+    if folder.is_dir():
+        foreign = [
+            p.name
+            for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and not _PNG_NAME.match(p.name)
+            and not p.name.startswith(".")
+        ]
+        if foreign:
+            raise ValueError(
+                f"folder '{folder}' already holds image files not written by save_video "
+                f"(e.g. '{sorted(foreign)[0]}'); loading it back would mix them in: use an "
+                "empty folder"
+            )
     digits = max(5, len(str(total - 1))) if total else 5
-    written: set[str] = set()
-    for chunk in chunks:
-        for image in _quantize(chunk, bit_depth):
-            name = f"{len(written):0{digits}d}.png"
-            ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
-            if not ok:
-                raise ValueError(f"OpenCV could not encode frame {len(written)} as PNG")
-            encoded.tofile(folder / name)
-            written.add(name)
-    if not written:
-        raise _no_frames(folder)
-    for stale in folder.iterdir():  # frames of an older, longer video written there
-        if _PNG_NAME.match(stale.name) and stale.name not in written:
-            stale.unlink()
+    with StagedOutputs() as staged:
+        earlier = (
+            [p.name for p in folder.iterdir() if _PNG_NAME.match(p.name)] if folder.is_dir() else []
+        )
+        stage = staged.folder(folder, replaces=earlier)  # stale frames of a longer video go
+        count = 0
+        for chunk in chunks:
+            for image in _quantize(chunk, bit_depth):
+                ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+                if not ok:
+                    raise ValueError(f"OpenCV could not encode frame {count} as PNG")
+                encoded.tofile(stage / f"{count:0{digits}d}.png")
+                count += 1
+        if count == 0:
+            raise _no_frames(folder)
 
 
 def _write_video_file(
@@ -736,9 +800,8 @@ def _write_video_file(
     elif name == "mpeg4":
         options["flags"] = "+qscale"
         options["global_quality"] = str(118 * min(31, max(1, round(crf / 6))))  # FF_QP2LAMBDA
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with av.open(str(path), mode="w") as container:
+        with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:
             stream = container.add_stream(name, rate=Fraction(fps).limit_denominator(100000))
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             context = stream.codec_context
@@ -758,8 +821,7 @@ def _write_video_file(
                         )
                     container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
-    except BaseException as err:
-        path.unlink(missing_ok=True)
+    except BaseException as err:  # atomic_path removed the partial file; `path` is untouched
         if failed_upstream or not isinstance(err, (av.FFmpegError, OSError, ValueError)):
             raise
         raise ValueError(

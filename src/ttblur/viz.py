@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ttblur.atomic import atomic_path
+
 __all__ = [
     "INFERNO_ANCHORS",
     "PALETTE",
@@ -215,7 +217,8 @@ def save_png(array: torch.Tensor | NDArray[np.uint8], path: str | Path) -> Path:
     Args:
         array: ``(H, W, 3)`` RGB or ``(H, W)`` grey, ``uint8`` (as returned by this module),
             or floating point in ``[0, 1]`` (scaled by 255 and rounded).
-        path: output file; its folder must exist.
+        path: output file; its folder must exist. Written atomically
+            (:func:`ttblur.atomic.atomic_path`).
 
     Returns:
         The path written.
@@ -241,8 +244,9 @@ def save_png(array: torch.Tensor | NDArray[np.uint8], path: str | Path) -> Path:
     if not out.parent.is_dir():
         raise FileNotFoundError(f"folder {out.parent} does not exist")
     image = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
-    if not cv2.imwrite(str(out), np.ascontiguousarray(image)):
-        raise OSError(f"OpenCV could not write {out} (is the extension .png?)")
+    with atomic_path(out) as tmp:  # an earlier file of that name stays whole until replaced
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(image)):
+            raise OSError(f"OpenCV could not write {out} (is the extension .png?)")
     return out
 
 
