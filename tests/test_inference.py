@@ -140,7 +140,7 @@ def test_deblur_names_spec_when_model_does_not_fit():
         (torch.rand(3, 8, 8), "dims"),
         (torch.rand(2, 4, 8, 8), "3 \\(RGB\\) channels"),
         (torch.rand(2, 8, 8, 3), "permute"),
-        ((torch.rand(2, 3, 8, 8) * 255).to(torch.uint8), "dtype torch.uint8"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.int32), "dtype torch.int32"),
         (torch.rand(2, 3, 8, 8) * 2, "\\[0, 1\\]"),
         (torch.full((2, 3, 8, 8), float("nan")), "NaN"),
         (torch.rand(0, 3, 8, 8), "no frames"),
@@ -151,6 +151,17 @@ def test_deblur_names_spec_when_model_does_not_fit():
 def test_deblur_validates_the_video(video, message):
     with pytest.raises(ValueError, match=message):
         deblur(standin_model("image"), video, progress=False)
+
+
+def test_uint8_videos_are_accepted_as_adapt_accepts_them():
+    video = _video(5, 12, 16)
+    quantised = (video * 255).round().to(torch.uint8)
+    model = standin_model("reference")
+    expected = deblur(model, quantised.float() / 255, progress=False)
+    assert torch.equal(deblur(model, quantised, progress=False), expected)
+    streamed = torch.stack(list(iter_deblur(model, quantised, progress=False)))
+    assert torch.equal(streamed, expected)
+    assert torch.equal(quantised, (video * 255).round().to(torch.uint8))  # input untouched
 
 
 def test_deblur_rejects_non_modules_and_short_windows():
@@ -336,8 +347,8 @@ def test_iter_deblur_checks_arguments_at_the_call(tmp_path):
         iter_deblur(model, _video(8), spec="nosuchspec")
     with pytest.raises(ValueError, match="permute"):
         iter_deblur(model, torch.rand(2, 8, 8, 3), spec="estrnn")
-    with pytest.raises(ValueError, match=r"dtype torch\.uint8"):
-        iter_deblur(model, torch.zeros(2, 3, 8, 8, dtype=torch.uint8), spec="estrnn")
+    with pytest.raises(ValueError, match=r"dtype torch\.int16"):
+        iter_deblur(model, torch.zeros(2, 3, 8, 8, dtype=torch.int16), spec="estrnn")
     with pytest.raises(FileNotFoundError):
         iter_deblur(model, tmp_path / "missing.mp4", spec="estrnn")
     with pytest.raises(ValueError, match="video must be"):

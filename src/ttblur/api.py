@@ -24,8 +24,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from ttblur._state import ModuleSnapshot
 from ttblur.config import AdaptConfig
 from ttblur.finetune import (
+    FinetuneResult,
     LossFn,
     PseudoPairs,
     build_pseudo_pairs,
@@ -34,7 +36,7 @@ from ttblur.finetune import (
     finetune,
     select_trainable,
 )
-from ttblur.inference import deblur, resolve_device
+from ttblur.inference import _to_video, deblur, resolve_device
 from ttblur.protocols import (
     BlurSynthesizer,
     ConditionGenerator,
@@ -42,12 +44,12 @@ from ttblur.protocols import (
     Selection,
     SharpnessDetector,
 )
-from ttblur.specs import ModelSpec, infer_spec, model_device
+from ttblur.specs import ModelSpec, _declared_spec, infer_spec, model_device
 from ttblur.stages.clips import synthesize_motion_clips
 from ttblur.stages.exposure import ExposureEstimate, video_motion
-from ttblur.stages.flow import build_flow
+from ttblur.stages.flow import MIN_FLOW_SIZE, build_flow
 from ttblur.stages.reblur import match_noise, video_noise_std
-from ttblur.video import VideoSource, load_video
+from ttblur.video import VideoSource
 
 __all__ = ["AdaptReport", "AdaptResult", "ConditionStats", "PatchRecord", "adapt"]
 
@@ -101,7 +103,12 @@ class AdaptReport(BaseModel):
     val_loss: list[float] = Field(default_factory=list)
     baseline_val_loss: float | None = None
     best_epoch: int = 0
+    #: True when the returned model holds the unadapted weights (no pseudo-sharp patch, no
+    #: epoch better than the unadapted model, or fine-tuning diverged); ``messages`` says why.
     reverted: bool = False
+    #: True when fine-tuning diverged (NaN / inf loss or weights); the unadapted model was
+    #: restored bit for bit and returned instead of raising.
+    diverged: bool = False
     num_train_pairs: int = 0
     num_val_pairs: int = 0
     seconds: dict[str, float] = Field(default_factory=dict)
@@ -128,7 +135,11 @@ class AdaptResult:
         self.device = device
 
     def deblur(self, video: VideoSource, *, progress: bool = True) -> Tensor:
-        """Deblur a video with the adapted model: ``(T, 3, H, W)`` in [0, 1] on the CPU."""
+        """Deblur a video with the adapted model: ``(T, 3, H, W)`` in [0, 1] on the CPU.
+
+        ``video`` is anything :func:`adapt` accepts (a float or ``uint8`` tensor, an array, a
+        path, an iterable of frames): both go through the same conversion.
+        """
         return deblur(self.model, video, spec=self.spec, device=self.device, progress=progress)
 
     def __repr__(self) -> str:
@@ -155,7 +166,18 @@ def _default_loss(pred: Tensor, target: Tensor) -> Tensor:
     return torch.nn.functional.l1_loss(pred, target)
 
 
-def _check_video(video: Tensor, config: AdaptConfig, spec: ModelSpec) -> None:
+def _uses_flow(config: AdaptConfig, spec: ModelSpec, own_generator: bool) -> bool:
+    """Whether the run will estimate optical flow on the video's frames."""
+    condition_flow = not own_generator and config.dbcgm.name != "random"
+    clip_flow = (
+        config.synthesis.clip == "synthesized" and clip_radius(spec, config.dbcgm.neighbours) > 0
+    )
+    return condition_flow or clip_flow
+
+
+def _check_video(
+    video: Tensor, config: AdaptConfig, spec: ModelSpec, *, needs_flow: bool = True
+) -> None:
     num_frames, _, height, width = video.shape
     needed = max(2 * config.rsdm.border_frames + 1, 2 * clip_radius(spec) + 1, 5)
     if num_frames < needed:
@@ -163,6 +185,11 @@ def _check_video(video: Tensor, config: AdaptConfig, spec: ModelSpec) -> None:
             f"video has {num_frames} frames; adapt needs at least {needed} (a patch at frame t "
             f"uses frames t-2..t+2 and the first and last {config.rsdm.border_frames} frames "
             "are never chosen)"
+        )
+    if needs_flow and min(height, width) < MIN_FLOW_SIZE:
+        raise ValueError(
+            f"frames are {height}x{width}; adapt estimates optical flow on them, which needs "
+            f"frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} px: use larger frames"
         )
     patch = config.rsdm.patch_size
     if height < patch or width < patch:
@@ -174,13 +201,17 @@ def _check_video(video: Tensor, config: AdaptConfig, spec: ModelSpec) -> None:
 
 
 def _largest_patch(height: int, width: int) -> int:
+    """A patch side that fits frames of ``height x width``: the shorter side rounded down to
+    a multiple of 16 (the side itself below 16 px)."""
     side = min(height, width)
-    return max(16, side - side % 16)
+    return side - side % 16 if side >= 16 else side
 
 
 def _check_loss(loss_fn: LossFn, device: torch.device) -> None:
-    pred = torch.rand(2, 3, 8, 8, device=device, requires_grad=True)
-    target = torch.rand(2, 3, 8, 8, device=device)
+    # A local generator: checking the loss must not consume the caller's global RNG.
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 8, 8, generator=gen).to(device).requires_grad_(True)
+    target = torch.rand(2, 3, 8, 8, generator=gen).to(device)
     try:
         value = loss_fn(pred, target)
     except Exception as err:
@@ -287,54 +318,158 @@ def adapt(
     Args:
         model: the user's trained deblurring network. It is never modified unless
             ``in_place=True``: a deep copy is adapted (same dtype), moved to ``device``.
-        video: ``(T, 3, H, W)`` tensor in [0, 1], ``(T, H, W, 3)`` array, frame folder or video
-            file (anything :func:`ttblur.load_video` reads). At least 5 frames, each at least
-            ``config.rsdm.patch_size`` pixels on both sides.
+        video: ``(T, 3, H, W)`` tensor (float in [0, 1] or ``uint8``), ``(T, H, W, 3)``
+            array, frame folder, video file (anything :func:`ttblur.load_video` reads) or an
+            iterable of ``(3, H, W)`` frames: the inputs :func:`ttblur.deblur` accepts. At
+            least 5 frames, each at least ``config.rsdm.patch_size`` pixels on both sides.
         loss_fn: ``loss_fn(pred, target) -> scalar tensor`` on ``(B, 3, h, w)`` tensors in
             [0, 1] (the model's outputs mapped back to [0, 1] by the spec). Default: L1.
         config: an :class:`~ttblur.config.AdaptConfig`, a dict or a JSON file path.
         spec: how to call ``model``: a :class:`~ttblur.specs.ModelSpec` or a built-in name
             (``"estrnn"``, ``"mmp_rnn"``, ``"dstnet"``, ``"shiftnet"``, ``"image"``). ``None``
             uses ``model.spec`` if present, else the image convention, verified by one tiny
-            forward pass.
+            forward pass on the run device (as :func:`ttblur.deblur` does), run on the copy
+            that is adapted.
         device: ``None`` picks CUDA when available, else the CPU.
-        in_place: adapt ``model`` itself instead of a copy.
+        in_place: adapt ``model`` itself instead of a copy. Its parameters, buffers,
+            gradients, ``requires_grad`` flags and modes are recorded first; if the run fails,
+            is interrupted (``KeyboardInterrupt``) or diverges, they are restored bit for bit.
         detector, condition_generator, synthesizer: user objects implementing the stage
             protocols; each replaces the stage that ``config`` would build.
         progress: show progress bars.
 
     Returns:
-        :class:`AdaptResult` with the adapted ``model``, the ``report`` and ``deblur()``.
+        :class:`AdaptResult` with the adapted ``model``, the ``report`` and ``deblur()``. When
+        fine-tuning diverges (NaN / inf loss, e.g. a float16 model or a huge ``lr``) nothing
+        is raised: the unadapted model is returned (the caller's own model, restored, for
+        ``in_place=True``) with ``report.reverted`` and ``report.diverged`` set and the cause
+        in ``report.messages``.
 
     Raises:
-        ValueError: bad video (too few frames, frames smaller than a patch, NaN, range), a model
-            whose output does not fit its spec, a ``loss_fn`` that does not return a scalar, or
-            a ``config.finetune.trainable`` that selects no parameter. All checks run before
-            any expensive work.
+        ValueError: bad video (too few frames, frames smaller than a patch or than optical
+            flow needs, NaN, range, layout, dtype), a model whose output does not fit its spec
+            (the message gives the cause), a ``loss_fn`` that fails or does not return a
+            scalar depending on its input, or a ``config.finetune.trainable`` that selects no
+            parameter. All checks run before any expensive work.
         TypeError: ``model`` is not an ``nn.Module``.
+
+    Notes:
+        The caller's global torch RNG state (CPU and the run device) is the same after the
+        call as before; every random choice inside comes from ``config.seed``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     cfg = _resolve_config(config)
     run_device = resolve_device(device)
-    home = model_device(model)
-    frames = load_video(video)
+    frames = _to_video(video)
     loss = loss_fn if loss_fn is not None else _default_loss
+    cuda = [_cuda_index(run_device)] if run_device.type == "cuda" else []
+    # Nothing inside may move the caller's global random streams: they are forked here and
+    # seeded from the config, so user stages that draw from them are reproducible too.
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(cfg.seed)
+        if cuda:
+            with torch.cuda.device(cuda[0]):
+                torch.cuda.manual_seed(cfg.seed)
+        return _adapt(
+            model,
+            frames,
+            loss,
+            cfg,
+            spec,
+            run_device,
+            in_place,
+            detector,
+            condition_generator,
+            synthesizer,
+            progress,
+        )
 
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _adapt(
+    model: nn.Module,
+    frames: Tensor,
+    loss: LossFn,
+    cfg: AdaptConfig,
+    spec: ModelSpec | str | None,
+    run_device: torch.device,
+    in_place: bool,
+    detector: SharpnessDetector | None,
+    condition_generator: ConditionGenerator | None,
+    synthesizer: BlurSynthesizer | None,
+    progress: bool,
+) -> AdaptResult:
+    """:func:`adapt` after argument resolution, with the rollback of ``in_place`` runs."""
+    home = model_device(model)
     seconds: dict[str, float] = {}
-    messages: list[str] = []
     with _timed(seconds, "setup"):
-        # Every check runs before any expensive work; the probe forward pass runs on the
-        # user's model where it lives and leaves it untouched (eval flags are restored).
-        resolved_spec = infer_spec(model, spec, device=home)
-        _check_video(frames, cfg, resolved_spec)
+        # Every check that needs no forward pass runs first, on the caller's model untouched.
+        declared = _declared_spec(model, spec)
+        needs_flow = _uses_flow(cfg, declared, condition_generator is not None)
+        _check_video(frames, cfg, declared, needs_flow=needs_flow)
         _check_loss(loss, run_device)
         select_trainable(model, cfg.finetune.trainable)
-        work = model if in_place else copy_model(model)
+        # in_place: the caller's exact state, restored on any failure, interrupt or divergence.
+        snapshot = ModuleSnapshot.capture(model) if in_place else None
+    try:
+        return _run(
+            model,
+            home,
+            frames,
+            loss,
+            cfg,
+            declared,
+            run_device,
+            snapshot,
+            detector,
+            condition_generator,
+            synthesizer,
+            progress,
+            seconds,
+        )
+    except BaseException:
+        if snapshot is not None:
+            snapshot.restore()
+        raise
+
+
+def _run(
+    model: nn.Module,
+    home: torch.device,
+    frames: Tensor,
+    loss: LossFn,
+    cfg: AdaptConfig,
+    declared: ModelSpec,
+    run_device: torch.device,
+    snapshot: ModuleSnapshot | None,
+    detector: SharpnessDetector | None,
+    condition_generator: ConditionGenerator | None,
+    synthesizer: BlurSynthesizer | None,
+    progress: bool,
+    seconds: dict[str, float],
+) -> AdaptResult:
+    """The pipeline proper; ``snapshot`` is the caller's state for an ``in_place`` run."""
+    messages: list[str] = []
+    with _timed(seconds, "setup"):
+        work = model if snapshot is not None else copy_model(model)
         work.to(run_device)
+        # The spec probe runs where deblur runs it (the run device), on the model that is
+        # adapted; it restores the buffers a forward pass may update.
+        resolved_spec = infer_spec(work, declared, device=run_device)
         detector = detector or _build_detector(cfg, run_device)
         generator = condition_generator or _build_generator(cfg)
         synth = synthesizer or _build_synthesizer(cfg, run_device)
+
+    def unadapted() -> nn.Module:
+        """The model as it came in: the caller's own, restored, or the fresh copy."""
+        if snapshot is not None:
+            snapshot.restore()
+            return model
+        return work.to(home)
 
     with _timed(seconds, "rsdm"):
         selection: Selection = detector.select(frames)
@@ -354,12 +489,11 @@ def adapt(
     )
     if not patches:
         message = "the detector selected no pseudo-sharp patch: the model was not adapted"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
         report = AdaptReport(
             **report_kwargs, condition=None, reverted=True, seconds=seconds, messages=[message]
         )
-        work.to(home)
-        return AdaptResult(work, report, resolved_spec, run_device)
+        return AdaptResult(unadapted(), report, resolved_spec, run_device)
 
     with _timed(seconds, "dbcgm"):
         condition = generator(frames, selection).float().cpu()
@@ -415,13 +549,12 @@ def adapt(
             seed=cfg.seed,
             progress=progress,
         )
-    if outcome.reverted:
-        messages.append(
-            "no fine-tuning epoch beat the unadapted model on the held-out pseudo pairs: "
-            "the unadapted weights were kept"
-        )
-    if outcome.num_val == 0:
-        messages.append("too few pseudo pairs for a validation split: the last epoch was kept")
+    messages.extend(_outcome_messages(outcome, cfg))
+    if outcome.diverged:
+        warnings.warn(messages[0], RuntimeWarning, stacklevel=4)
+        adapted = unadapted()
+    else:
+        adapted = work.to(home)
     report = AdaptReport(
         **report_kwargs,
         condition=_condition_stats(condition, cfg.mag_norm),
@@ -433,10 +566,34 @@ def adapt(
         baseline_val_loss=outcome.baseline_val_loss,
         best_epoch=outcome.best_epoch,
         reverted=outcome.reverted,
+        diverged=outcome.diverged,
         num_train_pairs=outcome.num_train,
         num_val_pairs=outcome.num_val,
         seconds=seconds,
         messages=messages,
     )
-    work.to(home)
-    return AdaptResult(work, report, resolved_spec, run_device)
+    return AdaptResult(adapted, report, resolved_spec, run_device)
+
+
+def _outcome_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
+    """What the report says about the fine-tuning outcome (the most important first)."""
+    if outcome.diverged:
+        return [outcome.message or "fine-tuning diverged: the unadapted weights were restored"]
+    messages = []
+    if outcome.reverted:
+        messages.append(
+            "no fine-tuning epoch beat the unadapted model on the held-out pseudo pairs: "
+            "the unadapted weights were kept"
+        )
+    if outcome.num_val == 0:
+        if cfg.finetune.val_fraction == 0:
+            messages.append(
+                "validation is disabled by configuration (finetune.val_fraction = 0): no pseudo "
+                "pairs were held out and the last epoch was kept"
+            )
+        else:
+            messages.append(
+                f"too few pseudo pairs ({outcome.num_train}) for a validation split: the last "
+                "epoch was kept"
+            )
+    return messages

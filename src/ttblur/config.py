@@ -14,11 +14,13 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "MAX_SEED",
+    "MAX_TAPS",
     "AdaptConfig",
     "DBCGMConfig",
     "FinetuneConfig",
@@ -27,10 +29,34 @@ __all__ = [
 ]
 
 
-class _Section(BaseModel):
-    """Base of every config section: unknown keys are rejected, assignments validated."""
+#: Largest accepted ``seed``: stages derive their own seeds by adding small offsets, and every
+#: derived seed must stay inside ``torch.Generator.manual_seed``'s range.
+MAX_SEED = 2**63 - 1
+#: Largest accepted ``synthesis.taps``: each tap is one pass over a batch of patches (the
+#: automatic choice takes one sample every 0.5 px and stops at 301).
+MAX_TAPS = 1024
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+_REVISION_HELP = (
+    "Hub revision (branch, tag or commit hash) of {field} when it is a repo id; None: the "
+    "default branch"
+)
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, assignments validated, and no
+    float field accepts NaN or +-inf."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
+    )
+
+
+def _check_revision(weights: str | None, revision: str | None, field: str) -> None:
+    if revision is not None and weights is None:
+        raise ValueError(
+            f"{field}_revision={revision!r} is set but {field} is None: a revision pins a Hub "
+            f"repo id, so set {field} to the repo id as well"
+        )
 
 
 class RSDMConfig(_Section):
@@ -44,6 +70,9 @@ class RSDMConfig(_Section):
     weights: str | None = Field(
         default=None,
         description="BME weights: local folder or Hub repo id; None loads the shipped default.",
+    )
+    weights_revision: str | None = Field(
+        default=None, min_length=1, description=_REVISION_HELP.format(field="weights")
     )
     patch_size: int = Field(default=256, gt=0, description="side of a pseudo-sharp patch, px")
     ratio: float = Field(
@@ -59,6 +88,11 @@ class RSDMConfig(_Section):
     max_patches: int | None = Field(
         default=None, gt=0, description="cap on kept patches (the sharpest are kept)"
     )
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> RSDMConfig:
+        _check_revision(self.weights, self.weights_revision, "weights")
+        return self
 
 
 class DBCGMConfig(_Section):
@@ -77,6 +111,9 @@ class DBCGMConfig(_Section):
     )
     flow_weights: str | None = Field(
         default=None, description="RAFT weights: local file/folder or Hub repo id"
+    )
+    flow_weights_revision: str | None = Field(
+        default=None, min_length=1, description=_REVISION_HELP.format(field="flow_weights")
     )
     neighbours: int = Field(default=2, ge=1, description="frames used on each side of t")
     context: int = Field(
@@ -112,6 +149,7 @@ class DBCGMConfig(_Section):
             raise ValueError(
                 f"random_magnitude must satisfy 0 <= low <= high <= 1, got {low, high}"
             )
+        _check_revision(self.flow_weights, self.flow_weights_revision, "flow_weights")
         return self
 
 
@@ -124,8 +162,16 @@ class SynthesisConfig(_Section):
 
     name: Literal["physical", "idblau"] = "physical"
     weights: str | None = Field(default=None, description="ID-Blau weights: folder or repo id")
+    weights_revision: str | None = Field(
+        default=None, min_length=1, description=_REVISION_HELP.format(field="weights")
+    )
     gamma: float = Field(default=2.2, gt=0.0, description="display gamma for linear-light blur")
-    taps: int | None = Field(default=None, gt=1, description="samples per blur segment; auto")
+    taps: int | None = Field(
+        default=None,
+        gt=1,
+        le=MAX_TAPS,
+        description="samples per blur segment; None: automatic (one per 0.5 px, at most 301)",
+    )
     noise_std: float = Field(default=0.0, ge=0.0, description="Gaussian sensor noise, [0,1] units")
     match_noise: bool = Field(
         default=True,
@@ -142,6 +188,22 @@ class SynthesisConfig(_Section):
     eta: float = Field(default=0.0, ge=0.0, description="DDIM eta (0: deterministic)")
     batch_size: int = Field(default=8, gt=0, description="patches per synthesizer call")
 
+    @field_validator("taps", mode="before")
+    @classmethod
+    def _check_taps(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_TAPS:
+            raise ValueError(
+                f"taps={value} is above the maximum {MAX_TAPS}: every tap is one pass over a "
+                "batch of patches, so such a run would not finish; use None (automatic: one "
+                f"sample per 0.5 px of blur, at most 301) or a value in [2, {MAX_TAPS}]"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> SynthesisConfig:
+        _check_revision(self.weights, self.weights_revision, "weights")
+        return self
+
 
 class FinetuneConfig(_Section):
     """Fine-tuning of the user's model on the pseudo training pairs (official recipe)."""
@@ -149,9 +211,13 @@ class FinetuneConfig(_Section):
     epochs: int = Field(default=10, gt=0, description="passes over the training pseudo pairs")
     batch_size: int = Field(default=8, gt=0, description="pseudo pairs per optimiser step")
     lr: float = Field(
-        default=2e-4, gt=0.0, description="Adam learning rate at the start (official: 5e-4)"
+        default=2e-4,
+        gt=0.0,
+        description="Adam learning rate at the start, finite (official: 5e-4)",
     )
-    lr_min: float = Field(default=1e-7, ge=0.0, description="end of the cosine schedule")
+    lr_min: float = Field(
+        default=1e-7, ge=0.0, description="end of the cosine schedule, at most lr"
+    )
     grad_clip: float | None = Field(
         default=20.0, gt=0.0, description="max gradient L2 norm; None disables clipping"
     )
@@ -168,6 +234,15 @@ class FinetuneConfig(_Section):
     augment: bool = Field(default=True, description="random flips and rot90")
     amp: bool = Field(default=True, description="mixed precision on CUDA")
 
+    @model_validator(mode="after")
+    def _check_schedule(self) -> FinetuneConfig:
+        if self.lr_min > self.lr:
+            raise ValueError(
+                f"lr_min={self.lr_min:g} is above lr={self.lr:g}: the cosine schedule goes "
+                "from lr down to lr_min, so lr_min must be <= lr"
+            )
+        return self
+
 
 class AdaptConfig(_Section):
     """Full configuration of :func:`ttblur.adapt`.
@@ -180,7 +255,7 @@ class AdaptConfig(_Section):
         mag_norm: pixels that map to condition magnitude 1 (z = min(M / mag_norm, 1)). The
             synthesizer and the condition generator share this one value. ID-Blau was trained
             with 147 px; the official BME targets use 205 px (BME keeps its own scale).
-        seed: seed for every random choice of the run.
+        seed: seed for every random choice of the run, in ``[0, 2**63 - 1]``.
     """
 
     rsdm: RSDMConfig = Field(default_factory=RSDMConfig)
@@ -188,7 +263,23 @@ class AdaptConfig(_Section):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     mag_norm: float = Field(default=147.0, gt=0.0)
-    seed: int = 0
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="seed of every random choice of the run, in [0, 2**63 - 1]",
+    )
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _check_seed(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_SEED:
+            raise ValueError(
+                f"seed={value} is outside [0, 2**63 - 1]: torch and numpy generators take "
+                "non-negative seeds of at most 64 bits and ttblur derives further seeds from "
+                "it; pick a smaller non-negative integer"
+            )
+        return value
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """Serialise to a JSON string."""

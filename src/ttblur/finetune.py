@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ttblur._state import ModuleSnapshot
 from ttblur.config import FinetuneConfig
 from ttblur.inference import reflect_index
 from ttblur.protocols import PatchLocation
@@ -133,7 +134,10 @@ def select_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
             ``"re:<regex>"`` matched with :func:`re.search` on parameter names.
 
     Raises:
-        ValueError: unknown mode, bad regex, or no parameter selected.
+        ValueError: unknown mode, bad regex, or no parameter selected. For ``"norm"`` the
+            message lists the normalisation-like submodules the model has (its own classes
+            such as a custom ``LayerNorm2d`` are not torch's) and a ``"re:<regex>"`` value
+            that selects their parameters, or says that the norm layers found are frozen.
     """
     if trainable == "all":
         chosen = [p for p in model.parameters() if p.requires_grad]
@@ -154,8 +158,69 @@ def select_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
     else:
         raise ValueError(f'trainable must be "all", "norm" or "re:<regex>", got {trainable!r}')
     if not chosen:
-        raise ValueError(f"trainable={trainable!r} selects no trainable parameter of the model")
+        hint = _norm_hint(model) if trainable == "norm" else ""
+        raise ValueError(
+            f"trainable={trainable!r} selects no trainable parameter of the model{hint}. "
+            f'The options are "all" (every parameter not frozen), "norm" (torch normalisation '
+            f'layers: {", ".join(_NORM_NAMES)}) and "re:<regex>" on parameter names '
+            f"(e.g. {_example_names(model)})"
+        )
     return chosen
+
+
+_NORM_NAMES = ("BatchNorm*", "GroupNorm", "LayerNorm", "InstanceNorm*", "LocalResponseNorm")
+
+
+def _example_names(model: nn.Module, count: int = 3) -> str:
+    names = [name for name, p in model.named_parameters() if p.requires_grad][:count]
+    return ", ".join(repr(n) for n in names) if names else "the model has no trainable parameter"
+
+
+def _matching(model: nn.Module, trainable: str) -> list[str]:
+    """Names of the trainable parameters a ``"re:<regex>"`` value selects."""
+    pattern = re.compile(trainable[3:])
+    return [n for n, p in model.named_parameters() if p.requires_grad and pattern.search(n)]
+
+
+def _norm_hint(model: nn.Module) -> str:
+    """Why ``"norm"`` found nothing: frozen torch norm layers, or the model's own
+    normalisation-like classes with a regex that selects their parameters."""
+    frozen = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, _NORM_LAYERS) and any(True for _ in module.parameters(False))
+    ]
+    own: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, _NORM_LAYERS) or not name:
+            continue
+        kind = type(module).__name__
+        if "norm" not in kind.lower():
+            continue
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            own.setdefault(kind, []).append(name)
+    parts = []
+    if frozen:
+        parts.append(
+            f"; its {len(frozen)} torch normalisation layer(s) (e.g. '{frozen[0]}') have only "
+            "frozen parameters (requires_grad=False), which are never trained"
+        )
+    if not own:
+        if not frozen:
+            parts.append("; it has no normalisation layer with trainable parameters")
+        return "".join(parts)
+    found = ", ".join(f"{kind} x{len(names)} (e.g. '{names[0]}')" for kind, names in own.items())
+    parts.append(f"; normalisation-like modules of the model's own classes: {found}")
+    prefixes = sorted({name for names in own.values() for name in names})
+    regex = "re:^(" + "|".join(re.escape(name) for name in prefixes) + r")\."
+    selected = _matching(model, regex)
+    if selected:
+        leaves = sorted({name.rsplit(".", 1)[-1] for name in prefixes})
+        short = r"re:(^|\.)(" + "|".join(re.escape(leaf) for leaf in leaves) + r")\."
+        if len(short) < len(regex) and _matching(model, short) == selected:
+            regex = short
+        parts.append(f"; trainable={regex!r} selects their {len(selected)} parameter tensors")
+    return "".join(parts)
 
 
 @dataclass
@@ -167,7 +232,11 @@ class FinetuneResult:
         val_loss: validation loss per epoch (empty without a validation split).
         baseline_val_loss: validation loss of the unadapted model (None without a split).
         best_epoch: 1-based epoch whose weights were kept; 0 means the unadapted weights.
-        reverted: True when no epoch beat the unadapted model on the validation split.
+        reverted: True when the unadapted weights were kept: no epoch beat the unadapted model
+            on the validation split, or fine-tuning diverged.
+        diverged: True when the loss (or a weight) became NaN / inf; the unadapted weights,
+            buffers and flags were then restored bit for bit.
+        message: why the run reverted after a divergence (None otherwise).
         num_train, num_val: pairs in each split.
     """
 
@@ -176,8 +245,14 @@ class FinetuneResult:
     baseline_val_loss: float | None = None
     best_epoch: int = 0
     reverted: bool = False
+    diverged: bool = False
+    message: str | None = None
     num_train: int = 0
     num_val: int = 0
+
+
+class _Diverged(FloatingPointError):
+    """The fine-tuning loss or weights became NaN / inf (handled inside :func:`finetune`)."""
 
 
 def _augment(
@@ -271,6 +346,10 @@ def finetune(
     Returns:
         :class:`FinetuneResult`. ``model`` holds the chosen weights afterwards; each submodule
         gets its own train/eval flag back, and the user's frozen parameters stay frozen.
+        When fine-tuning diverges (a NaN / inf loss, or NaN / inf weights or buffers at the
+        end) nothing is raised: the model gets its unadapted parameters, buffers, gradients
+        and flags back bit for bit and the result has ``reverted``, ``diverged`` and
+        ``message`` set.
     """
     devices = [device] if device.type == "cuda" else []
     flags = [(module, module.training) for module in model.modules()]
@@ -321,13 +400,18 @@ def _finetune(
     def snapshot() -> dict[str, Tensor]:
         return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
-    best_state = snapshot()
+    # The unadapted model, exactly (non-persistent buffers, gradients and flags included):
+    # what a reverted or diverged run gives back.
+    initial = ModuleSnapshot.capture(model)
+    was_finite = _all_finite(model)
+    best_state: dict[str, Tensor] | None = None
     best_loss = math.inf
     if num_val:
         best_loss = _evaluate(model, spec, pairs, val_index, loss_fn, batch, device, dtype)
         result.baseline_val_loss = best_loss
 
     bar = tqdm(total=steps, desc="fine-tune", disable=not progress, leave=False)
+    step = 0
     try:
         for epoch in range(1, config.epochs + 1):
             _set_train_mode(model, spec)
@@ -343,8 +427,9 @@ def _finetune(
                     pred = _predict_centre(model, spec, clips, pairs.centre)
                     loss = loss_fn(pred.float(), target.float())
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"fine-tuning loss became {float(loss)} at epoch {epoch}"
+                    raise _Diverged(
+                        f"the fine-tuning loss became {float(loss)} at epoch {epoch} (step "
+                        f"{step + 1} of {steps})"
                     )
                 scaler.scale(loss).backward()
                 if config.grad_clip is not None:
@@ -355,6 +440,7 @@ def _finetune(
                 schedule.step()
                 running += float(loss.detach()) * len(rows)
                 seen += len(rows)
+                step += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}")
             result.train_loss.append(running / max(seen, 1))
@@ -363,19 +449,37 @@ def _finetune(
                 result.val_loss.append(val)
                 if val < best_loss:
                     best_loss, result.best_epoch, best_state = val, epoch, snapshot()
+        optimizer.zero_grad(set_to_none=True)
+        if not num_val:
+            result.best_epoch = config.epochs
+        elif result.best_epoch == 0:
+            result.reverted = True
+            initial.restore()
+        elif best_state is not None:
+            model.load_state_dict(best_state)
+        if was_finite and not _all_finite(model):
+            raise _Diverged(
+                f"the weights kept after epoch {result.best_epoch} hold NaN / inf values"
+            )
+    except _Diverged as err:
+        initial.restore()
+        result.best_epoch, result.reverted, result.diverged = 0, True, True
+        result.message = (
+            f"fine-tuning diverged: {err}. The unadapted weights were restored. Lower "
+            f"finetune.lr (now {config.lr:g}), keep finetune.grad_clip, check that loss_fn "
+            f"stays finite, or adapt a float32 model (this one is {dtype})."
+        )
     finally:
         bar.close()
         for name, p in model.named_parameters():
             p.requires_grad_(original_flags[name])
-
-    if not num_val:
-        result.best_epoch = config.epochs
-    elif result.best_epoch == 0:
-        result.reverted = True
-        model.load_state_dict(best_state)
-    else:
-        model.load_state_dict(best_state)
     return result
+
+
+def _all_finite(model: nn.Module) -> bool:
+    """Whether every floating parameter and buffer of ``model`` is free of NaN / inf."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
 
 
 def copy_model(model: nn.Module) -> nn.Module:

@@ -298,7 +298,12 @@ def _iter_frames(items: Iterable[Any]) -> Iterator[Tensor]:
 
 
 def _to_video(video: Any) -> Tensor:
-    """Turn the accepted inputs into a CPU float32 ``(T, 3, H, W)`` tensor, validated."""
+    """Turn the accepted inputs into a CPU float32 ``(T, 3, H, W)`` tensor, validated.
+
+    The one video conversion of the Python API: :func:`deblur`, :func:`ttblur.adapt` and
+    ``AdaptResult.deblur`` all accept exactly these inputs: a ``(T, 3, H, W)`` tensor (float
+    in ``[0, 1]`` or ``uint8``), a ``(T, H, W, 3)`` array, a path, or an iterable of frames.
+    """
     if isinstance(video, Tensor):
         return _validate_video(video)
     if isinstance(video, (str, os.PathLike, np.ndarray)):
@@ -352,25 +357,24 @@ def _check_layout(frames: Tensor) -> None:
         raise ValueError("the video has no frames (T = 0)")
     if frames.shape[2] < 1 or frames.shape[3] < 1:
         raise ValueError(f"frames must be at least 1x1, got {tuple(frames.shape[2:])}")
-    if not frames.is_floating_point():
+    if frames.dtype != torch.uint8 and not frames.is_floating_point():
         raise ValueError(
-            f"video must be float in [0, 1], got dtype {frames.dtype} (divide uint8 by 255, or "
-            "use ttblur.load_video)"
+            f"video must be float in [0, 1] or uint8, got dtype {frames.dtype} (divide other "
+            "integer frames by their maximum, or use ttblur.load_video)"
         )
 
 
 def _validate_video(frames: Tensor) -> Tensor:
+    """A ``(T, 3, H, W)`` tensor -> new CPU float32 video in ``[0, 1]``.
+
+    The conversion is :func:`ttblur.load_video`'s, which :func:`ttblur.adapt` uses too, so
+    both accept the same tensors: float in ``[0, 1]`` (within ``1e-3``, clamped) or ``uint8``
+    (divided by 255); NaN / inf and values out of range are refused.
+    """
+    from ttblur.video import load_video  # lazy: optional decoding dependencies
+
     _check_layout(frames)
-    frames = frames.detach().to(device="cpu", dtype=torch.float32)
-    if not torch.isfinite(frames).all():
-        raise ValueError("video contains NaN or inf values")
-    low, high = float(frames.min()), float(frames.max())
-    if low < -1e-3 or high > 1 + 1e-3:
-        raise ValueError(
-            f"video values must lie in [0, 1], got [{low:.4g}, {high:.4g}] "
-            "(divide 8-bit frames by 255)"
-        )
-    return frames.clamp(0.0, 1.0)
+    return load_video(frames.detach()).to("cpu")
 
 
 # --------------------------------------------------------------------------- public API
@@ -390,10 +394,11 @@ def deblur(
 
     Args:
         model: the deblurring network (``nn.Module``).
-        video: ``(T, 3, H, W)`` float tensor RGB in ``[0, 1]``, an iterable of ``(3, H, W)``
-            frames (or ``(n, 3, H, W)`` chunks), or anything :func:`ttblur.load_video` reads
-            (ndarray ``(T, H, W, 3)``, folder of images, video file). ``T >= 1``: a video
-            shorter than the window is handled by reflection in time.
+        video: ``(T, 3, H, W)`` tensor RGB (float in ``[0, 1]`` or ``uint8``, as
+            :func:`ttblur.adapt` accepts), an iterable of ``(3, H, W)`` frames (or
+            ``(n, 3, H, W)`` chunks), or anything :func:`ttblur.load_video` reads (ndarray
+            ``(T, H, W, 3)``, folder of images, video file). ``T >= 1``: a video shorter than
+            the window is handled by reflection in time.
         spec: the network's calling convention (name or :class:`~ttblur.specs.ModelSpec`);
             ``None`` uses ``model.spec`` when present, else ``"image"``. Verified with one tiny
             forward pass (:func:`~ttblur.specs.check_model`).
@@ -454,7 +459,8 @@ def iter_deblur(
         frames: anything :func:`deblur` accepts. Paths and ``(T, H, W, 3)`` arrays are read
             with :func:`ttblur.video.iter_video` (one frame at a time); an iterable or
             iterator may yield ``(3, H, W)`` frames or ``(n, 3, H, W)`` chunks (such as
-            ``iter_video(path, chunk_size=n)``), float in ``[0, 1]``, on any device.
+            ``iter_video(path, chunk_size=n)``), float in ``[0, 1]`` or ``uint8``, on any
+            device.
         spec: as :func:`deblur`.
         device: as :func:`deblur`.
         window: as :func:`deblur`; the memory held is about ``window + future_frames`` input

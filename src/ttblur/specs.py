@@ -22,8 +22,10 @@ Example:
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -31,10 +33,13 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from ttblur._state import ModuleSnapshot
+
 __all__ = [
     "SPECS",
     "ModelSpec",
     "check_model",
+    "describe_error",
     "eval_mode",
     "get_spec",
     "infer_spec",
@@ -481,7 +486,9 @@ def check_model(
     with ``s`` the smallest multiple of ``spec.multiple`` that is >= 32, run under
     ``torch.no_grad`` in eval mode (each submodule's mode is restored afterwards), on
     ``device`` (default: the model's current device). The model must already be on
-    ``device``.
+    ``device``. The model is left as it was: each submodule's mode is restored, and every
+    buffer (persistent or not) gets its original tensor object and value back, so a forward
+    pass that updates buffers leaves no trace; ``requires_grad`` flags are not touched.
 
     Returns:
         the resolved spec.
@@ -489,7 +496,8 @@ def check_model(
     Raises:
         ValueError: the forward pass fails or its output does not have shape
             ``(1, 1, 3, s, s)`` after the spec's conversions; the message names ``spec=``, the
-            probe shape and the output shape.
+            probe shape, the device and the cause (the exception's type and message, or where
+            it was raised when it has no message) or the output shape.
     """
     spec = get_spec(spec)
     run_device = model_device(model) if device is None else torch.device(device)
@@ -499,6 +507,9 @@ def check_model(
     probe = torch.rand(1, num_frames, 3, size, size, generator=generator)
     probe = probe.to(device=run_device, dtype=model_dtype(model))
     expected = (1, spec.output_frames(num_frames), 3, size, size)
+    # A forward pass may update buffers (running statistics, counters, caches): they are
+    # recorded first and put back afterwards, so the probe leaves no trace on the model.
+    guard = ModuleSnapshot.capture(model, parameters=False, to_cpu=False)
     try:
         with torch.no_grad(), eval_mode(model), spec.on_device(model, run_device):
             raw = model(spec.to_model_input(probe))
@@ -507,10 +518,13 @@ def check_model(
         known = ", ".join(list_specs())
         raise ValueError(
             f"the model does not fit spec={spec.name!r}: a probe clip of shape "
-            f"{tuple(probe.shape)} (model input {_describe_input(spec, probe)}) failed: "
-            f"{type(err).__name__}: {err}. Pass the right spec= (built-in: {known}) or a "
-            "ModelSpec describing the model."
+            f"{tuple(probe.shape)} (model input {_describe_input(spec, probe)}) on device "
+            f"'{run_device}' failed: {describe_error(err)}. Pass the right spec= (built-in: "
+            f"{known}) or a ModelSpec describing the model; if the model only runs on another "
+            "device, pass device= accordingly."
         ) from err
+    finally:
+        guard.restore()
     if tuple(out.shape) != expected:
         raise ValueError(
             f"the model does not fit spec={spec.name!r}: for a probe clip of shape "
@@ -520,6 +534,30 @@ def check_model(
     if not torch.isfinite(out).all():
         raise ValueError(f"the model returned NaN/inf on a probe clip (spec={spec.name!r})")
     return spec
+
+
+def describe_error(err: BaseException, _depth: int = 0) -> str:
+    """``"TypeName: message"`` for an exception, never an empty cause.
+
+    An exception without a message (``AssertionError()``, some CUDA / CuPy errors) is described
+    by where it was raised (file, line, function) and by the exception it was raised from.
+    """
+    name = type(err).__name__
+    text = str(err).strip()
+    if text:
+        return f"{name}: {text}"
+    frames = traceback.extract_tb(err.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" raised at {Path(last.filename).name}:{last.lineno} in {last.name}()"
+        if last.line:
+            where += f" ({last.line.strip()})"
+    cause = err.__cause__ or err.__context__
+    after = ""
+    if cause is not None and cause is not err and _depth < 3:
+        after = f", from {describe_error(cause, _depth + 1)}"
+    return f"{name} with no message{where}{after}"
 
 
 def _describe_input(spec: ModelSpec, probe: Tensor) -> str:

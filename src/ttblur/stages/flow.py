@@ -482,7 +482,7 @@ def build_flow(section: DBCGMConfig) -> FlowEstimator:
 
     Returns:
         ``"opencv"``: ``OpenCVFlow(section.flow_preset)``; ``"raft"``:
-        ``RAFTFlow(section.flow_weights)``.
+        ``RAFTFlow(section.flow_weights, revision=section.flow_weights_revision)``.
 
     Raises:
         ValueError: unknown name, or ``"raft"`` without ``flow_weights``.
@@ -491,5 +491,5 @@ def build_flow(section: DBCGMConfig) -> FlowEstimator:
     if section.flow == "opencv":
         return OpenCVFlow(section.flow_preset)
     if section.flow == "raft":
-        return RAFTFlow(section.flow_weights)
+        return RAFTFlow(section.flow_weights, revision=section.flow_weights_revision)
     raise ValueError(f"unknown flow estimator {section.flow!r}; choose 'opencv' or 'raft'")

@@ -173,7 +173,8 @@ class IDBlau(PushToHubMixin):
         seed: int = 0,
         device: torch.device | str | None = None,
     ) -> IDBlau:
-        """Build from the ``synthesis`` section (weights, num_steps, eta, batch_size).
+        """Build from the ``synthesis`` section (weights, weights_revision, num_steps, eta,
+        batch_size).
 
         ``mag_norm`` is ``AdaptConfig.mag_norm``, the scale of the conditions it will receive.
 
@@ -183,6 +184,7 @@ class IDBlau(PushToHubMixin):
         """
         return cls.from_pretrained(
             section.weights,
+            revision=section.weights_revision,
             device=device,
             mag_norm=mag_norm,
             num_steps=section.num_steps,

@@ -469,7 +469,7 @@ def _resolve_bme(
 
 
 def _load_bme(section: RSDMConfig, device: str | torch.device | None) -> BlurMagnitudeEstimator:
-    bme = BlurMagnitudeEstimator.from_pretrained(section.weights)
+    bme = BlurMagnitudeEstimator.from_pretrained(section.weights, revision=section.weights_revision)
     return bme.to(torch.device(device) if device is not None else torch.device("cpu"))
 
 
