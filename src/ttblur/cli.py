@@ -732,7 +732,7 @@ def _check_output(output: _Output, inputs: list[tuple[str, Path]], command: str)
     if not output.folder and path.is_dir():
         raise CLIError(f"{shown} is a folder, but a file is written there")
     for what, source in inputs:
-        if path.exists() and _same_file(path, source):
+        if not output.folder and source.is_file() and path.exists() and _same_file(path, source):
             raise CLIError(
                 f"{shown} is the input {what} {source} (the same file); writing it would "
                 "destroy the input"
