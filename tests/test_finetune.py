@@ -165,3 +165,29 @@ def test_finetune_reverts_when_no_epoch_beats_the_unadapted_model():
     result = _finetune_on_halving(model, config)
     assert result.reverted and result.best_epoch == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_finetune_divergence_restores_the_model_and_says_why():
+    model = nn.Conv2d(3, 3, 1)
+    model.register_buffer("scratch", torch.arange(3.0), persistent=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = FinetuneConfig(epochs=2, batch_size=4, lr=1e-2, val_fraction=0.0, augment=False)
+
+    def nan_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        model.scratch.add_(1.0)  # a side effect the restore must undo too
+        return (pred - target).abs().mean() * float("nan")
+
+    result = finetune(
+        model,
+        _halving_pairs(),
+        nan_loss,
+        config,
+        spec=get_spec("image"),
+        device=CPU,
+        progress=False,
+    )
+    assert result.diverged and result.reverted and result.best_epoch == 0
+    assert result.message is not None and "loss became nan at epoch 1" in result.message
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(model.scratch, torch.arange(3.0))
+    assert model.training and model.weight.requires_grad and model.weight.grad is None

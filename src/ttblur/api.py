@@ -223,6 +223,11 @@ def _check_loss(loss_fn: LossFn, device: torch.device) -> None:
         raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
     if not value.requires_grad:
         raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
+    if not torch.isfinite(value.detach()).all():
+        raise ValueError(
+            f"loss_fn(pred, target) returned {float(value.detach())} on (2, 3, 8, 8) tensors in "
+            "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
+        )
 
 
 def _build_detector(config: AdaptConfig, device: torch.device) -> SharpnessDetector:

@@ -184,21 +184,26 @@ def _matching(model: nn.Module, trainable: str) -> list[str]:
 
 def _norm_hint(model: nn.Module) -> str:
     """Why ``"norm"`` found nothing: frozen torch norm layers, or the model's own
-    normalisation-like classes with a regex that selects their parameters."""
+    normalisation-like classes (a class or attribute name holding "norm") with a regex that
+    selects their parameters."""
     frozen = [
         name
         for name, module in model.named_modules()
         if isinstance(module, _NORM_LAYERS) and any(True for _ in module.parameters(False))
     ]
+    # The model's own normalisation classes: a class whose name says "norm", or one that some
+    # attribute named "...norm..." holds; then every instance of such a class counts.
+    kinds = {
+        type(module)
+        for name, module in model.named_modules()
+        if name
+        and not isinstance(module, _NORM_LAYERS)
+        and ("norm" in type(module).__name__.lower() or "norm" in name.rsplit(".", 1)[-1].lower())
+    }
     own: dict[str, list[str]] = {}
     for name, module in model.named_modules():
-        if isinstance(module, _NORM_LAYERS) or not name:
-            continue
-        kind = type(module).__name__
-        if "norm" not in kind.lower():
-            continue
-        if any(p.requires_grad for p in module.parameters(recurse=False)):
-            own.setdefault(kind, []).append(name)
+        if type(module) in kinds and any(p.requires_grad for p in module.parameters(False)):
+            own.setdefault(type(module).__name__, []).append(name)
     parts = []
     if frozen:
         parts.append(
@@ -217,7 +222,7 @@ def _norm_hint(model: nn.Module) -> str:
     if selected:
         leaves = sorted({name.rsplit(".", 1)[-1] for name in prefixes})
         short = r"re:(^|\.)(" + "|".join(re.escape(leaf) for leaf in leaves) + r")\."
-        if len(short) < len(regex) and _matching(model, short) == selected:
+        if len(regex) > 80 and len(short) < len(regex) and _matching(model, short) == selected:
             regex = short
         parts.append(f"; trainable={regex!r} selects their {len(selected)} parameter tensors")
     return "".join(parts)
@@ -427,9 +432,10 @@ def _finetune(
                     pred = _predict_centre(model, spec, clips, pairs.centre)
                     loss = loss_fn(pred.float(), target.float())
                 if not torch.isfinite(loss):
+                    value = float(loss.detach())
                     raise _Diverged(
-                        f"the fine-tuning loss became {float(loss)} at epoch {epoch} (step "
-                        f"{step + 1} of {steps})"
+                        f"the fine-tuning loss became {value} at epoch {epoch} (step {step + 1} "
+                        f"of {steps})"
                     )
                 scaler.scale(loss).backward()
                 if config.grad_clip is not None:
@@ -464,10 +470,14 @@ def _finetune(
     except _Diverged as err:
         initial.restore()
         result.best_epoch, result.reverted, result.diverged = 0, True, True
+        advice = f"lower finetune.lr (now {config.lr:g})"
+        if config.grad_clip is None:
+            advice += ", set finetune.grad_clip (now None)"
+        advice += ", check that loss_fn stays finite"
+        if dtype != torch.float32:
+            advice += f", or adapt a float32 copy of the model (this one is {dtype})"
         result.message = (
-            f"fine-tuning diverged: {err}. The unadapted weights were restored. Lower "
-            f"finetune.lr (now {config.lr:g}), keep finetune.grad_clip, check that loss_fn "
-            f"stays finite, or adapt a float32 model (this one is {dtype})."
+            f"fine-tuning diverged: {err}. The unadapted weights were restored; {advice}."
         )
     finally:
         bar.close()

@@ -345,8 +345,9 @@ def _unsupported(video: Any) -> ValueError:
 def _check_layout(frames: Tensor) -> None:
     """Rank, channels, size and dtype of a ``(T, 3, H, W)`` tensor (no pass over values)."""
     if frames.ndim != 4:
+        hint = "; add a time axis with video.unsqueeze(0)" if frames.ndim == 3 else ""
         raise ValueError(
-            f"video must be (T, 3, H, W), got {frames.ndim} dims {tuple(frames.shape)}"
+            f"video must be (T, 3, H, W), got {frames.ndim} dims {tuple(frames.shape)}{hint}"
         )
     if frames.shape[1] != 3:
         raise ValueError(
