@@ -128,6 +128,48 @@ def test_weights_from_a_folder_and_from_the_hub_cache(
     assert "someone/missing" in capsys.readouterr().err
 
 
+def test_revision_pins_a_hub_repo_from_the_command_line(
+    tmp_path, hub_cache, factory, video_file, capsys
+) -> None:
+    for seed, ref in ((1, "main"), (2, "v2")):
+        folder = tmp_path / f"weights-{ref}"
+        save_weights(standin_model("estrnn", seed=seed), folder / "model.safetensors")
+        hub_cache.add("someone/estrnn-standin", folder, ref=ref)
+    for revision, seed in ((None, 1), ("v2", 2)):
+        built = load_model(f"{factory}:build", "someone/estrnn-standin", revision=revision)
+        expected = standin_model("estrnn", seed=seed).state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in built.state_dict().items())
+    args = ["deblur", str(video_file), "--model", f"{factory}:build", "--spec", "estrnn"]
+    args += ["--weights", "someone/estrnn-standin", "--no-progress"]
+    out = tmp_path / "sharp.mp4"
+    assert main([*args, "--revision", "v2", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert load_video(out).shape == (7, 3, 64, 80)
+    capsys.readouterr()
+    assert main([*args, "--revision", "v9", "--out", str(tmp_path / "other.mp4")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "someone/estrnn-standin" in err and "v9" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "other.mp4").exists()
+
+
+def test_a_module_in_the_current_folder_never_shadows_an_installed_one(
+    tmp_path, monkeypatch
+) -> None:
+    # my_nets is found in the current folder (searched last), but its `import colorsys` gets
+    # the standard library's, not the colorsys.py planted beside it
+    (tmp_path / "colorsys.py").write_text("raise RuntimeError('planted module executed')\n")
+    (tmp_path / "my_nets.py").write_text(
+        "import colorsys\n\nfrom ttblur.testing import standin_model\n\n\n"
+        "def build():\n    assert hasattr(colorsys, 'rgb_to_hsv')\n"
+        "    return standin_model('estrnn')\n"
+    )
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    assert type(load_model("my_nets:build")).__name__ == "ESTRNNLike"
+    assert type(load_model()).__name__ == "ReferenceDeblurNet"
+    assert sys.path == before
+
+
 def test_load_model_imports_modules_and_files(tmp_path, factory, monkeypatch) -> None:
     assert type(load_model(f"{factory}:build")).__name__ == "ESTRNNLike"
     monkeypatch.chdir(tmp_path)  # a module next to the current folder is importable by name
@@ -283,7 +325,9 @@ def test_bad_inputs_exit_with_status_1_and_one_line(tmp_path, factory, video_fil
 
 def test_unavailable_device_exits_with_status_1(video_file, tmp_path, capsys) -> None:
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+        pytest.skip(
+            "needs a machine without CUDA (this one has a CUDA GPU, so --device cuda works)"
+        )
     assert main(["deblur", str(video_file), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
 

@@ -115,6 +115,11 @@ def test_build_flow_opencv_uses_preset() -> None:
 
 # ---- RAFT: error paths run everywhere; shapes need torchvision --------------------------------
 
+_TORCHVISION = (
+    "needs torchvision (torchvision.models.optical_flow, the build matching the installed "
+    "torch: pip install torchvision); not a dependency of ttblur"
+)
+
 
 def test_raft_without_weights_names_the_fix() -> None:
     with pytest.raises(ValueError, match=r"RAFTFlow needs weights.*never downloads"):
@@ -144,7 +149,7 @@ def test_raft_without_torchvision_names_the_fix(tmp_path, monkeypatch) -> None:
 
 
 def test_raft_small_random_weights_shapes(tmp_path) -> None:
-    optical_flow = pytest.importorskip("torchvision.models.optical_flow")
+    optical_flow = pytest.importorskip("torchvision.models.optical_flow", reason=_TORCHVISION)
     torch.manual_seed(0)
     net = optical_flow.raft_small(weights=None, progress=False)
     path = tmp_path / "raft_small.pth"
@@ -158,7 +163,7 @@ def test_raft_small_random_weights_shapes(tmp_path) -> None:
 
 
 def test_raft_rejects_foreign_state_dict(tmp_path) -> None:
-    pytest.importorskip("torchvision.models.optical_flow")
+    pytest.importorskip("torchvision.models.optical_flow", reason=_TORCHVISION)
     path = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(3, 3)}, path)
     with pytest.raises(ValueError, match="does not hold torchvision RAFT weights"):

@@ -277,7 +277,10 @@ def test_factory_builds_idblau_from_a_weights_folder(tmp_path):
     assert (built.sampler.num_steps, built.sampler.eta) == (3, 0.5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU visible to torch (torch.cuda.is_available() is False here)",
+)
 def test_cpu_and_cuda_agree():
     torch.manual_seed(9)
     sharp = torch.rand(2, 3, 32, 32)

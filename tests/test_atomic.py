@@ -1,0 +1,66 @@
+"""``ttblur.atomic``: outputs appear complete under their final names, or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ttblur.atomic import TEMP_MARKER, StagedOutputs, atomic_path, atomic_write_text
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if TEMP_MARKER in p.name]
+
+
+def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_any_error(tmp_path) -> None:
+    target = tmp_path / "sub" / "out.mp4"
+    atomic_write_text(target, "old")
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".mp4" and tmp.name.startswith(".")
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # nothing visible before the block ends
+    assert target.read_text() == "new"
+    for error in (ValueError("boom"), KeyboardInterrupt(), SystemExit(143)):
+        with pytest.raises(type(error)), atomic_path(target) as tmp:
+            tmp.write_text("partial")
+            raise error
+        assert target.read_text() == "new"
+    with atomic_path(target):
+        pass  # nothing written: the old file stays
+    assert target.read_text() == "new"
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(IsADirectoryError), atomic_path(tmp_path):
+        pass
+
+
+def test_staged_outputs_publish_together_or_not_at_all(tmp_path) -> None:
+    out, report = tmp_path / "out", tmp_path / "out" / "report"
+    with StagedOutputs() as staged:
+        staged.file(out / "a.txt").write_text("a1")
+        stage = staged.folder(report, replaces=["p.png", "q.png"])
+        (stage / "p.png").write_text("p1")
+        (stage / "q.png").write_text("q1")
+    assert staged.published == [out / "a.txt", report / "p.png", report / "q.png"]
+
+    with pytest.raises(KeyboardInterrupt), StagedOutputs() as staged:
+        staged.file(out / "a.txt").write_text("a2")
+        (staged.folder(report) / "p.png").write_text("p2")
+        raise KeyboardInterrupt
+    assert (out / "a.txt").read_text() == "a1" and (report / "p.png").read_text() == "p1"
+    assert _leftovers(tmp_path) == []
+
+    with StagedOutputs() as staged:  # a rerun that draws fewer pictures drops the stale one
+        staged.file(out / "a.txt").write_text("a3")
+        (staged.folder(report, replaces=["p.png", "q.png"]) / "p.png").write_text("p3")
+    assert sorted(p.name for p in report.iterdir()) == ["p.png"]
+    assert (out / "a.txt").read_text() == "a3" and _leftovers(tmp_path) == []
+
+
+def test_staged_file_never_written_fails_and_publishes_nothing(tmp_path) -> None:
+    atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(FileNotFoundError, match="was not written"), StagedOutputs() as staged:
+        staged.file(tmp_path / "a.txt").write_text("new")
+        staged.file(tmp_path / "b.txt")
+    assert (tmp_path / "a.txt").read_text() == "old" and not (tmp_path / "b.txt").exists()
+    assert _leftovers(tmp_path) == []
