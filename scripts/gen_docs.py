@@ -489,6 +489,7 @@ _INDEX = {
         "video-io.md": "reading and writing videos and frame folders",
         "streaming.md": "deblurring long videos with bounded memory (`iter_deblur`, `deblur_file`)",
         "metrics.md": "PSNR and SSIM conventions",
+        "guarantees.md": "what ttblur guarantees (your model, inputs, outputs, RNG) and refuses",
     },
     "How it works": {
         "architecture.md": "the pipeline, the source tree and the extension points",

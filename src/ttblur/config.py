@@ -256,6 +256,11 @@ class AdaptConfig(_Section):
             synthesizer and the condition generator share this one value. ID-Blau was trained
             with 147 px; the official BME targets use 205 px (BME keeps its own scale).
         seed: seed for every random choice of the run, in ``[0, 2**63 - 1]``.
+
+    Every section refuses unknown keys, and no float field accepts NaN or +-inf (``Infinity``
+    in a JSON file included). Cross-field rules: ``finetune.lr_min <= finetune.lr``; a
+    ``*_revision`` field needs the weights field next to it. All are checked when the config
+    is built, before :func:`ttblur.adapt` does any work.
     """
 
     rsdm: RSDMConfig = Field(default_factory=RSDMConfig)
