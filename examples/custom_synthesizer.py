@@ -21,7 +21,7 @@ show the plumbing; the script adapts the reference model with both and prints PS
 Run::
 
     python examples/custom_synthesizer.py           # 24 frames of 192x256, 10 epochs each
-    python examples/custom_synthesizer.py --quick   # tiny settings, a few seconds
+    python examples/custom_synthesizer.py --quick   # tiny settings, a smoke test (~10 s)
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class AnisotropicGaussianBlur:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny settings (a few seconds)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny settings, a smoke test (~10 s on a CPU)"
+    )
     parser.add_argument("--preset", default="bsd-1ms8ms", help="target domain of the clip")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if present)")
     args = parser.parse_args()
