@@ -1,16 +1,17 @@
-"""ttblur's reference video deblurring network, :class:`ReferenceDeblurNet`.
+"""ttblur's reference video deblurring networks: ``"base"`` (:class:`ReferenceUNet`, 2.85 M
+parameters) and ``"tiny"`` (:class:`ReferenceDeblurNet`, 0.35 M parameters).
 
-A small clip-based network of our own design, trained on the synthetic source domain
-(``ttblur.synth`` preset ``"gopro"``, training photos only; see ``docs/reference-model.md``).
-It plays the role of a pretrained deblurring model that :func:`ttblur.adapt` adapts to a new
-domain, and it runs quickly on a CPU.
+Clip-based networks of our own design, trained on the synthetic source domain (``ttblur.synth``
+preset ``"gopro"``, training photos only; see ``docs/reference-model.md``). They play the role
+of a pretrained deblurring model that :func:`ttblur.adapt` adapts to a new domain; ``"tiny"``
+runs quickly on a CPU (tests), ``"base"`` is the size users adapt in practice.
 
 Calling convention (its :class:`~ttblur.specs.ModelSpec` is ``model.spec``, the built-in
 ``"reference"`` spec): input ``(B, T, 3, H, W)`` RGB in ``[0, 1]`` with ``H, W`` multiples of
 8 and ``T >= 5``; output ``(B, T - 4, 3, H, W)``: output frame ``k`` restores input frame
 ``k + 2`` from frames ``k .. k + 4`` (2 past, 2 future, like ESTRNN).
 
-Architecture (widths ``f1, f2, f3 = config.features``)::
+Architecture of ``"tiny"`` (widths ``f1, f2, f3 = config.features``)::
 
     every frame (shared weights):  conv3x3/2 -> f1 @ 1/2,  conv3x3/2 -> f2 @ 1/4
     per output frame t:            concat f2 features of frames t-2..t+2 -> conv1x1 -> f2 @ 1/4
@@ -22,6 +23,7 @@ Architecture (widths ``f1, f2, f3 = config.features``)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -29,13 +31,15 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from ttblur.hub import PretrainedMixin
+from ttblur.hub import CLASS_KEY, CONFIG_NAME, PretrainedMixin, resolve_pretrained
 from ttblur.specs import ModelSpec, get_spec
 
 __all__ = [
+    "DEFAULT_REFERENCE",
     "REFERENCE_MODELS",
     "ReferenceConfig",
     "ReferenceDeblurNet",
+    "ReferenceNet",
     "ReferenceUNet",
     "ReferenceUNetConfig",
     "reference_model",
@@ -323,17 +327,40 @@ REFERENCE_MODELS: dict[str, tuple[type[_ClipDeblurNet], str]] = {
 }
 
 
+#: The reference network :func:`reference_model` loads when no name is given.
+DEFAULT_REFERENCE = "tiny"
+
+ReferenceNet = ReferenceDeblurNet | ReferenceUNet
+
+
+def _class_of(folder: Path) -> type[_ClipDeblurNet]:
+    """The reference class a weights folder names in its ``config.json`` (``"tiny"``'s class
+    when it names none; an unreadable file is reported by ``from_pretrained``)."""
+    try:
+        raw = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ReferenceDeblurNet
+    name = raw.get(CLASS_KEY) if isinstance(raw, dict) else None
+    for cls, _ in REFERENCE_MODELS.values():
+        if cls.__name__ == name:
+            return cls
+    return ReferenceDeblurNet
+
+
 def reference_model(
     weights: str | Path | None = None,
     *,
     revision: str | None = None,
     map_location: str | torch.device = "cpu",
-) -> ReferenceDeblurNet:
-    """Load the reference deblurring network (eval mode).
+) -> ReferenceNet:
+    """Load a reference deblurring network (eval mode).
 
     Args:
-        weights: ``None`` loads the default shipped inside the package (no network); a local
-            folder with ``config.json`` + ``model.safetensors``; or a Hugging Face Hub repo id.
+        weights: ``None`` loads :data:`DEFAULT_REFERENCE`; ``"base"`` or ``"tiny"`` load that
+            network's weights shipped inside the package (no network access); otherwise a local
+            folder with ``config.json`` + ``model.safetensors`` or a Hugging Face Hub repo id,
+            whose ``config.json`` names the class (:class:`ReferenceUNet` or
+            :class:`ReferenceDeblurNet`).
         revision: Hub revision for a repo id.
         map_location: device the weights are loaded to.
 
@@ -349,4 +376,10 @@ def reference_model(
     See ``docs/weights.md``; ``save_pretrained`` / ``push_to_hub`` write and publish the
     same files.
     """
-    return ReferenceDeblurNet.from_pretrained(weights, revision=revision, map_location=map_location)
+    name = DEFAULT_REFERENCE if weights is None else weights
+    if isinstance(name, str) and name in REFERENCE_MODELS:
+        cls, _ = REFERENCE_MODELS[name]
+        return cls.from_pretrained(None, map_location=map_location)  # type: ignore[return-value]
+    folder = resolve_pretrained(name, default=None, revision=revision)
+    cls = _class_of(folder)
+    return cls.from_pretrained(folder, map_location=map_location)  # type: ignore[return-value]
