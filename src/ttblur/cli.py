@@ -1222,14 +1222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handlers[args.command](args)
     except Terminated as err:
         print(
-            f"ttblur {args.command}: terminated (signal {err.signum}); earlier outputs "
-            "were left unchanged",
+            f"ttblur {args.command}: terminated (signal {err.signum}); no partial output "
+            "was written",
             file=sys.stderr,
         )
         return 128 + err.signum
     except KeyboardInterrupt:
         print(
-            f"ttblur {args.command}: interrupted; earlier outputs were left unchanged",
+            f"ttblur {args.command}: interrupted; no partial output was written",
             file=sys.stderr,
         )
         return 130

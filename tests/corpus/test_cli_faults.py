@@ -632,7 +632,7 @@ def test_signal_during_deblur_keeps_the_previous_output(
     ]
     code, err = _signal_midway(argv, tmp_path, watch, signum)
     assert code == status, err
-    assert err.splitlines()[-1] == f"ttblur deblur: {word}; earlier outputs were left unchanged"
+    assert err.splitlines()[-1] == f"ttblur deblur: {word}; no partial output was written"
     assert_unchanged(before, tmp_path)
     assert load_video(previous).shape == (5, 3, H, W)
 
@@ -663,7 +663,10 @@ def test_signal_during_adapt_keeps_all_previous_outputs(signum, status, tmp_path
     # the slow model stalls in the deblurring pass, i.e. after the new weights were staged
     code, err = _signal_midway(argv, tmp_path, out, signum)
     assert code == status, err
-    assert "earlier outputs were left unchanged" in err.splitlines()[-1]
+    assert err.splitlines()[-1] == (
+        f"ttblur adapt: {'interrupted' if status == 130 else 'terminated (signal 15)'}; "
+        "no partial output was written"
+    )
     assert_unchanged(before, tmp_path)
     assert load_video(out / "deblurred.mp4").shape == (7, 3, H, W)
     assert (out / "report.json").read_text() == '{"earlier": true}\n'
