@@ -1,15 +1,24 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet
+from ttblur.nets.reference import (
+    ReferenceConfig,
+    ReferenceDeblurNet,
+    ReferenceUNet,
+    ReferenceUNetConfig,
+)
 from ttblur.training.reference import (
+    MOVING_PX,
+    STILL_PX,
     TrainReferenceConfig,
     VideoPool,
     evaluate_reference,
     main,
+    motion_overrides,
     train_reference,
 )
 
@@ -172,3 +181,98 @@ def test_synthetic_training_pool_and_evaluation(tmp_path):
 def test_cli_rejects_missing_command():
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_base_architecture_trains_and_resumes_with_another_thread_count(tmp_path):
+    config = _config(model=ReferenceUNetConfig(widths=(8, 8, 16), mid_blocks=1), steps=6)
+    pool = _pool(config)
+    train_reference(
+        config.model_copy(update={"steps": 6}), tmp_path / "full", pool=pool, progress=False
+    )
+    full = ReferenceUNet.from_pretrained(tmp_path / "full" / "final")
+    # the first 3 steps, then the rest with another thread count: same weights
+    first = config.model_copy(update={"checkpoint_every": 3})
+    with pytest.raises(KeyboardInterrupt):
+        _interrupt_after(first, tmp_path / "split", pool, stop_at=3)
+    train_reference(
+        first.model_copy(update={"threads": 2}),
+        tmp_path / "split",
+        pool=_pool(config),
+        progress=False,
+    )
+    split = ReferenceUNet.from_pretrained(tmp_path / "split" / "final")
+    for (name, a), (_, b) in zip(full.state_dict().items(), split.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    # any other change is still refused
+    with pytest.raises(ValueError, match="different config"):
+        train_reference(
+            first.model_copy(update={"lr": 1e-2}), tmp_path / "split", pool=pool, progress=False
+        )
+
+
+def _interrupt_after(config, out, pool, stop_at):
+    calls = {"n": 0}
+    sample = pool.sample
+
+    def counting(step):
+        calls["n"] += 1
+        if calls["n"] > stop_at:
+            raise KeyboardInterrupt
+        return sample(step)
+
+    pool.sample = counting
+    try:
+        train_reference(config, out, pool=pool, progress=False)
+    finally:
+        pool.sample = sample
+
+
+def test_motion_overrides_mix_still_and_fast_videos_deterministically():
+    draws = [motion_overrides(np.random.default_rng([0, i])) for i in range(400)]
+    speeds = np.array([d["speed_px_s"] for d in draws])
+    assert 0.08 < (speeds < 40).mean() < 0.25  # nearly still videos
+    assert speeds.max() > 600 and speeds.min() >= 5
+    assert all(d["stroke_max_ms"] > d["stroke_min_ms"] for d in draws)
+    assert motion_overrides(np.random.default_rng([0, 7])) == draws[7]
+    synth = pytest.importorskip("ttblur.synth")
+    synth.make_video("rocket", preset="gopro", num_frames=3, size=(24, 32), seed=1, **draws[0])
+
+
+def test_motion_mix_pool_renders_each_slot_with_its_own_motion():
+    seen = []
+
+    def render(photo, seed, **overrides):
+        seen.append(overrides)
+        return _render(photo, seed)
+
+    config = _config(motion_mix=True, num_videos=3)
+    VideoPool(config, render=render).build(progress=False)
+    assert len(seen) == 3 and len({d["speed_px_s"] for d in seen}) == 3
+    again = []
+    VideoPool(config, render=lambda p, s, **o: again.append(o) or _render(p, s)).build(
+        progress=False
+    )
+    assert again == seen
+
+
+def test_evaluation_splits_moving_and_still_frames():
+    synth = pytest.importorskip("ttblur.synth")
+    net = ReferenceUNet(ReferenceUNetConfig(widths=(4, 4, 8), mid_blocks=0))
+    (row,) = evaluate_reference(
+        net, ["gopro"], photos=["astronaut"], num_frames=6, size=(32, 40), motion_mix=True
+    )
+    assert row.preset == "gopro+mix" and row.frames == 6
+    assert row.frames_moving + row.frames_still <= 6
+    video = synth.make_video(
+        "astronaut",
+        preset="gopro",
+        num_frames=6,
+        size=(32, 40),
+        seed=10_000,
+        **motion_overrides(np.random.default_rng([10_000, 1])),
+    )
+    blur = video.magnitude.mean(dim=(1, 2, 3))
+    assert row.frames_moving == int((blur > MOVING_PX).sum())
+    assert row.frames_still == int((blur <= STILL_PX).sum())
+    if row.frames_moving:  # the identity network restores nothing
+        assert row.psnr_restored_moving == pytest.approx(row.psnr_blurry_moving, abs=1e-3)

@@ -42,6 +42,7 @@ from ttblur.nets.reference import (
     ReferenceDeblurNet,
     ReferenceUNet,
     ReferenceUNetConfig,
+    reference_model,
 )
 
 __all__ = [
@@ -441,9 +442,20 @@ def _train(
 
 
 # ---------------------------------------------------------------------- evaluation
+#: A frame "moves" when its mean true blur path exceeds this (px) ...
+MOVING_PX = 2.0
+#: ... and is "nearly still" when it is at most this (px).
+STILL_PX = 1.0
+
+
 class EvalRow(BaseModel):
-    """PSNR (dB) / SSIM of blurry input and restored output on one preset (mean over frames
-    of all evaluation videos)."""
+    """PSNR (dB) / SSIM of blurry input and restored output on one preset (means over the
+    frames of all evaluation videos), overall and split by each frame's true blur.
+
+    ``*_moving`` rows cover frames whose mean true blur path (``SyntheticVideo.magnitude``)
+    exceeds :data:`MOVING_PX`; ``*_still`` rows frames at most :data:`STILL_PX` (``nan`` when
+    there is no such frame).
+    """
 
     preset: str
     videos: int
@@ -452,6 +464,12 @@ class EvalRow(BaseModel):
     psnr_restored: float
     ssim_blurry: float
     ssim_restored: float
+    frames_moving: int = 0
+    psnr_blurry_moving: float = float("nan")
+    psnr_restored_moving: float = float("nan")
+    frames_still: int = 0
+    psnr_blurry_still: float = float("nan")
+    psnr_restored_still: float = float("nan")
 
     @property
     def psnr_gain(self) -> float:
@@ -459,32 +477,8 @@ class EvalRow(BaseModel):
         return self.psnr_restored - self.psnr_blurry
 
 
-def _metric_fns() -> tuple[Callable[[Tensor, Tensor], float], Callable[[Tensor, Tensor], float]]:
-    """PSNR and SSIM of ``(3, H, W)`` frames in [0, 1] (ttblur.metrics when present)."""
-    try:
-        metrics = importlib.import_module("ttblur.metrics")
-        return (
-            lambda a, b: float(metrics.psnr(a, b)),
-            lambda a, b: float(metrics.ssim(a, b)),
-        )
-    except ImportError:
-        from skimage.metrics import structural_similarity
-
-        def psnr(a: Tensor, b: Tensor) -> float:
-            mse = float(((a - b) ** 2).mean())
-            return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-        def ssim(a: Tensor, b: Tensor) -> float:
-            return float(
-                structural_similarity(
-                    a.permute(1, 2, 0).numpy(),
-                    b.permute(1, 2, 0).numpy(),
-                    channel_axis=2,
-                    data_range=1.0,
-                )
-            )
-
-        return psnr, ssim
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def evaluate_reference(
@@ -496,6 +490,7 @@ def evaluate_reference(
     num_frames: int = 12,
     size: tuple[int, int] = (192, 256),
     seed: int = _EVAL_SEED_OFFSET,
+    motion_mix: bool = False,
     progress: bool = False,
 ) -> list[EvalRow]:
     """PSNR/SSIM of blurry vs restored frames on held-out synthetic videos.
@@ -508,46 +503,70 @@ def evaluate_reference(
         num_frames: frames per video.
         size: ``(H, W)`` of the videos.
         seed: first synthesis seed (training seeds are below 10000).
+        motion_mix: give each video the camera motion :func:`motion_overrides` draws from its
+            seed (the training pools' mix, at seeds training never uses); the row's preset is
+            then named ``"<preset>+mix"``.
+        progress: tqdm bars of ``ttblur.deblur``.
 
     Returns:
         one :class:`EvalRow` per preset (all frames of each video, borders included).
     """
     from ttblur.inference import deblur
+    from ttblur.metrics import psnr, ssim
 
     synth = _synth()
     photo_list = list(photos) if photos is not None else list(synth.HELDOUT_PHOTOS)
-    psnr, ssim = _metric_fns()
     spec = getattr(model, "spec", "reference")
     rows = []
     for preset in presets:
-        scores: dict[str, list[float]] = {k: [] for k in ("pb", "pr", "sb", "sr")}
+        scores: dict[str, list[float]] = {
+            k: [] for k in ("pb", "pr", "sb", "sr", "pb_m", "pr_m", "pb_s", "pr_s")
+        }
         videos = 0
         for p_index, photo in enumerate(photo_list):
             for k in range(videos_per_photo):
+                video_seed = seed + 100 * p_index + k
+                overrides = (
+                    motion_overrides(np.random.default_rng([video_seed, 1])) if motion_mix else {}
+                )
                 video = synth.make_video(
                     photo,
                     preset=preset,
                     num_frames=num_frames,
                     size=tuple(size),
-                    seed=seed + 100 * p_index + k,
+                    seed=video_seed,
+                    **overrides,
                 )
                 restored = deblur(model, video.blurry, spec=spec, device="cpu", progress=progress)
                 videos += 1
                 for t in range(num_frames):
                     sharp = video.sharp[t]
-                    scores["pb"].append(psnr(video.blurry[t], sharp))
-                    scores["pr"].append(psnr(restored[t], sharp))
-                    scores["sb"].append(ssim(video.blurry[t], sharp))
-                    scores["sr"].append(ssim(restored[t], sharp))
+                    blurry_psnr = float(psnr(video.blurry[t], sharp))
+                    restored_psnr = float(psnr(restored[t], sharp))
+                    scores["pb"].append(blurry_psnr)
+                    scores["pr"].append(restored_psnr)
+                    scores["sb"].append(float(ssim(video.blurry[t], sharp)))
+                    scores["sr"].append(float(ssim(restored[t], sharp)))
+                    blur = float(video.magnitude[t].mean())
+                    group = "_m" if blur > MOVING_PX else "_s" if blur <= STILL_PX else None
+                    if group is not None:
+                        scores["pb" + group].append(blurry_psnr)
+                        scores["pr" + group].append(restored_psnr)
         rows.append(
             EvalRow(
-                preset=preset,
+                preset=f"{preset}+mix" if motion_mix else preset,
                 videos=videos,
                 frames=len(scores["pb"]),
-                psnr_blurry=float(np.mean(scores["pb"])),
-                psnr_restored=float(np.mean(scores["pr"])),
-                ssim_blurry=float(np.mean(scores["sb"])),
-                ssim_restored=float(np.mean(scores["sr"])),
+                psnr_blurry=_mean(scores["pb"]),
+                psnr_restored=_mean(scores["pr"]),
+                ssim_blurry=_mean(scores["sb"]),
+                ssim_restored=_mean(scores["sr"]),
+                frames_moving=len(scores["pb_m"]),
+                psnr_blurry_moving=_mean(scores["pb_m"]),
+                psnr_restored_moving=_mean(scores["pr_m"]),
+                frames_still=len(scores["pb_s"]),
+                psnr_blurry_still=_mean(scores["pb_s"]),
+                psnr_restored_still=_mean(scores["pr_s"]),
             )
         )
     return rows
@@ -556,14 +575,18 @@ def evaluate_reference(
 def _format_rows(rows: Sequence[EvalRow]) -> str:
     lines = [
         "| preset | videos | frames | PSNR blurry | PSNR restored | gain dB | SSIM blurry | "
-        "SSIM restored |",
-        "|---|---|---|---|---|---|---|---|",
+        f"SSIM restored | moving (> {MOVING_PX:g} px) frames: gain dB | "
+        f"nearly still (<= {STILL_PX:g} px) frames: gain dB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        moving = r.psnr_restored_moving - r.psnr_blurry_moving
+        still = r.psnr_restored_still - r.psnr_blurry_still
         lines.append(
             f"| {r.preset} | {r.videos} | {r.frames} | {r.psnr_blurry:.2f} | "
             f"{r.psnr_restored:.2f} | {r.psnr_gain:+.2f} | {r.ssim_blurry:.4f} | "
-            f"{r.ssim_restored:.4f} |"
+            f"{r.ssim_restored:.4f} | {r.frames_moving}: {moving:+.2f} | "
+            f"{r.frames_still}: {still:+.2f} |"
         )
     return "\n".join(lines)
 
@@ -613,7 +636,17 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export", default=None, help="also save the final weights here")
     train.add_argument("--no-progress", action="store_true")
     evaluate = sub.add_parser("evaluate", help="PSNR/SSIM on held-out synthetic videos")
-    evaluate.add_argument("--weights", default=None, help="weights folder (default: shipped)")
+    evaluate.add_argument(
+        "--weights",
+        default=None,
+        help="'base' or 'tiny' (shipped), a weights folder or a Hub repo id "
+        "(default: reference_model()'s default)",
+    )
+    evaluate.add_argument(
+        "--motion-mix",
+        action="store_true",
+        help="also evaluate each preset with the training pools' motion mix (held-out seeds)",
+    )
     evaluate.add_argument("--presets", nargs="*", default=None, help="default: all presets")
     evaluate.add_argument("--videos-per-photo", type=int, default=1)
     evaluate.add_argument("--frames", type=int, default=12)
@@ -667,17 +700,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"exported to {args.export}")
         return 0
     torch.set_num_threads(args.threads)
-    from ttblur.nets.reference import reference_model
-
     model = reference_model(args.weights)
     presets = args.presets or list(_synth().PRESETS)
-    rows = evaluate_reference(
-        model,
-        presets,
-        videos_per_photo=args.videos_per_photo,
-        num_frames=args.frames,
-        size=tuple(args.size),
-    )
+    rows = []
+    for mix in (False, True) if args.motion_mix else (False,):
+        rows += evaluate_reference(
+            model,
+            presets,
+            videos_per_photo=args.videos_per_photo,
+            num_frames=args.frames,
+            size=tuple(args.size),
+            motion_mix=mix,
+        )
     print(_format_rows(rows))
     if args.json:
         Path(args.json).write_text(
