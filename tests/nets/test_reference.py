@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from ttblur.hub import shipped_weights_dir
-from ttblur.nets.reference import ReferenceConfig, ReferenceDeblurNet, reference_model
+from ttblur.nets.reference import (
+    REFERENCE_MODELS,
+    ReferenceConfig,
+    ReferenceDeblurNet,
+    ReferenceUNet,
+    ReferenceUNetConfig,
+    reference_model,
+)
 from ttblur.specs import check_model, get_spec
 
 
@@ -120,3 +127,61 @@ def test_round_trip_through_offline_hub_cache_and_push(tmp_path, hub_cache, fake
         (uploaded,) = fake_hub.uploads
         assert torch.equal(ReferenceDeblurNet.from_pretrained(uploaded)(clip), expected)
     assert fake_hub.calls[0][1]["private"] is False
+
+
+def _small_unet(**changes):
+    return ReferenceUNet(ReferenceUNetConfig(widths=(8, 8, 16), mid_blocks=1, **changes))
+
+
+def test_unet_shapes_identity_at_init_and_window_alignment():
+    torch.manual_seed(0)
+    net = _small_unet()
+    clip = torch.rand(2, 7, 3, 24, 40)
+    assert torch.allclose(net(clip), clip[:, 2:5], atol=1e-6)  # zero-initialised last conv
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    both = net(clip[:1, :6])
+    assert both.shape == (1, 2, 3, 24, 40)
+    # output frame k depends only on input frames k .. k + 4
+    assert torch.allclose(both[:, 1], net(clip[:1, 1:6])[:, 0], atol=1e-5)
+    assert torch.allclose(both[:, 0], net(clip[:1, 0:5])[:, 0], atol=1e-5)
+    assert net.spec is get_spec("reference")
+    assert check_model(net, net.spec) is net.spec
+    short = _small_unet(past_frames=1, future_frames=0)
+    assert (short.spec.past_frames, short.spec.future_frames) == (1, 0)
+    assert short(torch.rand(1, 4, 3, 8, 8)).shape == (1, 3, 3, 8, 8)
+
+
+def test_unet_default_size_is_what_users_adapt():
+    params = sum(p.numel() for p in ReferenceUNet().parameters())
+    assert 2_000_000 <= params <= 4_000_000
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((1, 3, 3, 16, 16), "at least 5 frames"), ((1, 5, 3, 12, 16), "multiples of 8")],
+)
+def test_unet_rejects_bad_input(shape, message):
+    with pytest.raises(ValueError, match=message):
+        _small_unet()(torch.rand(*shape))
+
+
+def test_unet_config_validation():
+    with pytest.raises(ValueError, match="widths"):
+        ReferenceUNetConfig(widths=(0, 4, 4))
+    with pytest.raises(ValueError, match="dec_blocks"):
+        ReferenceUNetConfig(dec_blocks=(1, -1))
+
+
+def test_reference_model_reads_the_class_from_the_folder(tmp_path):
+    torch.manual_seed(3)
+    unet = _small_unet().eval()
+    torch.nn.init.normal_(unet.out.weight, std=0.05)
+    unet.save_pretrained(tmp_path / "unet")
+    loaded = reference_model(tmp_path / "unet")
+    assert isinstance(loaded, ReferenceUNet) and loaded.config == unet.config
+    clip = torch.rand(1, 5, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), unet(clip))
+    tiny = reference_model("tiny")
+    assert isinstance(tiny, ReferenceDeblurNet)
+    assert set(REFERENCE_MODELS) == {"tiny", "base"}
