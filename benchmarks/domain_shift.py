@@ -1,10 +1,10 @@
 """Domain-shift benchmark: the paper's Table 2 on synthetic target domains.
 
-The shipped reference model (``ttblur.reference_model()``, trained on the synthetic ``gopro``
-source preset only) is evaluated on held-out synthetic videos of each target preset
-(``ttblur.synth.make_video`` of a ``HELDOUT_PHOTOS`` photo with a seed >= 10000, never used in
-any training). For every video it reports PSNR / SSIM (``ttblur.metrics``, all frames, RGB)
-against the ground-truth sharp frames of
+A shipped reference model (``ttblur.reference_model(--model)``, ``"base"`` or ``"tiny"``,
+trained on the synthetic ``gopro`` source preset only) is evaluated on held-out synthetic
+videos of each target preset (``ttblur.synth.make_video`` of a ``HELDOUT_PHOTOS`` photo with a
+seed >= 10000, never used in any training). For every video it reports PSNR / SSIM
+(``ttblur.metrics``, all frames, RGB) against the ground-truth sharp frames of
 
 * the blurry input,
 * (a) the unadapted model,
@@ -95,6 +95,9 @@ class Settings:
     seed: int = 0
     threads: int = 1
     base_config: AdaptConfig = field(default_factory=AdaptConfig)
+    #: ``ttblur.reference_model`` argument: ``"base"``, ``"tiny"``, a folder or a repo id
+    #: (``None``: its default).
+    model: str | None = None
 
 
 @dataclass
@@ -190,7 +193,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
     methods = _active_methods(settings, results.notes)
     for note in results.notes:
         log(f"note: {note}")
-    model = ttblur.reference_model()
+    model = ttblur.reference_model(settings.model)
     for preset in settings.presets:
         if preset not in synth.PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(synth.PRESETS)}")
@@ -261,7 +264,8 @@ def format_report(results: Results, command: str) -> str:
         f"{videos} videos ({s.videos_per_preset} per preset), {s.frames} frames of "
         f"{s.size[0]}x{s.size[1]}, patch {s.patch_size} px, "
         f"epochs {s.epochs if s.epochs is not None else 'default'}, seed {s.seed}, "
-        f"{s.threads} torch thread(s). Mean adapt + deblur seconds per video: {timing}.",
+        f"{s.threads} torch thread(s), reference model "
+        f"{s.model or 'default'}. Mean adapt + deblur seconds per video: {timing}.",
         "",
     ]
     overrides = s.base_config.model_dump(mode="json", exclude_defaults=True)
@@ -293,9 +297,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     )
     parser.add_argument("--seed", type=int, default=0, help="AdaptConfig.seed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="reference network: 'base', 'tiny', a weights folder or a Hub repo id "
+        "(default: ttblur.reference_model()'s default)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = Settings(model=args.model)
     if args.quick:
         settings.videos_per_preset, settings.frames = 1, 16
         settings.size, settings.patch_size = (192, 256), 96
