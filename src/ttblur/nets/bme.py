@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from ttblur.hub import PretrainedMixin
+from ttblur.io.weights import PretrainedMixin
 
 __all__ = [
     "BMEConfig",
@@ -462,7 +462,7 @@ class BlurMagnitudeEstimator(PretrainedMixin, nn.Module):
     ``from_pretrained()`` with no argument loads the shipped ``bme-lite`` weights (trained on
     synthetic videos of every ``ttblur.synth`` preset, see ``docs/rsdm.md``);
     ``from_pretrained(folder_or_repo_id, revision=None)``, ``save_pretrained(folder)`` and
-    ``push_to_hub(repo_id)`` come from :class:`~ttblur.hub.PretrainedMixin`
+    ``push_to_hub(repo_id)`` come from :class:`~ttblur.io.weights.PretrainedMixin`
     (``docs/weights.md``).
 
     Example:

@@ -42,7 +42,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from ttblur.hub import PretrainedMixin
+from ttblur.io.weights import PretrainedMixin
 
 __all__ = ["IDBlauConfig", "IDBlauUNet", "timestep_embedding"]
 

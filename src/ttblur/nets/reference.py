@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from ttblur.hub import CLASS_KEY, CONFIG_NAME, PretrainedMixin, resolve_pretrained
+from ttblur.io.weights import CLASS_KEY, CONFIG_NAME, PretrainedMixin, resolve_pretrained
 from ttblur.specs import ModelSpec, get_spec
 
 __all__ = [
@@ -368,9 +368,9 @@ def reference_model(
         the network; its calling convention is ``model.spec``.
 
     Raises:
-        ttblur.hub.WeightsNotFoundError: (a ``FileNotFoundError``) the weights cannot be
+        ttblur.io.weights.WeightsNotFoundError: (a ``FileNotFoundError``) the weights cannot be
             found, e.g. a repo id that is neither reachable nor in the Hub cache.
-        ttblur.hub.InvalidWeightsError: (a ``ValueError``) the files are corrupt or do not
+        ttblur.io.weights.InvalidWeightsError: (a ``ValueError``) the files are corrupt or do not
             match the architecture.
 
     See ``docs/weights.md``; ``save_pretrained`` / ``push_to_hub`` write and publish the

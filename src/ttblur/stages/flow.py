@@ -35,15 +35,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from ttblur.config import DBCGMConfig
-from ttblur.hub import (
+from ttblur.io.weights import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     InvalidWeightsError,
     PushToHubMixin,
     WeightsNotFoundError,
-    load_safetensors,
     looks_like_local_path,
     read_config,
+    read_state_dict,
     resolve_pretrained,
     state_dict_mismatch,
     write_pretrained,
@@ -267,7 +267,7 @@ def _resolve_raft_weights(
 ) -> tuple[Path, RAFTConfig | None]:
     """Local file, local folder or Hub repo id -> (weights file, config if the folder has one).
 
-    Folders and repo ids go through :func:`ttblur.hub.resolve_pretrained` (Hub cache,
+    Folders and repo ids go through :func:`ttblur.io.weights.resolve_pretrained` (Hub cache,
     ``HF_HUB_OFFLINE``), like every other stage with weights.
     """
     path = Path(weights).expanduser()
@@ -278,28 +278,6 @@ def _resolve_raft_weights(
     )
     config = read_config(folder, RAFTFlow.__name__, RAFTConfig, required=False)
     return _pick_weights_file(folder, filename), config
-
-
-def _load_state_dict(path: Path) -> dict[str, Tensor]:
-    """Read a state dict from ``.safetensors`` or a torch file (``weights_only=True``)."""
-    if path.suffix == ".safetensors":
-        state: Any = load_safetensors(path)
-    else:
-        try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise InvalidWeightsError(
-                f"cannot read RAFT weights {path}: {type(err).__name__}: {err}"
-            ) from err
-    if isinstance(state, dict):
-        for key in ("state_dict", "model", "model_state"):
-            if key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise InvalidWeightsError(f"{path} does not hold a state dict (name -> tensor)")
-    # Checkpoints saved from nn.DataParallel prefix every key with "module.".
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 class RAFTFlow(PushToHubMixin):
@@ -315,7 +293,7 @@ class RAFTFlow(PushToHubMixin):
     :meth:`save_pretrained` writes ``config.json`` (:class:`RAFTConfig`) + ``model.safetensors``;
     :meth:`from_pretrained` and the constructor read such a folder or Hub repo back (the
     config then fixes ``size`` and the default ``num_flow_updates``); ``push_to_hub`` uploads
-    it (:class:`~ttblur.hub.PushToHubMixin`).
+    it (:class:`~ttblur.io.weights.PushToHubMixin`).
 
     Args:
         weights: a local weights file, a local folder holding one weights file, or a Hugging
@@ -333,10 +311,10 @@ class RAFTFlow(PushToHubMixin):
         revision: Hub revision (branch, tag or commit) for repo ids.
 
     Raises:
-        ValueError: ``weights`` is None, or (:class:`~ttblur.hub.InvalidWeightsError`) the
+        ValueError: ``weights`` is None, or (:class:`~ttblur.io.weights.InvalidWeightsError`) the
             files do not hold matching RAFT weights or a valid ``RAFTFlow`` config.
         ImportError: torchvision cannot be imported (the message names the fix).
-        FileNotFoundError: (:class:`~ttblur.hub.WeightsNotFoundError`) the weights cannot be
+        FileNotFoundError: (:class:`~ttblur.io.weights.WeightsNotFoundError`) the weights cannot be
             found locally or on the Hub (cache).
     """
 
@@ -371,7 +349,7 @@ class RAFTFlow(PushToHubMixin):
             raise WeightsNotFoundError(f"no RAFT weights file or folder at '{weights}'")
         raft = _import_raft()  # before any Hub download: fail fast without torchvision
         path, config = _resolve_raft_weights(weights, filename, revision)
-        state = _load_state_dict(path)
+        state = read_state_dict(path, torch_files=True)
         if size != "auto":
             sizes: tuple[str, ...] = (size,)
         elif config is not None:

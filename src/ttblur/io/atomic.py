@@ -1,0 +1,261 @@
+"""Atomic file outputs: a file appears under its final name complete, or not at all.
+
+Every file ttblur writes to a user-chosen path goes through this module:
+
+- :func:`atomic_path` yields a temporary path in the destination's folder (same file system,
+  hidden name, same suffix so that encoders pick the right container); when the block ends
+  normally the file is flushed to disk (``fsync``) and renamed over the destination with
+  :func:`os.replace` (atomic on POSIX and Windows). When the block raises anything, including
+  ``KeyboardInterrupt`` and ``SystemExit``, the temporary file is removed and the destination
+  is left exactly as it was: an earlier file under that name is neither deleted nor changed.
+- :func:`atomic_write_bytes` / :func:`atomic_write_text` write a whole payload that way.
+- :class:`StagedOutputs` stages several files (and folders of files) and renames all of them
+  into place at the end, with ``SIGINT`` / ``SIGTERM`` deferred during the renames
+  (:func:`deferred_signals`), so a run that writes several outputs never leaves the new files
+  of an interrupted run beside the old ones of an earlier run.
+
+Temporary names start with ``.`` and contain ``.ttblur-tmp-`` (:data:`TEMP_MARKER`); frame
+folders ignore hidden files, so a staging file is never read back as a frame.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "notes.txt") as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> (folder / "notes.txt").read_text()
+    'hello'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "TEMP_MARKER",
+    "StagedOutputs",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "deferred_signals",
+    "temp_name",
+]
+
+#: Part of every temporary name this module creates (``.NAME.ttblur-tmp-XXXXXXXX.SUFFIX``).
+TEMP_MARKER = ".ttblur-tmp-"
+
+_DEFERRED = tuple(
+    s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s
+)
+
+
+def temp_name(final: Path) -> Path:
+    """A fresh hidden temporary path beside ``final``, keeping its suffix (``.mp4`` ...)."""
+    token = secrets.token_hex(4)
+    stem = final.name[: -len(final.suffix)] if final.suffix else final.name
+    return final.with_name(f".{stem}{TEMP_MARKER}{token}{final.suffix}")
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush ``path``'s data to disk (best effort where the platform cannot open it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or folder if it exists; never raises."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold back ``SIGINT`` and ``SIGTERM`` for the duration of the block.
+
+    Used around the renames that publish outputs, so that an interrupt arriving then is
+    delivered (and raises) right after all of them are in place rather than between two of
+    them. Outside the main thread, or where ``signal.pthread_sigmask`` does not exist, the
+    block runs unprotected.
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread() or not _DEFERRED:
+        yield
+        return
+    previous = mask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write ``final`` to; publish it only if the block succeeds.
+
+    The temporary file lies in ``final``'s folder (created if missing) and keeps its suffix.
+    After a normal exit it is synced to disk and renamed over ``final`` (:func:`os.replace`);
+    on any exception (``KeyboardInterrupt`` and ``SystemExit`` included) it is removed and
+    the exception propagates, leaving ``final`` untouched. A block that writes nothing leaves
+    ``final`` untouched too.
+
+    Raises:
+        IsADirectoryError: ``final`` is an existing folder.
+    """
+    target = Path(final).expanduser()
+    if target.is_dir():
+        raise IsADirectoryError(f"'{target}' is a folder; expected a file path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(target)
+    try:
+        yield tmp
+        if tmp.exists():
+            _fsync_file(tmp)
+            os.replace(tmp, target)
+            _fsync_folder(target.parent)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``final`` atomically (see :func:`atomic_path`); returns ``final``."""
+    target = Path(final).expanduser()
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return target
+
+
+def atomic_write_text(final: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``final`` atomically (see :func:`atomic_path`); returns ``final``."""
+    return atomic_write_bytes(final, text.encode(encoding))
+
+
+class StagedOutputs:
+    """Stage several output files and publish them together at the end.
+
+    Use as a context manager. :meth:`file` returns a temporary path for a final file,
+    :meth:`folder` a hidden staging folder whose files are later moved into a final folder.
+    When the ``with`` block ends normally, every staged file is renamed over its final path
+    (each rename is atomic; ``SIGINT`` / ``SIGTERM`` are deferred until all are done), stale
+    files named in ``folder(..., replaces=...)`` that the new run did not write are removed,
+    and the staging folders are deleted. When the block raises, every staged file and folder
+    is removed and no final path is touched, so the previous outputs stay complete and
+    consistent.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> with StagedOutputs() as staged:
+        ...     _ = staged.file(out / "a.txt").write_text("a")
+        ...     _ = staged.file(out / "b.txt").write_text("b")
+        >>> sorted(p.name for p in out.iterdir())
+        ['a.txt', 'b.txt']
+    """
+
+    def __init__(self) -> None:
+        self._files: list[tuple[Path, Path]] = []
+        self._folders: list[tuple[Path, Path, tuple[str, ...]]] = []
+        self.published: list[Path] = []
+
+    def file(self, final: str | os.PathLike[str]) -> Path:
+        """A temporary path (same folder and suffix) to write ``final`` to."""
+        target = Path(final).expanduser()
+        if target.is_dir():
+            raise IsADirectoryError(f"'{target}' is a folder; expected a file path")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(target)
+        self._files.append((tmp, target))
+        return tmp
+
+    def folder(self, final: str | os.PathLike[str], *, replaces: Iterable[str] = ()) -> Path:
+        """A hidden staging folder inside ``final`` (created) whose files end up in ``final``.
+
+        Args:
+            final: the output folder.
+            replaces: names of files an earlier run may have left in ``final`` that this run
+                owns: those not written again are removed when the outputs are published.
+        """
+        target = Path(final).expanduser()
+        if target.exists() and not target.is_dir():
+            raise NotADirectoryError(f"'{target}' exists and is not a folder")
+        target.mkdir(parents=True, exist_ok=True)
+        stage = target / f"{TEMP_MARKER}{secrets.token_hex(4)}"
+        stage.mkdir()
+        self._folders.append((stage, target, tuple(replaces)))
+        return stage
+
+    def __enter__(self) -> StagedOutputs:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self.discard()
+            return
+        try:
+            self.publish()
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove every staged file and folder; final paths are not touched."""
+        for tmp, _ in self._files:
+            _remove(tmp)
+        for stage, _, _ in self._folders:
+            _remove(stage)
+
+    def publish(self) -> None:
+        """Rename every staged file into place (signals deferred), then clean up."""
+        for tmp, _ in self._files:
+            if not tmp.is_file():
+                raise FileNotFoundError(f"staged output '{tmp}' was not written")
+            _fsync_file(tmp)
+        moves: list[tuple[Path, Path]] = list(self._files)
+        stale: list[Path] = []
+        for stage, target, replaces in self._folders:
+            names = sorted(p.name for p in stage.iterdir() if p.is_file())
+            for name in names:
+                _fsync_file(stage / name)
+                moves.append((stage / name, target / name))
+            stale += [target / n for n in replaces if n not in names and (target / n).is_file()]
+        with deferred_signals():
+            for tmp, target in moves:
+                os.replace(tmp, target)
+                self.published.append(target)
+            for path in stale:
+                path.unlink(missing_ok=True)
+        for folder in {target.parent for _, target in moves}:
+            _fsync_folder(folder)
+        for stage, _, _ in self._folders:
+            _remove(stage)
