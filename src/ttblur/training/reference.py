@@ -21,19 +21,16 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -44,18 +41,33 @@ from ttblur.nets.reference import (
     ReferenceUNetConfig,
     reference_model,
 )
+from ttblur.training.common import (
+    ConfigOptions,
+    JsonLinesLog,
+    add_run_arguments,
+    cosine_schedule,
+    load_checkpoint,
+    optimizer_step,
+    resume_from,
+    save_checkpoint,
+    torch_threads,
+)
+from ttblur.training.data import EVAL_SEED_OFFSET, flip_transpose, synth, to_uint8
 
 __all__ = [
+    "BASE_OPTIONS",
+    "TINY_OPTIONS",
+    "TRAIN_OPTIONS",
     "EvalRow",
     "TrainReferenceConfig",
     "TrainResult",
     "VideoPool",
+    "config_from_args",
     "evaluate_reference",
     "main",
+    "motion_overrides",
     "train_reference",
 ]
-
-_EVAL_SEED_OFFSET = 10_000  # evaluation seeds start here; training never reaches them
 
 
 class TrainReferenceConfig(BaseModel):
@@ -76,7 +88,8 @@ class TrainReferenceConfig(BaseModel):
         crop: side of the random training crops, px (multiple of 8).
         batch_size: clips per step.
         steps: optimisation steps (the cosine schedule spans them).
-        lr: initial learning rate; ``lr_min``: final one.
+        lr: initial learning rate.
+        lr_min: final learning rate (cosine annealing over ``steps``).
         loss: ``"charbonnier"`` or ``"l1"`` on the centre frame in [0, 1].
         charbonnier_eps: epsilon of the Charbonnier loss.
         grad_clip: max gradient norm (``None``: no clipping).
@@ -119,10 +132,6 @@ class TrainResult(BaseModel):
     final_loss: float
     losses: list[float]
     out_dir: str
-
-
-def _synth() -> Any:
-    return importlib.import_module("ttblur.synth")
 
 
 def _network(config: TrainReferenceConfig) -> ReferenceDeblurNet | ReferenceUNet:
@@ -184,7 +193,7 @@ class VideoPool:
         if config.photos:
             self.photos = list(config.photos)
         else:
-            self.photos = list(_synth().TRAIN_PHOTOS)
+            self.photos = list(synth().TRAIN_PHOTOS)
         if not self.photos:
             raise ValueError("no training photos")
         self._render = render or self._render_synth
@@ -194,7 +203,7 @@ class VideoPool:
 
     def _render_synth(self, photo: str, seed: int, **overrides: float) -> tuple[Tensor, Tensor]:
         cfg = self.config
-        video = _synth().make_video(
+        video = synth().make_video(
             photo,
             preset=cfg.preset,
             num_frames=cfg.video_frames,
@@ -207,15 +216,14 @@ class VideoPool:
     def _slot_source(self, slot: int, generation: int) -> tuple[str, int, dict[str, float]]:
         rng = np.random.default_rng([self.config.seed, slot, generation])
         photo = self.photos[(slot + generation * 7) % len(self.photos)]
-        seed = int(rng.integers(0, _EVAL_SEED_OFFSET))
+        seed = int(rng.integers(0, EVAL_SEED_OFFSET))
         overrides = motion_overrides(rng) if self.config.motion_mix else {}
         return photo, seed, overrides
 
     def _make(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
         photo, seed, overrides = self._slot_source(slot, generation)
         blurry, sharp = self._render(photo, seed, **overrides)
-        to_u8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
-        return to_u8(blurry), to_u8(sharp)
+        return to_uint8(blurry), to_uint8(sharp)
 
     def build(self, step: int = 0, progress: bool = True) -> None:
         """Render every slot as it is at ``step`` (after the refreshes done before it)."""
@@ -259,13 +267,7 @@ class VideoPool:
             left = int(torch.randint(width - crop + 1, (1,), generator=gen))
             clip = blurry[t : t + window, :, top : top + crop, left : left + crop]
             target = sharp[t + past, :, top : top + crop, left : left + crop]
-            flips = torch.randint(2, (3,), generator=gen).tolist()
-            if flips[0]:
-                clip, target = clip.flip(-1), target.flip(-1)
-            if flips[1]:
-                clip, target = clip.flip(-2), target.flip(-2)
-            if flips[2]:
-                clip, target = clip.transpose(-1, -2), target.transpose(-1, -2)
+            clip, target = flip_transpose(clip, target, gen)
             clips.append(clip)
             targets.append(target)
         return torch.stack(clips).float() / 255.0, torch.stack(targets).float() / 255.0
@@ -275,54 +277,6 @@ def _loss(pred: Tensor, target: Tensor, config: TrainReferenceConfig) -> Tensor:
     if config.loss == "l1":
         return (pred - target).abs().mean()
     return torch.sqrt((pred - target) ** 2 + config.charbonnier_eps**2).mean()
-
-
-def _lr_at(step: int, config: TrainReferenceConfig) -> float:
-    progress = min(step / config.steps, 1.0)
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
-
-
-def _save_checkpoint(
-    folder: Path,
-    model: ReferenceDeblurNet | ReferenceUNet,
-    optimizer: torch.optim.Adam,
-    step: int,
-    losses: list[float],
-    config: TrainReferenceConfig,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder / "model")
-    moments: dict[str, Tensor] = {}
-    params = list(model.parameters())
-    for index, param in enumerate(params):
-        state = optimizer.state.get(param, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                moments[f"{index}.{key}"] = state[key].detach().cpu().contiguous()
-        if "step" in state:
-            moments[f"{index}.step"] = torch.as_tensor(state["step"]).reshape(1).float()
-    save_file(moments, str(folder / "optimizer.safetensors"))
-    state_json = {"step": step, "losses": losses, "config": config.model_dump(mode="json")}
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps(state_json) + "\n", encoding="utf-8")
-    tmp.replace(folder / "state.json")
-
-
-def _load_checkpoint(
-    folder: Path, model: ReferenceDeblurNet | ReferenceUNet, optimizer: torch.optim.Adam
-) -> tuple[int, list[float]]:
-    loaded = type(model).from_pretrained(folder / "model")
-    model.load_state_dict(loaded.state_dict())
-    moments = load_file(str(folder / "optimizer.safetensors"))
-    for index, param in enumerate(model.parameters()):
-        if f"{index}.exp_avg" in moments:
-            optimizer.state[param] = {
-                "step": torch.tensor(float(moments[f"{index}.step"][0])),
-                "exp_avg": moments[f"{index}.exp_avg"].clone(),
-                "exp_avg_sq": moments[f"{index}.exp_avg_sq"].clone(),
-            }
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    return int(state["step"]), [float(v) for v in state["losses"]]
 
 
 def train_reference(
@@ -352,13 +306,8 @@ def train_reference(
     config = config or TrainReferenceConfig()
     if config.crop % ReferenceDeblurNet.multiple:
         raise ValueError(f"crop must be a multiple of {ReferenceDeblurNet.multiple}")
-    previous_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config, Path(out_dir), resume, progress, pool, log_every)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train(
@@ -370,65 +319,52 @@ def _train(
     log_every: int,
 ) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
-    config_path = out / "train_config.json"
     checkpoint = out / "checkpoint"
-    if resume and (checkpoint / "state.json").is_file():
-        saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["config"]
-        # ``threads`` is how the run uses this machine, not what it computes: a run may resume
-        # with another thread count (float sums may then differ in the last bits).
-        runtime = {"threads"}
-        previous = TrainReferenceConfig.model_validate(saved).model_dump(exclude=runtime)
-        if previous != config.model_dump(exclude=runtime):
-            raise ValueError(f"{checkpoint} was written with a different config; use resume=False")
-    config_path.write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    resuming = resume_from(checkpoint, config, resume=resume, overwrite=True)
+    (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n", "utf-8")
 
     torch.manual_seed(config.seed)
     model = _network(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     losses: list[float] = []
-    if resume and (checkpoint / "state.json").is_file():
-        step, losses = _load_checkpoint(checkpoint, model, optimizer)
+    if resuming:
+        state, _ = load_checkpoint(checkpoint, model, optimizer)
+        step, losses = int(state["step"]), [float(v) for v in state["losses"]]
+    scheduler = cosine_schedule(
+        optimizer, lr=config.lr, lr_min=config.lr_min, total_steps=config.steps, start_step=step
+    )
     if pool is None:
         pool = VideoPool(config)
         pool.build(step, progress=progress)
 
     model.train()
     started = time.perf_counter()
-    log = (out / "log.jsonl").open("a", encoding="utf-8")
     bar = tqdm(total=config.steps, initial=step, desc="train", disable=not progress)
-    try:
-        while step < config.steps:
-            pool.refresh(step)
-            clips, targets = pool.sample(step)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, config)
-            pred = model(clips)[:, 0]
-            loss = _loss(pred, targets, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            losses.append(loss.item())
-            bar.update(1)
-            if step % log_every == 0 or step == config.steps:
-                recent = float(np.mean(losses[-log_every:]))
-                bar.set_postfix(loss=f"{recent:.4f}")
-                entry = {
-                    "step": step,
-                    "loss": recent,
-                    "lr": _lr_at(step - 1, config),
-                    "seconds": round(time.perf_counter() - started, 1),
-                }
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                _save_checkpoint(checkpoint, model, optimizer, step, losses, config)
-    finally:
-        bar.close()
-        log.close()
+    with JsonLinesLog(out / "log.jsonl") as log:
+        try:
+            while step < config.steps:
+                pool.refresh(step)
+                clips, targets = pool.sample(step)
+                lr = scheduler.get_last_lr()[0]
+                loss = _loss(model(clips)[:, 0], targets, config)
+                optimizer_step(
+                    loss, model, optimizer, grad_clip=config.grad_clip, scheduler=scheduler
+                )
+                step += 1
+                losses.append(loss.item())
+                bar.update(1)
+                if step % log_every == 0 or step == config.steps:
+                    recent = float(np.mean(losses[-log_every:]))
+                    bar.set_postfix(loss=f"{recent:.4f}")
+                    seconds = round(time.perf_counter() - started, 1)
+                    log.write({"step": step, "loss": recent, "lr": lr, "seconds": seconds})
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    saved = config.model_dump(mode="json")
+                    state = {"step": step, "losses": losses, "config": saved}
+                    save_checkpoint(checkpoint, model, optimizer, state)
+        finally:
+            bar.close()
     model.eval()
     model.save_pretrained(out / "final")
     seconds = time.perf_counter() - started
@@ -489,7 +425,7 @@ def evaluate_reference(
     videos_per_photo: int = 1,
     num_frames: int = 12,
     size: tuple[int, int] = (192, 256),
-    seed: int = _EVAL_SEED_OFFSET,
+    seed: int = EVAL_SEED_OFFSET,
     motion_mix: bool = False,
     progress: bool = False,
 ) -> list[EvalRow]:
@@ -514,8 +450,8 @@ def evaluate_reference(
     from ttblur.inference import deblur
     from ttblur.metrics import psnr, ssim
 
-    synth = _synth()
-    photo_list = list(photos) if photos is not None else list(synth.HELDOUT_PHOTOS)
+    synthesis = synth()
+    photo_list = list(photos) if photos is not None else list(synthesis.HELDOUT_PHOTOS)
     spec = getattr(model, "spec", "reference")
     rows = []
     for preset in presets:
@@ -529,7 +465,7 @@ def evaluate_reference(
                 overrides = (
                     motion_overrides(np.random.default_rng([video_seed, 1])) if motion_mix else {}
                 )
-                video = synth.make_video(
+                video = synthesis.make_video(
                     photo,
                     preset=preset,
                     num_frames=num_frames,
@@ -592,6 +528,13 @@ def _format_rows(rows: Sequence[EvalRow]) -> str:
 
 
 # ---------------------------------------------------------------------- command line
+#: ``train`` options of the :class:`TrainReferenceConfig` fields (``model`` is ``--arch`` + ...)
+TRAIN_OPTIONS = ConfigOptions(TrainReferenceConfig, exclude=("model",))
+#: options of the architectures: ``--arch tiny`` reads ``TINY_OPTIONS``, ``base`` ``BASE_OPTIONS``
+TINY_OPTIONS = ConfigOptions(ReferenceConfig)
+BASE_OPTIONS = ConfigOptions(ReferenceUNetConfig)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ttblur.training.reference",
@@ -599,42 +542,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train on the synthetic source domain")
-    defaults = TrainReferenceConfig()
-    train.add_argument("--out", default="runs/reference", help="run folder")
-    train.add_argument("--steps", type=int, default=defaults.steps)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--crop", type=int, default=defaults.crop)
-    train.add_argument("--lr", type=float, default=defaults.lr)
-    train.add_argument("--lr-min", type=float, default=defaults.lr_min)
-    train.add_argument("--loss", choices=["charbonnier", "l1"], default=defaults.loss)
-    train.add_argument("--num-videos", type=int, default=defaults.num_videos)
-    train.add_argument("--video-frames", type=int, default=defaults.video_frames)
-    train.add_argument("--video-size", type=int, nargs=2, default=list(defaults.video_size))
-    train.add_argument("--refresh-every", type=int, default=defaults.refresh_every)
-    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    tiny, base = ReferenceConfig(), ReferenceUNetConfig()
+    add_run_arguments(train, out="runs/reference", resume=True)
+    TRAIN_OPTIONS.add_to(train)
     train.add_argument(
         "--arch",
         choices=["tiny", "base"],
         default="tiny",
-        help="tiny: ReferenceDeblurNet (--features, --num-blocks); base: ReferenceUNet "
-        "(--widths, --mid-blocks)",
+        help="tiny: ReferenceDeblurNet; base: ReferenceUNet (default: %(default)s)",
     )
-    train.add_argument("--features", type=int, nargs=3, default=list(tiny.features))
-    train.add_argument("--num-blocks", type=int, default=tiny.num_blocks)
-    train.add_argument("--widths", type=int, nargs=3, default=list(base.widths))
-    train.add_argument("--mid-blocks", type=int, default=base.mid_blocks)
-    train.add_argument(
-        "--motion-mix",
-        action="store_true",
-        help="draw every pool video's camera motion around the preset's (motion_overrides)",
-    )
-    train.add_argument("--preset", default=defaults.preset)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--threads", type=int, default=defaults.threads)
-    train.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    train.add_argument("--export", default=None, help="also save the final weights here")
-    train.add_argument("--no-progress", action="store_true")
+    TINY_OPTIONS.add_to(train.add_argument_group("--arch tiny (and window options of both)"))
+    BASE_OPTIONS.add_to(train.add_argument_group("--arch base"), skip=TINY_OPTIONS.fields)
     evaluate = sub.add_parser("evaluate", help="PSNR/SSIM on held-out synthetic videos")
     evaluate.add_argument(
         "--weights",
@@ -656,40 +573,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(args: argparse.Namespace) -> TrainReferenceConfig:
+    """The :class:`TrainReferenceConfig` of parsed ``train`` options."""
+    model: ReferenceConfig | ReferenceUNetConfig
+    if args.arch == "base":
+        model = ReferenceUNetConfig(**BASE_OPTIONS.values(args))
+    else:
+        model = ReferenceConfig(**TINY_OPTIONS.values(args))
+    return TrainReferenceConfig(model=model, **TRAIN_OPTIONS.values(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     args = _build_parser().parse_args(argv)
     if args.command == "train":
-        model_config: ReferenceConfig | ReferenceUNetConfig
-        if args.arch == "base":
-            model_config = ReferenceUNetConfig(
-                widths=tuple(args.widths), mid_blocks=args.mid_blocks
-            )
-        else:
-            model_config = ReferenceConfig(
-                features=tuple(args.features), num_blocks=args.num_blocks
-            )
-        config = TrainReferenceConfig(
-            model=model_config,
-            preset=args.preset,
-            motion_mix=args.motion_mix,
-            num_videos=args.num_videos,
-            video_frames=args.video_frames,
-            video_size=tuple(args.video_size),
-            crop=args.crop,
-            batch_size=args.batch_size,
-            steps=args.steps,
-            lr=args.lr,
-            lr_min=args.lr_min,
-            loss=args.loss,
-            refresh_every=args.refresh_every,
-            checkpoint_every=args.checkpoint_every,
-            seed=args.seed,
-            threads=args.threads,
-        )
-        result = train_reference(
-            config, args.out, resume=not args.no_resume, progress=not args.no_progress
-        )
+        config = config_from_args(args)
+        progress = not args.no_progress
+        result = train_reference(config, args.out, resume=args.resume, progress=progress)
         print(
             f"trained {result.steps} steps in {result.seconds:.0f} s, "
             f"final loss {result.final_loss:.4f}; weights in {Path(args.out) / 'final'}"
@@ -701,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     model = reference_model(args.weights)
-    presets = args.presets or list(_synth().PRESETS)
+    presets = args.presets or list(synth().PRESETS)
     rows = []
     for mix in (False, True) if args.motion_mix else (False,):
         rows += evaluate_reference(

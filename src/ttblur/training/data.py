@@ -1,0 +1,96 @@
+"""Data helpers shared by the trainers: frame folders, augmentation, 8-bit storage.
+
+Shape: images are ``(C, H, W)`` / clips ``(T, C, H, W)`` tensors; every transform here acts on
+the last two dimensions, so the same call serves images, clips and their targets alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "IMAGE_SUFFIXES",
+    "flip_transpose",
+    "frame_sequences",
+    "linear_light_average",
+    "natural_key",
+    "synth",
+    "to_uint8",
+]
+
+#: Evaluation seeds start here; training seeds are drawn below it.
+EVAL_SEED_OFFSET = 10_000
+#: File endings read as frames of a high-frame-rate sequence (compared in lower case).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def synth() -> ModuleType:
+    """:mod:`ttblur.synth`, imported on first use (it loads the sample photos)."""
+    return importlib.import_module("ttblur.synth")
+
+
+def natural_key(name: str) -> tuple[list[Any], str]:
+    """Sort key that orders ``frame2`` before ``frame10`` (case-insensitive, then exact name).
+
+    Example:
+        >>> sorted(["f10.png", "F2.png", "f1.png"], key=natural_key)
+        ['f1.png', 'F2.png', 'f10.png']
+    """
+    parts = [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+    return parts, name
+
+
+def frame_sequences(root: Path, min_frames: int = 1) -> list[list[Path]]:
+    """Every folder under ``root`` (itself included) holding ``min_frames`` or more images.
+
+    Folders come in the order of their paths as strings (``root`` first); the images of a
+    folder (:data:`IMAGE_SUFFIXES`) in :func:`natural_key` order.
+    """
+    sequences = []
+    for folder, _, files in sorted(os.walk(root)):
+        images = sorted((f for f in files if f.lower().endswith(IMAGE_SUFFIXES)), key=natural_key)
+        if len(images) >= min_frames:
+            sequences.append([Path(folder) / f for f in images])
+    return sequences
+
+
+def linear_light_average(frames: Tensor, gamma: float) -> Tensor:
+    """Blurry frame from consecutive sharp ones: ``mean_k(S_k ** gamma) ** (1 / gamma)``.
+
+    Shape: ``(N, C, H, W)`` in [0, 1] -> ``(C, H, W)``.
+    """
+    return frames.clamp(0, 1).pow(gamma).mean(dim=0).pow(1.0 / gamma)
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """``[0, 1]`` floats to ``uint8`` (clamped, rounded), e.g. to hold a video pool compactly."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def flip_transpose(
+    first: Tensor, second: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Random horizontal flip, vertical flip and transposition, the same for both tensors.
+
+    Three fair coins are drawn from ``generator`` (in that order) whatever the outcome, so the
+    number of draws never depends on the data.
+
+    Shape: any ``(..., H, W)``; a transposition swaps ``H`` and ``W``.
+    """
+    flips = torch.randint(2, (3,), generator=generator).tolist()
+    if flips[0]:
+        first, second = first.flip(-1), second.flip(-1)
+    if flips[1]:
+        first, second = first.flip(-2), second.flip(-2)
+    if flips[2]:
+        first, second = first.transpose(-1, -2), second.transpose(-1, -2)
+    return first, second
