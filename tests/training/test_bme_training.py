@@ -12,12 +12,10 @@ from ttblur.training.bme import (
     HighFrameRateDataset,
     SyntheticMagnitudePool,
     TrainBMEConfig,
-    _make_batch,
-    _photo_variant,
-    _rescale,
     spearman,
     train_bme,
 )
+from ttblur.training.bme_data import make_batch, photo_variant, rescale_crop
 
 TINY_MODEL = BMEConfig(
     encoder_widths=(4, 6, 8, 8, 8),
@@ -83,16 +81,16 @@ def test_spearman_matches_scipy_with_ties():
 def test_rescale_scales_magnitude_with_the_image():
     image = torch.rand(3, 64, 64)
     target = torch.full((1, 64, 64), 10.0)
-    small_image, small_target = _rescale(image, target, 32)
+    small_image, small_target = rescale_crop(image, target, 32)
     assert small_image.shape == (3, 32, 32) and small_target.shape == (1, 32, 32)
     assert torch.allclose(small_target, torch.full((1, 32, 32), 5.0), atol=1e-4)
 
 
 def test_photo_variants_are_seeded_crops_in_range():
     photo = torch.rand(3, 50, 80)
-    a = _photo_variant(photo, np.random.default_rng([3, 7]))
-    b = _photo_variant(photo, np.random.default_rng([3, 7]))
-    c = _photo_variant(photo, np.random.default_rng([4, 7]))
+    a = photo_variant(photo, np.random.default_rng([3, 7]))
+    b = photo_variant(photo, np.random.default_rng([3, 7]))
+    c = photo_variant(photo, np.random.default_rng([4, 7]))
     assert torch.equal(a, b)
     assert a.shape != c.shape or not torch.equal(a, c)
     for variant in (a, c):
@@ -192,9 +190,9 @@ def test_pool_and_batches_are_deterministic():
     assert {preset for _, preset, _ in pool.sources} == {"a", "b"}
     assert pool.sources == _pool(config).sources
     assert pool.blurry[0].dtype == torch.uint8 and pool.magnitude[0].dtype == torch.float16
-    x1, y1 = _make_batch(5, config, pool, None)
-    x2, y2 = _make_batch(5, config, pool, None)
-    x3, _ = _make_batch(6, config, pool, None)
+    x1, y1 = make_batch(5, config, pool, None)
+    x2, y2 = make_batch(5, config, pool, None)
+    x3, _ = make_batch(6, config, pool, None)
     assert x1.shape == (2, 3, 32, 32) and y1.shape == (2, 1, 32, 32)
     assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
 
@@ -293,7 +291,7 @@ def test_training_mixes_footage(tmp_path):
     footage = HighFrameRateDataset(
         tmp_path / "footage", frames_per_blur=(3, 5), flow=ConstantFlow(2, 0)
     )
-    x, y = _make_batch(0, config, None, footage)
+    x, y = make_batch(0, config, None, footage)
     assert x.shape == (2, 3, 32, 32)
     assert set(torch.unique(y).tolist()) <= {4.0, 6.0, 8.0}  # (N - 1) * 2 px
 

@@ -34,49 +34,50 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
-import math
-import os
-import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from safetensors.torch import load_file, save_file
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from ttblur.nets.bme import BlurMagnitudeEstimator, BMEConfig
-from ttblur.protocols import FlowEstimator
+from ttblur.training.bme_data import HighFrameRateDataset, SyntheticMagnitudePool, make_batch
+from ttblur.training.bme_eval import BMEEvalResult, BMEEvalRow, evaluate_bme, spearman
+from ttblur.training.common import (
+    ConfigOptions,
+    JsonLinesLog,
+    add_run_arguments,
+    cosine_schedule,
+    load_checkpoint,
+    optimizer_step,
+    resume_from,
+    save_checkpoint,
+    torch_threads,
+)
+from ttblur.training.data import EVAL_SEED_OFFSET
 
 __all__ = [
+    "EVAL_SEED_OFFSET",
+    "MODEL_OPTIONS",
+    "TRAIN_OPTIONS",
     "BMEEvalResult",
     "BMEEvalRow",
     "HighFrameRateDataset",
     "SyntheticMagnitudePool",
     "TrainBMEConfig",
     "TrainBMEResult",
+    "config_from_args",
     "evaluate_bme",
     "main",
     "spearman",
     "train_bme",
 ]
-
-#: Evaluation seeds start here; training seeds are drawn below it.
-EVAL_SEED_OFFSET = 10_000
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _synth() -> Any:
-    return importlib.import_module("ttblur.synth")
 
 
 class TrainBMEConfig(BaseModel):
@@ -110,10 +111,13 @@ class TrainBMEConfig(BaseModel):
         scale_range: ``(low, high)`` random rescale factor of a crop (1, 1: none); the region
             read is ``crop / s`` and its magnitude is multiplied by ``s``.
         batch_size: crops per step.
-        epochs: training epochs; ``steps_per_epoch``: steps in one epoch.
-        lr: initial learning rate; ``lr_min``: final one (cosine over all steps).
+        epochs: training epochs.
+        steps_per_epoch: steps in one epoch.
+        lr: initial learning rate.
+        lr_min: final learning rate (cosine annealing over all steps).
         seed: seed of everything (pool, sampling, initialisation).
-        threads: ``torch.set_num_threads`` during training (``None``: leave as is).
+        threads: ``torch.set_num_threads`` during training (``None``: leave as is); a resumed
+            run may change it.
         device: ``"cpu"``, ``"cuda"``, ... (``None``: CUDA when available).
     """
 
@@ -179,363 +183,6 @@ class TrainBMEResult(BaseModel):
     out_dir: str
 
 
-# --------------------------------------------------------------------------------------------
-# data: synthetic pool
-
-
-def _to_uint8(x: Tensor) -> Tensor:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-class SyntheticMagnitudePool:
-    """Synthetic blurry frames with ground-truth magnitude, for every preset.
-
-    Video ``i`` of preset ``p`` is a pure function of ``(seed, p, i)`` (photo and synthesis
-    seed below :data:`EVAL_SEED_OFFSET`), so a resumed run rebuilds the same pool.
-
-    Args:
-        config: training config (presets, photos, sizes, seed).
-        render: ``render(photo, preset, seed) -> (blurry (T,3,H,W) in [0, 1], magnitude
-            (T,1,H,W) px)``; default :func:`ttblur.synth.make_video`.
-    """
-
-    def __init__(
-        self,
-        config: TrainBMEConfig,
-        *,
-        render: Callable[[str, str, int], tuple[Tensor, Tensor]] | None = None,
-    ) -> None:
-        self.config = config
-        self.presets = list(config.presets) if config.presets else list(_synth().PRESETS)
-        self.photos = list(config.photos) if config.photos else list(_synth().TRAIN_PHOTOS)
-        if not self.presets or not self.photos:
-            raise ValueError("the synthetic pool needs at least one preset and one photo")
-        self._render = render or self._render_synth
-        self.blurry: list[Tensor] = []  # uint8 (T, 3, H, W)
-        self.magnitude: list[Tensor] = []  # float16 (T, 1, H, W) px
-        self.sources: list[tuple[str, str, int]] = []
-
-    def _render_synth(self, photo: str, preset: str, seed: int) -> tuple[Tensor, Tensor]:
-        cfg = self.config
-        synth = _synth()
-        image: str | Tensor = photo
-        if cfg.augment_photos:
-            image = _photo_variant(synth.load_photo(photo), np.random.default_rng([seed, 7]))
-        video = synth.make_video(
-            image, preset=preset, num_frames=cfg.video_frames, size=tuple(cfg.video_size), seed=seed
-        )
-        return video.blurry, video.magnitude
-
-    def source(self, preset_index: int, video_index: int) -> tuple[str, str, int]:
-        """``(photo, preset, seed)`` of video ``video_index`` of preset ``preset_index``."""
-        rng = np.random.default_rng([self.config.seed, preset_index, video_index])
-        offset = int(rng.integers(len(self.photos)))
-        photo = self.photos[(video_index + offset) % len(self.photos)]
-        return photo, self.presets[preset_index], int(rng.integers(0, EVAL_SEED_OFFSET))
-
-    def build(self, progress: bool = True) -> None:
-        """Render every video of the pool."""
-        self.blurry, self.magnitude, self.sources = [], [], []
-        jobs = [
-            (p, i) for i in range(self.config.videos_per_preset) for p in range(len(self.presets))
-        ]
-        for p, i in tqdm(jobs, desc="render pool", disable=not progress):
-            photo, preset, seed = self.source(p, i)
-            blurry, magnitude = self._render(photo, preset, seed)
-            if blurry.ndim != 4 or magnitude.shape != (blurry.shape[0], 1, *blurry.shape[2:]):
-                raise ValueError(
-                    f"render returned blurry {tuple(blurry.shape)} and magnitude "
-                    f"{tuple(magnitude.shape)}; expected (T,3,H,W) and (T,1,H,W)"
-                )
-            self.blurry.append(_to_uint8(blurry))
-            self.magnitude.append(magnitude.clamp_min(0).to(torch.float16))
-            self.sources.append((photo, preset, seed))
-
-    def __len__(self) -> int:
-        return len(self.blurry)
-
-    def sample(self, gen: torch.Generator, crop: int, scale: float) -> tuple[Tensor, Tensor]:
-        """One crop: ``(3, crop, crop)`` in [0, 1] and magnitude ``(1, crop, crop)`` px."""
-        v = int(torch.randint(len(self.blurry), (1,), generator=gen))
-        blurry, magnitude = self.blurry[v], self.magnitude[v]
-        frames, _, height, width = blurry.shape
-        t = int(torch.randint(frames, (1,), generator=gen))
-        side = min(round(crop / scale), height, width)
-        top = int(torch.randint(height - side + 1, (1,), generator=gen))
-        left = int(torch.randint(width - side + 1, (1,), generator=gen))
-        image = blurry[t, :, top : top + side, left : left + side].float() / 255.0
-        target = magnitude[t, :, top : top + side, left : left + side].float()
-        return _rescale(image, target, crop)
-
-
-def _photo_variant(photo: Tensor, rng: np.random.Generator) -> Tensor:
-    """Random crop / channel order / grey / tone curve of a ``(3, H, W)`` photo in [0, 1]."""
-    _, height, width = photo.shape
-    crop_h = max(8, round(height * rng.uniform(0.4, 1.0)))
-    crop_w = max(8, round(width * rng.uniform(0.4, 1.0)))
-    top = int(rng.integers(0, height - crop_h + 1))
-    left = int(rng.integers(0, width - crop_w + 1))
-    out = photo[:, top : top + crop_h, left : left + crop_w]
-    out = out[torch.from_numpy(rng.permutation(3))]
-    if rng.uniform() < 0.25:
-        out = out.mean(dim=0, keepdim=True).expand(3, -1, -1)
-    return out.clamp(0, 1).pow(float(rng.uniform(0.7, 1.4))).contiguous()
-
-
-def _rescale(image: Tensor, target: Tensor, crop: int) -> tuple[Tensor, Tensor]:
-    """Resize a square ``(3, s, s)`` crop and its ``(1, s, s)`` magnitude (px) to ``crop``."""
-    side = image.shape[-1]
-    if side == crop:
-        return image, target
-    factor = crop / side
-    image = F.interpolate(image[None], size=(crop, crop), mode="bilinear", antialias=True)[0]
-    target = F.interpolate(target[None], size=(crop, crop), mode="bilinear", antialias=True)[0]
-    return image.clamp(0, 1), target.clamp_min(0) * factor
-
-
-# --------------------------------------------------------------------------------------------
-# data: high-frame-rate footage
-
-
-def _natural_key(name: str) -> list[Any]:
-    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
-
-
-class HighFrameRateDataset:
-    """Blurry frames and ground-truth magnitude from high-frame-rate sharp footage.
-
-    ``root`` is searched recursively for sequence folders (a ``GOPRO_Large_all`` tree: one
-    folder of consecutive 240 fps frames per sequence); a folder counts when it holds at least
-    ``frames_per_blur[1]`` images (sorted naturally by name).
-
-    A sample averages ``N`` consecutive sharp frames ``S_0 .. S_{N-1}`` in linear light,
-    ``B = (mean_k S_k^gamma)^(1/gamma)``, and takes as ground truth the magnitude of the flow
-    accumulated over them,
-
-        ``G = |sum_k f(S_k, S_{k+1})|``    (``magnitude="displacement"``, the paper's G) or
-        ``G = sum_k |f(S_k, S_{k+1})|``    (``magnitude="path"``),
-
-    in pixels (the BME divides by ``mag_norm``, the paper's ``tau``). The per-pair flows are
-    summed at the same pixel rather than chained along the moving point's trajectory, a
-    first-order approximation that is exact for uniform motion and good when each 240 fps step
-    moves a few pixels. Flows are computed on the crop plus a ``margin`` of context.
-
-    Args:
-        root: folder of sequence folders.
-        flow: a :class:`~ttblur.protocols.FlowEstimator`; default
-            ``ttblur.stages.flow.OpenCVFlow(flow_preset)`` (imported lazily).
-        frames_per_blur: ``(min, max)`` ``N`` drawn uniformly per sample.
-        gamma: display gamma of the frames.
-        magnitude: ``"displacement"`` or ``"path"`` (above).
-        margin: context in px around the crop for the flow.
-        flow_preset: DIS preset of the default flow estimator.
-
-    Raises:
-        FileNotFoundError: ``root`` missing or holding no long enough sequence.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        *,
-        flow: FlowEstimator | None = None,
-        frames_per_blur: tuple[int, int] = (7, 13),
-        gamma: float = 2.2,
-        magnitude: Literal["displacement", "path"] = "displacement",
-        margin: int = 16,
-        flow_preset: Literal["ultrafast", "fast", "medium"] = "medium",
-    ) -> None:
-        first, last = frames_per_blur
-        if not 2 <= first <= last:
-            raise ValueError(f"frames_per_blur must satisfy 2 <= min <= max, got {frames_per_blur}")
-        if magnitude not in ("displacement", "path"):
-            raise ValueError(f"magnitude must be 'displacement' or 'path', got {magnitude!r}")
-        if gamma <= 0 or margin < 0:
-            raise ValueError(f"gamma must be > 0 and margin >= 0, got {gamma}, {margin}")
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"no high-frame-rate footage folder at '{self.root}'")
-        self.frames_per_blur = (first, last)
-        self.gamma = gamma
-        self.magnitude = magnitude
-        self.margin = margin
-        self._flow = flow
-        self._flow_preset = flow_preset
-        self.sequences: list[list[Path]] = []
-        for folder, _, files in sorted(os.walk(self.root)):
-            images = sorted(
-                (f for f in files if f.lower().endswith(_IMAGE_SUFFIXES)), key=_natural_key
-            )
-            if len(images) >= last:
-                self.sequences.append([Path(folder) / f for f in images])
-        if not self.sequences:
-            raise FileNotFoundError(
-                f"no folder under '{self.root}' holds {last} or more frames ({_IMAGE_SUFFIXES})"
-            )
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    @property
-    def flow(self) -> FlowEstimator:
-        """The flow estimator (OpenCV DIS by default, created on first use)."""
-        if self._flow is None:
-            from ttblur.stages.flow import OpenCVFlow
-
-            self._flow = OpenCVFlow(self._flow_preset)
-        return self._flow
-
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot read image {path}")
-        return image
-
-    def frame_size(self, sequence: int) -> tuple[int, int]:
-        """``(H, W)`` of the frames of ``sequence``."""
-        height, width = self._read(self.sequences[sequence][0]).shape[:2]
-        return int(height), int(width)
-
-    def make(
-        self, sequence: int, start: int, count: int, top: int, left: int, size: int
-    ) -> tuple[Tensor, Tensor]:
-        """One deterministic sample.
-
-        Args:
-            sequence: sequence index; ``start``: first frame; ``count``: ``N`` frames.
-            top, left, size: the square crop in the frames, px.
-
-        Returns:
-            blurry ``(3, size, size)`` RGB in [0, 1] and ground truth ``(1, size, size)`` px.
-        """
-        paths = self.sequences[sequence][start : start + count]
-        if len(paths) != count or count < 2:
-            raise ValueError(f"sequence {sequence} has no {count} frames from index {start}")
-        first = self._read(paths[0])
-        height, width = first.shape[:2]
-        if top < 0 or left < 0 or top + size > height or left + size > width:
-            raise ValueError(f"crop ({top}, {left}, {size}) outside frames of {height}x{width}")
-        y0, x0 = max(top - self.margin, 0), max(left - self.margin, 0)
-        y1, x1 = min(top + size + self.margin, height), min(left + size + self.margin, width)
-        stack = []
-        for index, path in enumerate(paths):
-            image = first if index == 0 else self._read(path)
-            if image.shape[:2] != (height, width):
-                raise ValueError(f"{path} is {image.shape[:2]}, expected {(height, width)}")
-            stack.append(image[y0:y1, x0:x1, ::-1])  # BGR -> RGB
-        frames = torch.from_numpy(np.stack(stack).copy()).permute(0, 3, 1, 2).float() / 255.0
-        blurry = frames.pow(self.gamma).mean(dim=0).pow(1.0 / self.gamma)
-        flows = self.flow(frames[:-1].contiguous(), frames[1:].contiguous()).float().cpu()
-        if self.magnitude == "displacement":
-            target = flows.sum(dim=0).norm(dim=0, keepdim=True)
-        else:
-            target = flows.norm(dim=1, keepdim=True).sum(dim=0)
-        inner = (slice(top - y0, top - y0 + size), slice(left - x0, left - x0 + size))
-        return blurry[:, inner[0], inner[1]].clamp(0, 1), target[:, inner[0], inner[1]]
-
-    def sample(self, gen: torch.Generator, crop: int, scale: float) -> tuple[Tensor, Tensor]:
-        """A random sample: ``(3, crop, crop)`` in [0, 1] and ``(1, crop, crop)`` px."""
-        sequence = int(torch.randint(len(self.sequences), (1,), generator=gen))
-        first, last = self.frames_per_blur
-        count = int(torch.randint(first, last + 1, (1,), generator=gen))
-        start = int(torch.randint(len(self.sequences[sequence]) - count + 1, (1,), generator=gen))
-        height, width = self.frame_size(sequence)
-        side = min(round(crop / scale), height, width)
-        top = int(torch.randint(height - side + 1, (1,), generator=gen))
-        left = int(torch.randint(width - side + 1, (1,), generator=gen))
-        image, target = self.make(sequence, start, count, top, left, side)
-        return _rescale(image, target, crop)
-
-
-# --------------------------------------------------------------------------------------------
-# batches, schedule, checkpoints
-
-
-def _augment(image: Tensor, target: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    flips = torch.randint(2, (3,), generator=gen).tolist()
-    if flips[0]:
-        image, target = image.flip(-1), target.flip(-1)
-    if flips[1]:
-        image, target = image.flip(-2), target.flip(-2)
-    if flips[2]:
-        image, target = image.transpose(-1, -2), target.transpose(-1, -2)
-    return image, target
-
-
-def _make_batch(
-    step: int,
-    config: TrainBMEConfig,
-    pool: SyntheticMagnitudePool | None,
-    footage: HighFrameRateDataset | None,
-) -> tuple[Tensor, Tensor]:
-    """Batch of ``step``: frames ``(B, 3, c, c)`` in [0, 1], magnitude ``(B, 1, c, c)`` px."""
-    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    low, high = config.scale_range
-    images, targets = [], []
-    for _ in range(config.batch_size):
-        use_footage = footage is not None and (
-            pool is None
-            or len(pool) == 0
-            or float(torch.rand((), generator=gen)) < config.gopro_fraction
-        )
-        scale = low + (high - low) * float(torch.rand((), generator=gen))
-        source: SyntheticMagnitudePool | HighFrameRateDataset | None = (
-            footage if use_footage else pool
-        )
-        assert source is not None
-        image, target = source.sample(gen, config.crop, scale)
-        image, target = _augment(image, target, gen)
-        images.append(image)
-        targets.append(target)
-    return torch.stack(images), torch.stack(targets)
-
-
-def _lr_at(step: int, config: TrainBMEConfig) -> float:
-    progress = min(step / max(config.total_steps, 1), 1.0)
-    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * progress))
-
-
-def _save_checkpoint(
-    folder: Path,
-    model: BlurMagnitudeEstimator,
-    optimizer: torch.optim.Adam,
-    state: dict[str, Any],
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder / "model")
-    tensors: dict[str, Tensor] = {}
-    for index, param in enumerate(model.parameters()):
-        moments = optimizer.state.get(param, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in moments:
-                tensors[f"{index}.{key}"] = moments[key].detach().cpu().contiguous()
-        if "step" in moments:
-            tensors[f"{index}.step"] = torch.as_tensor(moments["step"]).reshape(1).float().cpu()
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps(state) + "\n", encoding="utf-8")
-    tmp.replace(folder / "state.json")
-
-
-def _load_checkpoint(
-    folder: Path, model: BlurMagnitudeEstimator, optimizer: torch.optim.Adam
-) -> dict[str, Any]:
-    saved = BlurMagnitudeEstimator.from_pretrained(folder / "model")
-    model.load_state_dict(saved.state_dict())
-    tensors = load_file(str(folder / "optimizer.safetensors"))
-    device = next(model.parameters()).device
-    for index, param in enumerate(model.parameters()):
-        if f"{index}.exp_avg" in tensors:
-            optimizer.state[param] = {
-                "step": torch.tensor(float(tensors[f"{index}.step"][0])),
-                "exp_avg": tensors[f"{index}.exp_avg"].to(device),
-                "exp_avg_sq": tensors[f"{index}.exp_avg_sq"].to(device),
-            }
-    state: dict[str, Any] = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    return state
-
-
 def train_bme(
     config: TrainBMEConfig | None = None,
     out_dir: str | Path = "runs/bme",
@@ -570,13 +217,8 @@ def train_bme(
         ValueError: an existing checkpoint without ``resume``, or one with another config.
     """
     config = config or TrainBMEConfig()
-    previous_threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(config, Path(out_dir), resume, progress, pool, footage, stop_after)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train(
@@ -591,13 +233,7 @@ def _train(
     if stop_after is not None and stop_after <= 0:
         raise ValueError(f"stop_after must be > 0, got {stop_after}")
     checkpoint = out / "checkpoint"
-    has_checkpoint = (checkpoint / "state.json").is_file()
-    if has_checkpoint and not resume:
-        raise ValueError(f"{checkpoint} exists: pass resume=True (--resume) or another out_dir")
-    if has_checkpoint:
-        saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["config"]
-        if TrainBMEConfig.model_validate(saved) != config:
-            raise ValueError(f"{checkpoint} was written with a different config")
+    resuming = resume_from(checkpoint, config, resume=resume, overwrite=False)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n", "utf-8")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -615,10 +251,17 @@ def _train(
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, epoch_losses, running = 0, [], []
-    if has_checkpoint:
-        state = _load_checkpoint(checkpoint, model, optimizer)
+    if resuming:
+        state, _ = load_checkpoint(checkpoint, model, optimizer)
         step, epoch_losses = int(state["step"]), [float(v) for v in state["epoch_losses"]]
         running = [float(v) for v in state["running"]]
+    scheduler = cosine_schedule(
+        optimizer,
+        lr=config.lr,
+        lr_min=config.lr_min,
+        total_steps=config.total_steps,
+        start_step=step,
+    )
     last_step = (
         config.total_steps if stop_after is None else min(config.total_steps, step + stop_after)
     )
@@ -638,18 +281,14 @@ def _train(
     started = time.perf_counter()
     model.train()
     bar = tqdm(total=config.total_steps, initial=step, desc="train bme", disable=not progress)
-    with (out / "log.jsonl").open("a", encoding="utf-8") as log:
+    with JsonLinesLog(out / "log.jsonl") as log:
         try:
             while step < last_step:
-                frames, magnitude = _make_batch(step, config, pool, footage)
+                frames, magnitude = make_batch(step, config, pool, footage)
                 target = (magnitude / mag_norm).clamp(0.0, 1.0).to(device)
-                for group in optimizer.param_groups:
-                    group["lr"] = _lr_at(step, config)
-                pred = model(frames.to(device), clamp=False)
-                loss = F.l1_loss(pred, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                lr = scheduler.get_last_lr()[0]
+                loss = F.l1_loss(model(frames.to(device), clamp=False), target)
+                optimizer_step(loss, model, optimizer, scheduler=scheduler)
                 step += 1
                 running.append(loss.item())
                 bar.update(1)
@@ -659,16 +298,16 @@ def _train(
                 if end_of_epoch:
                     epoch_losses.append(float(np.mean(running)) if running else float("nan"))
                     running = []
-                    entry = {
-                        "epoch": len(epoch_losses),
-                        "step": step,
-                        "loss": epoch_losses[-1],
-                        "l1_px": epoch_losses[-1] * mag_norm,
-                        "lr": _lr_at(step - 1, config),
-                        "seconds": round(time.perf_counter() - started, 1),
-                    }
-                    log.write(json.dumps(entry) + "\n")
-                    log.flush()
+                    log.write(
+                        {
+                            "epoch": len(epoch_losses),
+                            "step": step,
+                            "loss": epoch_losses[-1],
+                            "l1_px": epoch_losses[-1] * mag_norm,
+                            "lr": lr,
+                            "seconds": round(time.perf_counter() - started, 1),
+                        }
+                    )
                 if end_of_epoch or step == last_step:
                     state = {
                         "epoch": step // config.steps_per_epoch,
@@ -677,7 +316,7 @@ def _train(
                         "running": running,
                         "config": config.model_dump(mode="json"),
                     }
-                    _save_checkpoint(checkpoint, model, optimizer, state)
+                    save_checkpoint(checkpoint, model, optimizer, state)
         finally:
             bar.close()
     model.eval()
@@ -694,186 +333,15 @@ def _train(
 
 
 # --------------------------------------------------------------------------------------------
-# evaluation
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = 0.5 * (start + end) + 1.0
-        start = end + 1
-    return ranks
-
-
-def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Spearman rank correlation of two equally long sequences (average ranks for ties).
-
-    Returns ``nan`` when either sequence is constant or shorter than 2.
-
-    Example:
-        >>> spearman([1, 2, 3, 4], [10, 20, 30, 25])
-        0.8
-    """
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(
-            f"spearman needs two 1-D sequences of equal length, got {x.shape}, {y.shape}"
-        )
-    if len(x) < 2:
-        return float("nan")
-    rx, ry = _ranks(x), _ranks(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
-
-
-class BMEEvalRow(BaseModel):
-    """Accuracy of the estimator on held-out synthetic videos of one preset (or ``"all"``).
-
-    Attributes:
-        spearman: rank correlation of per-frame mean predicted vs ground-truth magnitude.
-        mae_px: mean absolute per-pixel error, px.
-        frame_mae_px: mean absolute error of the per-frame means, px.
-        mean_gt_px, mean_pred_px: mean ground-truth / predicted magnitude, px.
-    """
-
-    preset: str
-    videos: int
-    frames: int
-    spearman: float
-    mae_px: float
-    frame_mae_px: float
-    mean_gt_px: float
-    mean_pred_px: float
-
-
-class BMEEvalResult(BaseModel):
-    """Per-preset rows and the pooled ``overall`` row of :func:`evaluate_bme`."""
-
-    rows: list[BMEEvalRow]
-    overall: BMEEvalRow
-
-    def table(self) -> str:
-        """Markdown table of the rows and the pooled row."""
-        lines = [
-            "| preset | videos | frames | Spearman (frame means) | MAE px | frame-mean MAE px "
-            "| mean GT px | mean pred px |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in [*self.rows, self.overall]:
-            lines.append(
-                f"| {r.preset} | {r.videos} | {r.frames} | {r.spearman:.3f} | {r.mae_px:.2f} | "
-                f"{r.frame_mae_px:.2f} | {r.mean_gt_px:.2f} | {r.mean_pred_px:.2f} |"
-            )
-        return "\n".join(lines)
-
-
-def _row(
-    name: str, videos: int, pred: list[float], gt: list[float], mae: list[float]
-) -> BMEEvalRow:
-    p, g = np.asarray(pred), np.asarray(gt)
-    return BMEEvalRow(
-        preset=name,
-        videos=videos,
-        frames=len(p),
-        spearman=spearman(p, g),
-        mae_px=float(np.mean(mae)),
-        frame_mae_px=float(np.mean(np.abs(p - g))),
-        mean_gt_px=float(g.mean()),
-        mean_pred_px=float(p.mean()),
-    )
-
-
-def evaluate_bme(
-    model: BlurMagnitudeEstimator | Callable[[Tensor], Tensor],
-    presets: Sequence[str] | None = None,
-    *,
-    photos: Sequence[str] | None = None,
-    videos_per_photo: int = 1,
-    num_frames: int = 12,
-    size: tuple[int, int] = (192, 256),
-    seed: int = EVAL_SEED_OFFSET,
-    batch_size: int = 4,
-    verbose: bool = True,
-) -> BMEEvalResult:
-    """Accuracy of a magnitude estimator on held-out synthetic videos; prints a table.
-
-    Args:
-        model: a :class:`BlurMagnitudeEstimator` (its ``predict``) or any callable
-            ``frames (N, 3, H, W) -> (N, 1, H, W)`` px.
-        presets: ``ttblur.synth`` presets; ``None``: all.
-        photos: photos; ``None``: ``ttblur.synth.HELDOUT_PHOTOS``.
-        videos_per_photo: videos per photo and preset (consecutive seeds).
-        num_frames: frames per video; ``size``: ``(H, W)``.
-        seed: first synthesis seed (training seeds are below :data:`EVAL_SEED_OFFSET`).
-        batch_size: frames per forward pass.
-        verbose: print the markdown table.
-
-    Returns:
-        :class:`BMEEvalResult`: per-preset rows and the pooled row (Spearman over all frames
-        of all presets).
-    """
-    synth = _synth()
-    preset_list = list(presets) if presets is not None else list(synth.PRESETS)
-    photo_list = list(photos) if photos is not None else list(synth.HELDOUT_PHOTOS)
-    if not preset_list or not photo_list:
-        raise ValueError("evaluate_bme needs at least one preset and one photo")
-    rows = []
-    all_pred: list[float] = []
-    all_gt: list[float] = []
-    all_mae: list[float] = []
-    videos_total = 0
-    for p_index, preset in enumerate(preset_list):
-        pred_means: list[float] = []
-        gt_means: list[float] = []
-        maes: list[float] = []
-        videos = 0
-        for f_index, photo in enumerate(photo_list):
-            for k in range(videos_per_photo):
-                video = synth.make_video(
-                    photo,
-                    preset=preset,
-                    num_frames=num_frames,
-                    size=tuple(size),
-                    seed=seed + 1000 * p_index + 10 * f_index + k,
-                )
-                with torch.no_grad():
-                    if isinstance(model, BlurMagnitudeEstimator):
-                        pred = model.predict(video.blurry, batch_size=batch_size)
-                    else:
-                        pred = torch.cat(
-                            [
-                                model(video.blurry[i : i + batch_size])
-                                for i in range(0, num_frames, batch_size)
-                            ]
-                        )
-                pred = pred.float().cpu()
-                gt = video.magnitude.float()
-                pred_means.extend(pred.mean(dim=(1, 2, 3)).tolist())
-                gt_means.extend(gt.mean(dim=(1, 2, 3)).tolist())
-                maes.extend((pred - gt).abs().mean(dim=(1, 2, 3)).tolist())
-                videos += 1
-        rows.append(_row(preset, videos, pred_means, gt_means, maes))
-        all_pred += pred_means
-        all_gt += gt_means
-        all_mae += maes
-        videos_total += videos
-    result = BMEEvalResult(rows=rows, overall=_row("all", videos_total, all_pred, all_gt, all_mae))
-    if verbose:
-        print(result.table())
-    return result
-
-
-# --------------------------------------------------------------------------------------------
 # command line
+
+
+#: ``train`` options of the :class:`TrainBMEConfig` fields (``--num-threads`` is ``--threads``)
+TRAIN_OPTIONS = ConfigOptions(
+    TrainBMEConfig, exclude=("model",), flags={"threads": ["--num-threads"]}
+)
+#: ``train`` options of the architecture (the variant; its other fields follow it)
+MODEL_OPTIONS = ConfigOptions(BMEConfig, include=("variant",))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -882,40 +350,11 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train / evaluate ttblur's Blur Magnitude Estimator.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    d = TrainBMEConfig()
     train = sub.add_parser("train", help="train on synthetic videos (+ optional GoPro footage)")
-    train.add_argument("--out", default="runs/bme", help="run folder")
-    train.add_argument("--variant", choices=["lite", "paper"], default="lite")
-    train.add_argument("--encoder-weights", default=None, help="torchvision resnet50 (paper)")
-    train.add_argument("--init-weights", default=None, help="BME weights folder to start from")
-    train.add_argument("--epochs", type=int, default=d.epochs)
-    train.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
-    train.add_argument("--batch-size", type=int, default=d.batch_size)
-    train.add_argument("--crop", type=int, default=d.crop)
-    train.add_argument("--scale-range", type=float, nargs=2, default=list(d.scale_range))
-    train.add_argument("--lr", type=float, default=d.lr)
-    train.add_argument("--lr-min", type=float, default=d.lr_min)
-    train.add_argument("--presets", nargs="*", default=None, help="default: all presets")
-    train.add_argument("--photos", nargs="*", default=None, help="default: TRAIN_PHOTOS")
-    train.add_argument("--videos-per-preset", type=int, default=d.videos_per_preset)
-    train.add_argument("--video-frames", type=int, default=d.video_frames)
-    train.add_argument("--video-size", type=int, nargs=2, default=list(d.video_size))
-    train.add_argument(
-        "--no-augment-photos", action="store_true", help="render the photos unchanged"
-    )
-    train.add_argument("--gopro-root", default=None, help="folder of 240 fps sequences")
-    train.add_argument("--gopro-fraction", type=float, default=d.gopro_fraction)
-    train.add_argument("--gopro-frames", type=int, nargs=2, default=list(d.gopro_frames))
-    train.add_argument(
-        "--gopro-magnitude", choices=["displacement", "path"], default="displacement"
-    )
-    train.add_argument("--num-threads", type=int, default=None, help="torch threads")
-    train.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    train.add_argument("--seed", type=int, default=d.seed)
-    train.add_argument("--resume", action="store_true", help="continue out/checkpoint")
+    add_run_arguments(train, out="runs/bme", resume=False)
     train.add_argument("--stop-after", type=int, default=None, help="steps in this call")
-    train.add_argument("--export", default=None, help="also save the final weights here")
-    train.add_argument("--no-progress", action="store_true")
+    MODEL_OPTIONS.add_to(train)
+    TRAIN_OPTIONS.add_to(train)
     evaluate = sub.add_parser("evaluate", help="Spearman / MAE on held-out synthetic videos")
     evaluate.add_argument("--weights", default=None, help="weights folder (default: shipped)")
     evaluate.add_argument("--presets", nargs="*", default=None, help="default: all presets")
@@ -923,40 +362,22 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--frames", type=int, default=12)
     evaluate.add_argument("--size", type=int, nargs=2, default=[192, 256])
     evaluate.add_argument("--seed", type=int, default=EVAL_SEED_OFFSET)
-    evaluate.add_argument("--num-threads", type=int, default=None)
+    evaluate.add_argument("--num-threads", "--threads", dest="threads", type=int, default=None)
     evaluate.add_argument("--json", default=None, help="also write the result to this file")
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainBMEConfig:
+    """The :class:`TrainBMEConfig` of parsed ``train`` options."""
+    model = BMEConfig(**MODEL_OPTIONS.values(args))
+    return TrainBMEConfig(model=model, **TRAIN_OPTIONS.values(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     args = _build_parser().parse_args(argv)
     if args.command == "train":
-        config = TrainBMEConfig(
-            model=BMEConfig(variant=args.variant),
-            presets=args.presets or None,
-            photos=args.photos or None,
-            videos_per_preset=args.videos_per_preset,
-            video_frames=args.video_frames,
-            video_size=tuple(args.video_size),
-            augment_photos=not args.no_augment_photos,
-            gopro_root=args.gopro_root,
-            gopro_fraction=args.gopro_fraction,
-            gopro_frames=tuple(args.gopro_frames),
-            gopro_magnitude=args.gopro_magnitude,
-            crop=args.crop,
-            scale_range=tuple(args.scale_range),
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
-            lr=args.lr,
-            lr_min=args.lr_min,
-            seed=args.seed,
-            threads=args.num_threads,
-            device=args.device,
-            encoder_weights=args.encoder_weights,
-            init_weights=args.init_weights,
-        )
+        config = config_from_args(args)
         result = train_bme(
             config,
             args.out,
@@ -978,8 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"exported to {args.export}")
         return 0
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = BlurMagnitudeEstimator.from_pretrained(args.weights)
     evaluation = evaluate_bme(
         model,
