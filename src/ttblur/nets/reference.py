@@ -251,7 +251,8 @@ class ReferenceUNet(_ClipDeblurNet):
     then ``fuse_blocks`` residual blocks whose 3x3 kernels absorb small misalignments), goes
     down to 1/8 for ``mid_blocks`` residual blocks, and back up with skips (the fused 1/4
     features, then the centre frame's 1/2 features) to a residual added to the centre frame.
-    The last convolution starts at zero, so the untrained network is the identity.
+    The last convolution and the second convolution of every residual block start at zero, so
+    the untrained network is the identity.
 
     Args:
         config: architecture; default :class:`ReferenceUNetConfig()`.
@@ -296,9 +297,14 @@ class ReferenceUNet(_ClipDeblurNet):
         self.up2 = nn.Conv2d(c2, 4 * c1, 1)
         self.dec1_body = blocks(c1, cfg.dec_blocks[1])
         self.out = nn.Conv2d(c1, 3 * 4, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        if self.out.bias is not None:
-            nn.init.zeros_(self.out.bias)
+        # Every residual branch and the output start at zero: the network starts as the
+        # identity and each block as a pass-through, which keeps the 13 unnormalised residual
+        # blocks stable under Adam (a first run with default init diverged at step ~580).
+        zero_init = [self.out] + [m.conv2 for m in self.modules() if isinstance(m, _ResBlock)]
+        for conv in zero_init:
+            nn.init.zeros_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """Restore the centre frames of a clip (see the class docstring for shapes)."""
