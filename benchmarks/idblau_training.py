@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ttblur.diffusion import DDPMScheduler
+from ttblur.diffusion import DDPMProcess
 from ttblur.stages.idblau import IDBlau
 from ttblur.stages.reblur import PhysicalReblur
 from ttblur.training.idblau import SyntheticPairs, TensorPairs, train_idblau
@@ -122,7 +122,7 @@ def main() -> None:
     cond = torch.stack([pairs[i][2] for i in range(len(pairs))])
     turned = torch.stack((-cond[:, 1], cond[:, 0], cond[:, 2]), dim=1)
     print(f"sharp input     PSNR vs target: {psnr(sharp, blurry).mean():6.2f} dB")
-    scheduler = DDPMScheduler()
+    scheduler = DDPMProcess()
     generator = torch.Generator().manual_seed(123)
     for t in (100, 400, 800, 1200):
         steps = torch.full((len(pairs),), t)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ttblur.diffusion import DDPMScheduler, LinearNoiseSchedule, gather_timesteps
+from ttblur.diffusion import DDPMProcess, LinearNoiseSchedule, gather_timesteps
 
 
 def test_linear_schedule_matches_idblau_numbers():
@@ -18,7 +18,8 @@ def test_linear_schedule_matches_idblau_numbers():
     assert torch.all(sched.alphas_cumprod[1:] < sched.alphas_cumprod[:-1])
     # sum of betas ~ T * mean beta = 10.0; alpha_bar_T ~ exp(-10.0)
     assert sched.alphas_cumprod[-1].item() == pytest.approx(math.exp(-10.0), rel=0.05)
-    snr = sched.signal_to_noise(torch.tensor([0, 1999]))
+    ab = sched.alphas_cumprod[[0, 1999]]
+    snr = ab / (1 - ab)  # signal-to-noise ratio at the ends
     assert snr[0] > 1e5 and snr[1] < 1e-3
 
 
@@ -30,62 +31,63 @@ def test_schedule_rejects_bad_parameters():
 
 
 def test_add_noise_formula_and_inverse():
-    sched = DDPMScheduler()
+    process = DDPMProcess()
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(3, 3, 8, 8, generator=g) - 0.5
     noise = torch.randn(3, 3, 8, 8, generator=g)
     t = torch.tensor([0, 700, 1999])
-    xt = sched.add_noise(x0, noise, t)
-    ab = sched.schedule.alphas_cumprod[t].view(3, 1, 1, 1)  # float64
+    xt = process.add_noise(x0, noise, t)
+    ab = process.schedule.alphas_cumprod[t].view(3, 1, 1, 1)  # float64
     expected = ab.sqrt() * x0.double() + (1 - ab).sqrt() * noise.double()
     assert torch.allclose(xt.double(), expected, atol=1e-6)
     assert torch.allclose(xt[0], x0[0], atol=5e-3)  # t = 0: noise std 1e-3
-    assert torch.allclose(sched.predict_original(xt, noise, t), x0, atol=1e-3)
-    assert torch.equal(sched.training_target(x0, noise, t), noise)
+    assert torch.allclose(process.predict_original(xt, noise, t), x0, atol=1e-3)
+    assert torch.equal(process.training_target(x0, noise, t), noise)
 
 
 def test_add_noise_preserves_unit_variance():
-    sched = DDPMScheduler()
+    process = DDPMProcess()
     g = torch.Generator().manual_seed(1)
     x0 = torch.randn(4, 3, 64, 64, generator=g)
     noise = torch.randn(4, 3, 64, 64, generator=g)
-    xt = sched.add_noise(x0, noise, torch.tensor([10, 500, 1000, 1900]))
+    xt = process.add_noise(x0, noise, torch.tensor([10, 500, 1000, 1900]))
     for sample in xt:
         assert sample.var().item() == pytest.approx(1.0, abs=0.05)
 
 
 def test_sample_timesteps_are_seeded_and_in_range():
-    sched = DDPMScheduler()
-    a = sched.sample_timesteps(1000, generator=torch.Generator().manual_seed(3))
-    b = sched.sample_timesteps(1000, generator=torch.Generator().manual_seed(3))
+    process = DDPMProcess()
+    a = process.sample_timesteps(1000, generator=torch.Generator().manual_seed(3))
+    b = process.sample_timesteps(1000, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
     assert a.dtype == torch.int64
     assert 0 <= a.min() and a.max() < 2000
     assert a.float().mean().item() == pytest.approx(1000, rel=0.1)
 
 
-def test_ddpm_step_without_noise_at_t0_and_with_noise_after():
-    sched = DDPMScheduler()
-    x = torch.randn(1, 3, 4, 4)
-    eps = torch.randn(1, 3, 4, 4)
-    beta = sched.schedule.betas[0].item()
-    expected = (x - beta / math.sqrt(beta) * eps) / math.sqrt(1 - beta)
-    assert torch.allclose(sched.step(eps, 0, x), expected, atol=1e-5)
-    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
-    assert torch.equal(sched.step(eps, 50, x, generator=g1), sched.step(eps, 50, x, generator=g2))
+def test_deprecated_scheduler_name_warns_and_is_the_process():
+    import ttblur.diffusion
+    import ttblur.diffusion.schedule
+
+    for module in (ttblur.diffusion, ttblur.diffusion.schedule):
+        with pytest.warns(DeprecationWarning, match="DDPMProcess"):
+            cls = module.DDPMScheduler
+        assert cls is DDPMProcess
+    with pytest.raises(AttributeError):
+        ttblur.diffusion.NoSuchName  # noqa: B018
 
 
-def test_scheduler_validates_timesteps():
-    sched = DDPMScheduler()
+def test_process_validates_timesteps():
+    process = DDPMProcess()
     x = torch.zeros(2, 3, 4, 4)
     with pytest.raises(ValueError, match=r"\(N,\)"):
-        sched.add_noise(x, x, torch.tensor([1]))
+        process.add_noise(x, x, torch.tensor([1]))
     with pytest.raises(ValueError, match=r"\[0, 2000\)"):
-        sched.add_noise(x, x, torch.tensor([1, 2000]))
+        process.add_noise(x, x, torch.tensor([1, 2000]))
     with pytest.raises(ValueError, match="integers"):
-        sched.add_noise(x, x, torch.tensor([1.0, 2.0]))
+        process.add_noise(x, x, torch.tensor([1.0, 2.0]))
     with pytest.raises(ValueError, match="must match"):
-        sched.add_noise(x, x[:, :2], torch.tensor([1, 2]))
+        process.add_noise(x, x[:, :2], torch.tensor([1, 2]))
 
 
 def test_gather_timesteps_shapes_for_broadcasting():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ttblur.diffusion import DDPMScheduler
+from ttblur.diffusion import DDPMProcess
 from ttblur.nets.idblau_unet import IDBlauConfig
 from ttblur.stages.idblau import IDBlau
 from ttblur.stages.reblur import motion_blur
@@ -178,7 +178,7 @@ def test_short_training_lowers_the_loss_and_learns_the_pair_relation(tmp_path, o
     assert last < 0.4 * first  # measured: 0.19-0.22 for seeds 0-2
     # Denoising check at t = 100 (noise std 0.16 in [-0.5, 0.5] units): the clean estimate
     # beats both the noisy input alone and the sharp image alone, so the network combines them.
-    sched = DDPMScheduler()
+    sched = DDPMProcess()
     t = torch.full((4,), 100)
     ab = sched.schedule.alphas_cumprod[100].item()
     noise = torch.randn(blurry.shape, generator=torch.Generator().manual_seed(1))

@@ -1,4 +1,8 @@
-"""Noise schedules and the DDPM training scheduler (epsilon prediction).
+"""Noise schedules and the DDPM forward process used in training (epsilon prediction).
+
+ttblur's own implementation (no dependency on ``diffusers``): :class:`DDPMProcess` was named
+``DDPMScheduler`` before, like the ``diffusers`` class it does not follow (its methods and
+return types differ); that name remains as a deprecated alias for one release.
 
 The forward (noising) process of a DDPM is
 ``x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps`` with ``eps ~ N(0, I)`` and
@@ -7,23 +11,27 @@ ID-Blau uses a linear ``beta`` from ``1e-6`` to ``1e-2`` over ``T = 2000`` steps
 
 Example:
     >>> import torch
-    >>> from ttblur.diffusion.schedule import DDPMScheduler
-    >>> sched = DDPMScheduler()
+    >>> from ttblur.diffusion.schedule import DDPMProcess
+    >>> process = DDPMProcess()
     >>> x0 = torch.zeros(2, 3, 8, 8)
     >>> noise = torch.randn(2, 3, 8, 8)
     >>> t = torch.tensor([0, 1999])
-    >>> sched.add_noise(x0, noise, t).shape
+    >>> process.add_noise(x0, noise, t).shape
     torch.Size([2, 3, 8, 8])
 """
 
 from __future__ import annotations
 
-import math
+import warnings
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["DDPMScheduler", "LinearNoiseSchedule", "gather_timesteps"]
+__all__ = ["DDPMProcess", "LinearNoiseSchedule", "gather_timesteps"]
+
+#: names of earlier releases -> current names (a DeprecationWarning on access)
+DEPRECATED_NAMES = {"DDPMScheduler": "DDPMProcess"}
 
 
 def gather_timesteps(table: Tensor, timesteps: Tensor, ndim: int) -> Tensor:
@@ -78,14 +86,11 @@ class LinearNoiseSchedule:
     def __len__(self) -> int:
         return self.num_train_timesteps
 
-    def signal_to_noise(self, timesteps: Tensor) -> Tensor:
-        """``alpha_bar_t / (1 - alpha_bar_t)`` for integer ``timesteps`` (float64)."""
-        ab = self.alphas_cumprod[timesteps.long().cpu()]
-        return ab / (1.0 - ab)
 
+class DDPMProcess:
+    """The DDPM forward process used in training: timesteps, noising and the epsilon target.
 
-class DDPMScheduler:
-    """Training-side DDPM scheduler: noising, the epsilon target and ancestral steps.
+    Sampling is :class:`~ttblur.diffusion.ddim.DDIMSampler`'s job.
 
     Args:
         schedule: the noise schedule; default: ID-Blau's linear 1e-6..1e-2 over 2000 steps.
@@ -95,7 +100,7 @@ class DDPMScheduler:
         self.schedule = schedule if schedule is not None else LinearNoiseSchedule()
 
     def __repr__(self) -> str:
-        return f"DDPMScheduler({self.schedule!r})"
+        return f"DDPMProcess({self.schedule!r})"
 
     @property
     def num_train_timesteps(self) -> int:
@@ -163,29 +168,27 @@ class DDPMScheduler:
         sigma = gather_timesteps((1.0 - ab).sqrt(), timesteps, sample.ndim).to(sample.dtype)
         return (sample - sigma * model_output) / scale
 
-    def step(
-        self,
-        model_output: Tensor,
-        timestep: int,
-        sample: Tensor,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """One ancestral DDPM step ``x_t -> x_{t-1}`` (variance ``beta_t``).
 
-        Args:
-            model_output: predicted noise, shape of ``sample``.
-            timestep: current integer ``t`` in ``[0, T)``; at ``t = 0`` no noise is added.
-            sample: ``x_t``.
-            generator: CPU generator for the added noise.
-        """
-        if not 0 <= timestep < self.num_train_timesteps:
-            raise ValueError(f"timestep must be in [0, {self.num_train_timesteps}), got {timestep}")
-        beta = float(self.schedule.betas[timestep])
-        alpha = 1.0 - beta
-        ab = float(self.schedule.alphas_cumprod[timestep])
-        mean = (sample - (beta / math.sqrt(1.0 - ab)) * model_output) / math.sqrt(alpha)
-        if timestep == 0:
-            return mean
-        noise = torch.randn(sample.shape, generator=generator, dtype=torch.float32)
-        return mean + math.sqrt(beta) * noise.to(device=sample.device, dtype=sample.dtype)
+def deprecated(name: str, *, stacklevel: int = 2) -> Any:
+    """The object a deprecated name of :data:`DEPRECATED_NAMES` stands for, with a warning.
+
+    Args:
+        name: the deprecated name.
+        stacklevel: the frame the ``DeprecationWarning`` is attributed to (as in
+            :func:`warnings.warn`, counted from this function).
+    """
+    new = DEPRECATED_NAMES[name]
+    warnings.warn(
+        f"ttblur.diffusion.{name} is deprecated and will be removed in the next release; "
+        f"use ttblur.diffusion.{new} (ttblur's own implementation, not diffusers' class)",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return globals()[new]
+
+
+def __getattr__(name: str) -> Any:
+    """Serve the names of :data:`DEPRECATED_NAMES` (with a ``DeprecationWarning``)."""
+    if name in DEPRECATED_NAMES:
+        return deprecated(name, stacklevel=2)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

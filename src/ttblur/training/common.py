@@ -3,7 +3,7 @@
 - **Checkpoints** (:func:`save_checkpoint`, :func:`load_checkpoint`): the weights
   (``save_pretrained``: ``config.json`` + ``model.safetensors``), the optimizer moments as
   safetensors and a JSON state (step, losses, config, ...), published together
-  (:class:`ttblur.atomic.StagedOutputs`: every file appears complete or not at all, interrupts
+  (:class:`ttblur.io.atomic.StagedOutputs`: every file appears complete or not at all, interrupts
   are deferred during the renames, the JSON state is renamed last). A resumed run continues
   exactly: batch sampling is a pure function of the seed and the step in every trainer.
 - **Resume** (:func:`resume_from`): whether ``out/checkpoint`` is continued, and the check that
@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from ttblur.atomic import StagedOutputs
+from ttblur.io.atomic import StagedOutputs
 
 __all__ = [
     "ArgumentAdder",
