@@ -639,3 +639,24 @@ def _path_length(dm: np.ndarray, db: np.ndarray, xs: Tensor, ys: Tensor) -> Tens
         dy = mm[:, 1, 0] * x + (mm[:, 1, 1] * y + bv[:, 1])
         total += torch.hypot(dx, dy).sum(dim=0)
     return total
+
+
+_SCENARIO_NAMES = frozenset(
+    {
+        "FAMILIES",
+        "ScenarioSpec",
+        "ScenarioVideo",
+        "draw_scenario",
+        "make_scenario",
+        "scenario_suite",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Serve the scenario families of :mod:`ttblur.scenarios` lazily (no import cycle)."""
+    if name in _SCENARIO_NAMES:
+        from ttblur import scenarios
+
+        return getattr(scenarios, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
