@@ -223,7 +223,9 @@ def test_no_selected_patch_warns_and_keeps_the_model() -> None:
     assert _same(_state(model), _state(result.model))
 
 
-def test_max_patches_keeps_the_sharpest() -> None:
+def test_a_given_detector_selection_is_used_as_is() -> None:
+    # rsdm.max_patches configures the built-in detectors (which apply it themselves); the
+    # pipeline no longer re-applies it over a detector's selection.
     video = torch.rand(7, 3, 40, 40, generator=torch.Generator().manual_seed(8))
     magnitude = torch.zeros(7, 1, 40, 40)
     for t in range(7):
@@ -236,7 +238,8 @@ def test_max_patches_keeps_the_sharpest() -> None:
 
     config = {"rsdm": {"patch_size": 32, "max_patches": 2}, "finetune": {"epochs": 1}}
     result = adapt(standin_model("reference"), video, config=config, detector=AllFrames())
-    assert [p.frame for p in result.report.patches] == [3, 4]
+    assert [p.frame for p in result.report.patches] == [2, 3, 4]
+    assert result.selection.patches == result.report.patches
 
 
 class _Explodes:
@@ -330,7 +333,7 @@ def test_config_objects_and_json_files_are_accepted(tmp_path) -> None:
         b = adapt(standin_model("reference"), video, config=str(path), progress=False)
     assert _same(_state(a.model), _state(b.model))
     assert a.report.config == config
-    assert "AdaptResult(spec='reference'" in repr(a)
+    assert "AdaptOutput(spec='reference'" in repr(a)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from ttblur.api import AdaptResult, adapt
-from ttblur.protocols import Selection
+from ttblur.api import AdaptOutput, AdaptResult, adapt
+from ttblur.registry import CONDITION_GENERATORS, DETECTORS, FLOWS, SYNTHESIZERS
 from ttblur.report import REPORT_FILES, write_report
 from ttblur.synth import load_photo, make_video
 from ttblur.testing import standin_model
+from ttblur.types import Selection
 
 TINY = {"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1, "batch_size": 4}}
 
@@ -196,20 +197,39 @@ def test_every_image_loads_in_headless_chromium(adapted, video, tmp_path) -> Non
     assert broken.group(1) == "", f"images that did not load: {broken.group(1)}"
 
 
-def test_conditions_shown_are_the_ones_adapt_trained_on(adapted, video, tmp_path) -> None:
-    """Default stages: the whole-video exposure estimate of the report sets the blur length
-    (not a refit on the 5-frame clip), and the clip's uniform per-patch condition is shown."""
+def test_report_draws_from_the_output_and_recomputes_nothing(
+    adapted, video, tmp_path, monkeypatch
+) -> None:
+    """The output holds what the report shows (the whole-video exposure sets the blur length,
+    the re-blurred patches are the training inputs), and writing it runs no stage."""
     _, result = adapted
     report = result.report
+    assert isinstance(result, AdaptOutput)
     assert report.exposure_ratio is not None and report.motion_px is not None
-    seen: list[Tensor] = []
-
-    def spy(sharp: Tensor, condition: Tensor) -> Tensor:
-        seen.append(condition)
-        return sharp.clone()
-
-    write_report(result, video, tmp_path, num_patches=2, synthesizer=spy)
-    condition = torch.cat(seen)
+    assert result.exposure is not None and result.exposure.ratio == report.exposure_ratio
+    assert result.conditions is not None and result.pairs is not None
     expected = min(report.exposure_ratio * report.motion_px / report.config.mag_norm, 1.0)
-    assert torch.allclose(condition[:, 2], torch.full_like(condition[:, 2], expected))
-    assert torch.equal(condition[:, :2], condition[:, :2, :1, :1].expand_as(condition[:, :2]))
+    z = result.conditions[:, 2]
+    assert torch.allclose(z, torch.full_like(z, expected))
+    assert result.selection.patches == report.patches
+    assert result.reblurred is not None
+    assert torch.equal(result.reblurred, result.pairs.inputs[:, result.pairs.centre])
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the report must not build or run a stage")
+
+    for registry in (DETECTORS, CONDITION_GENERATORS, SYNTHESIZERS, FLOWS):
+        monkeypatch.setattr(registry, "build", explode)
+    index = write_report(result, video, tmp_path, num_patches=2)
+    assert (tmp_path / "conditions.png").exists() and index.exists()
+
+
+def test_report_needs_the_output_and_deprecates_stage_arguments(adapted, video, tmp_path) -> None:
+    _, result = adapted
+    bare = AdaptResult(result.model, result.report, result.spec, result.device)
+    with pytest.raises(TypeError, match="AdaptOutput"):
+        write_report(bare, video, tmp_path)
+    with pytest.warns(DeprecationWarning, match="synthesizer"):
+        write_report(result, video, tmp_path, num_patches=1, synthesizer=lambda s, c: s)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        write_report(result, video, tmp_path, nope=1)

@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "adapt": "ttblur.api",
     "AdaptResult": "ttblur.api",
     "AdaptReport": "ttblur.api",
+    "AdaptOutput": "ttblur.outputs",
+    "AdaptPipeline": "ttblur.pipeline",
     "deblur": "ttblur.inference",
     "iter_deblur": "ttblur.inference",
     "deblur_file": "ttblur.inference",
@@ -40,12 +42,12 @@ _EXPORTS: dict[str, str] = {
     "save_video": "ttblur.video",
     "iter_video": "ttblur.video",
     # stage protocols and data
-    "BlurSynthesizer": "ttblur.protocols",
-    "ConditionGenerator": "ttblur.protocols",
-    "FlowEstimator": "ttblur.protocols",
-    "PatchLocation": "ttblur.protocols",
-    "Selection": "ttblur.protocols",
-    "SharpnessDetector": "ttblur.protocols",
+    "BlurSynthesizer": "ttblur.types",
+    "ConditionGenerator": "ttblur.types",
+    "FlowEstimator": "ttblur.types",
+    "PatchLocation": "ttblur.types",
+    "Selection": "ttblur.types",
+    "SharpnessDetector": "ttblur.types",
     # stage implementations
     "RelativeSharpnessDetector": "ttblur.stages.rsdm",
     "RandomPatchSelector": "ttblur.stages.rsdm",
@@ -91,14 +93,8 @@ if TYPE_CHECKING:  # pragma: no cover - static re-exports for type checkers and 
     from ttblur.inference import deblur, deblur_file, iter_deblur
     from ttblur.nets.bme import BlurMagnitudeEstimator
     from ttblur.nets.reference import ReferenceDeblurNet, reference_model
-    from ttblur.protocols import (
-        BlurSynthesizer,
-        ConditionGenerator,
-        FlowEstimator,
-        PatchLocation,
-        Selection,
-        SharpnessDetector,
-    )
+    from ttblur.outputs import AdaptOutput
+    from ttblur.pipeline import AdaptPipeline
     from ttblur.specs import ModelSpec, get_spec, list_specs, register_spec
     from ttblur.stages.dbcgm import (
         DomainBlurConditionGenerator,
@@ -109,4 +105,12 @@ if TYPE_CHECKING:  # pragma: no cover - static re-exports for type checkers and 
     from ttblur.stages.idblau import IDBlau
     from ttblur.stages.reblur import PhysicalReblur
     from ttblur.stages.rsdm import RandomPatchSelector, RelativeSharpnessDetector
+    from ttblur.types import (
+        BlurSynthesizer,
+        ConditionGenerator,
+        FlowEstimator,
+        PatchLocation,
+        Selection,
+        SharpnessDetector,
+    )
     from ttblur.video import iter_video, load_video, save_video

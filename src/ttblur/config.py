@@ -14,9 +14,11 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ttblur import registry
 
 __all__ = [
     "MAX_SEED",
@@ -51,6 +53,42 @@ class _Section(BaseModel):
     )
 
 
+class _StageSection(_Section):
+    """A section that names a registered stage: ``{"name": ..., **params}``.
+
+    The typed fields are the built-in stages' parameters (and the pipeline's own knobs, such
+    as ``patch_size`` or ``neighbours``). A built-in name refuses unknown keys; the name of a
+    stage registered by the user (:mod:`ttblur.registry`) takes its own parameters as extra
+    keys, checked against its constructor's signature, and they are what it is built with.
+    """
+
+    model_config = ConfigDict(
+        extra="allow", validate_assignment=True, frozen=False, allow_inf_nan=False
+    )
+    _registry: ClassVar[str] = ""
+
+    name: str
+
+    @model_validator(mode="after")
+    def _check_stage(self) -> Any:
+        stages: registry.Registry[Any] = getattr(registry, self._registry)
+        params = self.params
+        if stages.is_builtin(self.name):
+            if params:
+                raise ValueError(
+                    f"unknown key(s) {sorted(params)} for the built-in {stages.kind} "
+                    f"{self.name!r} (extra keys are the parameters of a stage you register)"
+                )
+        else:
+            stages.check_params(self.name, params)
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The extra keys: the parameters of a user-registered stage (empty for built-ins)."""
+        return dict(self.model_extra or {})
+
+
 def _check_revision(weights: str | None, revision: str | None, field: str) -> None:
     if revision is not None and weights is None:
         raise ValueError(
@@ -59,14 +97,18 @@ def _check_revision(weights: str | None, revision: str | None, field: str) -> No
         )
 
 
-class RSDMConfig(_Section):
+class RSDMConfig(_StageSection):
     """Relative Sharpness Detection Module: which patches become pseudo-sharp images.
 
-    ``name``: ``"relative_sharpness"`` (BME + adaptive threshold, the paper's RSDM) or
-    ``"random"`` (uniformly random patches, the paper's ablation), which keeps the same count.
+    ``name``: ``"relative_sharpness"`` (BME + adaptive threshold, the paper's RSDM),
+    ``"random"`` (uniformly random patches, the paper's ablation), which keeps the same count,
+    or a detector registered in ``ttblur.registry.DETECTORS``.
     """
 
-    name: Literal["relative_sharpness", "random"] = "relative_sharpness"
+    _registry: ClassVar[str] = "DETECTORS"
+    name: str = Field(
+        default="relative_sharpness", description="registered detector (ttblur.registry)"
+    )
     weights: str | None = Field(
         default=None,
         description="BME weights: local folder or Hub repo id; None loads the shipped default.",
@@ -95,16 +137,22 @@ class RSDMConfig(_Section):
         return self
 
 
-class DBCGMConfig(_Section):
+class DBCGMConfig(_StageSection):
     """Domain-adaptive Blur Condition Generation Module: the blur condition of each patch.
 
     ``name``: ``"dbcgm"`` (flow direction + BME magnitude adaptation, the paper's module),
-    ``"flow_only"`` (direction and magnitude from optical flow alone) or ``"random"``.
+    ``"flow_only"`` (direction and magnitude from optical flow alone), ``"random"`` or a
+    generator registered in ``ttblur.registry.CONDITION_GENERATORS``. ``flow`` names the
+    pipeline's optical flow estimator (``ttblur.registry.FLOWS``).
     """
 
-    name: Literal["dbcgm", "flow_only", "random"] = "dbcgm"
-    flow: Literal["opencv", "raft"] = Field(
-        default="opencv", description="optical flow: OpenCV DIS (no weights) or torchvision RAFT"
+    _registry: ClassVar[str] = "CONDITION_GENERATORS"
+    name: str = Field(
+        default="dbcgm", description="registered condition generator (ttblur.registry)"
+    )
+    flow: str = Field(
+        default="opencv",
+        description="optical flow: OpenCV DIS (no weights), torchvision RAFT or a registered one",
     )
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field(
         default="medium", description="DIS speed/quality preset (OpenCV flow only)"
@@ -142,6 +190,13 @@ class DBCGMConfig(_Section):
         default=(0.0, 1.0), description="range of z for the random ablation, in [0, 1]"
     )
 
+    @field_validator("flow")
+    @classmethod
+    def _check_flow(cls, value: str) -> str:
+        if value not in registry.FLOWS:
+            registry.FLOWS.get_entry(value)  # raises, listing the known names
+        return value
+
     @model_validator(mode="after")
     def _check_range(self) -> DBCGMConfig:
         low, high = self.random_magnitude
@@ -153,14 +208,16 @@ class DBCGMConfig(_Section):
         return self
 
 
-class SynthesisConfig(_Section):
+class SynthesisConfig(_StageSection):
     """Blur synthesis: how pseudo-sharp patches are blurred with their condition maps.
 
-    ``name``: ``"physical"`` (weight-free motion blur along the condition, the default) or
-    ``"idblau"`` (the ID-Blau conditional diffusion model; needs weights).
+    ``name``: ``"physical"`` (weight-free motion blur along the condition, the default),
+    ``"idblau"`` (the ID-Blau conditional diffusion model; needs weights) or a synthesizer
+    registered in ``ttblur.registry.SYNTHESIZERS``.
     """
 
-    name: Literal["physical", "idblau"] = "physical"
+    _registry: ClassVar[str] = "SYNTHESIZERS"
+    name: str = Field(default="physical", description="registered synthesizer (ttblur.registry)")
     weights: str | None = Field(default=None, description="ID-Blau weights: folder or repo id")
     weights_revision: str | None = Field(
         default=None, min_length=1, description=_REVISION_HELP.format(field="weights")

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ttblur._state import ModuleSnapshot
 from ttblur.config import FinetuneConfig
 from ttblur.inference import reflect_index
-from ttblur.protocols import PatchLocation
+from ttblur.types import PatchLocation
 from ttblur.specs import ModelSpec
 
 __all__ = [

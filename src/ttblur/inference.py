@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from ttblur.specs import (
     ModelSpec,
-    _declared_spec,
+    declared_spec,
     eval_mode,
     infer_spec,
     model_device,
@@ -57,6 +57,7 @@ __all__ = [
     "iter_deblur",
     "reflect_index",
     "resolve_device",
+    "to_video",
     "window_plan",
 ]
 
@@ -297,7 +298,7 @@ def _iter_frames(items: Iterable[Any]) -> Iterator[Tensor]:
             index += 1
 
 
-def _to_video(video: Any) -> Tensor:
+def to_video(video: Any) -> Tensor:
     """Turn the accepted inputs into a CPU float32 ``(T, 3, H, W)`` tensor, validated.
 
     The one video conversion of the Python API: :func:`deblur`, :func:`ttblur.adapt` and
@@ -425,7 +426,7 @@ def deblur(
         videos.
     """
     _check_model(model)
-    frames = _to_video(video)
+    frames = to_video(video)
     output = torch.empty_like(frames)
     done = 0
     for restored in _restored_windows(
@@ -487,7 +488,7 @@ def iter_deblur(
         also closes it). Gradients are disabled only inside the forward passes.
     """
     _check_model(model)
-    _window_length(_declared_spec(model, spec), window)
+    _window_length(declared_spec(model, spec), window)
     stream, count = _stream(frames)
     total = count
     if total is None and progress and isinstance(frames, (str, os.PathLike)):
@@ -565,7 +566,7 @@ def deblur_file(
             "(use iter_deblur or deblur for tensors)"
         )
     _check_model(model)
-    _window_length(_declared_spec(model, spec), window)
+    _window_length(declared_spec(model, spec), window)
     if Path(src).expanduser().resolve() == Path(dst).expanduser().resolve():
         raise ValueError(f"dst must differ from src (both are '{src}')")
     info = video_info(src)

@@ -34,11 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from ttblur._state import ModuleSnapshot
+from ttblur.registry import Registry
 
 __all__ = [
     "SPECS",
     "ModelSpec",
     "check_model",
+    "declared_spec",
     "describe_error",
     "eval_mode",
     "get_spec",
@@ -390,11 +392,9 @@ def pad_to_multiple(frames: Tensor, multiple: int, *, mode: str = "reflect") -> 
 
 
 # ---------------------------------------------------------------------- registry
-SPECS: dict[str, ModelSpec] = {}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+#: Registered calling conventions, by name (a :class:`~ttblur.registry.Registry`: read like a
+#: dict, case-insensitive, ``-`` and ``_`` alike).
+SPECS: Registry[ModelSpec] = Registry("spec", attribute="ttblur.specs")
 
 
 def register_spec(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
@@ -406,11 +406,8 @@ def register_spec(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     """
     if not isinstance(spec, ModelSpec):
         raise ValueError(f"register_spec expects a ModelSpec, got {type(spec).__name__}")
-    key = _key(spec.name)
-    if key in SPECS and not overwrite:
-        raise ValueError(f"a spec named {key!r} is already registered; pass overwrite=True")
-    SPECS[key] = spec
-    return spec
+    registered: ModelSpec = SPECS.register(spec.name, spec, overwrite=overwrite)
+    return registered
 
 
 def list_specs() -> list[str]:
@@ -432,13 +429,12 @@ def get_spec(name_or_spec: str | ModelSpec) -> ModelSpec:
             f"spec must be a name or a ModelSpec, got {type(name_or_spec).__name__}; "
             f"known names: {', '.join(list_specs())}"
         )
-    key = _key(name_or_spec)
-    if key not in SPECS:
+    if name_or_spec not in SPECS:
         raise ValueError(
             f"unknown spec={name_or_spec!r}; known names: {', '.join(list_specs())} "
             "(or pass a ModelSpec, or register one with ttblur.specs.register_spec)"
         )
-    return SPECS[key]
+    return SPECS[name_or_spec]
 
 
 # ---------------------------------------------------------------------- model checks
@@ -579,10 +575,10 @@ def infer_spec(
     Raises:
         ValueError: unknown name, or the model does not fit the spec (message names ``spec=``).
     """
-    return check_model(model, _declared_spec(model, spec), device)
+    return check_model(model, declared_spec(model, spec), device)
 
 
-def _declared_spec(model: nn.Module, spec: str | ModelSpec | None = None) -> ModelSpec:
+def declared_spec(model: nn.Module, spec: str | ModelSpec | None = None) -> ModelSpec:
     """The spec :func:`infer_spec` would verify, resolved without running ``model``: ``spec``,
     else ``model.spec`` when it is a ``ModelSpec`` or a registered name, else ``"image"``.
 

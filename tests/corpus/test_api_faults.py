@@ -27,11 +27,13 @@ from pydantic import ValidationError
 from torch import Tensor, nn
 
 import ttblur.api
+import ttblur.pipeline
 from ttblur import adapt, deblur
 from ttblur._state import ModuleSnapshot, bits_equal
 from ttblur.config import AdaptConfig
 from ttblur.finetune import select_trainable
 from ttblur.protocols import Selection
+from ttblur.registry import CONDITION_GENERATORS, DETECTORS, FLOWS, SYNTHESIZERS
 from ttblur.specs import check_model
 from ttblur.testing import standin_model
 
@@ -91,19 +93,20 @@ def _loud(stage: str) -> Callable[..., Any]:
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every stage after the up-front checks fail loudly if it is reached."""
-    monkeypatch.setattr(ttblur.api, "copy_model", _loud("model copy"))
-    monkeypatch.setattr(ttblur.api, "infer_spec", _loud("spec probe"))
-    monkeypatch.setattr(ttblur.api, "_build_detector", _loud("detector"))
-    monkeypatch.setattr(ttblur.api, "_build_generator", _loud("condition generator"))
-    monkeypatch.setattr(ttblur.api, "_build_synthesizer", _loud("synthesizer"))
+    monkeypatch.setattr(ttblur.pipeline, "copy_model", _loud("model copy"))
+    monkeypatch.setattr(ttblur.pipeline, "infer_spec", _loud("spec probe"))
+    _no_stage_builds(monkeypatch)
 
 
 @pytest.fixture
 def no_stages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Allow the copy and the spec probe, but no pipeline stage."""
-    monkeypatch.setattr(ttblur.api, "_build_detector", _loud("detector"))
-    monkeypatch.setattr(ttblur.api, "_build_generator", _loud("condition generator"))
-    monkeypatch.setattr(ttblur.api, "_build_synthesizer", _loud("synthesizer"))
+    _no_stage_builds(monkeypatch)
+
+
+def _no_stage_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for registry in (DETECTORS, CONDITION_GENERATORS, SYNTHESIZERS, FLOWS):
+        monkeypatch.setattr(registry, "build", _loud(registry.kind))
 
 
 # ------------------------------------------------------------------------------ videos
@@ -452,7 +455,7 @@ def test_failure_after_training_moved_buffers_restores_the_original_objects(
         model.half()  # replaces buffer objects and changes every dtype
         raise RuntimeError("late failure")
 
-    monkeypatch.setattr(ttblur.api, "_condition_stats", fail)
+    monkeypatch.setattr(ttblur.pipeline, "condition_stats", fail)
     with pytest.raises(RuntimeError, match="late failure"):
         adapt(model, guard.video, config=FAST, in_place=True, device="cpu", progress=False)
     guard.check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,6 +30,18 @@ from ttblur.stages.flow import OpenCVFlow
 # ---- a fake flow estimator that knows which pair and which pixels it was given --------------
 
 FlowFn = Callable[[int, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+class Official(DomainBlurConditionGenerator):
+    """DBCGM with the official code's settings (BME magnitude, 10 px offset, no motion cap),
+    returning the bare condition maps; the class's own defaults are ``DBCGMConfig``'s."""
+
+    def __init__(self, mag_norm: float, **kwargs: Any) -> None:
+        settings = {"magnitude": "bme", "magnitude_offset": 10.0, "motion_cap": False}
+        super().__init__(mag_norm, **{**settings, **kwargs})
+
+    def __call__(self, video: Tensor, selection: Selection) -> Tensor:  # type: ignore[override]
+        return super().__call__(video, selection).maps
 
 
 def coded_video(num_frames: int, height: int = 64, width: int = 64) -> Tensor:
@@ -97,7 +110,7 @@ def test_neighbour_pairs_and_frames_inside_and_at_the_ends() -> None:
 def test_accumulated_flow_is_the_sum_over_the_four_pairs() -> None:
     table = {a: (float(a), 1.0) for a in range(7)}
     flow = CodedFlow(const_table(table))
-    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=4)
+    gen = Official(147.0, flow=flow, context=4)
     video = coded_video(7)
     cond = gen(video, Selection([PatchLocation(3, 10, 12, 16)], flat_magnitude(7)))
     # pairs (1,2), (2,3), (3,4), (4,5): F = (1+2+3+4, 4) = (10, 4)
@@ -112,7 +125,7 @@ def test_accumulation_is_per_pixel_at_the_same_pixel_and_cropped_back_exactly() 
     def fn(a: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return 1.0 + x / 10.0, a + y / 100.0
 
-    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(fn), context=8, min_flow=0.0)
+    gen = Official(147.0, flow=CodedFlow(fn), context=8, min_flow=0.0)
     patches = [
         PatchLocation(3, 5, 30, 16),
         PatchLocation(3, 40, 2, 16),
@@ -140,19 +153,19 @@ def test_accumulation_is_per_pixel_at_the_same_pixel_and_cropped_back_exactly() 
 
 def test_flow_is_computed_on_a_context_window_clamped_to_the_frame() -> None:
     flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
-    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=8)
+    gen = Official(147.0, flow=flow, context=8)
     gen(coded_video(7), Selection([PatchLocation(3, 16, 20, 16)], flat_magnitude(7)))
     assert set(flow.shapes) == {(4, 3, 32, 32)}  # 4 pairs in one batch; 16 + 2 * 8 px
 
     flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
-    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=8)
+    gen = Official(147.0, flow=flow, context=8)
     gen(coded_video(7), Selection([PatchLocation(3, 0, 44, 20)], flat_magnitude(7)))
     assert set(flow.shapes) == {(4, 3, 28, 28)}  # rows 0..28, cols 36..64: clamped
 
 
 def test_overlapping_patches_compute_each_pair_once() -> None:
     flow = CodedFlow(const_table({a: (1.0, 2.0) for a in range(12)}))
-    gen = DomainBlurConditionGenerator(147.0, flow=flow, context=8)
+    gen = Official(147.0, flow=flow, context=8)
     patches = [
         PatchLocation(t, top, left, 24)
         for t in (2, 3, 4, 5, 6, 7)
@@ -170,7 +183,7 @@ def test_overlapping_patches_compute_each_pair_once() -> None:
 
 def test_output_order_follows_the_selection_not_the_frame_order() -> None:
     table = {a: (1.0, 0.0) if a < 4 else (0.0, 1.0) for a in range(10)}
-    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(const_table(table)), context=0)
+    gen = Official(147.0, flow=CodedFlow(const_table(table)), context=0)
     patches = [PatchLocation(7, 0, 0, 16), PatchLocation(2, 0, 0, 16)]
     cond = gen(coded_video(10), Selection(patches, flat_magnitude(10)))
     assert torch.allclose(cond[0, :2, 0, 0], torch.tensor([0.0, 1.0]))  # pairs 5..8
@@ -183,7 +196,7 @@ def test_direction_fallback_uses_patch_mean_then_unit_x() -> None:
         left = x < 32
         return torch.where(left, -0.1, 0.0), torch.where(left, 0.0, 2.0)
 
-    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(fn), context=0, min_flow=0.5)
+    gen = Official(147.0, flow=CodedFlow(fn), context=0, min_flow=0.5)
     cond = gen(coded_video(7), Selection([PatchLocation(3, 0, 16, 32)], flat_magnitude(7)))
     mean = torch.tensor([-0.4 * 0.5, 8.0 * 0.5])
     mean = mean / mean.norm()
@@ -193,7 +206,7 @@ def test_direction_fallback_uses_patch_mean_then_unit_x() -> None:
     )
     assert gen.last_stats["fallback_fraction"] == pytest.approx(0.5)
 
-    zero = DomainBlurConditionGenerator(
+    zero = Official(
         147.0, flow=CodedFlow(const_table({a: (0.0, 0.0) for a in range(7)})), context=0
     )
     cond = zero(coded_video(7), Selection([PatchLocation(3, 0, 0, 16)], flat_magnitude(7)))
@@ -225,9 +238,7 @@ def _ramp_magnitude(num_frames: int, frame: int) -> Tensor:
 def test_magnitude_adaptation_matches_the_formula_with_frame_maximum() -> None:
     magnitude = _ramp_magnitude(7, 3)
     magnitude[3, 0, 60, 60] = 16.0  # frame maximum outside the patch
-    gen = DomainBlurConditionGenerator(
-        200.0, flow=CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)})), context=0
-    )
+    gen = Official(200.0, flow=CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)})), context=0)
     patch = PatchLocation(3, 8, 8, 32)
     cond = gen(coded_video(7), Selection([patch], magnitude))
     neighbour_mean = (6.0 + 10.0 + 18.0 + 22.0) / 4  # frames 1, 2, 4, 5
@@ -242,14 +253,12 @@ def test_magnitude_adaptation_patch_scope_offset_and_clipping() -> None:
     flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
     patch = PatchLocation(3, 8, 8, 32)
     current = patch.crop(magnitude[3])[0]
-    gen = DomainBlurConditionGenerator(
-        50.0, flow=flow, context=0, magnitude_offset=0.0, normalize_over="patch"
-    )
+    gen = Official(50.0, flow=flow, context=0, magnitude_offset=0.0, normalize_over="patch")
     cond = gen(coded_video(7), Selection([patch], magnitude))
     expected = current / current.max() * 14.0  # no offset
     assert torch.allclose(cond[0, 2], expected / 50.0, atol=1e-6)
     # Clipping: a small mag_norm saturates z at exactly 1 where M' > mag_norm.
-    small = DomainBlurConditionGenerator(8.0, flow=flow, context=0, magnitude_offset=5.0)
+    small = Official(8.0, flow=flow, context=0, magnitude_offset=5.0)
     z = small(coded_video(7), Selection([patch], magnitude))[0, 2]
     m = current / 16.0 * 14.0 + 5.0  # 5.9 .. 9.3 px across the patch
     assert torch.allclose(z, torch.clamp(m / 8.0, max=1.0), atol=1e-6)
@@ -264,8 +273,8 @@ def test_motion_cap_bounds_the_adapted_magnitude_by_the_per_frame_motion() -> No
 
     patch = PatchLocation(3, 8, 8, 32)
     selection = Selection([patch], flat_magnitude(7, 20.0))
-    capped = DomainBlurConditionGenerator(100.0, flow=CodedFlow(fn), context=0, motion_cap=True)
-    plain = DomainBlurConditionGenerator(100.0, flow=CodedFlow(fn), context=0)
+    capped = Official(100.0, flow=CodedFlow(fn), context=0, motion_cap=True)
+    plain = Official(100.0, flow=CodedFlow(fn), context=0)
     z_capped = capped(coded_video(7), selection)[0, 2] * 100.0
     z_plain = plain(coded_video(7), selection)[0, 2] * 100.0
     assert torch.allclose(z_plain, torch.full_like(z_plain, 30.0), atol=1e-4)
@@ -282,29 +291,36 @@ def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_v
     # whatever the BME maps say (30 px here).
     video = panning_video(0.5)
     selection = Selection([PatchLocation(3, 16, 0, 64)], torch.full((8, 1, 96, 128), 30.0))
-    gen = DomainBlurConditionGenerator(147.0, magnitude="exposure")
-    z = gen(video, selection)[0, 2] * 147.0
-    assert gen.last_exposure is not None and gen.last_exposure.ratio == pytest.approx(0.5, abs=0.1)
-    assert gen.last_exposure.motion_px == pytest.approx(4.0, abs=0.3)
-    assert torch.allclose(z, torch.full_like(z, gen.last_exposure.blur_px or 0.0), atol=1e-4)
+    gen = DomainBlurConditionGenerator(
+        147.0, magnitude="exposure", magnitude_offset=10.0, motion_cap=False
+    )
+    out = gen(video, selection)
+    z = out.maps[0, 2] * 147.0
+    assert out.exposure is not None and out.exposure.ratio == pytest.approx(0.5, abs=0.1)
+    assert out.exposure.motion_px == pytest.approx(4.0, abs=0.3)
+    assert torch.allclose(z, torch.full_like(z, out.exposure.blur_px or 0.0), atol=1e-4)
     assert "magnitude='exposure'" in repr(gen)
-    bme = DomainBlurConditionGenerator(147.0)
-    assert float(bme(video, selection)[0, 2].mean()) * 147.0 > 20.0 and bme.last_exposure is None
+    bme = DomainBlurConditionGenerator(
+        147.0, magnitude="bme", magnitude_offset=10.0, motion_cap=False
+    )
+    from_bme = bme(video, selection)
+    assert float(from_bme.maps[0, 2].mean()) * 147.0 > 20.0 and from_bme.exposure is None
     # A still video gives no ratio: the BME magnitude adaptation is used instead.
     still = panning_video(0.5, speed=0)
-    assert torch.allclose(gen(still, selection), bme(still, selection))
-    assert gen.last_exposure is not None and gen.last_exposure.ratio is None
+    out = gen(still, selection)
+    assert torch.allclose(out.maps, bme(still, selection).maps)
+    assert out.exposure is not None and out.exposure.ratio is None
     built = build_condition_generator(DBCGMConfig(magnitude="exposure"), 147.0, seed=4)
     assert isinstance(built, DomainBlurConditionGenerator)
     assert (built.magnitude, built.seed) == ("exposure", 4)
     with pytest.raises(ValueError, match="magnitude must be"):
-        DomainBlurConditionGenerator(147.0, magnitude="flow")  # type: ignore[arg-type]
+        Official(147.0, magnitude="flow")  # type: ignore[arg-type]
 
 
 def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> None:
     magnitude = _ramp_magnitude(5, 0)
     flow = CodedFlow(const_table({a: (0.0, 1.0) for a in range(5)}))
-    gen = DomainBlurConditionGenerator(100.0, flow=flow, context=0)
+    gen = Official(100.0, flow=flow, context=0)
     patch = PatchLocation(0, 0, 0, 16)
     cond = gen(coded_video(5), Selection([patch], magnitude))
     current = patch.crop(magnitude[0])[0]
@@ -314,7 +330,7 @@ def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> N
 
     single = torch.full((1, 1, 64, 64), 7.0)
     flow = CodedFlow(const_table({}))
-    gen = DomainBlurConditionGenerator(100.0, flow=flow, context=0)
+    gen = Official(100.0, flow=flow, context=0)
     cond = gen(coded_video(1), Selection([patch], single))
     assert torch.allclose(cond[0, 2], torch.full((16, 16), 0.17))  # M_t + offset
     assert torch.equal(cond[0, 0], torch.ones(16, 16)) and flow.pairs == []
@@ -349,7 +365,7 @@ def test_condition_map_stacks_and_clips() -> None:
 
 
 def test_generator_input_validation() -> None:
-    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(const_table({})), context=0)
+    gen = Official(147.0, flow=CodedFlow(const_table({})), context=0)
     video = coded_video(5)
     ok = PatchLocation(2, 0, 0, 16)
     with pytest.raises(ValueError, match=r"\(T, 1, H, W\)"):
@@ -369,21 +385,19 @@ def test_generator_input_validation() -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         gen(video + 2, Selection([ok], flat_magnitude(5)))
     with pytest.raises(ValueError, match="mag_norm"):
-        DomainBlurConditionGenerator(-1.0)
+        Official(-1.0)
     with pytest.raises(ValueError, match="normalize_over"):
-        DomainBlurConditionGenerator(1.0, normalize_over="video")  # type: ignore[arg-type]
+        Official(1.0, normalize_over="video")  # type: ignore[arg-type]
 
     def bad_flow(src: Tensor, dst: Tensor) -> Tensor:
         return torch.zeros(src.shape[0], 2, 4, 4)
 
     with pytest.raises(ValueError, match="returned"):
-        DomainBlurConditionGenerator(147.0, flow=bad_flow)(
-            video, Selection([ok], flat_magnitude(5))
-        )
+        Official(147.0, flow=bad_flow)(video, Selection([ok], flat_magnitude(5)))
 
 
 def test_empty_selection_gives_empty_output() -> None:
-    gen = DomainBlurConditionGenerator(147.0, flow=CodedFlow(const_table({})))
+    gen = Official(147.0, flow=CodedFlow(const_table({})))
     out = gen(coded_video(5), Selection([], flat_magnitude(5)))
     assert out.shape == (0, 3, 0, 0)
     assert FlowOnlyCondition(147.0, flow=CodedFlow(const_table({})))(
@@ -410,7 +424,7 @@ def _translating_video(angle_deg: float, speed: float, frames: int = 7, size: in
 @pytest.mark.parametrize("angle", [0.0, 135.0, 250.0])
 def test_opencv_flow_direction_of_a_translating_video(angle: float) -> None:
     video = _translating_video(angle, 2.0).contiguous()
-    gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("medium"), context=16)
+    gen = Official(147.0, flow=OpenCVFlow("medium"), context=16)
     cond = gen(video, Selection([PatchLocation(3, 24, 24, 48)], flat_magnitude(7, size=96)))
     x, y = cond[0, 0].mean(), cond[0, 1].mean()
     got = math.degrees(math.atan2(float(y), float(x)))
@@ -516,7 +530,7 @@ def _circular_mean_deg(cond: Tensor) -> float:
 @pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
 def test_direction_of_blurry_translations_in_eight_directions(angle: float) -> None:
     video, _ = _blurred_translation(angle, 3.0, 0.5)
-    gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("medium"), context=8)
+    gen = Official(147.0, flow=OpenCVFlow("medium"), context=8)
     patch = PatchLocation(3, 8, 8, 96)
     cond = gen(video, Selection([patch], flat_magnitude(7, size=112)))
     error = (_circular_mean_deg(cond) - angle + 180) % 360 - 180
@@ -528,7 +542,7 @@ def test_condition_magnitude_grows_with_exposure() -> None:
     for exposure in (0.125, 0.25, 0.375):  # like BSD 1/8, 2/16, 3/24 ms at a fixed frame rate
         video, blur_px = _blurred_translation(30.0, 8.0, exposure)
         truth = torch.full((7, 1, 112, 112), blur_px)  # ground-truth magnitude maps
-        gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("fast"), context=8)
+        gen = Official(147.0, flow=OpenCVFlow("fast"), context=8)
         sel = Selection([PatchLocation(3, 8, 8, 96)], truth)
         z = gen(video, sel)[0, 2]
         # constant maps: M' = M / M * M + 10 = blur length + offset
@@ -564,7 +578,7 @@ def _synthetic(preset: str, angle: float):
 @pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
 def test_synthetic_translation_direction_within_10_degrees(angle: float) -> None:
     video = _synthetic("bsd-2ms16ms", angle)
-    gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("medium"), context=32)
+    gen = Official(147.0, flow=OpenCVFlow("medium"), context=32)
     patch = PatchLocation(2, 32, 32, 96)
     cond = gen(video.blurry, Selection([patch], video.magnitude))
     error = (_circular_mean_deg(cond) - angle + 180) % 360 - 180
@@ -580,7 +594,7 @@ def test_synthetic_magnitude_grows_with_bsd_exposure() -> None:
     for preset in ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms"):
         video = _synthetic(preset, 60.0)
         sel = Selection([patch], video.magnitude)  # ground-truth magnitude maps, px
-        gen = DomainBlurConditionGenerator(147.0, flow=OpenCVFlow("fast"), context=32)
+        gen = Official(147.0, flow=OpenCVFlow("fast"), context=32)
         z = gen(video.blurry, sel)[0, 2]
         zs.append(float(z.mean()))
         truth_px.append(float(patch.crop(video.magnitude[2]).mean()))

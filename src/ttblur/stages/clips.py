@@ -16,7 +16,7 @@ configured :class:`~ttblur.protocols.BlurSynthesizer`, so ID-Blau works here too
 
 Example:
     >>> import torch
-    >>> from ttblur.protocols import PatchLocation
+    >>> from ttblur.types import PatchLocation
     >>> from ttblur.stages.clips import synthesize_motion_clips
     >>> from ttblur.stages.reblur import motion_blur
     >>> video = torch.rand(6, 3, 40, 40)
@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ttblur.protocols import PatchLocation
+from ttblur.types import PatchLocation
 
 __all__ = ["clip_margin", "mirrored_box", "patch_motion_conditions", "synthesize_motion_clips"]
 

@@ -18,9 +18,9 @@ unit blur direction, z = ``min(M' / mag_norm, 1)`` with ``M'`` the blur magnitud
    ``M' = M_t / max(M_t) * mean_{s in neighbours}(M_s) + offset``. As in the official code the
    neighbour average is taken *per pixel* over the four maps (not over scalars), the maximum
    is taken over the whole frame ``t`` (``normalize_over="frame"``; ``"patch"`` uses the
-   patch's maximum instead) and ``offset`` is 10 px in the official code (the default here;
-   ``DBCGMConfig.magnitude_offset`` defaults to 3 px, with ``motion_cap``, which bounds ``M'``
-   by the per-frame motion ``|F| / n``: see ``docs/results.md``). A
+   patch's maximum instead) and ``offset`` is 10 px in the official code (the defaults here
+   are ``DBCGMConfig``'s: 3 px, with ``motion_cap``, which bounds ``M'`` by the per-frame
+   motion ``|F| / n``, and the exposure magnitude: see ``docs/results.md``). A
    frame whose map is zero everywhere has ``M_t / max(M_t) = 1`` (the limit for a constant
    map). Everything is then cropped at the patch box.
 3. **Condition.** ``(x, y, min(M' / mag_norm, 1))``; in the official code ``mag_norm = 205``.
@@ -49,11 +49,11 @@ direction and magnitude from the accumulated flow alone) and :class:`RandomCondi
 
 Example:
     >>> import torch
-    >>> from ttblur.protocols import PatchLocation, Selection
+    >>> from ttblur.types import PatchLocation, Selection
     >>> from ttblur.stages.dbcgm import DomainBlurConditionGenerator
     >>> video = torch.rand(5, 3, 64, 64)
     >>> selection = Selection([PatchLocation(2, 8, 8, 32)], torch.full((5, 1, 64, 64), 20.0))
-    >>> DomainBlurConditionGenerator(mag_norm=147.0)(video, selection).shape
+    >>> DomainBlurConditionGenerator(mag_norm=147.0)(video, selection).maps.shape
     torch.Size([1, 3, 32, 32])
 """
 
@@ -67,9 +67,19 @@ import torch
 from torch import Tensor
 
 from ttblur.config import DBCGMConfig
-from ttblur.protocols import ConditionGenerator, FlowEstimator, PatchLocation, Selection
-from ttblur.stages.exposure import ExposureEstimate, estimate_exposure
-from ttblur.stages.flow import _value_range, build_flow
+from ttblur.registry import CONDITION_GENERATORS as _GENERATORS
+from ttblur.stages.exposure import estimate_exposure
+from ttblur.stages.flow import build_flow
+from ttblur.types import (
+    BlurConditions,
+    ConditionGenerator,
+    ExposureEstimate,
+    FlowEstimator,
+    PatchLocation,
+    Selection,
+    finite_range,
+    validate_video,
+)
 
 __all__ = [
     "CONDITION_GENERATORS",
@@ -87,7 +97,8 @@ __all__ = [
 #: Names accepted by :func:`build_condition_generator` (``DBCGMConfig.name``).
 CONDITION_GENERATORS = ("dbcgm", "flow_only", "random")
 _MEAN_EPS = 1e-6
-_RANGE_TOL = 1e-4
+#: The ``dbcgm`` section's defaults are the generators' constructor defaults (one source).
+_DEFAULTS = DBCGMConfig()
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +170,7 @@ def blur_direction(flow: Tensor, min_flow: float = 0.5) -> Tensor:
     if not (math.isfinite(min_flow) and min_flow >= 0):
         raise ValueError(f"min_flow must be a finite number >= 0, got {min_flow}")
     if flow.numel():
-        _value_range(flow, "flow")
+        finite_range(flow, "flow")
     flow = flow.float()
     norm = _length(flow)
     reliable = (norm >= min_flow) & (norm > 0)
@@ -206,7 +217,7 @@ def adapt_magnitude(
     if not (math.isfinite(offset) and offset >= 0):
         raise ValueError(f"offset must be a finite number >= 0, got {offset}")
     for name, x in (("current", current), ("neighbour_mean", neighbour_mean)):
-        low = _value_range(x, name)[0] if x.numel() else 0.0
+        low = finite_range(x, name)[0] if x.numel() else 0.0
         if low < 0:
             raise ValueError(f"{name} must be >= 0 px, got minimum {low:.4g}")
     current = current.float()
@@ -257,20 +268,6 @@ def _check_mag_norm(mag_norm: float) -> None:
 # Input checks
 
 
-def _validate_video(video: Tensor) -> None:
-    if not isinstance(video, Tensor):
-        raise ValueError(f"video must be a torch.Tensor, got {type(video).__name__}")
-    if video.ndim != 4 or video.shape[1] != 3:
-        raise ValueError(f"video must be (T, 3, H, W), got shape {tuple(video.shape)}")
-    if not video.is_floating_point():
-        raise ValueError(f"video must be a floating point tensor, got {video.dtype}")
-    if video.shape[0] == 0 or video.shape[2] == 0 or video.shape[3] == 0:
-        raise ValueError(f"video must be non-empty, got shape {tuple(video.shape)}")
-    low, high = _value_range(video, "video")
-    if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
-        raise ValueError(f"video must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
-
-
 def _validate_patches(patches: Sequence[PatchLocation], video: Tensor) -> int:
     """Check that every patch lies inside the video; return the common patch size (0: none)."""
     num_frames, _, height, width = video.shape
@@ -296,7 +293,7 @@ def _validate_magnitude(magnitude: Tensor, video: Tensor) -> None:
         )
     if not magnitude.is_floating_point():
         raise ValueError(f"selection.magnitude must be floating point, got {magnitude.dtype}")
-    low = _value_range(magnitude, "selection.magnitude")[0] if magnitude.numel() else 0.0
+    low = finite_range(magnitude, "selection.magnitude")[0] if magnitude.numel() else 0.0
     if low < 0:
         raise ValueError(f"selection.magnitude must be >= 0 px, got minimum {low:.4g}")
 
@@ -483,11 +480,16 @@ def _empty_output(video: Tensor) -> Tensor:
 # Condition generators
 
 
+@_GENERATORS.register("dbcgm")
 class DomainBlurConditionGenerator(_TemporalFlow):
     """The paper's DBCGM: flow direction over ``t-k..t+k`` + BME magnitude adaptation.
 
     Implements :class:`~ttblur.protocols.ConditionGenerator`. See the module docstring for the
     formulas, the fallbacks and the per-pair flow cache.
+
+    Every default that :class:`~ttblur.config.DBCGMConfig` has a field for is read from it
+    (one source), so the class alone behaves as ``ttblur.adapt`` does; pass
+    ``magnitude="bme", magnitude_offset=10.0, motion_cap=False`` for the official code.
 
     Args:
         mag_norm: pixels that map to ``z = 1`` (``AdaptConfig.mag_norm``).
@@ -500,8 +502,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             ``"patch"`` (maximum over the patch only).
         motion_cap: cap ``M'`` per pixel by the mean per-frame motion ``|F| / n`` (``n`` frame
             pairs summed): an exposure no longer than the frame interval cannot blur further
-            than the image moves in one interval. Off here (official behaviour); on in
-            ``DBCGMConfig`` (see ``docs/results.md``).
+            than the image moves in one interval (the official code has none; see
+            ``docs/results.md``).
         magnitude: ``"bme"`` (the paper's magnitude adaptation above) or ``"exposure"``: every
             patch gets the video's blur length ``rho * m``, the exposure ratio fitted at the
             pseudo-sharp patches times the video's motion per frame
@@ -513,16 +515,16 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         flow_computations: frame pairs whose flow was computed, summed over all calls.
         last_stats: statistics of the last call (``patches``, ``flow_pairs``,
             ``flow_batches``, ``fallback_fraction``, ``mean_z``, ``clipped_fraction``).
-        last_exposure: the :class:`~ttblur.stages.exposure.ExposureEstimate` of the last call
-            (``magnitude="exposure"`` only, else ``None``).
 
     Example:
         >>> import torch
-        >>> from ttblur.protocols import PatchLocation, Selection
-        >>> gen = DomainBlurConditionGenerator(mag_norm=100.0)
+        >>> from ttblur.types import PatchLocation, Selection
+        >>> gen = DomainBlurConditionGenerator(
+        ...     mag_norm=100.0, magnitude="bme", magnitude_offset=10.0, motion_cap=False
+        ... )
         >>> video = torch.rand(5, 3, 48, 48)
         >>> sel = Selection([PatchLocation(2, 0, 0, 32)], torch.full((5, 1, 48, 48), 30.0))
-        >>> cond = gen(video, sel)
+        >>> cond = gen(video, sel).maps
         >>> round(float(cond[0, 2, 0, 0]), 4)   # (30 / 30 * 30 + 10) / 100
         0.4
     """
@@ -532,13 +534,13 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         mag_norm: float,
         *,
         flow: FlowEstimator | None = None,
-        neighbours: int = 2,
-        context: int = 32,
-        magnitude_offset: float = 10.0,
-        min_flow: float = 0.5,
+        neighbours: int = _DEFAULTS.neighbours,
+        context: int = _DEFAULTS.context,
+        magnitude_offset: float = _DEFAULTS.magnitude_offset,
+        min_flow: float = _DEFAULTS.min_flow,
         normalize_over: Literal["frame", "patch"] = "frame",
-        motion_cap: bool = False,
-        magnitude: Literal["bme", "exposure"] = "bme",
+        motion_cap: bool = _DEFAULTS.motion_cap,
+        magnitude: Literal["bme", "exposure"] = _DEFAULTS.magnitude,
         seed: int = 0,
     ) -> None:
         if magnitude not in ("bme", "exposure"):
@@ -555,7 +557,6 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         self.motion_cap = bool(motion_cap)
         self.magnitude = magnitude
         self.seed = int(seed)
-        self.last_exposure: ExposureEstimate | None = None
 
     @classmethod
     def from_config(
@@ -627,7 +628,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         no_neighbour = torch.tensor(lonely, device=device)
         return torch.where(no_neighbour.view(-1, 1, 1, 1), cur_t + self.magnitude_offset, adapted)
 
-    def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+    def __call__(self, video: Tensor, selection: Selection) -> BlurConditions:
         """Blur conditions for ``selection.patches``.
 
         Args:
@@ -636,29 +637,37 @@ class DomainBlurConditionGenerator(_TemporalFlow):
                 ``(T, 1, H, W)`` in px.
 
         Returns:
-            ``(N, 3, p, p)`` float32 on the video's device: x, y unit direction, z =
-            ``min(M' / mag_norm, 1)``; ``(0, 3, 0, 0)`` when there are no patches.
+            :class:`~ttblur.types.BlurConditions`: ``maps`` (x, y unit direction, z =
+            ``min(M' / mag_norm, 1)``, float32 on the video's device, ``(0, 3, 0, 0)`` when
+            there are no patches) and ``exposure``, the
+            :class:`~ttblur.types.ExposureEstimate` fitted with ``magnitude="exposure"``
+            (else ``None``).
+
+        Shape:
+            - video: ``(T, 3, H, W)``; selection.magnitude: ``(T, 1, H, W)``.
+            - maps: ``(N, 3, p, p)``.
 
         Raises:
             ValueError: invalid video, magnitude maps or patches, or a flow estimator returning
                 the wrong shape.
         """
-        _validate_video(video)
+        validate_video(video)
         _validate_magnitude(selection.magnitude, video)
-        self.last_exposure = None
+        fitted: list[ExposureEstimate] = []
 
         def magnitude(norm: Tensor, counts: Tensor) -> Tensor:
             # Called once the patches are validated (and only if there are any).
             if self.magnitude == "exposure" and video.shape[0] >= 2:
-                self.last_exposure = estimate_exposure(
+                exposure = estimate_exposure(
                     video,
                     list(selection.patches),
                     self.flow,
                     mag_norm=self.mag_norm,
                     seed=self.seed,
                 )
-                if self.last_exposure.blur_px is not None:
-                    return torch.full_like(norm, self.last_exposure.blur_px)
+                fitted.append(exposure)
+                if exposure.blur_px is not None:
+                    return torch.full_like(norm, exposure.blur_px)
             adapted = self.adapted_magnitude(selection, video.device)
             if not self.motion_cap:
                 return adapted
@@ -666,9 +675,11 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             # moves in one interval: cap M' by the mean per-frame motion |F| / n.
             return torch.minimum(adapted, _per_frame_motion(norm, counts))
 
-        return self._conditions(video, selection, magnitude)
+        maps = self._conditions(video, selection, magnitude)
+        return BlurConditions(maps, fitted[0] if fitted else None)
 
 
+@_GENERATORS.register("flow_only")
 class FlowOnlyCondition(_TemporalFlow):
     """Ablation "Optical-Flow" (paper Table 2): direction *and* magnitude from optical flow.
 
@@ -692,9 +703,9 @@ class FlowOnlyCondition(_TemporalFlow):
         mag_norm: float,
         *,
         flow: FlowEstimator | None = None,
-        neighbours: int = 2,
-        context: int = 32,
-        min_flow: float = 0.5,
+        neighbours: int = _DEFAULTS.neighbours,
+        context: int = _DEFAULTS.context,
+        min_flow: float = _DEFAULTS.min_flow,
     ) -> None:
         super().__init__(mag_norm, flow, neighbours, context, min_flow)
 
@@ -728,10 +739,11 @@ class FlowOnlyCondition(_TemporalFlow):
             ``(N, 3, p, p)`` float32: x, y unit direction, z = ``min(|F| / n / mag_norm, 1)``;
             ``(0, 3, 0, 0)`` when there are no patches.
         """
-        _validate_video(video)
+        validate_video(video)
         return self._conditions(video, selection, _per_frame_motion, min_frames=2)
 
 
+@_GENERATORS.register("random")
 class RandomCondition:
     """Ablation "Random blur" (paper Table 2): a random condition per patch.
 
@@ -747,7 +759,9 @@ class RandomCondition:
         seed: seed of the generator.
     """
 
-    def __init__(self, magnitude_range: tuple[float, float] = (0.0, 1.0), *, seed: int = 0) -> None:
+    def __init__(
+        self, magnitude_range: tuple[float, float] = _DEFAULTS.random_magnitude, *, seed: int = 0
+    ) -> None:
         low, high = (float(v) for v in magnitude_range)
         if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high <= 1.0):
             raise ValueError(
@@ -785,7 +799,7 @@ class RandomCondition:
             ``(N, 3, p, p)`` float32 on the video's device, constant over each patch;
             ``(0, 3, 0, 0)`` when there are no patches.
         """
-        _validate_video(video)
+        validate_video(video)
         patches = list(selection.patches)
         size = _validate_patches(patches, video)
         if not patches:
@@ -824,12 +838,9 @@ def build_condition_generator(
     Raises:
         ValueError: unknown name.
     """
-    if section.name == "dbcgm":
-        return DomainBlurConditionGenerator.from_config(section, mag_norm, flow, seed=seed)
-    if section.name == "flow_only":
-        return FlowOnlyCondition.from_config(section, mag_norm, flow)
-    if section.name == "random":
-        return RandomCondition.from_config(section, mag_norm, seed=seed)
-    raise ValueError(
-        f"unknown condition generator {section.name!r}; choose from {CONDITION_GENERATORS}"
+    if flow is None and section.name in ("dbcgm", "flow_only"):
+        flow = build_flow(section)
+    generator: ConditionGenerator = _GENERATORS.build(
+        section.name, section, section.params, mag_norm=mag_norm, flow=flow, seed=seed
     )
+    return generator

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ttblur.protocols import FlowEstimator, PatchLocation
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
+from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation
 
 __all__ = [
     "RATIOS",
@@ -67,25 +67,6 @@ _PER_FRAME = 2
 _WORKING_PATCH = 128
 #: The fit evaluates every third ratio of :data:`RATIOS`, then those around the best.
 _COARSE_STEP = 3
-
-
-@dataclass(frozen=True)
-class ExposureEstimate:
-    """Exposure ratio and motion per frame of one video.
-
-    Attributes:
-        ratio: exposure / frame interval, or ``None`` when no neighbour of a pseudo-sharp
-            patch moved enough to fit it.
-        motion_px: the video's motion per frame in px (:func:`video_motion`).
-    """
-
-    ratio: float | None
-    motion_px: float
-
-    @property
-    def blur_px(self) -> float | None:
-        """``ratio * motion_px``: the blur a frame of this video carries, px."""
-        return None if self.ratio is None else self.ratio * self.motion_px
 
 
 def _pair_flows(

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +47,10 @@ from ttblur.io.weights import (
     state_dict_mismatch,
     write_pretrained,
 )
-from ttblur.protocols import FlowEstimator
+from ttblur.registry import FLOWS
+from ttblur.types import FlowEstimator, validate_video
+
+_DEFAULTS = DBCGMConfig()
 
 __all__ = [
     "DIS_PRESETS",
@@ -72,22 +74,9 @@ MIN_FLOW_SIZE = 8
 # 32 px while the long side is large (its pyramid gets fewer levels than the preset's finest
 # scale). Such frames are padded by edge replication to this side and the flow is cropped back.
 _DIS_SAFE_SIDE = 32
-_RANGE_TOL = 1e-4
 _RAFT_MULTIPLE = 8
 #: Smallest side RAFT accepts: its 4-level correlation pyramid needs 16 px feature maps at 1/8.
 _RAFT_MIN_SIZE = 128
-
-
-def _value_range(x: Tensor, name: str) -> tuple[float, float]:
-    """Minimum and maximum of a non-empty tensor; ValueError if it holds NaN or inf.
-
-    ``aminmax`` propagates NaN and shows inf, and is much cheaper than ``isfinite(x).all()``.
-    """
-    low_t, high_t = torch.aminmax(x.detach())
-    low, high = float(low_t), float(high_t)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return low, high
 
 
 def validate_flow_inputs(src: Tensor, dst: Tensor) -> None:
@@ -122,10 +111,8 @@ def validate_flow_inputs(src: Tensor, dst: Tensor) -> None:
         )
     if src.shape[0] == 0:
         return
-    for name, x in (("src", src), ("dst", dst)):
-        low, high = _value_range(x, name)
-        if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
-            raise ValueError(f"{name} must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+    validate_video(src, "src")
+    validate_video(dst, "dst")
 
 
 def _to_gray_uint8(frames: Tensor) -> np.ndarray:
@@ -136,6 +123,7 @@ def _to_gray_uint8(frames: Tensor) -> np.ndarray:
     return gray.cpu().numpy()
 
 
+@FLOWS.register("opencv")
 class OpenCVFlow:
     """Weight-free :class:`~ttblur.protocols.FlowEstimator`: OpenCV's DIS optical flow.
 
@@ -155,11 +143,19 @@ class OpenCVFlow:
         torch.Size([1, 2, 48, 64])
     """
 
-    def __init__(self, preset: Literal["ultrafast", "fast", "medium"] = "medium") -> None:
+    def __init__(
+        self,
+        preset: Literal["ultrafast", "fast", "medium"] = _DEFAULTS.flow_preset,
+    ) -> None:
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; choose from {tuple(DIS_PRESETS)}")
         self.preset = preset
         self._dis: Any = None  # created on first use: no work at construction/import
+
+    @classmethod
+    def from_config(cls, section: DBCGMConfig) -> OpenCVFlow:
+        """Build from the ``dbcgm`` section (``flow_preset``)."""
+        return cls(section.flow_preset)
 
     def __repr__(self) -> str:
         return f"OpenCVFlow(preset={self.preset!r})"
@@ -280,6 +276,7 @@ def _resolve_raft_weights(
     return _pick_weights_file(folder, filename), config
 
 
+@FLOWS.register("raft")
 class RAFTFlow(PushToHubMixin):
     """:class:`~ttblur.protocols.FlowEstimator` backed by torchvision's RAFT.
 
@@ -317,6 +314,13 @@ class RAFTFlow(PushToHubMixin):
         FileNotFoundError: (:class:`~ttblur.io.weights.WeightsNotFoundError`) the weights cannot be
             found locally or on the Hub (cache).
     """
+
+    @classmethod
+    def from_config(
+        cls, section: DBCGMConfig, *, device: torch.device | str | None = None
+    ) -> RAFTFlow:
+        """Build from the ``dbcgm`` section (``flow_weights``, ``flow_weights_revision``)."""
+        return cls(section.flow_weights, revision=section.flow_weights_revision, device=device)
 
     def __init__(
         self,
@@ -453,21 +457,19 @@ class RAFTFlow(PushToHubMixin):
 
 
 def build_flow(section: DBCGMConfig) -> FlowEstimator:
-    """The flow estimator named by ``section.flow``.
+    """The flow estimator named by ``section.flow`` (:data:`ttblur.registry.FLOWS`).
 
     Args:
         section: the ``dbcgm`` section of :class:`~ttblur.config.AdaptConfig`.
 
     Returns:
         ``"opencv"``: ``OpenCVFlow(section.flow_preset)``; ``"raft"``:
-        ``RAFTFlow(section.flow_weights, revision=section.flow_weights_revision)``.
+        ``RAFTFlow(section.flow_weights, revision=section.flow_weights_revision)``; a
+        registered name: its factory called without arguments.
 
     Raises:
         ValueError: unknown name, or ``"raft"`` without ``flow_weights``.
         ImportError: ``"raft"`` without an importable torchvision.
     """
-    if section.flow == "opencv":
-        return OpenCVFlow(section.flow_preset)
-    if section.flow == "raft":
-        return RAFTFlow(section.flow_weights, revision=section.flow_weights_revision)
-    raise ValueError(f"unknown flow estimator {section.flow!r}; choose 'opencv' or 'raft'")
+    flow: FlowEstimator = FLOWS.build(section.flow, section)
+    return flow

@@ -33,7 +33,11 @@ from ttblur.diffusion.ddim import DDIMSampler
 from ttblur.diffusion.schedule import LinearNoiseSchedule
 from ttblur.hub import WEIGHTS_NAME, PushToHubMixin, WeightsNotFoundError, shipped_weights_dir
 from ttblur.nets.idblau_unet import IDBlauUNet
+from ttblur.registry import SYNTHESIZERS
 from ttblur.stages.reblur import validate_synthesis_inputs
+
+#: The ``synthesis`` section's defaults are the constructor defaults (one source).
+_DEFAULTS = SynthesisConfig()
 
 __all__ = ["MISSING_WEIGHTS_HELP", "IDBlau"]
 
@@ -47,6 +51,7 @@ MISSING_WEIGHTS_HELP = (
 )
 
 
+@SYNTHESIZERS.register("idblau")
 class IDBlau(PushToHubMixin):
     """Conditional diffusion blur synthesizer (network + DDIM sampler).
 
@@ -78,10 +83,10 @@ class IDBlau(PushToHubMixin):
         network: IDBlauUNet,
         *,
         mag_norm: float | None = None,
-        num_steps: int = 20,
-        eta: float = 0.0,
+        num_steps: int = _DEFAULTS.num_steps,
+        eta: float = _DEFAULTS.eta,
         clip_sample: float | None = 0.5,
-        batch_size: int = 8,
+        batch_size: int = _DEFAULTS.batch_size,
         seed: int = 0,
         device: torch.device | str | None = None,
         progress: bool = False,

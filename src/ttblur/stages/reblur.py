@@ -34,6 +34,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ttblur.config import SynthesisConfig
+from ttblur.registry import SYNTHESIZERS
+from ttblur.types import validate_video
+
+#: The ``synthesis`` section's defaults are the constructor defaults (one source).
+_DEFAULTS = SynthesisConfig()
 
 __all__ = [
     "MAX_AUTO_TAPS",
@@ -52,7 +57,7 @@ TAP_SPACING = 0.5
 #: Cap on the automatic number of samples per segment (beyond it the spacing grows).
 MAX_AUTO_TAPS = 301
 _DIRECTION_EPS = 1e-8
-_RANGE_TOL = 1e-5
+_CONDITION_TOL = 1e-5
 #: Second-difference kernel of Immerkaer's noise estimator; its L2 norm is 6.
 _NOISE_KERNEL = ((1.0, -2.0, 1.0), (-2.0, 4.0, -2.0), (1.0, -2.0, 1.0))
 #: Median of |N(0, 1)|: a robust (median absolute deviation) standard deviation.
@@ -109,19 +114,17 @@ def validate_synthesis_inputs(sharp: Tensor, condition: Tensor) -> None:
         raise ValueError("sharp contains NaN or inf")
     if not bool(torch.isfinite(condition).all()):
         raise ValueError("condition contains NaN or inf")
-    low, high = float(sharp.min()), float(sharp.max())
-    if low < -_RANGE_TOL or high > 1 + _RANGE_TOL:
-        raise ValueError(f"sharp must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+    validate_video(sharp, "sharp")
     z = condition[:, 2]
     zlow, zhigh = float(z.min()), float(z.max())
-    if zlow < -_RANGE_TOL or zhigh > 1 + _RANGE_TOL:
+    if zlow < -_CONDITION_TOL or zhigh > 1 + _CONDITION_TOL:
         raise ValueError(
             f"condition channel z (magnitude / mag_norm) must be in [0, 1], got values in "
             f"[{zlow:.4g}, {zhigh:.4g}]"
         )
     xy = condition[:, :2]
     xylow, xyhigh = float(xy.min()), float(xy.max())
-    if xylow < -1 - _RANGE_TOL or xyhigh > 1 + _RANGE_TOL:
+    if xylow < -1 - _CONDITION_TOL or xyhigh > 1 + _CONDITION_TOL:
         raise ValueError(
             f"condition channels x, y (unit direction) must be in [-1, 1], got values in "
             f"[{xylow:.4g}, {xyhigh:.4g}]"
@@ -288,6 +291,7 @@ def _blur(
     return torch.where(length > 0, blurred, sharp)
 
 
+@SYNTHESIZERS.register("physical")
 class PhysicalReblur:
     """Weight-free :class:`~ttblur.protocols.BlurSynthesizer`: linear-light motion blur.
 
@@ -316,10 +320,10 @@ class PhysicalReblur:
         self,
         mag_norm: float,
         *,
-        taps: int | None = None,
-        gamma: float = 2.2,
-        noise_std: float = 0.0,
-        batch_size: int = 8,
+        taps: int | None = _DEFAULTS.taps,
+        gamma: float = _DEFAULTS.gamma,
+        noise_std: float = _DEFAULTS.noise_std,
+        batch_size: int = _DEFAULTS.batch_size,
         seed: int = 0,
     ) -> None:
         if not (math.isfinite(mag_norm) and mag_norm > 0):

@@ -68,8 +68,12 @@ import torch
 from torch import Tensor
 
 from ttblur.config import RSDMConfig
-from ttblur.nets.bme import BlurMagnitudeEstimator, validate_frames
-from ttblur.protocols import PatchLocation, Selection
+from ttblur.nets.bme import BlurMagnitudeEstimator
+from ttblur.registry import DETECTORS
+from ttblur.types import PatchLocation, Selection, validate_video
+
+#: The ``rsdm`` section's defaults are the detectors' constructor defaults (one source).
+_DEFAULTS = RSDMConfig()
 
 __all__ = [
     "CandidateGrid",
@@ -188,14 +192,6 @@ def candidate_grid(
 # magnitude maps
 
 
-def _validate_video(video: Tensor) -> None:
-    if not isinstance(video, Tensor):
-        raise ValueError(f"video must be a torch.Tensor, got {type(video).__name__}")
-    if video.ndim != 4 or video.shape[1] != 3:
-        raise ValueError(f"video must be (T, 3, H, W), got shape {tuple(video.shape)}")
-    validate_frames(video, "video")
-
-
 def _validate_magnitude(magnitude: Tensor, video_shape: tuple[int, ...]) -> None:
     if not isinstance(magnitude, Tensor):
         raise ValueError(f"magnitude must be a torch.Tensor, got {type(magnitude).__name__}")
@@ -238,7 +234,7 @@ def estimate_magnitude(
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    _validate_video(video)
+    validate_video(video)
     num_frames, _, height, width = video.shape
     out = torch.empty(num_frames, 1, height, width, dtype=torch.float32)
     with torch.no_grad():
@@ -508,7 +504,7 @@ class _GridPatchSelector:
     ) -> tuple[CandidateGrid, Tensor]:
         """Check ``video``, build its candidate grid (size checks before the network runs),
         then run the BME unless ``magnitude`` maps ``(T, 1, H, W)`` are given (checked)."""
-        _validate_video(video)
+        validate_video(video)
         grid = candidate_grid(
             video.shape[0],
             video.shape[2],
@@ -524,6 +520,7 @@ class _GridPatchSelector:
         return grid, magnitude
 
 
+@DETECTORS.register("relative_sharpness")
 class RelativeSharpnessDetector(_GridPatchSelector):
     """The paper's RSDM (:class:`~ttblur.protocols.SharpnessDetector`): BME + adaptive threshold.
 
@@ -554,15 +551,15 @@ class RelativeSharpnessDetector(_GridPatchSelector):
         self,
         bme: BlurMagnitudeEstimator | MagnitudeFn | None = None,
         *,
-        patch_size: int = 256,
-        ratio: float = 0.2,
-        border_frames: int = 2,
-        tolerance: float = 0.02,
-        batch_size: int = 4,
+        patch_size: int = _DEFAULTS.patch_size,
+        ratio: float = _DEFAULTS.ratio,
+        border_frames: int = _DEFAULTS.border_frames,
+        tolerance: float = _DEFAULTS.tolerance,
+        batch_size: int = _DEFAULTS.batch_size,
         stride: int | None = None,
         min_coverage: float = 0.75,
         max_iterations: int = 40,
-        max_patches: int | None = None,
+        max_patches: int | None = _DEFAULTS.max_patches,
     ) -> None:
         super().__init__(
             bme,
@@ -628,6 +625,7 @@ class RelativeSharpnessDetector(_GridPatchSelector):
         )
 
 
+@DETECTORS.register("random")
 class RandomPatchSelector(_GridPatchSelector):
     """Ablation :class:`~ttblur.protocols.SharpnessDetector`: random candidate patches.
 
@@ -646,13 +644,13 @@ class RandomPatchSelector(_GridPatchSelector):
         self,
         bme: BlurMagnitudeEstimator | MagnitudeFn | None = None,
         *,
-        patch_size: int = 256,
-        ratio: float = 0.2,
-        border_frames: int = 2,
-        batch_size: int = 4,
+        patch_size: int = _DEFAULTS.patch_size,
+        ratio: float = _DEFAULTS.ratio,
+        border_frames: int = _DEFAULTS.border_frames,
+        batch_size: int = _DEFAULTS.batch_size,
         stride: int | None = None,
         seed: int = 0,
-        max_patches: int | None = None,
+        max_patches: int | None = _DEFAULTS.max_patches,
     ) -> None:
         super().__init__(
             bme,

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 
 from ttblur.config import SynthesisConfig
-from ttblur.protocols import BlurSynthesizer
-from ttblur.stages.idblau import IDBlau
-from ttblur.stages.reblur import PhysicalReblur
+from ttblur.registry import SYNTHESIZERS as _SYNTHESIZERS
+from ttblur.types import BlurSynthesizer
 
 __all__ = ["SYNTHESIZERS", "build_synthesizer"]
 
@@ -38,14 +37,15 @@ def build_synthesizer(
         device: where ID-Blau's network runs (``PhysicalReblur`` follows its inputs).
 
     Returns:
-        ``"physical"``: :class:`PhysicalReblur`; ``"idblau"``: :class:`IDBlau`.
+        ``"physical"``: :class:`~ttblur.stages.reblur.PhysicalReblur`; ``"idblau"``:
+        :class:`~ttblur.stages.idblau.IDBlau`; a name registered in
+        :data:`ttblur.registry.SYNTHESIZERS`: what its factory builds.
 
     Raises:
         FileNotFoundError: ``"idblau"`` without weights (never a silent fallback).
         ValueError: unknown name.
     """
-    if section.name == "physical":
-        return PhysicalReblur.from_config(section, mag_norm, seed=seed)
-    if section.name == "idblau":
-        return IDBlau.from_config(section, mag_norm, seed=seed, device=device)
-    raise ValueError(f"unknown synthesizer {section.name!r}; choose from {SYNTHESIZERS}")
+    synthesizer: BlurSynthesizer = _SYNTHESIZERS.build(
+        section.name, section, section.params, mag_norm=mag_norm, seed=seed, device=device
+    )
+    return synthesizer

@@ -1,0 +1,643 @@
+"""The adaptation pipeline: one object that owns its stages and runs them.
+
+:class:`AdaptPipeline` holds the four stage components (a detector, a condition generator, a
+synthesizer and an optical flow estimator) and the :class:`~ttblur.config.AdaptConfig` that
+sets the pipeline's own knobs. :meth:`AdaptPipeline.from_config` builds every component the
+caller did not pass from the registries (:mod:`ttblur.registry`); building happens on first
+use, after the inputs are checked, so a bad input fails before any weights are loaded.
+Calling the pipeline runs the stages and returns an :class:`~ttblur.outputs.AdaptOutput` with
+everything they produced::
+
+    video (T, 3, H, W)
+      -> detector.select(video)                  Selection: patches, magnitude (T, 1, H, W) px
+      -> condition_generator(video, selection)   maps (N, 3, p, p) [+ fitted exposure]
+      -> synthesizer(sharp, maps)                re-blurred patches / motion-consistent clips
+      -> noise top-up, pseudo pairs              PseudoPairs (N, L, 3, p, p) -> (N, 3, p, p)
+      -> finetune(model, pairs, loss_fn)         adapted copy of the model
+      -> AdaptOutput(model, report, selection, conditions, pairs, finetune, ...)
+
+Example:
+    >>> from ttblur.pipeline import AdaptPipeline
+    >>> pipe = AdaptPipeline.from_config({"seed": 3})             # doctest: +SKIP
+    >>> out = pipe(model, "clip.mp4")                            # doctest: +SKIP
+    >>> out.report.best_epoch, out.conditions.shape              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ttblur._state import ModuleSnapshot
+from ttblur.config import AdaptConfig
+from ttblur.finetune import (
+    FinetuneResult,
+    LossFn,
+    PseudoPairs,
+    build_pseudo_pairs,
+    clip_radius,
+    copy_model,
+    finetune,
+    select_trainable,
+)
+from ttblur.inference import resolve_device, to_video
+from ttblur.outputs import AdaptOutput, AdaptReport, condition_stats
+from ttblur.registry import CONDITION_GENERATORS, DETECTORS, FLOWS, SYNTHESIZERS, accepted_kwargs
+from ttblur.specs import ModelSpec, declared_spec, infer_spec, model_device
+from ttblur.stages.clips import synthesize_motion_clips
+from ttblur.stages.exposure import video_motion
+from ttblur.stages.flow import MIN_FLOW_SIZE
+from ttblur.stages.reblur import match_noise, video_noise_std
+from ttblur.types import (
+    BlurConditions,
+    BlurSynthesizer,
+    ConditionGenerator,
+    ExposureEstimate,
+    FlowEstimator,
+    Selection,
+    SharpnessDetector,
+)
+from ttblur.video import VideoSource
+
+__all__ = [
+    "NOISE_SEED_OFFSET",
+    "AdaptPipeline",
+    "StageCallback",
+    "check_loss",
+    "default_loss",
+    "resolve_config",
+    "synthesize_batched",
+]
+
+#: The noise top-up draws from its own generator (``seed + NOISE_SEED_OFFSET``) so that it
+#: never shifts other random streams.
+NOISE_SEED_OFFSET = 7919
+
+#: ``callback(stage, produced)`` after each stage: ``"rsdm"`` (``selection``), ``"dbcgm"``
+#: (``conditions``, ``exposure``), ``"synthesis"`` (``synthesized``, ``noise_std``),
+#: ``"pairs"`` (``pairs``), ``"finetune"`` (``finetune``).
+StageCallback = Callable[[str, Mapping[str, Any]], None]
+
+
+def resolve_config(config: AdaptConfig | dict[str, Any] | str | Path | None) -> AdaptConfig:
+    """An :class:`AdaptConfig` from a config, a dict, a JSON file path or ``None`` (defaults);
+    a given config is copied, so the run never changes the caller's."""
+    if config is None:
+        return AdaptConfig()
+    if isinstance(config, AdaptConfig):
+        return config.model_copy(deep=True)
+    if isinstance(config, dict):
+        return AdaptConfig.model_validate(config)
+    if isinstance(config, (str, Path)):
+        return AdaptConfig.load(config)
+    raise TypeError(f"config must be an AdaptConfig, a dict or a JSON path, got {type(config)}")
+
+
+def default_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """L1, the fine-tuning loss when none is given."""
+    return torch.nn.functional.l1_loss(pred, target)
+
+
+def check_loss(loss_fn: LossFn, device: torch.device) -> None:
+    """Call ``loss_fn`` once on random ``(2, 3, 8, 8)`` tensors and check its result.
+
+    Raises:
+        ValueError: it fails, returns no finite scalar tensor, or ignores ``pred``.
+    """
+    # A local generator: checking the loss must not consume the caller's global RNG.
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.rand(2, 3, 8, 8, generator=gen).to(device).requires_grad_(True)
+    target = torch.rand(2, 3, 8, 8, generator=gen).to(device)
+    try:
+        value = loss_fn(pred, target)
+    except Exception as err:
+        raise ValueError(
+            f"loss_fn(pred, target) failed on (2, 3, 8, 8) tensors: {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
+    if not value.requires_grad:
+        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
+    if not torch.isfinite(value.detach()).all():
+        raise ValueError(
+            f"loss_fn(pred, target) returned {float(value.detach())} on (2, 3, 8, 8) tensors in "
+            "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
+        )
+
+
+def _largest_patch(height: int, width: int) -> int:
+    """A patch side that fits frames of ``height x width``: the shorter side rounded down to
+    a multiple of 16 (the side itself below 16 px)."""
+    side = min(height, width)
+    return side - side % 16 if side >= 16 else side
+
+
+def _check_video(
+    video: Tensor, config: AdaptConfig, spec: ModelSpec, *, needs_flow: bool, patch_size: bool
+) -> None:
+    """Refuse a video the run cannot use, before any work; ``patch_size``: check the frames
+    against ``config.rsdm.patch_size`` (a built-in detector will cut such patches)."""
+    num_frames, _, height, width = video.shape
+    needed = max(2 * config.rsdm.border_frames + 1, 2 * clip_radius(spec) + 1, 5)
+    if num_frames < needed:
+        raise ValueError(
+            f"video has {num_frames} frames; adapt needs at least {needed} (a patch at frame t "
+            f"uses frames t-2..t+2 and the first and last {config.rsdm.border_frames} frames "
+            "are never chosen)"
+        )
+    if needs_flow and min(height, width) < MIN_FLOW_SIZE:
+        raise ValueError(
+            f"frames are {height}x{width}; adapt estimates optical flow on them, which needs "
+            f"frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} px: use larger frames"
+        )
+    patch = config.rsdm.patch_size
+    if patch_size and (height < patch or width < patch):
+        raise ValueError(
+            f"frames are {height}x{width}, smaller than the {patch}x{patch} pseudo-sharp patch; "
+            "lower config.rsdm.patch_size (e.g. AdaptConfig(rsdm={'patch_size': "
+            f"{_largest_patch(height, width)}}})) or use larger frames"
+        )
+
+
+def synthesize_batched(
+    synthesizer: BlurSynthesizer, sharp: Tensor, condition: Tensor, batch: int, device: torch.device
+) -> Tensor:
+    """Run ``synthesizer`` ``batch`` patches at a time on ``device``, without gradients.
+
+    Returns:
+        the blurred patches, float32 on the CPU, clamped to ``[0, 1]``.
+
+    Shape:
+        - sharp, condition: ``(N, 3, h, w)``; output: ``(N, 3, h, w)``.
+    """
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, sharp.shape[0], batch):
+            chunk = slice(start, start + batch)
+            out = synthesizer(sharp[chunk].to(device), condition[chunk].to(device))
+            outputs.append(out.detach().float().cpu().clamp(0.0, 1.0))
+    return torch.cat(outputs)
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+class AdaptPipeline:
+    """Test-time adaptation of a deblurring network to one blurry video.
+
+    Args:
+        detector: a :class:`~ttblur.types.SharpnessDetector`; ``None``: built from
+            ``config.rsdm`` (:data:`ttblur.registry.DETECTORS`) on first use.
+        condition_generator: a :class:`~ttblur.types.ConditionGenerator`; ``None``: built
+            from ``config.dbcgm`` with this pipeline's ``flow``.
+        synthesizer: a :class:`~ttblur.types.BlurSynthesizer`; ``None``: built from
+            ``config.synthesis``.
+        flow: a :class:`~ttblur.types.FlowEstimator`, shared by the built condition generator
+            and the motion measure of motion-consistent clips; ``None``: built from
+            ``config.dbcgm.flow`` when one of them needs it.
+        config: the pipeline's own knobs (patch size, clip mode, noise top-up, fine-tuning)
+            and the sections the missing components are built from; ``None``: defaults.
+        device: where the detector, the synthesizer and fine-tuning run (``None``: CUDA when
+            available, else the CPU).
+
+    Components are registered by name in :attr:`components` (in the manner of diffusers'
+    pipelines); a component passed as an object is used as is.
+    """
+
+    #: The component names, in the order the stages run.
+    component_names = ("detector", "condition_generator", "synthesizer", "flow")
+
+    def __init__(
+        self,
+        detector: SharpnessDetector | None = None,
+        condition_generator: ConditionGenerator | None = None,
+        synthesizer: BlurSynthesizer | None = None,
+        flow: FlowEstimator | None = None,
+        *,
+        config: AdaptConfig | dict[str, Any] | str | Path | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.config = resolve_config(config)
+        self.device = resolve_device(device)
+        self._components: dict[str, Any] = {
+            "detector": detector,
+            "condition_generator": condition_generator,
+            "synthesizer": synthesizer,
+            "flow": flow,
+        }
+        self._given = {name for name, value in self._components.items() if value is not None}
+
+    @classmethod
+    def from_config(
+        cls,
+        config: AdaptConfig | dict[str, Any] | str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        **components: Any,
+    ) -> AdaptPipeline:
+        """A pipeline whose components are the registered stages ``config`` names.
+
+        ``components`` (``detector=``, ``condition_generator=``, ``synthesizer=``, ``flow=``)
+        replace the corresponding built stage. Building happens on first access of a
+        component (or first call), so no weights are loaded here.
+        """
+        unknown = sorted(set(components) - set(cls.component_names))
+        if unknown:
+            raise TypeError(f"unknown component(s) {unknown}; known: {cls.component_names}")
+        return cls(**components, config=config, device=device)
+
+    # ------------------------------------------------------------------ components
+    @property
+    def components(self) -> dict[str, Any]:
+        """The components built or given so far, by name (unbuilt ones are absent)."""
+        return {k: v for k, v in self._components.items() if v is not None}
+
+    def _component(self, name: str) -> Any:
+        if self._components[name] is None:
+            self._components[name] = self._build(name)
+        return self._components[name]
+
+    def _build(self, name: str) -> Any:
+        cfg = self.config
+        if name == "detector":
+            return DETECTORS.build(
+                cfg.rsdm.name, cfg.rsdm, cfg.rsdm.params, device=self.device, seed=cfg.seed
+            )
+        if name == "flow":
+            return FLOWS.build(cfg.dbcgm.flow, cfg.dbcgm)
+        if name == "condition_generator":
+            context: dict[str, Any] = {"mag_norm": cfg.mag_norm, "seed": cfg.seed}
+            if self._generator_takes_flow():
+                context["flow"] = self.flow
+            return CONDITION_GENERATORS.build(
+                cfg.dbcgm.name, cfg.dbcgm, cfg.dbcgm.params, **context
+            )
+        if name == "synthesizer":
+            return SYNTHESIZERS.build(
+                cfg.synthesis.name,
+                cfg.synthesis,
+                cfg.synthesis.params,
+                mag_norm=cfg.mag_norm,
+                device=self.device,
+                seed=cfg.seed,
+            )
+        raise KeyError(name)
+
+    @property
+    def detector(self) -> SharpnessDetector:
+        """The sharpness detector (built from ``config.rsdm`` on first access)."""
+        detector: SharpnessDetector = self._component("detector")
+        return detector
+
+    @property
+    def condition_generator(self) -> ConditionGenerator:
+        """The condition generator (built from ``config.dbcgm`` on first access)."""
+        generator: ConditionGenerator = self._component("condition_generator")
+        return generator
+
+    @property
+    def synthesizer(self) -> BlurSynthesizer:
+        """The blur synthesizer (built from ``config.synthesis`` on first access)."""
+        synthesizer: BlurSynthesizer = self._component("synthesizer")
+        return synthesizer
+
+    @property
+    def flow(self) -> FlowEstimator:
+        """The optical flow estimator (built from ``config.dbcgm.flow`` on first access)."""
+        flow: FlowEstimator = self._component("flow")
+        return flow
+
+    def _builds_builtin(self, name: str) -> bool:
+        """Whether the component ``name`` is (to be) built from the config as a built-in."""
+        if name in self._given:
+            return False
+        registry, section = {
+            "detector": (DETECTORS, self.config.rsdm.name),
+            "condition_generator": (CONDITION_GENERATORS, self.config.dbcgm.name),
+            "synthesizer": (SYNTHESIZERS, self.config.synthesis.name),
+            "flow": (FLOWS, self.config.dbcgm.flow),
+        }[name]
+        return registry.is_builtin(section)
+
+    def _generator_takes_flow(self) -> bool:
+        """Whether the condition generator built from the config is handed the flow."""
+        if "condition_generator" in self._given:
+            return False
+        factory = CONDITION_GENERATORS.get_entry(self.config.dbcgm.name)
+        builder = getattr(factory, "from_config", None)
+        if CONDITION_GENERATORS.is_builtin(self.config.dbcgm.name) and builder is not None:
+            factory = builder
+        return "flow" in accepted_kwargs(factory, {"flow": None})
+
+    def _uses_flow(self, spec: ModelSpec) -> bool:
+        """Whether a run with ``spec`` estimates optical flow on the video's frames."""
+        clips = self.config.synthesis.clip == "synthesized"
+        return self._generator_takes_flow() or (
+            clips and clip_radius(spec, self.config.dbcgm.neighbours) > 0
+        )
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v!r}" for k, v in self.components.items())
+        return f"AdaptPipeline({parts}, device={str(self.device)!r})"
+
+    # ------------------------------------------------------------------ running
+    def __call__(
+        self,
+        model: nn.Module,
+        video: VideoSource,
+        loss_fn: LossFn | None = None,
+        *,
+        spec: ModelSpec | str | None = None,
+        in_place: bool = False,
+        progress: bool = True,
+        callback: StageCallback | None = None,
+    ) -> AdaptOutput:
+        """Adapt ``model`` to ``video``; see :func:`ttblur.adapt` for the arguments, the
+        guarantees (the caller's RNG state, ``in_place`` rollback, checks before work) and
+        the exceptions.
+
+        Args:
+            callback: ``callback(stage, produced)`` after each stage (:data:`StageCallback`).
+
+        Returns:
+            :class:`~ttblur.outputs.AdaptOutput`: the model, the report and what every stage
+            produced.
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        frames = to_video(video)
+        loss = loss_fn if loss_fn is not None else default_loss
+        cuda = [_cuda_index(self.device)] if self.device.type == "cuda" else []
+        # Nothing inside may move the caller's global random streams: they are forked here and
+        # seeded from the config, so user stages that draw from them are reproducible too.
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(self.config.seed)
+            if cuda:
+                with torch.cuda.device(cuda[0]):
+                    torch.cuda.manual_seed(self.config.seed)
+            return self._guarded(model, frames, loss, spec, in_place, progress, callback)
+
+    def _guarded(
+        self,
+        model: nn.Module,
+        frames: Tensor,
+        loss: LossFn,
+        spec: ModelSpec | str | None,
+        in_place: bool,
+        progress: bool,
+        callback: StageCallback | None,
+    ) -> AdaptOutput:
+        """The checks, then the run, with the rollback of ``in_place`` runs."""
+        seconds: dict[str, float] = {}
+        with _timed(seconds, "setup"):
+            # Every check that needs no forward pass runs first, on the caller's model untouched.
+            declared = declared_spec(model, spec)
+            _check_video(
+                frames,
+                self.config,
+                declared,
+                needs_flow=self._uses_flow(declared),
+                patch_size=self._builds_builtin("detector"),
+            )
+            check_loss(loss, self.device)
+            select_trainable(model, self.config.finetune.trainable)
+            # in_place: the caller's exact state, restored on any failure, interrupt or divergence.
+            snapshot = ModuleSnapshot.capture(model) if in_place else None
+        run = _Run(self, model, frames, loss, snapshot, progress, callback, seconds)
+        try:
+            return run(declared)
+        except BaseException:
+            if snapshot is not None:
+                snapshot.restore()
+            raise
+
+
+class _Run:
+    """One call of :class:`AdaptPipeline`: the stages, in order, and the output."""
+
+    def __init__(
+        self,
+        pipe: AdaptPipeline,
+        model: nn.Module,
+        frames: Tensor,
+        loss: LossFn,
+        snapshot: ModuleSnapshot | None,
+        progress: bool,
+        callback: StageCallback | None,
+        seconds: dict[str, float],
+    ) -> None:
+        self.pipe = pipe
+        self.cfg = pipe.config
+        self.device = pipe.device
+        self.model = model
+        self.home = model_device(model)
+        self.frames = frames
+        self.loss = loss
+        self.snapshot = snapshot
+        self.progress = progress
+        self.callback = callback
+        self.seconds = seconds
+        self.work = model
+
+    def _emit(self, stage: str, **produced: Any) -> None:
+        if self.callback is not None:
+            self.callback(stage, produced)
+
+    def _unadapted(self) -> nn.Module:
+        """The model as it came in: the caller's own, restored, or the fresh copy."""
+        if self.snapshot is not None:
+            self.snapshot.restore()
+            return self.model
+        return self.work.to(self.home)
+
+    def __call__(self, declared: ModelSpec) -> AdaptOutput:
+        pipe, cfg, frames = self.pipe, self.cfg, self.frames
+        with _timed(self.seconds, "setup"):
+            self.work = self.model if self.snapshot is not None else copy_model(self.model)
+            self.work.to(self.device)
+            # The spec probe runs where deblur runs it (the run device), on the model that is
+            # adapted; it restores the buffers a forward pass may update.
+            spec = infer_spec(self.work, declared, device=self.device)
+            detector, generator = pipe.detector, pipe.condition_generator
+            synthesizer = pipe.synthesizer
+
+        with _timed(self.seconds, "rsdm"):
+            selection: Selection = detector.select(frames)
+        self._emit("rsdm", selection=selection)
+        base: dict[str, Any] = dict(
+            num_frames=int(frames.shape[0]),
+            frame_size=(int(frames.shape[2]), int(frames.shape[3])),
+            device=str(self.device),
+            spec=spec.name,
+            patches=list(selection.patches),
+            candidates=int(selection.candidates),
+            threshold_px=selection.threshold,
+            config=cfg,
+        )
+        if not selection.patches:
+            message = "the detector selected no pseudo-sharp patch: the model was not adapted"
+            warnings.warn(message, RuntimeWarning, stacklevel=5)
+            report = AdaptReport(
+                **base, condition=None, reverted=True, seconds=self.seconds, messages=[message]
+            )
+            return AdaptOutput(self._unadapted(), report, spec, self.device, selection=selection)
+
+        with _timed(self.seconds, "dbcgm"):
+            produced = generator(frames, selection)
+        if isinstance(produced, BlurConditions):
+            condition, exposure = produced.maps.float().cpu(), produced.exposure
+        else:
+            condition, exposure = produced.float().cpu(), None
+        patches = list(selection.patches)
+        sharp = torch.stack([p.crop(frames[p.frame]) for p in patches])
+        if condition.shape != sharp.shape:
+            raise ValueError(
+                f"condition generator returned {tuple(condition.shape)}, expected "
+                f"{tuple(sharp.shape)}"
+            )
+        self._emit("dbcgm", conditions=condition, exposure=exposure)
+
+        radius = clip_radius(spec, cfg.dbcgm.neighbours)
+        with _timed(self.seconds, "synthesis"):
+            synthesized, clips, exposure = self._synthesize(
+                synthesizer, patches, sharp, condition, exposure, radius
+            )
+            noise_level = None
+            if cfg.synthesis.match_noise:
+                # Blurring averages the patch's own noise away; real blurry frames keep theirs.
+                noise_level = video_noise_std(frames)
+                gen = torch.Generator().manual_seed(cfg.seed + NOISE_SEED_OFFSET)
+                synthesized = match_noise(synthesized, noise_level, generator=gen)
+        self._emit("synthesis", synthesized=synthesized, noise_std=noise_level)
+
+        with _timed(self.seconds, "pairs"):
+            if clips is not None:
+                pairs = PseudoPairs(synthesized.view_as(clips), sharp, radius, patches)
+            else:
+                pairs = build_pseudo_pairs(
+                    frames, patches, synthesized, spec, neighbours=cfg.dbcgm.neighbours
+                )
+        self._emit("pairs", pairs=pairs)
+
+        with _timed(self.seconds, "finetune"):
+            outcome = finetune(
+                self.work,
+                pairs,
+                self.loss,
+                cfg.finetune,
+                spec=spec,
+                device=self.device,
+                seed=cfg.seed,
+                progress=self.progress,
+            )
+        self._emit("finetune", finetune=outcome)
+        messages = _outcome_messages(outcome, cfg)
+        if outcome.diverged:
+            warnings.warn(messages[0], RuntimeWarning, stacklevel=5)
+            adapted = self._unadapted()
+        else:
+            adapted = self.work.to(self.home)
+        report = AdaptReport(
+            **base,
+            condition=condition_stats(condition, cfg.mag_norm),
+            noise_std=noise_level,
+            exposure_ratio=exposure.ratio if exposure is not None else None,
+            motion_px=exposure.motion_px if exposure is not None else None,
+            train_loss=outcome.train_loss,
+            val_loss=outcome.val_loss,
+            baseline_val_loss=outcome.baseline_val_loss,
+            best_epoch=outcome.best_epoch,
+            reverted=outcome.reverted,
+            diverged=outcome.diverged,
+            num_train_pairs=outcome.num_train,
+            num_val_pairs=outcome.num_val,
+            seconds=self.seconds,
+            messages=messages,
+        )
+        return AdaptOutput(
+            adapted,
+            report,
+            spec,
+            self.device,
+            selection=selection,
+            conditions=condition,
+            exposure=exposure,
+            pairs=pairs,
+            finetune=outcome,
+            noise_std=noise_level,
+        )
+
+    def _synthesize(
+        self,
+        synthesizer: BlurSynthesizer,
+        patches: list[Any],
+        sharp: Tensor,
+        condition: Tensor,
+        exposure: ExposureEstimate | None,
+        radius: int,
+    ) -> tuple[Tensor, Tensor | None, ExposureEstimate | None]:
+        """The re-blurred patches ``(N * L, 3, p, p)``, the clips ``(N, L, 3, p, p)`` they
+        are a view of (motion-consistent clips only, else None) and the exposure, with the
+        video's motion measured when clips need it and the generator fitted none."""
+        cfg, device = self.cfg, self.device
+
+        def blur(boxes: Tensor, cond: Tensor) -> Tensor:
+            return synthesize_batched(synthesizer, boxes, cond, cfg.synthesis.batch_size, device)
+
+        if cfg.synthesis.clip != "synthesized":
+            return blur(sharp, condition), None, exposure
+        if radius and exposure is None:
+            exposure = ExposureEstimate(None, video_motion(self.frames, self.pipe.flow))
+        clips = synthesize_motion_clips(
+            self.frames,
+            patches,
+            condition,
+            blur,
+            step_px=exposure.motion_px if exposure is not None else 0.0,
+            radius=radius,
+            mag_norm=cfg.mag_norm,
+            batch_size=cfg.synthesis.batch_size,
+        )
+        return clips.flatten(0, 1), clips, exposure
+
+
+def _outcome_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
+    """What the report says about the fine-tuning outcome (the most important first)."""
+    if outcome.diverged:
+        return [outcome.message or "fine-tuning diverged: the unadapted weights were restored"]
+    messages = []
+    if outcome.reverted:
+        messages.append(
+            "no fine-tuning epoch beat the unadapted model on the held-out pseudo pairs: "
+            "the unadapted weights were kept"
+        )
+    if outcome.num_val == 0:
+        if cfg.finetune.val_fraction == 0:
+            messages.append(
+                "validation is disabled by configuration (finetune.val_fraction = 0): no pseudo "
+                "pairs were held out and the last epoch was kept"
+            )
+        else:
+            messages.append(
+                f"too few pseudo pairs ({outcome.num_train}) for a validation split: the last "
+                "epoch was kept"
+            )
+    return messages

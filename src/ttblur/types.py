@@ -1,0 +1,259 @@
+"""Stage protocols, the data types passed between stages and the one video check.
+
+``ttblur.protocols`` is the old name of this module and still re-exports everything here.
+
+Every stage of the pipeline is a :class:`typing.Protocol`, so a user can swap any stage for
+their own object without subclassing anything. The shapes and units below are the data
+contract that all implementations, built-in or not, must follow:
+
+========================  ==========================  ==========================================
+thing                     shape                       units / range
+========================  ==========================  ==========================================
+video                     ``(T, 3, H, W)`` float32    RGB in ``[0, 1]``
+blur magnitude map        ``(T, 1, H, W)``            blur trajectory length in **pixels**
+flow                      ``(N, 2, H, W)`` float32    pixels, channel 0 = x (u), 1 = y (v)
+blur condition map        ``(N, 3, h, w)`` float32    x, y: unit direction in ``[-1, 1]``;
+                                                      z = ``min(M / mag_norm, 1)`` in ``[0, 1]``
+patch location            :class:`PatchLocation`      pixels
+========================  ==========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "VIDEO_RANGE_TOLERANCE",
+    "BlurConditions",
+    "BlurSynthesizer",
+    "ConditionGenerator",
+    "ExposureEstimate",
+    "FlowEstimator",
+    "PatchLocation",
+    "Selection",
+    "SharpnessDetector",
+    "finite_range",
+    "validate_video",
+]
+
+#: How far outside ``[0, 1]`` a float frame may stray (rounding of a decoder or a resize)
+#: before it is refused. The one tolerance of every frame check (:func:`validate_video`).
+VIDEO_RANGE_TOLERANCE = 1e-3
+
+
+def finite_range(x: Tensor, name: str) -> tuple[float, float]:
+    """Minimum and maximum of a non-empty tensor; ValueError if it holds NaN or inf.
+
+    ``aminmax`` propagates NaN and shows inf, and is much cheaper than ``isfinite(x).all()``.
+    """
+    low_t, high_t = torch.aminmax(x.detach())
+    low, high = float(low_t), float(high_t)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return low, high
+
+
+def validate_video(video: Tensor, name: str = "video", *, channels: int | None = 3) -> None:
+    """Check frames handed to a stage: ``(T, C, H, W)`` float, non-empty, finite, in ``[0, 1]``.
+
+    Args:
+        video: the frames (a video ``(T, 3, H, W)`` or a batch ``(N, 3, H, W)``).
+        name: how error messages call it.
+        channels: the channel count required (``None``: any).
+
+    Shape:
+        - video: ``(T, C, H, W)`` with ``C = channels``.
+
+    Raises:
+        ValueError: naming the first violated requirement; values may lie up to
+            :data:`VIDEO_RANGE_TOLERANCE` outside ``[0, 1]``.
+    """
+    if not isinstance(video, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(video).__name__}")
+    if video.ndim != 4 or (channels is not None and video.shape[1] != channels):
+        layout = f"(T, {channels}, H, W)" if channels is not None else "(T, C, H, W)"
+        raise ValueError(f"{name} must be {layout}, got shape {tuple(video.shape)}")
+    if not video.is_floating_point():
+        raise ValueError(f"{name} must be a floating point tensor, got {video.dtype}")
+    if video.shape[0] == 0 or video.shape[2] == 0 or video.shape[3] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(video.shape)}")
+    low, high = finite_range(video, name)
+    if low < -VIDEO_RANGE_TOLERANCE or high > 1 + VIDEO_RANGE_TOLERANCE:
+        raise ValueError(f"{name} must be RGB in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+
+
+@dataclass(frozen=True)
+class PatchLocation:
+    """A square patch of one frame of a video.
+
+    Attributes:
+        frame: index of the frame in the video, ``0 <= frame < T``.
+        top: row of the patch's top-left pixel.
+        left: column of the patch's top-left pixel.
+        size: side length of the square patch in pixels.
+    """
+
+    frame: int
+    top: int
+    left: int
+    size: int
+
+    def __post_init__(self) -> None:
+        if self.frame < 0 or self.top < 0 or self.left < 0:
+            raise ValueError(f"PatchLocation indices must be >= 0, got {self}")
+        if self.size <= 0:
+            raise ValueError(f"PatchLocation size must be > 0, got {self.size}")
+
+    @property
+    def bottom(self) -> int:
+        """Row one past the patch's last row."""
+        return self.top + self.size
+
+    @property
+    def right(self) -> int:
+        """Column one past the patch's last column."""
+        return self.left + self.size
+
+    def crop(self, frames: Tensor) -> Tensor:
+        """Crop this patch's box out of ``(..., H, W)`` frames (any leading dimensions).
+
+        Raises:
+            ValueError: if the box does not lie inside the frames.
+        """
+        height, width = frames.shape[-2:]
+        if self.bottom > height or self.right > width:
+            raise ValueError(f"patch {self} does not fit in frames of size {height}x{width}")
+        return frames[..., self.top : self.bottom, self.left : self.right]
+
+
+@dataclass(frozen=True)
+class ExposureEstimate:
+    """Exposure ratio and motion per frame of one video.
+
+    Attributes:
+        ratio: exposure / frame interval, or ``None`` when no neighbour of a pseudo-sharp
+            patch moved enough to fit it.
+        motion_px: the video's motion per frame in px.
+    """
+
+    ratio: float | None
+    motion_px: float
+
+    @property
+    def blur_px(self) -> float | None:
+        """``ratio * motion_px``: the blur a frame of this video carries, px."""
+        return None if self.ratio is None else self.ratio * self.motion_px
+
+
+@dataclass(frozen=True)
+class BlurConditions:
+    """What a :class:`ConditionGenerator` may return instead of a bare tensor.
+
+    Attributes:
+        maps: the condition maps, one per patch of the selection.
+        exposure: the exposure fitted on the video, if the generator fitted one; the pipeline
+            then reuses its ``motion_px`` instead of measuring the video's motion again.
+
+    Shape:
+        - maps: ``(N, 3, p, p)`` float32, x, y unit direction, z = ``min(M / mag_norm, 1)``.
+    """
+
+    maps: Tensor
+    exposure: ExposureEstimate | None = None
+
+
+@dataclass
+class Selection:
+    """The pseudo-sharp patches chosen by a :class:`SharpnessDetector`.
+
+    Attributes:
+        patches: the chosen patch locations, in a deterministic order.
+        magnitude: per-frame blur magnitude maps ``(T, 1, H, W)`` in pixels, as predicted by the
+            detector. Condition generators reuse them instead of recomputing.
+        threshold: the magnitude threshold (pixels) the detector used, if it used one.
+        candidates: number of candidate patches the detector considered.
+    """
+
+    patches: list[PatchLocation]
+    magnitude: Tensor
+    threshold: float | None = None
+    candidates: int = 0
+    info: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+
+@runtime_checkable
+class SharpnessDetector(Protocol):
+    """Chooses relatively sharp patches of a blurry video to serve as pseudo-sharp images."""
+
+    def select(self, video: Tensor) -> Selection:
+        """Choose pseudo-sharp patches.
+
+        Args:
+            video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+
+        Returns:
+            A :class:`Selection` whose ``magnitude`` is ``(T, 1, H, W)`` in pixels.
+        """
+        ...
+
+
+@runtime_checkable
+class FlowEstimator(Protocol):
+    """Dense optical flow between batches of frames."""
+
+    def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
+        """Flow from ``src`` to ``dst``.
+
+        Args:
+            src: ``(N, 3, H, W)`` float RGB in ``[0, 1]``.
+            dst: ``(N, 3, H, W)`` float RGB in ``[0, 1]``.
+
+        Returns:
+            ``(N, 2, H, W)`` float32 flow in pixels: a point at ``(x, y)`` in ``src`` is at
+            ``(x + u, y + v)`` in ``dst``, channel 0 = ``u``, channel 1 = ``v``.
+        """
+        ...
+
+
+@runtime_checkable
+class ConditionGenerator(Protocol):
+    """Builds a blur condition map for each selected pseudo-sharp patch."""
+
+    def __call__(self, video: Tensor, selection: Selection) -> Tensor | BlurConditions:
+        """Blur conditions for ``selection.patches``.
+
+        Args:
+            video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+            selection: the detector's output (patches and magnitude maps in pixels).
+
+        Returns:
+            ``(N, 3, p, p)`` condition maps, ``N = len(selection.patches)``, ``p`` the patch
+            size: channels x, y are the unit blur direction, z = ``min(M / mag_norm, 1)``;
+            or :class:`BlurConditions` holding them and the exposure fitted on the way.
+        """
+        ...
+
+
+@runtime_checkable
+class BlurSynthesizer(Protocol):
+    """Blurs sharp images according to pixel-wise blur condition maps."""
+
+    def __call__(self, sharp: Tensor, condition: Tensor) -> Tensor:
+        """Synthesize blurry images.
+
+        Args:
+            sharp: ``(N, 3, h, w)`` float RGB in ``[0, 1]``.
+            condition: ``(N, 3, h, w)`` condition maps (see the module docstring).
+
+        Returns:
+            ``(N, 3, h, w)`` float RGB in ``[0, 1]``.
+        """
+        ...

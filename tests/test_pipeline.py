@@ -1,0 +1,112 @@
+"""AdaptPipeline: components from the registries, a typed output, user stages by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from ttblur.config import AdaptConfig
+from ttblur.outputs import AdaptOutput
+from ttblur.pipeline import AdaptPipeline
+from ttblur.registry import DETECTORS
+from ttblur.testing import standin_model
+from ttblur.types import PatchLocation, Selection
+
+FAST = {"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1, "batch_size": 4}}
+
+
+def _video(seed: int = 3) -> Tensor:
+    return torch.rand(7, 3, 40, 40, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def center_crop() -> Iterator[None]:
+    # A user's own detector, registered in three lines (decorator, class, method).
+    @DETECTORS.register("center_crop")
+    class CenterCrop:
+        def __init__(self, size: int = 16) -> None:
+            self.size = size
+
+        def select(self, video: Tensor) -> Selection:
+            top = (video.shape[2] - self.size) // 2
+            left = (video.shape[3] - self.size) // 2
+            patches = [PatchLocation(t, top, left, self.size) for t in (2, 3, 4)]
+            magnitude = torch.zeros(video.shape[0], 1, *video.shape[2:])
+            return Selection(patches, magnitude, candidates=3)
+
+    yield
+    DETECTORS.unregister("center_crop")
+
+
+def test_a_user_stage_named_in_a_json_config_runs(center_crop: None, tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        '{"rsdm": {"name": "center_crop", "size": 32}, "finetune": {"epochs": 1}}',
+        encoding="utf-8",
+    )
+    import ttblur
+
+    result = ttblur.adapt(standin_model("reference"), _video(), config=path, progress=False)
+    assert [(p.frame, p.top, p.left, p.size) for p in result.report.patches] == [
+        (2, 4, 4, 32),
+        (3, 4, 4, 32),
+        (4, 4, 4, 32),
+    ]
+    assert result.report.config.rsdm.params == {"size": 32}
+
+
+def test_from_config_builds_the_registered_stages_lazily() -> None:
+    from ttblur.stages.dbcgm import DomainBlurConditionGenerator
+    from ttblur.stages.flow import OpenCVFlow
+    from ttblur.stages.reblur import PhysicalReblur
+
+    pipe = AdaptPipeline.from_config({"dbcgm": {"flow_preset": "fast"}}, device="cpu")
+    assert pipe.components == {}  # nothing is built (no weights loaded) before it is needed
+    generator = pipe.condition_generator
+    assert isinstance(generator, DomainBlurConditionGenerator)
+    assert isinstance(pipe.flow, OpenCVFlow) and pipe.flow.preset == "fast"
+    assert generator.flow is pipe.flow  # one flow estimator, shared with the clip motion
+    assert isinstance(pipe.synthesizer, PhysicalReblur)
+    assert set(pipe.components) == {"condition_generator", "flow", "synthesizer"}
+    with pytest.raises(TypeError, match="unknown component"):
+        AdaptPipeline.from_config(None, generator=object())
+
+
+def test_output_holds_every_stage_product_and_callbacks_see_them() -> None:
+    seen: list[tuple[str, list[str]]] = []
+
+    def callback(stage: str, produced: Any) -> None:
+        seen.append((stage, sorted(produced)))
+
+    pipe = AdaptPipeline.from_config(FAST, device="cpu")
+    out = pipe(standin_model("reference"), _video(), progress=False, callback=callback)
+    assert isinstance(out, AdaptOutput)
+    assert [s for s, _ in seen] == ["rsdm", "dbcgm", "synthesis", "pairs", "finetune"]
+    assert seen[1][1] == ["conditions", "exposure"]
+    n = len(out.report.patches)
+    assert n > 0 and out.selection.patches == out.report.patches
+    assert out.selection.magnitude.shape == (7, 1, 40, 40)
+    assert out.conditions is not None and out.conditions.shape == (n, 3, 32, 32)
+    assert out.pairs is not None and out.pairs.targets.shape == (n, 3, 32, 32)
+    assert out.finetune is not None and out.finetune.train_loss == out.report.train_loss
+    assert out.noise_std == out.report.noise_std and out.guard_scores == {}
+    assert out.exposure is not None and out.exposure.motion_px == out.report.motion_px
+
+
+def test_a_given_generator_builds_no_flow() -> None:
+    class Uniform:
+        def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+            n, p = len(selection.patches), selection.patches[0].size
+            return torch.tensor([1.0, 0.0, 0.02]).view(1, 3, 1, 1).expand(n, 3, p, p)
+
+    config = AdaptConfig.model_validate({**FAST, "synthesis": {"clip": "original"}})
+    pipe = AdaptPipeline(condition_generator=Uniform(), config=config, device="cpu")
+    out = pipe(standin_model("image"), _video(), spec="image", progress=False)
+    assert "flow" not in pipe.components
+    assert out.exposure is None and out.report.motion_px is None
+    assert out.conditions is not None and float(out.conditions[:, 2].mean()) == pytest.approx(0.02)
