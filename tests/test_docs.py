@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -24,8 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 # documents checked for broken links (the hand-written ones of this area and the generated ones)
 LINK_CHECKED = ["architecture.md", "reproduction.md", "index.md", "api.md", "configuration.md"]
-# documents other work is adding; a link to one of them may dangle until it lands
-PENDING = {"results.md", "cost.md", "cli.md", "report.md"}
 
 
 def _load_generator() -> ModuleType:
@@ -96,19 +93,17 @@ def _anchors(path: Path) -> set[str]:
 def test_relative_links_resolve(name: str) -> None:
     source = DOCS / name
     text = re.sub(r"```.*?```", "", source.read_text(encoding="utf-8"), flags=re.S)
-    broken, pending = [], []
+    broken = []
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
         if re.match(r"[a-z]+://", target):
             continue
         file, _, anchor = target.partition("#")
         path = (source.parent / file).resolve() if file else source
         if not path.exists():
-            (pending if Path(file).name in PENDING else broken).append(target)
+            broken.append(target)
         elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
             broken.append(target)
     assert not broken, f"broken links in docs/{name}: {broken}"
-    if pending:
-        warnings.warn(f"docs/{name} links to documents not written yet: {pending}", stacklevel=1)
 
 
 def test_index_lists_every_document() -> None:

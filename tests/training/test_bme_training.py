@@ -206,6 +206,7 @@ def test_config_checks():
         TrainBMEConfig(gopro_frames=(5, 3))
 
 
+@pytest.mark.slow
 def test_train_writes_weights_and_resumes_exactly(tmp_path):
     config = _tiny_train_config()
     full = train_bme(config, tmp_path / "full", progress=False, pool=_pool(config))

@@ -69,6 +69,7 @@ def _held_out_loss(model, pool):
         return float((model(clips)[:, 0] - targets).abs().mean())
 
 
+@pytest.mark.slow
 def test_tiny_training_run_lowers_the_loss(tmp_path):
     config = _config()
     pool = _pool(config)

@@ -53,11 +53,13 @@ def frame_sequences(root: Path, min_frames: int = 1) -> list[list[Path]]:
     """Every folder under ``root`` (itself included) holding ``min_frames`` or more images.
 
     Folders come in the order of their paths as strings (``root`` first); the images of a
-    folder (:data:`IMAGE_SUFFIXES`) in :func:`natural_key` order.
+    folder (:data:`IMAGE_SUFFIXES`) in :func:`natural_key` order. Hidden files (names starting
+    with ``.``, such as the staging files of :mod:`ttblur.io.atomic`) are not frames.
     """
     sequences = []
     for folder, _, files in sorted(os.walk(root)):
-        images = sorted((f for f in files if f.lower().endswith(IMAGE_SUFFIXES)), key=natural_key)
+        frames = (f for f in files if f.lower().endswith(IMAGE_SUFFIXES) and f[0] != ".")
+        images = sorted(frames, key=natural_key)
         if len(images) >= min_frames:
             sequences.append([Path(folder) / f for f in images])
     return sequences
