@@ -1,24 +1,8 @@
 """Alias of :mod:`ttblur.io.atomic` (atomic file outputs), kept so that existing imports work.
 
-New code imports from :mod:`ttblur.io.atomic` (or :mod:`ttblur.io`).
+New code imports from :mod:`ttblur.io.atomic`; every name of it is served here.
 """
 
-from ttblur.io.atomic import (
-    TEMP_MARKER,
-    StagedOutputs,
-    atomic_path,
-    atomic_write_bytes,
-    atomic_write_text,
-    deferred_signals,
-    temp_name,
-)
+from ttblur.io.aliases import alias_module
 
-__all__ = [
-    "TEMP_MARKER",
-    "StagedOutputs",
-    "atomic_path",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "deferred_signals",
-    "temp_name",
-]
+__all__, __getattr__ = alias_module("ttblur.io.atomic")

@@ -19,37 +19,40 @@ Subcommands:
 Usage errors exit with status 2 (argparse's convention); bad inputs found while running exit
 with status 1 and a one-line message (``TTBLUR_DEBUG=1`` shows the traceback instead);
 an interrupt exits with 130, ``SIGTERM`` with 143. Every path is checked before any work
-(:func:`check_paths`) and every output is written atomically (:mod:`ttblur.atomic`), so a
+(:func:`check_paths`) and every output is written atomically (:mod:`ttblur.io.atomic`), so a
 failed or interrupted run never leaves a partial file under an output's name nor changes an
 earlier output.
+
+This module parses arguments and prints; the work is done by library functions:
+:func:`ttblur.io.models.load_model` (``--model`` / ``--weights``), :mod:`ttblur.io.weights`,
+:func:`ttblur.io.paths.check_planned_paths`, :func:`ttblur.io.datasets.find_sequences`,
+:func:`ttblur.evaluation.evaluate`, :func:`ttblur.adapt` and :mod:`ttblur.inference`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import json
 import os
-import re
-import signal
 import sys
-import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from torch import Tensor, nn
+from ttblur.io.atomic import Terminated, terminate_as_interrupt
+from ttblur.io.datasets import DatasetSequence, find_sequences, select_sequences
+from ttblur.io.models import DEFAULT_MODEL, load_model
+from ttblur.io.paths import PlannedOutput, check_planned_paths
 
+if TYPE_CHECKING:
     from ttblur.config import AdaptConfig
+    from ttblur.io.weights import load_weights, save_weights
 
 __all__ = [
+    "ADAPT_OUTPUTS",
     "DEFAULT_MODEL",
     "CLIError",
     "DatasetSequence",
@@ -63,8 +66,16 @@ __all__ = [
     "save_weights",
 ]
 
-#: ``--model`` when none is given: the shipped reference network.
-DEFAULT_MODEL = "ttblur.nets.reference:reference_model"
+#: Served from :mod:`ttblur.io.weights` on first use (it imports torch and huggingface_hub).
+_LAZY = {"load_weights", "save_weights"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from ttblur.io import weights
+
+        return getattr(weights, name)
+    raise AttributeError(f"module 'ttblur.cli' has no attribute {name!r}")
 
 
 class CLIError(Exception):
@@ -85,6 +96,7 @@ examples:
 Run 'ttblur COMMAND --help' for the options of a command. Documentation: docs/cli.md.
 """
 
+
 _MODEL_HELP = """\
 the network:
   --model module:factory  imports `factory` from `module` (an importable module such as
@@ -97,6 +109,7 @@ the network:
   --spec                  how the network is called (layout, value range, border frames);
                           default: model.spec if the model has one, else 'image'.
 """
+
 
 _ADAPT_EPILOG = (
     _MODEL_HELP
@@ -114,6 +127,7 @@ examples:
 """
 )
 
+
 _DEBLUR_EPILOG = (
     _MODEL_HELP
     + """
@@ -123,6 +137,7 @@ examples:
   ttblur deblur frames/ --model mynets.py:build --spec estrnn --out sharp-frames/
 """
 )
+
 
 _EVAL_EPILOG = (
     _MODEL_HELP
@@ -162,7 +177,9 @@ def _at_least(convert: Callable[[str], Any], low: float, *, strict: bool = False
 
 
 _positive_int = _at_least(int, 1)
+
 _non_negative_int = _at_least(int, 0)
+
 _positive_float = _at_least(float, 0.0, strict=True)
 
 
@@ -380,234 +397,7 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
     _add_run_options(demo)
 
 
-# ============================================================================ model loading
-
-
-@contextlib.contextmanager
-def _last_on_sys_path(folder: Path) -> Iterator[None]:
-    """``folder`` appended to ``sys.path`` for the duration (never first: a file there named
-    like an installed module, such as ``safetensors.py`` or ``torch.py``, cannot shadow it)."""
-    entry = str(folder)
-    added = entry not in sys.path
-    if added:
-        sys.path.append(entry)
-    try:
-        yield
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(entry)
-
-
-def _looks_like_file(text: str) -> bool:
-    return text.endswith(".py") or "/" in text or os.sep in text
-
-
-def _import_file(module_text: str) -> Any:
-    """Import a ``.py`` file given by path (its folder must already be on ``sys.path``)."""
-    path = Path(module_text).expanduser()
-    if not path.is_file():
-        raise CLIError(f"--model: no such Python file: {module_text}")
-    name = "_ttblur_user_" + re.sub(r"\W", "_", str(path.resolve()))
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise CLIError(f"--model: cannot import {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        sys.modules.pop(name, None)
-        raise CLIError(f"--model: importing {path} failed: {type(err).__name__}: {err}") from err
-    return module
-
-
-def _target_missing(err: ModuleNotFoundError, module_text: str) -> bool:
-    """Whether ``err`` says ``module_text`` itself (or a package above it) does not exist,
-    rather than that something it imports is missing."""
-    parts = module_text.split(".")
-    return err.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
-
-
-def _import_module(module_text: str) -> Any:
-    """Import a dotted module name with ``sys.path`` as it is (see :func:`load_model`)."""
-    try:
-        return importlib.import_module(module_text)
-    except ModuleNotFoundError as err:
-        if _target_missing(err, module_text):
-            raise CLIError(
-                f"--model: cannot import module {module_text!r} ({err}); run from the folder "
-                "that holds it, or pass path/to/file.py:factory"
-            ) from err
-        raise CLIError(
-            f"--model: importing {module_text!r} failed: ModuleNotFoundError: {err}"
-        ) from err
-    except Exception as err:
-        raise CLIError(
-            f"--model: importing {module_text!r} failed: {type(err).__name__}: {err}"
-        ) from err
-
-
-def _build(module_text: str, attribute: str, target: str) -> Any:
-    """Import the module of ``target`` and call its factory (``sys.path`` as set by the caller)."""
-    module = (
-        _import_file(module_text) if _looks_like_file(module_text) else _import_module(module_text)
-    )
-    factory: Any = module
-    for part in attribute.split("."):
-        if not hasattr(factory, part):
-            raise CLIError(f"--model: {module_text} has no attribute {attribute!r}")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise CLIError(f"--model: {target} is a {type(factory).__name__}, not callable")
-    try:
-        return factory()
-    except Exception as err:
-        raise CLIError(
-            f"--model: calling {attribute}() failed: {type(err).__name__}: {err}"
-        ) from err
-
-
-def load_model(
-    target: str = DEFAULT_MODEL, weights: str | None = None, *, revision: str | None = None
-) -> nn.Module:
-    """Build the network named by ``target`` and optionally load weights into it.
-
-    Import rules (no file in the current folder can shadow an installed module): a dotted
-    ``module`` is imported as it is, and only if it is not found anywhere is the current
-    folder searched, appended (last) to ``sys.path``; a ``path/to/file.py`` is imported from
-    that file, with its folder appended to ``sys.path`` (sibling imports of modules that are
-    not installed work). The default target changes nothing on ``sys.path``.
-
-    Args:
-        target: ``"module:factory"`` or ``"path/to/file.py:factory"``; ``factory`` may be
-            dotted (``"nets:Builder.create"``). It is called with no argument.
-        weights: see :func:`load_weights`; ``None`` keeps what the factory built.
-        revision: Hub branch, tag or commit of a repo-id ``weights`` (see :func:`load_weights`).
-
-    Returns:
-        the ``torch.nn.Module``.
-
-    Raises:
-        CLIError: bad ``target``, import failure, missing attribute, a factory that fails or
-            does not return an ``nn.Module``; ``revision`` without a repo-id ``weights``.
-        FileNotFoundError / ValueError: as :func:`load_weights`.
-    """
-    from torch import nn
-
-    module_text, sep, attribute = target.rpartition(":")
-    if not sep or not module_text or not attribute:
-        raise CLIError(
-            f"--model must be 'module:factory' or 'path/to/file.py:factory', got {target!r}"
-        )
-    if revision is not None and weights is None:
-        raise CLIError("--revision needs --weights OWNER/NAME (a Hugging Face Hub repo id)")
-    if _looks_like_file(module_text):
-        with _last_on_sys_path(Path(module_text).expanduser().resolve().parent):
-            model = _build(module_text, attribute, target)
-    else:
-        try:
-            model = _build(module_text, attribute, target)
-        except CLIError as err:
-            if not isinstance(err.__cause__, ModuleNotFoundError) or not _target_missing(
-                err.__cause__, module_text
-            ):
-                raise
-            with _last_on_sys_path(Path.cwd()):
-                model = _build(module_text, attribute, target)
-    if not isinstance(model, nn.Module):
-        raise CLIError(
-            f"--model: {attribute}() returned a {type(model).__name__}, not a torch.nn.Module"
-        )
-    if weights is not None:
-        load_weights(model, weights, revision=revision)
-    return model
-
-
-def _weights_file(weights: str, revision: str | None = None) -> Path:
-    from ttblur.hub import WEIGHTS_NAME, looks_like_local_path, resolve_pretrained
-
-    path = Path(weights).expanduser()
-    local = path.exists() or looks_like_local_path(
-        weights, (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-    )
-    if revision is not None and local:
-        raise CLIError(
-            f"--revision {revision} applies to a Hugging Face Hub repo id, not to the local "
-            f"path {weights}"
-        )
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for name in (WEIGHTS_NAME, "adapted.safetensors"):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(
-            f"--weights: {path} holds neither {WEIGHTS_NAME} nor adapted.safetensors"
-        )
-    if local:
-        raise FileNotFoundError(f"--weights: no such file or folder: {weights}")
-    folder = resolve_pretrained(weights, default=None, revision=revision, filenames=(WEIGHTS_NAME,))
-    return folder / WEIGHTS_NAME
-
-
-def load_weights(
-    model: nn.Module, weights: str | os.PathLike[str], *, revision: str | None = None
-) -> Path:
-    """Load a safetensors state dict into ``model`` with strict key and shape matching.
-
-    Args:
-        model: the network.
-        weights: a ``.safetensors`` file; a folder holding ``model.safetensors`` (or the
-            ``adapted.safetensors`` written by ``ttblur adapt``); or a Hugging Face Hub repo
-            id whose ``model.safetensors`` is fetched through the local Hub cache
-            (``HF_HUB_OFFLINE=1`` works with a populated cache). Pickle-based checkpoints
-            (``.pt``, ``.pth``, ...) are refused.
-        revision: Hub branch, tag or commit hash of a repo-id ``weights`` (default: ``main``);
-            refused for a local path.
-
-    Returns:
-        the file read.
-
-    Raises:
-        FileNotFoundError: no such file or folder, or a repo id (at ``revision``) that cannot
-            be resolved.
-        ValueError: not a safetensors file, or keys / shapes that do not match the model.
-        CLIError: ``revision`` with a local path.
-    """
-    from ttblur.hub import load_safetensors, state_dict_mismatch
-
-    file = _weights_file(os.fspath(weights), revision)
-    if file.suffix != ".safetensors":
-        raise ValueError(
-            f"--weights: {file} is not a .safetensors file; pickle checkpoints are never loaded "
-            "(convert one with torch.load + safetensors.torch.save_file in a trusted session)"
-        )
-    state = load_safetensors(file)
-    problem = state_dict_mismatch(model.state_dict(), state)
-    if problem:
-        raise ValueError(
-            f"--weights: {file} does not match the network built by --model: {problem}"
-        )
-    model.load_state_dict(state, strict=True)
-    return file
-
-
-def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write ``model.state_dict()`` as safetensors (every tensor copied to the CPU, so tied
-    weights are stored once per key and :func:`load_weights` matches keys exactly).
-
-    The file is written atomically (:func:`ttblur.atomic.atomic_path`): an earlier file at
-    ``path`` stays whole until the new one replaces it."""
-    from safetensors.torch import save_file
-
-    from ttblur.atomic import atomic_path
-
-    out = Path(path)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    with atomic_path(out) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-    return out
+# ============================================================================ run settings
 
 
 def _check_device(text: str | None) -> None:
@@ -645,19 +435,9 @@ def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
 
 # ============================================================================ paths
 
-#: The files ``ttblur adapt`` writes into ``--out``.
 ADAPT_OUTPUTS = ("adapted.safetensors", "deblurred.mp4", "report.json")
+
 _DEMO_OUTPUTS = ("side_by_side.png", "deblurred.mp4", "blurry.mp4", "report.json")
-_FRAME_NAME = re.compile(r"^[0-9]+\.png$")
-
-
-@dataclass(frozen=True)
-class _Output:
-    """One path a command writes: the option that names it, the path, folder or file."""
-
-    option: str
-    path: Path
-    folder: bool
 
 
 def _report_names() -> list[str]:
@@ -666,12 +446,12 @@ def _report_names() -> list[str]:
     return [*REPORT_FILES.values(), "index.html"]
 
 
-def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[_Output]]:
+def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[PlannedOutput]]:
     """What a command reads (``(what, path)``) and every path it writes."""
-    from ttblur.video import VIDEO_EXTENSIONS
+    from ttblur.io.frames import VIDEO_EXTENSIONS
 
     inputs: list[tuple[str, Path]] = []
-    outputs: list[_Output] = []
+    outputs: list[PlannedOutput] = []
     if args.command in ("adapt", "deblur"):
         inputs.append(("video", Path(args.video).expanduser()))
     elif args.command == "eval":
@@ -680,77 +460,21 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
         inputs.append(("--config file", Path(args.config).expanduser()))
     out = Path(args.out).expanduser() if getattr(args, "out", None) is not None else None
     if args.command == "adapt" and out is not None:
-        outputs.append(_Output("--out", out, True))
-        outputs += [_Output("--out", out / name, False) for name in ADAPT_OUTPUTS]
+        outputs.append(PlannedOutput("--out", out, True))
+        outputs += [PlannedOutput("--out", out / name, False) for name in ADAPT_OUTPUTS]
         if args.report_dir is not None:
             report = Path(args.report_dir).expanduser()
-            outputs.append(_Output("--report-dir", report, True))
-            outputs += [_Output("--report-dir", report / n, False) for n in _report_names()]
+            outputs.append(PlannedOutput("--report-dir", report, True))
+            outputs += [PlannedOutput("--report-dir", report / n, False) for n in _report_names()]
     elif args.command == "deblur" and out is not None:
-        outputs.append(_Output("--out", out, out.suffix.lower() not in VIDEO_EXTENSIONS))
+        folder = out.suffix.lower() not in VIDEO_EXTENSIONS
+        outputs.append(PlannedOutput("--out", out, folder, frames=folder))
     elif args.command == "eval" and args.json is not None:
-        outputs.append(_Output("--json", Path(args.json).expanduser(), False))
+        outputs.append(PlannedOutput("--json", Path(args.json).expanduser(), False))
     elif args.command == "demo" and out is not None:
-        outputs.append(_Output("--out", out, True))
-        outputs += [_Output("--out", out / name, False) for name in _DEMO_OUTPUTS]
+        outputs.append(PlannedOutput("--out", out, True))
+        outputs += [PlannedOutput("--out", out / name, False) for name in _DEMO_OUTPUTS]
     return inputs, outputs
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file: hard links and symbolic links included."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    real, base = path.resolve(), folder.resolve()
-    return real == base or real.is_relative_to(base)
-
-
-def _check_writable(shown: str, folder: Path) -> None:
-    """The nearest existing folder at or above ``folder`` must accept new files."""
-    existing = folder
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise CLIError(f"{shown}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CLIError(f"{shown}: the folder {existing} is not writable")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise CLIError(f"{shown}: cannot write in the folder {existing} ({err})") from err
-
-
-def _check_output(output: _Output, inputs: list[tuple[str, Path]], command: str) -> None:
-    path, shown = output.path, f"{output.option} {output.path}"
-    if output.folder and path.exists() and not path.is_dir():
-        raise CLIError(f"{shown} exists and is not a folder (a folder is written there)")
-    if not output.folder and path.is_dir():
-        raise CLIError(f"{shown} is a folder, but a file is written there")
-    for what, source in inputs:
-        if not output.folder and source.is_file() and path.exists() and _same_file(path, source):
-            raise CLIError(
-                f"{shown} is the input {what} {source} (the same file); writing it would "
-                "destroy the input"
-            )
-        if source.is_dir() and _inside(path, source):
-            raise CLIError(
-                f"{shown} is inside the input {what} {source}; ttblur never writes into its "
-                "input folder (pick a folder outside it)"
-            )
-        if (
-            command == "deblur"
-            and output.folder
-            and source.is_file()
-            and _FRAME_NAME.match(source.name)
-            and source.parent.resolve() == path.resolve()
-        ):
-            raise CLIError(f"{shown}: the input {source} would be replaced by an output frame")
-    _check_writable(shown, path if output.folder else path.parent)
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -761,27 +485,26 @@ def check_paths(args: argparse.Namespace) -> None:
     link or symbolic link to the input counts) or lie inside an input folder (``--out`` or
     ``--report-dir`` inside the frame folder being read); the nearest existing folder of each
     output must be writable (checked by creating a temporary file there). Nothing is created.
+    (The rules: :func:`ttblur.io.paths.check_planned_paths`.)
 
     Raises:
         FileNotFoundError: a missing input.
-        CLIError: any output problem, naming the option and the path.
+        ttblur.io.paths.OutputPathError: (a ``ValueError``) any output problem, naming the
+            option and the path.
     """
     inputs, outputs = _planned_paths(args)
-    for what, path in inputs:
-        if not path.exists():
-            raise FileNotFoundError(f"{what} not found: {path}")
-    for output in outputs:
-        _check_output(output, inputs, args.command)
+    check_planned_paths(inputs, outputs)
 
 
-# ============================================================================ adapt
+# ============================================================================ commands
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
     from ttblur.api import adapt
-    from ttblur.atomic import StagedOutputs
     from ttblur.inference import deblur_file
-    from ttblur.video import load_video
+    from ttblur.io.atomic import StagedOutputs
+    from ttblur.io.video import load_video
+    from ttblur.io.weights import save_weights
 
     check_paths(args)
     progress = not args.no_progress
@@ -834,9 +557,6 @@ def _run_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-# ============================================================================ deblur
-
-
 def _run_deblur(args: argparse.Namespace) -> int:
     from ttblur.inference import deblur_file
 
@@ -859,197 +579,29 @@ def _run_deblur(args: argparse.Namespace) -> int:
     return 0
 
 
-# ============================================================================ eval
-
-
-@dataclass(frozen=True)
-class DatasetSequence:
-    """One sequence of a dataset with ground truth: its name, ``"gopro"`` or ``"bsd"``, and
-    the folders of blurry and sharp frames."""
-
-    name: str
-    layout: str
-    blur: Path
-    sharp: Path
-
-
-_LAYOUTS = (("gopro", ("blur",), ("sharp",)), ("bsd", ("Blur", "RGB"), ("Sharp", "RGB")))
-
-
-def _sequence_at(folder: Path, name: str) -> DatasetSequence | None:
-    for layout, blur_parts, sharp_parts in _LAYOUTS:
-        blur, sharp = folder.joinpath(*blur_parts), folder.joinpath(*sharp_parts)
-        if blur.is_dir() and sharp.is_dir():
-            return DatasetSequence(name, layout, blur, sharp)
-    return None
-
-
-def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
-    """The sequences of a GoPro- or BSD-layout dataset folder, in natural name order.
-
-    ``root/<seq>/blur`` + ``root/<seq>/sharp`` (GoPro) or ``root/<seq>/Blur/RGB`` +
-    ``root/<seq>/Sharp/RGB`` (BSD); when ``root`` holds none, ``root/test`` is searched; a
-    single sequence folder (``root/blur`` + ``root/sharp``) is one sequence.
-
-    Raises:
-        FileNotFoundError: ``root`` is not a folder.
-        ValueError: no sequence found.
-    """
-    from ttblur.video import _natural_key as natural_key  # the frame-folder order
-
-    base = Path(root).expanduser()
-    if not base.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
-    single = _sequence_at(base, base.name)
-    if single is not None:
-        return [single]
-    for folder in (base, base / "test"):
-        if not folder.is_dir():
-            continue
-        found = [
-            seq
-            for child in sorted(folder.iterdir(), key=lambda p: natural_key(p.name))
-            if child.is_dir() and not child.name.startswith(".")
-            for seq in [_sequence_at(child, child.name)]
-            if seq is not None
-        ]
-        if found:
-            return found
-    raise ValueError(
-        f"no sequence found in {root}: expected <seq>/blur + <seq>/sharp (GoPro) or "
-        "<seq>/Blur/RGB + <seq>/Sharp/RGB (BSD), directly or under test/"
-    )
-
-
-def _select(sequences: list[DatasetSequence], names: str | None) -> list[DatasetSequence]:
-    if names is None:
-        return sequences
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = {s.name: s for s in sequences}
-    unknown = [n for n in wanted if n not in known]
-    if unknown or not wanted:
-        listed = ", ".join(list(known)[:20]) + (" ..." if len(known) > 20 else "")
-        raise CLIError(f"--sequences: unknown {', '.join(unknown) or '(empty)'}; known: {listed}")
-    return [known[n] for n in dict.fromkeys(wanted)]
-
-
-@dataclass
-class _Scores:
-    psnr: list[float]
-    ssim: list[float]
-
-    def mean(self) -> dict[str, float]:
-        return {
-            "psnr": sum(self.psnr) / len(self.psnr),
-            "ssim": sum(self.ssim) / len(self.ssim),
-        }
-
-
-def _score(restored: Any, sharp: Tensor, crop_border: int) -> _Scores:
-    """Per-frame PSNR / SSIM of an iterable of ``(3, H, W)`` frames against ``sharp``."""
-    from ttblur.metrics import psnr, ssim
-
-    scores = _Scores([], [])
-    for frame, target in zip(restored, sharp):
-        scores.psnr.append(float(psnr(frame, target, crop_border=crop_border)))
-        scores.ssim.append(float(ssim(frame, target, crop_border=crop_border)))
-    return scores
-
-
-def _evaluate_sequence(
-    seq: DatasetSequence,
-    model: nn.Module,
-    args: argparse.Namespace,
-    config: AdaptConfig,
-) -> dict[str, Any]:
-    from ttblur.api import adapt
-    from ttblur.inference import iter_deblur
-    from ttblur.video import load_video
-
-    progress = not args.no_progress
-    blurry = load_video(seq.blur, max_frames=args.max_frames)
-    sharp = load_video(seq.sharp, max_frames=args.max_frames)
-    if blurry.shape != sharp.shape:
-        raise CLIError(
-            f"sequence {seq.name}: blurry frames {tuple(blurry.shape)} and sharp frames "
-            f"{tuple(sharp.shape)} differ (T, 3, H, W)"
-        )
-    border = args.crop_border
-    start = time.perf_counter()
-    unadapted = iter_deblur(model, blurry, spec=args.spec, device=args.device, progress=progress)
-    row: dict[str, Any] = {
-        "name": seq.name,
-        "layout": seq.layout,
-        "frames": int(blurry.shape[0]),
-        "height": int(blurry.shape[2]),
-        "width": int(blurry.shape[3]),
-        "blurry": _score(blurry, sharp, border),
-        "unadapted": _score(unadapted, sharp, border),
-    }
-    try:
-        result = adapt(
-            model, blurry, config=config, spec=args.spec, device=args.device, progress=progress
-        )
-    except ValueError as err:
-        raise CLIError(f"sequence {seq.name}: {err}") from err
-    adapted = iter_deblur(
-        result.model, blurry, spec=result.spec, device=result.device, progress=progress
-    )
-    row["adapted"] = _score(adapted, sharp, border)
-    report = result.report
-    row.update(
-        patches=len(report.patches),
-        best_epoch=report.best_epoch,
-        reverted=report.reverted,
-        seconds=round(time.perf_counter() - start, 2),
-    )
-    return row
-
-
-def _markdown_table(rows: list[dict[str, Any]]) -> str:
-    kinds = ("blurry", "unadapted", "adapted")
-    lines = [
-        "| sequence | frames | blurry PSNR / SSIM | unadapted PSNR / SSIM "
-        "| adapted PSNR / SSIM | gain (dB) |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        cells = [f"{row[k]['psnr']:.2f} / {row[k]['ssim']:.4f}" for k in kinds]
-        gain = row["adapted"]["psnr"] - row["unadapted"]["psnr"]
-        lines.append(f"| {row['name']} | {row['frames']} | {' | '.join(cells)} | {gain:+.2f} |")
-    return "\n".join(lines)
-
-
 def _run_eval(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from ttblur.evaluation import EvalOptions, evaluate, markdown_table
+    from ttblur.io.atomic import atomic_write_text
 
     check_paths(args)
     _check_device(args.device)
-    sequences = _select(find_sequences(args.dataset), args.sequences)
+    sequences = select_sequences(find_sequences(args.dataset), args.sequences)
     config = _adapt_config(args)
     model = load_model(args.model, args.weights, revision=args.revision)
-    start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    all_scores: dict[str, _Scores] = {
-        k: _Scores([], []) for k in ("blurry", "unadapted", "adapted")
-    }
-    for seq in tqdm(sequences, desc="sequences", unit="seq", disable=args.no_progress):
-        row = _evaluate_sequence(seq, model, args, config)
-        for kind, total in all_scores.items():
-            scores: _Scores = row[kind]
-            total.psnr += scores.psnr
-            total.ssim += scores.ssim
-            row[kind] = scores.mean()
-        rows.append(row)
-    frames = sum(r["frames"] for r in rows)
-    mean: dict[str, Any] = {"name": "**mean**", "frames": frames}
-    mean.update({kind: total.mean() for kind, total in all_scores.items()})
-    print(_markdown_table([*rows, mean]))
+    options = EvalOptions(
+        spec=args.spec,
+        device=args.device,
+        max_frames=args.max_frames,
+        crop_border=args.crop_border,
+        progress=not args.no_progress,
+    )
+    result = evaluate(sequences, model, config, options)
+    print(markdown_table([*result.rows, result.mean]))
     print(
-        f"\n{_count(len(rows), 'sequence')}, {_count(frames, 'frame')}; "
+        f"\n{_count(len(result.rows), 'sequence')}, {_count(result.frames, 'frame')}; "
         "PSNR in dB and SSIM on RGB in [0, 1]"
         + (f", {args.crop_border} px border cropped" if args.crop_border else "")
-        + f"; {time.perf_counter() - start:.1f} s"
+        + f"; {result.seconds:.1f} s"
     )
     if args.json is not None:
         payload = {
@@ -1060,29 +612,24 @@ def _run_eval(args: argparse.Namespace) -> int:
             "max_frames": args.max_frames,
             "crop_border": args.crop_border,
             "config": config.model_dump(mode="json"),
-            "sequences": rows,
-            "mean": {k: v for k, v in mean.items() if k != "name"},
+            "sequences": result.rows,
+            "mean": {k: v for k, v in result.mean.items() if k != "name"},
         }
-        from ttblur.atomic import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
-
-
-# ============================================================================ demo
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     import torch
 
     from ttblur.api import adapt
-    from ttblur.atomic import StagedOutputs
     from ttblur.inference import deblur
+    from ttblur.io.atomic import StagedOutputs
+    from ttblur.io.video import save_video
     from ttblur.metrics import psnr, ssim
     from ttblur.nets.reference import reference_model
     from ttblur.synth import load_photo, make_video
-    from ttblur.video import save_video
     from ttblur.viz import save_png
 
     check_paths(args)
@@ -1149,41 +696,6 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-class Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the CLI receives ``SIGTERM`` (or ``SIGHUP``).
-
-    A ``KeyboardInterrupt`` subclass, so every cleanup that runs for Ctrl-C (``finally``
-    blocks, removal of temporary output files) runs for a termination too; ``main`` returns
-    ``128 + signum`` (143 for ``SIGTERM``)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"signal {signum}")
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Turn ``SIGTERM`` / ``SIGHUP`` into :class:`Terminated` for the duration (main thread
-    only; the previous handlers are restored afterwards)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated(signum)
-
-    previous: dict[int, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
-            previous[number] = signal.signal(number, handler)
-    try:
-        yield
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
-
-
 @contextlib.contextmanager
 def _warnings_as_lines(command: str) -> Iterator[None]:
     """Print each warning as one line ``ttblur COMMAND: warning: ...`` on stderr."""
@@ -1218,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handlers = {"adapt": _run_adapt, "deblur": _run_deblur, "eval": _run_eval, "demo": _run_demo}
     try:
-        with _terminate_as_interrupt(), _warnings_as_lines(args.command):
+        with terminate_as_interrupt(), _warnings_as_lines(args.command):
             return handlers[args.command](args)
     except Terminated as err:
         print(

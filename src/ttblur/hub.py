@@ -1,41 +1,10 @@
 """Alias of :mod:`ttblur.io.weights` (loading, saving and publishing weights), kept so that
 existing imports work.
 
-New code imports from :mod:`ttblur.io.weights`; see ``docs/weights.md``.
+New code imports from :mod:`ttblur.io.weights`; every name of it is served here. See
+``docs/weights.md``.
 """
 
-from ttblur.io.weights import (
-    CLASS_KEY,
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    InvalidWeightsError,
-    PretrainedMixin,
-    PushToHubMixin,
-    WeightsNotFoundError,
-    check_state_dict,
-    load_safetensors,
-    looks_like_local_path,
-    read_config,
-    resolve_pretrained,
-    shipped_weights_dir,
-    state_dict_mismatch,
-    write_pretrained,
-)
+from ttblur.io.aliases import alias_module
 
-__all__ = [
-    "CLASS_KEY",
-    "CONFIG_NAME",
-    "WEIGHTS_NAME",
-    "InvalidWeightsError",
-    "PretrainedMixin",
-    "PushToHubMixin",
-    "WeightsNotFoundError",
-    "check_state_dict",
-    "load_safetensors",
-    "looks_like_local_path",
-    "read_config",
-    "resolve_pretrained",
-    "shipped_weights_dir",
-    "state_dict_mismatch",
-    "write_pretrained",
-]
+__all__, __getattr__ = alias_module("ttblur.io.weights")

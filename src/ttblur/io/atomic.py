@@ -13,6 +13,9 @@ Every file ttblur writes to a user-chosen path goes through this module:
   into place at the end, with ``SIGINT`` / ``SIGTERM`` deferred during the renames
   (:func:`deferred_signals`), so a run that writes several outputs never leaves the new files
   of an interrupted run beside the old ones of an earlier run.
+- :func:`terminate_as_interrupt` turns ``SIGTERM`` / ``SIGHUP`` into :class:`Terminated` (a
+  ``KeyboardInterrupt``), so that a terminated run cleans up its temporary files like an
+  interrupted one.
 
 Temporary names start with ``.`` and contain ``.ttblur-tmp-`` (:data:`TEMP_MARKER`); frame
 folders ignore hidden files, so a staging file is never read back as a frame.
@@ -37,15 +40,18 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = [
     "TEMP_MARKER",
     "StagedOutputs",
+    "Terminated",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
     "deferred_signals",
     "temp_name",
+    "terminate_as_interrupt",
 ]
 
 #: Part of every temporary name this module creates (``.NAME.ttblur-tmp-XXXXXXXX.SUFFIX``).
@@ -259,3 +265,38 @@ class StagedOutputs:
             _fsync_folder(folder)
         for stage, _, _ in self._folders:
             _remove(stage)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the CLI receives ``SIGTERM`` (or ``SIGHUP``).
+
+    A ``KeyboardInterrupt`` subclass, so every cleanup that runs for Ctrl-C (``finally``
+    blocks, removal of temporary output files) runs for a termination too; the CLI's ``main``
+    returns ``128 + signum`` (143 for ``SIGTERM``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn ``SIGTERM`` / ``SIGHUP`` into :class:`Terminated` for the duration (main thread
+    only; the previous handlers are restored afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    previous: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            previous[number] = signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -589,7 +589,7 @@ class PushToHubMixin:
     push_to_hub.__doc__ = _PUSH_DOC
 
 
-class PretrainedMixin(PyTorchModelHubMixin):
+class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
     """``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` for an ``nn.Module``: a
     :class:`huggingface_hub.PyTorchModelHubMixin` with ttblur's loading rules.
 
@@ -598,7 +598,8 @@ class PretrainedMixin(PyTorchModelHubMixin):
     ``ttblur/weights/``) in ``default_weights``. The mixin's hooks do the work:
     ``from_pretrained`` finds the folder (shipped default, local folder or Hub cache snapshot)
     and validates ``config.json``; ``_from_pretrained`` builds ``cls(config)`` and loads
-    ``model.safetensors`` strictly; ``_save_pretrained`` writes both files.
+    ``model.safetensors`` strictly; ``_save_pretrained`` writes both files. ``push_to_hub``
+    (:class:`PushToHubMixin`'s) uploads them in one commit, creating the branch if needed.
     """
 
     config_class: ClassVar[type[BaseModel]]
@@ -711,30 +712,6 @@ class PretrainedMixin(PyTorchModelHubMixin):
         folder.mkdir(parents=True, exist_ok=True)
         self._save_pretrained(folder)
         return folder
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        token: str | None = None,
-        private: bool | None = None,
-        commit_message: str | None = None,
-        revision: str | None = None,
-        branch: str | None = None,
-        **upload_kwargs: Any,
-    ) -> Any:
-        return _upload(
-            self.save_pretrained,
-            type(self).__name__,
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            revision=revision if revision is not None else branch,
-            upload_kwargs=upload_kwargs,
-        )
-
-    push_to_hub.__doc__ = _PUSH_DOC
 
 
 # ============================================================================ users' own networks

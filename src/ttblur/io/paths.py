@@ -1,0 +1,161 @@
+"""Paths: the natural order of names, frame-file names, and the checks run before writing.
+
+* :func:`natural_key`: ``2.png`` before ``10.png``; frame folders
+  (:func:`ttblur.io.video.load_video`), dataset sequences
+  (:func:`ttblur.io.datasets.find_sequences`) and training photo folders are listed in this
+  order.
+* :data:`FRAME_FILE`: the names of the frames :func:`ttblur.io.video.save_video` writes into a
+  PNG folder (``00000.png``, ...).
+* :func:`check_planned_paths`: every input and output of a command checked before any work is
+  done (the CLI's ``check_paths``), so that a run never fails halfway on a path.
+
+Example:
+    >>> sorted(["10.png", "2.png", "B1.png", "a3.png"], key=natural_key)
+    ['2.png', '10.png', 'a3.png', 'B1.png']
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+__all__ = [
+    "FRAME_FILE",
+    "OutputPathError",
+    "PlannedOutput",
+    "check_planned_paths",
+    "natural_key",
+    "same_file",
+]
+
+_DIGITS = re.compile(r"([0-9]+)")
+
+#: Names of the frames written into a PNG folder: digits only, ``.png``.
+FRAME_FILE = re.compile(r"^[0-9]+\.png$")
+
+
+def natural_key(name: str | os.PathLike[str]) -> tuple[list[int | str], str]:
+    """Sort key of a name in natural order: runs of digits compare as numbers, the rest
+    case-insensitively; ties are broken by the exact name, so the order is total.
+
+    Args:
+        name: a file or folder name, or a path (its last component is used).
+
+    Returns:
+        the key, for ``sorted(..., key=natural_key)``.
+    """
+    text = PurePath(name).name if isinstance(name, os.PathLike) else name
+    parts = _DIGITS.split(text)
+    key: list[int | str] = [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)]
+    return key, text
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written safely (a ``ValueError``); the message names the
+    option and the path."""
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """One path a command writes.
+
+    Attributes:
+        option: the option that names it (``"--out"``), shown in messages.
+        path: the path.
+        folder: whether a folder is written there (else a file).
+        frames: whether the folder receives numbered PNG frames (:data:`FRAME_FILE`).
+    """
+
+    option: str
+    path: Path
+    folder: bool
+    frames: bool = False
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file: hard links and symbolic links included."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = path.resolve(), folder.resolve()
+    return real == base or real.is_relative_to(base)
+
+
+def _check_writable(shown: str, folder: Path) -> None:
+    """The nearest existing folder at or above ``folder`` must accept new files."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{shown}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{shown}: the folder {existing} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise OutputPathError(f"{shown}: cannot write in the folder {existing} ({err})") from err
+
+
+def _check_output(output: PlannedOutput, inputs: Sequence[tuple[str, Path]]) -> None:
+    path, shown = output.path, f"{output.option} {output.path}"
+    if output.folder and path.exists() and not path.is_dir():
+        raise OutputPathError(f"{shown} exists and is not a folder (a folder is written there)")
+    if not output.folder and path.is_dir():
+        raise OutputPathError(f"{shown} is a folder, but a file is written there")
+    for what, source in inputs:
+        if not output.folder and source.is_file() and path.exists() and same_file(path, source):
+            raise OutputPathError(
+                f"{shown} is the input {what} {source} (the same file); writing it would "
+                "destroy the input"
+            )
+        if source.is_dir() and _inside(path, source):
+            raise OutputPathError(
+                f"{shown} is inside the input {what} {source}; ttblur never writes into its "
+                "input folder (pick a folder outside it)"
+            )
+        if (
+            output.frames
+            and source.is_file()
+            and FRAME_FILE.match(source.name)
+            and source.parent.resolve() == path.resolve()
+        ):
+            raise OutputPathError(
+                f"{shown}: the input {source} would be replaced by an output frame"
+            )
+    _check_writable(shown, path if output.folder else path.parent)
+
+
+def check_planned_paths(
+    inputs: Sequence[tuple[str, Path]], outputs: Sequence[PlannedOutput]
+) -> None:
+    """Validate every input and output path of a command before any work is done.
+
+    Inputs must exist. Outputs: a folder output must not be an existing file and a file
+    output not an existing folder; no output may be an input (compared as files, so a hard
+    link or symbolic link to the input counts) or lie inside an input folder; a frame folder
+    output must not hold an input named like one of its frames; the nearest existing folder
+    of each output must be writable (checked by creating a temporary file there). Nothing is
+    created.
+
+    Args:
+        inputs: ``(what, path)`` of everything read (``what`` is shown in messages).
+        outputs: everything written.
+
+    Raises:
+        FileNotFoundError: a missing input.
+        OutputPathError: any output problem, naming the option and the path.
+    """
+    for what, path in inputs:
+        if not path.exists():
+            raise FileNotFoundError(f"{what} not found: {path}")
+    for output in outputs:
+        _check_output(output, inputs)
