@@ -326,10 +326,10 @@ def render_configuration() -> str:
 _GROUPS = {
     "Pipeline": ("ttblur.api", "ttblur.inference", "ttblur.config"),
     "Models and calling conventions": ("ttblur.specs", "ttblur.nets"),
-    "Video I/O": ("ttblur.video",),
+    "Video I/O": ("ttblur.io.video",),
     "Stage protocols and data": ("ttblur.protocols",),
     "Stage implementations": ("ttblur.stages",),
-    "Errors": ("ttblur.hub",),
+    "Errors": ("ttblur.io.weights",),
 }
 
 
