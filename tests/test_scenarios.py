@@ -349,3 +349,12 @@ def test_piecewise_linear_integral_is_exact():
     assert f.integral(np.array(3.0))[0] == pytest.approx(2.0)
     assert f.integral(np.array(4.0))[0] == pytest.approx(3.0)
     assert f.integral(np.array(-1.0))[0] == pytest.approx(-1.0)
+
+
+def test_synth_serves_the_scenario_names():
+    from ttblur import scenarios, synth
+
+    for name in ("FAMILIES", "ScenarioSpec", "scenario_suite", "make_scenario", "draw_scenario"):
+        assert getattr(synth, name) is getattr(scenarios, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        synth.nope  # noqa: B018
