@@ -1,6 +1,8 @@
 """The trainers' shared machinery: schedule, checkpoints, resume check, command line, data."""
 
 import argparse
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -186,8 +188,11 @@ def test_threads_are_restored_and_log_lines_appended(tmp_path):
 # ---------------------------------------------------------------------- command line
 
 
-def _every_option(parser: argparse.ArgumentParser) -> set[str]:
-    return {flag for action in parser._actions for flag in action.option_strings}
+def _help(parser: argparse.ArgumentParser, *argv: str) -> str:
+    """The ``--help`` text of ``parser`` (or of its sub-command ``argv``)."""
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:
+        parser.parse_args([*argv, "--help"])
+    return out.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -247,7 +252,7 @@ def test_cli_builder_types_choices_switches_and_optional_lists():
         size=(8, 10), kind=3, photos=None, names=["a", "b"], fast=True, augment=False
     )
     assert options.values(parser.parse_args(["--photos", "p"]))["photos"] == ["p"]
-    assert {"--fast", "--no-augment", "--kind", "--kind-alias"} <= _every_option(parser)
+    assert all(flag in help_text for flag in ("--fast", "--no-augment", "--kind ", "--kind-alias"))
 
 
 def test_cli_builder_refuses_nested_configs_and_unknown_fields():
@@ -270,15 +275,16 @@ def test_trainers_keep_every_earlier_flag():
         "--export --no-progress",
     }
     for module, flags in earlier.items():
-        train = module._build_parser()._subparsers._group_actions[0].choices["train"]
-        assert set(flags.split()) <= _every_option(train), module.__name__
+        text = _help(module.build_parser(), "train")
+        assert [flag for flag in flags.split() if flag not in text] == [], module.__name__
     idblau_flags = (
         "--out --data --config --steps --batch-size --crop-size --lr --lr-min --grad-clip "
         "--seed --device --save-every --mag-norm --no-resume --no-progress --threads --presets "
         "--photos --frames-per-video --size --frames-per-blur --stride --gamma --flow-preset "
         "--cache-dir --max-windows"
     )
-    assert set(idblau_flags.split()) <= _every_option(idblau._build_parser())
+    text = _help(idblau.build_parser())
+    assert [flag for flag in idblau_flags.split() if flag not in text] == []
 
 
 def test_running_reference_command_line_gives_the_same_config():
@@ -288,7 +294,7 @@ def test_running_reference_command_line_gives_the_same_config():
         "--num-videos 96 --video-frames 12 --video-size 160 224 --refresh-every 4 "
         "--checkpoint-every 100 --lr 8e-4 --threads 1 --seed 0 --no-progress"
     ).split()
-    config = reference.config_from_args(reference._build_parser().parse_args(argv))
+    config = reference.config_from_args(reference.build_parser().parse_args(argv))
     expected = reference.TrainReferenceConfig(
         model=ReferenceUNetConfig(),
         motion_mix=True,

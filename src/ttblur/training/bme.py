@@ -72,6 +72,7 @@ __all__ = [
     "SyntheticMagnitudePool",
     "TrainBMEConfig",
     "TrainBMEResult",
+    "build_parser",
     "config_from_args",
     "evaluate_bme",
     "main",
@@ -344,7 +345,8 @@ TRAIN_OPTIONS = ConfigOptions(
 MODEL_OPTIONS = ConfigOptions(BMEConfig, include=("variant",))
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (see :func:`main`)."""
     parser = argparse.ArgumentParser(
         prog="python -m ttblur.training.bme",
         description="Train / evaluate ttblur's Blur Magnitude Estimator.",
@@ -375,7 +377,7 @@ def config_from_args(args: argparse.Namespace) -> TrainBMEConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "train":
         config = config_from_args(args)
         result = train_bme(

@@ -409,7 +409,8 @@ def _field_docs(model: type[BaseModel]) -> dict[str, str]:
             docs[name] = entry[2]
         elif name is not None and line.strip():
             docs[name] += " " + line.strip()
-    return {k: re.sub(r"``(.*?)``", r"\1", v) for k, v in docs.items()}
+    plain = {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v) for k, v in docs.items()}  # roles
+    return {k: re.sub(r"``(.*?)``", r"\1", v) for k, v in plain.items()}
 
 
 class ArgumentAdder(Protocol):
@@ -510,7 +511,7 @@ class ConfigOptions:
                 continue
             info = fields[name]
             default = info.get_default(call_default_factory=True)
-            help_text = info.description or docs.get(name, "")
+            help_text = (info.description or docs.get(name, "")).replace("%", "%%")
             option = name.replace("_", "-")
             extra = tuple((flags or {}).get(name, ()))
             if info.annotation is bool:

@@ -68,6 +68,7 @@ __all__ = [
     "TrainIDBlauConfig",
     "TrainingResult",
     "augment_pair",
+    "build_parser",
     "charbonnier_loss",
     "condition_from_flow",
     "main",
@@ -322,7 +323,8 @@ def _train(
 TRAIN_OPTIONS = ConfigOptions(TrainIDBlauConfig)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (see :func:`main`)."""
     parser = argparse.ArgumentParser(
         prog="python -m ttblur.training.idblau",
         description=(
@@ -370,7 +372,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     with torch_threads(args.threads):
         return _run(args)
 

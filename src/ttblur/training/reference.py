@@ -62,6 +62,7 @@ __all__ = [
     "TrainReferenceConfig",
     "TrainResult",
     "VideoPool",
+    "build_parser",
     "config_from_args",
     "evaluate_reference",
     "main",
@@ -535,7 +536,8 @@ TINY_OPTIONS = ConfigOptions(ReferenceConfig)
 BASE_OPTIONS = ConfigOptions(ReferenceUNetConfig)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (see :func:`main`)."""
     parser = argparse.ArgumentParser(
         prog="python -m ttblur.training.reference",
         description="Train / evaluate ttblur's reference deblurring network on synthetic videos.",
@@ -585,7 +587,7 @@ def config_from_args(args: argparse.Namespace) -> TrainReferenceConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "train":
         config = config_from_args(args)
         progress = not args.no_progress
