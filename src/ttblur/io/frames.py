@@ -5,7 +5,9 @@ a ``numpy.ndarray`` ``(T, H, W, 3)`` (``uint8``, ``uint16`` or float in ``[0, 1]
 :func:`check_frames` validates one (the message gives the shape received and the one expected),
 :func:`frames_to_float` converts it to float32 ``(n, 3, H, W)`` in ``[0, 1]``, and
 :func:`float_chunks` does so a chunk at a time. Float values within
-:data:`FLOAT_TOLERANCE` of ``[0, 1]`` are rounding and get clamped; farther is an error.
+:data:`ttblur.types.VIDEO_RANGE_TOLERANCE` of ``[0, 1]`` are rounding and get clamped; farther
+is an error (:func:`check_float_range`, built on :func:`ttblur.types.finite_range`, the checks
+:func:`ttblur.types.validate_video` applies to the frames handed to a stage).
 
 Used by the readers (:mod:`ttblur.io.video`) and the writers (:mod:`ttblur.io.video_write`).
 """
@@ -13,6 +15,7 @@ Used by the readers (:mod:`ttblur.io.video`) and the writers (:mod:`ttblur.io.vi
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from typing import TypeAlias
 
@@ -20,8 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ttblur.types import VIDEO_RANGE_TOLERANCE, finite_range
+
 __all__ = [
-    "FLOAT_TOLERANCE",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "VideoSource",
@@ -37,25 +41,29 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".avi", ".mov", ".m4v")
 
-#: Float values this far outside ``[0, 1]`` are rounding and get clamped; farther is an error.
-FLOAT_TOLERANCE = 1e-3
-
 
 def check_float_range(values: Tensor | np.ndarray, what: str) -> None:
-    """Raise if a float tensor/array has NaN/inf or values outside ``[0, 1]`` (+ tolerance)."""
+    """Raise unless float values are finite and within ``[0, 1]`` up to
+    :data:`ttblur.types.VIDEO_RANGE_TOLERANCE` (the one tolerance every stage uses).
+
+    Args:
+        values: a float tensor or array of any shape (empty passes).
+        what: how the message calls it (``"video tensor"``, ``"image file 'x.tif'"``).
+
+    Raises:
+        ValueError: NaN / inf (:func:`ttblur.types.finite_range`), or values outside the
+            range, with the fix for 8-bit data.
+    """
     if isinstance(values, np.ndarray):
         if values.size == 0:
             return
-        finite = bool(np.isfinite(values).all())
-        low, high = (float(values.min()), float(values.max())) if finite else (0.0, 0.0)
-    else:
-        if values.numel() == 0:
-            return
-        finite = bool(torch.isfinite(values).all())
-        low, high = (float(values.min()), float(values.max())) if finite else (0.0, 0.0)
-    if not finite:
-        raise ValueError(f"{what} contains NaN or inf values")
-    if low < -FLOAT_TOLERANCE or high > 1.0 + FLOAT_TOLERANCE:
+        with warnings.catch_warnings():  # a read-only array is only read here
+            warnings.simplefilter("ignore", UserWarning)
+            values = torch.from_numpy(values)
+    if values.numel() == 0:
+        return
+    low, high = finite_range(values, what)
+    if low < -VIDEO_RANGE_TOLERANCE or high > 1.0 + VIDEO_RANGE_TOLERANCE:
         raise ValueError(
             f"{what} values must lie in [0, 1] for float input, got [{low:.4g}, {high:.4g}] "
             "(divide 8-bit values by 255, or pass uint8)"
@@ -123,7 +131,7 @@ def check_frames(frames: Tensor | np.ndarray) -> None:
     Raises:
         ValueError: wrong rank, channel count or dtype (the message gives the shape received
             and the one expected, with the fix when the layout looks transposed), empty frames,
-            NaN / inf, or float values outside ``[0, 1]`` (beyond :data:`FLOAT_TOLERANCE`).
+            NaN / inf, or float values outside ``[0, 1]`` (see :func:`check_float_range`).
     """
     if isinstance(frames, Tensor):
         _validate_tensor(frames)
