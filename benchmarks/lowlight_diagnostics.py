@@ -44,14 +44,16 @@ from torch import Tensor
 
 import ttblur
 from ttblur import metrics, synth
-from ttblur.api import _NOISE_SEED_OFFSET, _build_synthesizer, _synthesize
 from ttblur.config import AdaptConfig
 from ttblur.finetune import PseudoPairs, build_pseudo_pairs, copy_model, finetune
+from ttblur.pipeline import NOISE_SEED_OFFSET, synthesize_batched
 from ttblur.stages.dbcgm import DomainBlurConditionGenerator, build_condition_generator
 from ttblur.stages.exposure import frame_motion, warp_back
 from ttblur.stages.flow import build_flow
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 from ttblur.stages.rsdm import RelativeSharpnessDetector
+from ttblur.stages.synthesis import build_synthesizer
+from ttblur.types import condition_maps
 
 PRESETS = ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms", "lowlight")
 DEV_VIDEOS = (("astronaut", 10007), ("coffee", 10108), ("chelsea", 10209))
@@ -138,7 +140,7 @@ def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
                 photo, preset=preset, num_frames=settings.frames, size=settings.size, seed=seed
             )
             selection = detector.select(clip.blurry)
-            condition = generator(clip.blurry, selection).float()
+            condition = condition_maps(generator(clip.blurry, selection)).float()
             videos.append(
                 DevVideo(
                     preset=preset,
@@ -172,9 +174,9 @@ def train(model: torch.nn.Module, pairs: PseudoPairs, config: AdaptConfig) -> to
 def reblur(sources: Tensor, condition: Tensor, config: AdaptConfig, noise_std: float) -> Tensor:
     """The method's synthesis: physical re-blur, then noise topped up to the video's level."""
     cpu = torch.device("cpu")
-    synthesizer = _build_synthesizer(config, cpu)
-    out = _synthesize(synthesizer, sources, condition, config.synthesis.batch_size, cpu)
-    generator = torch.Generator().manual_seed(config.seed + _NOISE_SEED_OFFSET)
+    synthesizer = build_synthesizer(config.synthesis, config.mag_norm, device=cpu, seed=config.seed)
+    out = synthesize_batched(synthesizer, sources, condition, config.synthesis.batch_size, cpu)
+    generator = torch.Generator().manual_seed(config.seed + NOISE_SEED_OFFSET)
     return match_noise(out, noise_std, generator=generator)
 
 
@@ -469,7 +471,7 @@ def synclip(
             noisy = match_noise(
                 inputs.flatten(0, 1),
                 video.noise_std,
-                generator=torch.Generator().manual_seed(config.seed + _NOISE_SEED_OFFSET),
+                generator=torch.Generator().manual_seed(config.seed + NOISE_SEED_OFFSET),
             )
             pairs = PseudoPairs(noisy.view_as(inputs), _crops(video.blurry, video), 2, patches)
             out.append(gain(train(model, pairs, config), video))

@@ -324,10 +324,17 @@ def render_configuration() -> str:
 
 # section of api.md -> the modules whose public names it holds (first matching prefix wins)
 _GROUPS = {
-    "Pipeline": ("ttblur.api", "ttblur.inference", "ttblur.config"),
+    "Pipeline": (
+        "ttblur.api",
+        "ttblur.pipeline",
+        "ttblur.outputs",
+        "ttblur.inference",
+        "ttblur.config",
+        "ttblur.registry",
+    ),
     "Models and calling conventions": ("ttblur.specs", "ttblur.nets"),
     "Video I/O": ("ttblur.io.video",),
-    "Stage protocols and data": ("ttblur.protocols",),
+    "Stage protocols and data": ("ttblur.types",),
     "Stage implementations": ("ttblur.stages",),
     "Errors": ("ttblur.io.weights",),
 }

@@ -43,6 +43,7 @@ def center_crop() -> Iterator[None]:
     DETECTORS.unregister("center_crop")
 
 
+@pytest.mark.slow
 def test_a_user_stage_named_in_a_json_config_runs(center_crop: None, tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(
@@ -77,6 +78,7 @@ def test_from_config_builds_the_registered_stages_lazily() -> None:
         AdaptPipeline.from_config(None, generator=object())
 
 
+@pytest.mark.slow
 def test_output_holds_every_stage_product_and_callbacks_see_them() -> None:
     seen: list[tuple[str, list[str]]] = []
 
@@ -98,6 +100,7 @@ def test_output_holds_every_stage_product_and_callbacks_see_them() -> None:
     assert out.exposure is not None and out.exposure.motion_px == out.report.motion_px
 
 
+@pytest.mark.slow
 def test_a_given_generator_builds_no_flow() -> None:
     class Uniform:
         def __call__(self, video: Tensor, selection: Selection) -> Tensor:

@@ -107,7 +107,12 @@ class RSDMConfig(_StageSection):
 
     _registry: ClassVar[str] = "DETECTORS"
     name: str = Field(
-        default="relative_sharpness", description="registered detector (ttblur.registry)"
+        default="relative_sharpness",
+        description=(
+            '"relative_sharpness" (BME + adaptive threshold, the paper\'s RSDM), "random" (the '
+            "paper's ablation: as many random patches) or a detector registered in "
+            "ttblur.registry.DETECTORS, whose parameters are then extra keys of this section"
+        ),
     )
     weights: str | None = Field(
         default=None,
@@ -148,11 +153,20 @@ class DBCGMConfig(_StageSection):
 
     _registry: ClassVar[str] = "CONDITION_GENERATORS"
     name: str = Field(
-        default="dbcgm", description="registered condition generator (ttblur.registry)"
+        default="dbcgm",
+        description=(
+            '"dbcgm" (flow direction + BME magnitude adaptation, the paper\'s module), '
+            '"flow_only" (direction and magnitude from optical flow alone), "random" or a '
+            "generator registered in ttblur.registry.CONDITION_GENERATORS (parameters as "
+            "extra keys)"
+        ),
     )
     flow: str = Field(
         default="opencv",
-        description="optical flow: OpenCV DIS (no weights), torchvision RAFT or a registered one",
+        description=(
+            'optical flow: "opencv" (DIS, no weights), "raft" (torchvision RAFT) or a flow '
+            "estimator registered in ttblur.registry.FLOWS (built without arguments)"
+        ),
     )
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field(
         default="medium", description="DIS speed/quality preset (OpenCV flow only)"
@@ -217,7 +231,14 @@ class SynthesisConfig(_StageSection):
     """
 
     _registry: ClassVar[str] = "SYNTHESIZERS"
-    name: str = Field(default="physical", description="registered synthesizer (ttblur.registry)")
+    name: str = Field(
+        default="physical",
+        description=(
+            '"physical" (weight-free motion blur along the condition), "idblau" (the ID-Blau '
+            "conditional diffusion model; needs weights) or a synthesizer registered in "
+            "ttblur.registry.SYNTHESIZERS (parameters as extra keys)"
+        ),
+    )
     weights: str | None = Field(default=None, description="ID-Blau weights: folder or repo id")
     weights_revision: str | None = Field(
         default=None, min_length=1, description=_REVISION_HELP.format(field="weights")

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from ttblur._state import ModuleSnapshot
 from ttblur.config import FinetuneConfig
 from ttblur.inference import reflect_index
-from ttblur.types import PatchLocation
 from ttblur.specs import ModelSpec
+from ttblur.types import PatchLocation
 
 __all__ = [
     "FinetuneResult",

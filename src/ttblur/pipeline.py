@@ -63,6 +63,7 @@ from ttblur.types import (
     FlowEstimator,
     Selection,
     SharpnessDetector,
+    condition_maps,
 )
 from ttblur.video import VideoSource
 
@@ -502,10 +503,8 @@ class _Run:
 
         with _timed(self.seconds, "dbcgm"):
             produced = generator(frames, selection)
-        if isinstance(produced, BlurConditions):
-            condition, exposure = produced.maps.float().cpu(), produced.exposure
-        else:
-            condition, exposure = produced.float().cpu(), None
+        condition = condition_maps(produced).float().cpu()
+        exposure = produced.exposure if isinstance(produced, BlurConditions) else None
         patches = list(selection.patches)
         sharp = torch.stack([p.crop(frames[p.frame]) for p in patches])
         if condition.shape != sharp.shape:

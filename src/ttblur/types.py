@@ -37,6 +37,7 @@ __all__ = [
     "PatchLocation",
     "Selection",
     "SharpnessDetector",
+    "condition_maps",
     "finite_range",
     "validate_video",
 ]
@@ -165,6 +166,15 @@ class BlurConditions:
 
     maps: Tensor
     exposure: ExposureEstimate | None = None
+
+
+def condition_maps(produced: Tensor | BlurConditions) -> Tensor:
+    """The condition maps of what a :class:`ConditionGenerator` returned (either form).
+
+    Shape:
+        - output: ``(N, 3, p, p)``.
+    """
+    return produced.maps if isinstance(produced, BlurConditions) else produced
 
 
 @dataclass

@@ -469,6 +469,17 @@ def _load_bme(section: RSDMConfig, device: str | torch.device | None) -> BlurMag
     return bme.to(torch.device(device) if device is not None else torch.device("cpu"))
 
 
+def _grid_settings(section: RSDMConfig) -> dict[str, Any]:
+    """The ``rsdm`` fields both selectors take: patch size, ratio, borders, batch, cap."""
+    return {
+        "patch_size": section.patch_size,
+        "ratio": section.ratio,
+        "border_frames": section.border_frames,
+        "batch_size": section.batch_size,
+        "max_patches": section.max_patches,
+    }
+
+
 class _GridPatchSelector:
     """What both selectors share: the BME, the candidate grid and the magnitude maps."""
 
@@ -581,13 +592,7 @@ class RelativeSharpnessDetector(_GridPatchSelector):
         """Build from ``AdaptConfig.rsdm``; loads BME weights from ``section.weights`` (None:
         the shipped default) onto ``device`` (None: CPU)."""
         return cls(
-            _load_bme(section, device),
-            patch_size=section.patch_size,
-            ratio=section.ratio,
-            border_frames=section.border_frames,
-            tolerance=section.tolerance,
-            batch_size=section.batch_size,
-            max_patches=section.max_patches,
+            _load_bme(section, device), tolerance=section.tolerance, **_grid_settings(section)
         )
 
     def __repr__(self) -> str:
@@ -668,15 +673,7 @@ class RandomPatchSelector(_GridPatchSelector):
         cls, section: RSDMConfig, seed: int = 0, device: str | torch.device | None = None
     ) -> RandomPatchSelector:
         """Build from ``AdaptConfig.rsdm`` (BME weights as for the RSDM) with ``seed``."""
-        return cls(
-            _load_bme(section, device),
-            patch_size=section.patch_size,
-            ratio=section.ratio,
-            border_frames=section.border_frames,
-            batch_size=section.batch_size,
-            seed=seed,
-            max_patches=section.max_patches,
-        )
+        return cls(_load_bme(section, device), seed=seed, **_grid_settings(section))
 
     def __repr__(self) -> str:
         return (
