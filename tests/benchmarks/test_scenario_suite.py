@@ -1,0 +1,61 @@
+"""``benchmarks/scenario_suite.py`` runs end to end on a tiny configuration (so it cannot rot)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scenario_suite.py"
+TINY = ["--videos", "1", "--frames", "8", "--size", "64", "96", "--patch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("scenario_suite_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_tiny_run_scores_every_video_and_config(bench, tmp_path, capsys) -> None:
+    out, rows_json = tmp_path / "suite.md", tmp_path / "rows.json"
+    argv = [*TINY, "--families", "pan", "handheld", "--epochs", "1", "--models", "tiny"]
+    assert bench.main([*argv, "--out", str(out), "--json", str(rows_json)]) == 0
+    printed = capsys.readouterr().out
+    assert out.read_text() in printed
+    rows = json.loads(rows_json.read_text())
+    assert [(r["family"], r["config"]) for r in rows] == [
+        ("pan", "default"),
+        ("pan", "paper"),
+        ("handheld", "default"),
+        ("handheld", "paper"),
+    ]
+    for row in rows:
+        assert row["seed"] >= 10_000 and row["photo"] in ("astronaut", "coffee", "chelsea")
+        assert row["delta"] == pytest.approx(row["adapted"] - row["unadapted"])
+        assert row["worst_frame"] <= row["delta"] + 1e-6 or row["worst_frame"] < 0
+        assert 10 < row["blurry"] < 60 and 10 < row["unadapted"] < 60
+    pan = [r for r in rows if r["family"] == "pan"]
+    assert all(r["exposure_true"] == pytest.approx(1.0) for r in pan)
+    # the paper's configuration fits no exposure ratio; the default does
+    assert {r["config"]: r["exposure_fit"] is None for r in pan} == {
+        "default": False,
+        "paper": True,
+    }
+    assert "| tiny | default | **all** | 2 |" in printed
+
+
+def test_unknown_config_is_refused(bench) -> None:
+    with pytest.raises(ValueError, match="unknown config"):
+        bench.adapt_config("nope", bench.Settings())
+    cfg = bench.adapt_config("paper", bench.Settings(patch_size=48, epochs=2))
+    assert (cfg.dbcgm.magnitude, cfg.synthesis.clip) == ("bme", "original")
+    assert (cfg.rsdm.patch_size, cfg.finetune.epochs) == (48, 2)
