@@ -184,4 +184,4 @@ def test_reference_model_reads_the_class_from_the_folder(tmp_path):
         assert torch.equal(loaded(clip), unet(clip))
     tiny = reference_model("tiny")
     assert isinstance(tiny, ReferenceDeblurNet)
-    assert set(REFERENCE_MODELS) == {"tiny", "base"}
+    assert set(REFERENCE_MODELS) == {"tiny"}

@@ -1,10 +1,11 @@
-"""ttblur's reference video deblurring networks: ``"base"`` (:class:`ReferenceUNet`, 2.85 M
-parameters) and ``"tiny"`` (:class:`ReferenceDeblurNet`, 0.35 M parameters).
+"""ttblur's reference video deblurring networks: :class:`ReferenceDeblurNet` (0.35 M
+parameters, shipped trained as ``"tiny"``) and :class:`ReferenceUNet` (2.85 M parameters, the
+size users adapt in practice; its training is in progress and no weights ship yet, see
+``docs/reference-model.md``).
 
 Clip-based networks of our own design, trained on the synthetic source domain (``ttblur.synth``
-preset ``"gopro"``, training photos only; see ``docs/reference-model.md``). They play the role
-of a pretrained deblurring model that :func:`ttblur.adapt` adapts to a new domain; ``"tiny"``
-runs quickly on a CPU (tests), ``"base"`` is the size users adapt in practice.
+preset ``"gopro"``, training photos only). They play the role of a pretrained deblurring model
+that :func:`ttblur.adapt` adapts to a new domain.
 
 Calling convention (its :class:`~ttblur.specs.ModelSpec` is ``model.spec``, the built-in
 ``"reference"`` spec): input ``(B, T, 3, H, W)`` RGB in ``[0, 1]`` with ``H, W`` multiples of
@@ -243,8 +244,8 @@ class ReferenceDeblurNet(_ClipDeblurNet):
 
 
 class ReferenceUNet(_ClipDeblurNet):
-    """Clip-based video deblurring U-Net (about 2.9 M parameters by default), the ``"base"``
-    reference model.
+    """Clip-based video deblurring U-Net (about 2.9 M parameters by default), trained with
+    ``python -m ttblur.training.reference train --arch base``; no trained weights ship yet.
 
     Every frame is encoded once (pixel-unshuffle to 1/2, ``frame_blocks`` residual blocks, a
     stride-2 conv to 1/4); each output frame fuses the 1/4 features of its window (1x1 conv,
@@ -272,7 +273,7 @@ class ReferenceUNet(_ClipDeblurNet):
     """
 
     config_class = ReferenceUNetConfig
-    default_weights = "reference-base"
+    default_weights = None
     config: ReferenceUNetConfig
 
     def __init__(self, config: ReferenceUNetConfig | None = None) -> None:
@@ -329,8 +330,9 @@ class ReferenceUNet(_ClipDeblurNet):
 #: Shipped reference networks: name -> (class, folder under ``ttblur/weights/``).
 REFERENCE_MODELS: dict[str, tuple[type[_ClipDeblurNet], str]] = {
     "tiny": (ReferenceDeblurNet, "reference"),
-    "base": (ReferenceUNet, "reference-base"),
 }
+#: Every reference architecture a weights folder's ``config.json`` may name.
+_REFERENCE_CLASSES: tuple[type[_ClipDeblurNet], ...] = (ReferenceDeblurNet, ReferenceUNet)
 
 
 #: The reference network :func:`reference_model` loads when no name is given.
@@ -347,7 +349,7 @@ def _class_of(folder: Path) -> type[_ClipDeblurNet]:
     except (OSError, ValueError):
         return ReferenceDeblurNet
     name = raw.get(CLASS_KEY) if isinstance(raw, dict) else None
-    for cls, _ in REFERENCE_MODELS.values():
+    for cls in _REFERENCE_CLASSES:
         if cls.__name__ == name:
             return cls
     return ReferenceDeblurNet
@@ -362,8 +364,9 @@ def reference_model(
     """Load a reference deblurring network (eval mode).
 
     Args:
-        weights: ``None`` loads :data:`DEFAULT_REFERENCE`; ``"base"`` or ``"tiny"`` load that
-            network's weights shipped inside the package (no network access); otherwise a local
+        weights: ``None`` loads :data:`DEFAULT_REFERENCE`; a name of :data:`REFERENCE_MODELS`
+            (``"tiny"``) loads that network's weights shipped inside the package (no network
+            access); otherwise a local
             folder with ``config.json`` + ``model.safetensors`` or a Hugging Face Hub repo id,
             whose ``config.json`` names the class (:class:`ReferenceUNet` or
             :class:`ReferenceDeblurNet`).
