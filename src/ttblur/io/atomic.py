@@ -70,7 +70,8 @@ def temp_name(final: Path) -> Path:
 
 
 def _fsync_file(path: Path) -> None:
-    """Flush ``path``'s data to disk (best effort where the platform cannot open it)."""
+    """Flush ``path``'s data (a file, or a folder's entries) to disk; best effort where the
+    platform cannot open it."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -81,14 +82,8 @@ def _fsync_file(path: Path) -> None:
 
 def _fsync_folder(folder: Path) -> None:
     """Make a rename inside ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if os.name == "posix":
+        _fsync_file(folder)
 
 
 def _remove(path: Path) -> None:
