@@ -416,7 +416,8 @@ class AdaptPipeline:
                 self.config,
                 declared,
                 needs_flow=self._uses_flow(declared),
-                patch_size=self._builds_builtin("detector"),
+                # A registered user detector has its own parameters, not rsdm.patch_size.
+                patch_size="detector" in self._given or self._builds_builtin("detector"),
             )
             check_loss(loss, self.device)
             select_trainable(model, self.config.finetune.trainable)
