@@ -336,7 +336,10 @@ def test_config_objects_and_json_files_are_accepted(tmp_path) -> None:
     assert "AdaptOutput(spec='reference'" in repr(a)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU visible to torch (torch.cuda.is_available() is False here)",
+)
 def test_cuda_run_returns_the_model_home() -> None:
     video = torch.rand(7, 3, 40, 40)
     model = standin_model("estrnn")

@@ -573,6 +573,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal_midway(argv: list[str], cwd: Path, watch: Path, signum: int) -> tuple[int, str]:
     """Run ``python -m ttblur argv``; once the slow model reports that a staging file exists,
     send ``signum``; returns ``(exit status, stderr)``."""
@@ -585,6 +589,9 @@ def _signal_midway(argv: list[str], cwd: Path, watch: Path, signum: int) -> tupl
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a test run started in the background inherits SIGINT ignored (POSIX job control);
+        # the CLI under test is meant to be interrupted as from a terminal
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120

@@ -116,8 +116,10 @@ def test_build_flow_opencv_uses_preset() -> None:
 # ---- RAFT: error paths run everywhere; shapes need torchvision --------------------------------
 
 _TORCHVISION = (
-    "needs torchvision (torchvision.models.optical_flow, the build matching the installed "
-    "torch: pip install torchvision); not a dependency of ttblur"
+    "needs torchvision (torchvision.models.optical_flow) built for the installed torch; not a "
+    "dependency of ttblur, and not installable on CI: its PyPI wheel is built against the CUDA "
+    "torch and fails to import beside the CPU build .ci/run installs (checked: 0.28.0 with "
+    "torch 2.13.0+cpu, 'operator torchvision::nms does not exist')"
 )
 
 
