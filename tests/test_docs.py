@@ -7,6 +7,7 @@ changes, regenerate them with ``python scripts/gen_docs.py``.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import re
@@ -185,3 +186,90 @@ def test_type_names_and_signatures_are_readable() -> None:
         return True
 
     assert gen_docs.signature("f", f) == "f(x: int, *, y: str | None = None) -> bool"
+
+
+# ---- docs/architecture.md stays in sync with the source tree ---------------------------------
+
+SRC = ROOT / "src" / "ttblur"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) if parts else "ttblur"
+
+
+def _architecture() -> str:
+    return (DOCS / "architecture.md").read_text(encoding="utf-8")
+
+
+def test_architecture_source_map_lists_every_module() -> None:
+    text = _architecture()
+    section = text[text.index("## Map of the source tree") : text.index("## Dependencies")]
+    listed = set(re.findall(r"`ttblur/([\w/]+(?:\.py|/))`", section))
+    missing = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        folder = rel.rsplit("/", 1)[0] + "/" if "/" in rel else None
+        # a package's own __init__.py is covered by any listed module of that package
+        package_listed = rel.endswith("/__init__.py") and any(
+            p.startswith(folder or "") for p in listed
+        )
+        if rel not in listed and folder not in listed and not package_listed:
+            missing.append(rel)
+    assert not missing, f"docs/architecture.md does not list {missing}"
+    stale = [p for p in listed if not (SRC / p).exists()]
+    assert not stale, f"docs/architecture.md lists paths that do not exist: {stale}"
+
+
+def _layers() -> dict[str, int]:
+    text = _architecture()
+    section = text[text.index("## Dependencies between modules") : text.index("## Extension")]
+    layers: dict[str, int] = {}
+    for number, body in re.findall(r"^(\d)\. (.+?)(?=^\d\. |\Z)", section, re.M | re.S):
+        for name in re.findall(r"`([\w.]+)`", body.split(":", 1)[1]):
+            assert name not in layers, f"{name} is in two layers"
+            layers[name] = int(number)
+    return layers
+
+
+def _ttblur_imports(path: Path) -> set[str]:
+    """Modules of ttblur that ``path`` imports (``from ttblur import x`` counts as ``x``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "ttblur":
+                for alias in node.names:
+                    if (SRC / f"{alias.name}.py").exists() or (SRC / alias.name).is_dir():
+                        found.add(alias.name)
+            elif node.module.startswith("ttblur."):
+                found.add(node.module.removeprefix("ttblur."))
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name.removeprefix("ttblur.") for a in node.names if a.name.startswith("ttblur.")
+            )
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and str(node.args[0].value).startswith("ttblur.")
+        ):
+            found.add(str(node.args[0].value).removeprefix("ttblur."))
+    return found
+
+
+def test_architecture_layers_match_the_imports() -> None:
+    layers = _layers()
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+    unplaced = sorted(set(modules) - set(layers))
+    assert not unplaced, f"docs/architecture.md places no layer for {unplaced}"
+    assert not set(layers) - set(modules), "docs/architecture.md names modules that do not exist"
+    upward = []
+    for name, path in sorted(modules.items()):
+        for target in _ttblur_imports(path):
+            if target in layers and layers[target] > layers[name]:
+                upward.append(f"{name} (layer {layers[name]}) imports {target} ({layers[target]})")
+    assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
