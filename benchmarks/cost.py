@@ -195,9 +195,9 @@ def generated_frames(frames: int, height: int, width: int, chunk: int = 8) -> It
 
 def write_source(path: Path, frames: int, height: int, width: int) -> None:
     """Encode a generated mp4 chunk by chunk."""
-    from ttblur.video import _write_chunks  # the incremental writer behind save_video
+    from ttblur.io.video import write_frames  # the incremental writer behind save_video
 
-    _write_chunks(generated_frames(frames, height, width), path, 25.0, total=frames)
+    write_frames(generated_frames(frames, height, width), path, 25.0, total=frames)
 
 
 def run_child(

@@ -405,6 +405,17 @@ def test_deblur_file_png_folder_round_trip(tmp_path):
     assert video_info(dst).num_frames == 4
 
 
+def test_deblur_file_refuses_a_dst_that_is_the_source_through_a_link(tmp_path):
+    model = _perturbed("image")
+    src = save_video(_video(5, 16, 24), tmp_path / "clip.mkv", fps=24)
+    before = src.read_bytes()
+    (tmp_path / "link.mkv").hardlink_to(src)
+    for dst in (src, tmp_path / "link.mkv"):
+        with pytest.raises(ValueError, match="dst must differ from src"):
+            deblur_file(model, src, dst, progress=False)
+    assert src.read_bytes() == before
+
+
 def _frames_subset(src, folder, count):
     return save_video(load_video(src, max_frames=count), folder)
 

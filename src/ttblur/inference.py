@@ -549,10 +549,10 @@ def deblur_file(
         TypeError: an unknown keyword in ``save_kwargs``.
 
     Notes:
-        A failed run deletes a partial video file; a PNG folder keeps the frames written so
-        far.
+        The output is written atomically: a failed or interrupted run leaves an earlier file
+        (or frame folder) at ``dst`` as it was and no partial file under the final name.
     """
-    from ttblur.video import _write_chunks, video_info
+    from ttblur.io.video import video_info, write_frames
 
     unknown = sorted(set(save_kwargs) - set(_SAVE_OPTIONS))
     if unknown:
@@ -567,11 +567,14 @@ def deblur_file(
         )
     _check_model(model)
     _window_length(declared_spec(model, spec), window)
-    if Path(src).expanduser().resolve() == Path(dst).expanduser().resolve():
-        raise ValueError(f"dst must differ from src (both are '{src}')")
+    src_path, dst_path = Path(src).expanduser(), Path(dst).expanduser()
+    if src_path.resolve() == dst_path.resolve() or (
+        dst_path.exists() and src_path.exists() and os.path.samefile(src_path, dst_path)
+    ):
+        raise ValueError(f"dst must differ from src (both are '{src}', or links to one file)")
     info = video_info(src)
     rate = fps if fps is not None else (info.fps or 25.0)
     stream, _ = _stream(src)
     chunks = _restored_windows(model, stream, None, spec, device, window, progress, info.num_frames)
     with closing(chunks):
-        return _write_chunks(chunks, dst, rate, total=info.num_frames, **save_kwargs)
+        return write_frames(chunks, dst, rate, total=info.num_frames, **save_kwargs)
