@@ -38,6 +38,7 @@ from ttblur.diffusion import DDPMProcess
 from ttblur.stages.idblau import IDBlau
 from ttblur.stages.reblur import PhysicalReblur
 from ttblur.training.idblau import SyntheticPairs, TensorPairs, train_idblau
+from ttblur.types import pixel_condition
 
 
 def photo_pairs(size: int, length_px: float, mag_norm: float, directions: int) -> TensorPairs:
@@ -54,8 +55,8 @@ def photo_pairs(size: int, length_px: float, mag_norm: float, directions: int) -
     cond = torch.zeros_like(sharp)
     cond[:, 0] = angles.cos().view(-1, 1, 1)
     cond[:, 1] = angles.sin().view(-1, 1, 1)
-    cond[:, 2] = length_px / mag_norm
-    blurry = PhysicalReblur(mag_norm)(sharp, cond)
+    cond[:, 2] = length_px / mag_norm  # ID-Blau's training scale
+    blurry = PhysicalReblur()(sharp, pixel_condition(cond, mag_norm))
     return TensorPairs(blurry, sharp, cond)
 
 
@@ -141,10 +142,11 @@ def main() -> None:
         )
     for clip in (None, 0.5):
         for seed in args.sample_seeds:
+            # the synthesizer takes z in px and converts to the network's scale itself
             model = IDBlau(result.network, clip_sample=clip, seed=seed)
-            right = psnr(model(sharp, cond), blurry)
+            right = psnr(model(sharp, pixel_condition(cond, model.mag_norm)), blurry)
             model = IDBlau(result.network, clip_sample=clip, seed=seed)
-            wrong = psnr(model(sharp, turned), blurry)
+            wrong = psnr(model(sharp, pixel_condition(turned, model.mag_norm)), blurry)
             per_pair = " ".join(f"{v:5.1f}" for v in right.tolist())
             print(
                 f"clip={clip!s:4s} seed={seed}: right condition {right.mean():6.2f} dB "

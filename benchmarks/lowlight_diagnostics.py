@@ -132,7 +132,7 @@ def video_list(settings: Settings, preset: str) -> list[tuple[str, int]]:
 def load_videos(settings: Settings, model: torch.nn.Module) -> list[DevVideo]:
     config = settings.config()
     detector = RelativeSharpnessDetector.from_config(config.rsdm)
-    generator = build_condition_generator(config.dbcgm, config.mag_norm)
+    generator = build_condition_generator(config.dbcgm)
     videos = []
     for preset in settings.presets:
         for photo, seed in video_list(settings, preset):
@@ -174,7 +174,7 @@ def train(model: torch.nn.Module, pairs: PseudoPairs, config: AdaptConfig) -> to
 def reblur(sources: Tensor, condition: Tensor, config: AdaptConfig, noise_std: float) -> Tensor:
     """The method's synthesis: physical re-blur, then noise topped up to the video's level."""
     cpu = torch.device("cpu")
-    synthesizer = build_synthesizer(config.synthesis, config.mag_norm, device=cpu, seed=config.seed)
+    synthesizer = build_synthesizer(config.synthesis, device=cpu, seed=config.seed)
     out = synthesize_batched(synthesizer, sources, condition, config.synthesis.batch_size, cpu)
     generator = torch.Generator().manual_seed(config.seed + NOISE_SEED_OFFSET)
     return match_noise(out, noise_std, generator=generator)
@@ -229,7 +229,7 @@ def perframe(videos: list[DevVideo], model: torch.nn.Module, config: AdaptConfig
             return float(delta[index].mean()) if len(index) else "-"
 
         ends = torch.tensor([0, len(blur) - 1])
-        condition = float(video.condition[:, 2].mean()) * config.mag_norm
+        condition = float(video.condition[:, 2].mean())
         rows.append(
             [
                 video.name,
@@ -300,7 +300,6 @@ def motion_consistent_clip(
     direction: Tensor,
     blur_px: float,
     step_px: float,
-    mag_norm: float,
     radius: int = 2,
 ) -> Tensor:
     """``(2 radius + 1, 3, p, p)``: frame ``k`` = the patch shifted ``k * step_px`` px along
@@ -311,8 +310,8 @@ def motion_consistent_clip(
     box = padded[:, patch.top : patch.top + span, patch.left : patch.left + span]
     condition = torch.empty(1, 3, span, span)
     condition[:, 0], condition[:, 1] = float(direction[0]), float(direction[1])
-    condition[:, 2] = min(blur_px / mag_norm, 1.0)
-    blurred = motion_blur(box[None], condition, mag_norm)[0]
+    condition[:, 2] = blur_px
+    blurred = motion_blur(box[None], condition)[0]
     frames = []
     for k in range(-radius, radius + 1):
         # The content moves +k * step_px along the direction (the flow convention).
@@ -361,8 +360,8 @@ def exposure_ratio_fit(video: DevVideo, config: AdaptConfig) -> float:
             for p in patches:
                 sharp, target = p.crop(frames[t : t + 1]), p.crop(warped)
                 for i, ratio in enumerate(ratios):
-                    z = (ratio * p.crop(length) / config.mag_norm).clamp(0, 1)
-                    pred = motion_blur(sharp, torch.cat([p.crop(unit), z], 1), config.mag_norm)
+                    z = ratio * p.crop(length)
+                    pred = motion_blur(sharp, torch.cat([p.crop(unit), z], 1))
                     pred = match_noise(pred, video.noise_std, generator=generator)
                     error[i] += float(((pred - target)[..., 8:-8, 8:-8] ** 2).mean())
     return float(ratios[int(error.argmin())])
@@ -404,8 +403,8 @@ def exposure_ratio_fit_moving(
                 condition = torch.empty(1, 3, p.size, p.size)
                 condition[:, 0], condition[:, 1] = float(unit[0]), float(unit[1])
                 for i, ratio in enumerate(ratios):
-                    condition[:, 2] = min(float(ratio) * speed / config.mag_norm, 1.0)
-                    pred = motion_blur(sharp, condition, config.mag_norm)
+                    condition[:, 2] = float(ratio) * speed
+                    pred = motion_blur(sharp, condition)
                     pred = match_noise(pred, video.noise_std, generator=generator)
                     error[i] += float(((pred - target)[..., 8:-8, 8:-8] ** 2).mean())
                 used += 1
@@ -428,13 +427,13 @@ def synclip(
         "the method (original neighbours, DBCGM), for reference",
     ]
     rows = list(range(len(labels))) if rows is None else list(rows)
-    generator = DomainBlurConditionGenerator.from_config(config.dbcgm, config.mag_norm)
+    generator = DomainBlurConditionGenerator.from_config(config.dbcgm)
 
     def score(video: DevVideo) -> list[float]:
         patches = video.selection.patches
         total, counts = generator.accumulated_flow(video.blurry, patches)
         patch_motion = (torch.hypot(total[:, 0], total[:, 1]) / counts.view(-1, 1, 1)).mean((1, 2))
-        dbcgm_px = video.condition[:, 2].mean(dim=(1, 2)) * config.mag_norm
+        dbcgm_px = video.condition[:, 2].mean(dim=(1, 2))
         ratio, video_motion = exposure_ratio_bme(video, config)
         fitted = exposure_ratio_fit_moving(video, config)
         fitted = ratio if fitted is None else fitted
@@ -463,9 +462,7 @@ def synclip(
                 direction = direction / direction.norm().clamp_min(1e-6)
                 blur_px, step_px = choose(i)
                 clips.append(
-                    motion_consistent_clip(
-                        video.blurry[p.frame], p, direction, blur_px, step_px, config.mag_norm
-                    )
+                    motion_consistent_clip(video.blurry[p.frame], p, direction, blur_px, step_px)
                 )
             inputs = torch.stack(clips)
             noisy = match_noise(

@@ -27,7 +27,7 @@ def random_inputs(
     n: int, size: int, z_range: tuple[float, float], seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sharp patches ``(n, 3, size, size)`` and conditions with one random direction and
-    magnitude per patch (z uniform in ``z_range``)."""
+    blur length per patch (z uniform in ``z_range``, px)."""
     g = torch.Generator().manual_seed(seed)
     sharp = torch.rand(n, 3, size, size, generator=g)
     angle = torch.rand(n, generator=g) * 2 * torch.pi
@@ -60,7 +60,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--idblau-repeats", type=int, default=1)
-    parser.add_argument("--mag-norm", type=float, default=147.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -71,9 +70,9 @@ def main() -> None:
         f"cpu={platform.processor() or platform.machine()} size={args.size}x{args.size}"
     )
 
-    reblur = PhysicalReblur(args.mag_norm, batch_size=args.patches)
+    reblur = PhysicalReblur(batch_size=args.patches)
     rates = {}
-    for label, z_range in (("z in [0, 0.3]", (0.0, 0.3)), ("z = 1 (147 px)", (1.0, 1.0))):
+    for label, z_range in (("z in [0, 44.1] px", (0.0, 44.1)), ("z = 147 px", (147.0, 147.0))):
         sharp, cond = random_inputs(args.patches, args.size, z_range, seed=0)
         rates[label] = time_call(reblur, sharp, cond, args.device, args.repeats)
         print(f"PhysicalReblur  {label:16s} {rates[label]:10.2f} patches/s")
@@ -83,7 +82,7 @@ def main() -> None:
     idblau = IDBlau(
         network, num_steps=args.steps, batch_size=args.idblau_patches, device=args.device
     )
-    sharp, cond = random_inputs(args.idblau_patches, args.size, (0.0, 0.3), seed=1)
+    sharp, cond = random_inputs(args.idblau_patches, args.size, (0.0, 44.1), seed=1)
     with torch.inference_mode():
         rate_idblau = time_call(idblau, sharp, cond, args.device, args.idblau_repeats)
     print(f"IDBlau official, {args.steps} DDIM steps     {rate_idblau:10.4f} patches/s")

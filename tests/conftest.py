@@ -152,7 +152,7 @@ def _panning_video(
     seed: int = 0,
 ) -> torch.Tensor:
     """A smooth random texture panning ``speed`` px per frame (content moves ``-speed`` px in
-    x), every frame blurred ``ratio * speed`` px horizontally (``mag_norm`` 147) except
+    x), every frame blurred ``ratio * speed`` px horizontally except
     ``sharp_frame``, a still moment (what RSDM picks pseudo-sharp patches from):
     ``(T, 3, H, W)``."""
     gen = torch.Generator().manual_seed(seed)
@@ -161,8 +161,8 @@ def _panning_video(
     texture = F.interpolate(big, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
     condition = torch.zeros(1, 3, *texture.shape[-2:])
     condition[:, 0] = 1.0
-    condition[:, 2] = ratio * speed / 147.0
-    blurred = motion_blur(texture, condition, 147.0)[0]
+    condition[:, 2] = ratio * speed  # px
+    blurred = motion_blur(texture, condition)[0]
     video = torch.stack(
         [
             (texture[0] if t == sharp_frame else blurred)[

@@ -358,7 +358,7 @@ class _RecordingBlur:
 
     def __call__(self, sharp: Tensor, condition: Tensor) -> Tensor:
         self.sizes.append(tuple(sharp.shape))
-        return motion_blur(sharp, condition, 147.0)
+        return motion_blur(sharp, condition)  # z in px
 
 
 def test_synthesized_clips_blur_a_box_around_each_patch(target_video) -> None:

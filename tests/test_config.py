@@ -35,9 +35,8 @@ def test_defaults_tuned_on_the_domain_shift_benchmark():
 def test_json_round_trip(tmp_path):
     cfg = AdaptConfig(
         rsdm=RSDMConfig(name="random", patch_size=128, ratio=0.3),
-        dbcgm=DBCGMConfig(name="flow_only", random_magnitude=(0.1, 0.5)),
+        dbcgm=DBCGMConfig(name="flow_only", random_magnitude=(10.0, 50.0)),
         finetune=FinetuneConfig(epochs=3, trainable="re:^head"),
-        mag_norm=205.0,
         seed=7,
     )
     assert AdaptConfig.from_json(cfg.to_json()) == cfg
@@ -45,6 +44,16 @@ def test_json_round_trip(tmp_path):
     cfg.save(path)
     assert AdaptConfig.load(path) == cfg
     assert json.loads(path.read_text())["rsdm"]["patch_size"] == 128
+    assert "mag_norm" not in json.loads(path.read_text())
+
+
+def test_mag_norm_is_deprecated_and_ignored():
+    # conditions carry the blur length in px; an old config with mag_norm still loads
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        cfg = AdaptConfig.from_json('{"mag_norm": 205.0}')
+    assert cfg.mag_norm == 205.0 and cfg.model_copy(update={"mag_norm": None}) == AdaptConfig()
+    assert AdaptConfig().mag_norm is None
+    assert DBCGMConfig(random_magnitude=(150.0, 300.0)).random_magnitude == (150.0, 300.0)
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def test_constructor_defaults_are_the_config_defaults(registry, name, section, r
 def test_dbcgm_class_defaults_are_the_ones_adapt_uses() -> None:
     from ttblur.stages.dbcgm import DomainBlurConditionGenerator
 
-    gen = DomainBlurConditionGenerator(147.0)
+    gen = DomainBlurConditionGenerator()
     cfg = AdaptConfig().dbcgm
     assert (gen.magnitude, gen.magnitude_offset, gen.motion_cap) == ("exposure", 3.0, True)
     assert (gen.neighbours, gen.context, gen.min_flow) == (

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -201,7 +202,8 @@ class DBCGMConfig(_StageSection):
         default=0.5, ge=0.0, description="|F| in px below which the direction falls back"
     )
     random_magnitude: tuple[float, float] = Field(
-        default=(0.0, 1.0), description="range of z for the random ablation, in [0, 1]"
+        default=(0.0, 147.0),
+        description="range of the blur length z (px) for the random ablation, 0 <= low <= high",
     )
 
     @field_validator("flow")
@@ -214,9 +216,9 @@ class DBCGMConfig(_StageSection):
     @model_validator(mode="after")
     def _check_range(self) -> DBCGMConfig:
         low, high = self.random_magnitude
-        if not 0.0 <= low <= high <= 1.0:
+        if not 0.0 <= low <= high:
             raise ValueError(
-                f"random_magnitude must satisfy 0 <= low <= high <= 1, got {low, high}"
+                f"random_magnitude must satisfy 0 <= low <= high (px), got {low, high}"
             )
         _check_revision(self.flow_weights, self.flow_weights_revision, "flow_weights")
         return self
@@ -330,9 +332,10 @@ class AdaptConfig(_Section):
         dbcgm: condition generation section.
         synthesis: blur synthesis section.
         finetune: fine-tuning recipe.
-        mag_norm: pixels that map to condition magnitude 1 (z = min(M / mag_norm, 1)). The
-            synthesizer and the condition generator share this one value. ID-Blau was trained
-            with 147 px; the official BME targets use 205 px (BME keeps its own scale).
+        mag_norm: deprecated and ignored (a DeprecationWarning when set). Blur conditions
+            carry the blur length in pixels between stages; ID-Blau converts to its own scale
+            (``IDBlauConfig.mag_norm`` in its weights' ``config.json``, 147 px), and the BME
+            keeps its own (205 px).
         seed: seed for every random choice of the run, in ``[0, 2**63 - 1]``.
 
     Every section refuses unknown keys, and no float field accepts NaN or +-inf (``Infinity``
@@ -345,7 +348,7 @@ class AdaptConfig(_Section):
     dbcgm: DBCGMConfig = Field(default_factory=DBCGMConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    mag_norm: float = Field(default=147.0, gt=0.0)
+    mag_norm: float | None = Field(default=None, gt=0.0)
     seed: int = Field(
         default=0,
         ge=0,
@@ -364,9 +367,23 @@ class AdaptConfig(_Section):
             )
         return value
 
+    @field_validator("mag_norm")
+    @classmethod
+    def _deprecate_mag_norm(cls, value: float | None) -> float | None:
+        if value is not None:
+            warnings.warn(
+                "AdaptConfig.mag_norm is deprecated and ignored: blur conditions carry the blur "
+                "length in pixels, and ID-Blau converts to its own scale "
+                "(IDBlauConfig.mag_norm, or IDBlau(network, mag_norm=...))",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return value
+
     def to_json(self, *, indent: int | None = 2) -> str:
-        """Serialise to a JSON string."""
-        return self.model_dump_json(indent=indent)
+        """Serialise to a JSON string (the deprecated ``mag_norm`` only when set)."""
+        exclude = {"mag_norm"} if self.mag_norm is None else None
+        return self.model_dump_json(indent=indent, exclude=exclude)
 
     @classmethod
     def from_json(cls, text: str) -> AdaptConfig:

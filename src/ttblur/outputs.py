@@ -22,7 +22,7 @@ from ttblur.config import AdaptConfig
 from ttblur.finetune import FinetuneResult, PseudoPairs
 from ttblur.inference import deblur
 from ttblur.specs import ModelSpec
-from ttblur.types import ExposureEstimate, PatchLocation, Selection
+from ttblur.types import ExposureEstimate, PatchLocation, Selection, warn_mag_norm_ignored
 from ttblur.video import VideoSource
 
 __all__ = [
@@ -40,7 +40,7 @@ class ConditionStats(BaseModel):
 
     ``direction_deg`` is the axial mean direction of blur (degrees in [0, 180), image x to the
     right, y down) and ``direction_concentration`` its mean resultant length in [0, 1] (1: all
-    blur along one axis). Magnitudes are in pixels (``z * mag_norm``).
+    blur along one axis). Magnitudes are in pixels (the condition's z channel).
     """
 
     magnitude_mean_px: float
@@ -200,13 +200,16 @@ def axial_mean(condition: Tensor) -> tuple[float, float]:
     return math.degrees(math.atan2(s, c) / 2.0) % 180.0, math.hypot(c, s)
 
 
-def condition_stats(condition: Tensor, mag_norm: float) -> ConditionStats:
+def condition_stats(condition: Tensor, mag_norm: float | None = None) -> ConditionStats:
     """Summary of condition maps: magnitude mean and 10 / 90 % quantiles in px, direction.
+
+    ``mag_norm``: deprecated and ignored (DeprecationWarning); z is the blur length in px.
 
     Shape:
         - condition: ``(N, 3, h, w)``.
     """
-    z = condition[:, 2].flatten().double() * mag_norm
+    warn_mag_norm_ignored("condition_stats", mag_norm)
+    z = condition[:, 2].flatten().double()
     direction_deg, concentration = axial_mean(condition)
     quantiles = torch.quantile(
         z[:: max(1, z.numel() // 100_000)], torch.tensor([0.1, 0.9]).double()

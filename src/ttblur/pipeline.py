@@ -285,7 +285,7 @@ class AdaptPipeline:
         if name == "flow":
             return FLOWS.build(cfg.dbcgm.flow, cfg.dbcgm)
         if name == "condition_generator":
-            context: dict[str, Any] = {"mag_norm": cfg.mag_norm, "seed": cfg.seed}
+            context: dict[str, Any] = {"seed": cfg.seed}
             if self._generator_takes_flow():
                 context["flow"] = self.flow
             return CONDITION_GENERATORS.build(
@@ -296,7 +296,6 @@ class AdaptPipeline:
                 cfg.synthesis.name,
                 cfg.synthesis,
                 cfg.synthesis.params,
-                mag_norm=cfg.mag_norm,
                 device=self.device,
                 seed=cfg.seed,
             )
@@ -557,7 +556,7 @@ class _Run:
             adapted = self.work.to(self.home)
         report = AdaptReport(
             **base,
-            condition=condition_stats(condition, cfg.mag_norm),
+            condition=condition_stats(condition),
             noise_std=noise_level,
             exposure_ratio=exposure.ratio if exposure is not None else None,
             motion_px=exposure.motion_px if exposure is not None else None,
@@ -613,7 +612,6 @@ class _Run:
             blur,
             step_px=exposure.motion_px if exposure is not None else 0.0,
             radius=radius,
-            mag_norm=cfg.mag_norm,
             batch_size=cfg.synthesis.batch_size,
         )
         return clips.flatten(0, 1), clips, exposure

@@ -57,7 +57,7 @@ def _normalise(name: str) -> str:
 def accepted_kwargs(factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The items of ``kwargs`` that ``factory`` accepts by keyword (all of them when it takes
     ``**kwargs``). Used to hand a stage only the run context it asks for (``device``,
-    ``seed``, ``flow``, ``mag_norm``)."""
+    ``seed``, ``flow``)."""
     try:
         parameters = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: pass nothing extra
@@ -211,7 +211,7 @@ class Registry(Mapping[str, T], Generic[T]):
             name: the registered name.
             section: the config section (given to ``from_config``).
             params: the section's own parameters (``{"name": ..., **params}`` minus the name).
-            context: run context: ``device``, ``seed``, ``flow``, ``mag_norm``.
+            context: run context: ``device``, ``seed``, ``flow``.
         """
         factory: Any = self.get_entry(name)
         from_config = getattr(factory, "from_config", None)

@@ -13,14 +13,19 @@ video                     ``(T, 3, H, W)`` float32    RGB in ``[0, 1]``
 blur magnitude map        ``(T, 1, H, W)``            blur trajectory length in **pixels**
 flow                      ``(N, 2, H, W)`` float32    pixels, channel 0 = x (u), 1 = y (v)
 blur condition map        ``(N, 3, h, w)`` float32    x, y: unit direction in ``[-1, 1]``;
-                                                      z = ``min(M / mag_norm, 1)`` in ``[0, 1]``
+                                                      z = blur length ``M`` in **pixels**, ``>= 0``
 patch location            :class:`PatchLocation`      pixels
 ========================  ==========================  ==========================================
+
+The condition's z channel carries the blur length in pixels from stage to stage; a network
+trained on a normalised scale (ID-Blau's ``z = min(M / mag_norm, 1)``) converts at its own
+input with :func:`normalised_condition` (and :func:`pixel_condition` back).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -39,7 +44,10 @@ __all__ = [
     "SharpnessDetector",
     "condition_maps",
     "finite_range",
+    "normalised_condition",
+    "pixel_condition",
     "validate_video",
+    "warn_mag_norm_ignored",
 ]
 
 #: How far outside ``[0, 1]`` a float frame may stray (rounding of a decoder or a resize)
@@ -57,6 +65,55 @@ def finite_range(x: Tensor, name: str) -> tuple[float, float]:
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or inf")
     return low, high
+
+
+def normalised_condition(condition: Tensor, mag_norm: float) -> Tensor:
+    """A condition with z in pixels -> the same with ``z = min(M / mag_norm, 1)`` in ``[0, 1]``.
+
+    Args:
+        condition: ``(N, 3, h, w)``, z the blur length in pixels.
+        mag_norm: pixels that map to ``z = 1`` (> 0).
+
+    Returns:
+        ``(N, 3, h, w)``, a new tensor; channels x, y unchanged.
+    """
+    _check_scale(mag_norm)
+    z = (condition[:, 2:3] / float(mag_norm)).clamp(0.0, 1.0)
+    return torch.cat((condition[:, :2], z), dim=1)
+
+
+def pixel_condition(condition: Tensor, mag_norm: float) -> Tensor:
+    """A condition with normalised ``z = M / mag_norm`` -> the same with z in pixels.
+
+    Args:
+        condition: ``(N, 3, h, w)``, z in ``[0, 1]`` relative to ``mag_norm``.
+        mag_norm: pixels that map to ``z = 1`` (> 0).
+
+    Returns:
+        ``(N, 3, h, w)``, a new tensor with ``z * mag_norm``; channels x, y unchanged.
+    """
+    _check_scale(mag_norm)
+    return torch.cat((condition[:, :2], condition[:, 2:3] * float(mag_norm)), dim=1)
+
+
+def _check_scale(mag_norm: float) -> None:
+    if isinstance(mag_norm, bool) or not isinstance(mag_norm, (int, float)):
+        raise ValueError(f"mag_norm must be a number, got {type(mag_norm).__name__}")
+    if not (math.isfinite(mag_norm) and mag_norm > 0):
+        raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+
+
+def warn_mag_norm_ignored(where: str, mag_norm: float | None) -> None:
+    """DeprecationWarning for a ``mag_norm`` given to ``where``, which ignores it (conditions
+    carry the blur length in pixels; ID-Blau keeps its own scale)."""
+    if mag_norm is None:
+        return
+    warnings.warn(
+        f"{where}: mag_norm is deprecated and ignored; the condition's z channel is the blur "
+        "length in pixels (ID-Blau converts to its own scale, IDBlau(mag_norm=...))",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def validate_video(video: Tensor, name: str = "video", *, channels: int | None = 3) -> None:
@@ -161,7 +218,7 @@ class BlurConditions:
             then reuses its ``motion_px`` instead of measuring the video's motion again.
 
     Shape:
-        - maps: ``(N, 3, p, p)`` float32, x, y unit direction, z = ``min(M / mag_norm, 1)``.
+        - maps: ``(N, 3, p, p)`` float32, x, y unit direction, z = the blur length ``M`` in pixels.
     """
 
     maps: Tensor
@@ -246,7 +303,7 @@ class ConditionGenerator(Protocol):
 
         Returns:
             ``(N, 3, p, p)`` condition maps, ``N = len(selection.patches)``, ``p`` the patch
-            size: channels x, y are the unit blur direction, z = ``min(M / mag_norm, 1)``;
+            size: channels x, y are the unit blur direction, z = the blur length ``M`` in pixels;
             or :class:`BlurConditions` holding them and the exposure fitted on the way.
         """
         ...

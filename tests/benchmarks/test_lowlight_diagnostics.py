@@ -62,13 +62,13 @@ def test_motion_consistent_clip_moves_and_blurs_as_asked(diag) -> None:
     frame[:, :, 20] = 1.0  # one bright column
     patch = PatchLocation(0, 10, 10, 20)
     clip = diag.motion_consistent_clip(
-        frame, patch, torch.tensor([1.0, 0.0]), blur_px=0.0, step_px=3.0, mag_norm=100.0
+        frame, patch, torch.tensor([1.0, 0.0]), blur_px=0.0, step_px=3.0
     )
     assert clip.shape == (5, 3, 20, 20)
     columns = [int(clip[k, 0, 10].argmax()) for k in range(5)]
     assert columns == [4, 7, 10, 13, 16]  # the column (x = 20, patch x = 10) moves 3 px/frame
     blurred = diag.motion_consistent_clip(
-        frame, patch, torch.tensor([1.0, 0.0]), blur_px=6.0, step_px=0.0, mag_norm=100.0
+        frame, patch, torch.tensor([1.0, 0.0]), blur_px=6.0, step_px=0.0
     )
     row = blurred[2, 0, 10]
     assert float(row.max()) < 0.5 and int((row > 0.05).sum()) >= 5  # spread over ~6 px

@@ -13,8 +13,6 @@ from ttblur.stages.clips import (
 )
 from ttblur.stages.reblur import motion_blur
 
-MAG_NORM = 100.0
-
 
 def uniform(n: int, size: int, x: float, y: float, z: float) -> torch.Tensor:
     return torch.tensor([x, y, z]).view(1, 3, 1, 1).expand(n, 3, size, size).clone()
@@ -32,7 +30,6 @@ def _unblurred_clip(video, patch, x: float, y: float, step: float, radius: int):
         identity,
         step_px=step,
         radius=radius,
-        mag_norm=MAG_NORM,
     )[0]
 
 
@@ -57,12 +54,10 @@ def test_every_frame_carries_the_patch_blur() -> None:
     torch.manual_seed(1)
     video = torch.rand(5, 3, 64, 64)
     patch = PatchLocation(2, 24, 24, 16)
-    condition = uniform(1, 16, 0.0, 1.0, 6.0 / MAG_NORM)
-    blur = lambda boxes, cond: motion_blur(boxes, cond, MAG_NORM)  # noqa: E731
-    clips = synthesize_motion_clips(
-        video, [patch], condition, blur, step_px=0.0, radius=2, mag_norm=MAG_NORM
-    )
-    expected = motion_blur(video[2:3], uniform(1, 64, 0.0, 1.0, 6.0 / MAG_NORM), MAG_NORM)
+    condition = uniform(1, 16, 0.0, 1.0, 6.0)
+    blur = lambda boxes, cond: motion_blur(boxes, cond)  # noqa: E731
+    clips = synthesize_motion_clips(video, [patch], condition, blur, step_px=0.0, radius=2)
+    expected = motion_blur(video[2:3], uniform(1, 64, 0.0, 1.0, 6.0))
     for slot in range(5):  # no motion: all five frames are the blurred patch
         assert torch.allclose(clips[0, slot], expected[0, :, 24:40, 24:40], atol=1e-5)
 
@@ -76,7 +71,6 @@ def test_image_models_get_the_centre_frame_only() -> None:
         identity,
         step_px=50.0,
         radius=0,
-        mag_norm=MAG_NORM,
     )
     assert clips.shape == (1, 1, 3, 16, 16)
     assert torch.equal(clips[0, 0], video[1, :, :16, :16])
@@ -110,12 +104,8 @@ def test_boxes_are_only_as_large_as_the_clip_reads() -> None:
 
     video = torch.rand(5, 3, 64, 64)
     patches = [PatchLocation(2, 24, 24, 16)] * 3
-    condition = torch.cat(
-        [uniform(2, 16, 1.0, 0.0, 10.0 / MAG_NORM), uniform(1, 16, 0.0, 1.0, 10.0 / MAG_NORM)]
-    )
-    synthesize_motion_clips(
-        video, patches, condition, recording, step_px=3.0, radius=2, mag_norm=MAG_NORM
-    )
+    condition = torch.cat([uniform(2, 16, 1.0, 0.0, 10.0), uniform(1, 16, 0.0, 1.0, 10.0)])
+    synthesize_motion_clips(video, patches, condition, recording, step_px=3.0, radius=2)
     # Horizontal: 6 + 5 + 2 = 13 -> 16 columns, 2 -> 8 rows; vertical: the other way round.
     assert sorted(shapes) == [(1, 3, 48, 32), (2, 3, 32, 48)]
 
@@ -131,9 +121,7 @@ def test_patch_condition_is_the_mean_direction_and_magnitude() -> None:
 def test_input_checks() -> None:
     video = torch.rand(5, 3, 32, 32)
     with pytest.raises(ValueError, match="patches but"):
-        synthesize_motion_clips(
-            video, [], uniform(1, 16, 1, 0, 0), identity, step_px=1.0, radius=2, mag_norm=100.0
-        )
+        synthesize_motion_clips(video, [], uniform(1, 16, 1, 0, 0), identity, step_px=1.0, radius=2)
     with pytest.raises(ValueError, match="radius"):
         synthesize_motion_clips(
             video,
@@ -142,5 +130,4 @@ def test_input_checks() -> None:
             identity,
             step_px=1.0,
             radius=-1,
-            mag_norm=100.0,
         )

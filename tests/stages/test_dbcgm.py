@@ -36,9 +36,9 @@ class Official(DomainBlurConditionGenerator):
     """DBCGM with the official code's settings (BME magnitude, 10 px offset, no motion cap),
     returning the bare condition maps; the class's own defaults are ``DBCGMConfig``'s."""
 
-    def __init__(self, mag_norm: float, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         settings = {"magnitude": "bme", "magnitude_offset": 10.0, "motion_cap": False}
-        super().__init__(mag_norm, **{**settings, **kwargs})
+        super().__init__(**{**settings, **kwargs})
 
     def __call__(self, video: Tensor, selection: Selection) -> Tensor:  # type: ignore[override]
         return super().__call__(video, selection).maps
@@ -110,7 +110,7 @@ def test_neighbour_pairs_and_frames_inside_and_at_the_ends() -> None:
 def test_accumulated_flow_is_the_sum_over_the_four_pairs() -> None:
     table = {a: (float(a), 1.0) for a in range(7)}
     flow = CodedFlow(const_table(table))
-    gen = Official(147.0, flow=flow, context=4)
+    gen = Official(flow=flow, context=4)
     video = coded_video(7)
     cond = gen(video, Selection([PatchLocation(3, 10, 12, 16)], flat_magnitude(7)))
     # pairs (1,2), (2,3), (3,4), (4,5): F = (1+2+3+4, 4) = (10, 4)
@@ -125,7 +125,7 @@ def test_accumulation_is_per_pixel_at_the_same_pixel_and_cropped_back_exactly() 
     def fn(a: int, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return 1.0 + x / 10.0, a + y / 100.0
 
-    gen = Official(147.0, flow=CodedFlow(fn), context=8, min_flow=0.0)
+    gen = Official(flow=CodedFlow(fn), context=8, min_flow=0.0)
     patches = [
         PatchLocation(3, 5, 30, 16),
         PatchLocation(3, 40, 2, 16),
@@ -153,19 +153,19 @@ def test_accumulation_is_per_pixel_at_the_same_pixel_and_cropped_back_exactly() 
 
 def test_flow_is_computed_on_a_context_window_clamped_to_the_frame() -> None:
     flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
-    gen = Official(147.0, flow=flow, context=8)
+    gen = Official(flow=flow, context=8)
     gen(coded_video(7), Selection([PatchLocation(3, 16, 20, 16)], flat_magnitude(7)))
     assert set(flow.shapes) == {(4, 3, 32, 32)}  # 4 pairs in one batch; 16 + 2 * 8 px
 
     flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
-    gen = Official(147.0, flow=flow, context=8)
+    gen = Official(flow=flow, context=8)
     gen(coded_video(7), Selection([PatchLocation(3, 0, 44, 20)], flat_magnitude(7)))
     assert set(flow.shapes) == {(4, 3, 28, 28)}  # rows 0..28, cols 36..64: clamped
 
 
 def test_overlapping_patches_compute_each_pair_once() -> None:
     flow = CodedFlow(const_table({a: (1.0, 2.0) for a in range(12)}))
-    gen = Official(147.0, flow=flow, context=8)
+    gen = Official(flow=flow, context=8)
     patches = [
         PatchLocation(t, top, left, 24)
         for t in (2, 3, 4, 5, 6, 7)
@@ -183,7 +183,7 @@ def test_overlapping_patches_compute_each_pair_once() -> None:
 
 def test_output_order_follows_the_selection_not_the_frame_order() -> None:
     table = {a: (1.0, 0.0) if a < 4 else (0.0, 1.0) for a in range(10)}
-    gen = Official(147.0, flow=CodedFlow(const_table(table)), context=0)
+    gen = Official(flow=CodedFlow(const_table(table)), context=0)
     patches = [PatchLocation(7, 0, 0, 16), PatchLocation(2, 0, 0, 16)]
     cond = gen(coded_video(10), Selection(patches, flat_magnitude(10)))
     assert torch.allclose(cond[0, :2, 0, 0], torch.tensor([0.0, 1.0]))  # pairs 5..8
@@ -196,7 +196,7 @@ def test_direction_fallback_uses_patch_mean_then_unit_x() -> None:
         left = x < 32
         return torch.where(left, -0.1, 0.0), torch.where(left, 0.0, 2.0)
 
-    gen = Official(147.0, flow=CodedFlow(fn), context=0, min_flow=0.5)
+    gen = Official(flow=CodedFlow(fn), context=0, min_flow=0.5)
     cond = gen(coded_video(7), Selection([PatchLocation(3, 0, 16, 32)], flat_magnitude(7)))
     mean = torch.tensor([-0.4 * 0.5, 8.0 * 0.5])
     mean = mean / mean.norm()
@@ -206,9 +206,7 @@ def test_direction_fallback_uses_patch_mean_then_unit_x() -> None:
     )
     assert gen.last_stats["fallback_fraction"] == pytest.approx(0.5)
 
-    zero = Official(
-        147.0, flow=CodedFlow(const_table({a: (0.0, 0.0) for a in range(7)})), context=0
-    )
+    zero = Official(flow=CodedFlow(const_table({a: (0.0, 0.0) for a in range(7)})), context=0)
     cond = zero(coded_video(7), Selection([PatchLocation(3, 0, 0, 16)], flat_magnitude(7)))
     assert torch.equal(cond[0, 0], torch.ones(16, 16))
     assert torch.equal(cond[0, 1], torch.zeros(16, 16))
@@ -238,13 +236,13 @@ def _ramp_magnitude(num_frames: int, frame: int) -> Tensor:
 def test_magnitude_adaptation_matches_the_formula_with_frame_maximum() -> None:
     magnitude = _ramp_magnitude(7, 3)
     magnitude[3, 0, 60, 60] = 16.0  # frame maximum outside the patch
-    gen = Official(200.0, flow=CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)})), context=0)
+    gen = Official(flow=CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)})), context=0)
     patch = PatchLocation(3, 8, 8, 32)
     cond = gen(coded_video(7), Selection([patch], magnitude))
     neighbour_mean = (6.0 + 10.0 + 18.0 + 22.0) / 4  # frames 1, 2, 4, 5
     current = patch.crop(magnitude[3])
     expected = current / 16.0 * neighbour_mean + 10.0
-    assert torch.allclose(cond[0, 2], expected[0] / 200.0, atol=1e-6)
+    assert torch.allclose(cond[0, 2], expected[0], atol=1e-6)
 
 
 def test_magnitude_adaptation_patch_scope_offset_and_clipping() -> None:
@@ -253,16 +251,15 @@ def test_magnitude_adaptation_patch_scope_offset_and_clipping() -> None:
     flow = CodedFlow(const_table({a: (1.0, 0.0) for a in range(7)}))
     patch = PatchLocation(3, 8, 8, 32)
     current = patch.crop(magnitude[3])[0]
-    gen = Official(50.0, flow=flow, context=0, magnitude_offset=0.0, normalize_over="patch")
+    gen = Official(flow=flow, context=0, magnitude_offset=0.0, normalize_over="patch")
     cond = gen(coded_video(7), Selection([patch], magnitude))
     expected = current / current.max() * 14.0  # no offset
-    assert torch.allclose(cond[0, 2], expected / 50.0, atol=1e-6)
-    # Clipping: a small mag_norm saturates z at exactly 1 where M' > mag_norm.
-    small = Official(8.0, flow=flow, context=0, magnitude_offset=5.0)
+    assert torch.allclose(cond[0, 2], expected, atol=1e-5)
+    # No cap: z is M' in px, however long (the normalised scale capped it at mag_norm).
+    small = Official(flow=flow, context=0, magnitude_offset=200.0)
     z = small(coded_video(7), Selection([patch], magnitude))[0, 2]
-    m = current / 16.0 * 14.0 + 5.0  # 5.9 .. 9.3 px across the patch
-    assert torch.allclose(z, torch.clamp(m / 8.0, max=1.0), atol=1e-6)
-    assert float(z.max()) == 1.0 and bool((m > 8.0).any()) and bool((m < 8.0).any())
+    m = current / 16.0 * 14.0 + 200.0  # 200.9 .. 204.3 px across the patch
+    assert torch.allclose(z, m, atol=1e-4)
 
 
 def test_motion_cap_bounds_the_adapted_magnitude_by_the_per_frame_motion() -> None:
@@ -273,16 +270,16 @@ def test_motion_cap_bounds_the_adapted_magnitude_by_the_per_frame_motion() -> No
 
     patch = PatchLocation(3, 8, 8, 32)
     selection = Selection([patch], flat_magnitude(7, 20.0))
-    capped = Official(100.0, flow=CodedFlow(fn), context=0, motion_cap=True)
-    plain = Official(100.0, flow=CodedFlow(fn), context=0)
-    z_capped = capped(coded_video(7), selection)[0, 2] * 100.0
-    z_plain = plain(coded_video(7), selection)[0, 2] * 100.0
+    capped = Official(flow=CodedFlow(fn), context=0, motion_cap=True)
+    plain = Official(flow=CodedFlow(fn), context=0)
+    z_capped = capped(coded_video(7), selection)[0, 2]
+    z_plain = plain(coded_video(7), selection)[0, 2]
     assert torch.allclose(z_plain, torch.full_like(z_plain, 30.0), atol=1e-4)
     assert torch.allclose(z_capped[:, :16], torch.full((32, 16), 3.0), atol=1e-4)  # x < 24
     assert torch.allclose(z_capped[:, 16:], torch.full((32, 16), 30.0), atol=1e-4)
     assert capped.last_stats["mean_magnitude_px"] == pytest.approx(16.5, abs=1e-3)
     assert "motion_cap=True" in repr(capped)
-    built = DomainBlurConditionGenerator.from_config(DBCGMConfig(), 147.0, flow=CodedFlow(fn))
+    built = DomainBlurConditionGenerator.from_config(DBCGMConfig(), flow=CodedFlow(fn))
     assert built.motion_cap is True and built.magnitude_offset == 3.0
 
 
@@ -292,47 +289,45 @@ def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_v
     video = panning_video(0.5)
     selection = Selection([PatchLocation(3, 16, 0, 64)], torch.full((8, 1, 96, 128), 30.0))
     gen = DomainBlurConditionGenerator(
-        147.0, magnitude="exposure", magnitude_offset=10.0, motion_cap=False
+        magnitude="exposure", magnitude_offset=10.0, motion_cap=False
     )
     out = gen(video, selection)
-    z = out.maps[0, 2] * 147.0
+    z = out.maps[0, 2]
     assert out.exposure is not None and out.exposure.ratio == pytest.approx(0.5, abs=0.1)
     assert out.exposure.motion_px == pytest.approx(4.0, abs=0.3)
     assert torch.allclose(z, torch.full_like(z, out.exposure.blur_px or 0.0), atol=1e-4)
     assert "magnitude='exposure'" in repr(gen)
-    bme = DomainBlurConditionGenerator(
-        147.0, magnitude="bme", magnitude_offset=10.0, motion_cap=False
-    )
+    bme = DomainBlurConditionGenerator(magnitude="bme", magnitude_offset=10.0, motion_cap=False)
     from_bme = bme(video, selection)
-    assert float(from_bme.maps[0, 2].mean()) * 147.0 > 20.0 and from_bme.exposure is None
+    assert float(from_bme.maps[0, 2].mean()) > 20.0 and from_bme.exposure is None
     # A still video gives no ratio: the BME magnitude adaptation is used instead.
     still = panning_video(0.5, speed=0)
     out = gen(still, selection)
     assert torch.allclose(out.maps, bme(still, selection).maps)
     assert out.exposure is not None and out.exposure.ratio is None
-    built = build_condition_generator(DBCGMConfig(magnitude="exposure"), 147.0, seed=4)
+    built = build_condition_generator(DBCGMConfig(magnitude="exposure"), seed=4)
     assert isinstance(built, DomainBlurConditionGenerator)
     assert (built.magnitude, built.seed) == ("exposure", 4)
     with pytest.raises(ValueError, match="magnitude must be"):
-        Official(147.0, magnitude="flow")  # type: ignore[arg-type]
+        Official(magnitude="flow")  # type: ignore[arg-type]
 
 
 def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> None:
     magnitude = _ramp_magnitude(5, 0)
     flow = CodedFlow(const_table({a: (0.0, 1.0) for a in range(5)}))
-    gen = Official(100.0, flow=flow, context=0)
+    gen = Official(flow=flow, context=0)
     patch = PatchLocation(0, 0, 0, 16)
     cond = gen(coded_video(5), Selection([patch], magnitude))
     current = patch.crop(magnitude[0])[0]
     expected = current / 8.0 * ((6.0 + 10.0) / 2) + 10.0  # neighbours 1 and 2 only
-    assert torch.allclose(cond[0, 2], expected / 100.0, atol=1e-6)
+    assert torch.allclose(cond[0, 2], expected, atol=1e-5)
     assert sorted(flow.pairs) == [0, 1]
 
     single = torch.full((1, 1, 64, 64), 7.0)
     flow = CodedFlow(const_table({}))
-    gen = Official(100.0, flow=flow, context=0)
+    gen = Official(flow=flow, context=0)
     cond = gen(coded_video(1), Selection([patch], single))
-    assert torch.allclose(cond[0, 2], torch.full((16, 16), 0.17))  # M_t + offset
+    assert torch.allclose(cond[0, 2], torch.full((16, 16), 17.0))  # M_t + offset
     assert torch.equal(cond[0, 0], torch.ones(16, 16)) and flow.pairs == []
 
 
@@ -351,21 +346,22 @@ def test_adapt_magnitude_functional() -> None:
         adapt_magnitude(current, torch.zeros(1, 1, 3, 1))
 
 
-def test_condition_map_stacks_and_clips() -> None:
+def test_condition_map_stacks_pixels_without_a_cap() -> None:
     direction = torch.tensor([0.6, 0.8]).view(1, 2, 1, 1).expand(1, 2, 1, 2)
     magnitude = torch.tensor([50.0, 500.0]).view(1, 1, 1, 2)
-    cond = condition_map(direction, magnitude, 100.0)
+    cond = condition_map(direction, magnitude)
     assert cond.shape == (1, 3, 1, 2)
-    assert torch.allclose(cond[0, 2, 0], torch.tensor([0.5, 1.0]))
-    with pytest.raises(ValueError, match="mag_norm"):
-        condition_map(direction, magnitude, 0.0)
+    assert torch.equal(cond[0, 2, 0], torch.tensor([50.0, 500.0]))
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        legacy = condition_map(direction, magnitude, 100.0)
+    assert torch.equal(legacy, cond)
 
 
 # ---- input validation -------------------------------------------------------------------------
 
 
 def test_generator_input_validation() -> None:
-    gen = Official(147.0, flow=CodedFlow(const_table({})), context=0)
+    gen = Official(flow=CodedFlow(const_table({})), context=0)
     video = coded_video(5)
     ok = PatchLocation(2, 0, 0, 16)
     with pytest.raises(ValueError, match=r"\(T, 1, H, W\)"):
@@ -384,23 +380,23 @@ def test_generator_input_validation() -> None:
         gen(video * float("nan"), Selection([ok], flat_magnitude(5)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         gen(video + 2, Selection([ok], flat_magnitude(5)))
-    with pytest.raises(ValueError, match="mag_norm"):
-        Official(-1.0)
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        Official(mag_norm=147.0)
     with pytest.raises(ValueError, match="normalize_over"):
-        Official(1.0, normalize_over="video")  # type: ignore[arg-type]
+        Official(normalize_over="video")  # type: ignore[arg-type]
 
     def bad_flow(src: Tensor, dst: Tensor) -> Tensor:
         return torch.zeros(src.shape[0], 2, 4, 4)
 
     with pytest.raises(ValueError, match="returned"):
-        Official(147.0, flow=bad_flow)(video, Selection([ok], flat_magnitude(5)))
+        Official(flow=bad_flow)(video, Selection([ok], flat_magnitude(5)))
 
 
 def test_empty_selection_gives_empty_output() -> None:
-    gen = Official(147.0, flow=CodedFlow(const_table({})))
+    gen = Official(flow=CodedFlow(const_table({})))
     out = gen(coded_video(5), Selection([], flat_magnitude(5)))
     assert out.shape == (0, 3, 0, 0)
-    assert FlowOnlyCondition(147.0, flow=CodedFlow(const_table({})))(
+    assert FlowOnlyCondition(flow=CodedFlow(const_table({})))(
         coded_video(5), Selection([], flat_magnitude(5))
     ).shape == (0, 3, 0, 0)
 
@@ -424,14 +420,14 @@ def _translating_video(angle_deg: float, speed: float, frames: int = 7, size: in
 @pytest.mark.parametrize("angle", [0.0, 135.0, 250.0])
 def test_opencv_flow_direction_of_a_translating_video(angle: float) -> None:
     video = _translating_video(angle, 2.0).contiguous()
-    gen = Official(147.0, flow=OpenCVFlow("medium"), context=16)
+    gen = Official(flow=OpenCVFlow("medium"), context=16)
     cond = gen(video, Selection([PatchLocation(3, 24, 24, 48)], flat_magnitude(7, size=96)))
     x, y = cond[0, 0].mean(), cond[0, 1].mean()
     got = math.degrees(math.atan2(float(y), float(x)))
     assert abs((got - angle + 180) % 360 - 180) < 3.0
-    only = FlowOnlyCondition(147.0, flow=OpenCVFlow("medium"), context=16)
+    only = FlowOnlyCondition(flow=OpenCVFlow("medium"), context=16)
     z = only(video, Selection([PatchLocation(3, 24, 24, 48)], flat_magnitude(7, size=96)))[0, 2]
-    assert float(z.mean()) * 147.0 == pytest.approx(2.0, abs=0.2)  # per-frame motion in px
+    assert float(z.mean()) == pytest.approx(2.0, abs=0.2)  # per-frame motion in px
 
 
 # ---- ablations and factory --------------------------------------------------------------------
@@ -439,11 +435,11 @@ def test_opencv_flow_direction_of_a_translating_video(angle: float) -> None:
 
 def test_flow_only_magnitude_is_per_frame_motion() -> None:
     table = {a: (float(a), 1.0) for a in range(7)}
-    gen = FlowOnlyCondition(100.0, flow=CodedFlow(const_table(table)), context=0)
+    gen = FlowOnlyCondition(flow=CodedFlow(const_table(table)), context=0)
     patches = [PatchLocation(3, 0, 0, 16), PatchLocation(1, 0, 0, 16)]
     cond = gen(coded_video(7), Selection(patches, flat_magnitude(7)))
-    assert torch.allclose(cond[0, 2], torch.full((16, 16), math.hypot(10, 4) / 4 / 100))
-    assert torch.allclose(cond[1, 2], torch.full((16, 16), math.hypot(3, 3) / 3 / 100))
+    assert torch.allclose(cond[0, 2], torch.full((16, 16), math.hypot(10, 4) / 4))
+    assert torch.allclose(cond[1, 2], torch.full((16, 16), math.hypot(3, 3) / 3))
     assert torch.allclose(cond[1, :2, 0, 0], torch.tensor([1.0, 1.0]) / math.sqrt(2))
 
 
@@ -451,14 +447,14 @@ def test_random_condition_is_seeded_constant_and_in_range() -> None:
     video = torch.rand(4, 3, 8, 8)
     patches = [PatchLocation(t % 4, 0, 0, 1) for t in range(4000)]
     sel = Selection(patches, torch.zeros(4, 1, 8, 8))
-    a = RandomCondition((0.2, 0.6), seed=5)(video, sel)
-    b = RandomCondition((0.2, 0.6), seed=5)(video, sel)
-    c = RandomCondition((0.2, 0.6), seed=6)(video, sel)
+    a = RandomCondition((20.0, 60.0), seed=5)(video, sel)
+    b = RandomCondition((20.0, 60.0), seed=5)(video, sel)
+    c = RandomCondition((20.0, 60.0), seed=6)(video, sel)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.allclose(torch.linalg.vector_norm(a[:, :2], dim=1), torch.ones(4000, 1, 1))
     z = a[:, 2].flatten()
-    assert float(z.min()) >= 0.2 and float(z.max()) <= 0.6
-    assert float(z.mean()) == pytest.approx(0.4, abs=0.01)
+    assert float(z.min()) >= 20.0 and float(z.max()) <= 60.0
+    assert float(z.mean()) == pytest.approx(40.0, abs=1.0)
     # Uniform angle: the mean resultant length of 4000 uniform angles is ~1/sqrt(4000) = 0.016.
     assert float(a[:, :2, 0, 0].mean(dim=0).norm()) < 0.05
     quadrants = torch.histc(
@@ -474,28 +470,34 @@ def test_random_condition_is_seeded_constant_and_in_range() -> None:
     assert big.shape == (2, 3, 16, 16)
     assert torch.equal(big, big[:, :, :1, :1].expand_as(big))  # constant over the patch
     with pytest.raises(ValueError, match="magnitude_range"):
-        RandomCondition((0.5, 0.2))
+        RandomCondition((50.0, 20.0))
+    # px, no longer capped at 1: the default is the old (0, 1) of the 147 px scale
+    assert RandomCondition().magnitude_range == (0.0, 147.0)
+    assert RandomCondition((200.0, 300.0)).magnitude_range == (200.0, 300.0)
 
 
 def test_build_condition_generator_by_name() -> None:
     flow = OpenCVFlow("ultrafast")
     section = DBCGMConfig(neighbours=3, context=5, magnitude_offset=2.0, min_flow=0.1)
-    dbcgm = build_condition_generator(section, 205.0, flow=flow)
+    dbcgm = build_condition_generator(section, flow=flow)
     assert isinstance(dbcgm, DomainBlurConditionGenerator) and isinstance(dbcgm, ConditionGenerator)
-    assert (dbcgm.mag_norm, dbcgm.neighbours, dbcgm.context) == (205.0, 3, 5)
+    assert (dbcgm.neighbours, dbcgm.context) == (3, 5)
     assert (dbcgm.magnitude_offset, dbcgm.min_flow, dbcgm.flow) == (2.0, 0.1, flow)
-    only = build_condition_generator(section.model_copy(update={"name": "flow_only"}), 205.0)
+    only = build_condition_generator(section.model_copy(update={"name": "flow_only"}))
     assert isinstance(only, FlowOnlyCondition) and isinstance(only.flow, OpenCVFlow)
     assert only.flow.preset == "medium"
     rand = build_condition_generator(
-        DBCGMConfig(name="random", random_magnitude=(0.1, 0.3)), 147.0, seed=9
+        DBCGMConfig(name="random", random_magnitude=(10.0, 30.0)), seed=9
     )
     assert isinstance(rand, RandomCondition)
-    assert rand.magnitude_range == (0.1, 0.3) and rand.seed == 9
-    gen = DomainBlurConditionGenerator.from_config(DBCGMConfig(flow_preset="fast"), 147.0)
+    assert rand.magnitude_range == (10.0, 30.0) and rand.seed == 9
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        legacy = build_condition_generator(section, 205.0, flow=flow)
+    assert isinstance(legacy, DomainBlurConditionGenerator) and legacy.neighbours == 3
+    gen = DomainBlurConditionGenerator.from_config(DBCGMConfig(flow_preset="fast"))
     assert isinstance(gen.flow, OpenCVFlow) and gen.flow.preset == "fast"
     with pytest.raises(ValueError, match="RAFTFlow needs weights"):
-        build_condition_generator(DBCGMConfig(flow="raft"), 147.0)
+        build_condition_generator(DBCGMConfig(flow="raft"))
 
 
 # ---- blurry translating videos made in the test (exposure averaging of sub-frames) ------------
@@ -530,7 +532,7 @@ def _circular_mean_deg(cond: Tensor) -> float:
 @pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
 def test_direction_of_blurry_translations_in_eight_directions(angle: float) -> None:
     video, _ = _blurred_translation(angle, 3.0, 0.5)
-    gen = Official(147.0, flow=OpenCVFlow("medium"), context=8)
+    gen = Official(flow=OpenCVFlow("medium"), context=8)
     patch = PatchLocation(3, 8, 8, 96)
     cond = gen(video, Selection([patch], flat_magnitude(7, size=112)))
     error = (_circular_mean_deg(cond) - angle + 180) % 360 - 180
@@ -542,14 +544,14 @@ def test_condition_magnitude_grows_with_exposure() -> None:
     for exposure in (0.125, 0.25, 0.375):  # like BSD 1/8, 2/16, 3/24 ms at a fixed frame rate
         video, blur_px = _blurred_translation(30.0, 8.0, exposure)
         truth = torch.full((7, 1, 112, 112), blur_px)  # ground-truth magnitude maps
-        gen = Official(147.0, flow=OpenCVFlow("fast"), context=8)
+        gen = Official(flow=OpenCVFlow("fast"), context=8)
         sel = Selection([PatchLocation(3, 8, 8, 96)], truth)
         z = gen(video, sel)[0, 2]
         # constant maps: M' = M / M * M + 10 = blur length + offset
-        assert torch.allclose(z, torch.full_like(z, (blur_px + 10.0) / 147.0), atol=1e-6)
+        assert torch.allclose(z, torch.full_like(z, blur_px + 10.0), atol=1e-4)
         zs.append(float(z.mean()))
-        only = FlowOnlyCondition(147.0, flow=OpenCVFlow("fast"), context=8)
-        flow_only.append(float(only(video, sel)[0, 2].mean()) * 147.0)
+        only = FlowOnlyCondition(flow=OpenCVFlow("fast"), context=8)
+        flow_only.append(float(only(video, sel)[0, 2].mean()))
     assert zs[0] < zs[1] < zs[2]
     # The flow-only ablation sees the inter-frame motion (8 px) whatever the exposure.
     assert all(abs(m - 8.0) < 0.8 for m in flow_only)
@@ -578,7 +580,7 @@ def _synthetic(preset: str, angle: float):
 @pytest.mark.parametrize("angle", [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0])
 def test_synthetic_translation_direction_within_10_degrees(angle: float) -> None:
     video = _synthetic("bsd-2ms16ms", angle)
-    gen = Official(147.0, flow=OpenCVFlow("medium"), context=32)
+    gen = Official(flow=OpenCVFlow("medium"), context=32)
     patch = PatchLocation(2, 32, 32, 96)
     cond = gen(video.blurry, Selection([patch], video.magnitude))
     error = (_circular_mean_deg(cond) - angle + 180) % 360 - 180
@@ -594,16 +596,16 @@ def test_synthetic_magnitude_grows_with_bsd_exposure() -> None:
     for preset in ("bsd-1ms8ms", "bsd-2ms16ms", "bsd-3ms24ms"):
         video = _synthetic(preset, 60.0)
         sel = Selection([patch], video.magnitude)  # ground-truth magnitude maps, px
-        gen = Official(147.0, flow=OpenCVFlow("fast"), context=32)
+        gen = Official(flow=OpenCVFlow("fast"), context=32)
         z = gen(video.blurry, sel)[0, 2]
         zs.append(float(z.mean()))
         truth_px.append(float(patch.crop(video.magnitude[2]).mean()))
-        only = FlowOnlyCondition(147.0, flow=OpenCVFlow("fast"), context=32)
-        flow_only_px.append(float(only(video.blurry, sel)[0, 2].mean()) * 147.0)
+        only = FlowOnlyCondition(flow=OpenCVFlow("fast"), context=32)
+        flow_only_px.append(float(only(video.blurry, sel)[0, 2].mean()))
     assert zs[0] < zs[1] < zs[2]
     # Uniform translation: M' = M / max M * mean(M_neighbours) + 10 is the true length + 10 px.
     for z, px in zip(zs, truth_px):
-        assert z * 147.0 == pytest.approx(px + 10.0, rel=0.03)
+        assert z == pytest.approx(px + 10.0, rel=0.03)
     # The flow-only ablation measures inter-frame motion (330 px/s at 15 fps = 22 px) for all
     # three exposures: it cannot tell the domains apart.
     assert all(m == pytest.approx(22.0, rel=0.1) for m in flow_only_px)

@@ -14,16 +14,13 @@ from ttblur.stages.exposure import (
 )
 from ttblur.stages.flow import OpenCVFlow
 
-MAG_NORM = 147.0
-
-
 PATCHES = [PatchLocation(3, 16, 0, 64), PatchLocation(3, 16, 64, 64)]
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.8])
 def test_fitted_ratio_reads_back_a_known_exposure(panning_video, ratio: float) -> None:
     video = panning_video(ratio)
-    fitted = fit_exposure_ratio(video, PATCHES, OpenCVFlow(), noise_std=0.004, mag_norm=MAG_NORM)
+    fitted = fit_exposure_ratio(video, PATCHES, OpenCVFlow(), noise_std=0.004)
     assert fitted is not None and abs(fitted - ratio) <= 0.1 + 1e-6
 
 
@@ -32,7 +29,7 @@ def test_video_motion_is_the_pan_speed(panning_video) -> None:
 
 
 def test_estimate_combines_ratio_and_motion(panning_video) -> None:
-    estimate = estimate_exposure(panning_video(0.8), PATCHES, OpenCVFlow(), mag_norm=MAG_NORM)
+    estimate = estimate_exposure(panning_video(0.8), PATCHES, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.8, abs=0.1 + 1e-6)
     assert estimate.motion_px == pytest.approx(4.0, abs=0.3)
     assert estimate.blur_px == pytest.approx(estimate.ratio * estimate.motion_px)
@@ -42,17 +39,15 @@ def test_large_patches_are_compared_at_reduced_scale(panning_video) -> None:
     # 256 px patches are pooled by 2: the ratio is unchanged, motion still in full-res px.
     video = panning_video(0.5, speed=8, frames=7, size=(272, 288))
     patches = [PatchLocation(3, 8, 16, 256)]
-    estimate = estimate_exposure(video, patches, OpenCVFlow(), mag_norm=MAG_NORM)
+    estimate = estimate_exposure(video, patches, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.5, abs=0.1 + 1e-6)
     assert estimate.motion_px == pytest.approx(8.0, abs=0.4)
 
 
 def test_still_video_has_no_ratio(panning_video) -> None:
     still = panning_video(0.5, speed=0)
-    assert (
-        fit_exposure_ratio(still, PATCHES, OpenCVFlow(), noise_std=0.004, mag_norm=MAG_NORM) is None
-    )
-    estimate = estimate_exposure(still, PATCHES, OpenCVFlow(), mag_norm=MAG_NORM)
+    assert fit_exposure_ratio(still, PATCHES, OpenCVFlow(), noise_std=0.004) is None
+    estimate = estimate_exposure(still, PATCHES, OpenCVFlow())
     assert estimate.ratio is None and estimate.blur_px is None
     assert estimate.motion_px < 0.5
 
@@ -63,4 +58,4 @@ def test_ratio_grid_and_input_checks() -> None:
     with pytest.raises(ValueError, match="at least 2 frames"):
         video_motion(torch.rand(1, 3, 32, 32), OpenCVFlow())
     with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
-        estimate_exposure(torch.rand(4, 32, 32), PATCHES, OpenCVFlow(), mag_norm=MAG_NORM)
+        estimate_exposure(torch.rand(4, 32, 32), PATCHES, OpenCVFlow())

@@ -27,7 +27,7 @@ def inputs(n=2, h=16, w=16, seed=0):
     sharp = torch.rand(n, 3, h, w, generator=g)
     cond = torch.zeros(n, 3, h, w)
     cond[:, 0] = 1.0
-    cond[:, 2] = 0.1
+    cond[:, 2] = 14.7  # px (z = 0.1 in the network's 147 px scale)
     return sharp, cond
 
 
@@ -97,7 +97,7 @@ def test_round_trip_save_and_load_is_exact(small_net, tmp_path):
 
 def test_missing_weights_give_a_clear_error():
     with pytest.raises(FileNotFoundError) as info:
-        IDBlau.from_config(SynthesisConfig(name="idblau"), mag_norm=147.0)
+        IDBlau.from_config(SynthesisConfig(name="idblau"))
     message = str(info.value)
     assert "python -m ttblur.training.idblau" in message
     assert "Hub repo id" in message
@@ -112,21 +112,25 @@ def test_from_config_reads_the_section(small_net, tmp_path):
     section = SynthesisConfig(
         name="idblau", weights=str(tmp_path), num_steps=5, eta=0.3, batch_size=2
     )
-    model = IDBlau.from_config(section, mag_norm=205.0, seed=7)
+    model = IDBlau.from_config(section, seed=7)
     assert (model.sampler.num_steps, model.sampler.eta, model.batch_size) == (5, 0.3, 2)
-    assert (model.mag_norm, model.seed) == (205.0, 7)
+    assert (model.mag_norm, model.seed) == (147.0, 7)  # the network's own scale
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        legacy = IDBlau.from_config(section, mag_norm=205.0, seed=7)
+    assert legacy.mag_norm == 147.0
 
 
-def test_condition_is_rescaled_to_the_network_scale(small_net):
-    model = IDBlau(small_net, mag_norm=294.0)  # net trained with 147 px
-    cond = torch.tensor([0.6, 0.8, 0.25]).view(1, 3, 1, 1).repeat(1, 1, 2, 2)
-    cond[0, 2, 0, 0] = 0.75
+def test_pixel_condition_is_converted_to_the_network_scale(small_net):
+    model = IDBlau(small_net)  # net trained with 147 px
+    assert model.mag_norm == 147.0
+    cond = torch.tensor([0.6, 0.8, 73.5]).view(1, 3, 1, 1).repeat(1, 1, 2, 2)
+    cond[0, 2, 0, 0] = 220.5
     net_cond = model.network_condition(cond)
     assert torch.equal(net_cond[:, :2], cond[:, :2])
     assert net_cond[0, 2, 0, 1].item() == pytest.approx(0.5)
     assert net_cond[0, 2, 0, 0].item() == 1.0  # 220.5 px saturates at the net's 147 px
-    same = IDBlau(small_net)
-    assert same.network_condition(cond) is cond
+    wider = IDBlau(small_net, mag_norm=294.0)  # its own scale, overriding the network's
+    assert wider.network_condition(cond)[0, 2, 0, 0].item() == pytest.approx(0.75)
 
 
 def test_invalid_inputs_raise(small_net):

@@ -16,15 +16,16 @@ from ttblur.stages.reblur import (
     validate_synthesis_inputs,
 )
 from ttblur.stages.synthesis import build_synthesizer
+from ttblur.types import pixel_condition
 
 MAG_NORM = 147.0
 
 
-def uniform_condition(n, h, w, x, y, length_px, mag_norm=MAG_NORM):
+def uniform_condition(n, h, w, x, y, length_px):
     cond = torch.empty(n, 3, h, w)
     cond[:, 0] = x
     cond[:, 1] = y
-    cond[:, 2] = length_px / mag_norm
+    cond[:, 2] = length_px
     return cond
 
 
@@ -32,8 +33,8 @@ def test_zero_magnitude_is_exact_identity():
     torch.manual_seed(0)
     sharp = torch.rand(2, 3, 17, 23)
     cond = uniform_condition(2, 17, 23, 0.6, 0.8, 0.0)
-    assert torch.equal(motion_blur(sharp, cond, MAG_NORM), sharp)
-    assert torch.equal(PhysicalReblur(MAG_NORM)(sharp, cond), sharp)
+    assert torch.equal(motion_blur(sharp, cond), sharp)
+    assert torch.equal(PhysicalReblur()(sharp, cond), sharp)
 
 
 def test_pixels_with_zero_length_stay_exact_in_a_mixed_map():
@@ -41,7 +42,7 @@ def test_pixels_with_zero_length_stay_exact_in_a_mixed_map():
     sharp = torch.rand(1, 3, 16, 16)
     cond = uniform_condition(1, 16, 16, 1.0, 0.0, 6.0)
     cond[:, 2, :, :8] = 0.0
-    out = motion_blur(sharp, cond, MAG_NORM)
+    out = motion_blur(sharp, cond)
     assert torch.equal(out[..., :8], sharp[..., :8])
     assert (out[..., 9:] - sharp[..., 9:]).abs().mean() > 0.05
 
@@ -65,7 +66,7 @@ def test_horizontal_blur_spreads_a_vertical_edge_in_linear_light():
     sharp = torch.full((1, 3, h, w), a)
     sharp[..., edge:] = b
     cond = uniform_condition(1, h, w, 1.0, 0.0, length)
-    out = motion_blur(sharp, cond, MAG_NORM, gamma=2.2)
+    out = motion_blur(sharp, cond, gamma=2.2)
     row = out[0, 0, 4]
     for x in (edge - 4, edge - 1, edge, edge + 2, edge + 4):
         expected = edge_expectation(a**2.2, b**2.2, x, edge, length) ** (1 / 2.2)
@@ -82,7 +83,7 @@ def test_horizontal_blur_leaves_a_horizontal_edge_unchanged():
     sharp = torch.full((1, 3, 30, 30), 0.1)
     sharp[..., 15:, :] = 0.8
     cond = uniform_condition(1, 30, 30, -1.0, 0.0, 12.0)
-    out = motion_blur(sharp, cond, MAG_NORM)
+    out = motion_blur(sharp, cond)
     assert (out - sharp).abs().max().item() < 1e-5
 
 
@@ -92,7 +93,7 @@ def test_blur_of_a_dot_lies_along_the_condition_direction():
     sharp[..., 32, 32] = 1.0
     angle = math.radians(30.0)
     cond = uniform_condition(1, size, size, math.cos(angle), math.sin(angle), 24.0)
-    out = motion_blur(sharp, cond, MAG_NORM, gamma=1.0)[0, 0]
+    out = motion_blur(sharp, cond, gamma=1.0)[0, 0]
     # gamma 1: the blur only redistributes the dot's energy
     assert out.sum().item() == pytest.approx(1.0, rel=1e-3)
     coords = torch.arange(float(size))
@@ -118,19 +119,39 @@ def test_condition_vector_sign_does_not_matter_and_directions_are_renormalised()
     flipped[:, :2] *= -1
     shorter = cond.clone()
     shorter[:, :2] *= 0.5
-    ref = motion_blur(sharp, cond, MAG_NORM)
-    assert torch.allclose(motion_blur(sharp, flipped, MAG_NORM), ref, atol=1e-5)
-    assert torch.allclose(motion_blur(sharp, shorter, MAG_NORM), ref, atol=1e-6)
+    ref = motion_blur(sharp, cond)
+    assert torch.allclose(motion_blur(sharp, flipped), ref, atol=1e-5)
+    assert torch.allclose(motion_blur(sharp, shorter), ref, atol=1e-6)
 
 
-def test_mag_norm_scales_the_length():
+def test_mag_norm_is_deprecated_and_ignored():
     torch.manual_seed(3)
     sharp = torch.rand(1, 3, 20, 20)
-    cond_a = uniform_condition(1, 20, 20, 1.0, 0.0, 8.0, mag_norm=100.0)
-    cond_b = uniform_condition(1, 20, 20, 1.0, 0.0, 8.0, mag_norm=200.0)
-    out_a = motion_blur(sharp, cond_a, 100.0)
-    out_b = motion_blur(sharp, cond_b, 200.0)
-    assert torch.allclose(out_a, out_b, atol=1e-5)
+    cond = uniform_condition(1, 20, 20, 1.0, 0.0, 8.0)
+    # the functional form reads a normalised z the old way when given mag_norm
+    normalised = cond.clone()
+    normalised[:, 2] = 8.0 / 100.0
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        legacy = motion_blur(sharp, normalised, 100.0)
+    assert torch.allclose(legacy, motion_blur(sharp, cond), atol=1e-6)
+    with pytest.raises(ValueError, match="mag_norm"), pytest.warns(DeprecationWarning):
+        motion_blur(sharp, normalised, 0.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"), pytest.warns(DeprecationWarning):
+        motion_blur(sharp, cond, 100.0)  # z = 8 is no normalised value
+    # a stage object is fed pixel conditions by the pipeline: it ignores mag_norm
+    with pytest.warns(DeprecationWarning, match="mag_norm"):
+        reblur = PhysicalReblur(MAG_NORM)
+    assert torch.equal(reblur(sharp, cond), motion_blur(sharp, cond))
+
+
+def test_blur_longer_than_147_px_is_not_capped():
+    # z is the length in px: the old normalised scale capped blur at mag_norm = 147 px.
+    sharp = torch.zeros(1, 3, 1, 401)
+    sharp[..., 200] = 1.0
+    cond = uniform_condition(1, 1, 401, 1.0, 0.0, 200.0)
+    out = motion_blur(sharp, cond, gamma=1.0)[0, 0, 0]
+    spread = int((out > 1e-6).sum())
+    assert 190 <= spread <= 210, spread
 
 
 def test_auto_taps():
@@ -146,9 +167,9 @@ def test_explicit_taps_converge_to_auto():
     torch.manual_seed(4)
     sharp = torch.rand(1, 3, 32, 32)
     cond = uniform_condition(1, 32, 32, 0.8, -0.6, 14.0)
-    auto = motion_blur(sharp, cond, MAG_NORM)
-    coarse = motion_blur(sharp, cond, MAG_NORM, taps=3)
-    fine = motion_blur(sharp, cond, MAG_NORM, taps=57)
+    auto = motion_blur(sharp, cond)
+    coarse = motion_blur(sharp, cond, taps=3)
+    fine = motion_blur(sharp, cond, taps=57)
     assert (fine - auto).abs().mean() < 0.3 * (coarse - auto).abs().mean()
 
 
@@ -159,7 +180,7 @@ def test_gradcheck_with_respect_to_sharp():
     cond[:, 0], cond[:, 1] = 0.6, 0.8
     cond[:, 2] = torch.linspace(0.01, 0.03, 6, dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda s: motion_blur(s, cond, MAG_NORM, taps=4), (sharp,), eps=1e-6, atol=1e-5
+        lambda s: motion_blur(s, cond, taps=4), (sharp,), eps=1e-6, atol=1e-5
     )
 
 
@@ -167,7 +188,7 @@ def test_gradient_with_respect_to_condition_is_finite_and_nonzero():
     torch.manual_seed(6)
     sharp = torch.rand(2, 3, 16, 16)
     cond = uniform_condition(2, 16, 16, 0.6, 0.8, 7.0).requires_grad_()
-    motion_blur(sharp, cond, MAG_NORM).square().sum().backward()
+    motion_blur(sharp, cond).square().sum().backward()
     assert cond.grad is not None
     assert torch.isfinite(cond.grad).all()
     assert cond.grad[:, 2].abs().sum() > 0
@@ -179,28 +200,24 @@ def test_batch_is_processed_like_single_images():
     sharp = torch.rand(5, 3, 12, 14)
     cond = uniform_condition(5, 12, 14, 1.0, 0.0, 5.0)
     cond[:, 2] *= torch.linspace(0.2, 1.0, 5).view(5, 1, 1)
-    reblur = PhysicalReblur(MAG_NORM, taps=15, batch_size=2)
+    reblur = PhysicalReblur(taps=15, batch_size=2)
     batched = reblur(sharp, cond)
-    singles = torch.cat(
-        [motion_blur(s[None], c[None], MAG_NORM, taps=15) for s, c in zip(sharp, cond)]
-    )
+    singles = torch.cat([motion_blur(s[None], c[None], taps=15) for s, c in zip(sharp, cond)])
     assert torch.allclose(batched, singles, atol=1e-6)
 
 
 def test_sensor_noise_is_seeded_and_has_the_requested_std():
     sharp = torch.full((2, 3, 64, 64), 0.5)
     cond = uniform_condition(2, 64, 64, 1.0, 0.0, 4.0)
-    a = PhysicalReblur(MAG_NORM, noise_std=0.02, seed=11)(sharp, cond)
-    b = PhysicalReblur(MAG_NORM, noise_std=0.02, seed=11)(sharp, cond)
-    c = PhysicalReblur(MAG_NORM, noise_std=0.02, seed=12)(sharp, cond)
+    a = PhysicalReblur(noise_std=0.02, seed=11)(sharp, cond)
+    b = PhysicalReblur(noise_std=0.02, seed=11)(sharp, cond)
+    c = PhysicalReblur(noise_std=0.02, seed=12)(sharp, cond)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     assert (a - 0.5).std().item() == pytest.approx(0.02, rel=0.05)
     gen = torch.Generator().manual_seed(3)
-    d = PhysicalReblur(MAG_NORM, noise_std=0.02)(sharp, cond, generator=gen)
-    e = PhysicalReblur(MAG_NORM, noise_std=0.02)(
-        sharp, cond, generator=torch.Generator().manual_seed(3)
-    )
+    d = PhysicalReblur(noise_std=0.02)(sharp, cond, generator=gen)
+    e = PhysicalReblur(noise_std=0.02)(sharp, cond, generator=torch.Generator().manual_seed(3))
     assert torch.equal(d, e)
 
 
@@ -208,7 +225,7 @@ def test_output_keeps_dtype_and_range():
     torch.manual_seed(8)
     sharp = torch.rand(1, 3, 10, 10, dtype=torch.float64)
     cond = uniform_condition(1, 10, 10, 0.0, 1.0, 30.0).double()
-    out = motion_blur(sharp, cond, MAG_NORM)
+    out = motion_blur(sharp, cond)
     assert out.dtype == torch.float64
     assert out.min() >= 0 and out.max() <= 1
 
@@ -229,42 +246,40 @@ def test_output_keeps_dtype_and_range():
 )
 def test_invalid_inputs_raise(sharp, cond, match):
     with pytest.raises(ValueError, match=match):
-        motion_blur(sharp, cond, MAG_NORM)
+        motion_blur(sharp, cond)
 
 
 def test_condition_ranges_are_checked():
     sharp = torch.rand(1, 3, 8, 8)
     cond = uniform_condition(1, 8, 8, 1.0, 0.0, 5.0)
-    cond[0, 2, 0, 0] = 1.5
+    cond[0, 2, 0, 0] = -0.5
     with pytest.raises(ValueError, match="channel z"):
         validate_synthesis_inputs(sharp, cond)
     cond = uniform_condition(1, 8, 8, 2.0, 0.0, 5.0)
     with pytest.raises(ValueError, match="x, y"):
         validate_synthesis_inputs(sharp, cond)
-    with pytest.raises(ValueError, match="mag_norm"):
-        motion_blur(sharp, uniform_condition(1, 8, 8, 1.0, 0.0, 5.0), 0.0)
     with pytest.raises(ValueError, match="taps"):
-        motion_blur(sharp, uniform_condition(1, 8, 8, 1.0, 0.0, 5.0), MAG_NORM, taps=1)
+        motion_blur(sharp, uniform_condition(1, 8, 8, 1.0, 0.0, 5.0), taps=1)
     with pytest.raises(ValueError, match="noise_std"):
-        PhysicalReblur(MAG_NORM, noise_std=-1.0)
+        PhysicalReblur(noise_std=-1.0)
 
 
 def test_from_config_and_factory():
     section = SynthesisConfig(name="physical", gamma=2.0, taps=9, noise_std=0.01, batch_size=3)
-    reblur = PhysicalReblur.from_config(section, mag_norm=100.0, seed=5)
-    assert (reblur.mag_norm, reblur.gamma, reblur.taps, reblur.noise_std) == (100.0, 2.0, 9, 0.01)
+    reblur = PhysicalReblur.from_config(section, seed=5)
+    assert (reblur.gamma, reblur.taps, reblur.noise_std) == (2.0, 9, 0.01)
     assert reblur.batch_size == 3
-    built = build_synthesizer(section, 100.0, seed=5)
+    built = build_synthesizer(section, seed=5)
     assert isinstance(built, PhysicalReblur)
     assert isinstance(built, BlurSynthesizer)
     sharp = torch.rand(2, 3, 8, 8)
-    cond = uniform_condition(2, 8, 8, 1.0, 0.0, 3.0, mag_norm=100.0)
+    cond = uniform_condition(2, 8, 8, 1.0, 0.0, 3.0)
     assert torch.equal(built(sharp, cond), reblur(sharp, cond))
 
 
 def test_factory_refuses_idblau_without_weights():
     with pytest.raises(FileNotFoundError, match=r"python -m ttblur\.training\.idblau"):
-        build_synthesizer(SynthesisConfig(name="idblau"), 147.0)
+        build_synthesizer(SynthesisConfig(name="idblau"))
 
 
 def test_factory_builds_idblau_from_a_weights_folder(tmp_path):
@@ -272,7 +287,7 @@ def test_factory_builds_idblau_from_a_weights_folder(tmp_path):
 
     IDBlauUNet(IDBlauConfig.small()).save_pretrained(tmp_path / "w")
     section = SynthesisConfig(name="idblau", weights=str(tmp_path / "w"), num_steps=3, eta=0.5)
-    built = build_synthesizer(section, 147.0)
+    built = build_synthesizer(section)
     assert isinstance(built, IDBlau)
     assert (built.sampler.num_steps, built.sampler.eta) == (3, 0.5)
 
@@ -285,8 +300,8 @@ def test_cpu_and_cuda_agree():
     torch.manual_seed(9)
     sharp = torch.rand(2, 3, 32, 32)
     cond = uniform_condition(2, 32, 32, 0.6, 0.8, 11.0)
-    cpu = motion_blur(sharp, cond, MAG_NORM)
-    gpu = motion_blur(sharp.cuda(), cond.cuda(), MAG_NORM).cpu()
+    cpu = motion_blur(sharp, cond)
+    gpu = motion_blur(sharp.cuda(), cond.cuda()).cpu()
     assert torch.allclose(cpu, gpu, atol=1e-4)
 
 
@@ -304,7 +319,9 @@ def test_agrees_with_synthetic_blur_for_translation():
     still = {"rotation_std": 0.0, "zoom_std": 0.0, "noise_std": 0.0}
     # hand shake (curved strokes, varying speed), translation only
     video = synth.make_video("astronaut", "gopro", num_frames=4, size=(96, 128), seed=0, **still)
-    out = PhysicalReblur(MAG_NORM, gamma=video.params.gamma)(video.sharp, video.condition(MAG_NORM))
+    out = PhysicalReblur(gamma=video.params.gamma)(
+        video.sharp, pixel_condition(video.condition(MAG_NORM), MAG_NORM)
+    )
     value = cropped_psnr(out, video.blurry, 12)
     assert value.min().item() >= 30.0  # measured 34.1-42.7 dB
     # straight constant-speed motion, 15 px per exposure at 30 degrees
@@ -320,7 +337,9 @@ def test_agrees_with_synthetic_blur_for_translation():
         **straight,
     )
     assert video.magnitude.amin().item() > 10.0
-    out = PhysicalReblur(MAG_NORM, gamma=video.params.gamma)(video.sharp, video.condition(MAG_NORM))
+    out = PhysicalReblur(gamma=video.params.gamma)(
+        video.sharp, pixel_condition(video.condition(MAG_NORM), MAG_NORM)
+    )
     value = cropped_psnr(out, video.blurry, 12)
     baseline = cropped_psnr(video.sharp, video.blurry, 12)
     assert value.min().item() >= 40.0  # measured 45-52 dB

@@ -23,6 +23,7 @@ from ttblur.training.idblau import (
     main,
     train_idblau,
 )
+from ttblur.types import pixel_condition
 
 MAG_NORM = 147.0
 
@@ -42,7 +43,7 @@ def tiny_pairs(n=4, size=32, seed=0, length_px=6.0, cell=4):
     cond[:, 0] = torch.cos(angles).view(n, 1, 1)
     cond[:, 1] = torch.sin(angles).view(n, 1, 1)
     cond[:, 2] = length_px / MAG_NORM
-    return motion_blur(sharp, cond, MAG_NORM), sharp, cond
+    return motion_blur(sharp, pixel_condition(cond, MAG_NORM)), sharp, cond
 
 
 @pytest.fixture
@@ -83,13 +84,15 @@ def test_augmentation_transforms_the_condition_with_the_image():
     cond = torch.zeros(3, 24, 24)
     angle = torch.linspace(0.2, 1.3, 24).view(1, 24).expand(24, 24)  # varies along x
     cond[0], cond[1], cond[2] = torch.cos(angle), torch.sin(angle), 7.0 / MAG_NORM
-    blurry = motion_blur(sharp[None], cond[None], MAG_NORM)[0]
+    blurry = motion_blur(sharp[None], pixel_condition(cond[None], MAG_NORM))[0]
     seen = set()
     for seed in range(24):
         g = torch.Generator().manual_seed(seed)
         b, s, c = augment_pair(blurry, sharp, cond, None, g)
         seen.add((c[0, 0, 0].item() > 0, c[1, 0, 0].item() > 0, round(c[0, 0, 0].item(), 3)))
-        assert torch.allclose(motion_blur(s[None], c[None], MAG_NORM)[0], b, atol=1e-4)
+        assert torch.allclose(
+            motion_blur(s[None], pixel_condition(c[None], MAG_NORM))[0], b, atol=1e-4
+        )
     assert len(seen) >= 6  # several distinct flips / rotations were exercised
 
 

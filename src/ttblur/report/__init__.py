@@ -230,7 +230,6 @@ def _conditions_figure(result: AdaptOutput, chosen: list[int]) -> NDArray[np.uin
         list(result.conditions[index]),
         list(result.reblurred[index]),
         patches,
-        result.report.config.mag_norm,
     )
 
 

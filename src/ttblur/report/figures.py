@@ -188,15 +188,14 @@ def conditions_sheet(
     conditions: Sequence[Tensor],
     reblurred: Sequence[Tensor] | None,
     patches: Sequence[PatchLocation],
-    mag_norm: float,
 ) -> NDArray[np.uint8]:
     tile_w = _tile_width(patches[0].size, 160, 256)
     z_max = max(float(c[2].max()) for c in conditions)
     rows = []
     for index, (p, s, c) in enumerate(zip(patches, sharp, conditions)):
-        magnitude = float(c[2].mean()) * mag_norm
+        magnitude = float(c[2].mean())
         shown = c.clone()
-        if z_max > 0:  # brightness relative to the longest blur shown, not to mag_norm
+        if z_max > 0:  # brightness relative to the longest blur shown
             shown[2] = (c[2] / z_max).clamp(0.0, 1.0)
         row = [
             add_caption(fit_width(to_rgb8(s), tile_w), f"t={p.frame} y={p.top} x={p.left}"),

@@ -20,10 +20,9 @@ Example:
     >>> from ttblur.stages.clips import synthesize_motion_clips
     >>> from ttblur.stages.reblur import motion_blur
     >>> video = torch.rand(6, 3, 40, 40)
-    >>> cond = torch.tensor([1.0, 0.0, 0.05]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
-    >>> blur = lambda boxes, c: motion_blur(boxes, c, 100.0)
+    >>> cond = torch.tensor([1.0, 0.0, 5.0]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
     >>> clips = synthesize_motion_clips(
-    ...     video, [PatchLocation(2, 10, 12, 16)], cond, blur, step_px=3.0, radius=2, mag_norm=100.0
+    ...     video, [PatchLocation(2, 10, 12, 16)], cond, motion_blur, step_px=3.0, radius=2
     ... )
     >>> clips.shape
     torch.Size([1, 5, 3, 16, 16])
@@ -37,7 +36,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ttblur.types import PatchLocation
+from ttblur.types import PatchLocation, warn_mag_norm_ignored
 
 __all__ = ["clip_margin", "mirrored_box", "patch_motion_conditions", "synthesize_motion_clips"]
 
@@ -51,7 +50,7 @@ def patch_motion_conditions(condition: Tensor) -> Tensor:
     """One condition per patch: its mean direction and mean magnitude.
 
     Args:
-        condition: ``(N, 3, p, p)`` condition maps (x, y direction, z magnitude in [0, 1]).
+        condition: ``(N, 3, p, p)`` condition maps (x, y direction, z blur length in px).
 
     Returns:
         ``(N, 3)``: the unit mean direction (``(1, 0)`` where the directions cancel out) and
@@ -106,7 +105,7 @@ def synthesize_motion_clips(
     *,
     step_px: float,
     radius: int,
-    mag_norm: float,
+    mag_norm: float | None = None,
     batch_size: int = 8,
 ) -> Tensor:
     """Motion-consistent clips for the pseudo-sharp patches (see the module doc).
@@ -119,7 +118,7 @@ def synthesize_motion_clips(
         blur: the synthesizer, ``blur(boxes, conditions)`` on ``(n, 3, S, S)`` tensors.
         step_px: motion per frame in px (the video's, :func:`~ttblur.stages.exposure.video_motion`).
         radius: frames on each side of the centre (0: the centre frame only).
-        mag_norm: pixels that map to condition ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning); z is the blur length in px.
         batch_size: patches blurred per ``blur`` call.
 
     Returns:
@@ -128,6 +127,7 @@ def synthesize_motion_clips(
         convention: content at ``x`` in the centre frame is at ``x + k * step_px * u`` in
         frame ``k``). No noise is added.
     """
+    warn_mag_norm_ignored("synthesize_motion_clips", mag_norm)
     if len(patches) != condition.shape[0]:
         raise ValueError(f"{len(patches)} patches but {condition.shape[0]} conditions")
     if radius < 0:
@@ -142,7 +142,7 @@ def synthesize_motion_clips(
     groups: dict[tuple[int, int], list[int]] = {}
     for i in range(len(patches)):
         ux, uy, z = (float(v) for v in per_patch[i])
-        blur_px = z * mag_norm
+        blur_px = z
         shape = (
             clip_margin(radius, steps, blur_px, abs(uy)),
             clip_margin(radius, steps, blur_px, abs(ux)),

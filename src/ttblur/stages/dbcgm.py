@@ -2,7 +2,7 @@
 
 A :class:`~ttblur.protocols.ConditionGenerator` turns each pseudo-sharp patch chosen by the
 sharpness detector into a pixel-wise blur condition map ``(3, p, p)``: channels x, y are the
-unit blur direction, z = ``min(M' / mag_norm, 1)`` with ``M'`` the blur magnitude in pixels.
+unit blur direction, z = ``M'``, the blur magnitude in pixels.
 
 :class:`DomainBlurConditionGenerator` (the paper's DBCGM), for a patch at frame ``t`` with
 ``k = neighbours`` (2 in the paper):
@@ -23,7 +23,9 @@ unit blur direction, z = ``min(M' / mag_norm, 1)`` with ``M'`` the blur magnitud
    motion ``|F| / n``, and the exposure magnitude: see ``docs/results.md``). A
    frame whose map is zero everywhere has ``M_t / max(M_t) = 1`` (the limit for a constant
    map). Everything is then cropped at the patch box.
-3. **Condition.** ``(x, y, min(M' / mag_norm, 1))``; in the official code ``mag_norm = 205``.
+3. **Condition.** ``(x, y, M')`` with ``M'`` in pixels (no cap); the official code stored
+   ``min(M' / 205, 1)``. A synthesizer trained on a normalised scale converts at its input
+   (ID-Blau: :class:`~ttblur.stages.idblau.IDBlau`).
 
 Frames near the ends of the video use the neighbours that exist: flows are accumulated over the
 frame pairs inside ``[0, T-1]`` only and magnitudes are averaged over the existing neighbour
@@ -53,7 +55,7 @@ Example:
     >>> from ttblur.stages.dbcgm import DomainBlurConditionGenerator
     >>> video = torch.rand(5, 3, 64, 64)
     >>> selection = Selection([PatchLocation(2, 8, 8, 32)], torch.full((5, 1, 64, 64), 20.0))
-    >>> DomainBlurConditionGenerator(mag_norm=147.0)(video, selection).maps.shape
+    >>> DomainBlurConditionGenerator()(video, selection).maps.shape
     torch.Size([1, 3, 32, 32])
 """
 
@@ -79,6 +81,7 @@ from ttblur.types import (
     Selection,
     finite_range,
     validate_video,
+    warn_mag_norm_ignored,
 )
 
 __all__ = [
@@ -234,17 +237,19 @@ def adapt_magnitude(
     return ratio * neighbour_mean.float() + offset
 
 
-def condition_map(direction: Tensor, magnitude: Tensor, mag_norm: float) -> Tensor:
+def condition_map(direction: Tensor, magnitude: Tensor, mag_norm: float | None = None) -> Tensor:
     """Stack a direction and a magnitude into a blur condition map.
 
     Args:
         direction: ``(N, 2, h, w)`` unit blur direction.
         magnitude: ``(N, 1, h, w)`` blur magnitude in pixels, ``>= 0``.
-        mag_norm: pixels that map to ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning); z is in pixels.
 
     Returns:
-        ``(N, 3, h, w)`` float32: ``x, y = direction``, ``z = min(magnitude / mag_norm, 1)``.
+        ``(N, 3, h, w)`` float32: ``x, y = direction``, ``z = magnitude`` in pixels (negative
+        values clipped to 0).
     """
+    warn_mag_norm_ignored("condition_map", mag_norm)
     if direction.ndim != 4 or direction.shape[1] != 2:
         raise ValueError(f"direction must be (N, 2, h, w), got {tuple(direction.shape)}")
     if magnitude.ndim != 4 or magnitude.shape[1] != 1:
@@ -254,14 +259,8 @@ def condition_map(direction: Tensor, magnitude: Tensor, mag_norm: float) -> Tens
             f"direction {tuple(direction.shape)} and magnitude {tuple(magnitude.shape)} must "
             "match in N, h, w"
         )
-    _check_mag_norm(mag_norm)
-    z = (magnitude.float() / mag_norm).clamp(0.0, 1.0)
+    z = magnitude.float().clamp_min(0.0)
     return torch.cat([direction.float(), z], dim=1)
-
-
-def _check_mag_norm(mag_norm: float) -> None:
-    if not (isinstance(mag_norm, (int, float)) and math.isfinite(mag_norm) and mag_norm > 0):
-        raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,13 +310,11 @@ class _TemporalFlow:
 
     def __init__(
         self,
-        mag_norm: float,
         flow: FlowEstimator | None,
         neighbours: int,
         context: int,
         min_flow: float,
     ) -> None:
-        _check_mag_norm(mag_norm)
         if neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {neighbours}")
         if context < 0:
@@ -326,7 +323,6 @@ class _TemporalFlow:
             raise ValueError(f"min_flow must be a finite number >= 0, got {min_flow}")
         if flow is not None and not callable(flow):
             raise ValueError(f"flow must be a FlowEstimator (callable), got {type(flow).__name__}")
-        self.mag_norm = float(mag_norm)
         self.flow: FlowEstimator = flow if flow is not None else build_flow(DBCGMConfig())
         self.neighbours = int(neighbours)
         self.context = int(context)
@@ -457,11 +453,10 @@ class _TemporalFlow:
         direction = blur_direction(total, self.min_flow)
         norm = _length(total)
         magnitude = magnitude_fn(norm, counts)
-        condition = condition_map(direction, magnitude, self.mag_norm)
+        condition = condition_map(direction, magnitude)
         self.last_stats.update(
             fallback_fraction=float(((norm < self.min_flow) | (norm == 0)).float().mean()),
             mean_z=float(condition[:, 2].mean()),
-            clipped_fraction=float((magnitude >= self.mag_norm).float().mean()),
             mean_magnitude_px=float(magnitude.mean()),
         )
         return condition
@@ -492,7 +487,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
     ``magnitude="bme", magnitude_offset=10.0, motion_cap=False`` for the official code.
 
     Args:
-        mag_norm: pixels that map to ``z = 1`` (``AdaptConfig.mag_norm``).
+        mag_norm: deprecated and ignored (DeprecationWarning): z is the blur length in px.
         flow: the :class:`~ttblur.protocols.FlowEstimator`; ``None``: ``OpenCVFlow("medium")``.
         neighbours: ``k``, frames used on each side of ``t`` (paper: 2).
         context: margin in px around each patch over which flow is computed.
@@ -514,24 +509,24 @@ class DomainBlurConditionGenerator(_TemporalFlow):
     Attributes:
         flow_computations: frame pairs whose flow was computed, summed over all calls.
         last_stats: statistics of the last call (``patches``, ``flow_pairs``,
-            ``flow_batches``, ``fallback_fraction``, ``mean_z``, ``clipped_fraction``).
+            ``flow_batches``, ``fallback_fraction``, ``mean_z`` (px), ``mean_magnitude_px``).
 
     Example:
         >>> import torch
         >>> from ttblur.types import PatchLocation, Selection
         >>> gen = DomainBlurConditionGenerator(
-        ...     mag_norm=100.0, magnitude="bme", magnitude_offset=10.0, motion_cap=False
+        ...     magnitude="bme", magnitude_offset=10.0, motion_cap=False
         ... )
         >>> video = torch.rand(5, 3, 48, 48)
         >>> sel = Selection([PatchLocation(2, 0, 0, 32)], torch.full((5, 1, 48, 48), 30.0))
         >>> cond = gen(video, sel).maps
-        >>> round(float(cond[0, 2, 0, 0]), 4)   # (30 / 30 * 30 + 10) / 100
-        0.4
+        >>> round(float(cond[0, 2, 0, 0]), 4)   # 30 / 30 * 30 + 10 px
+        40.0
     """
 
     def __init__(
         self,
-        mag_norm: float,
+        mag_norm: float | None = None,
         *,
         flow: FlowEstimator | None = None,
         neighbours: int = _DEFAULTS.neighbours,
@@ -551,7 +546,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             )
         if normalize_over not in ("frame", "patch"):
             raise ValueError(f"normalize_over must be 'frame' or 'patch', got {normalize_over!r}")
-        super().__init__(mag_norm, flow, neighbours, context, min_flow)
+        warn_mag_norm_ignored("DomainBlurConditionGenerator", mag_norm)
+        super().__init__(flow, neighbours, context, min_flow)
         self.magnitude_offset = float(magnitude_offset)
         self.normalize_over = normalize_over
         self.motion_cap = bool(motion_cap)
@@ -562,7 +558,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
     def from_config(
         cls,
         section: DBCGMConfig,
-        mag_norm: float,
+        mag_norm: float | None = None,
         flow: FlowEstimator | None = None,
         *,
         seed: int = 0,
@@ -572,10 +568,10 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         Uses ``neighbours``, ``context``, ``magnitude``, ``magnitude_offset``, ``min_flow``,
         ``motion_cap`` and, when ``flow`` is None, ``flow`` / ``flow_preset`` /
         ``flow_weights`` via :func:`~ttblur.stages.flow.build_flow`. ``seed``: the exposure
-        fit's noise draws.
+        fit's noise draws. ``mag_norm``: deprecated and ignored (DeprecationWarning).
         """
+        warn_mag_norm_ignored("DomainBlurConditionGenerator.from_config", mag_norm)
         return cls(
-            mag_norm,
             flow=flow if flow is not None else build_flow(section),
             neighbours=section.neighbours,
             context=section.context,
@@ -588,7 +584,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
 
     def __repr__(self) -> str:
         return (
-            f"DomainBlurConditionGenerator(mag_norm={self.mag_norm}, flow={self.flow!r}, "
+            f"DomainBlurConditionGenerator(flow={self.flow!r}, "
             f"neighbours={self.neighbours}, context={self.context}, "
             f"magnitude_offset={self.magnitude_offset}, min_flow={self.min_flow}, "
             f"normalize_over={self.normalize_over!r}, motion_cap={self.motion_cap}, "
@@ -638,7 +634,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
 
         Returns:
             :class:`~ttblur.types.BlurConditions`: ``maps`` (x, y unit direction, z =
-            ``min(M' / mag_norm, 1)``, float32 on the video's device, ``(0, 3, 0, 0)`` when
+            ``M'`` in pixels, float32 on the video's device, ``(0, 3, 0, 0)`` when
             there are no patches) and ``exposure``, the
             :class:`~ttblur.types.ExposureEstimate` fitted with ``magnitude="exposure"``
             (else ``None``).
@@ -662,7 +658,6 @@ class DomainBlurConditionGenerator(_TemporalFlow):
                     video,
                     list(selection.patches),
                     self.flow,
-                    mag_norm=self.mag_norm,
                     seed=self.seed,
                 )
                 fitted.append(exposure)
@@ -691,7 +686,7 @@ class FlowOnlyCondition(_TemporalFlow):
     on short-exposure domains. No offset is added.
 
     Args:
-        mag_norm: pixels that map to ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning): z is the blur length in px.
         flow: the flow estimator; ``None``: ``OpenCVFlow("medium")``.
         neighbours: ``k``, frames on each side of ``t``.
         context: margin in px around each patch over which flow is computed.
@@ -700,22 +695,27 @@ class FlowOnlyCondition(_TemporalFlow):
 
     def __init__(
         self,
-        mag_norm: float,
+        mag_norm: float | None = None,
         *,
         flow: FlowEstimator | None = None,
         neighbours: int = _DEFAULTS.neighbours,
         context: int = _DEFAULTS.context,
         min_flow: float = _DEFAULTS.min_flow,
     ) -> None:
-        super().__init__(mag_norm, flow, neighbours, context, min_flow)
+        warn_mag_norm_ignored("FlowOnlyCondition", mag_norm)
+        super().__init__(flow, neighbours, context, min_flow)
 
     @classmethod
     def from_config(
-        cls, section: DBCGMConfig, mag_norm: float, flow: FlowEstimator | None = None
+        cls,
+        section: DBCGMConfig,
+        mag_norm: float | None = None,
+        flow: FlowEstimator | None = None,
     ) -> FlowOnlyCondition:
-        """Build from the ``dbcgm`` section (``neighbours``, ``context``, ``min_flow``, flow)."""
+        """Build from the ``dbcgm`` section (``neighbours``, ``context``, ``min_flow``, flow).
+        ``mag_norm``: deprecated and ignored (DeprecationWarning)."""
+        warn_mag_norm_ignored("FlowOnlyCondition.from_config", mag_norm)
         return cls(
-            mag_norm,
             flow=flow if flow is not None else build_flow(section),
             neighbours=section.neighbours,
             context=section.context,
@@ -724,7 +724,7 @@ class FlowOnlyCondition(_TemporalFlow):
 
     def __repr__(self) -> str:
         return (
-            f"FlowOnlyCondition(mag_norm={self.mag_norm}, flow={self.flow!r}, "
+            f"FlowOnlyCondition(flow={self.flow!r}, "
             f"neighbours={self.neighbours}, context={self.context}, min_flow={self.min_flow})"
         )
 
@@ -736,7 +736,7 @@ class FlowOnlyCondition(_TemporalFlow):
             selection: patches, all of one size ``p``.
 
         Returns:
-            ``(N, 3, p, p)`` float32: x, y unit direction, z = ``min(|F| / n / mag_norm, 1)``;
+            ``(N, 3, p, p)`` float32: x, y unit direction, z = ``|F| / n`` in pixels;
             ``(0, 3, 0, 0)`` when there are no patches.
         """
         validate_video(video)
@@ -747,15 +747,16 @@ class FlowOnlyCondition(_TemporalFlow):
 class RandomCondition:
     """Ablation "Random blur" (paper Table 2): a random condition per patch.
 
-    Each patch gets one direction with angle uniform in ``[0, 2π)`` and one magnitude ``z``
-    uniform in ``magnitude_range``, constant over the patch (like a uniform camera shake). The
+    Each patch gets one direction with angle uniform in ``[0, 2π)`` and one blur length ``z``
+    (px) uniform in ``magnitude_range``, constant over the patch (like a uniform camera shake). The
     video and the magnitude maps are not used beyond input checks. Draws come from a CPU
     ``torch.Generator`` seeded at construction that advances from call to call, so a sequence of
     calls is reproducible for a given seed and independent of the device.
 
     Args:
-        magnitude_range: ``(low, high)`` range of ``z``, ``0 <= low <= high <= 1``
-            (``DBCGMConfig.random_magnitude``).
+        magnitude_range: ``(low, high)`` range of ``z`` in pixels, ``0 <= low <= high``
+            (``DBCGMConfig.random_magnitude``; ``(0, 147)`` by default, the normalised
+            ``(0, 1)`` of ID-Blau's 147 px scale).
         seed: seed of the generator.
     """
 
@@ -763,9 +764,9 @@ class RandomCondition:
         self, magnitude_range: tuple[float, float] = _DEFAULTS.random_magnitude, *, seed: int = 0
     ) -> None:
         low, high = (float(v) for v in magnitude_range)
-        if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high <= 1.0):
+        if not (math.isfinite(low) and math.isfinite(high) and 0.0 <= low <= high):
             raise ValueError(
-                f"magnitude_range must satisfy 0 <= low <= high <= 1, got {magnitude_range}"
+                f"magnitude_range must satisfy 0 <= low <= high (px), finite, got {magnitude_range}"
             )
         self.magnitude_range = (low, high)
         self.seed = int(seed)
@@ -778,11 +779,9 @@ class RandomCondition:
     ) -> RandomCondition:
         """Build from the ``dbcgm`` section (``random_magnitude``).
 
-        ``mag_norm`` is accepted for a uniform factory signature; ``z`` is drawn directly, so
-        it is not used.
+        ``mag_norm``: deprecated and ignored (DeprecationWarning).
         """
-        if mag_norm is not None:
-            _check_mag_norm(mag_norm)
+        warn_mag_norm_ignored("RandomCondition.from_config", mag_norm)
         return cls(section.random_magnitude, seed=seed)
 
     def __repr__(self) -> str:
@@ -816,7 +815,7 @@ class RandomCondition:
 
 def build_condition_generator(
     section: DBCGMConfig,
-    mag_norm: float,
+    mag_norm: float | None = None,
     flow: FlowEstimator | None = None,
     seed: int = 0,
 ) -> ConditionGenerator:
@@ -824,7 +823,7 @@ def build_condition_generator(
 
     Args:
         section: the ``dbcgm`` section of :class:`~ttblur.config.AdaptConfig`.
-        mag_norm: ``AdaptConfig.mag_norm``, pixels that map to ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning): z is the blur length in px.
         flow: flow estimator for ``"dbcgm"`` / ``"flow_only"``; ``None`` builds the one
             named by the section (:func:`~ttblur.stages.flow.build_flow`). The random
             ablation builds none.
@@ -838,9 +837,10 @@ def build_condition_generator(
     Raises:
         ValueError: unknown name.
     """
+    warn_mag_norm_ignored("build_condition_generator", mag_norm)
     if flow is None and section.name in ("dbcgm", "flow_only"):
         flow = build_flow(section)
     generator: ConditionGenerator = _GENERATORS.build(
-        section.name, section, section.params, mag_norm=mag_norm, flow=flow, seed=seed
+        section.name, section, section.params, flow=flow, seed=seed
     )
     return generator

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
-from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation
+from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation, warn_mag_norm_ignored
 
 __all__ = [
     "RATIOS",
@@ -177,7 +177,7 @@ def fit_exposure_ratio(
     flow: FlowEstimator,
     *,
     noise_std: float,
-    mag_norm: float,
+    mag_norm: float | None = None,
     offsets: Sequence[int] = _OFFSETS,
     min_motion: float = _MIN_MOTION,
     max_frames: int = _MAX_FRAMES,
@@ -191,7 +191,7 @@ def fit_exposure_ratio(
         patches: pseudo-sharp patch locations (all of one size ``p > 16``).
         flow: the optical-flow estimator.
         noise_std: the video's sensor noise (the synthetic neighbours get it topped up).
-        mag_norm: pixels that map to condition ``z = 1`` (blur longer than this is clipped).
+        mag_norm: deprecated and ignored (DeprecationWarning); blur lengths are in pixels.
         offsets: neighbours of a patch's frame that are compared.
         min_motion: px per frame below which a neighbour is skipped.
         max_frames: patch frames used (those holding the most patches), bounding the cost.
@@ -202,13 +202,13 @@ def fit_exposure_ratio(
         the ratio of :data:`RATIOS` with the least error, or ``None`` when no neighbour moves
         ``min_motion`` px per frame or more.
     """
+    warn_mag_norm_ignored("fit_exposure_ratio", mag_norm)
     _check_video(video)
     ratio, _ = _fit(
         video,
         patches,
         flow,
         noise_std,
-        mag_norm,
         seed,
         offsets=offsets,
         min_motion=min_motion,
@@ -277,7 +277,6 @@ def _error(
     comparisons: list[_Comparison],
     ratio: float,
     noise_std: float,
-    mag_norm: float,
     generator: torch.Generator,
 ) -> float:
     """Squared error of the patches blurred ``ratio * speed`` px (noise topped up) against the
@@ -287,10 +286,8 @@ def _error(
     for c in comparisons:
         condition = torch.empty_like(c.sharp)
         condition[:, :2] = c.unit.view(-1, 2, 1, 1)
-        condition[:, 2] = (ratio * c.speed / mag_norm).clamp(max=1.0).view(-1, 1, 1)
-        pred = match_noise(
-            motion_blur(c.sharp, condition, mag_norm), noise_std, generator=generator
-        )
+        condition[:, 2] = (ratio * c.speed).view(-1, 1, 1)
+        pred = match_noise(motion_blur(c.sharp, condition), noise_std, generator=generator)
         squared = ((pred - c.target).square() * c.weight).sum(dim=(1, 2, 3))
         counted = 3 * c.weight.sum(dim=(1, 2, 3)).clamp_min(1.0)
         total += float((squared / counted).double().sum())
@@ -302,7 +299,6 @@ def _fit(
     patches: Sequence[PatchLocation],
     flow: FlowEstimator,
     noise_std: float,
-    mag_norm: float,
     seed: int,
     *,
     offsets: Sequence[int],
@@ -336,7 +332,7 @@ def _fit(
     def evaluate(indices: Iterable[int]) -> None:
         for i in indices:
             if i not in errors and 0 <= i < len(RATIOS):
-                errors[i] = _error(comparisons, RATIOS[i], noise_std, mag_norm, generator)
+                errors[i] = _error(comparisons, RATIOS[i], noise_std, generator)
 
     # Coarse to fine: every third ratio, then the two on either side of the best.
     evaluate(range(0, len(RATIOS), _COARSE_STEP))
@@ -350,7 +346,7 @@ def estimate_exposure(
     patches: Sequence[PatchLocation],
     flow: FlowEstimator,
     *,
-    mag_norm: float,
+    mag_norm: float | None = None,
     seed: int = 0,
 ) -> ExposureEstimate:
     """The video's exposure ratio (:func:`fit_exposure_ratio`, default settings) and motion
@@ -365,12 +361,13 @@ def estimate_exposure(
         video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T >= 2``.
         patches: pseudo-sharp patch locations, all of one size.
         flow: the optical-flow estimator.
-        mag_norm: pixels that map to condition ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning); blur lengths are in pixels.
         seed: seed of the fit's noise top-up.
 
     Returns:
         :class:`ExposureEstimate`.
     """
+    warn_mag_norm_ignored("estimate_exposure", mag_norm)
     _check_video(video)
     factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1
     if factor > 1:
@@ -384,7 +381,6 @@ def estimate_exposure(
         patches,
         flow,
         video_noise_std(video),
-        mag_norm / factor,
         seed,
         offsets=_OFFSETS,
         min_motion=_MIN_MOTION / factor,

@@ -35,6 +35,7 @@ from ttblur.hub import WEIGHTS_NAME, PushToHubMixin, WeightsNotFoundError, shipp
 from ttblur.nets.idblau_unet import IDBlauUNet
 from ttblur.registry import SYNTHESIZERS
 from ttblur.stages.reblur import validate_synthesis_inputs
+from ttblur.types import normalised_condition, warn_mag_norm_ignored
 
 #: The ``synthesis`` section's defaults are the constructor defaults (one source).
 _DEFAULTS = SynthesisConfig()
@@ -61,11 +62,11 @@ class IDBlau(PushToHubMixin):
 
     Args:
         network: the noise predictor; moved to ``device`` and set to eval mode.
-        mag_norm: pixels that map to ``z = 1`` in the conditions this object receives. When it
-            differs from the scale the network was trained with
-            (``network.config.mag_norm``), z is rescaled to the network's scale (and clipped
-            to 1) so that a condition always means the same blur length in pixels. ``None``:
-            the network's own scale.
+        mag_norm: ID-Blau's own scale: the blur length in pixels that maps to the network's
+            condition ``z = 1``. Conditions arrive with z in pixels (the pipeline's contract)
+            and are converted right before the network, ``z_net = min(M / mag_norm, 1)``
+            (:meth:`network_condition`). ``None``: the scale the network was trained with,
+            ``network.config.mag_norm`` (147 px for the official recipe).
         num_steps: DDIM steps (official: 20).
         eta: DDIM eta (0: deterministic given the seed).
         clip_sample: clamp each ``x0`` estimate to ``[-clip_sample, clip_sample]`` during
@@ -173,7 +174,7 @@ class IDBlau(PushToHubMixin):
     def from_config(
         cls,
         section: SynthesisConfig,
-        mag_norm: float,
+        mag_norm: float | None = None,
         *,
         seed: int = 0,
         device: torch.device | str | None = None,
@@ -181,17 +182,19 @@ class IDBlau(PushToHubMixin):
         """Build from the ``synthesis`` section (weights, weights_revision, num_steps, eta,
         batch_size).
 
-        ``mag_norm`` is ``AdaptConfig.mag_norm``, the scale of the conditions it will receive.
+        ``mag_norm`` is deprecated and ignored (DeprecationWarning): conditions arrive in
+        pixels and the scale is the network's own (``IDBlauConfig.mag_norm`` in the weights'
+        ``config.json``); pass ``IDBlau(network, mag_norm=...)`` to override it.
 
         Raises:
             FileNotFoundError: ``section.weights`` is None (ttblur ships no ID-Blau weights) or
                 cannot be found; never falls back to another synthesizer.
         """
+        warn_mag_norm_ignored("IDBlau.from_config", mag_norm)
         return cls.from_pretrained(
             section.weights,
             revision=section.weights_revision,
             device=device,
-            mag_norm=mag_norm,
             num_steps=section.num_steps,
             eta=section.eta,
             batch_size=section.batch_size,
@@ -199,19 +202,16 @@ class IDBlau(PushToHubMixin):
         )
 
     def network_condition(self, condition: Tensor) -> Tensor:
-        """Condition in the network's scale: z rescaled from :attr:`mag_norm` to the net's.
+        """Condition in the network's normalised scale.
 
         Args:
-            condition: ``(N, 3, h, w)`` with z relative to :attr:`mag_norm`.
+            condition: ``(N, 3, h, w)`` with z the blur length ``M`` in pixels.
 
         Returns:
-            ``(N, 3, h, w)`` with z = ``min(z * mag_norm / net_mag_norm, 1)``.
+            ``(N, 3, h, w)`` with z = ``min(M / mag_norm, 1)`` (:attr:`mag_norm`: ID-Blau's
+            own scale).
         """
-        ratio = self.mag_norm / float(self.network.config.mag_norm)
-        if ratio == 1.0:
-            return condition
-        z = (condition[:, 2:3] * ratio).clamp(0.0, 1.0)
-        return torch.cat((condition[:, :2], z), dim=1)
+        return normalised_condition(condition, self.mag_norm)
 
     @torch.no_grad()
     def __call__(
@@ -221,7 +221,7 @@ class IDBlau(PushToHubMixin):
 
         Args:
             sharp: ``(N, 3, h, w)`` float RGB in ``[0, 1]``.
-            condition: ``(N, 3, h, w)``: x, y unit direction, z = ``min(M / mag_norm, 1)``.
+            condition: ``(N, 3, h, w)``: x, y unit direction, z = blur length in pixels.
             generator: CPU generator for the sampling noise; default: the instance's own
                 (seeded with ``seed``, advancing from call to call).
 

@@ -1,11 +1,11 @@
 """Weight-free, spatially varying motion blur along a pixel-wise blur condition.
 
 Every output pixel ``p`` averages the sharp image sampled along a straight segment centred on
-``p``: direction ``(x, y)`` (the condition's first two channels), length ``z * mag_norm``
-pixels. The average is taken in linear light (inverse gamma, average, gamma), as a camera
-integrates light over its exposure. Sampling is bilinear (``grid_sample`` with border padding),
-so the operator is differentiable with respect to both the sharp image and the condition and
-runs on any device.
+``p``: direction ``(x, y)`` (the condition's first two channels), length ``z`` pixels (the
+third channel is the blur length in pixels; no cap). The average is taken in linear light
+(inverse gamma, average, gamma), as a camera integrates light over its exposure. Sampling is
+bilinear (``grid_sample`` with border padding), so the operator is differentiable with
+respect to both the sharp image and the condition and runs on any device.
 
 Why a segment centred on the pixel: a scene point seen at pixel ``q`` of the sharp
 (mid-exposure) frame moves along ``q + f(t)`` with ``f`` running from ``-F/2`` to ``+F/2``
@@ -20,14 +20,15 @@ Example:
     >>> sharp = torch.rand(1, 3, 32, 32)
     >>> cond = torch.zeros(1, 3, 32, 32)
     >>> cond[:, 0] = 1.0          # horizontal
-    >>> cond[:, 2] = 10 / 147     # 10 px long with mag_norm = 147
-    >>> motion_blur(sharp, cond, 147.0).shape
+    >>> cond[:, 2] = 10.0         # 10 px long
+    >>> motion_blur(sharp, cond).shape
     torch.Size([1, 3, 32, 32])
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from ttblur.config import SynthesisConfig
 from ttblur.registry import SYNTHESIZERS
-from ttblur.types import validate_video
+from ttblur.types import validate_video, warn_mag_norm_ignored
 
 #: The ``synthesis`` section's defaults are the constructor defaults (one source).
 _DEFAULTS = SynthesisConfig()
@@ -117,9 +118,9 @@ def validate_synthesis_inputs(sharp: Tensor, condition: Tensor) -> None:
     validate_video(sharp, "sharp")
     z = condition[:, 2]
     zlow, zhigh = float(z.min()), float(z.max())
-    if zlow < -_CONDITION_TOL or zhigh > 1 + _CONDITION_TOL:
+    if zlow < -_CONDITION_TOL:
         raise ValueError(
-            f"condition channel z (magnitude / mag_norm) must be in [0, 1], got values in "
+            f"condition channel z (blur length in px) must be >= 0, got values in "
             f"[{zlow:.4g}, {zhigh:.4g}]"
         )
     xy = condition[:, :2]
@@ -207,7 +208,7 @@ def match_noise(
     return (images + noise.to(images.dtype)).clamp(0.0, 1.0)
 
 
-def _displacement(condition: Tensor, mag_norm: float) -> tuple[Tensor, Tensor]:
+def _displacement(condition: Tensor) -> tuple[Tensor, Tensor]:
     """Full blur vector ``(N, 2, H, W)`` in px and its length ``(N, 1, H, W)`` in px."""
     direction = condition[:, :2]
     norm = torch.linalg.vector_norm(direction, dim=1, keepdim=True)
@@ -215,14 +216,14 @@ def _displacement(condition: Tensor, mag_norm: float) -> tuple[Tensor, Tensor]:
     # direction means "no blur" there.
     unit = direction / norm.clamp_min(_DIRECTION_EPS)
     unit = torch.where(norm > _DIRECTION_EPS, unit, torch.zeros_like(unit))
-    length = condition[:, 2:3].clamp(0.0, 1.0) * mag_norm
+    length = condition[:, 2:3].clamp_min(0.0)
     return unit * length, length * (norm > _DIRECTION_EPS)
 
 
 def motion_blur(
     sharp: Tensor,
     condition: Tensor,
-    mag_norm: float,
+    mag_norm: float | None = None,
     *,
     taps: int | None = None,
     gamma: float = 2.2,
@@ -232,8 +233,10 @@ def motion_blur(
     Args:
         sharp: ``(N, 3, H, W)`` float RGB in ``[0, 1]``.
         condition: ``(N, 3, H, W)`` condition maps: channels x, y = unit blur direction
-            (renormalised here; ``(0, 0)`` means no blur), z = ``min(M / mag_norm, 1)``.
-        mag_norm: pixels that map to ``z = 1``; the segment length is ``z * mag_norm`` px.
+            (renormalised here; ``(0, 0)`` means no blur), z = the segment length in pixels.
+        mag_norm: deprecated (DeprecationWarning): when given, z is read the old way, as
+            ``min(M / mag_norm, 1)`` in ``[0, 1]``, and turned into ``z * mag_norm`` px, so
+            old callers get the same blur. Pass z in pixels instead.
         taps: samples per segment (``>= 2``); ``None`` picks :func:`auto_taps` of the longest
             segment in the batch (0.5 px spacing, capped at :data:`MAX_AUTO_TAPS`).
         gamma: display gamma; the average is taken over ``sharp ** gamma``. ``1`` averages the
@@ -248,22 +251,43 @@ def motion_blur(
             range, or invalid ``mag_norm`` / ``taps`` / ``gamma``.
     """
     validate_synthesis_inputs(sharp, condition)
-    if not (isinstance(mag_norm, (int, float)) and math.isfinite(mag_norm) and mag_norm > 0):
-        raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+    if mag_norm is not None:
+        condition = _legacy_condition(sharp, condition, mag_norm)
     if not (math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a finite number > 0, got {gamma}")
     if taps is not None and (not isinstance(taps, int) or taps < 2):
         raise ValueError(f"taps must be an integer >= 2 or None, got {taps}")
 
-    return _blur(sharp, condition, float(mag_norm), taps, float(gamma))
+    return _blur(sharp, condition, taps, float(gamma))
 
 
-def _blur(
-    sharp: Tensor, condition: Tensor, mag_norm: float, taps: int | None, gamma: float
-) -> Tensor:
+def _legacy_condition(sharp: Tensor, condition: Tensor, mag_norm: float) -> Tensor:
+    """A condition with the old normalised z (``min(M / mag_norm, 1)``) in pixels, computed
+    as the old code did (``clamp(z, 0, 1) * mag_norm`` in ``sharp``'s dtype)."""
+    warnings.warn(
+        "motion_blur(sharp, condition, mag_norm) is deprecated: z is now the blur length in "
+        "pixels; this call reads z as min(M / mag_norm, 1) as before. Pass z in pixels "
+        "(ttblur.types.pixel_condition(condition, mag_norm)) and no mag_norm",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if not (isinstance(mag_norm, (int, float)) and math.isfinite(mag_norm) and mag_norm > 0):
+        raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+    zhigh = float(condition[:, 2].max())
+    if zhigh > 1 + _CONDITION_TOL:
+        raise ValueError(
+            f"with mag_norm, condition channel z (magnitude / mag_norm) must be in [0, 1], got "
+            f"a maximum of {zhigh:.4g}"
+        )
+    condition = condition.to(sharp.dtype)
+    length = condition[:, 2:3].clamp(0.0, 1.0) * float(mag_norm)
+    return torch.cat((condition[:, :2], length), dim=1)
+
+
+def _blur(sharp: Tensor, condition: Tensor, taps: int | None, gamma: float) -> Tensor:
     """:func:`motion_blur` without input checks."""
     condition = condition.to(sharp.dtype)
-    vector, length = _displacement(condition, mag_norm)
+    vector, length = _displacement(condition)
     max_length = float(length.detach().max())
     if max_length == 0.0:
         return sharp.clone()
@@ -300,7 +324,8 @@ class PhysicalReblur:
     do not depend on the device).
 
     Args:
-        mag_norm: pixels that map to condition magnitude ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning): the condition's z is the blur
+            length in pixels, used as it is.
         taps: samples per blur segment, ``None`` for automatic (0.5 px spacing).
         gamma: display gamma for the linear-light average.
         noise_std: standard deviation of additive Gaussian noise in ``[0, 1]`` units (0: off).
@@ -310,15 +335,15 @@ class PhysicalReblur:
     Example:
         >>> import torch
         >>> from ttblur.stages.reblur import PhysicalReblur
-        >>> reblur = PhysicalReblur(mag_norm=147.0)
-        >>> cond = torch.tensor([1.0, 0.0, 0.1]).view(1, 3, 1, 1).expand(2, 3, 16, 16)
+        >>> reblur = PhysicalReblur()
+        >>> cond = torch.tensor([1.0, 0.0, 14.7]).view(1, 3, 1, 1).expand(2, 3, 16, 16)
         >>> reblur(torch.rand(2, 3, 16, 16), cond).shape
         torch.Size([2, 3, 16, 16])
     """
 
     def __init__(
         self,
-        mag_norm: float,
+        mag_norm: float | None = None,
         *,
         taps: int | None = _DEFAULTS.taps,
         gamma: float = _DEFAULTS.gamma,
@@ -326,8 +351,7 @@ class PhysicalReblur:
         batch_size: int = _DEFAULTS.batch_size,
         seed: int = 0,
     ) -> None:
-        if not (math.isfinite(mag_norm) and mag_norm > 0):
-            raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
+        warn_mag_norm_ignored("PhysicalReblur", mag_norm)
         if taps is not None and taps < 2:
             raise ValueError(f"taps must be >= 2 or None, got {taps}")
         if not (math.isfinite(gamma) and gamma > 0):
@@ -336,7 +360,6 @@ class PhysicalReblur:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.mag_norm = float(mag_norm)
         self.taps = taps
         self.gamma = float(gamma)
         self.noise_std = float(noise_std)
@@ -346,15 +369,15 @@ class PhysicalReblur:
 
     @classmethod
     def from_config(
-        cls, section: SynthesisConfig, mag_norm: float, *, seed: int = 0
+        cls, section: SynthesisConfig, mag_norm: float | None = None, *, seed: int = 0
     ) -> PhysicalReblur:
         """Build from the ``synthesis`` section of :class:`~ttblur.config.AdaptConfig`.
 
-        Uses ``gamma``, ``taps``, ``noise_std`` and ``batch_size``; ``mag_norm`` is
-        ``AdaptConfig.mag_norm``.
+        Uses ``gamma``, ``taps``, ``noise_std`` and ``batch_size``; ``mag_norm`` is deprecated
+        and ignored (DeprecationWarning).
         """
+        warn_mag_norm_ignored("PhysicalReblur.from_config", mag_norm)
         return cls(
-            mag_norm,
             taps=section.taps,
             gamma=section.gamma,
             noise_std=section.noise_std,
@@ -364,7 +387,7 @@ class PhysicalReblur:
 
     def __repr__(self) -> str:
         return (
-            f"PhysicalReblur(mag_norm={self.mag_norm}, taps={self.taps}, gamma={self.gamma}, "
+            f"PhysicalReblur(taps={self.taps}, gamma={self.gamma}, "
             f"noise_std={self.noise_std}, batch_size={self.batch_size}, seed={self.seed})"
         )
 
@@ -375,7 +398,7 @@ class PhysicalReblur:
 
         Args:
             sharp: ``(N, 3, h, w)`` float RGB in ``[0, 1]``.
-            condition: ``(N, 3, h, w)``: x, y unit direction, z = ``min(M / mag_norm, 1)``.
+            condition: ``(N, 3, h, w)``: x, y unit direction, z = blur length in pixels.
             generator: CPU generator for the noise; default: the instance's own generator
                 (seeded with ``seed``, advancing from call to call).
 
@@ -387,7 +410,6 @@ class PhysicalReblur:
             _blur(
                 sharp[i : i + self.batch_size],
                 condition[i : i + self.batch_size],
-                self.mag_norm,
                 self.taps,
                 self.gamma,
             )

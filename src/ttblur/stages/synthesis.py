@@ -3,8 +3,8 @@
 Example:
     >>> from ttblur.config import SynthesisConfig
     >>> from ttblur.stages.synthesis import build_synthesizer
-    >>> build_synthesizer(SynthesisConfig(name="physical"), mag_norm=147.0)
-    PhysicalReblur(mag_norm=147.0, taps=None, gamma=2.2, noise_std=0.0, batch_size=8, seed=0)
+    >>> build_synthesizer(SynthesisConfig(name="physical"))
+    PhysicalReblur(taps=None, gamma=2.2, noise_std=0.0, batch_size=8, seed=0)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from ttblur.config import SynthesisConfig
 from ttblur.registry import SYNTHESIZERS as _SYNTHESIZERS
-from ttblur.types import BlurSynthesizer
+from ttblur.types import BlurSynthesizer, warn_mag_norm_ignored
 
 __all__ = ["SYNTHESIZERS", "build_synthesizer"]
 
@@ -23,7 +23,7 @@ SYNTHESIZERS = ("physical", "idblau")
 
 def build_synthesizer(
     section: SynthesisConfig,
-    mag_norm: float,
+    mag_norm: float | None = None,
     *,
     seed: int = 0,
     device: torch.device | str | None = None,
@@ -32,7 +32,8 @@ def build_synthesizer(
 
     Args:
         section: the ``synthesis`` section of :class:`~ttblur.config.AdaptConfig`.
-        mag_norm: ``AdaptConfig.mag_norm``, pixels that map to condition ``z = 1``.
+        mag_norm: deprecated and ignored (DeprecationWarning): conditions carry the blur
+            length in pixels; ID-Blau converts to its own scale.
         seed: seed of the synthesizer's noise generator.
         device: where ID-Blau's network runs (``PhysicalReblur`` follows its inputs).
 
@@ -45,7 +46,8 @@ def build_synthesizer(
         FileNotFoundError: ``"idblau"`` without weights (never a silent fallback).
         ValueError: unknown name.
     """
+    warn_mag_norm_ignored("build_synthesizer", mag_norm)
     synthesizer: BlurSynthesizer = _SYNTHESIZERS.build(
-        section.name, section, section.params, mag_norm=mag_norm, seed=seed, device=device
+        section.name, section, section.params, seed=seed, device=device
     )
     return synthesizer
