@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ttblur._state import ModuleSnapshot
+from ttblur.checks import check_loss, check_video, resolve_config
 from ttblur.config import AdaptConfig
 from ttblur.finetune import (
     FinetuneResult,
@@ -53,7 +54,6 @@ from ttblur.registry import CONDITION_GENERATORS, DETECTORS, FLOWS, SYNTHESIZERS
 from ttblur.specs import ModelSpec, declared_spec, infer_spec, model_device
 from ttblur.stages.clips import synthesize_motion_clips
 from ttblur.stages.exposure import video_motion
-from ttblur.stages.flow import MIN_FLOW_SIZE
 from ttblur.stages.reblur import match_noise, video_noise_std
 from ttblur.types import (
     BlurConditions,
@@ -87,85 +87,9 @@ NOISE_SEED_OFFSET = 7919
 StageCallback = Callable[[str, Mapping[str, Any]], None]
 
 
-def resolve_config(config: AdaptConfig | dict[str, Any] | str | Path | None) -> AdaptConfig:
-    """An :class:`AdaptConfig` from a config, a dict, a JSON file path or ``None`` (defaults);
-    a given config is copied, so the run never changes the caller's."""
-    if config is None:
-        return AdaptConfig()
-    if isinstance(config, AdaptConfig):
-        return config.model_copy(deep=True)
-    if isinstance(config, dict):
-        return AdaptConfig.model_validate(config)
-    if isinstance(config, (str, Path)):
-        return AdaptConfig.load(config)
-    raise TypeError(f"config must be an AdaptConfig, a dict or a JSON path, got {type(config)}")
-
-
 def default_loss(pred: Tensor, target: Tensor) -> Tensor:
     """L1, the fine-tuning loss when none is given."""
     return torch.nn.functional.l1_loss(pred, target)
-
-
-def check_loss(loss_fn: LossFn, device: torch.device) -> None:
-    """Call ``loss_fn`` once on random ``(2, 3, 8, 8)`` tensors and check its result.
-
-    Raises:
-        ValueError: it fails, returns no finite scalar tensor, or ignores ``pred``.
-    """
-    # A local generator: checking the loss must not consume the caller's global RNG.
-    gen = torch.Generator().manual_seed(0)
-    pred = torch.rand(2, 3, 8, 8, generator=gen).to(device).requires_grad_(True)
-    target = torch.rand(2, 3, 8, 8, generator=gen).to(device)
-    try:
-        value = loss_fn(pred, target)
-    except Exception as err:
-        raise ValueError(
-            f"loss_fn(pred, target) failed on (2, 3, 8, 8) tensors: {type(err).__name__}: {err}"
-        ) from err
-    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
-    if not value.requires_grad:
-        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
-    if not torch.isfinite(value.detach()).all():
-        raise ValueError(
-            f"loss_fn(pred, target) returned {float(value.detach())} on (2, 3, 8, 8) tensors in "
-            "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
-        )
-
-
-def _largest_patch(height: int, width: int) -> int:
-    """A patch side that fits frames of ``height x width``: the shorter side rounded down to
-    a multiple of 16 (the side itself below 16 px)."""
-    side = min(height, width)
-    return side - side % 16 if side >= 16 else side
-
-
-def _check_video(
-    video: Tensor, config: AdaptConfig, spec: ModelSpec, *, needs_flow: bool, patch_size: bool
-) -> None:
-    """Refuse a video the run cannot use, before any work; ``patch_size``: check the frames
-    against ``config.rsdm.patch_size`` (a built-in detector will cut such patches)."""
-    num_frames, _, height, width = video.shape
-    needed = max(2 * config.rsdm.border_frames + 1, 2 * clip_radius(spec) + 1, 5)
-    if num_frames < needed:
-        raise ValueError(
-            f"video has {num_frames} frames; adapt needs at least {needed} (a patch at frame t "
-            f"uses frames t-2..t+2 and the first and last {config.rsdm.border_frames} frames "
-            "are never chosen)"
-        )
-    if needs_flow and min(height, width) < MIN_FLOW_SIZE:
-        raise ValueError(
-            f"frames are {height}x{width}; adapt estimates optical flow on them, which needs "
-            f"frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} px: use larger frames"
-        )
-    patch = config.rsdm.patch_size
-    if patch_size and (height < patch or width < patch):
-        raise ValueError(
-            f"frames are {height}x{width}, smaller than the {patch}x{patch} pseudo-sharp patch; "
-            "lower config.rsdm.patch_size (e.g. AdaptConfig(rsdm={'patch_size': "
-            f"{_largest_patch(height, width)}}})) or use larger frames"
-        )
 
 
 def synthesize_batched(
@@ -410,7 +334,7 @@ class AdaptPipeline:
         with _timed(seconds, "setup"):
             # Every check that needs no forward pass runs first, on the caller's model untouched.
             declared = declared_spec(model, spec)
-            _check_video(
+            check_video(
                 frames,
                 self.config,
                 declared,
