@@ -104,12 +104,6 @@ class Results:
     rows: list[VideoRow] = field(default_factory=list)
 
 
-def _frame_psnr(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-    """``(T,)`` PSNR of each frame (data range 1)."""
-    mse = ((restored.clamp(0, 1) - sharp) ** 2).flatten(1).mean(dim=1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
-
-
 def adapt_config(name: str, settings: Settings) -> AdaptConfig:
     """``AdaptConfig`` of an adapted row (its overrides, the patch size, seed and epochs)."""
     if name not in CONFIGS:
@@ -142,8 +136,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
             sharp_mask = blur < SHARP_PX
             blurry_psnr = float(metrics.psnr(video.blurry, sharp))
             unadapted = ttblur.deblur(model, video.blurry, progress=False)
-            base_frames = _frame_psnr(unadapted, sharp)
-            base_psnr = float(metrics.psnr(unadapted.clamp(0, 1), sharp))
+            base_frames = metrics.psnr(unadapted.clamp(0, 1), sharp, reduction="none")
+            base_psnr = float(base_frames.mean())  # metrics.psnr's "mean" reduction
             parts = []
             for name in settings.configs:
                 start = time.perf_counter()
@@ -152,7 +146,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                 )
                 restored = result.deblur(video.blurry, progress=False)
                 seconds = time.perf_counter() - start
-                frames = _frame_psnr(restored, sharp) - base_frames
+                adapted = metrics.psnr(restored.clamp(0, 1), sharp, reduction="none")
+                frames = adapted - base_frames
                 row = VideoRow(
                     model=model_name,
                     family=spec.family,
@@ -163,7 +158,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                     exposure_fit=result.report.exposure_ratio,
                     blurry=blurry_psnr,
                     unadapted=base_psnr,
-                    adapted=float(metrics.psnr(restored.clamp(0, 1), sharp)),
+                    adapted=float(adapted.mean()),
                     worst_frame=float(frames.min()),
                     sharp_frames=int(sharp_mask.sum()),
                     sharp_delta=float(frames[sharp_mask].mean()) if sharp_mask.any() else math.nan,

@@ -54,7 +54,8 @@ __all__ = [
     "terminate_as_interrupt",
 ]
 
-#: Part of every temporary name this module creates (``.NAME.ttblur-tmp-XXXXXXXX.SUFFIX``).
+#: Part of every temporary name this module creates: ``.NAME`` + this marker + 8 random
+#: characters + ``.SUFFIX`` (hidden, in the final file's own folder).
 TEMP_MARKER = ".ttblur-tmp-"
 
 _DEFERRED = tuple(
