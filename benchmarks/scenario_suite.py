@@ -274,20 +274,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     if args.quick:
         settings.videos_per_family, settings.frames = 1, 12
         settings.size, settings.patch_size = (128, 160), 64
-    if args.families is not None:
-        settings.families = tuple(args.families)
-    if args.videos is not None:
-        settings.videos_per_family = args.videos
-    if args.frames is not None:
-        settings.frames = args.frames
-    if args.size is not None:
-        settings.size = (args.size[0], args.size[1])
-    if args.patch_size is not None:
-        settings.patch_size = args.patch_size
-    if args.models is not None:
-        settings.models = tuple(args.models)
-    if args.configs is not None:
-        settings.configs = tuple(args.configs)
+    overrides = {
+        "families": args.families,
+        "videos_per_family": args.videos,
+        "frames": args.frames,
+        "size": args.size,
+        "patch_size": args.patch_size,
+        "models": args.models,
+        "configs": args.configs,
+    }
+    for name, value in overrides.items():
+        if value is not None:  # lists from nargs become the tuples Settings holds
+            setattr(settings, name, tuple(value) if isinstance(value, list) else value)
     settings.role, settings.epochs = args.role, args.epochs
     settings.seed, settings.threads = args.seed, args.threads
     return settings, args
