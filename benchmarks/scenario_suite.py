@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,11 +44,16 @@ import ttblur
 from ttblur import metrics
 from ttblur.config import AdaptConfig
 from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
+from ttblur.stages.exposure import estimate_exposure
+from ttblur.stages.flow import OpenCVFlow
 
 #: Adapted rows: name -> AdaptConfig overrides (JSON-able).
-CONFIGS: dict[str, dict[str, dict[str, str]]] = {
+CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     "paper": {"dbcgm": {"magnitude": "bme"}, "synthesis": {"clip": "original"}},
+    "bme-clips": {"dbcgm": {"magnitude": "bme"}, "synthesis": {"clip": "synthesized"}},
+    "exposure": {"dbcgm": {"magnitude": "exposure"}, "synthesis": {"clip": "synthesized"}},
+    "no-guard": {"guard": {"enabled": False}},
 }
 #: A frame counts as nearly sharp when its mean true blur path is below this (px).
 SHARP_PX = 1.0
@@ -83,6 +89,7 @@ class VideoRow:
     config: str
     exposure_true: float
     exposure_fit: float | None
+    exposure_std: float | None
     blurry: float
     unadapted: float
     adapted: float
@@ -91,6 +98,10 @@ class VideoRow:
     sharp_delta: float
     reverted: bool
     seconds: float
+    #: The epoch the guard would keep, scored against the truth (what ``guard.rollback =
+    #: False`` returns): adapted - unadapted PSNR, and the guard's own score change, dB.
+    candidate_delta: float = math.nan
+    guard_gain: float = math.nan
 
     @property
     def delta(self) -> float:
@@ -111,6 +122,10 @@ def adapt_config(name: str, settings: Settings) -> AdaptConfig:
     cfg = AdaptConfig.model_validate(CONFIGS[name])
     cfg.seed = settings.seed
     cfg.rsdm.patch_size = settings.patch_size
+    # The guard scores but never rolls back here: the benchmark scores the epoch it would
+    # keep, and a rollback returns the unadapted weights bit for bit, so the rolled-back
+    # result is the unadapted row (applied in ``run``).
+    cfg.guard.rollback = False
     if settings.epochs is not None:
         cfg.finetune.epochs = settings.epochs
     return cfg
@@ -139,14 +154,23 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
             base_frames = metrics.psnr(unadapted.clamp(0, 1), sharp, reduction="none")
             base_psnr = float(base_frames.mean())  # metrics.psnr's "mean" reduction
             parts = []
+            exposure = estimate_exposure(
+                video.blurry, _patches(model, video.blurry, settings), OpenCVFlow()
+            )
             for name in settings.configs:
                 start = time.perf_counter()
                 result = ttblur.adapt(
                     model, video.blurry, config=adapt_config(name, settings), progress=False
                 )
-                restored = result.deblur(video.blurry, progress=False)
+                report = result.report
+                candidate = metrics.psnr(
+                    result.deblur(video.blurry, progress=False).clamp(0, 1),
+                    sharp,
+                    reduction="none",
+                )
                 seconds = time.perf_counter() - start
-                adapted = metrics.psnr(restored.clamp(0, 1), sharp, reduction="none")
+                rolled_back = report.guard_rejected  # what guard.rollback = True returns
+                adapted = base_frames if rolled_back else candidate
                 frames = adapted - base_frames
                 row = VideoRow(
                     model=model_name,
@@ -155,15 +179,18 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                     seed=spec.seed,
                     config=name,
                     exposure_true=float(video.exposure_ratio),
-                    exposure_fit=result.report.exposure_ratio,
+                    exposure_fit=exposure.ratio,
+                    exposure_std=exposure.ratio_std,
                     blurry=blurry_psnr,
                     unadapted=base_psnr,
                     adapted=float(adapted.mean()),
                     worst_frame=float(frames.min()),
                     sharp_frames=int(sharp_mask.sum()),
                     sharp_delta=float(frames[sharp_mask].mean()) if sharp_mask.any() else math.nan,
-                    reverted=result.report.reverted,
+                    reverted=report.reverted or rolled_back,
                     seconds=seconds,
+                    candidate_delta=float(candidate.mean()) - base_psnr,
+                    guard_gain=_guard_gain(report.baseline_guard_score, report.guard_scores),
                 )
                 results.rows.append(row)
                 parts.append(f"{name} {row.adapted:.2f} ({row.delta:+.2f})")
@@ -172,6 +199,45 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                 f"{blurry_psnr:.2f}, unadapted {base_psnr:.2f}, " + ", ".join(parts)
             )
     return results
+
+
+def _patches(model: torch.nn.Module, video: torch.Tensor, settings: Settings) -> list[Any]:
+    """The pseudo-sharp patches the default detector picks (for the exposure diagnostic)."""
+    cfg = AdaptConfig()
+    cfg.rsdm.patch_size = settings.patch_size
+    return list(ttblur.AdaptPipeline.from_config(cfg).detector.select(video).patches)
+
+
+def _guard_gain(baseline: float | None, scores: Sequence[float]) -> float:
+    """Best epoch's guard score minus the unadapted model's, dB (NaN without a guard)."""
+    return max(scores) - baseline if baseline is not None and scores else math.nan
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 pairs."""
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
+    if len(pairs) < 3:
+        return math.nan
+
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    rx, ry = ranks([a for a, _ in pairs]), ranks([b for _, b in pairs])
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy) if vx and vy else math.nan
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -187,17 +253,21 @@ def format_videos(results: Results) -> str:
     """One Markdown row per (model, video, config)."""
     lines = [
         "| model | family | photo | seed | config | exposure true / fit | blurry | unadapted "
-        "| adapted | vs unadapted | worst frame | sharp frames: change | reverted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| adapted | vs unadapted | worst frame | sharp frames: change | reverted "
+        "| guard: kept epoch true change / score change |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results.rows:
         fit = "-" if r.exposure_fit is None else f"{r.exposure_fit:.2f}"
+        if r.exposure_std is not None:
+            fit += f" +- {r.exposure_std:.2f}"
         sharp = f"{r.sharp_frames}: {r.sharp_delta:+.2f}" if r.sharp_frames else "0: -"
         lines.append(
             f"| {r.model} | {r.family} | {r.photo} | {r.seed} | {r.config} | "
             f"{r.exposure_true:.2f} / {fit} | {r.blurry:.2f} | {r.unadapted:.2f} | "
             f"{r.adapted:.2f} | {r.delta:+.2f} | {r.worst_frame:+.2f} | {sharp} | "
-            f"{'yes' if r.reverted else 'no'} |"
+            f"{'yes' if r.reverted else 'no'} | {_signed(r.candidate_delta)} / "
+            f"{_signed(r.guard_gain)} |"
         )
     return "\n".join(lines)
 
@@ -238,8 +308,36 @@ def format_summary(results: Results) -> str:
         + ".",
         f"Sharp-frame change: adapted - unadapted PSNR on frames whose true blur is under "
         f"{SHARP_PX:g} px (mean over videos that have such frames).",
+        "Guard: Spearman rank correlation of the guard's score change with the true PSNR change "
+        "of the epoch it keeps, over all runs: "
+        + ", ".join(
+            f"{m}/{c} {_rho(results.rows, (m, c))}" for (m, c) in keys
+        )
+        + f"; all runs {_rho(results.rows, None)}.",
+        "Exposure fit (ttblur.stages.exposure.estimate_exposure, default patches), per "
+        "family: "
+        + "; ".join(_exposure_summary(results, f) for f in results.settings.families)
+        + ".",
     ]
     return "\n".join([*lines, "", *notes])
+
+
+def _rho(rows: Sequence[VideoRow], key: tuple[str, str] | None) -> str:
+    chosen = [r for r in rows if key is None or (r.model, r.config) == key]
+    value = spearman([r.guard_gain for r in chosen], [r.candidate_delta for r in chosen])
+    return "-" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _exposure_summary(results: Results, family: str) -> str:
+    # One row per video: the first config's.
+    first = results.settings.configs[0]
+    rows = [r for r in results.rows if r.family == family and r.config == first]
+    fitted = [r for r in rows if r.exposure_fit is not None]
+    if not rows:
+        return f"{family} -"
+    errors = [abs(r.exposure_fit - r.exposure_true) for r in fitted if r.exposure_fit is not None]
+    worst = f", worst error {max(errors):.2f}" if errors else ""
+    return f"{family} {len(fitted)}/{len(rows)} fitted{worst}"
 
 
 def format_report(results: Results, command: str, seconds: float) -> str:

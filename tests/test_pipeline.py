@@ -96,7 +96,12 @@ def test_output_holds_every_stage_product_and_callbacks_see_them() -> None:
     assert out.conditions is not None and out.conditions.shape == (n, 3, 32, 32)
     assert out.pairs is not None and out.pairs.targets.shape == (n, 3, 32, 32)
     assert out.finetune is not None and out.finetune.train_loss == out.report.train_loss
-    assert out.noise_std == out.report.noise_std and out.guard_scores == {}
+    assert out.noise_std == out.report.noise_std
+    # The guard scored the unadapted model and every epoch on the video's own frames.
+    assert set(out.guard_scores) == {"unadapted", "epoch 1"}
+    assert out.guard_scores["unadapted"] == out.report.baseline_guard_score
+    assert [out.guard_scores["epoch 1"]] == out.report.guard_scores
+    assert out.guard_windows is not None and out.guard_windows.clips.shape[0] >= 1
     assert out.exposure is not None and out.exposure.motion_px == out.report.motion_px
 
 

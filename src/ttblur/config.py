@@ -27,6 +27,7 @@ __all__ = [
     "AdaptConfig",
     "DBCGMConfig",
     "FinetuneConfig",
+    "GuardConfig",
     "RSDMConfig",
     "SynthesisConfig",
 ]
@@ -183,10 +184,10 @@ class DBCGMConfig(_StageSection):
         default=32, ge=0, description="margin in px around a patch over which flow is computed"
     )
     magnitude: Literal["bme", "exposure"] = Field(
-        default="exposure",
+        default="bme",
         description=(
-            "magnitude source: the video's fitted exposure ratio x its motion per frame, or "
-            "BME magnitude adaptation (the paper's)"
+            "magnitude source: BME magnitude adaptation per patch (the paper's), or the "
+            "video's fitted exposure ratio x its motion per frame (one length per video)"
         ),
     )
     magnitude_offset: float = Field(
@@ -324,6 +325,38 @@ class FinetuneConfig(_Section):
         return self
 
 
+class GuardConfig(_StageSection):
+    """The guard: a no-reference score of the model on the video's own frames that chooses
+    the epoch and rolls back an adaptation that made the video worse
+    (:class:`~ttblur.stages.guard.ReblurGuard`, re-blur consistency).
+
+    ``name`` is a guard registered in :data:`ttblur.registry.GUARDS`.
+    """
+
+    _registry: ClassVar[str] = "GUARDS"
+    name: str = Field(default="reblur", description="a guard registered in ttblur.registry.GUARDS")
+    enabled: bool = Field(
+        default=True,
+        description="score every epoch on the video; False: the pseudo-pair loss alone chooses",
+    )
+    frames: int = Field(default=8, gt=0, description="frames scored (one box each)")
+    box: int = Field(default=128, ge=8, description="side of a scored box, px")
+    margin: int = Field(default=16, ge=0, description="context around a box, px")
+    batch_size: int = Field(default=4, gt=0, description="windows per forward pass")
+    blur_weight: float = Field(
+        default=2.0, ge=0.0, description="dB of score per px of blur left in the outputs"
+    )
+    min_gain_db: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="dB the best epoch must gain over the unadapted model, else roll back",
+    )
+    rollback: bool = Field(
+        default=True,
+        description="roll back when no epoch gains min_gain_db; False: keep it, say so",
+    )
+
+
 class AdaptConfig(_Section):
     """Full configuration of :func:`ttblur.adapt`.
 
@@ -332,6 +365,7 @@ class AdaptConfig(_Section):
         dbcgm: condition generation section.
         synthesis: blur synthesis section.
         finetune: fine-tuning recipe.
+        guard: the no-reference score on the video that chooses the epoch and rolls back.
         mag_norm: deprecated and ignored (a DeprecationWarning when set). Blur conditions
             carry the blur length in pixels between stages; ID-Blau converts to its own scale
             (``IDBlauConfig.mag_norm`` in its weights' ``config.json``, 147 px), and the BME
@@ -348,6 +382,7 @@ class AdaptConfig(_Section):
     dbcgm: DBCGMConfig = Field(default_factory=DBCGMConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
     mag_norm: float | None = Field(default=None, gt=0.0)
     seed: int = Field(
         default=0,

@@ -32,11 +32,13 @@ from ttblur.specs import ModelSpec
 from ttblur.types import PatchLocation
 
 __all__ = [
+    "EpochGuard",
     "FinetuneResult",
     "LossFn",
     "PseudoPairs",
     "build_pseudo_pairs",
     "finetune",
+    "predict_centre",
     "select_trainable",
 ]
 
@@ -243,6 +245,13 @@ class FinetuneResult:
             buffers and flags were then restored bit for bit.
         message: why the run reverted after a divergence (None otherwise).
         num_train, num_val: pairs in each split.
+        guard_scores: the guard's score (dB, higher is better) after each epoch (empty
+            without a guard).
+        baseline_guard_score: the guard's score of the unadapted model (None without one).
+        val_best_epoch: the epoch the held-out pseudo pairs alone would keep (0: the
+            unadapted model); differs from ``best_epoch`` when the guard chose.
+        guard_rejected: the guard found no epoch ``min_gain_db`` better than the unadapted
+            model (the run rolled back unless ``rollback`` was off).
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -254,6 +263,27 @@ class FinetuneResult:
     message: str | None = None
     num_train: int = 0
     num_val: int = 0
+    guard_scores: list[float] = field(default_factory=list)
+    baseline_guard_score: float | None = None
+    val_best_epoch: int = 0
+    guard_rejected: bool = False
+
+
+@dataclass(frozen=True)
+class EpochGuard:
+    """A guard's part in choosing the epoch (see :mod:`ttblur.stages.guard`).
+
+    Attributes:
+        score: ``score(model) -> float``, higher is better (the model is in eval mode,
+            gradients off); called on the unadapted model and after every epoch.
+        min_gain_db: how much the best epoch must beat the unadapted model's score to be kept.
+        rollback: restore the unadapted weights when no epoch gains ``min_gain_db``; False
+            keeps the best-scoring epoch and only flags ``guard_rejected``.
+    """
+
+    score: Callable[[nn.Module], float]
+    min_gain_db: float = 0.0
+    rollback: bool = True
 
 
 class _Diverged(FloatingPointError):
@@ -281,8 +311,12 @@ def _augment(
     return inputs.contiguous(), targets.contiguous()
 
 
-def _predict_centre(model: nn.Module, spec: ModelSpec, clips: Tensor, centre: int) -> Tensor:
-    """Model output for the clip's centre frame, ``(B, 3, h, w)`` in [0, 1] space."""
+def predict_centre(model: nn.Module, spec: ModelSpec, clips: Tensor, centre: int) -> Tensor:
+    """Model output for the frame at index ``centre`` of each clip, in [0, 1] space.
+
+    Shape:
+        - clips: ``(B, L, 3, h, w)`` (``L = 1`` for image models); output: ``(B, 3, h, w)``.
+    """
     if spec.layout == "BCHW":
         return spec.call(model, clips)[:, 0]
     out = spec.call(model, clips)
@@ -319,7 +353,7 @@ def _evaluate(
         for chunk in index.split(batch):
             clips = pairs.inputs[chunk].to(device, dtype)
             target = pairs.targets[chunk].to(device, dtype)
-            pred = _predict_centre(model, spec, clips, pairs.centre)
+            pred = predict_centre(model, spec, clips, pairs.centre)
             total += float(loss_fn(pred, target)) * len(chunk)
     return total / max(len(index), 1)
 
@@ -334,6 +368,7 @@ def finetune(
     device: torch.device,
     seed: int = 0,
     progress: bool = True,
+    guard: EpochGuard | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place on pseudo pairs and keep the best epoch's weights.
 
@@ -347,6 +382,9 @@ def finetune(
         seed: seeds the split, the shuffling, the augmentation and the model's own randomness
             (inside a forked RNG, so the caller's global RNG state is untouched).
         progress: show a progress bar.
+        guard: when given, its score chooses the epoch (the best-scoring one, kept only if it
+            beats the unadapted model by ``guard.min_gain_db``); the held-out pseudo pairs are
+            still evaluated and reported (``val_best_epoch``).
 
     Returns:
         :class:`FinetuneResult`. ``model`` holds the chosen weights afterwards; each submodule
@@ -361,7 +399,7 @@ def finetune(
     try:
         with torch.random.fork_rng(devices=devices), spec.on_device(model, device):
             torch.manual_seed(seed)
-            return _finetune(model, pairs, loss_fn, config, spec, device, seed, progress)
+            return _finetune(model, pairs, loss_fn, config, spec, device, seed, progress, guard)
     finally:
         for module, flag in flags:
             module.training = flag
@@ -376,6 +414,7 @@ def _finetune(
     device: torch.device,
     seed: int,
     progress: bool,
+    guard: EpochGuard | None,
 ) -> FinetuneResult:
     gen = torch.Generator().manual_seed(seed)
     count = len(pairs)
@@ -414,6 +453,11 @@ def _finetune(
     if num_val:
         best_loss = _evaluate(model, spec, pairs, val_index, loss_fn, batch, device, dtype)
         result.baseline_val_loss = best_loss
+    # The best-scoring epoch is tracked apart from the unadapted model's score: with
+    # ``rollback`` off it is kept even when it scores below the unadapted model.
+    best_score = -math.inf
+    if guard is not None:
+        result.baseline_guard_score = float(guard.score(model))
 
     bar = tqdm(total=steps, desc="fine-tune", disable=not progress, leave=False)
     step = 0
@@ -429,7 +473,7 @@ def _finetune(
                 clips, target = clips.to(device, dtype), target.to(device, dtype)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    pred = _predict_centre(model, spec, clips, pairs.centre)
+                    pred = predict_centre(model, spec, clips, pairs.centre)
                     loss = loss_fn(pred.float(), target.float())
                 if not torch.isfinite(loss):
                     value = float(loss.detach())
@@ -454,9 +498,24 @@ def _finetune(
                 val = _evaluate(model, spec, pairs, val_index, loss_fn, batch, device, dtype)
                 result.val_loss.append(val)
                 if val < best_loss:
-                    best_loss, result.best_epoch, best_state = val, epoch, snapshot()
+                    best_loss, result.val_best_epoch = val, epoch
+                    if guard is None:
+                        result.best_epoch, best_state = epoch, snapshot()
+            if guard is not None:
+                score = float(guard.score(model))
+                result.guard_scores.append(score)
+                if score > best_score:
+                    best_score, result.best_epoch, best_state = score, epoch, snapshot()
         optimizer.zero_grad(set_to_none=True)
         if not num_val:
+            result.val_best_epoch = config.epochs
+        if guard is not None:
+            _guard_choice(result, guard)
+            if result.best_epoch == 0:
+                initial.restore()
+            elif best_state is not None:
+                model.load_state_dict(best_state)
+        elif not num_val:
             result.best_epoch = config.epochs
         elif result.best_epoch == 0:
             result.reverted = True
@@ -484,6 +543,19 @@ def _finetune(
         for name, p in model.named_parameters():
             p.requires_grad_(original_flags[name])
     return result
+
+
+def _guard_choice(result: FinetuneResult, guard: EpochGuard) -> None:
+    """Keep the best-scoring epoch if it beats the unadapted model by ``min_gain_db``; else
+    flag it and, with ``rollback``, choose the unadapted weights (epoch 0)."""
+    baseline = result.baseline_guard_score
+    best = max(result.guard_scores, default=-math.inf)
+    gain = best - baseline if baseline is not None else -math.inf
+    if gain > guard.min_gain_db:
+        return
+    result.guard_rejected = True
+    if guard.rollback or not result.guard_scores:
+        result.best_epoch, result.reverted = 0, True
 
 
 def _all_finite(model: nn.Module) -> bool:

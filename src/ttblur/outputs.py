@@ -66,12 +66,23 @@ class AdaptReport(BaseModel):
     noise_std: float | None = None
     #: Exposure / frame interval fitted by DBCGM (``dbcgm.magnitude="exposure"``), else None.
     exposure_ratio: float | None = None
+    #: Spread of the fitted exposure ratio (standard deviation over resamplings of the
+    #: comparisons it was fitted on); None when no ratio was fitted.
+    exposure_ratio_std: float | None = None
     #: The video's motion per frame in px (``magnitude="exposure"`` or synthesized clips).
     motion_px: float | None = None
     train_loss: list[float] = Field(default_factory=list)
     val_loss: list[float] = Field(default_factory=list)
     baseline_val_loss: float | None = None
     best_epoch: int = 0
+    #: The guard's score (re-blur PSNR on the video's own frames, dB, higher is better) of the
+    #: unadapted model and after each epoch; None / empty when the guard is off.
+    baseline_guard_score: float | None = None
+    guard_scores: list[float] = Field(default_factory=list)
+    #: The epoch the held-out pseudo pairs alone would have kept (0: the unadapted model).
+    val_best_epoch: int = 0
+    #: True when the guard found no epoch better than the unadapted model on the video.
+    guard_rejected: bool = False
     #: True when the returned model holds the unadapted weights (no pseudo-sharp patch, no
     #: epoch better than the unadapted model, or fine-tuning diverged); ``messages`` says why.
     reverted: bool = False
@@ -134,7 +145,10 @@ class AdaptOutput(AdaptResult):
             are the re-blurred patches, noise included); ``None`` when no patch was chosen.
         finetune: the fine-tuning loop's :class:`~ttblur.finetune.FinetuneResult`.
         noise_std: the video's noise level the re-blurred patches were topped up to.
-        guard_scores: scores of a guard stage, by name (none yet: an empty dict).
+        guard_scores: the guard's scores (dB, higher is better) by model: ``"unadapted"``
+            and ``"epoch k"`` (empty when the guard is off or nothing was fine-tuned).
+        guard_windows: the windows of the video the guard scored
+            (:class:`~ttblur.stages.guard.GuardWindows`), or ``None``.
 
     Shape:
         - selection.magnitude: ``(T, 1, H, W)``.
@@ -159,6 +173,7 @@ class AdaptOutput(AdaptResult):
         finetune: FinetuneResult | None = None,
         noise_std: float | None = None,
         guard_scores: dict[str, float] | None = None,
+        guard_windows: Any = None,
     ) -> None:
         super().__init__(model, report, spec, device)
         self.selection = selection
@@ -168,6 +183,7 @@ class AdaptOutput(AdaptResult):
         self.finetune = finetune
         self.noise_std = noise_std
         self.guard_scores: dict[str, float] = dict(guard_scores or {})
+        self.guard_windows = guard_windows
 
     @property
     def reblurred(self) -> Tensor | None:

@@ -13,7 +13,9 @@ everything they produced::
       -> condition_generator(video, selection)   maps (N, 3, p, p) [+ fitted exposure]
       -> synthesizer(sharp, maps)                re-blurred patches / motion-consistent clips
       -> noise top-up, pseudo pairs              PseudoPairs (N, L, 3, p, p) -> (N, 3, p, p)
-      -> finetune(model, pairs, loss_fn)         adapted copy of the model
+      -> guard.prepare(video, selection, spec)   windows of the real video to score on
+      -> finetune(model, pairs, loss_fn, guard)  adapted copy; the guard picks the epoch
+                                                 or rolls back
       -> AdaptOutput(model, report, selection, conditions, pairs, finetune, ...)
 
 Example:
@@ -39,6 +41,7 @@ from ttblur._state import ModuleSnapshot
 from ttblur.checks import check_loss, check_video, resolve_config
 from ttblur.config import AdaptConfig
 from ttblur.finetune import (
+    EpochGuard,
     FinetuneResult,
     LossFn,
     PseudoPairs,
@@ -50,7 +53,14 @@ from ttblur.finetune import (
 )
 from ttblur.inference import resolve_device, to_video
 from ttblur.outputs import AdaptOutput, AdaptReport, condition_stats
-from ttblur.registry import CONDITION_GENERATORS, DETECTORS, FLOWS, SYNTHESIZERS, accepted_kwargs
+from ttblur.registry import (
+    CONDITION_GENERATORS,
+    DETECTORS,
+    FLOWS,
+    GUARDS,
+    SYNTHESIZERS,
+    accepted_kwargs,
+)
 from ttblur.specs import ModelSpec, declared_spec, infer_spec, model_device
 from ttblur.stages.clips import synthesize_motion_clips
 from ttblur.stages.exposure import video_motion
@@ -61,6 +71,7 @@ from ttblur.types import (
     ConditionGenerator,
     ExposureEstimate,
     FlowEstimator,
+    Guard,
     Selection,
     SharpnessDetector,
     condition_maps,
@@ -135,6 +146,8 @@ class AdaptPipeline:
             from ``config.dbcgm`` with this pipeline's ``flow``.
         synthesizer: a :class:`~ttblur.types.BlurSynthesizer`; ``None``: built from
             ``config.synthesis``.
+        guard: a :class:`~ttblur.types.Guard`; ``None``: built from ``config.guard`` (when
+            ``config.guard.enabled``) with this pipeline's ``flow``.
         flow: a :class:`~ttblur.types.FlowEstimator`, shared by the built condition generator
             and the motion measure of motion-consistent clips; ``None``: built from
             ``config.dbcgm.flow`` when one of them needs it.
@@ -148,7 +161,7 @@ class AdaptPipeline:
     """
 
     #: The component names, in the order the stages run.
-    component_names = ("detector", "condition_generator", "synthesizer", "flow")
+    component_names = ("detector", "condition_generator", "synthesizer", "guard", "flow")
 
     def __init__(
         self,
@@ -156,6 +169,7 @@ class AdaptPipeline:
         condition_generator: ConditionGenerator | None = None,
         synthesizer: BlurSynthesizer | None = None,
         flow: FlowEstimator | None = None,
+        guard: Guard | None = None,
         *,
         config: AdaptConfig | dict[str, Any] | str | Path | None = None,
         device: str | torch.device | None = None,
@@ -166,6 +180,7 @@ class AdaptPipeline:
             "detector": detector,
             "condition_generator": condition_generator,
             "synthesizer": synthesizer,
+            "guard": guard,
             "flow": flow,
         }
         self._given = {name for name, value in self._components.items() if value is not None}
@@ -180,7 +195,8 @@ class AdaptPipeline:
     ) -> AdaptPipeline:
         """A pipeline whose components are the registered stages ``config`` names.
 
-        ``components`` (``detector=``, ``condition_generator=``, ``synthesizer=``, ``flow=``)
+        ``components`` (``detector=``, ``condition_generator=``, ``synthesizer=``, ``guard=``,
+        ``flow=``)
         replace the corresponding built stage. Building happens on first access of a
         component (or first call), so no weights are loaded here.
         """
@@ -223,7 +239,21 @@ class AdaptPipeline:
                 device=self.device,
                 seed=cfg.seed,
             )
+        if name == "guard":
+            return GUARDS.build(
+                cfg.guard.name,
+                cfg.guard,
+                cfg.guard.params,
+                flow=self.flow,
+                bme=self._detector_bme(),
+                neighbours=cfg.dbcgm.neighbours,
+            )
         raise KeyError(name)
+
+    def _detector_bme(self) -> Any:
+        """The detector's blur magnitude estimator, shared with the guard (None if it has
+        none: the guard then loads the shipped one)."""
+        return getattr(self.detector, "bme", None)
 
     @property
     def detector(self) -> SharpnessDetector:
@@ -244,6 +274,12 @@ class AdaptPipeline:
         return synthesizer
 
     @property
+    def guard(self) -> Guard:
+        """The guard (built from ``config.guard`` on first access)."""
+        guard: Guard = self._component("guard")
+        return guard
+
+    @property
     def flow(self) -> FlowEstimator:
         """The optical flow estimator (built from ``config.dbcgm.flow`` on first access)."""
         flow: FlowEstimator = self._component("flow")
@@ -258,6 +294,7 @@ class AdaptPipeline:
             "condition_generator": (CONDITION_GENERATORS, self.config.dbcgm.name),
             "synthesizer": (SYNTHESIZERS, self.config.synthesis.name),
             "flow": (FLOWS, self.config.dbcgm.flow),
+            "guard": (GUARDS, self.config.guard.name),
         }[name]
         return registry.is_builtin(section)
 
@@ -274,8 +311,11 @@ class AdaptPipeline:
     def _uses_flow(self, spec: ModelSpec) -> bool:
         """Whether a run with ``spec`` estimates optical flow on the video's frames."""
         clips = self.config.synthesis.clip == "synthesized"
-        return self._generator_takes_flow() or (
-            clips and clip_radius(spec, self.config.dbcgm.neighbours) > 0
+        guard = self.config.guard.enabled and "guard" not in self._given
+        return (
+            self._generator_takes_flow()
+            or guard
+            or (clips and clip_radius(spec, self.config.dbcgm.neighbours) > 0)
         )
 
     def __repr__(self) -> str:
@@ -460,6 +500,18 @@ class _Run:
                 )
         self._emit("pairs", pairs=pairs)
 
+        epoch_guard, windows = None, None
+        if cfg.guard.enabled or "guard" in pipe._given:
+            with _timed(self.seconds, "guard"):
+                probe = pipe.guard.prepare(frames, selection, spec)
+                windows = getattr(probe, "windows", None)
+                device = self.device
+                epoch_guard = EpochGuard(
+                    score=lambda model: probe(model, device),
+                    min_gain_db=cfg.guard.min_gain_db,
+                    rollback=cfg.guard.rollback,
+                )
+
         with _timed(self.seconds, "finetune"):
             outcome = finetune(
                 self.work,
@@ -470,9 +522,14 @@ class _Run:
                 device=self.device,
                 seed=cfg.seed,
                 progress=self.progress,
+                guard=epoch_guard,
             )
         self._emit("finetune", finetune=outcome)
         messages = _outcome_messages(outcome, cfg)
+        if exposure is not None and exposure.note:
+            messages.append(
+                f"{exposure.note}; the conditions use the detector's per-pixel blur maps instead"
+            )
         if outcome.diverged:
             warnings.warn(messages[0], RuntimeWarning, stacklevel=5)
             adapted = self._unadapted()
@@ -483,11 +540,16 @@ class _Run:
             condition=condition_stats(condition),
             noise_std=noise_level,
             exposure_ratio=exposure.ratio if exposure is not None else None,
+            exposure_ratio_std=exposure.ratio_std if exposure is not None else None,
             motion_px=exposure.motion_px if exposure is not None else None,
             train_loss=outcome.train_loss,
             val_loss=outcome.val_loss,
             baseline_val_loss=outcome.baseline_val_loss,
             best_epoch=outcome.best_epoch,
+            baseline_guard_score=outcome.baseline_guard_score,
+            guard_scores=outcome.guard_scores,
+            val_best_epoch=outcome.val_best_epoch,
+            guard_rejected=outcome.guard_rejected,
             reverted=outcome.reverted,
             diverged=outcome.diverged,
             num_train_pairs=outcome.num_train,
@@ -506,6 +568,8 @@ class _Run:
             pairs=pairs,
             finetune=outcome,
             noise_std=noise_level,
+            guard_scores=_guard_scores(outcome),
+            guard_windows=windows,
         )
 
     def _synthesize(
@@ -545,21 +609,72 @@ def _outcome_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
     """What the report says about the fine-tuning outcome (the most important first)."""
     if outcome.diverged:
         return [outcome.message or "fine-tuning diverged: the unadapted weights were restored"]
-    messages = []
-    if outcome.reverted:
+    messages = _guard_messages(outcome, cfg)
+    if outcome.reverted and outcome.baseline_guard_score is None:
         messages.append(
             "no fine-tuning epoch beat the unadapted model on the held-out pseudo pairs: "
             "the unadapted weights were kept"
         )
     if outcome.num_val == 0:
+        kept = (
+            "the guard chose the epoch"
+            if outcome.baseline_guard_score is not None
+            else "the last epoch was kept"
+        )
         if cfg.finetune.val_fraction == 0:
             messages.append(
                 "validation is disabled by configuration (finetune.val_fraction = 0): no pseudo "
-                "pairs were held out and the last epoch was kept"
+                f"pairs were held out and {kept}"
             )
         else:
             messages.append(
-                f"too few pseudo pairs ({outcome.num_train}) for a validation split: the last "
-                "epoch was kept"
+                f"too few pseudo pairs ({outcome.num_train}) for a validation split: {kept}"
             )
+    return messages
+
+
+def _guard_scores(outcome: FinetuneResult) -> dict[str, float]:
+    if outcome.baseline_guard_score is None:
+        return {}
+    scores = {"unadapted": outcome.baseline_guard_score}
+    scores.update({f"epoch {i}": v for i, v in enumerate(outcome.guard_scores, start=1)})
+    return scores
+
+
+def _guard_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
+    """What the report says about the guard: a rollback, or a disagreement with the
+    held-out pseudo pairs."""
+    baseline = outcome.baseline_guard_score
+    if baseline is None or not outcome.guard_scores:
+        return []
+    best = max(outcome.guard_scores)
+    epoch = outcome.guard_scores.index(best) + 1
+    change = f"{best - baseline:+.3f} dB at epoch {epoch}"
+    messages = []
+    if outcome.guard_rejected:
+        action = (
+            "the unadapted weights were kept"
+            if outcome.reverted
+            else f"epoch {outcome.best_epoch} was kept anyway (guard.rollback = False)"
+        )
+        messages.append(
+            f"adaptation did not improve the video by the guard's score (re-blur consistency on "
+            f"the video's own frames, best {change}, needed > {cfg.guard.min_gain_db:g} dB): "
+            f"{action}"
+        )
+        if outcome.val_best_epoch:
+            messages.append(
+                f"the held-out pseudo pairs disagreed: they improved (best epoch "
+                f"{outcome.val_best_epoch}) while the video itself did not"
+            )
+    elif outcome.num_val and outcome.val_best_epoch == 0:
+        messages.append(
+            f"the guard kept epoch {outcome.best_epoch} ({change} on the video's own frames) "
+            "although no epoch beat the unadapted model on the held-out pseudo pairs"
+        )
+    elif outcome.num_val and outcome.val_best_epoch != outcome.best_epoch:
+        messages.append(
+            f"the guard chose epoch {outcome.best_epoch} ({change}); the held-out pseudo pairs "
+            f"alone would have chosen epoch {outcome.val_best_epoch}"
+        )
     return messages

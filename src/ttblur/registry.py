@@ -24,6 +24,7 @@ registry                      config field                 protocol
 :data:`CONDITION_GENERATORS`  ``dbcgm.name``               ``ConditionGenerator``
 :data:`SYNTHESIZERS`          ``synthesis.name``           ``BlurSynthesizer``
 :data:`FLOWS`                 ``dbcgm.flow``               ``FlowEstimator``
+:data:`GUARDS`                ``guard.name``               ``Guard``
 ``ttblur.specs.SPECS``        ``spec=`` of ``adapt``       ``ModelSpec`` (values, not factories)
 ============================  ===========================  ===============================
 
@@ -41,6 +42,7 @@ __all__ = [
     "CONDITION_GENERATORS",
     "DETECTORS",
     "FLOWS",
+    "GUARDS",
     "SYNTHESIZERS",
     "Registry",
     "accepted_kwargs",
@@ -246,4 +248,8 @@ FLOWS: Registry[Any] = Registry(
     "flow estimator",
     {"opencv": "ttblur.stages.flow", "raft": "ttblur.stages.flow"},
     attribute="ttblur.registry.FLOWS",
+)
+#: Guards: no-reference scores of an adapted model on the video (``AdaptConfig.guard.name``).
+GUARDS: Registry[Any] = Registry(
+    "guard", {"reblur": "ttblur.stages.guard"}, attribute="ttblur.registry.GUARDS"
 )

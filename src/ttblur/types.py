@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -39,6 +40,7 @@ __all__ = [
     "ConditionGenerator",
     "ExposureEstimate",
     "FlowEstimator",
+    "Guard",
     "PatchLocation",
     "Selection",
     "SharpnessDetector",
@@ -194,13 +196,17 @@ class ExposureEstimate:
     """Exposure ratio and motion per frame of one video.
 
     Attributes:
-        ratio: exposure / frame interval, or ``None`` when no neighbour of a pseudo-sharp
-            patch moved enough to fit it.
+        ratio: exposure / frame interval in ``(0, 1]``, or ``None`` when it could not be
+            fitted (``note`` says why).
         motion_px: the video's motion per frame in px.
+        ratio_std: the fit's uncertainty (bootstrap standard deviation), if one was fitted.
+        note: why no ratio was fitted, or ``None``.
     """
 
     ratio: float | None
     motion_px: float
+    ratio_std: float | None = None
+    note: str | None = None
 
     @property
     def blur_px(self) -> float | None:
@@ -322,5 +328,26 @@ class BlurSynthesizer(Protocol):
 
         Returns:
             ``(N, 3, h, w)`` float RGB in ``[0, 1]``.
+        """
+        ...
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """Scores a model on the target video itself (no ground truth), to choose the epoch and
+    to roll back (:mod:`ttblur.stages.guard`)."""
+
+    def prepare(
+        self, video: Tensor, selection: Selection, spec: Any
+    ) -> Callable[[Any, Any], float]:
+        """Fix what will be scored on ``video`` ``(T, 3, H, W)``.
+
+        Args:
+            video: the blurry video, float RGB in ``[0, 1]``.
+            selection: the detector's output (patches, magnitude maps ``(T, 1, H, W)`` px).
+            spec: the model's :class:`~ttblur.specs.ModelSpec`.
+
+        Returns:
+            ``score(model, device) -> float``, higher is better.
         """
         ...

@@ -6,6 +6,7 @@ import torch
 
 from ttblur.protocols import PatchLocation
 from ttblur.stages.exposure import (
+    MAX_RATIO_STD,
     RATIOS,
     ExposureEstimate,
     estimate_exposure,
@@ -31,6 +32,9 @@ def test_video_motion_is_the_pan_speed(panning_video) -> None:
 def test_estimate_combines_ratio_and_motion(panning_video) -> None:
     estimate = estimate_exposure(panning_video(0.8), PATCHES, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.8, abs=0.1 + 1e-6)
+    # Reported with its uncertainty: a clean pan pins it down.
+    assert estimate.ratio_std is not None and 0.0 <= estimate.ratio_std <= MAX_RATIO_STD
+    assert estimate.note is None
     assert estimate.motion_px == pytest.approx(4.0, abs=0.3)
     assert estimate.blur_px == pytest.approx(estimate.ratio * estimate.motion_px)
 
@@ -53,9 +57,26 @@ def test_still_video_has_no_ratio(panning_video) -> None:
 
 
 def test_ratio_grid_and_input_checks() -> None:
-    assert RATIOS[0] == 0.0 and RATIOS[-1] == 1.5 and len(RATIOS) == 16
+    # Bounded to (0, 1]: an exposure cannot outlast the frame interval.
+    assert RATIOS[0] == 0.1 and RATIOS[-1] == 1.0 and len(RATIOS) == 10
     assert ExposureEstimate(ratio=0.5, motion_px=12.0).blur_px == 6.0
     with pytest.raises(ValueError, match="at least 2 frames"):
         video_motion(torch.rand(1, 3, 32, 32), OpenCVFlow())
     with pytest.raises(ValueError, match=r"\(T, 3, H, W\)"):
         estimate_exposure(torch.rand(4, 32, 32), PATCHES, OpenCVFlow())
+
+
+def test_full_exposure_never_reads_above_one(panning_video) -> None:
+    # Exposure = the whole frame interval: the fit is bounded at 1.0 (it read 1.1-1.4 before).
+    estimate = estimate_exposure(panning_video(1.0), PATCHES, OpenCVFlow())
+    assert estimate.ratio is not None and 0.9 - 1e-6 <= estimate.ratio <= 1.0
+
+
+def test_steady_pan_without_a_sharp_frame_is_refused_with_a_reason(panning_video) -> None:
+    # Every frame blurred alike (no still moment): any ratio explains the neighbours as well
+    # as none, so no ratio is reported and the note says why.
+    video = panning_video(1.0, sharp_frame=-1)
+    estimate = estimate_exposure(video, PATCHES, OpenCVFlow())
+    assert estimate.ratio is None and estimate.blur_px is None
+    assert estimate.note is not None and "steady pan" in estimate.note
+    assert estimate.motion_px == pytest.approx(4.0, abs=0.3)

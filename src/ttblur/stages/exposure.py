@@ -14,14 +14,15 @@ are estimated once per video, without ground truth:
   content moves ``m_s`` px per frame along ``u_s`` (the flows of the frame pairs around ``s``
   over the patch box), frame ``s`` warped back onto ``t`` by the flow ``t -> s`` should look
   like the patch blurred ``rho * m_s`` px along ``u_s``, with the video's noise. ``rho`` is
-  the candidate of :data:`RATIOS` with the least squared error summed over patches and
-  neighbours; neighbours moving less than ``min_motion`` px per frame are skipped (a still
-  neighbour says nothing about ``rho``).
+  the candidate of :data:`RATIOS` (0.1 to 1.0: an exposure cannot outlast the frame interval)
+  with the least squared error summed over patches and neighbours. A neighbour is compared
+  only if it moves at least ``min_motion`` px per frame *and*, warped back, holds clearly less
+  fine detail than the patch (otherwise the "sharp" patch carries as much blur as the
+  neighbour, as on a steady pan, and ``rho`` cannot be told from 0). The uncertainty is the standard deviation
+  of the fitted ratio over bootstrap resamplings of the compared patches; a fit whose spread
+  exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says why).
 
-On the development videos of ``benchmarks/lowlight_diagnostics.py`` the fit is within 0.12 of
-the true ratio on all twelve (BSD-like 0.12 / 0.24 / 0.36, ``lowlight`` 0.90), where the BME
-magnitude over the flow reads 0.38-0.64 on ``lowlight`` (the BME under-reads blur on noisy
-frames). See ``docs/results.md``.
+See ``docs/results.md`` for how close the fit comes on each scenario family.
 
 Example:
     >>> import torch
@@ -43,6 +44,7 @@ from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation, warn_mag_norm_ignored
 
 __all__ = [
+    "MAX_RATIO_STD",
     "RATIOS",
     "ExposureEstimate",
     "estimate_exposure",
@@ -52,9 +54,17 @@ __all__ = [
     "warp_back",
 ]
 
-#: Candidate exposure ratios of the fit: 0, 0.1, ..., 1.5 (above 1 absorbs flow that
-#: under-reads the motion).
-RATIOS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(16))
+#: Candidate exposure ratios of the fit: 0.1, 0.2, ..., 1.0 (bounded to (0, 1]: an exposure
+#: cannot outlast the frame interval).
+RATIOS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 11))
+#: A fit whose bootstrap standard deviation exceeds this is refused (``ratio`` None).
+MAX_RATIO_STD = 0.15
+#: A neighbour is compared only if its detail along the motion is below this share of the
+#: patch's (2 px of blur on a smooth texture with noise: ~0.91; two equally blurred frames:
+#: 1 +- the noise).
+_SHARPER = 0.95
+#: Bootstrap resamplings of the compared patches.
+_RESAMPLES = 200
 #: Pixels left out on each side of a patch when comparing (warping and blur borders).
 _BORDER = 8
 #: Defaults of the fit: neighbours compared, px per frame below which a neighbour is skipped,
@@ -65,8 +75,6 @@ _MAX_FRAMES = 8
 _PER_FRAME = 2
 #: Patches larger than this are compared at a reduced scale (:func:`estimate_exposure`).
 _WORKING_PATCH = 128
-#: The fit evaluates every third ratio of :data:`RATIOS`, then those around the best.
-_COARSE_STEP = 3
 
 
 def _pair_flows(
@@ -200,11 +208,11 @@ def fit_exposure_ratio(
 
     Returns:
         the ratio of :data:`RATIOS` with the least error, or ``None`` when no neighbour moves
-        ``min_motion`` px per frame or more.
+        fast enough to compare, or the fit is too uncertain (:data:`MAX_RATIO_STD`).
     """
     warn_mag_norm_ignored("fit_exposure_ratio", mag_norm)
     _check_video(video)
-    ratio, _ = _fit(
+    ratio, _, _, _ = _fit(
         video,
         patches,
         flow,
@@ -228,6 +236,17 @@ class _Comparison:
     weight: Tensor  # (n, 1, p, p): 1 where the target was sampled inside its frame
     unit: Tensor  # (n, 2) the neighbour's direction of motion
     speed: Tensor  # (n,) the neighbour's motion, px per frame
+
+
+def _detail(images: Tensor, weight: Tensor, unit: Tensor) -> Tensor:
+    """Mean absolute derivative ``(n,)`` of ``images`` ``(n, 3, p, p)`` along the directions
+    ``unit`` ``(n, 2)``, where ``weight`` ``(n, 1, p, p)`` is 1: the fine detail that a blur
+    along ``unit`` removes."""
+    dx = (images[..., 1:-1, 2:] - images[..., 1:-1, :-2]) / 2
+    dy = (images[..., 2:, 1:-1] - images[..., :-2, 1:-1]) / 2
+    along = (unit[:, 0].view(-1, 1, 1, 1) * dx + unit[:, 1].view(-1, 1, 1, 1) * dy).abs()
+    inner = weight[..., 1:-1, 1:-1]
+    return (along * inner).sum(dim=(1, 2, 3)) / (3 * inner.sum(dim=(1, 2, 3))).clamp_min(1)
 
 
 def _comparisons(
@@ -260,29 +279,39 @@ def _comparisons(
             weight = torch.zeros_like(inside)
             weight[:, _BORDER:-_BORDER, _BORDER:-_BORDER] = 1.0
             weight = weight * inside
+            sharp = torch.stack([chosen[i].crop(source) for i in moving])
+            target = torch.stack([chosen[i].crop(warped) for i in moving])
+            mask = torch.stack([chosen[i].crop(weight) for i in moving])
+            # Only a patch clearly sharper than its warped neighbour tells rho: where the
+            # neighbour holds as much detail (a steady pan blurs every frame alike, a very
+            # short exposure blurs none), any rho explains the pair as well as rho -> 0.
             mean = crops[moving].mean(dim=(1, 3, 4))  # (n, 2)
+            unit = mean / torch.linalg.vector_norm(mean, dim=1, keepdim=True).clamp_min(1e-6)
+            keep = _detail(target, mask, unit) < _SHARPER * _detail(sharp, mask, unit)
+            if not bool(keep.any()):
+                continue
             out.append(
                 _Comparison(
-                    sharp=torch.stack([chosen[i].crop(source) for i in moving]),
-                    target=torch.stack([chosen[i].crop(warped) for i in moving]),
-                    weight=torch.stack([chosen[i].crop(weight) for i in moving]),
-                    unit=mean / torch.linalg.vector_norm(mean, dim=1, keepdim=True).clamp_min(1e-6),
-                    speed=speed[moving],
+                    sharp=sharp[keep],
+                    target=target[keep],
+                    weight=mask[keep],
+                    unit=unit[keep],
+                    speed=speed[moving][keep],
                 )
             )
     return out
 
 
-def _error(
+def _errors(
     comparisons: list[_Comparison],
     ratio: float,
     noise_std: float,
     generator: torch.Generator,
-) -> float:
-    """Squared error of the patches blurred ``ratio * speed`` px (noise topped up) against the
-    warped neighbours, summed over all comparisons (a border of 8 px and the pixels warped
-    from outside the neighbour frame left out)."""
-    total = 0.0
+) -> Tensor:
+    """Per compared patch, the mean squared error ``(n_total,)`` of the patch blurred
+    ``ratio * speed`` px (noise topped up) against the warped neighbour (a border of 8 px and
+    the pixels warped from outside the neighbour frame left out)."""
+    out = []
     for c in comparisons:
         condition = torch.empty_like(c.sharp)
         condition[:, :2] = c.unit.view(-1, 2, 1, 1)
@@ -290,8 +319,8 @@ def _error(
         pred = match_noise(motion_blur(c.sharp, condition), noise_std, generator=generator)
         squared = ((pred - c.target).square() * c.weight).sum(dim=(1, 2, 3))
         counted = 3 * c.weight.sum(dim=(1, 2, 3)).clamp_min(1.0)
-        total += float((squared / counted).double().sum())
-    return total
+        out.append((squared / counted).double())
+    return torch.cat(out)
 
 
 def _fit(
@@ -306,10 +335,10 @@ def _fit(
     max_frames: int,
     per_frame: int,
     all_pairs: bool,
-) -> tuple[float | None, Tensor]:
-    """The fitted ratio (``None`` if no neighbour moves enough) and the mean flow lengths of
-    the consecutive pairs computed: every pair when ``all_pairs`` (for :func:`video_motion`),
-    else only those the fit needs."""
+) -> tuple[float | None, float | None, str | None, Tensor]:
+    """The fitted ratio, its bootstrap standard deviation, why it was refused (or None), and
+    the mean flow lengths of the consecutive pairs computed: every pair when ``all_pairs``
+    (for :func:`video_motion`), else only those the fit needs."""
     frames = _fit_frames(patches, max_frames)
     needed = _needed_pairs(frames, offsets, video.shape[0])
     pairs = range(video.shape[0] - 1) if all_pairs else sorted(needed)
@@ -325,20 +354,27 @@ def _fit(
         per_frame=per_frame,
     )
     if not comparisons:
-        return None, lengths
+        note = (
+            "no moving neighbour of a pseudo-sharp patch was clearly blurrier than the patch: "
+            "the exposure ratio cannot be told from the video (for example a steady pan, "
+            "where every frame is blurred alike)"
+        )
+        return None, None, note, lengths
     generator = torch.Generator().manual_seed(seed)
-    errors: dict[int, float] = {}
-
-    def evaluate(indices: Iterable[int]) -> None:
-        for i in indices:
-            if i not in errors and 0 <= i < len(RATIOS):
-                errors[i] = _error(comparisons, RATIOS[i], noise_std, generator)
-
-    # Coarse to fine: every third ratio, then the two on either side of the best.
-    evaluate(range(0, len(RATIOS), _COARSE_STEP))
-    best = min(errors, key=errors.__getitem__)
-    evaluate(range(best - _COARSE_STEP + 1, best + _COARSE_STEP))
-    return RATIOS[min(errors, key=errors.__getitem__)], lengths
+    table = torch.stack([_errors(comparisons, r, noise_std, generator) for r in RATIOS], dim=1)
+    ratios = torch.tensor(RATIOS, dtype=torch.float64)
+    best = float(ratios[int(table.sum(dim=0).argmin())])
+    rows = torch.randint(
+        0, table.shape[0], (_RESAMPLES, table.shape[0]), generator=generator
+    )
+    spread = float(ratios[table[rows].sum(dim=1).argmin(dim=1)].std(correction=0))
+    if spread > MAX_RATIO_STD:
+        note = (
+            f"the exposure ratio fit is too uncertain ({best:.1f} +- {spread:.2f} over "
+            f"{table.shape[0]} compared patches; refused above +- {MAX_RATIO_STD})"
+        )
+        return None, spread, note, lengths
+    return best, spread, None, lengths
 
 
 def estimate_exposure(
@@ -376,7 +412,7 @@ def estimate_exposure(
             PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
             for p in patches
         ]
-    ratio, lengths = _fit(
+    ratio, spread, note, lengths = _fit(
         video,
         patches,
         flow,
@@ -388,4 +424,9 @@ def estimate_exposure(
         per_frame=_PER_FRAME,
         all_pairs=True,
     )
-    return ExposureEstimate(ratio=ratio, motion_px=_motion_from_lengths(lengths) * factor)
+    return ExposureEstimate(
+        ratio=ratio,
+        motion_px=_motion_from_lengths(lengths) * factor,
+        ratio_std=spread,
+        note=note,
+    )

@@ -1,0 +1,341 @@
+"""A guard that scores a model on the target video itself: re-blur consistency.
+
+Pseudo pairs are built under the pipeline's own assumptions (which patches are sharp, how long
+the blur is), so a loss on held-out pseudo pairs cannot see when those assumptions are wrong.
+The guard looks at the video's real frames instead. For a few windows of the video (a frame
+``t`` and a textured box of it), the model restores frame ``t`` from its real clip; the
+restored box is blurred again with frame ``t``'s own blur and compared with the observed
+frame (in the manner of Reblur2Deblur, Chen et al., ICCP 2018):
+
+* **direction**: the optical flow around ``t``, ``f(t-1 -> t) + f(t -> t+1)``, per pixel
+  (:func:`~ttblur.stages.dbcgm.blur_direction`);
+* **length**: the detector's per-pixel blur magnitude map of frame ``t``
+  (``Selection.magnitude``, px). It is *not* the exposure ratio the pseudo pairs may use, and
+  on the development scenarios it follows the true per-frame blur closely (correlation
+  0.84-0.99 on hand-held, H.264, low-light, tone-curve and rotation videos; see
+  ``docs/results.md``), where the inter-frame motion does not (a hand-held camera moves
+  differently inside an exposure than between frames).
+
+Re-blur consistency alone checks only what survives the blur: a model that stops deblurring
+and returns a smooth copy of a blurred frame re-blurs to nearly the observation. So the score
+also measures the blur left in the output, with the same blur magnitude estimator (BME) run
+on the restored boxes:
+
+    score = reblur PSNR (dB) - blur_weight * mean BME of the output (px)
+
+(higher is better). On a frame the detector finds sharp the length is ~0 px and the score asks
+the output to equal the input; on a blurred frame, a model that copies its input is blurred
+twice and leaves its blur in place, and scores lower than one that restores the frame.
+Measured on the development scenarios with the ``tiny`` network (H.264, brick, seed 5000): the
+adapted model's outputs re-blurred 1-5 dB *closer* to the blurry frames while its true PSNR
+fell 4-5.6 dB on them; the BME read 4-6 px more blur left in those outputs.
+
+Example:
+    >>> import torch
+    >>> from ttblur.stages.guard import reblur_psnr
+    >>> frame = torch.rand(1, 3, 32, 32)
+    >>> still = torch.zeros(1, 3, 32, 32); still[:, 0] = 1.0      # 0 px: no blur
+    >>> round(reblur_psnr(frame, frame, still, border=4), 1)
+    100.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ttblur.config import GuardConfig
+from ttblur.finetune import clip_radius, predict_centre
+from ttblur.inference import reflect_index
+from ttblur.registry import GUARDS
+from ttblur.specs import ModelSpec
+from ttblur.stages.dbcgm import blur_direction
+from ttblur.stages.reblur import motion_blur
+from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
+from ttblur.types import FlowEstimator, Selection, validate_video
+
+__all__ = ["GuardProbe", "GuardWindows", "ReblurGuard", "choose_windows", "reblur_psnr"]
+
+_DEFAULTS = GuardConfig()
+#: PSNR reported for an exact match (MSE 0).
+_PERFECT_DB = 100.0
+
+
+def reblur_psnr(output: Tensor, observed: Tensor, condition: Tensor, *, border: int) -> float:
+    """PSNR (dB) of ``output`` blurred by ``condition`` against ``observed``, inside a border.
+
+    Args:
+        output: ``(N, 3, h, w)`` restored boxes in ``[0, 1]`` (values outside are clamped).
+        observed: ``(N, 3, h, w)`` the observed (blurry) boxes.
+        condition: ``(N, 3, h, w)`` x, y blur direction, z blur length in px.
+        border: px left out on each side (the blur reaches outside the box there).
+
+    Returns:
+        ``10 log10(1 / MSE)`` over all boxes' interiors; 100 dB for an exact match.
+    """
+    if not (output.shape == observed.shape == condition.shape) or output.ndim != 4:
+        raise ValueError(
+            f"output, observed and condition must be equal (N, 3, h, w), got "
+            f"{tuple(output.shape)}, {tuple(observed.shape)}, {tuple(condition.shape)}"
+        )
+    h, w = output.shape[-2:]
+    if border < 0 or 2 * border >= min(h, w):
+        raise ValueError(f"border must be in [0, {min(h, w) // 2}), got {border}")
+    reblurred = motion_blur(output.float().clamp(0.0, 1.0), condition.float())
+    inner = (slice(None), slice(None), slice(border, h - border), slice(border, w - border))
+    mse = float((reblurred[inner] - observed.float()[inner]).square().mean())
+    return _PERFECT_DB if mse <= 10 ** (-_PERFECT_DB / 10) else -10.0 * math.log10(mse)
+
+
+@dataclass
+class GuardWindows:
+    """The real clips a guard scores a model on.
+
+    Attributes:
+        clips: ``(N, L, 3, s, s)`` real frames ``t - r .. t + r`` of each window's region.
+        centre: index of frame ``t`` inside each clip.
+        observed: ``(N, 3, s, s)`` the observed frame ``t`` over the region.
+        condition: ``(N, 3, s, s)`` frame ``t``'s blur there (x, y direction, z length px).
+        border: px of the region outside the scored box on each side.
+        frames: frame ``t`` of each window.
+        boxes: ``(top, left)`` of each region in its frame.
+    """
+
+    clips: Tensor
+    centre: int
+    observed: Tensor
+    condition: Tensor
+    border: int
+    frames: list[int]
+    boxes: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return int(self.clips.shape[0])
+
+
+def _region_size(box: int, margin: int, height: int, width: int, multiple: int) -> int:
+    size = min(box + 2 * margin, height, width)
+    return max(multiple, size - size % multiple)
+
+
+def _textured_corner(frame: Tensor, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` box of ``frame`` ``(3, H, W)`` with the most gradient
+    energy (searched on a grid of ``size / 4`` steps)."""
+    gray = frame.float().mean(dim=0, keepdim=True)
+    grad = (gray[:, :, 1:] - gray[:, :, :-1]).abs()[:, :-1] + (
+        gray[:, 1:] - gray[:, :-1]
+    ).abs()[:, :, :-1]
+    step = max(1, size // 4)
+    pooled = F.avg_pool2d(grad[None], kernel_size=size - 1, stride=step)[0, 0]
+    index = int(pooled.argmax())
+    return (index // pooled.shape[1]) * step, (index % pooled.shape[1]) * step
+
+
+def choose_windows(
+    video: Tensor,
+    selection: Selection,
+    spec: ModelSpec,
+    flow: FlowEstimator,
+    *,
+    frames: int = _DEFAULTS.frames,
+    box: int = _DEFAULTS.box,
+    margin: int = _DEFAULTS.margin,
+    neighbours: int = 2,
+) -> GuardWindows:
+    """Pick ``frames`` frames spread evenly over the video and, in each, the most textured
+    ``box``; cut their real clips and compute their blur conditions.
+
+    Args:
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+        selection: the detector's output; its magnitude maps ``(T, 1, H, W)`` give the length.
+        spec: the model's calling convention (clip length, size multiple).
+        flow: optical flow for the blur direction.
+        frames: windows (one per frame), at most ``T``.
+        box, margin: side of the scored box and the context around it, px.
+        neighbours: clip frames on each side for video models (as the pseudo pairs).
+
+    Shape:
+        - clips: ``(N, 2r + 1, 3, s, s)`` with ``s = box + 2 margin`` (clamped to the frame and
+          rounded down to ``spec.multiple``).
+    """
+    validate_video(video)
+    num_frames, _, height, width = video.shape
+    if selection.magnitude.shape != (num_frames, 1, height, width):
+        raise ValueError(
+            f"selection.magnitude must be (T, 1, H, W) = {(num_frames, 1, height, width)}, "
+            f"got {tuple(selection.magnitude.shape)}"
+        )
+    size = _region_size(box, margin, height, width, spec.multiple)
+    border = max(0, min(margin, (size - 8) // 2))
+    radius = clip_radius(spec, neighbours)
+    count = max(1, min(frames, num_frames))
+    # Frames with every clip neighbour inside the video first; all frames if none has.
+    inside = list(range(radius, num_frames - radius)) or list(range(num_frames))
+    picks = sorted({inside[round(i * (len(inside) - 1) / max(count - 1, 1))] for i in range(count)})
+    clips, observed, conditions, boxes = [], [], [], []
+    for t in picks:
+        top, left = _textured_corner(video[t], size)
+        rows, cols = slice(top, top + size), slice(left, left + size)
+        clip = [video[reflect_index(t + k, num_frames), :, rows, cols] for k in range(-radius, radius + 1)]
+        clips.append(torch.stack(clip).float())
+        observed.append(video[t, :, rows, cols].float())
+        motion = torch.zeros(1, 2, size, size)
+        here = video[t : t + 1, :, rows, cols].float()
+        if t > 0:
+            motion += flow(video[t - 1 : t, :, rows, cols].float(), here).float().cpu()
+        if t < num_frames - 1:
+            motion += flow(here, video[t + 1 : t + 2, :, rows, cols].float()).float().cpu()
+        direction = blur_direction(motion)[0]
+        length = selection.magnitude[t, :, rows, cols].float().cpu()
+        conditions.append(torch.cat([direction, length]))
+        boxes.append((top, left))
+    return GuardWindows(
+        clips=torch.stack(clips).cpu(),
+        centre=radius,
+        observed=torch.stack(observed).cpu(),
+        condition=torch.stack(conditions),
+        border=border,
+        frames=picks,
+        boxes=boxes,
+    )
+
+
+@GUARDS.register("reblur")
+class ReblurGuard:
+    """Re-blur consistency on the video's own frames (see the module docstring).
+
+    Args:
+        flow: optical flow for the blur direction; ``None``: ``OpenCVFlow("medium")``.
+        frames, box, margin: the windows scored (:func:`choose_windows`).
+        batch_size: windows per forward pass.
+        bme: the blur magnitude estimator that reads the blur left in the outputs (a
+            :class:`~ttblur.nets.bme.BlurMagnitudeEstimator` or ``frames -> (N, 1, H, W)`` px);
+            the pipeline passes its detector's. ``None``: the shipped BME.
+        blur_weight: dB of score per px of blur left in the outputs.
+        neighbours: clip frames on each side for video models (the pipeline passes
+            ``dbcgm.neighbours``, as for the pseudo pairs).
+
+    Example:
+        >>> guard = ReblurGuard(frames=4)                     # doctest: +SKIP
+        >>> score = guard.prepare(video, selection, spec)     # doctest: +SKIP
+        >>> score(model, torch.device("cpu"))                 # dB, higher is better  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        flow: FlowEstimator | None = None,
+        frames: int = _DEFAULTS.frames,
+        box: int = _DEFAULTS.box,
+        margin: int = _DEFAULTS.margin,
+        batch_size: int = _DEFAULTS.batch_size,
+        bme: MagnitudeFn | None = None,
+        blur_weight: float = _DEFAULTS.blur_weight,
+        neighbours: int = 2,
+    ) -> None:
+        for name, value, low in (("frames", frames, 1), ("box", box, 8), ("margin", margin, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if flow is None:
+            from ttblur.stages.flow import OpenCVFlow
+
+            flow = OpenCVFlow("medium")
+        self.flow = flow
+        self.frames, self.box, self.margin = frames, box, margin
+        self.batch_size = int(batch_size)
+        self.neighbours = int(neighbours)
+        if bme is None:
+            from ttblur.nets.bme import BlurMagnitudeEstimator
+
+            bme = BlurMagnitudeEstimator.from_pretrained()
+        self.bme = bme
+        self.blur_weight = float(blur_weight)
+
+    @classmethod
+    def from_config(
+        cls,
+        section: GuardConfig,
+        flow: FlowEstimator | None = None,
+        bme: MagnitudeFn | None = None,
+        neighbours: int = 2,
+    ) -> ReblurGuard:
+        """Build from the ``guard`` section of :class:`~ttblur.config.AdaptConfig`."""
+        return cls(
+            flow=flow,
+            bme=bme,
+            blur_weight=section.blur_weight,
+            neighbours=neighbours,
+            frames=section.frames,
+            box=section.box,
+            margin=section.margin,
+            batch_size=section.batch_size,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReblurGuard(flow={self.flow!r}, frames={self.frames}, box={self.box}, "
+            f"margin={self.margin}, blur_weight={self.blur_weight})"
+        )
+
+    def prepare(self, video: Tensor, selection: Selection, spec: ModelSpec) -> GuardProbe:
+        """Choose the windows of ``video``; the returned probe scores a model on them."""
+        windows = choose_windows(
+            video,
+            selection,
+            spec,
+            self.flow,
+            frames=self.frames,
+            box=self.box,
+            margin=self.margin,
+            neighbours=self.neighbours,
+        )
+        return GuardProbe(windows, spec, self.batch_size, self.bme, self.blur_weight)
+
+
+class GuardProbe:
+    """``probe(model, device) -> score``: the guard's score of ``model`` on fixed windows.
+
+    Attributes:
+        windows: the :class:`GuardWindows` scored.
+        last: the parts of the last score: ``reblur_psnr`` (dB) and ``residual_blur_px``.
+    """
+
+    def __init__(
+        self,
+        windows: GuardWindows,
+        spec: ModelSpec,
+        batch_size: int,
+        bme: MagnitudeFn,
+        blur_weight: float,
+    ) -> None:
+        self.windows = windows
+        self.spec = spec
+        self.batch_size = batch_size
+        self.bme = bme
+        self.blur_weight = blur_weight
+        self.last: dict[str, float] = {}
+
+    def outputs(self, model: nn.Module, device: torch.device) -> Tensor:
+        """The model's restored windows ``(N, 3, s, s)`` (eval mode, no gradients)."""
+        model.eval()
+        dtype = next(model.parameters()).dtype
+        outputs = []
+        with torch.no_grad():
+            for chunk in self.windows.clips.split(self.batch_size):
+                pred = predict_centre(model, self.spec, chunk.to(device, dtype), self.windows.centre)
+                outputs.append(pred.float().cpu())
+        return torch.cat(outputs)
+
+    def __call__(self, model: nn.Module, device: torch.device) -> float:
+        w = self.windows
+        restored = self.outputs(model, device).clamp(0.0, 1.0)
+        fidelity = reblur_psnr(restored, w.observed, w.condition, border=w.border)
+        left = estimate_magnitude(self.bme, restored, batch_size=self.batch_size)
+        b = w.border
+        residual = float(left[:, :, b : left.shape[-2] - b, b : left.shape[-1] - b].mean())
+        self.last = {"reblur_psnr": fidelity, "residual_blur_px": residual}
+        return fidelity - self.blur_weight * residual

@@ -1,0 +1,144 @@
+"""The re-blur guard: its score, its windows, and its rollback of a model made worse on purpose."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ttblur
+from ttblur.config import AdaptConfig, GuardConfig
+from ttblur.registry import GUARDS
+from ttblur.specs import get_spec
+from ttblur.stages.guard import ReblurGuard, choose_windows, reblur_psnr
+from ttblur.stages.reblur import motion_blur
+from ttblur.synth import make_video
+from ttblur.types import Guard, PatchLocation, Selection
+
+
+class ShiftFlow:
+    """Every pixel moves ``dx`` px to the right between consecutive frames."""
+
+    def __init__(self, dx: float = 4.0) -> None:
+        self.dx = dx
+
+    def __call__(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        flow = torch.zeros(src.shape[0], 2, *src.shape[-2:])
+        flow[:, 0] = self.dx
+        return flow
+
+
+def _texture(size: int = 64, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, size // 4, size // 4, generator=gen)
+    return F.interpolate(small, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _condition(size: int, length: float) -> torch.Tensor:
+    cond = torch.zeros(1, 3, size, size)
+    cond[:, 0], cond[:, 2] = 1.0, length
+    return cond
+
+
+def test_restored_output_scores_above_a_copy_of_the_blurry_input() -> None:
+    sharp = _texture()
+    cond = _condition(64, 6.0)
+    blurry = motion_blur(sharp, cond)
+    restored = reblur_psnr(sharp, blurry, cond, border=8)
+    copied = reblur_psnr(blurry, blurry, cond, border=8)
+    # The true sharp frame re-blurs to the observation exactly; a copy is blurred twice.
+    assert restored == pytest.approx(100.0) or restored > 60.0
+    assert copied < restored - 10.0
+
+
+def test_on_a_sharp_frame_the_score_asks_for_the_input_itself() -> None:
+    frame = _texture(seed=1)
+    still = _condition(64, 0.0)
+    assert reblur_psnr(frame, frame, still, border=4) == 100.0
+    damaged = (frame + 0.05).clamp(0, 1)
+    assert reblur_psnr(damaged, frame, still, border=4) < 30.0
+
+
+def test_score_checks_its_inputs() -> None:
+    with pytest.raises(ValueError, match="equal"):
+        reblur_psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9), torch.rand(1, 3, 8, 8), border=0)
+    with pytest.raises(ValueError, match="border"):
+        x = torch.rand(1, 3, 8, 8)
+        reblur_psnr(x, x, _condition(8, 0.0), border=4)
+
+
+def test_windows_cover_the_video_with_real_clips_and_its_own_blur() -> None:
+    video = torch.rand(10, 3, 96, 128)
+    magnitude = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1).expand(10, 1, 96, 128)
+    selection = Selection([PatchLocation(4, 0, 0, 32)], magnitude.clone())
+    spec = get_spec("reference")  # 2 past + 2 future frames, multiple of 8
+    windows = choose_windows(video, selection, spec, ShiftFlow(), frames=3, box=48, margin=8)
+    assert len(windows) == 3 and windows.centre == 2
+    assert windows.frames == [2, 4, 7]  # spread over frames 2..7 (all clip neighbours inside)
+    assert windows.clips.shape == (3, 5, 3, 64, 64)
+    for i, (t, (top, left)) in enumerate(zip(windows.frames, windows.boxes, strict=True)):
+        assert torch.equal(windows.clips[i, 2], video[t, :, top : top + 64, left : left + 64])
+        assert torch.equal(windows.observed[i], windows.clips[i, 2])
+        # Length: the detector's map of that frame; direction: the flow (to the right).
+        assert torch.all(windows.condition[i, 2] == float(t))
+        assert torch.allclose(windows.condition[i, 0], torch.ones(64, 64))
+    assert windows.border == 8
+
+
+def test_guard_is_registered_configurable_and_meets_the_protocol() -> None:
+    guard = GUARDS.build("reblur", GuardConfig(frames=3, box=32), flow=ShiftFlow())
+    assert isinstance(guard, ReblurGuard) and isinstance(guard, Guard)
+    assert guard.frames == 3 and guard.box == 32
+    with pytest.raises(ValueError, match="frames"):
+        ReblurGuard(frames=0)
+    with pytest.raises(ValueError):
+        AdaptConfig.model_validate({"guard": {"min_gain_db": -1.0}})
+
+
+def _inverting_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # Trains towards the negative image: the held-out pseudo pairs, scored with the same loss,
+    # improve while every real frame gets worse.
+    return F.l1_loss(pred, 1.0 - target)
+
+
+@pytest.fixture(scope="module")
+def clip() -> torch.Tensor:
+    return make_video("astronaut", "gopro", num_frames=9, size=(96, 128), seed=10003).blurry
+
+
+def _config(**guard: object) -> AdaptConfig:
+    cfg = AdaptConfig.model_validate(
+        {
+            "rsdm": {"patch_size": 48},
+            "finetune": {"epochs": 2, "lr": 1e-3},
+            "guard": {"frames": 4, "box": 48, **guard},
+        }
+    )
+    return cfg
+
+
+def test_guard_rolls_back_a_model_made_worse_on_purpose(clip: torch.Tensor) -> None:
+    model = ttblur.reference_model("tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = ttblur.adapt(model, clip, _inverting_loss, config=_config(), progress=False)
+    report = out.report
+    assert report.guard_rejected and report.reverted and report.best_epoch == 0
+    assert report.baseline_guard_score is not None
+    assert max(report.guard_scores) < report.baseline_guard_score
+    # The pseudo pairs could not see it: they improved.
+    assert report.val_best_epoch > 0
+    assert any("did not improve the video" in m for m in report.messages)
+    assert any("pseudo pairs disagreed" in m for m in report.messages)
+    # The returned model is the unadapted one, bit for bit.
+    for key, value in out.model.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+def test_without_the_guard_the_pseudo_pairs_keep_the_damaged_model(clip: torch.Tensor) -> None:
+    model = ttblur.reference_model("tiny")
+    off = ttblur.adapt(model, clip, _inverting_loss, config=_config(enabled=False), progress=False)
+    assert not off.report.reverted and off.report.best_epoch > 0
+    assert off.report.guard_scores == [] and off.report.baseline_guard_score is None
+    # With rollback off the guard keeps its best epoch and says it would have rolled back.
+    kept = ttblur.adapt(model, clip, _inverting_loss, config=_config(rollback=False), progress=False)
+    assert kept.report.guard_rejected and not kept.report.reverted
+    assert kept.report.best_epoch == 1 + kept.report.guard_scores.index(max(kept.report.guard_scores))
+    assert any("kept anyway" in m for m in kept.report.messages)
