@@ -310,9 +310,7 @@ def format_summary(results: Results) -> str:
         f"{SHARP_PX:g} px (mean over videos that have such frames).",
         "Guard: Spearman rank correlation of the guard's score change with the true PSNR change "
         "of the epoch it keeps, over all runs: "
-        + ", ".join(
-            f"{m}/{c} {_rho(results.rows, (m, c))}" for (m, c) in keys
-        )
+        + ", ".join(f"{m}/{c} {_rho(results.rows, (m, c))}" for (m, c) in keys)
         + f"; all runs {_rho(results.rows, None)}.",
         "Exposure fit (ttblur.stages.exposure.estimate_exposure, default patches), per "
         "family: "

@@ -68,7 +68,7 @@ def test_every_config_field_has_a_row_in_configuration_md() -> None:
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
     sections = {"": AdaptConfig}
     for name, field in AdaptConfig.model_fields.items():
-        if name in ("rsdm", "dbcgm", "synthesis", "finetune"):
+        if name in ("rsdm", "dbcgm", "synthesis", "finetune", "guard"):
             sections[name] = field.annotation
             assert f"## `{name}`: `{field.annotation.__name__}`" in text
     for model in sections.values():

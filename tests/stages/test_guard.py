@@ -59,7 +59,9 @@ def test_on_a_sharp_frame_the_score_asks_for_the_input_itself() -> None:
 
 def test_score_checks_its_inputs() -> None:
     with pytest.raises(ValueError, match="equal"):
-        reblur_psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9), torch.rand(1, 3, 8, 8), border=0)
+        reblur_psnr(
+            torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9), torch.rand(1, 3, 8, 8), border=0
+        )
     with pytest.raises(ValueError, match="border"):
         x = torch.rand(1, 3, 8, 8)
         reblur_psnr(x, x, _condition(8, 0.0), border=4)
@@ -138,7 +140,11 @@ def test_without_the_guard_the_pseudo_pairs_keep_the_damaged_model(clip: torch.T
     assert not off.report.reverted and off.report.best_epoch > 0
     assert off.report.guard_scores == [] and off.report.baseline_guard_score is None
     # With rollback off the guard keeps its best epoch and says it would have rolled back.
-    kept = ttblur.adapt(model, clip, _inverting_loss, config=_config(rollback=False), progress=False)
+    kept = ttblur.adapt(
+        model, clip, _inverting_loss, config=_config(rollback=False), progress=False
+    )
     assert kept.report.guard_rejected and not kept.report.reverted
-    assert kept.report.best_epoch == 1 + kept.report.guard_scores.index(max(kept.report.guard_scores))
+    assert kept.report.best_epoch == 1 + kept.report.guard_scores.index(
+        max(kept.report.guard_scores)
+    )
     assert any("kept anyway" in m for m in kept.report.messages)

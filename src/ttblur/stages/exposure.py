@@ -18,8 +18,8 @@ are estimated once per video, without ground truth:
   with the least squared error summed over patches and neighbours. A neighbour is compared
   only if it moves at least ``min_motion`` px per frame *and*, warped back, holds clearly less
   fine detail than the patch (otherwise the "sharp" patch carries as much blur as the
-  neighbour, as on a steady pan, and ``rho`` cannot be told from 0). The uncertainty is the standard deviation
-  of the fitted ratio over bootstrap resamplings of the compared patches; a fit whose spread
+  neighbour, as on a steady pan, and ``rho`` cannot be told from 0). The uncertainty is the
+  standard deviation of the fitted ratio over bootstrap resamplings of the compared patches; a fit whose spread
   exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says why).
 
 See ``docs/results.md`` for how close the fit comes on each scenario family.
@@ -33,7 +33,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -364,9 +364,7 @@ def _fit(
     table = torch.stack([_errors(comparisons, r, noise_std, generator) for r in RATIOS], dim=1)
     ratios = torch.tensor(RATIOS, dtype=torch.float64)
     best = float(ratios[int(table.sum(dim=0).argmin())])
-    rows = torch.randint(
-        0, table.shape[0], (_RESAMPLES, table.shape[0]), generator=generator
-    )
+    rows = torch.randint(0, table.shape[0], (_RESAMPLES, table.shape[0]), generator=generator)
     spread = float(ratios[table[rows].sum(dim=1).argmin(dim=1)].std(correction=0))
     if spread > MAX_RATIO_STD:
         note = (

@@ -126,9 +126,9 @@ def _textured_corner(frame: Tensor, size: int) -> tuple[int, int]:
     """Top-left corner of the ``size`` box of ``frame`` ``(3, H, W)`` with the most gradient
     energy (searched on a grid of ``size / 4`` steps)."""
     gray = frame.float().mean(dim=0, keepdim=True)
-    grad = (gray[:, :, 1:] - gray[:, :, :-1]).abs()[:, :-1] + (
-        gray[:, 1:] - gray[:, :-1]
-    ).abs()[:, :, :-1]
+    grad = (gray[:, :, 1:] - gray[:, :, :-1]).abs()[:, :-1] + (gray[:, 1:] - gray[:, :-1]).abs()[
+        :, :, :-1
+    ]
     step = max(1, size // 4)
     pooled = F.avg_pool2d(grad[None], kernel_size=size - 1, stride=step)[0, 0]
     index = int(pooled.argmax())
@@ -180,7 +180,10 @@ def choose_windows(
     for t in picks:
         top, left = _textured_corner(video[t], size)
         rows, cols = slice(top, top + size), slice(left, left + size)
-        clip = [video[reflect_index(t + k, num_frames), :, rows, cols] for k in range(-radius, radius + 1)]
+        clip = [
+            video[reflect_index(t + k, num_frames), :, rows, cols]
+            for k in range(-radius, radius + 1)
+        ]
         clips.append(torch.stack(clip).float())
         observed.append(video[t, :, rows, cols].float())
         motion = torch.zeros(1, 2, size, size)
@@ -222,7 +225,7 @@ class ReblurGuard:
     Example:
         >>> guard = ReblurGuard(frames=4)                     # doctest: +SKIP
         >>> score = guard.prepare(video, selection, spec)     # doctest: +SKIP
-        >>> score(model, torch.device("cpu"))                 # dB, higher is better  # doctest: +SKIP
+        >>> score(model, torch.device("cpu"))                 # higher is better # doctest: +SKIP
     """
 
     def __init__(
@@ -326,7 +329,9 @@ class GuardProbe:
         outputs = []
         with torch.no_grad():
             for chunk in self.windows.clips.split(self.batch_size):
-                pred = predict_centre(model, self.spec, chunk.to(device, dtype), self.windows.centre)
+                pred = predict_centre(
+                    model, self.spec, chunk.to(device, dtype), self.windows.centre
+                )
                 outputs.append(pred.float().cpu())
         return torch.cat(outputs)
 
