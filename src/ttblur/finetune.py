@@ -502,6 +502,8 @@ def _finetune(
                     if guard is None:
                         result.best_epoch, best_state = epoch, snapshot()
             if guard is not None:
+                if was_finite and not _all_finite(model):
+                    raise _Diverged(f"the weights after epoch {epoch} hold NaN / inf values")
                 score = float(guard.score(model))
                 result.guard_scores.append(score)
                 if score > best_score:

@@ -337,7 +337,12 @@ class GuardProbe:
 
     def __call__(self, model: nn.Module, device: torch.device) -> float:
         w = self.windows
-        restored = self.outputs(model, device).clamp(0.0, 1.0)
+        restored = self.outputs(model, device)
+        if not bool(torch.isfinite(restored).all()):
+            # A model that returns NaN / inf on the video is worse than any that does not.
+            self.last = {"reblur_psnr": -math.inf, "residual_blur_px": math.inf}
+            return -math.inf
+        restored = restored.clamp(0.0, 1.0)
         fidelity = reblur_psnr(restored, w.observed, w.condition, border=w.border)
         left = estimate_magnitude(self.bme, restored, batch_size=self.batch_size)
         b = w.border
