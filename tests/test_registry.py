@@ -104,7 +104,7 @@ def test_dbcgm_class_defaults_are_the_ones_adapt_uses() -> None:
 
     gen = DomainBlurConditionGenerator()
     cfg = AdaptConfig().dbcgm
-    assert (gen.magnitude, gen.magnitude_offset, gen.motion_cap) == ("exposure", 3.0, True)
+    assert (gen.magnitude, gen.magnitude_offset, gen.motion_cap) == ("bme", 3.0, True)
     assert (gen.neighbours, gen.context, gen.min_flow) == (
         cfg.neighbours,
         cfg.context,
