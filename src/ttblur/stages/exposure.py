@@ -19,8 +19,8 @@ are estimated once per video, without ground truth:
   only if it moves at least ``min_motion`` px per frame *and*, warped back, holds clearly less
   fine detail than the patch (otherwise the "sharp" patch carries as much blur as the
   neighbour, as on a steady pan, and ``rho`` cannot be told from 0). The uncertainty is the
-  standard deviation of the fitted ratio over bootstrap resamplings of the compared patches; a fit whose spread
-  exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says why).
+  standard deviation of the fitted ratio over bootstrap resamplings of the compared patches;
+  a fit whose spread exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says why).
 
 See ``docs/results.md`` for how close the fit comes on each scenario family.
 
