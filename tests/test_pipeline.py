@@ -112,7 +112,10 @@ def test_a_given_generator_builds_no_flow() -> None:
             n, p = len(selection.patches), selection.patches[0].size
             return torch.tensor([1.0, 0.0, 0.02]).view(1, 3, 1, 1).expand(n, 3, p, p)
 
-    config = AdaptConfig.model_validate({**FAST, "synthesis": {"clip": "original"}})
+    # Nothing left that needs flow: original clips, and the guard (which does) switched off.
+    config = AdaptConfig.model_validate(
+        {**FAST, "synthesis": {"clip": "original"}, "guard": {"enabled": False}}
+    )
     pipe = AdaptPipeline(condition_generator=Uniform(), config=config, device="cpu")
     out = pipe(standin_model("image"), _video(), spec="image", progress=False)
     assert "flow" not in pipe.components

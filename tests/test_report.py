@@ -20,7 +20,11 @@ from ttblur.synth import load_photo, make_video
 from ttblur.testing import standin_model
 from ttblur.types import Selection
 
-TINY = {"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1, "batch_size": 4}}
+TINY = {
+    "rsdm": {"patch_size": 32},
+    "dbcgm": {"magnitude": "exposure"},  # the report also shows the fitted exposure
+    "finetune": {"epochs": 1, "batch_size": 4},
+}
 
 
 @pytest.fixture(scope="module")
