@@ -346,6 +346,11 @@ class GuardConfig(_StageSection):
     blur_weight: float = Field(
         default=2.0, ge=0.0, description="dB of score per px of blur left in the outputs"
     )
+    shortfall_weight: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="dB of score per dB the re-blurred output falls below a copy of the input",
+    )
     min_gain_db: float = Field(
         default=0.0,
         ge=0.0,

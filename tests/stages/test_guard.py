@@ -148,3 +148,47 @@ def test_without_the_guard_the_pseudo_pairs_keep_the_damaged_model(clip: torch.T
         max(kept.report.guard_scores)
     )
     assert any("kept anyway" in m for m in kept.report.messages)
+
+
+def test_a_runaway_model_is_rolled_back_by_the_guard_too() -> None:
+    # An absurd learning rate saturates the outputs: the BME reads no blur left in them, but
+    # they re-blur far worse than a copy of the input (the guard's floor), so no epoch is kept.
+    from ttblur.testing import standin_model
+
+    video = torch.rand(9, 3, 48, 48, generator=torch.Generator().manual_seed(5))
+    model = standin_model("reference")
+    config = {
+        "rsdm": {"patch_size": 32},
+        "finetune": {"epochs": 2, "lr": 5.0, "grad_clip": None},
+    }
+    report = ttblur.adapt(model, video, config=config, progress=False).report
+    assert report.reverted and report.guard_rejected and report.best_epoch == 0
+    assert report.baseline_guard_score is not None
+    assert max(report.guard_scores) < report.baseline_guard_score
+
+
+def test_the_floor_is_a_copy_of_the_input_and_sinks_a_garbage_output() -> None:
+    video = make_video("astronaut", "gopro", num_frames=7, size=(64, 80), seed=10005).blurry
+    selection = Selection([], torch.full((7, 1, 64, 80), 3.0))
+    guard = ReblurGuard(flow=ShiftFlow(), frames=2, box=32, margin=8)
+    probe = guard.prepare(video, selection, get_spec("image"))
+    windows = probe.windows
+    copy = reblur_psnr(windows.observed, windows.observed, windows.condition, border=8)
+    assert probe.floor == copy
+
+    class Saturate(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x - 0.5) * 1e3 * self.w
+
+    class Identity(Saturate):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.w
+
+    cpu = torch.device("cpu")
+    garbage, identity = probe(Saturate(), cpu), probe(Identity(), cpu)
+    assert probe.last["reblur_psnr"] == pytest.approx(copy)
+    assert garbage < identity - 20.0

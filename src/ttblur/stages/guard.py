@@ -22,8 +22,12 @@ also measures the blur left in the output, with the same blur magnitude estimato
 on the restored boxes:
 
     score = reblur PSNR (dB) - blur_weight * mean BME of the output (px)
+            - shortfall_weight * max(0, floor - reblur PSNR)
 
-(higher is better). On a frame the detector finds sharp the length is ~0 px and the score asks
+(higher is better), where ``floor`` is the re-blur PSNR of a copy of the input: an output that
+explains the recorded frames worse than the blurry frames themselves do is not a restoration
+of them, however sharp it looks to the BME (a model whose outputs saturate after a runaway
+learning rate reads 0 px of blur and would otherwise score well). On a frame the detector finds sharp the length is ~0 px and the score asks
 the output to equal the input; on a blurred frame, a model that copies its input is blurred
 twice and leaves its blur in place, and scores lower than one that restores the frame.
 Measured on the development scenarios with the ``tiny`` network (H.264, brick, seed 5000): the
@@ -97,8 +101,7 @@ class GuardWindows:
 
     Attributes:
         clips: ``(N, L, 3, s, s)`` real frames ``t - r .. t + r`` of each window's region.
-        centre: index of frame ``t`` inside each clip.
-        observed: ``(N, 3, s, s)`` the observed frame ``t`` over the region.
+        centre: index of frame ``t`` inside each clip (``observed`` is that frame).
         condition: ``(N, 3, s, s)`` frame ``t``'s blur there (x, y direction, z length px).
         border: px of the region outside the scored box on each side.
         frames: frame ``t`` of each window.
@@ -107,7 +110,6 @@ class GuardWindows:
 
     clips: Tensor
     centre: int
-    observed: Tensor
     condition: Tensor
     border: int
     frames: list[int]
@@ -115,6 +117,11 @@ class GuardWindows:
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])
+
+    @property
+    def observed(self) -> Tensor:
+        """``(N, 3, s, s)`` the observed (blurry) frame ``t`` of each window."""
+        return self.clips[:, self.centre]
 
 
 def _region_size(box: int, margin: int, height: int, width: int, multiple: int) -> int:
@@ -176,7 +183,7 @@ def choose_windows(
     # Frames with every clip neighbour inside the video first; all frames if none has.
     inside = list(range(radius, num_frames - radius)) or list(range(num_frames))
     picks = sorted({inside[round(i * (len(inside) - 1) / max(count - 1, 1))] for i in range(count)})
-    clips, observed, conditions, boxes = [], [], [], []
+    clips, conditions, boxes = [], [], []
     for t in picks:
         top, left = _textured_corner(video[t], size)
         rows, cols = slice(top, top + size), slice(left, left + size)
@@ -185,7 +192,6 @@ def choose_windows(
             for k in range(-radius, radius + 1)
         ]
         clips.append(torch.stack(clip).float())
-        observed.append(video[t, :, rows, cols].float())
         motion = torch.zeros(1, 2, size, size)
         here = video[t : t + 1, :, rows, cols].float()
         if t > 0:
@@ -199,7 +205,6 @@ def choose_windows(
     return GuardWindows(
         clips=torch.stack(clips).cpu(),
         centre=radius,
-        observed=torch.stack(observed).cpu(),
         condition=torch.stack(conditions),
         border=border,
         frames=picks,
@@ -219,6 +224,8 @@ class ReblurGuard:
             :class:`~ttblur.nets.bme.BlurMagnitudeEstimator` or ``frames -> (N, 1, H, W)`` px);
             the pipeline passes its detector's. ``None``: the shipped BME.
         blur_weight: dB of score per px of blur left in the outputs.
+        shortfall_weight: dB of score per dB that the re-blurred output falls below a copy
+            of the input (:attr:`GuardProbe.floor`).
         neighbours: clip frames on each side for video models (the pipeline passes
             ``dbcgm.neighbours``, as for the pseudo pairs).
 
@@ -238,6 +245,7 @@ class ReblurGuard:
         batch_size: int = _DEFAULTS.batch_size,
         bme: MagnitudeFn | None = None,
         blur_weight: float = _DEFAULTS.blur_weight,
+        shortfall_weight: float = _DEFAULTS.shortfall_weight,
         neighbours: int = 2,
     ) -> None:
         for name, value, low in (("frames", frames, 1), ("box", box, 8), ("margin", margin, 0)):
@@ -257,6 +265,7 @@ class ReblurGuard:
             bme = BlurMagnitudeEstimator.from_pretrained()
         self.bme = bme
         self.blur_weight = float(blur_weight)
+        self.shortfall_weight = float(shortfall_weight)
 
     @classmethod
     def from_config(
@@ -271,6 +280,7 @@ class ReblurGuard:
             flow=flow,
             bme=bme,
             blur_weight=section.blur_weight,
+            shortfall_weight=section.shortfall_weight,
             neighbours=neighbours,
             frames=section.frames,
             box=section.box,
@@ -296,7 +306,7 @@ class ReblurGuard:
             margin=self.margin,
             neighbours=self.neighbours,
         )
-        return GuardProbe(windows, spec, self.batch_size, self.bme, self.blur_weight)
+        return GuardProbe(windows, spec, self)
 
 
 class GuardProbe:
@@ -304,22 +314,18 @@ class GuardProbe:
 
     Attributes:
         windows: the :class:`GuardWindows` scored.
+        floor: the re-blur PSNR of a copy of the input (dB): what any output must at least
+            match to count as a restoration of the frames the camera recorded.
         last: the parts of the last score: ``reblur_psnr`` (dB) and ``residual_blur_px``.
     """
 
-    def __init__(
-        self,
-        windows: GuardWindows,
-        spec: ModelSpec,
-        batch_size: int,
-        bme: MagnitudeFn,
-        blur_weight: float,
-    ) -> None:
+    def __init__(self, windows: GuardWindows, spec: ModelSpec, guard: ReblurGuard) -> None:
         self.windows = windows
         self.spec = spec
-        self.batch_size = batch_size
-        self.bme = bme
-        self.blur_weight = blur_weight
+        self.guard = guard
+        self.floor = reblur_psnr(
+            windows.observed, windows.observed, windows.condition, border=windows.border
+        )
         self.last: dict[str, float] = {}
 
     def outputs(self, model: nn.Module, device: torch.device) -> Tensor:
@@ -328,7 +334,7 @@ class GuardProbe:
         dtype = next(model.parameters()).dtype
         outputs = []
         with torch.no_grad():
-            for chunk in self.windows.clips.split(self.batch_size):
+            for chunk in self.windows.clips.split(self.guard.batch_size):
                 pred = predict_centre(
                     model, self.spec, chunk.to(device, dtype), self.windows.centre
                 )
@@ -336,7 +342,7 @@ class GuardProbe:
         return torch.cat(outputs)
 
     def __call__(self, model: nn.Module, device: torch.device) -> float:
-        w = self.windows
+        w, guard = self.windows, self.guard
         restored = self.outputs(model, device)
         if not bool(torch.isfinite(restored).all()):
             # A model that returns NaN / inf on the video is worse than any that does not.
@@ -344,8 +350,9 @@ class GuardProbe:
             return -math.inf
         restored = restored.clamp(0.0, 1.0)
         fidelity = reblur_psnr(restored, w.observed, w.condition, border=w.border)
-        left = estimate_magnitude(self.bme, restored, batch_size=self.batch_size)
+        left = estimate_magnitude(guard.bme, restored, batch_size=guard.batch_size)
         b = w.border
         residual = float(left[:, :, b : left.shape[-2] - b, b : left.shape[-1] - b].mean())
         self.last = {"reblur_psnr": fidelity, "residual_blur_px": residual}
-        return fidelity - self.blur_weight * residual
+        shortfall = max(0.0, self.floor - fidelity)
+        return fidelity - guard.blur_weight * residual - guard.shortfall_weight * shortfall
