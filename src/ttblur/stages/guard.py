@@ -28,8 +28,9 @@ on the restored boxes:
 explains the recorded frames worse than the blurry frames themselves do is not a restoration
 of them, however sharp it looks to the BME (a model whose outputs saturate after a runaway
 learning rate reads 0 px of blur and would otherwise score well). On a frame the detector
-finds sharp the length is ~0 px and the score asks the output to equal the input; on a blurred frame, a model that copies its input is blurred
-twice and leaves its blur in place, and scores lower than one that restores the frame.
+finds sharp the length is ~0 px and the score asks the output to equal the input; on a blurred
+frame, a model that copies its input is blurred twice and leaves its blur in place, and scores
+lower than one that restores the frame.
 Measured on the development scenarios with the ``tiny`` network (H.264, brick, seed 5000): the
 adapted model's outputs re-blurred 1-5 dB *closer* to the blurry frames while its true PSNR
 fell 4-5.6 dB on them; the BME read 4-6 px more blur left in those outputs.
