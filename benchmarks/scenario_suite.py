@@ -142,6 +142,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
         size=settings.size,
         families=settings.families,
     )
+    flow = OpenCVFlow()
     for model_name in settings.models:
         model = ttblur.reference_model(model_name)
         for spec in specs:
@@ -154,15 +155,15 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
             base_frames = metrics.psnr(unadapted.clamp(0, 1), sharp, reduction="none")
             base_psnr = float(base_frames.mean())  # metrics.psnr's "mean" reduction
             parts = []
-            exposure = estimate_exposure(
-                video.blurry, _patches(model, video.blurry, settings), OpenCVFlow()
-            )
+            exposure = None
             for name in settings.configs:
                 start = time.perf_counter()
                 result = ttblur.adapt(
                     model, video.blurry, config=adapt_config(name, settings), progress=False
                 )
                 report = result.report
+                if exposure is None:  # a diagnostic per video, on the first run's patches
+                    exposure = estimate_exposure(video.blurry, result.selection.patches, flow)
                 candidate = metrics.psnr(
                     result.deblur(video.blurry, progress=False).clamp(0, 1),
                     sharp,
@@ -199,13 +200,6 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                 f"{blurry_psnr:.2f}, unadapted {base_psnr:.2f}, " + ", ".join(parts)
             )
     return results
-
-
-def _patches(model: torch.nn.Module, video: torch.Tensor, settings: Settings) -> list[Any]:
-    """The pseudo-sharp patches the default detector picks (for the exposure diagnostic)."""
-    cfg = AdaptConfig()
-    cfg.rsdm.patch_size = settings.patch_size
-    return list(ttblur.AdaptPipeline.from_config(cfg).detector.select(video).patches)
 
 
 def _guard_gain(baseline: float | None, scores: Sequence[float]) -> float:
@@ -312,7 +306,8 @@ def format_summary(results: Results) -> str:
         "of the epoch it keeps, over all runs: "
         + ", ".join(f"{m}/{c} {_rho(results.rows, (m, c))}" for (m, c) in keys)
         + f"; all runs {_rho(results.rows, None)}.",
-        "Exposure fit (ttblur.stages.exposure.estimate_exposure, default patches), per "
+        "Exposure fit (ttblur.stages.exposure.estimate_exposure on the first configuration's "
+        "pseudo-sharp patches), per "
         "family: "
         + "; ".join(_exposure_summary(results, f) for f in results.settings.families)
         + ".",

@@ -556,7 +556,7 @@ def _guard_choice(result: FinetuneResult, guard: EpochGuard) -> None:
     if gain > guard.min_gain_db:
         return
     result.guard_rejected = True
-    if guard.rollback or not result.guard_scores:
+    if guard.rollback:
         result.best_epoch, result.reverted = 0, True
 
 

@@ -250,6 +250,12 @@ class AdaptPipeline:
             )
         raise KeyError(name)
 
+    @property
+    def uses_guard(self) -> bool:
+        """Whether a run scores epochs with a guard: one was given, or ``config.guard`` is
+        enabled."""
+        return "guard" in self._given or self.config.guard.enabled
+
     def _detector_bme(self) -> Any:
         """The detector's blur magnitude estimator, shared with the guard (None if it has
         none: the guard then loads the shipped one)."""
@@ -311,10 +317,10 @@ class AdaptPipeline:
     def _uses_flow(self, spec: ModelSpec) -> bool:
         """Whether a run with ``spec`` estimates optical flow on the video's frames."""
         clips = self.config.synthesis.clip == "synthesized"
-        guard = self.config.guard.enabled and "guard" not in self._given
         return (
             self._generator_takes_flow()
-            or guard
+            # A guard built from the config is handed the flow (a given one brings its own).
+            or ("guard" not in self._given and self.config.guard.enabled)
             or (clips and clip_radius(spec, self.config.dbcgm.neighbours) > 0)
         )
 
@@ -501,7 +507,7 @@ class _Run:
         self._emit("pairs", pairs=pairs)
 
         epoch_guard, windows, scoring = None, None, {"guard": 0.0}
-        if cfg.guard.enabled or "guard" in pipe._given:
+        if pipe.uses_guard:
             with _timed(self.seconds, "guard"):
                 probe = pipe.guard.prepare(frames, selection, spec)
                 windows = getattr(probe, "windows", None)
@@ -665,11 +671,11 @@ def _guard_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
             else f"epoch {outcome.best_epoch} was kept anyway (guard.rollback = False)"
         )
         messages.append(
-            f"adaptation did not improve the video by the guard's score (re-blur consistency on "
-            f"the video's own frames, best {change}, needed > {cfg.guard.min_gain_db:g} dB): "
-            f"{action}"
+            f"adaptation did not improve the video by the guard's score (re-blur consistency and "
+            f"blur left in the output on the video's own frames, best {change}, needed > "
+            f"{cfg.guard.min_gain_db:g} dB): {action}"
         )
-        if outcome.val_best_epoch:
+        if outcome.num_val and outcome.val_best_epoch:
             messages.append(
                 f"the held-out pseudo pairs disagreed: they improved (best epoch "
                 f"{outcome.val_best_epoch}) while the video itself did not"

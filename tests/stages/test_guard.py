@@ -11,6 +11,7 @@ from ttblur.specs import get_spec
 from ttblur.stages.guard import ReblurGuard, choose_windows, reblur_psnr
 from ttblur.stages.reblur import motion_blur
 from ttblur.synth import make_video
+from ttblur.testing import standin_model
 from ttblur.types import Guard, PatchLocation, Selection
 
 
@@ -153,8 +154,6 @@ def test_without_the_guard_the_pseudo_pairs_keep_the_damaged_model(clip: torch.T
 def test_a_runaway_model_is_rolled_back_by_the_guard_too() -> None:
     # An absurd learning rate saturates the outputs: the BME reads no blur left in them, but
     # they re-blur far worse than a copy of the input (the guard's floor), so no epoch is kept.
-    from ttblur.testing import standin_model
-
     video = torch.rand(9, 3, 48, 48, generator=torch.Generator().manual_seed(5))
     model = standin_model("reference")
     config = {
