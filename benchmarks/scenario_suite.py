@@ -207,33 +207,6 @@ def _guard_gain(baseline: float | None, scores: Sequence[float]) -> float:
     return max(scores) - baseline if baseline is not None and scores else math.nan
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 pairs."""
-    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
-    if len(pairs) < 3:
-        return math.nan
-
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=values.__getitem__)
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2
-            i = j + 1
-        return out
-
-    rx, ry = ranks([a for a, _ in pairs]), ranks([b for _, b in pairs])
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return cov / math.sqrt(vx * vy) if vx and vy else math.nan
-
-
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else math.nan
@@ -317,7 +290,7 @@ def format_summary(results: Results) -> str:
 
 def _rho(rows: Sequence[VideoRow], key: tuple[str, str] | None) -> str:
     chosen = [r for r in rows if key is None or (r.model, r.config) == key]
-    value = spearman([r.guard_gain for r in chosen], [r.candidate_delta for r in chosen])
+    value = metrics.spearman([r.guard_gain for r in chosen], [r.candidate_delta for r in chosen])
     return "-" if math.isnan(value) else f"{value:+.2f}"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ttblur.metrics import PSNR, SSIM, psnr, rgb_to_y, ssim
+from ttblur.metrics import PSNR, SSIM, psnr, rgb_to_y, spearman, ssim
 
 skimage = pytest.importorskip("skimage")
 from skimage import data, filters  # noqa: E402
@@ -216,3 +216,10 @@ def test_ssim_needs_the_window_to_fit():
         ssim(torch.rand(3, 20, 20), torch.rand(3, 20, 20), crop_border=5)
     assert ssim(torch.rand(3, 20, 20), torch.rand(3, 20, 20), crop_border=4).shape == ()
     assert math.isfinite(float(psnr(small, small.flip(-1))))
+
+
+def test_spearman_ranks_with_ties() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(0.866, abs=1e-3)
+    assert spearman([1, 2], [1, 2]) != spearman([1, 2], [1, 2])  # NaN: too few

@@ -29,12 +29,13 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PSNR", "SSIM", "psnr", "rgb_to_y", "ssim"]
+__all__ = ["PSNR", "SSIM", "psnr", "rgb_to_y", "spearman", "ssim"]
 
 Reduction = Literal["mean", "none"]
 
@@ -296,3 +297,40 @@ class SSIM(_ImageMetric):
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """SSIM of ``(..., 3, H, W)`` images; see :func:`ssim`."""
         return ssim(pred, target, **self._options())
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation of two equally long sequences.
+
+    Ties get their average rank; pairs holding a NaN are left out.
+
+    Returns:
+        the correlation in ``[-1, 1]``; NaN for fewer than 3 pairs or a constant sequence.
+
+    Example:
+        >>> spearman([1, 2, 3, 4], [10, 30, 20, 40])
+        0.8
+    """
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
+    if len(pairs) < 3:
+        return math.nan
+
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    rx, ry = ranks([a for a, _ in pairs]), ranks([b for _, b in pairs])
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy) if vx and vy else math.nan

@@ -57,13 +57,6 @@ def test_tiny_run_scores_every_video_and_config(bench, tmp_path, capsys) -> None
     assert "Spearman" in printed and "Exposure fit" in printed
 
 
-def test_spearman_ranks_with_ties(bench) -> None:
-    assert bench.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert bench.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert bench.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(0.866, abs=1e-3)
-    assert bench.spearman([1, 2], [1, 2]) != bench.spearman([1, 2], [1, 2])  # NaN: too few
-
-
 def test_unknown_config_is_refused(bench) -> None:
     with pytest.raises(ValueError, match="unknown config"):
         bench.adapt_config("nope", bench.Settings())
