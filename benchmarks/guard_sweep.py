@@ -18,10 +18,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,9 +53,12 @@ class Trace:
     residual: list[float] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)
 
-    def scores(self, blur_weight: float, shortfall_weight: float) -> list[float]:
+    def scores(self, blur_weight: float, shortfall_weight: float, floor: str) -> list[float]:
+        """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR, as
+        shipped) or ``"unadapted"`` (the unadapted model's own re-blur PSNR)."""
+        level = self.floor if floor == "copy" else self.fidelity[0]
         return [
-            f - blur_weight * r - shortfall_weight * max(0.0, self.floor - f)
+            f - blur_weight * r - shortfall_weight * max(0.0, level - f)
             for f, r in zip(self.fidelity, self.residual, strict=True)
         ]
 
@@ -108,12 +113,12 @@ def collect(args: argparse.Namespace) -> list[Trace]:
 
 
 def replay(
-    traces: Sequence[Trace], blur_weight: float, shortfall_weight: float
+    traces: Sequence[Trace], blur_weight: float, shortfall_weight: float, floor: str = "copy"
 ) -> dict[str, float]:
     """What the guard with these weights would have returned on every video."""
     gains, candidates, finals = [], [], []
     for t in traces:
-        scores = t.scores(blur_weight, shortfall_weight)
+        scores = t.scores(blur_weight, shortfall_weight, floor)
         best = max(range(1, len(scores)), key=scores.__getitem__)
         gain = scores[best] - scores[0]
         candidate = t.psnr[best] - t.psnr[0]
@@ -137,9 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write the traces here")
+    parser.add_argument("--traces", type=Path, default=None, help="replay saved traces only")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    traces = collect(args)
+    if args.traces is not None:
+        traces = [Trace(**t) for t in json.loads(args.traces.read_text(encoding="utf-8"))]
+    else:
+        traces = collect(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(t) for t in traces]) + "\n", encoding="utf-8")
     best_epoch_gain = sum(max(t.psnr[1:]) - t.psnr[0] for t in traces) / len(traces)
     print(
         f"\n{len(traces)} development videos, {args.frames} frames of {args.size[0]}x"
@@ -147,17 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"
     )
     print(
-        "| blur_weight | shortfall_weight | mean change dB | worst video dB | videos < -0.1 dB "
-        "| rolled back | Spearman |"
+        "| floor | blur_weight | shortfall_weight | mean change dB | worst video dB "
+        "| videos < -0.1 dB | rolled back | Spearman |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for bw in BLUR_WEIGHTS:
-        for sw in SHORTFALL_WEIGHTS:
-            r = replay(traces, bw, sw)
-            print(
-                f"| {bw:g} | {sw:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | {r['losing']:.0f} "
-                f"| {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
-            )
+    print("|---|---|---|---|---|---|---|---|")
+    for floor in ("copy", "unadapted"):
+        for bw in BLUR_WEIGHTS:
+            for sw in SHORTFALL_WEIGHTS:
+                if floor == "unadapted" and sw == 0:
+                    continue  # the same as "copy" with no shortfall term
+                r = replay(traces, bw, sw, floor)
+                print(
+                    f"| {floor} | {bw:g} | {sw:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | "
+                    f"{r['losing']:.0f} | {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
+                )
     return 0
 
 

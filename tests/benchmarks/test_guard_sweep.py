@@ -1,0 +1,54 @@
+"""``benchmarks/guard_sweep.py`` replays guard weights exactly on recorded traces."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "guard_sweep.py"
+
+
+@pytest.fixture(scope="module")
+def sweep() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("guard_sweep_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _traces(sweep: ModuleType) -> list:
+    # Video a: epoch 1 re-blurs better but leaves 2 px more blur (truth: -1 dB);
+    # video b: epoch 2 re-blurs better and sharper (truth: +2 dB).
+    a = sweep.Trace("h264", 30.0, [28.0, 29.0], [1.0, 3.0], [30.0, 29.0])
+    b = sweep.Trace("tone", 30.0, [25.0, 26.0, 31.0], [2.0, 1.5, 0.5], [25.0, 26.0, 27.0])
+    return [a, b]
+
+
+def test_replay_keeps_the_best_scoring_epoch_or_rolls_back(sweep) -> None:
+    traces = _traces(sweep)
+    # Re-blur PSNR alone keeps both epochs: video a loses 1 dB.
+    plain = sweep.replay(traces, 0.0, 0.0)
+    assert plain["worst"] == -1.0 and plain["losing"] == 1 and plain["rolled_back"] == 0
+    assert plain["mean"] == pytest.approx((-1.0 + 2.0) / 2)
+    # With 1 dB per px of blur left, video a rolls back (29 - 3 < 28 - 1) and b keeps epoch 2.
+    blur = sweep.replay(traces, 1.0, 0.0)
+    assert blur["rolled_back"] == 1 and blur["worst"] == 0.0 and blur["mean"] == 1.0
+    # The floor: video b's unadapted model re-blurs 5 dB below a copy of the input.
+    scores = traces[1].scores(0.0, 1.0, "copy")
+    assert scores == [20.0, 22.0, 31.0]
+    assert traces[1].scores(0.0, 1.0, "unadapted") == [25.0, 26.0, 31.0]
+
+
+def test_saved_traces_replay_without_adapting(sweep, tmp_path, capsys) -> None:
+    saved = tmp_path / "traces.json"
+    saved.write_text(json.dumps([t.__dict__ for t in _traces(sweep)]))
+    assert sweep.main(["--traces", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "| copy | 1 | 0 | +1.00 | +0.00 | 0 | 1 |" in out
