@@ -35,7 +35,7 @@ from ttblur.config import AdaptConfig
 from ttblur.pipeline import AdaptPipeline
 from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.specs import ModelSpec
-from ttblur.stages.guard import GuardProbe, ReblurGuard
+from ttblur.stages.guard import GuardProbe, ReblurGuard, reblur_psnr
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -52,10 +52,12 @@ class Trace:
     fidelity: list[float] = field(default_factory=list)
     residual: list[float] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)
+    #: The held-out pseudo-pair loss of the unadapted model and after each epoch.
+    val_loss: list[float] = field(default_factory=list)
 
     def scores(self, blur_weight: float, shortfall_weight: float, floor: str) -> list[float]:
-        """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR, as
-        shipped) or ``"unadapted"`` (the unadapted model's own re-blur PSNR)."""
+        """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR) or
+        ``"unadapted"`` (the unadapted model's own re-blur PSNR, as shipped)."""
         level = self.floor if floor == "copy" else self.fidelity[0]
         return [
             f - blur_weight * r - shortfall_weight * max(0.0, level - f)
@@ -71,7 +73,8 @@ class _Recorder:
 
     def prepare(self, video: Tensor, selection: Selection, spec: ModelSpec) -> Any:
         probe: GuardProbe = self.guard.prepare(video, selection, spec)
-        self.trace.floor = probe.floor
+        w = probe.windows  # the re-blur PSNR of a copy of the input: the "copy" floor
+        self.trace.floor = reblur_psnr(w.observed, w.observed, w.condition, border=w.border)
 
         def score(model: nn.Module, device: torch.device) -> float:
             value = probe(model, device)
@@ -102,7 +105,8 @@ def collect(args: argparse.Namespace) -> list[Trace]:
         pipe = AdaptPipeline.from_config(
             cfg, detector=base.detector, flow=base.flow, guard=recorder
         )
-        pipe(model, video.blurry, progress=False)
+        report = pipe(model, video.blurry, progress=False).report
+        trace.val_loss = [report.baseline_val_loss or math.nan, *report.val_loss]
         traces.append(trace)
         print(
             f"{spec.family} seed {spec.seed}: true PSNR by epoch "
@@ -131,6 +135,20 @@ def replay(
         "losing": float(sum(f < -0.1 for f in finals)),
         "rolled_back": float(sum(g <= 0 for g in gains)),
         "spearman": metrics.spearman(gains, candidates),
+    }
+
+
+def replay_pseudo_pairs(traces: Sequence[Trace]) -> dict[str, float]:
+    """What the held-out pseudo pairs alone (``guard.enabled = False``) would have returned."""
+    finals = []
+    for t in traces:
+        best = min(range(1, len(t.val_loss)), key=t.val_loss.__getitem__)
+        finals.append(t.psnr[best] - t.psnr[0] if t.val_loss[best] < t.val_loss[0] else 0.0)
+    return {
+        "mean": sum(finals) / len(finals),
+        "worst": min(finals),
+        "losing": float(sum(f < -0.1 for f in finals)),
+        "rolled_back": float(sum(f == 0.0 for f in finals)),
     }
 
 
@@ -163,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "| videos < -0.1 dB | rolled back | Spearman |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    if all(len(t.val_loss) == len(t.psnr) for t in traces):
+        r = replay_pseudo_pairs(traces)
+        print(
+            f"| (no guard: held-out pseudo pairs) | - | - | {r['mean']:+.2f} | {r['worst']:+.2f} "
+            f"| {r['losing']:.0f} | {r['rolled_back']:.0f} | - |"
+        )
     for floor in ("copy", "unadapted"):
         for bw in BLUR_WEIGHTS:
             for sw in SHORTFALL_WEIGHTS:

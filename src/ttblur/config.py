@@ -349,7 +349,7 @@ class GuardConfig(_StageSection):
     shortfall_weight: float = Field(
         default=5.0,
         ge=0.0,
-        description="dB of score per dB the re-blurred output falls below a copy of the input",
+        description="dB of score per dB the re-blurred output falls below the unadapted model's",
     )
     min_gain_db: float = Field(
         default=0.0,

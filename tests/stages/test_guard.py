@@ -166,14 +166,14 @@ def test_a_runaway_model_is_rolled_back_by_the_guard_too() -> None:
     assert max(report.guard_scores) < report.baseline_guard_score
 
 
-def test_the_floor_is_a_copy_of_the_input_and_sinks_a_garbage_output() -> None:
+def test_the_first_model_scored_sets_the_floor_and_garbage_sinks_below_it() -> None:
     video = make_video("astronaut", "gopro", num_frames=7, size=(64, 80), seed=10005).blurry
     selection = Selection([], torch.full((7, 1, 64, 80), 3.0))
     guard = ReblurGuard(flow=ShiftFlow(), frames=2, box=32, margin=8)
     probe = guard.prepare(video, selection, get_spec("image"))
     windows = probe.windows
     copy = reblur_psnr(windows.observed, windows.observed, windows.condition, border=8)
-    assert probe.floor == copy
+    assert probe.floor is None
 
     class Saturate(torch.nn.Module):
         def __init__(self) -> None:
@@ -188,6 +188,8 @@ def test_the_floor_is_a_copy_of_the_input_and_sinks_a_garbage_output() -> None:
             return x * self.w
 
     cpu = torch.device("cpu")
-    garbage, identity = probe(Saturate(), cpu), probe(Identity(), cpu)
-    assert probe.last["reblur_psnr"] == pytest.approx(copy)
+    identity = probe(Identity(), cpu)  # the "unadapted" model: it sets the floor
+    assert probe.floor == pytest.approx(copy) and probe.last["reblur_psnr"] == probe.floor
+    garbage = probe(Saturate(), cpu)
     assert garbage < identity - 20.0
+    assert probe(Identity(), cpu) == pytest.approx(identity)  # no shortfall at the floor

@@ -24,10 +24,12 @@ on the restored boxes:
     score = reblur PSNR (dB) - blur_weight * mean BME of the output (px)
             - shortfall_weight * max(0, floor - reblur PSNR)
 
-(higher is better), where ``floor`` is the re-blur PSNR of a copy of the input: an output that
-explains the recorded frames worse than the blurry frames themselves do is not a restoration
-of them, however sharp it looks to the BME (a model whose outputs saturate after a runaway
-learning rate reads 0 px of blur and would otherwise score well). On a frame the detector
+(higher is better), where ``floor`` is the re-blur PSNR of the unadapted model (the first
+model a probe scores): an epoch whose outputs explain the recorded frames worse than the
+unadapted model's did is not a better restoration of them, however sharp it looks to the BME
+(a model whose outputs saturate after a runaway learning rate reads 0 px of blur and would
+otherwise score well). The floor and the weights were chosen on development scenarios with
+``benchmarks/guard_sweep.py`` (docs/results.md). On a frame the detector
 finds sharp the length is ~0 px and the score asks the output to equal the input; on a blurred
 frame, a model that copies its input is blurred twice and leaves its blur in place, and scores
 lower than one that restores the frame.
@@ -225,8 +227,8 @@ class ReblurGuard:
             :class:`~ttblur.nets.bme.BlurMagnitudeEstimator` or ``frames -> (N, 1, H, W)`` px);
             the pipeline passes its detector's. ``None``: the shipped BME.
         blur_weight: dB of score per px of blur left in the outputs.
-        shortfall_weight: dB of score per dB that the re-blurred output falls below a copy
-            of the input (:attr:`GuardProbe.floor`).
+        shortfall_weight: dB of score per dB that the re-blurred output falls below the
+            unadapted model's (:attr:`GuardProbe.floor`).
         neighbours: clip frames on each side for video models (the pipeline passes
             ``dbcgm.neighbours``, as for the pseudo pairs).
 
@@ -315,8 +317,9 @@ class GuardProbe:
 
     Attributes:
         windows: the :class:`GuardWindows` scored.
-        floor: the re-blur PSNR of a copy of the input (dB): what any output must at least
-            match to count as a restoration of the frames the camera recorded.
+        floor: the re-blur PSNR (dB) of the first model scored, the unadapted one in a
+            pipeline run (None before): later models lose ``shortfall_weight`` dB of score
+            per dB they fall below it.
         last: the parts of the last score: ``reblur_psnr`` (dB) and ``residual_blur_px``.
     """
 
@@ -324,9 +327,7 @@ class GuardProbe:
         self.windows = windows
         self.spec = spec
         self.guard = guard
-        self.floor = reblur_psnr(
-            windows.observed, windows.observed, windows.condition, border=windows.border
-        )
+        self.floor: float | None = None
         self.last: dict[str, float] = {}
 
     def outputs(self, model: nn.Module, device: torch.device) -> Tensor:
@@ -355,5 +356,7 @@ class GuardProbe:
         b = w.border
         residual = float(left[:, :, b : left.shape[-2] - b, b : left.shape[-1] - b].mean())
         self.last = {"reblur_psnr": fidelity, "residual_blur_px": residual}
+        if self.floor is None:
+            self.floor = fidelity
         shortfall = max(0.0, self.floor - fidelity)
         return fidelity - guard.blur_weight * residual - guard.shortfall_weight * shortfall
