@@ -34,7 +34,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -212,7 +212,7 @@ def fit_exposure_ratio(
     """
     warn_mag_norm_ignored("fit_exposure_ratio", mag_norm)
     _check_video(video)
-    ratio, _, _, _ = _fit(
+    return _fit(
         video,
         patches,
         flow,
@@ -223,8 +223,7 @@ def fit_exposure_ratio(
         max_frames=max_frames,
         per_frame=max_patches_per_frame,
         all_pairs=False,
-    )
-    return ratio
+    ).ratio
 
 
 @dataclass
@@ -335,10 +334,10 @@ def _fit(
     max_frames: int,
     per_frame: int,
     all_pairs: bool,
-) -> tuple[float | None, float | None, str | None, Tensor]:
-    """The fitted ratio, its bootstrap standard deviation, why it was refused (or None), and
-    the mean flow lengths of the consecutive pairs computed: every pair when ``all_pairs``
-    (for :func:`video_motion`), else only those the fit needs."""
+) -> ExposureEstimate:
+    """The fitted ratio with its bootstrap spread (or why it was refused) and the motion per
+    frame of the consecutive pairs computed: every pair when ``all_pairs`` (for
+    :func:`video_motion`), else only those the fit needs, in px of ``video``."""
     frames = _fit_frames(patches, max_frames)
     needed = _needed_pairs(frames, offsets, video.shape[0])
     pairs = range(video.shape[0] - 1) if all_pairs else sorted(needed)
@@ -359,7 +358,7 @@ def _fit(
             "the exposure ratio cannot be told from the video (for example a steady pan, "
             "where every frame is blurred alike)"
         )
-        return None, None, note, lengths
+        return ExposureEstimate(None, _motion_from_lengths(lengths), note=note)
     generator = torch.Generator().manual_seed(seed)
     table = torch.stack([_errors(comparisons, r, noise_std, generator) for r in RATIOS], dim=1)
     ratios = torch.tensor(RATIOS, dtype=torch.float64)
@@ -371,8 +370,8 @@ def _fit(
             f"the exposure ratio fit is too uncertain ({best:.1f} +- {spread:.2f} over "
             f"{table.shape[0]} compared patches; refused above +- {MAX_RATIO_STD})"
         )
-        return None, spread, note, lengths
-    return best, spread, None, lengths
+        return ExposureEstimate(None, _motion_from_lengths(lengths), ratio_std=spread, note=note)
+    return ExposureEstimate(best, _motion_from_lengths(lengths), ratio_std=spread)
 
 
 def estimate_exposure(
@@ -410,7 +409,7 @@ def estimate_exposure(
             PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
             for p in patches
         ]
-    ratio, spread, note, lengths = _fit(
+    fitted = _fit(
         video,
         patches,
         flow,
@@ -422,9 +421,4 @@ def estimate_exposure(
         per_frame=_PER_FRAME,
         all_pairs=True,
     )
-    return ExposureEstimate(
-        ratio=ratio,
-        motion_px=_motion_from_lengths(lengths) * factor,
-        ratio_std=spread,
-        note=note,
-    )
+    return replace(fitted, motion_px=fitted.motion_px * factor)
