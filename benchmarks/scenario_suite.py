@@ -7,14 +7,19 @@ H.264, low light, tone curves; exact ground truth) and every reference network n
 
 * the blurry input,
 * the unadapted network,
-* the network after ``ttblur.adapt`` with each configuration named by ``--configs``:
-  ``default`` (``AdaptConfig()``) and ``paper`` (the paper's pseudo pairs:
-  ``dbcgm.magnitude = "bme"``, ``synthesis.clip = "original"``).
+* the network after ``ttblur.adapt`` with each configuration named by ``--configs``
+  (:data:`CONFIGS`): ``default`` (``AdaptConfig()``), ``paper`` (the paper's pseudo pairs:
+  ``dbcgm.magnitude = "bme"``, ``synthesis.clip = "original"``), ``bme-clips``, ``exposure``
+  (the previous default: one blur length per video) and ``no-guard`` (the epoch chosen by
+  the held-out pseudo pairs alone).
 
 Per video it prints the adapted - unadapted PSNR change, the worst per-frame change, the change
-on frames whose true blur is under 1 px, the true and fitted exposure ratios, and whether the
-run reverted; then per family means and the suite summary (mean, worst video, videos below
--0.1 dB). ``adapt`` never sees the ground truth.
+on frames whose true blur is under 1 px, the true and fitted exposure ratios (with the fit's
+spread), whether the run reverted, and the guard's score change beside the true change of the
+epoch it keeps; then per family means and the suite summary (mean, worst video, videos below
+-0.1 dB, the guard's Spearman correlation, the exposure fit per family). The guard runs with
+``rollback = False`` and a rollback is applied afterwards (it returns the unadapted weights bit
+for bit, so the rolled-back row is the unadapted row). ``adapt`` never sees the ground truth.
 
 The ``evaluation`` role (default) uses only held-out photos and seeds >= 10000: report on it,
 never tune on it; tune on ``--role development``.
