@@ -185,3 +185,33 @@ def test_reference_model_reads_the_class_from_the_folder(tmp_path):
     tiny = reference_model("tiny")
     assert isinstance(tiny, ReferenceDeblurNet)
     assert set(REFERENCE_MODELS) == {"tiny"}
+
+
+def test_reference_model_reads_config_json_once(tmp_path, monkeypatch):
+    import ttblur.io.weights as weights_module
+    import ttblur.nets.reference as reference_module
+
+    _small_unet().save_pretrained(tmp_path / "unet")
+    reads: list[str] = []
+    real_read = weights_module.read_config_json
+
+    def counting(folder, **kwargs):
+        reads.append(str(folder))
+        return real_read(folder, **kwargs)
+
+    monkeypatch.setattr(reference_module, "read_config_json", counting)
+    monkeypatch.setattr(weights_module, "read_config_json", counting)
+    assert isinstance(reference_model(tmp_path / "unet"), ReferenceUNet)
+    assert reads == [str(tmp_path / "unet")]
+
+
+def test_reference_model_names_a_mismatched_class(tmp_path):
+    import json
+
+    _small_unet().save_pretrained(tmp_path / "unet")
+    config_path = tmp_path / "unet" / "config.json"
+    raw = json.loads(config_path.read_text())
+    raw["_class_name"] = "SomethingElse"
+    config_path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="holds weights of SomethingElse"):
+        reference_model(tmp_path / "unet")

@@ -70,7 +70,9 @@ __all__ = [
     "load_safetensors",
     "load_weights",
     "looks_like_local_path",
+    "parse_config",
     "read_config",
+    "read_config_json",
     "read_state_dict",
     "resolve_pretrained",
     "save_state_dict",
@@ -277,29 +279,19 @@ def _download_from_hub(
 # ============================================================================ reading the files
 
 
-def read_config(
-    folder: str | Path,
-    class_name: str,
-    config_class: type[_C],
-    *,
-    required: bool = True,
-) -> _C | None:
-    """Read and validate ``folder/config.json`` for class ``class_name``.
+def read_config_json(folder: str | Path, *, required: bool = True) -> dict[str, Any] | None:
+    """Read ``folder/config.json`` as a JSON object, unvalidated (``"_class_name"`` kept).
 
     Args:
         folder: the weights folder.
-        class_name: the class that loads it; a ``"_class_name"`` entry in the file must
-            equal it (files without the entry are accepted).
-        config_class: the pydantic model the rest of the file must validate as.
         required: raise when the file is missing (else return ``None``).
 
     Returns:
-        the validated config, or ``None`` when the file is missing and not ``required``.
+        the object, or ``None`` when the file is missing and not ``required``.
 
     Raises:
         WeightsNotFoundError: the file is missing and ``required``.
-        InvalidWeightsError: not valid JSON, not an object, another class's config, or
-            values that ``config_class`` rejects.
+        InvalidWeightsError: not valid JSON or not an object.
     """
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
@@ -315,16 +307,61 @@ def read_config(
         raise InvalidWeightsError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(raw, dict):
         raise InvalidWeightsError(f"{path} must hold a JSON object, got {type(raw).__name__}")
-    saved_class = raw.pop(CLASS_KEY, class_name)
+    return raw
+
+
+def parse_config(
+    raw: Mapping[str, Any], folder: str | Path, class_name: str, config_class: type[_C]
+) -> _C:
+    """Validate a ``config.json`` object read by :func:`read_config_json` for ``class_name``.
+
+    Args:
+        raw: the file's object; a ``"_class_name"`` entry must equal ``class_name`` (objects
+            without the entry are accepted).
+        folder: the weights folder it came from (for messages).
+        class_name: the class that loads it.
+        config_class: the pydantic model the rest of the object must validate as.
+
+    Raises:
+        InvalidWeightsError: another class's config, or values that ``config_class`` rejects.
+    """
+    path = Path(folder) / CONFIG_NAME
+    fields = dict(raw)
+    saved_class = fields.pop(CLASS_KEY, class_name)
     if saved_class != class_name:
         raise InvalidWeightsError(
             f"{path} holds weights of {saved_class}, not {class_name}: "
             f"load them with {saved_class}.from_pretrained"
         )
     try:
-        return config_class.model_validate(raw)
+        return config_class.model_validate(fields)
     except ValidationError as err:
         raise InvalidWeightsError(f"{path} is not a valid {class_name} config: {err}") from err
+
+
+def read_config(
+    folder: str | Path,
+    class_name: str,
+    config_class: type[_C],
+    *,
+    required: bool = True,
+) -> _C | None:
+    """Read and validate ``folder/config.json`` for class ``class_name``.
+
+    :func:`read_config_json` then :func:`parse_config`.
+
+    Returns:
+        the validated config, or ``None`` when the file is missing and not ``required``.
+
+    Raises:
+        WeightsNotFoundError: the file is missing and ``required``.
+        InvalidWeightsError: not valid JSON, not an object, another class's config, or
+            values that ``config_class`` rejects.
+    """
+    raw = read_config_json(folder, required=required)
+    if raw is None:
+        return None
+    return parse_config(raw, folder, class_name, config_class)
 
 
 def load_safetensors(
@@ -652,16 +689,31 @@ class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
         folder = resolve_pretrained(
             repo_id_or_path, default=cls.default_weights, revision=revision, **hub_kwargs
         )
-        config = read_config(folder, cls.__name__, cls.config_class)
+        return cls.from_folder(folder, map_location=map_location)
+
+    @classmethod
+    def from_folder(
+        cls: type[_T],
+        folder: str | Path,
+        *,
+        config: BaseModel | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> _T:
+        """Build the module from a local weights folder (no Hub lookup).
+
+        Args:
+            folder: holds ``model.safetensors`` (and ``config.json`` unless ``config``).
+            config: the architecture, when the caller has already read ``config.json``
+                (:func:`read_config_json` + :func:`parse_config`); ``None`` reads it.
+            map_location: device the module is put on.
+
+        Raises:
+            WeightsNotFoundError, InvalidWeightsError: as :meth:`from_pretrained`.
+        """
+        if config is None:
+            config = read_config(folder, cls.__name__, cls.config_class)
         return cls._from_pretrained(
-            model_id=str(folder),
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            map_location=map_location,
-            config=config,
+            model_id=str(folder), map_location=map_location, config=config
         )
 
     @classmethod

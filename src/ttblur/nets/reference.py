@@ -24,7 +24,6 @@ Architecture of ``"tiny"`` (widths ``f1, f2, f3 = config.features``)::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -32,7 +31,13 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from ttblur.io.weights import CLASS_KEY, CONFIG_NAME, PretrainedMixin, resolve_pretrained
+from ttblur.io.weights import (
+    CLASS_KEY,
+    PretrainedMixin,
+    parse_config,
+    read_config_json,
+    resolve_pretrained,
+)
 from ttblur.specs import ModelSpec, get_spec
 
 __all__ = [
@@ -341,14 +346,9 @@ DEFAULT_REFERENCE = "tiny"
 ReferenceNet = ReferenceDeblurNet | ReferenceUNet
 
 
-def _class_of(folder: Path) -> type[_ClipDeblurNet]:
-    """The reference class a weights folder names in its ``config.json`` (``"tiny"``'s class
-    when it names none; an unreadable file is reported by ``from_pretrained``)."""
-    try:
-        raw = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ReferenceDeblurNet
-    name = raw.get(CLASS_KEY) if isinstance(raw, dict) else None
+def _class_named(name: object) -> type[_ClipDeblurNet]:
+    """The reference class a ``config.json`` names in ``"_class_name"`` (``"tiny"``'s class
+    when it names none or an unknown one; ``parse_config`` then reports the mismatch)."""
     for cls in _REFERENCE_CLASSES:
         if cls.__name__ == name:
             return cls
@@ -390,5 +390,8 @@ def reference_model(
         cls, _ = REFERENCE_MODELS[name]
         return cls.from_pretrained(None, map_location=map_location)  # type: ignore[return-value]
     folder = resolve_pretrained(name, default=None, revision=revision)
-    cls = _class_of(folder)
-    return cls.from_pretrained(folder, map_location=map_location)  # type: ignore[return-value]
+    raw = read_config_json(folder)
+    assert raw is not None  # required=True raises instead
+    cls = _class_named(raw.get(CLASS_KEY))
+    config = parse_config(raw, folder, cls.__name__, cls.config_class)
+    return cls.from_folder(folder, config=config, map_location=map_location)  # type: ignore[return-value]
