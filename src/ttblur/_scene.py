@@ -28,6 +28,8 @@ __all__ = [
     "MovingObject",
     "PiecewiseLinear",
     "Rendered",
+    "affine_field",
+    "path_length",
     "render_scene",
     "tone_decode",
     "tone_encode",
@@ -375,8 +377,8 @@ def render_scene(
         ref = c + row_offset  # (Hr,)
         steps = ref[None, :] - e / 2.0 + (np.arange(n + 1) * (e / n))[:, None]  # (n + 1, Hr)
         m, b = camera.relative(ref[None, :], steps)
-        flow[t] = _affine_field(m[-1] - m[0], b[-1] - b[0], xs, ys)
-        magnitude[t, 0] = _path_length(np.diff(m, axis=0), np.diff(b, axis=0), xs, ys)
+        flow[t] = affine_field(m[-1] - m[0], b[-1] - b[0], xs, ys)
+        magnitude[t, 0] = path_length(np.diff(m, axis=0), np.diff(b, axis=0), xs, ys)
         for k, (obj, alpha) in enumerate(zip(objects, sharp_alpha[t])):
             inside = alpha >= 0.5
             if not bool(inside.any()):
@@ -392,7 +394,7 @@ def render_scene(
             motion[t] = _rolling_motion(camera, centres[t], centres[t + 1], readout_s, xs_np, ys_np)
         else:
             m, b = camera.relative(centres[t], np.array([centres[t + 1]]))
-            motion[t] = _affine_field(m[0] - np.eye(2), b[0], xs, ys)
+            motion[t] = affine_field(m[0] - np.eye(2), b[0], xs, ys)
         for obj, alpha in zip(objects, sharp_alpha[t]):
             inside = alpha >= 0.5
             if bool(inside.any()):
@@ -457,9 +459,9 @@ def _object_truth(
     rel = _rotation(angle - angle_r[0])  # (K, 2, 2)
     # u(t) = c(t) + R(a(t) - a_ref)(p - c_ref) = R p + (c(t) - R c_ref)
     offset = centre - np.einsum("kij,j->ki", rel, centre_r[0])
-    first = _affine_field(rel[0], offset[0], xs, ys)
-    last = _affine_field(rel[-1], offset[-1], xs, ys)
-    path = _path_length(np.diff(rel, axis=0)[:, None], np.diff(offset, axis=0)[:, None], xs, ys)
+    first = affine_field(rel[0], offset[0], xs, ys)
+    last = affine_field(rel[-1], offset[-1], xs, ys)
+    path = path_length(np.diff(rel, axis=0)[:, None], np.diff(offset, axis=0)[:, None], xs, ys)
     return last - first, path, last
 
 
@@ -488,8 +490,9 @@ def _rolling_motion(
     return torch.from_numpy(np.stack([qx - px, qy - py])).float()
 
 
-def _affine_field(m: np.ndarray, b: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
-    """``(2, H, W)`` field ``m @ p + b``; ``m`` ``(2, 2)`` or per row ``(H, 2, 2)``."""
+def affine_field(m: np.ndarray, b: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
+    """``(2, H, W)`` field ``m @ p + b`` over the centred pixel grid ``p = (xs[x], ys[y])``;
+    ``m`` ``(2, 2)`` or per row ``(H, 2, 2)``, ``b`` ``(2,)`` or ``(H, 2)``."""
     mt = torch.from_numpy(np.asarray(m, dtype=np.float64)).float()
     bt = torch.from_numpy(np.asarray(b, dtype=np.float64)).float()
     if mt.ndim == 2:
@@ -502,9 +505,16 @@ def _affine_field(m: np.ndarray, b: np.ndarray, xs: Tensor, ys: Tensor) -> Tenso
     return torch.stack([fx, fy])
 
 
-def _path_length(dm: np.ndarray, db: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
-    """``(H, W)`` sum over sub-steps of ``|dm_k p + db_k|``; ``dm`` ``(K, Hr, 2, 2)``."""
+def path_length(dm: np.ndarray, db: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
+    """``(H, W)`` sum over sub-steps ``k`` of ``|dm_k p + db_k|`` over the centred grid
+    ``p = (xs[x], ys[y])``; ``dm`` ``(K, 2, 2)`` or per row ``(K, Hr, 2, 2)`` (``Hr`` 1 or
+    ``H``), ``db`` ``(K, 2)`` or ``(K, Hr, 2)``. A pure translation is summed exactly."""
     h, w = ys.numel(), xs.numel()
+    reach = max(float(xs.abs().max()), float(ys.abs().max()), 1.0)
+    if np.abs(dm).max(initial=0.0) * reach < 1e-9 and db.ndim == 2:
+        return torch.full((h, w), float(np.linalg.norm(db, axis=-1).sum()))
+    if dm.ndim == 3:
+        dm, db = dm[:, None], db[:, None]
     dmt, dbt = torch.from_numpy(dm).float(), torch.from_numpy(db).float()
     x, y = xs.view(1, 1, w), ys.view(1, h, 1)
     total = torch.zeros(h, w)

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from ttblur._photos import HELDOUT_PHOTOS, PHOTOS, TRAIN_PHOTOS, coerce_image, load_photo
+from ttblur._scene import affine_field, path_length
 
 __all__ = [
     "HELDOUT_PHOTOS",
@@ -584,14 +585,14 @@ def make_video(
         c = centres[t]
         steps = np.linspace(c - exposure / 2.0, c + exposure / 2.0, n + 1)
         m, b = traj.relative(c, steps)
-        flow[t] = _affine_field(m[-1] - m[0], b[-1] - b[0], xs, ys)
-        magnitude[t, 0] = _path_length(np.diff(m, axis=0), np.diff(b, axis=0), xs, ys)
+        flow[t] = affine_field(m[-1] - m[0], b[-1] - b[0], xs, ys)
+        magnitude[t, 0] = path_length(np.diff(m, axis=0), np.diff(b, axis=0), xs, ys)
 
     motion = torch.empty(max(num_frames - 1, 0), 2, h, w)
     eye = np.eye(2)
     for t in range(num_frames - 1):
         m, b = traj.relative(centres[t], centres[t + 1 : t + 2])
-        motion[t] = _affine_field(m[0] - eye, b[0], xs, ys)
+        motion[t] = affine_field(m[0] - eye, b[0], xs, ys)
 
     inv_gamma = 1.0 / params.gamma
     blurry = blurry_lin.clamp(0.0, 1.0) ** inv_gamma
@@ -614,31 +615,6 @@ def make_video(
         num_subframes=tuple(counts),
         photo_scale=float(canvas_w / photo_w),
     )
-
-
-def _affine_field(m: np.ndarray, b: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
-    """``(2, H, W)`` field ``m @ p + b`` over the centred pixel grid ``p = (xs[x], ys[y])``."""
-    x, y = xs.view(1, -1), ys.view(-1, 1)
-    fx = (float(m[0, 0]) * x) + (float(m[0, 1]) * y + float(b[0]))
-    fy = (float(m[1, 0]) * x) + (float(m[1, 1]) * y + float(b[1]))
-    return torch.stack([fx, fy])
-
-
-def _path_length(dm: np.ndarray, db: np.ndarray, xs: Tensor, ys: Tensor) -> Tensor:
-    """``(H, W)`` sum over sub-steps ``k`` of ``|dm_k @ p + db_k|`` over the centred grid."""
-    h, w = ys.numel(), xs.numel()
-    reach = max(float(xs.abs().max()), float(ys.abs().max()), 1.0)
-    if np.abs(dm).max(initial=0.0) * reach < 1e-9:
-        return torch.full((h, w), float(np.linalg.norm(db, axis=-1).sum()))
-    dmt, dbt = torch.from_numpy(dm).float(), torch.from_numpy(db).float()
-    x, y = xs.view(1, 1, w), ys.view(1, h, 1)
-    total = torch.zeros(h, w)
-    for k0 in range(0, dm.shape[0], _CHUNK):
-        mm, bv = dmt[k0 : k0 + _CHUNK, :, :, None, None], dbt[k0 : k0 + _CHUNK, :, None, None]
-        dx = mm[:, 0, 0] * x + (mm[:, 0, 1] * y + bv[:, 0])
-        dy = mm[:, 1, 0] * x + (mm[:, 1, 1] * y + bv[:, 1])
-        total += torch.hypot(dx, dy).sum(dim=0)
-    return total
 
 
 _SCENARIO_NAMES = frozenset(
