@@ -32,6 +32,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -299,38 +300,46 @@ class SSIM(_ImageMetric):
         return ssim(pred, target, **self._options())
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation of two equally long sequences.
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks ``0..n-1`` of a 1-D array, ties given their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    # first index of each run of equal values, and the run each sorted position is in
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)] - 1
+    run = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = 0.5 * (starts + ends)[run]
+    return ranks
 
-    Ties get their average rank; pairs holding a NaN are left out.
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of two equally long 1-D sequences.
+
+    Ties get their average rank; pairs holding a NaN are left out. Vectorised (numpy), so
+    it serves per-pixel comparisons as well as per-video ones.
 
     Returns:
         the correlation in ``[-1, 1]``; NaN for fewer than 3 pairs or a constant sequence.
+
+    Raises:
+        ValueError: the sequences are not 1-D or differ in length.
 
     Example:
         >>> spearman([1, 2, 3, 4], [10, 30, 20, 40])
         0.8
     """
-    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
-    if len(pairs) < 3:
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(
+            f"spearman needs two 1-D sequences of equal length, got {a.shape}, {b.shape}"
+        )
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if len(a) < 3:
         return math.nan
-
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=values.__getitem__)
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2
-            i = j + 1
-        return out
-
-    rx, ry = ranks([a for a, _ in pairs]), ranks([b for _, b in pairs])
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return cov / math.sqrt(vx * vy) if vx and vy else math.nan
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denominator = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denominator) if denominator > 0 else math.nan

@@ -8,7 +8,6 @@ ground-truth magnitude and mean absolute errors in pixels.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,48 +15,11 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor
 
+from ttblur.metrics import spearman
 from ttblur.nets.bme import BlurMagnitudeEstimator
 from ttblur.training.data import EVAL_SEED_OFFSET, synth
 
 __all__ = ["BMEEvalResult", "BMEEvalRow", "evaluate_bme", "spearman"]
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = 0.5 * (start + end) + 1.0
-        start = end + 1
-    return ranks
-
-
-def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Spearman rank correlation of two equally long sequences (average ranks for ties).
-
-    Returns ``nan`` when either sequence is constant or shorter than 2.
-
-    Example:
-        >>> spearman([1, 2, 3, 4], [10, 20, 30, 25])
-        0.8
-    """
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(
-            f"spearman needs two 1-D sequences of equal length, got {x.shape}, {y.shape}"
-        )
-    if len(x) < 2:
-        return float("nan")
-    rx, ry = _ranks(x), _ranks(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
 
 
 class BMEEvalRow(BaseModel):

@@ -1,4 +1,5 @@
-"""Data helpers shared by the trainers: frame folders, augmentation, 8-bit storage.
+"""Data helpers shared by the trainers: frame folders, augmentation, 8-bit storage, the
+training videos' motion mix.
 
 Shape: images are ``(C, H, W)`` / clips ``(T, C, H, W)`` tensors; every transform here acts on
 the last two dimensions, so the same call serves images, clips and their targets alike.
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,6 +24,7 @@ __all__ = [
     "flip_transpose",
     "frame_sequences",
     "linear_light_average",
+    "motion_overrides",
     "natural_key",
     "synth",
     "to_uint8",
@@ -96,3 +99,34 @@ def flip_transpose(
     if flips[2]:
         first, second = first.transpose(-1, -2), second.transpose(-1, -2)
     return first, second
+
+
+def motion_overrides(rng: np.random.Generator) -> dict[str, float]:
+    """Camera-motion overrides of a ``ttblur.synth`` preset for one training video.
+
+    A mix of what hand-held footage shows: 15% of videos nearly still (5-40 px/s), the rest
+    120-900 px/s (log-uniform, geometric mean near the ``gopro`` preset's 330); strokes from
+    jerky (60 ms) to smooth (700 ms) with their speed falling to ~0 between them for 50-100%
+    of the motion; roll up to 25 deg/s and zoom up to 0.3 /s (std of their velocities);
+    sensor noise 0.005-0.02 at white.
+
+    Args:
+        rng: the generator the draws come from (deterministic per generator state).
+
+    Returns:
+        keyword overrides for :func:`ttblur.synth.make_video`.
+    """
+    still = rng.random() < 0.15
+    low, high = (5.0, 40.0) if still else (120.0, 900.0)
+    stroke_min = float(rng.uniform(60.0, 200.0))
+    return {
+        "speed_px_s": float(np.exp(rng.uniform(np.log(low), np.log(high)))),
+        "speed_variation": float(rng.uniform(0.5, 1.0)),
+        "stroke_min_ms": stroke_min,
+        "stroke_max_ms": stroke_min + float(rng.uniform(100.0, 500.0)),
+        "stroke_speed_jitter": float(rng.uniform(0.2, 0.8)),
+        "direction_spread_deg": float(rng.uniform(15.0, 45.0)),
+        "rotation_std": float(rng.uniform(0.0, 25.0)),
+        "zoom_std": float(rng.uniform(0.0, 0.3)),
+        "noise_std": float(rng.uniform(0.005, 0.02)),
+    }

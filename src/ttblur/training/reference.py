@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ttblur.nets.reference import (
@@ -52,10 +52,25 @@ from ttblur.training.common import (
     save_checkpoint,
     torch_threads,
 )
-from ttblur.training.data import EVAL_SEED_OFFSET, flip_transpose, synth, to_uint8
+from ttblur.training.data import (
+    EVAL_SEED_OFFSET,
+    flip_transpose,
+    motion_overrides,
+    synth,
+    to_uint8,
+)
+from ttblur.training.reference_eval import (
+    MOVING_PX,
+    STILL_PX,
+    EvalRow,
+    evaluate_reference,
+    format_rows,
+)
 
 __all__ = [
     "BASE_OPTIONS",
+    "MOVING_PX",
+    "STILL_PX",
     "TINY_OPTIONS",
     "TRAIN_OPTIONS",
     "EvalRow",
@@ -139,37 +154,6 @@ def _network(config: TrainReferenceConfig) -> ReferenceDeblurNet | ReferenceUNet
     if isinstance(config.model, ReferenceUNetConfig):
         return ReferenceUNet(config.model)
     return ReferenceDeblurNet(config.model)
-
-
-def motion_overrides(rng: np.random.Generator) -> dict[str, float]:
-    """Camera-motion overrides of a ``ttblur.synth`` preset for one training video.
-
-    A mix of what hand-held footage shows: 15% of videos nearly still (5-40 px/s), the rest
-    120-900 px/s (log-uniform, geometric mean near the ``gopro`` preset's 330); strokes from
-    jerky (60 ms) to smooth (700 ms) with their speed falling to ~0 between them for 50-100%
-    of the motion; roll up to 25 deg/s and zoom up to 0.3 /s (std of their velocities);
-    sensor noise 0.005-0.02 at white.
-
-    Args:
-        rng: the generator the draws come from (deterministic per generator state).
-
-    Returns:
-        keyword overrides for :func:`ttblur.synth.make_video`.
-    """
-    still = rng.random() < 0.15
-    low, high = (5.0, 40.0) if still else (120.0, 900.0)
-    stroke_min = float(rng.uniform(60.0, 200.0))
-    return {
-        "speed_px_s": float(np.exp(rng.uniform(np.log(low), np.log(high)))),
-        "speed_variation": float(rng.uniform(0.5, 1.0)),
-        "stroke_min_ms": stroke_min,
-        "stroke_max_ms": stroke_min + float(rng.uniform(100.0, 500.0)),
-        "stroke_speed_jitter": float(rng.uniform(0.2, 0.8)),
-        "direction_spread_deg": float(rng.uniform(15.0, 45.0)),
-        "rotation_std": float(rng.uniform(0.0, 25.0)),
-        "zoom_std": float(rng.uniform(0.0, 0.3)),
-        "noise_std": float(rng.uniform(0.005, 0.02)),
-    }
 
 
 def _window(config: TrainReferenceConfig) -> int:
@@ -378,156 +362,6 @@ def _train(
     )
 
 
-# ---------------------------------------------------------------------- evaluation
-#: A frame "moves" when its mean true blur path exceeds this (px) ...
-MOVING_PX = 2.0
-#: ... and is "nearly still" when it is at most this (px).
-STILL_PX = 1.0
-
-
-class EvalRow(BaseModel):
-    """PSNR (dB) / SSIM of blurry input and restored output on one preset (means over the
-    frames of all evaluation videos), overall and split by each frame's true blur.
-
-    ``*_moving`` rows cover frames whose mean true blur path (``SyntheticVideo.magnitude``)
-    exceeds :data:`MOVING_PX`; ``*_still`` rows frames at most :data:`STILL_PX` (``nan`` when
-    there is no such frame).
-    """
-
-    preset: str
-    videos: int
-    frames: int
-    psnr_blurry: float
-    psnr_restored: float
-    ssim_blurry: float
-    ssim_restored: float
-    frames_moving: int = 0
-    psnr_blurry_moving: float = float("nan")
-    psnr_restored_moving: float = float("nan")
-    frames_still: int = 0
-    psnr_blurry_still: float = float("nan")
-    psnr_restored_still: float = float("nan")
-
-    @property
-    def psnr_gain(self) -> float:
-        """``psnr_restored - psnr_blurry`` in dB."""
-        return self.psnr_restored - self.psnr_blurry
-
-
-def _mean(values: Sequence[float]) -> float:
-    return float(np.mean(values)) if len(values) else float("nan")
-
-
-def evaluate_reference(
-    model: nn.Module,
-    presets: Sequence[str],
-    *,
-    photos: Sequence[str] | None = None,
-    videos_per_photo: int = 1,
-    num_frames: int = 12,
-    size: tuple[int, int] = (192, 256),
-    seed: int = EVAL_SEED_OFFSET,
-    motion_mix: bool = False,
-    progress: bool = False,
-) -> list[EvalRow]:
-    """PSNR/SSIM of blurry vs restored frames on held-out synthetic videos.
-
-    Args:
-        model: the network (its ``spec`` attribute, or ``"reference"``, is used).
-        presets: ``ttblur.synth`` preset names.
-        photos: photo names; ``None``: ``ttblur.synth.HELDOUT_PHOTOS``.
-        videos_per_photo: videos rendered per photo and preset (different seeds).
-        num_frames: frames per video.
-        size: ``(H, W)`` of the videos.
-        seed: first synthesis seed (training seeds are below 10000).
-        motion_mix: give each video the camera motion :func:`motion_overrides` draws from its
-            seed (the training pools' mix, at seeds training never uses); the row's preset is
-            then named ``"<preset>+mix"``.
-        progress: tqdm bars of ``ttblur.deblur``.
-
-    Returns:
-        one :class:`EvalRow` per preset (all frames of each video, borders included).
-    """
-    from ttblur.inference import deblur
-    from ttblur.metrics import psnr, ssim
-
-    synthesis = synth()
-    photo_list = list(photos) if photos is not None else list(synthesis.HELDOUT_PHOTOS)
-    spec = getattr(model, "spec", "reference")
-    rows = []
-    for preset in presets:
-        scores: dict[str, list[float]] = {
-            k: [] for k in ("pb", "pr", "sb", "sr", "pb_m", "pr_m", "pb_s", "pr_s")
-        }
-        videos = 0
-        for p_index, photo in enumerate(photo_list):
-            for k in range(videos_per_photo):
-                video_seed = seed + 100 * p_index + k
-                overrides = (
-                    motion_overrides(np.random.default_rng([video_seed, 1])) if motion_mix else {}
-                )
-                video = synthesis.make_video(
-                    photo,
-                    preset=preset,
-                    num_frames=num_frames,
-                    size=tuple(size),
-                    seed=video_seed,
-                    **overrides,
-                )
-                restored = deblur(model, video.blurry, spec=spec, device="cpu", progress=progress)
-                videos += 1
-                for t in range(num_frames):
-                    sharp = video.sharp[t]
-                    blurry_psnr = float(psnr(video.blurry[t], sharp))
-                    restored_psnr = float(psnr(restored[t], sharp))
-                    scores["pb"].append(blurry_psnr)
-                    scores["pr"].append(restored_psnr)
-                    scores["sb"].append(float(ssim(video.blurry[t], sharp)))
-                    scores["sr"].append(float(ssim(restored[t], sharp)))
-                    blur = float(video.magnitude[t].mean())
-                    group = "_m" if blur > MOVING_PX else "_s" if blur <= STILL_PX else None
-                    if group is not None:
-                        scores["pb" + group].append(blurry_psnr)
-                        scores["pr" + group].append(restored_psnr)
-        rows.append(
-            EvalRow(
-                preset=f"{preset}+mix" if motion_mix else preset,
-                videos=videos,
-                frames=len(scores["pb"]),
-                psnr_blurry=_mean(scores["pb"]),
-                psnr_restored=_mean(scores["pr"]),
-                ssim_blurry=_mean(scores["sb"]),
-                ssim_restored=_mean(scores["sr"]),
-                frames_moving=len(scores["pb_m"]),
-                psnr_blurry_moving=_mean(scores["pb_m"]),
-                psnr_restored_moving=_mean(scores["pr_m"]),
-                frames_still=len(scores["pb_s"]),
-                psnr_blurry_still=_mean(scores["pb_s"]),
-                psnr_restored_still=_mean(scores["pr_s"]),
-            )
-        )
-    return rows
-
-
-def _format_rows(rows: Sequence[EvalRow]) -> str:
-    lines = [
-        "| preset | videos | frames | PSNR blurry | PSNR restored | gain dB | SSIM blurry | "
-        f"SSIM restored | moving (> {MOVING_PX:g} px) frames: gain dB | "
-        f"nearly still (<= {STILL_PX:g} px) frames: gain dB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        moving = r.psnr_restored_moving - r.psnr_blurry_moving
-        still = r.psnr_restored_still - r.psnr_blurry_still
-        lines.append(
-            f"| {r.preset} | {r.videos} | {r.frames} | {r.psnr_blurry:.2f} | "
-            f"{r.psnr_restored:.2f} | {r.psnr_gain:+.2f} | {r.ssim_blurry:.4f} | "
-            f"{r.ssim_restored:.4f} | {r.frames_moving}: {moving:+.2f} | "
-            f"{r.frames_still}: {still:+.2f} |"
-        )
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------- command line
 #: ``train`` options of the :class:`TrainReferenceConfig` fields (``model`` is ``--arch`` + ...)
 TRAIN_OPTIONS = ConfigOptions(TrainReferenceConfig, exclude=("model",))
@@ -614,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=tuple(args.size),
             motion_mix=mix,
         )
-    print(_format_rows(rows))
+    print(format_rows(rows))
     if args.json:
         Path(args.json).write_text(
             json.dumps([r.model_dump() for r in rows], indent=2) + "\n", encoding="utf-8"
