@@ -10,8 +10,10 @@ H.264, low light, tone curves; exact ground truth) and every reference network n
 * the network after ``ttblur.adapt`` with each configuration named by ``--configs``
   (:data:`CONFIGS`): ``default`` (``AdaptConfig()``), ``paper`` (the paper's pseudo pairs:
   ``dbcgm.magnitude = "bme"``, ``synthesis.clip = "original"``), ``bme-clips``, ``exposure``
-  (the previous default: one blur length per video) and ``no-guard`` (the epoch chosen by
-  the held-out pseudo pairs alone).
+  (the previous default: one blur length per video), ``no-guard`` (the epoch chosen by
+  the held-out pseudo pairs alone), ``video-lengths`` (``dbcgm.lengths = "video"``: the
+  pairs' blur lengths follow the video's own blur distribution, near-identity pairs
+  included) and ``video-lengths-no-guard``.
 
 Per video it prints the adapted - unadapted PSNR change, the worst per-frame change, the change
 on frames whose true blur is under 1 px, the true and fitted exposure ratios (with the fit's
@@ -59,6 +61,8 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "bme-clips": {"dbcgm": {"magnitude": "bme"}, "synthesis": {"clip": "synthesized"}},
     "exposure": {"dbcgm": {"magnitude": "exposure"}, "synthesis": {"clip": "synthesized"}},
     "no-guard": {"guard": {"enabled": False}},
+    "video-lengths": {"dbcgm": {"lengths": "video"}},
+    "video-lengths-no-guard": {"dbcgm": {"lengths": "video"}, "guard": {"enabled": False}},
 }
 #: A frame counts as nearly sharp when its mean true blur path is below this (px).
 SHARP_PX = 1.0

@@ -199,6 +199,20 @@ class DBCGMConfig(_StageSection):
         default=True,
         description="cap the adapted magnitude by the per-frame motion |F| / n (px)",
     )
+    lengths: Literal["patch", "video"] = Field(
+        default="patch",
+        description=(
+            "pseudo pairs' blur lengths: each patch's own estimate (the paper's), or those "
+            "estimates mapped by rank onto the video's own distribution of blur (BME maps of "
+            "every frame), the patch's own blur removed, so near-still videos give near-"
+            "identity pairs"
+        ),
+    )
+    identity_px: float = Field(
+        default=0.5,
+        ge=0.0,
+        description='lengths="video": a pair whose length is below this is an identity pair (px)',
+    )
     min_flow: float = Field(
         default=0.5, ge=0.0, description="|F| in px below which the direction falls back"
     )

@@ -22,8 +22,10 @@ from ttblur.stages.dbcgm import (
     blur_direction,
     build_condition_generator,
     condition_map,
+    match_video_blur,
     neighbour_frames,
     neighbour_pairs,
+    video_blur_samples,
 )
 from ttblur.stages.flow import OpenCVFlow
 
@@ -281,6 +283,87 @@ def test_motion_cap_bounds_the_adapted_magnitude_by_the_per_frame_motion() -> No
     assert "motion_cap=True" in repr(capped)
     built = DomainBlurConditionGenerator.from_config(DBCGMConfig(), flow=CodedFlow(fn))
     assert built.motion_cap is True and built.magnitude_offset == 3.0
+
+
+def test_video_blur_samples_are_block_means_of_every_frame() -> None:
+    maps = torch.zeros(2, 1, 8, 12)
+    maps[0, 0, :4, :4] = 8.0  # one block of frame 0 blurred
+    maps[1] = 2.0
+    samples = video_blur_samples(maps, 4)
+    assert samples.shape == (2 * 2 * 3,)
+    assert sorted(samples.tolist()) == [0.0] * 5 + [2.0] * 6 + [8.0]
+    assert video_blur_samples(maps, 100).tolist() == pytest.approx([8.0 * 16 / 64, 2.0])
+    with pytest.raises(ValueError, match="cell"):
+        video_blur_samples(maps, 0)
+    with pytest.raises(ValueError, match=r"\(T, 1, H, W\)"):
+        video_blur_samples(maps[:, 0], 4)
+
+
+def test_match_video_blur_follows_the_video_distribution_by_rank() -> None:
+    # Four patches whose estimates rank 3, 0, 2, 1; half the video is still, half at 12 px.
+    estimates = torch.tensor([9.0, 1.0, 7.0, 4.0])
+    magnitude = estimates.view(4, 1, 1, 1) * torch.tensor([[0.5, 1.5]]).view(1, 1, 1, 2)
+    own = torch.tensor([0.0, 0.0, 5.0, 0.0])
+    video = torch.tensor([0.1] * 50 + [12.0] * 50)
+    out = match_video_blur(magnitude, own, video, identity_px=0.5)
+    means = out.mean(dim=(1, 2, 3))
+    # ranks 0 and 1 fall in the still half: identity pairs (length 0)
+    assert means[1] == 0.0 and means[3] == 0.0
+    assert means[0] == pytest.approx(12.0)
+    assert means[2] == pytest.approx(math.sqrt(12.0**2 - 5.0**2))  # its own 5 px removed
+    # the spatial shape of each map is kept
+    assert out[0, 0, 0].tolist() == pytest.approx([6.0, 18.0])
+    # an all-zero estimate gets a constant map
+    flat = match_video_blur(torch.zeros(1, 1, 2, 2), torch.zeros(1), torch.tensor([6.0]))
+    assert torch.equal(flat, torch.full((1, 1, 2, 2), 6.0))
+    # identity_px = 0 keeps small lengths
+    small = match_video_blur(
+        torch.ones(1, 1, 1, 1), torch.zeros(1), torch.tensor([0.3]), identity_px=0
+    )
+    assert float(small) == pytest.approx(0.3)
+
+
+def test_match_video_blur_rejects_bad_input() -> None:
+    m = torch.ones(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="own_blur"):
+        match_video_blur(m, torch.ones(3), torch.ones(5))
+    with pytest.raises(ValueError, match="non-empty"):
+        match_video_blur(m, torch.ones(2), torch.ones(0))
+    with pytest.raises(ValueError, match=">= 0 px"):
+        match_video_blur(m, torch.ones(2), -torch.ones(5))
+    with pytest.raises(ValueError, match="identity_px"):
+        match_video_blur(m, torch.ones(2), torch.ones(5), identity_px=-1.0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        match_video_blur(m * math.nan, torch.ones(2), torch.ones(5))
+
+
+def test_video_lengths_give_a_still_video_identity_pairs_and_a_blurred_one_its_blur() -> None:
+    patches = [PatchLocation(2, 0, 0, 32), PatchLocation(3, 32, 32, 32)]
+    video = coded_video(6)
+    flow = CodedFlow(const_table(dict.fromkeys(range(5), (6.0, 0.0))))
+    gen = DomainBlurConditionGenerator(flow=flow, context=0, lengths="video", motion_cap=False)
+    still = gen(video, Selection(patches, flat_magnitude(6, 0.2))).maps
+    assert torch.equal(still[:, 2], torch.zeros(2, 32, 32))
+    assert torch.allclose(still[:, 0], torch.ones(2, 32, 32))  # the direction is kept
+    maps = flat_magnitude(6, 1.0)
+    maps[:, :, :, 32:] = 9.0  # the right half of every frame is blurred 9 px
+    blurred = gen(video, Selection(patches, maps)).maps
+    # patch 0 (estimate 1 + 3 px, own 1 px) ranks first: quantile 0.25 of the blocks (1 px)
+    # minus its own blur -> identity; patch 1 (own 9 px) ranks second: 9 px - 9 px -> 0 too
+    assert torch.equal(blurred[:, 2], torch.zeros(2, 32, 32))
+    maps = torch.zeros(6, 1, 64, 64)
+    maps[:, :, :, 32:] = 9.0  # both patches sharp (own 0 px), half of every frame at 9 px
+    sharp_patches = [PatchLocation(2, 0, 0, 32), PatchLocation(3, 32, 0, 32)]
+    lengths = gen(video, Selection(sharp_patches, maps)).maps[:, 2].mean(dim=(1, 2))
+    assert lengths[0] == pytest.approx(0.0)  # rank 0 -> still quantile
+    assert lengths[1] == pytest.approx(9.0, abs=1e-4)  # rank 1 -> the blurred quantile
+    assert "lengths='video'" in repr(gen)
+    built = DomainBlurConditionGenerator.from_config(
+        DBCGMConfig(lengths="video", identity_px=1.0), flow=flow
+    )
+    assert built.lengths == "video" and built.identity_px == 1.0
+    with pytest.raises(ValueError, match="lengths"):
+        DomainBlurConditionGenerator(lengths="frame")  # type: ignore[arg-type]
 
 
 def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_video) -> None:

@@ -93,8 +93,10 @@ __all__ = [
     "blur_direction",
     "build_condition_generator",
     "condition_map",
+    "match_video_blur",
     "neighbour_frames",
     "neighbour_pairs",
+    "video_blur_samples",
 ]
 
 #: Names accepted by :func:`build_condition_generator` (``DBCGMConfig.name``).
@@ -235,6 +237,96 @@ def adapt_magnitude(
     peak = peak.view(-1, 1, 1, 1)
     ratio = torch.where(peak > 0, current / peak.clamp_min(1e-12), torch.ones_like(current))
     return ratio * neighbour_mean.float() + offset
+
+
+def video_blur_samples(magnitude: Tensor, cell: int) -> Tensor:
+    """The video's own distribution of blur: mean BME blur of every ``cell`` x ``cell`` block
+    of every frame.
+
+    Args:
+        magnitude: ``(T, 1, H, W)`` per-pixel blur maps in px (``Selection.magnitude``).
+        cell: block side, px (clamped to the frame); a partial last block is dropped.
+
+    Returns:
+        ``(K,)`` float32 block means, px, on the maps' device.
+
+    Shape:
+        - magnitude: ``(T, 1, H, W)``
+        - output: ``(T * floor(H / c) * floor(W / c),)`` with ``c = min(cell, H, W)``.
+    """
+    if magnitude.ndim != 4 or magnitude.shape[1] != 1:
+        raise ValueError(f"magnitude must be (T, 1, H, W), got {tuple(magnitude.shape)}")
+    if cell < 1:
+        raise ValueError(f"cell must be >= 1 px, got {cell}")
+    side = min(int(cell), int(magnitude.shape[2]), int(magnitude.shape[3]))
+    pooled = torch.nn.functional.avg_pool2d(magnitude.float(), side, stride=side)
+    return pooled.reshape(-1)
+
+
+def match_video_blur(
+    magnitude: Tensor,
+    own_blur: Tensor,
+    video_blur: Tensor,
+    *,
+    identity_px: float = 0.5,
+) -> Tensor:
+    """Give the pseudo pairs the video's own distribution of blur lengths.
+
+    The patches are ranked by the mean of their estimated condition length ``M'``; the patch
+    of rank ``i`` (of ``N``) gets the ``(i + 0.5) / N`` quantile ``B_i`` of ``video_blur``,
+    the blur the video shows. A patch already carries its own blur ``r_i`` (what the BME reads
+    on it), and blurs compose roughly in quadrature, so the length to add is
+    ``L_i = sqrt(max(B_i^2 - r_i^2, 0))``; below ``identity_px`` it is 0, an identity pair
+    that teaches the model to leave a frame as sharp as the patch alone. Each patch's map
+    keeps its spatial shape, scaled to mean ``L_i`` (a constant map where ``M'`` is all 0).
+
+    Args:
+        magnitude: ``(N, 1, p, p)`` estimated condition length ``M'`` per patch, px, ``>= 0``.
+        own_blur: ``(N,)`` blur the BME reads on each patch in its own frame, px, ``>= 0``.
+        video_blur: ``(K,)`` samples of the video's blur, px (:func:`video_blur_samples`).
+        identity_px: lengths below this become 0 (px, ``>= 0``).
+
+    Returns:
+        ``(N, 1, p, p)`` float32 lengths in px.
+
+    Example:
+        >>> m = torch.tensor([4.0, 8.0]).view(2, 1, 1, 1).expand(2, 1, 2, 2)
+        >>> video = torch.tensor([0.2] * 5 + [10.0] * 5)  # half nearly still, half 10 px
+        >>> out = match_video_blur(m, torch.tensor([1.0, 1.0]), video)
+        >>> [round(float(v), 3) for v in out.mean(dim=(1, 2, 3))]
+        [0.0, 9.95]
+    """
+    if magnitude.ndim != 4 or magnitude.shape[1] != 1:
+        raise ValueError(f"magnitude must be (N, 1, p, p), got {tuple(magnitude.shape)}")
+    num = magnitude.shape[0]
+    if own_blur.shape != (num,):
+        raise ValueError(f"own_blur must be ({num},), got {tuple(own_blur.shape)}")
+    if video_blur.ndim != 1 or video_blur.numel() == 0:
+        raise ValueError(
+            f"video_blur must be a non-empty (K,) tensor, got {tuple(video_blur.shape)}"
+        )
+    if not (math.isfinite(identity_px) and identity_px >= 0):
+        raise ValueError(f"identity_px must be a finite number >= 0, got {identity_px}")
+    for name, x in (("magnitude", magnitude), ("own_blur", own_blur), ("video_blur", video_blur)):
+        low = finite_range(x, name)[0] if x.numel() else 0.0
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0 px, got minimum {low:.4g}")
+    if num == 0:
+        return magnitude.float()
+    device = magnitude.device
+    estimate = magnitude.float().mean(dim=(1, 2, 3))
+    rank = torch.empty(num, device=device)
+    rank[torch.argsort(estimate, stable=True)] = torch.arange(
+        num, device=device, dtype=torch.float32
+    )
+    levels = torch.quantile(video_blur.float().to(device), (rank + 0.5) / num)
+    own = own_blur.float().to(device)
+    length = torch.sqrt((levels * levels - own * own).clamp_min(0.0))
+    length = torch.where(length < identity_px, torch.zeros_like(length), length)
+    scale = length / estimate.clamp_min(1e-12)
+    shaped = magnitude.float() * scale.view(-1, 1, 1, 1)
+    flat = length.view(-1, 1, 1, 1).expand_as(shaped)
+    return torch.where((estimate > 0).view(-1, 1, 1, 1), shaped, flat)
 
 
 def condition_map(direction: Tensor, magnitude: Tensor, mag_norm: float | None = None) -> Tensor:
@@ -536,10 +628,16 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         normalize_over: Literal["frame", "patch"] = "frame",
         motion_cap: bool = _DEFAULTS.motion_cap,
         magnitude: Literal["bme", "exposure"] = _DEFAULTS.magnitude,
+        lengths: Literal["patch", "video"] = _DEFAULTS.lengths,
+        identity_px: float = _DEFAULTS.identity_px,
         seed: int = 0,
     ) -> None:
         if magnitude not in ("bme", "exposure"):
             raise ValueError(f"magnitude must be 'bme' or 'exposure', got {magnitude!r}")
+        if lengths not in ("patch", "video"):
+            raise ValueError(f"lengths must be 'patch' or 'video', got {lengths!r}")
+        if not (math.isfinite(identity_px) and identity_px >= 0):
+            raise ValueError(f"identity_px must be a finite number >= 0, got {identity_px}")
         if not (math.isfinite(magnitude_offset) and magnitude_offset >= 0):
             raise ValueError(
                 f"magnitude_offset must be a finite number >= 0, got {magnitude_offset}"
@@ -552,6 +650,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         self.normalize_over = normalize_over
         self.motion_cap = bool(motion_cap)
         self.magnitude = magnitude
+        self.lengths = lengths
+        self.identity_px = float(identity_px)
         self.seed = int(seed)
 
     @classmethod
@@ -579,6 +679,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             min_flow=section.min_flow,
             motion_cap=section.motion_cap,
             magnitude=section.magnitude,
+            lengths=section.lengths,
+            identity_px=section.identity_px,
             seed=seed,
         )
 
@@ -588,7 +690,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             f"neighbours={self.neighbours}, context={self.context}, "
             f"magnitude_offset={self.magnitude_offset}, min_flow={self.min_flow}, "
             f"normalize_over={self.normalize_over!r}, motion_cap={self.motion_cap}, "
-            f"magnitude={self.magnitude!r})"
+            f"magnitude={self.magnitude!r}, lengths={self.lengths!r}, "
+            f"identity_px={self.identity_px})"
         )
 
     def adapted_magnitude(self, selection: Selection, device: torch.device) -> Tensor:
@@ -623,6 +726,16 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         # A single-frame video has no neighbour: the official border rule, M_t + offset.
         no_neighbour = torch.tensor(lonely, device=device)
         return torch.where(no_neighbour.view(-1, 1, 1, 1), cur_t + self.magnitude_offset, adapted)
+
+    def video_lengths(self, adapted: Tensor, selection: Selection) -> Tensor:
+        """``lengths="video"``: :func:`match_video_blur` of the adapted lengths ``(N, 1, p, p)``
+        onto the blur of the whole video (blocks of half a patch side of every frame's BME
+        map), each patch's own BME blur removed."""
+        magnitude = selection.magnitude.detach().to(adapted.device, torch.float32)
+        own = torch.stack([p.crop(magnitude[p.frame]).mean() for p in selection.patches])
+        size = selection.patches[0].size
+        samples = video_blur_samples(magnitude, max(size // 2, 1))
+        return match_video_blur(adapted, own, samples, identity_px=self.identity_px)
 
     def __call__(self, video: Tensor, selection: Selection) -> BlurConditions:
         """Blur conditions for ``selection.patches``.
@@ -664,11 +777,13 @@ class DomainBlurConditionGenerator(_TemporalFlow):
                 if exposure.blur_px is not None:
                     return torch.full_like(norm, exposure.blur_px)
             adapted = self.adapted_magnitude(selection, video.device)
-            if not self.motion_cap:
-                return adapted
-            # An exposure no longer than the frame interval cannot blur more than the image
-            # moves in one interval: cap M' by the mean per-frame motion |F| / n.
-            return torch.minimum(adapted, _per_frame_motion(norm, counts))
+            if self.motion_cap:
+                # An exposure no longer than the frame interval cannot blur more than the image
+                # moves in one interval: cap M' by the mean per-frame motion |F| / n.
+                adapted = torch.minimum(adapted, _per_frame_motion(norm, counts))
+            if self.lengths == "video":
+                adapted = self.video_lengths(adapted, selection)
+            return adapted
 
         maps = self._conditions(video, selection, magnitude)
         return BlurConditions(maps, fitted[0] if fitted else None)
