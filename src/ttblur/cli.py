@@ -12,6 +12,10 @@ Subcommands:
 ``ttblur eval DATASET_DIR``
     PSNR / SSIM per sequence of a GoPro- or BSD-layout dataset, without and with adaptation
     (adaptation sees only the blurry frames; the sharp frames serve only the metrics).
+``ttblur adapt-many DIR --out OUT``
+    Adapt to every video of a folder, each on its own (:mod:`ttblur.batch`): one Ray task
+    per video with ``--workers N`` (``pip install ttblur[ray]``), resumable (a rerun skips
+    the videos already done), a failing video recorded without stopping the others.
 ``ttblur demo``
     Generate a blurry clip of a held-out photo in a shifted target domain, adapt the shipped
     reference model to it and print PSNR / SSIM before and after.
@@ -48,6 +52,7 @@ from ttblur.io.models import DEFAULT_MODEL, load_model
 from ttblur.io.paths import PlannedOutput, check_planned_paths
 
 if TYPE_CHECKING:
+    from ttblur.batch import BatchResult, BatchSettings, VideoJob, VideoRecord
     from ttblur.config import AdaptConfig
     from ttblur.io.weights import load_weights, save_weights
 
@@ -152,9 +157,36 @@ and the model adapted to that sequence, averaged over frames. Adaptation sees on
 blurry frames; the sharp frames serve only the metrics. The 'mean' row averages over all
 frames of all sequences.
 
+Each sequence is one task of ttblur.batch: with --workers N (and Ray installed) N run at
+once; with --out the per-sequence outputs and manifests are kept there and a rerun skips the
+sequences already done.
+
 examples:
   ttblur eval GOPRO_Large/test --max-frames 20
   ttblur eval BSD_2ms16ms/test --sequences 000,001 --json bsd.json --epochs 5
+  ttblur eval GOPRO_Large/test --workers 4 --out gopro-runs/
+"""
+)
+
+
+_MANY_EPILOG = (
+    _MODEL_HELP
+    + """
+inputs: the video files (.mp4 .mkv .avi .mov .m4v) and folders of frames directly in DIR.
+
+outputs (in --out, one folder per video, named after it):
+  <video>/adapted.safetensors, <video>/deblurred.mp4, <video>/report.json
+  <video>/manifest.json   status, seconds, error (written last)
+  summary.md, summary.json  every video, rewritten as videos finish
+
+A rerun with the same --out skips the videos already done (same input size and time, all
+outputs present) and redoes the failed and unfinished ones. A failing video is recorded with
+its error and does not stop the others; the exit status is 1 if any video failed.
+
+examples:
+  ttblur adapt-many clips/ --out adapted/
+  ttblur adapt-many clips/ --out adapted/ --workers 4 --cpus-per-video 2
+  ttblur adapt-many clips/ --out adapted/ --ray-address auto --gpus-per-video 0.25 --device cuda
 """
 )
 
@@ -294,7 +326,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON"
     )
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="keep per-sequence outputs and manifests here; a rerun skips finished sequences "
+        "(default: a temporary folder, removed at the end)",
+    )
+    _add_batch_options(evaluate)
     _add_run_options(evaluate)
+
+    many = _subparser(
+        commands,
+        "adapt-many",
+        "adapt to every video of a folder, each on its own (Ray workers, resumable)",
+        "Adapt a deblurring network to every video of a folder, each on its own, and write "
+        "each video's adapted weights, deblurred video and report, with a manifest per video "
+        "and a summary table.",
+        _MANY_EPILOG,
+    )
+    many.add_argument("folder", metavar="DIR", type=Path, help="folder of videos")
+    _add_model_options(many)
+    _add_adapt_options(many)
+    many.add_argument(
+        "--out", type=Path, required=True, metavar="OUT", help="output folder (created)"
+    )
+    _add_batch_options(many)
+    _add_run_options(many)
 
     demo = _subparser(
         commands,
@@ -358,6 +417,45 @@ def _add_adapt_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PX",
         help="side of the pseudo-sharp patches (default 256)",
+    )
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("workers (ttblur.batch)")
+    group.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="videos adapted at once, one Ray task each (needs ttblur[ray]; default: 1, "
+        "in this process)",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="a running Ray cluster (e.g. auto or ray://host:10001); default: a local runtime",
+    )
+    group.add_argument(
+        "--cpus-per-video",
+        type=_positive_float,
+        default=1.0,
+        metavar="C",
+        help="CPUs each video's task declares and uses as torch threads (default: 1)",
+    )
+    group.add_argument(
+        "--gpus-per-video",
+        type=_at_least(float, 0.0),
+        default=0.0,
+        metavar="G",
+        help="GPUs each video's task declares; fractions share a GPU (default: 0)",
+    )
+    group.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=3,
+        metavar="R",
+        help="Ray retries of a video whose worker died (default: 3)",
     )
 
 
@@ -456,6 +554,8 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
         inputs.append(("video", Path(args.video).expanduser()))
     elif args.command == "eval":
         inputs.append(("dataset folder", Path(args.dataset).expanduser()))
+    elif args.command == "adapt-many":
+        inputs.append(("video folder", Path(args.folder).expanduser()))
     if getattr(args, "config", None) is not None:
         inputs.append(("--config file", Path(args.config).expanduser()))
     out = Path(args.out).expanduser() if getattr(args, "out", None) is not None else None
@@ -469,8 +569,13 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
     elif args.command == "deblur" and out is not None:
         folder = out.suffix.lower() not in VIDEO_EXTENSIONS
         outputs.append(PlannedOutput("--out", out, folder, frames=folder))
-    elif args.command == "eval" and args.json is not None:
-        outputs.append(PlannedOutput("--json", Path(args.json).expanduser(), False))
+    elif args.command == "eval":
+        if args.json is not None:
+            outputs.append(PlannedOutput("--json", Path(args.json).expanduser(), False))
+        if out is not None:
+            outputs.append(PlannedOutput("--out", out, True))
+    elif args.command == "adapt-many" and out is not None:
+        outputs.append(PlannedOutput("--out", out, True))
     elif args.command == "demo" and out is not None:
         outputs.append(PlannedOutput("--out", out, True))
         outputs += [PlannedOutput("--out", out / name, False) for name in _DEMO_OUTPUTS]
@@ -579,26 +684,137 @@ def _run_deblur(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_settings(args: argparse.Namespace, **extra: Any) -> BatchSettings:
+    from ttblur.batch import BatchSettings
+
+    return BatchSettings(
+        model=args.model,
+        weights=args.weights,
+        revision=args.revision,
+        spec=args.spec,
+        device=args.device,
+        config=_adapt_config(args),
+        **extra,
+    )
+
+
+def _run_batch(
+    args: argparse.Namespace, jobs: Sequence[VideoJob], out: Path, settings: BatchSettings
+) -> BatchResult:
+    """Run ``jobs`` with the worker options, printing a line as each video finishes."""
+    from ttblur.batch import adapt_many, ray_available
+
+    if args.ray_address is not None and not ray_available():
+        raise CLIError("--ray-address needs Ray: pip install 'ttblur[ray]'")
+    if args.workers > 1 and not ray_available():
+        print(
+            f"ttblur {args.command}: note: Ray is not installed (pip install 'ttblur[ray]'); "
+            "running the videos one after another in this process",
+            file=sys.stderr,
+        )
+    done = 0
+
+    def progress(record: VideoRecord) -> None:
+        nonlocal done
+        done += 1
+        what = f"failed: {record.error}" if record.status == "failed" else "done"
+        print(f"[{done}/{len(todo)}] {record.name}: {what} ({record.seconds:.1f} s)", flush=True)
+
+    todo = list(jobs)
+    result = adapt_many(
+        jobs,
+        out,
+        settings,
+        workers=args.workers,
+        backend="auto" if ray_available() else "local",
+        ray_address=args.ray_address,
+        cpus_per_video=args.cpus_per_video,
+        gpus_per_video=args.gpus_per_video,
+        max_retries=args.retries,
+        on_record=progress,
+    )
+    if result.skipped:
+        print(f"skipped {_count(len(result.skipped), 'video')} already done in {out}")
+    return result
+
+
+def _run_adapt_many(args: argparse.Namespace) -> int:
+    from ttblur.batch import SUMMARY_MD, find_videos, summary_table
+
+    check_paths(args)
+    _check_device(args.device)
+    jobs = find_videos(args.folder)
+    out = Path(args.out).expanduser()
+    result = _run_batch(args, jobs, out, _batch_settings(args))
+    print(summary_table(result.records))
+    print(
+        f"\n{_count(len(result.records), 'video')}: {len(result.ran)} run, "
+        f"{len(result.skipped)} skipped, {len(result.failed)} failed ({result.backend}, "
+        f"{result.seconds:.1f} s); summary in {out / SUMMARY_MD}"
+    )
+    return 1 if result.failed else 0
+
+
+def _eval_rows(result: BatchResult, jobs: Sequence[DatasetSequence]) -> list[dict[str, Any]]:
+    layouts = {seq.name: seq.layout for seq in jobs}
+    rows = []
+    for record in result.records:
+        assert record.scores is not None  # done records of jobs with ground truth
+        rows.append(
+            {
+                "name": record.name,
+                "layout": layouts[record.name],
+                "frames": record.frames,
+                "height": record.height,
+                "width": record.width,
+                **record.scores,
+                "patches": record.patches,
+                "best_epoch": record.best_epoch,
+                "reverted": record.reverted,
+                "seconds": record.seconds,
+            }
+        )
+    return rows
+
+
+def _frame_mean(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from ttblur.evaluation import KINDS
+
+    frames = sum(int(r["frames"]) for r in rows)
+    mean: dict[str, Any] = {"name": "**mean**", "frames": frames}
+    for kind in KINDS:
+        mean[kind] = {
+            metric: sum(r[kind][metric] * r["frames"] for r in rows) / frames
+            for metric in ("psnr", "ssim")
+        }
+    return mean
+
+
 def _run_eval(args: argparse.Namespace) -> int:
-    from ttblur.evaluation import EvalOptions, evaluate, markdown_table
+    import tempfile
+
+    from ttblur.batch import dataset_jobs
+    from ttblur.evaluation import markdown_table
     from ttblur.io.atomic import atomic_write_text
 
     check_paths(args)
     _check_device(args.device)
     sequences = select_sequences(find_sequences(args.dataset), args.sequences)
-    config = _adapt_config(args)
-    model = load_model(args.model, args.weights, revision=args.revision)
-    options = EvalOptions(
-        spec=args.spec,
-        device=args.device,
-        max_frames=args.max_frames,
-        crop_border=args.crop_border,
-        progress=not args.no_progress,
-    )
-    result = evaluate(sequences, model, config, options)
-    print(markdown_table([*result.rows, result.mean]))
+    settings = _batch_settings(args, max_frames=args.max_frames, crop_border=args.crop_border)
+    with contextlib.ExitStack() as stack:
+        if args.out is not None:
+            out = Path(args.out).expanduser()
+        else:
+            out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ttblur-eval-")))
+        result = _run_batch(args, dataset_jobs(sequences), out, settings)
+    if result.failed:
+        failed = "; ".join(f"{r.name}: {r.error}" for r in result.failed)
+        raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
+    rows = _eval_rows(result, sequences)
+    mean = _frame_mean(rows)
+    print(markdown_table([*rows, mean]))
     print(
-        f"\n{_count(len(result.rows), 'sequence')}, {_count(result.frames, 'frame')}; "
+        f"\n{_count(len(rows), 'sequence')}, {_count(mean['frames'], 'frame')}; "
         "PSNR in dB and SSIM on RGB in [0, 1]"
         + (f", {args.crop_border} px border cropped" if args.crop_border else "")
         + f"; {result.seconds:.1f} s"
@@ -611,9 +827,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             "spec": args.spec,
             "max_frames": args.max_frames,
             "crop_border": args.crop_border,
-            "config": config.model_dump(mode="json"),
-            "sequences": result.rows,
-            "mean": {k: v for k, v in result.mean.items() if k != "name"},
+            "config": settings.config.model_dump(mode="json"),
+            "sequences": rows,
+            "mean": {k: v for k, v in mean.items() if k != "name"},
         }
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -728,7 +944,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"adapt": _run_adapt, "deblur": _run_deblur, "eval": _run_eval, "demo": _run_demo}
+    handlers = {
+        "adapt": _run_adapt,
+        "deblur": _run_deblur,
+        "eval": _run_eval,
+        "adapt-many": _run_adapt_many,
+        "demo": _run_demo,
+    }
     try:
         with terminate_as_interrupt(), _warnings_as_lines(args.command):
             return handlers[args.command](args)

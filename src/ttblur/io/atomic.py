@@ -50,6 +50,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "deferred_signals",
+    "remove_stale_temporaries",
     "temp_name",
     "terminate_as_interrupt",
 ]
@@ -68,6 +69,24 @@ def temp_name(final: Path) -> Path:
     token = secrets.token_hex(4)
     stem = final.name[: -len(final.suffix)] if final.suffix else final.name
     return final.with_name(f".{stem}{TEMP_MARKER}{token}{final.suffix}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files and staging folders a killed run left in ``folder``
+    (names starting with ``.`` and holding :data:`TEMP_MARKER`); nothing else is touched.
+
+    Only call it where no other run writes into ``folder`` at the same time.
+
+    Returns:
+        what was removed (nothing when ``folder`` does not exist).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stale = [p for p in root.iterdir() if p.name.startswith(".") and TEMP_MARKER in p.name]
+    for path in stale:
+        _remove(path)
+    return stale
 
 
 def _fsync_file(path: Path) -> None:

@@ -712,9 +712,7 @@ class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
         """
         if config is None:
             config = read_config(folder, cls.__name__, cls.config_class)
-        return cls._from_pretrained(
-            model_id=str(folder), map_location=map_location, config=config
-        )
+        return cls._from_pretrained(model_id=str(folder), map_location=map_location, config=config)
 
     @classmethod
     def _from_pretrained(  # type: ignore[override]

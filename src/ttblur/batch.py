@@ -1,0 +1,642 @@
+"""Adapt many videos, each on its own: one task per video, resumable, on Ray or in-process.
+
+The paper's protocol adapts a network to each test video separately. :func:`adapt_many` runs
+that protocol over a list of :class:`VideoJob` (a folder of videos: :func:`find_videos`; a
+dataset with ground truth: :func:`dataset_jobs`). Each video is one task (:func:`run_video`):
+load it, adapt a copy of the network, deblur, write the outputs, score against the ground truth
+when there is some. A task's outputs are published together (temporary files renamed into
+place) and its ``manifest.json`` is written last, so:
+
+* a rerun skips every video whose manifest says ``done`` for the same input (same size and
+  modification time) and whose outputs are all there, and redoes the rest;
+* a failing video (corrupt file, too few frames, a network error) is recorded in its manifest
+  with the error and does not stop the others;
+* a driver killed in the middle leaves finished videos intact and unfinished ones without a
+  manifest (their temporary files are ignored and replaced by the rerun).
+
+``summary.json`` and ``summary.md`` in the output folder list every video (status, seconds,
+PSNR / SSIM of the blurry input, the unadapted and the adapted network when ground truth
+exists) and are rewritten as videos finish.
+
+Backends: ``"ray"`` submits one Ray task per video with its CPUs / GPUs declared (fractional
+GPUs allowed) and ``max_retries`` for worker loss; ``ray.init()`` starts a local runtime
+unless an address is given (``pip install ttblur[ray]``). ``"local"`` runs the videos one
+after another in this process. ``"auto"`` uses Ray when it is installed and more than one
+worker or a cluster address is asked for, else runs locally.
+
+A video's folder is only ever written by the task running that video; temporary files a
+killed run left there are removed when the video is run again.
+
+Output layout::
+
+    OUT/<video>/adapted.safetensors   adapted weights
+    OUT/<video>/deblurred.mp4         the video deblurred by the adapted network
+    OUT/<video>/report.json           the AdaptReport
+    OUT/<video>/manifest.json         VideoRecord (written last)
+    OUT/summary.json, OUT/summary.md  every video's record
+
+Example:
+    >>> jobs = find_videos("clips/")  # doctest: +SKIP
+    >>> result = adapt_many(jobs, "adapted/", BatchSettings(), workers=2)  # doctest: +SKIP
+    >>> print(summary_table(result.records))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ttblur.config import AdaptConfig
+from ttblur.io.atomic import (
+    TEMP_MARKER,
+    StagedOutputs,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
+from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from ttblur.io.models import DEFAULT_MODEL
+from ttblur.io.paths import PlannedOutput, check_planned_paths, natural_key
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ttblur.io.datasets import DatasetSequence
+
+__all__ = [
+    "MANIFEST",
+    "OUTPUTS",
+    "SUMMARY_JSON",
+    "SUMMARY_MD",
+    "BatchResult",
+    "BatchSettings",
+    "VideoJob",
+    "VideoRecord",
+    "adapt_many",
+    "dataset_jobs",
+    "find_videos",
+    "load_record",
+    "ray_available",
+    "run_video",
+    "summary_table",
+]
+
+MANIFEST = "manifest.json"
+#: Files every finished video folder holds besides its manifest.
+OUTPUTS = ("adapted.safetensors", "deblurred.mp4", "report.json")
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+#: What each video with ground truth is scored for.
+KINDS = ("blurry", "unadapted", "adapted")
+
+Backend = Literal["auto", "local", "ray"]
+
+
+# ============================================================================ jobs
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to adapt.
+
+    Attributes:
+        name: unique name; the video's output folder is ``OUT/<name>``.
+        blurry: a video file or a folder of frames.
+        sharp: folder (or file) of the ground-truth frames, ``None`` when there is none.
+    """
+
+    name: str
+    blurry: Path
+    sharp: Path | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Size and modification time of the input(s): a rerun redoes a video whose input
+        changed. A folder counts its image files, their total size and newest time."""
+        return {"blurry": _fingerprint(self.blurry), "sharp": _fingerprint(self.sharp)}
+
+
+def _fingerprint(path: Path | None) -> list[int] | None:
+    if path is None:
+        return None
+    try:
+        if path.is_dir():
+            stats = [p.stat() for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+            return [
+                len(stats),
+                sum(s.st_size for s in stats),
+                max((s.st_mtime_ns for s in stats), default=0),
+            ]
+        stat = path.stat()
+        return [1, stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return None
+
+
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(
+        p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") for p in path.iterdir()
+    )
+
+
+def find_videos(folder: str | os.PathLike[str]) -> list[VideoJob]:
+    """The videos directly inside ``folder``: video files (``.mp4 .mkv .avi .mov .m4v``) and
+    sub-folders holding image frames, in natural name order.
+
+    A file is named by its stem (``clip.mp4`` -> ``clip``) unless two entries share a stem,
+    then by its full name. Hidden entries are skipped.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: it holds no video.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"'{root}' is not a folder of videos")
+    entries = [
+        p
+        for p in root.iterdir()
+        if not p.name.startswith(".")
+        and ((p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS) or _is_frame_folder(p))
+    ]
+    if not entries:
+        raise ValueError(
+            f"'{root}' holds no video: expected files ({', '.join(VIDEO_EXTENSIONS)}) or "
+            "folders of frames"
+        )
+    stems = [p.stem if p.is_file() else p.name for p in entries]
+    jobs = [
+        VideoJob(stem if stems.count(stem) == 1 else p.name, p)
+        for p, stem in zip(entries, stems, strict=True)
+    ]
+    return sorted(jobs, key=lambda job: natural_key(job.name))
+
+
+def dataset_jobs(sequences: Iterable[DatasetSequence]) -> list[VideoJob]:
+    """One job per sequence of a dataset with ground truth (:mod:`ttblur.io.datasets`)."""
+    return [VideoJob(seq.name, seq.blur, seq.sharp) for seq in sequences]
+
+
+# ============================================================================ settings, records
+
+
+class BatchSettings(BaseModel):
+    """What every task of a batch does (the same for every video; picklable for Ray).
+
+    Attributes:
+        model: ``module:factory`` of the network (:func:`ttblur.io.models.load_model`),
+            built once per worker process; ignored when :func:`adapt_many` gets a module.
+        weights: weights for ``model`` (file, folder or Hub repo id).
+        revision: Hub revision of repo-id ``weights``.
+        spec: calling convention (``None``: ``model.spec``, else ``"image"``).
+        device: run device of each task (``None``: CUDA if the task has a GPU, else CPU).
+        config: the adaptation's configuration.
+        max_frames: use only the first frames of each video.
+        crop_border: pixels removed from each side before the metrics.
+        threads: ``torch.set_num_threads`` inside each task (``None``: the task's CPUs).
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    model: str = DEFAULT_MODEL
+    weights: str | None = None
+    revision: str | None = None
+    spec: str | None = None
+    device: str | None = None
+    config: AdaptConfig = Field(default_factory=AdaptConfig)
+    max_frames: int | None = Field(default=None, gt=0)
+    crop_border: int = Field(default=0, ge=0)
+    threads: int | None = Field(default=None, gt=0)
+
+
+@dataclass
+class VideoRecord:
+    """What happened to one video (its ``manifest.json``).
+
+    Attributes:
+        name: the job's name.
+        status: ``"done"`` or ``"failed"``.
+        input: the blurry input's path.
+        fingerprint: :meth:`VideoJob.fingerprint` at the time it ran.
+        seconds: wall time of the task.
+        error: ``"Type: message"`` of a failure, else ``None``.
+        frames: frames adapted to (``None`` when it failed before loading).
+        height, width: frame size, px (``None`` likewise).
+        patches: pseudo-sharp patches the adaptation used.
+        reverted: whether the unadapted weights were kept.
+        best_epoch: epoch kept (0: unadapted).
+        scores: with ground truth, ``{kind: {"psnr": dB, "ssim": ...}}`` for each of
+            ``blurry``, ``unadapted``, ``adapted`` (means over the frames); else ``None``.
+        outputs: files written in the video's folder.
+    """
+
+    name: str
+    status: Literal["done", "failed"]
+    input: str
+    fingerprint: dict[str, Any]
+    seconds: float
+    error: str | None = None
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    patches: int | None = None
+    reverted: bool | None = None
+    best_epoch: int | None = None
+    scores: dict[str, dict[str, float]] | None = None
+    outputs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The manifest's text."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @property
+    def gain(self) -> float | None:
+        """Adapted - unadapted PSNR (dB) when scored."""
+        if self.scores is None:
+            return None
+        return self.scores["adapted"]["psnr"] - self.scores["unadapted"]["psnr"]
+
+
+def load_record(out: str | os.PathLike[str], name: str) -> VideoRecord | None:
+    """The manifest of video ``name`` under ``out``; ``None`` if missing or unreadable."""
+    path = Path(out) / name / MANIFEST
+    try:
+        return VideoRecord(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _finished(out: Path, job: VideoJob) -> VideoRecord | None:
+    """The job's record if it is done for the same input with every output present."""
+    record = load_record(out, job.name)
+    if record is None or record.status != "done":
+        return None
+    if record.fingerprint != job.fingerprint():
+        return None
+    folder = out / job.name
+    if not all((folder / name).is_file() for name in record.outputs):
+        return None
+    return record
+
+
+# ============================================================================ one video
+
+#: Networks built in this process, by (model, weights, revision): a Ray worker reuses its
+#: network for every video it runs (``adapt`` never changes the network it is given).
+_NETWORKS: dict[tuple[str, str | None, str | None], nn.Module] = {}
+
+
+def _network(settings: BatchSettings) -> nn.Module:
+    from ttblur.io.models import load_model
+
+    key = (settings.model, settings.weights, settings.revision)
+    if key not in _NETWORKS:
+        _NETWORKS[key] = load_model(settings.model, settings.weights, revision=settings.revision)
+    return _NETWORKS[key]
+
+
+def _mean_scores(restored: Any, sharp: Any, crop_border: int) -> dict[str, float]:
+    from ttblur.evaluation import score_frames
+
+    return score_frames(restored, sharp, crop_border).mean()
+
+
+def run_video(
+    job: VideoJob,
+    out: str | os.PathLike[str],
+    settings: BatchSettings,
+    model: nn.Module | None = None,
+) -> VideoRecord:
+    """Adapt to one video, write its outputs and manifest, and return its record.
+
+    Any ``Exception`` (unreadable video, too few frames, a network that fails) is caught and
+    recorded as ``status="failed"``; ``KeyboardInterrupt`` is not. Outputs are published
+    together (:class:`~ttblur.io.atomic.StagedOutputs`) before the manifest is written.
+
+    Args:
+        job: the video.
+        out: the batch's output folder; the video's outputs go to ``out/<job.name>``.
+        settings: what to run.
+        model: the network (``None``: built from ``settings.model``).
+
+    Returns:
+        the :class:`VideoRecord` written to ``out/<job.name>/manifest.json``.
+    """
+    import torch
+
+    start = time.perf_counter()
+    folder = Path(out) / job.name
+    fingerprint = job.fingerprint()
+    record = VideoRecord(job.name, "failed", str(job.blurry), fingerprint, 0.0)
+    remove_stale_temporaries(folder)  # left by a run killed while writing this video
+    try:
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+        _adapt_one(job, folder, settings, model, record)
+        record.status = "done"
+    except Exception as err:  # recorded, so that the other videos go on
+        record.status = "failed"
+        record.error = f"{type(err).__name__}: {err}".strip()
+    record.seconds = round(time.perf_counter() - start, 2)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / MANIFEST, record.to_json())
+    return record
+
+
+def _adapt_one(
+    job: VideoJob,
+    folder: Path,
+    settings: BatchSettings,
+    model: nn.Module | None,
+    record: VideoRecord,
+) -> None:
+    from ttblur.api import adapt
+    from ttblur.inference import deblur
+    from ttblur.io.video import load_video, save_video, video_info
+    from ttblur.io.weights import save_weights
+
+    blurry = load_video(job.blurry, max_frames=settings.max_frames)
+    sharp = None
+    if job.sharp is not None:
+        sharp = load_video(job.sharp, max_frames=settings.max_frames)
+        if sharp.shape != blurry.shape:
+            raise ValueError(
+                f"blurry frames {tuple(blurry.shape)} and sharp frames {tuple(sharp.shape)} "
+                "differ (T, 3, H, W)"
+            )
+    record.frames, record.height, record.width = (int(blurry.shape[i]) for i in (0, 2, 3))
+    network = model if model is not None else _network(settings)
+    spec, device = settings.spec, settings.device
+    result = adapt(
+        network, blurry, config=settings.config, spec=spec, device=device, progress=False
+    )
+    restored = deblur(result.model, blurry, spec=result.spec, device=result.device, progress=False)
+    if sharp is not None:
+        unadapted = deblur(network, blurry, spec=result.spec, device=result.device, progress=False)
+        border = settings.crop_border
+        record.scores = {
+            "blurry": _mean_scores(blurry, sharp, border),
+            "unadapted": _mean_scores(unadapted.clamp(0, 1), sharp, border),
+            "adapted": _mean_scores(restored.clamp(0, 1), sharp, border),
+        }
+    record.patches = len(result.report.patches)
+    record.reverted = result.report.reverted
+    record.best_epoch = result.report.best_epoch
+    fps = video_info(job.blurry).fps or 25.0
+    with StagedOutputs() as staged:
+        save_weights(result.model, staged.file(folder / "adapted.safetensors"))
+        save_video(restored.clamp(0, 1), staged.file(folder / "deblurred.mp4"), fps=fps)
+        staged.file(folder / "report.json").write_text(
+            result.report.model_dump_json(indent=2) + "\n", encoding="utf-8"
+        )
+    record.outputs = list(OUTPUTS)
+
+
+# ============================================================================ many videos
+
+
+@dataclass
+class BatchResult:
+    """What :func:`adapt_many` did.
+
+    Attributes:
+        records: one per job, in the jobs' order.
+        ran: names of the videos run by this call.
+        skipped: names of the videos already done by an earlier run (not run again).
+        backend: ``"ray"`` or ``"local"``.
+        seconds: wall time of the call.
+    """
+
+    records: list[VideoRecord]
+    ran: list[str]
+    skipped: list[str]
+    backend: str
+    seconds: float
+
+    @property
+    def failed(self) -> list[VideoRecord]:
+        """Records of the videos that failed."""
+        return [r for r in self.records if r.status == "failed"]
+
+
+def ray_available() -> bool:
+    """Whether Ray can be imported (``pip install ttblur[ray]``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def _choose_backend(backend: Backend, workers: int, address: str | None) -> str:
+    if backend not in ("auto", "local", "ray"):
+        raise ValueError(f"backend must be 'auto', 'local' or 'ray', got {backend!r}")
+    if backend == "local" and address is not None:
+        raise ValueError("a Ray address needs the 'ray' (or 'auto') backend")
+    if backend == "ray" or (backend == "auto" and address is not None):
+        if not ray_available():
+            raise ImportError("the 'ray' backend needs Ray: pip install 'ttblur[ray]'")
+        return "ray"
+    if backend == "auto" and workers > 1 and ray_available():
+        return "ray"
+    return "local"
+
+
+def _check_jobs(jobs: Sequence[VideoJob], out: Path) -> None:
+    names = [job.name for job in jobs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"video names must be unique, repeated: {', '.join(duplicates)}")
+    for job in jobs:
+        if not job.name or job.name in (".", "..") or "/" in job.name or os.sep in job.name:
+            raise ValueError(f"video name {job.name!r} cannot name an output folder")
+        if job.name.startswith(TEMP_MARKER):
+            raise ValueError(f"video name {job.name!r} starts with the temporary-file marker")
+    inputs = [(f"video {job.name!r}", job.blurry) for job in jobs]
+    inputs += [(f"sharp frames of {job.name!r}", job.sharp) for job in jobs if job.sharp]
+    check_planned_paths(inputs, [PlannedOutput("out", out, True)])
+
+
+def adapt_many(
+    jobs: Sequence[VideoJob],
+    out: str | os.PathLike[str],
+    settings: BatchSettings | None = None,
+    *,
+    model: nn.Module | None = None,
+    workers: int = 1,
+    backend: Backend = "auto",
+    ray_address: str | None = None,
+    cpus_per_video: float = 1.0,
+    gpus_per_video: float = 0.0,
+    max_retries: int = 3,
+    on_record: Callable[[VideoRecord], None] | None = None,
+) -> BatchResult:
+    """Adapt to every video of ``jobs`` on its own, skipping those already done.
+
+    Args:
+        jobs: the videos (:func:`find_videos`, :func:`dataset_jobs`); names must be unique.
+        out: output folder (created): ``out/<name>/`` per video, ``summary.json`` / ``.md``.
+        settings: network, configuration and scoring (default :class:`BatchSettings()`).
+        model: the network itself instead of ``settings.model`` (sent once to the workers).
+        workers: videos run at once (local Ray runtime: ``workers * cpus_per_video`` CPUs).
+        backend: ``"auto"``, ``"local"`` (one after another here) or ``"ray"``.
+        ray_address: a running Ray cluster's address (``None``: start a local runtime).
+        cpus_per_video: CPUs each Ray task declares (``settings.threads`` defaults to it).
+        gpus_per_video: GPUs each Ray task declares (fractions share a GPU).
+        max_retries: Ray retries of a task whose worker died (failures inside a task are
+            recorded, not retried).
+        on_record: called with each record as its video finishes (progress).
+
+    Returns:
+        :class:`BatchResult`.
+
+    Raises:
+        ValueError: repeated or unusable names, an output folder inside an input, bad counts.
+        FileNotFoundError: a missing input.
+        ImportError: the Ray backend without Ray installed.
+    """
+    start = time.perf_counter()
+    settings = settings if settings is not None else BatchSettings()
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if cpus_per_video <= 0 or gpus_per_video < 0 or max_retries < 0:
+        raise ValueError("cpus_per_video must be > 0, gpus_per_video and max_retries >= 0")
+    root = Path(out).expanduser()
+    _check_jobs(jobs, root)
+    chosen = _choose_backend(backend, workers, ray_address)
+    root.mkdir(parents=True, exist_ok=True)
+    records: dict[str, VideoRecord] = {}
+    skipped = []
+    for job in jobs:
+        done = _finished(root, job)
+        if done is not None:
+            records[job.name] = done
+            skipped.append(job.name)
+    todo = [job for job in jobs if job.name not in records]
+    order = [job.name for job in jobs]
+
+    def finished(record: VideoRecord) -> None:
+        records[record.name] = record
+        _write_summary(root, [records[n] for n in order if n in records])
+        if on_record is not None:
+            on_record(record)
+
+    _write_summary(root, [records[n] for n in order if n in records])
+    if chosen == "ray":
+        if settings.threads is None:
+            settings = settings.model_copy(update={"threads": max(int(cpus_per_video), 1)})
+        _run_ray(
+            todo,
+            root,
+            settings,
+            model,
+            workers,
+            ray_address,
+            cpus_per_video,
+            gpus_per_video,
+            max_retries,
+            finished,
+        )
+    else:
+        for job in todo:
+            finished(run_video(job, root, settings, model))
+    return BatchResult(
+        [records[n] for n in order],
+        [job.name for job in todo],
+        skipped,
+        chosen,
+        time.perf_counter() - start,
+    )
+
+
+def _task(job: VideoJob, out: str, settings: BatchSettings, model: nn.Module | None) -> VideoRecord:
+    """The body of a Ray task (Ray resolves ``model`` from the object store)."""
+    return run_video(job, out, settings, model)
+
+
+def _run_ray(
+    todo: Sequence[VideoJob],
+    out: Path,
+    settings: BatchSettings,
+    model: nn.Module | None,
+    workers: int,
+    address: str | None,
+    cpus: float,
+    gpus: float,
+    retries: int,
+    finished: Callable[[VideoRecord], None],
+) -> None:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        options: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
+        if address is None:
+            options["num_cpus"] = max(round(workers * cpus), 1)
+        ray.init(address=address, **options)
+        started = True
+    try:
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)
+        shared: Any = ray.put(model) if model is not None else None
+        pending = {task.remote(job, str(out), settings, shared): job for job in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except ray.exceptions.RayError as err:  # the worker died after its retries
+                    record = VideoRecord(
+                        job.name,
+                        "failed",
+                        str(job.blurry),
+                        job.fingerprint(),
+                        0.0,
+                        error=f"{type(err).__name__}: {err}".strip(),
+                    )
+                    (out / job.name).mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(out / job.name / MANIFEST, record.to_json())
+                finished(record)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ============================================================================ summary
+
+
+def summary_table(records: Sequence[VideoRecord]) -> str:
+    """A Markdown table of the records: status, seconds, frames and, with ground truth, the
+    PSNR / SSIM of the blurry input, the unadapted and the adapted network and the gain."""
+    lines = [
+        "| video | status | seconds | frames | blurry PSNR / SSIM | unadapted PSNR / SSIM "
+        "| adapted PSNR / SSIM | gain (dB) | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in records:
+        if r.scores is not None:
+            cells = [f"{r.scores[k]['psnr']:.2f} / {r.scores[k]['ssim']:.4f}" for k in KINDS]
+            gain = f"{r.gain:+.2f}"
+        else:
+            cells, gain = ["-"] * len(KINDS), "-"
+        note = (r.error or "").replace("|", "/").replace("\n", " ")
+        if r.status == "done" and r.reverted:
+            note = "unadapted weights kept"
+        frames = "-" if r.frames is None else str(r.frames)
+        lines.append(
+            f"| {r.name} | {r.status} | {r.seconds:.1f} | {frames} | {' | '.join(cells)} "
+            f"| {gain} | {note[:200]} |"
+        )
+    return "\n".join(lines)
+
+
+def _write_summary(out: Path, records: Sequence[VideoRecord]) -> None:
+    atomic_write_text(out / SUMMARY_JSON, json.dumps([asdict(r) for r in records], indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_MD, summary_table(records) + "\n")

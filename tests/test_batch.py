@@ -1,0 +1,273 @@
+"""ttblur.batch: one task per video, manifests, resume, failures recorded, Ray and local."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ttblur.batch import (
+    MANIFEST,
+    OUTPUTS,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    BatchSettings,
+    VideoJob,
+    adapt_many,
+    dataset_jobs,
+    find_videos,
+    load_record,
+    ray_available,
+    run_video,
+)
+from ttblur.cli import main
+from ttblur.config import AdaptConfig
+from ttblur.io.datasets import find_sequences
+from ttblur.io.video import load_video, save_video
+from ttblur.synth import make_video
+from ttblur.testing import standin_model
+
+
+def _config() -> AdaptConfig:
+    cfg = AdaptConfig()
+    cfg.finetune.epochs = 1
+    cfg.rsdm.patch_size = 32
+    return cfg
+
+
+SETTINGS = BatchSettings(spec="estrnn", config=_config(), threads=1)
+
+
+def _clip(seed: int, frames: int = 7):
+    return make_video("coffee", "bsd-2ms16ms", num_frames=frames, size=(48, 64), seed=seed)
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    """Two good videos (an mp4 and a frame folder) and a corrupt mp4."""
+    folder = tmp_path / "clips"
+    save_video(_clip(1).blurry, folder / "a.mp4")
+    save_video(_clip(2).blurry, folder / "b")
+    (folder / "broken.mp4").write_bytes(b"this is not a video")
+    (folder / "notes.txt").write_text("ignored")
+    (folder / ".hidden.mp4").write_bytes(b"ignored")
+    return folder
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+# ------------------------------------------------------------------------------ jobs
+
+
+def test_find_videos_lists_files_and_frame_folders_in_natural_order(clips: Path) -> None:
+    save_video(_clip(3).blurry, clips / "a10.mp4")
+    save_video(_clip(3).blurry, clips / "a2.mkv")
+    (clips / "empty").mkdir()
+    jobs = find_videos(clips)
+    assert [j.name for j in jobs] == ["a", "a2", "a10", "b", "broken"]
+    assert jobs[3].blurry == clips / "b" and jobs[3].sharp is None
+    save_video(_clip(3).blurry, clips / "a.mkv")  # two stems "a": full names
+    names = [j.name for j in find_videos(clips)]
+    assert "a.mkv" in names and "a.mp4" in names and "a" not in names
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        find_videos(clips / "a.mp4")
+    with pytest.raises(ValueError, match="holds no video"):
+        find_videos(clips / "empty")
+
+
+def test_fingerprint_follows_the_input(clips: Path) -> None:
+    job = VideoJob("a", clips / "a.mp4")
+    first = job.fingerprint()
+    assert first == job.fingerprint() and first["sharp"] is None
+    os.utime(clips / "a.mp4", ns=(1, 1))
+    assert job.fingerprint() != first
+    folder = VideoJob("b", clips / "b").fingerprint()["blurry"]
+    assert folder[0] == 7  # frames counted
+
+
+# ------------------------------------------------------------------------------ local runs
+
+
+def test_failures_are_recorded_and_a_rerun_does_no_work_for_finished_videos(
+    clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    model = standin_model("estrnn")
+    seen = []
+    result = adapt_many(find_videos(clips), out, SETTINGS, model=model, on_record=seen.append)
+    assert result.backend == "local" and result.ran == ["a", "b", "broken"]
+    assert [r.status for r in result.records] == ["done", "done", "failed"]
+    assert [r.name for r in seen] == ["a", "b", "broken"]
+    broken = result.records[2]
+    assert broken.error is not None and "broken.mp4" in broken.error
+    assert broken.error.startswith("ValueError")
+    for name in ("a", "b"):
+        record = load_record(out, name)
+        assert record is not None and record.status == "done" and record.frames == 7
+        assert sorted(p.name for p in (out / name).iterdir()) == sorted([*OUTPUTS, MANIFEST])
+        assert load_video(out / name / "deblurred.mp4").shape == (7, 3, 48, 64)
+        report = json.loads((out / name / "report.json").read_text())
+        assert report["num_frames"] == 7
+    assert sorted(p.name for p in (out / "broken").iterdir()) == [MANIFEST]
+    summary = json.loads((out / SUMMARY_JSON).read_text())
+    assert [row["status"] for row in summary] == ["done", "done", "failed"]
+    table = (out / SUMMARY_MD).read_text()
+    assert "| broken | failed |" in table and "| a | done |" in table
+    before = {name: _mtimes(out / name) for name in ("a", "b")}
+
+    again = adapt_many(find_videos(clips), out, SETTINGS, model=model)
+    assert again.skipped == ["a", "b"] and again.ran == ["broken"]
+    assert {name: _mtimes(out / name) for name in ("a", "b")} == before
+    assert [r.status for r in again.records] == ["done", "done", "failed"]
+
+    # a changed input is redone, the other finished video is not
+    save_video(_clip(5).blurry, clips / "a.mp4")
+    (clips / "broken.mp4").unlink()
+    third = adapt_many(find_videos(clips), out, SETTINGS, model=model)
+    assert third.ran == ["a"] and third.skipped == ["b"]
+    # a missing output makes a finished video unfinished
+    (out / "b" / "deblurred.mp4").unlink()
+    assert adapt_many(find_videos(clips), out, SETTINGS, model=model).ran == ["b"]
+
+
+def test_dataset_jobs_are_scored_against_their_ground_truth(tmp_path: Path) -> None:
+    clip = _clip(4, frames=6)
+    seq = tmp_path / "data" / "seq1"
+    save_video(clip.blurry, seq / "blur")
+    save_video(clip.sharp, seq / "sharp")
+    jobs = dataset_jobs(find_sequences(tmp_path / "data"))
+    assert jobs == [VideoJob("seq1", seq / "blur", seq / "sharp")]
+    record = run_video(jobs[0], tmp_path / "out", SETTINGS, standin_model("estrnn"))
+    assert record.status == "done" and record.scores is not None
+    # the identity stand-in: unadapted == blurry input
+    scores = record.scores
+    assert scores["unadapted"]["psnr"] == pytest.approx(scores["blurry"]["psnr"], abs=1e-5)
+    assert 15.0 < scores["adapted"]["psnr"] < 60.0
+    assert record.gain == pytest.approx(scores["adapted"]["psnr"] - scores["unadapted"]["psnr"])
+    # mismatched ground truth is a recorded failure, not an exception
+    save_video(clip.sharp[:5], seq / "sharp")
+    bad = run_video(jobs[0], tmp_path / "out", SETTINGS, standin_model("estrnn"))
+    assert bad.status == "failed" and "differ" in (bad.error or "")
+
+
+def test_bad_batches_are_refused_before_any_work(clips: Path, tmp_path: Path) -> None:
+    jobs = find_videos(clips)
+    with pytest.raises(ValueError, match="unique"):
+        adapt_many([jobs[0], jobs[0]], tmp_path / "out", SETTINGS)
+    with pytest.raises(ValueError, match="output folder"):
+        adapt_many([VideoJob("..", clips / "a.mp4")], tmp_path / "out", SETTINGS)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        adapt_many([VideoJob("x", clips / "missing.mp4")], tmp_path / "out", SETTINGS)
+    with pytest.raises(ValueError, match="inside"):
+        adapt_many([VideoJob("b", clips / "b")], clips / "b" / "out", SETTINGS)
+    with pytest.raises(ValueError, match="workers"):
+        adapt_many(jobs, tmp_path / "out", SETTINGS, workers=0)
+    with pytest.raises(ValueError, match="backend"):
+        adapt_many(jobs, tmp_path / "out", SETTINGS, backend="threads")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="address"):
+        adapt_many(jobs, tmp_path / "out", SETTINGS, backend="local", ray_address="auto")
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_the_ray_backend_is_refused_and_auto_runs_locally(
+    clips: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import ttblur.batch
+
+    monkeypatch.setattr(ttblur.batch, "ray_available", lambda: False)
+    jobs = find_videos(clips)[:1]
+    with pytest.raises(ImportError, match="ttblur\\[ray\\]"):
+        adapt_many(jobs, tmp_path / "out", SETTINGS, backend="ray")
+    result = adapt_many(jobs, tmp_path / "out", SETTINGS, model=standin_model("estrnn"), workers=4)
+    assert result.backend == "local" and result.ran == ["a"]
+
+
+# ------------------------------------------------------------------------------ Ray
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
+def test_ray_runtime_adapts_videos_in_tasks_and_a_rerun_skips_the_finished(
+    clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    settings = BatchSettings(config=_config())  # the shipped tiny reference network
+    result = adapt_many(find_videos(clips), out, settings, workers=2, backend="ray")
+    assert result.backend == "ray"
+    assert {r.name: r.status for r in result.records} == {
+        "a": "done",
+        "b": "done",
+        "broken": "failed",
+    }
+    assert "broken.mp4" in (result.records[2].error or "")
+    before = {name: _mtimes(out / name) for name in ("a", "b")}
+    again = adapt_many(find_videos(clips), out, settings, workers=2, backend="ray")
+    assert again.skipped == ["a", "b"] and again.ran == ["broken"]
+    assert {name: _mtimes(out / name) for name in ("a", "b")} == before
+    # a module sent through Ray's object store instead of a factory name
+    fresh = tmp_path / "fresh"
+    sent = adapt_many(
+        find_videos(clips)[:1], fresh, SETTINGS, model=standin_model("estrnn"), workers=2
+    )
+    assert sent.backend == "ray" and [r.status for r in sent.records] == ["done"]
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_adapt_many_command_writes_a_summary_and_exits_1_on_a_failure(
+    clips: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    args = ["adapt-many", str(clips), "--out", str(out), "--epochs", "1", "--patch-size", "32"]
+    assert main([*args, "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    assert "| broken | failed |" in printed and "2 run" not in printed
+    assert "3 videos: 3 run, 0 skipped, 1 failed" in printed
+    (clips / "broken.mp4").unlink()
+    assert main([*args, "--no-progress"]) == 0
+    assert "skipped 2 videos already done" in capsys.readouterr().out
+    assert main(["adapt-many", str(clips), "--out", str(clips / "a")]) == 1
+    assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killing_the_driver_and_running_again_completes_every_video(
+    clips: Path, tmp_path: Path
+) -> None:
+    (clips / "broken.mp4").unlink()
+    save_video(_clip(6).blurry, clips / "c.mp4")
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "ttblur", "adapt-many", str(clips), "--out", str(out),
+        "--epochs", "1", "--patch-size", "32", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (out / "a" / MANIFEST).exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the first video never finished"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = [n for n in ("a", "b", "c") if (out / n / MANIFEST).exists()]
+    assert "a" in finished and "c" not in finished
+    before = {name: _mtimes(out / name) for name in finished}
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {len(finished)} video" in rerun.stdout
+    for name in ("a", "b", "c"):
+        record = load_record(out, name)
+        assert record is not None and record.status == "done"
+        assert load_video(out / name / "deblurred.mp4").shape == (7, 3, 48, 64)
+        assert not [p for p in (out / name).iterdir() if p.name.startswith(".")]
+    assert {name: _mtimes(out / name) for name in finished} == before
