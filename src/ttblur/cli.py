@@ -777,24 +777,11 @@ def _eval_rows(result: BatchResult, jobs: Sequence[DatasetSequence]) -> list[dic
     return rows
 
 
-def _frame_mean(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from ttblur.evaluation import KINDS
-
-    frames = sum(int(r["frames"]) for r in rows)
-    mean: dict[str, Any] = {"name": "**mean**", "frames": frames}
-    for kind in KINDS:
-        mean[kind] = {
-            metric: sum(r[kind][metric] * r["frames"] for r in rows) / frames
-            for metric in ("psnr", "ssim")
-        }
-    return mean
-
-
 def _run_eval(args: argparse.Namespace) -> int:
     import tempfile
 
     from ttblur.batch import dataset_jobs
-    from ttblur.evaluation import markdown_table
+    from ttblur.evaluation import frame_mean, markdown_table
     from ttblur.io.atomic import atomic_write_text
 
     check_paths(args)
@@ -811,7 +798,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         failed = "; ".join(f"{r.name}: {r.error}" for r in result.failed)
         raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
     rows = _eval_rows(result, sequences)
-    mean = _frame_mean(rows)
+    mean = frame_mean(rows)
     print(markdown_table([*rows, mean]))
     print(
         f"\n{_count(len(rows), 'sequence')}, {_count(mean['frames'], 'frame')}; "

@@ -33,6 +33,7 @@ __all__ = [
     "FrameScores",
     "evaluate",
     "evaluate_sequence",
+    "frame_mean",
     "markdown_table",
     "score_frames",
 ]
@@ -205,17 +206,32 @@ def evaluate(
 
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    totals = {kind: FrameScores() for kind in KINDS}
     opts = options if options is not None else EvalOptions()
     for seq in tqdm(sequences, desc="sequences", unit="seq", disable=not opts.progress):
         row = evaluate_sequence(seq, model, config, opts)
-        for kind, total in totals.items():
-            total.extend(row[kind])
+        for kind in KINDS:
             row[kind] = row[kind].mean()
         rows.append(row)
-    mean: dict[str, Any] = {"name": "**mean**", "frames": sum(r["frames"] for r in rows)}
-    mean.update({kind: total.mean() for kind, total in totals.items()})
-    return EvaluationResult(rows, mean, time.perf_counter() - start)
+    return EvaluationResult(rows, frame_mean(rows), time.perf_counter() - start)
+
+
+def frame_mean(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The ``**mean**`` row: each of :data:`KINDS` averaged over all frames of all rows
+    (each row's means weighted by its ``frames``).
+
+    Raises:
+        ValueError: no rows, or no frames.
+    """
+    frames = sum(int(r["frames"]) for r in rows)
+    if frames == 0:
+        raise ValueError("no frames to average")
+    mean: dict[str, Any] = {"name": "**mean**", "frames": frames}
+    for kind in KINDS:
+        mean[kind] = {
+            metric: sum(r[kind][metric] * int(r["frames"]) for r in rows) / frames
+            for metric in ("psnr", "ssim")
+        }
+    return mean
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -60,7 +60,7 @@ from ttblur.finetune import clip_radius, predict_centre
 from ttblur.inference import reflect_index
 from ttblur.registry import GUARDS
 from ttblur.specs import ModelSpec
-from ttblur.stages.dbcgm import blur_direction
+from ttblur.stages.conditions import blur_direction
 from ttblur.stages.reblur import motion_blur
 from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
 from ttblur.types import FlowEstimator, Selection, validate_video
