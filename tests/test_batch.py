@@ -271,3 +271,39 @@ def test_killing_the_driver_and_running_again_completes_every_video(
         assert load_video(out / name / "deblurred.mp4").shape == (7, 3, 48, 64)
         assert not [p for p in (out / name).iterdir() if p.name.startswith(".")]
     assert {name: _mtimes(out / name) for name in finished} == before
+
+
+FLAKY = """
+import os
+from pathlib import Path
+
+from ttblur.testing import standin_model
+
+MARKER = Path({marker!r})
+
+
+def build():
+    if not MARKER.exists():  # the first worker to build the network dies
+        MARKER.write_text("died once")
+        os._exit(1)
+    return standin_model("estrnn")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
+def test_a_task_whose_worker_dies_is_retried_by_ray_or_recorded(
+    clips: Path, tmp_path: Path
+) -> None:
+    jobs = find_videos(clips)[:1]
+    factory = tmp_path / "flaky.py"
+    marker = tmp_path / "marker"
+    factory.write_text(FLAKY.format(marker=str(marker)))
+    settings = BatchSettings(model=f"{factory}:build", spec="estrnn", config=_config(), threads=1)
+    retried = adapt_many(jobs, tmp_path / "out", settings, workers=2, backend="ray", max_retries=1)
+    assert marker.exists() and [r.status for r in retried.records] == ["done"]
+    marker.unlink()
+    lost = adapt_many(jobs, tmp_path / "lost", settings, workers=2, backend="ray", max_retries=0)
+    (record,) = lost.records
+    assert record.status == "failed" and "Worker" in (record.error or "")
+    assert load_record(tmp_path / "lost", "a") == record
