@@ -307,3 +307,20 @@ def test_a_task_whose_worker_dies_is_retried_by_ray_or_recorded(
     (record,) = lost.records
     assert record.status == "failed" and "Worker" in (record.error or "")
     assert load_record(tmp_path / "lost", "a") == record
+
+
+def test_workers_without_ray_run_in_process_with_a_note(
+    clips: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import ttblur.batch
+
+    monkeypatch.setattr(ttblur.batch, "ray_available", lambda: False)
+    (clips / "broken.mp4").unlink()
+    out = tmp_path / "out"
+    args = ["adapt-many", str(clips), "--out", str(out), "--epochs", "1", "--patch-size", "32"]
+    assert main([*args, "--workers", "3", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "Ray is not installed" in captured.err
+    assert "[1/2] a: done" in captured.out and "(local," in captured.out
+    assert main([*args, "--ray-address", "auto"]) == 1
+    assert "--ray-address needs Ray" in capsys.readouterr().err
