@@ -164,6 +164,8 @@ def test_bad_batches_are_refused_before_any_work(clips: Path, tmp_path: Path) ->
         adapt_many([jobs[0], jobs[0]], tmp_path / "out", SETTINGS)
     with pytest.raises(ValueError, match="output folder"):
         adapt_many([VideoJob("..", clips / "a.mp4")], tmp_path / "out", SETTINGS)
+    with pytest.raises(ValueError, match="reserved"):
+        adapt_many([VideoJob("summary.md", clips / "b")], tmp_path / "out", SETTINGS)
     with pytest.raises(FileNotFoundError, match="not found"):
         adapt_many([VideoJob("x", clips / "missing.mp4")], tmp_path / "out", SETTINGS)
     with pytest.raises(ValueError, match="inside"):
@@ -321,6 +323,7 @@ def test_workers_without_ray_run_in_process_with_a_note(
     assert main([*args, "--workers", "3", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "Ray is not installed" in captured.err
-    assert "[1/2] a: done" in captured.out and "(local," in captured.out
+    assert "[1] a: done" in captured.out and "[2] b: done" in captured.out
+    assert "(local," in captured.out
     assert main([*args, "--ray-address", "auto"]) == 1
     assert "--ray-address needs Ray" in capsys.readouterr().err

@@ -453,8 +453,8 @@ def _check_jobs(jobs: Sequence[VideoJob], out: Path) -> None:
     for job in jobs:
         if not job.name or job.name in (".", "..") or "/" in job.name or os.sep in job.name:
             raise ValueError(f"video name {job.name!r} cannot name an output folder")
-        if job.name.startswith(TEMP_MARKER):
-            raise ValueError(f"video name {job.name!r} starts with the temporary-file marker")
+        if job.name.startswith(TEMP_MARKER) or job.name in (SUMMARY_JSON, SUMMARY_MD):
+            raise ValueError(f"video name {job.name!r} is reserved for the batch's own files")
     inputs = [(f"video {job.name!r}", job.blurry) for job in jobs]
     inputs += [(f"sharp frames of {job.name!r}", job.sharp) for job in jobs if job.sharp]
     check_planned_paths(inputs, [PlannedOutput("out", out, True)])

@@ -718,9 +718,8 @@ def _run_batch(
         nonlocal done
         done += 1
         what = f"failed: {record.error}" if record.status == "failed" else "done"
-        print(f"[{done}/{len(todo)}] {record.name}: {what} ({record.seconds:.1f} s)", flush=True)
+        print(f"[{done}] {record.name}: {what} ({record.seconds:.1f} s)", flush=True)
 
-    todo = list(jobs)
     result = adapt_many(
         jobs,
         out,
