@@ -136,6 +136,13 @@ def test_failures_are_recorded_and_a_rerun_does_no_work_for_finished_videos(
     # a missing output makes a finished video unfinished
     (out / "b" / "deblurred.mp4").unlink()
     assert adapt_many(find_videos(clips), out, SETTINGS, model=model).ran == ["b"]
+    # another configuration or another network redoes every video; threads do not count
+    faster = SETTINGS.model_copy(update={"threads": 2})
+    assert adapt_many(find_videos(clips), out, faster, model=model).ran == []
+    other = SETTINGS.model_copy(update={"config": _config().model_copy(update={"seed": 3})})
+    assert adapt_many(find_videos(clips), out, other, model=model).ran == ["a", "b"]
+    changed = standin_model("estrnn", seed=1)
+    assert adapt_many(find_videos(clips), out, other, model=changed).ran == ["a", "b"]
 
 
 def test_dataset_jobs_are_scored_against_their_ground_truth(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ load it, adapt a copy of the network, deblur, write the outputs, score against t
 when there is some. A task's outputs are published together (temporary files renamed into
 place) and its ``manifest.json`` is written last, so:
 
-* a rerun skips every video whose manifest says ``done`` for the same input (same size and
-  modification time) and whose outputs are all there, and redoes the rest;
+* a rerun skips every video whose manifest says ``done`` with the same settings and network
+  (:func:`settings_digest`) for the same input (same size and modification time) and whose
+  outputs are all there, and redoes the rest;
 * a failing video (corrupt file, too few frames, a network error) is recorded in its manifest
   with the error and does not stop the others;
 * a driver killed in the middle leaves finished videos intact and unfinished ones without a
@@ -43,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -84,6 +86,7 @@ __all__ = [
     "load_record",
     "ray_available",
     "run_video",
+    "settings_digest",
     "summary_table",
 ]
 
@@ -223,6 +226,7 @@ class VideoRecord:
         status: ``"done"`` or ``"failed"``.
         input: the blurry input's path.
         fingerprint: :meth:`VideoJob.fingerprint` at the time it ran.
+        settings: :func:`settings_digest` of what ran (network, weights, configuration).
         seconds: wall time of the task.
         error: ``"Type: message"`` of a failure, else ``None``.
         frames: frames adapted to (``None`` when it failed before loading).
@@ -240,6 +244,7 @@ class VideoRecord:
     input: str
     fingerprint: dict[str, Any]
     seconds: float
+    settings: str = ""
     error: str | None = None
     frames: int | None = None
     height: int | None = None
@@ -271,10 +276,28 @@ def load_record(out: str | os.PathLike[str], name: str) -> VideoRecord | None:
         return None
 
 
-def _finished(out: Path, job: VideoJob) -> VideoRecord | None:
-    """The job's record if it is done for the same input with every output present."""
+def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
+    """A digest of what a task runs: the settings (but ``threads``) and, when given, the
+    network's parameters and buffers (so a rerun with another configuration or network redoes
+    every video)."""
+    import torch
+
+    # threads change how fast, not what: a rerun on another backend still skips
+    digest = hashlib.sha256(settings.model_dump_json(exclude={"threads"}).encode("utf-8"))
+    if model is not None:
+        digest.update(type(model).__qualname__.encode("utf-8"))
+        for name, tensor in model.state_dict().items():
+            digest.update(name.encode("utf-8"))
+            raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            digest.update(raw.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _finished(out: Path, job: VideoJob, digest: str) -> VideoRecord | None:
+    """The job's record if it is done, with the same settings, for the same input, with every
+    output present."""
     record = load_record(out, job.name)
-    if record is None or record.status != "done":
+    if record is None or record.status != "done" or record.settings != digest:
         return None
     if record.fingerprint != job.fingerprint():
         return None
@@ -332,7 +355,9 @@ def run_video(
     start = time.perf_counter()
     folder = Path(out) / job.name
     fingerprint = job.fingerprint()
-    record = VideoRecord(job.name, "failed", str(job.blurry), fingerprint, 0.0)
+    record = VideoRecord(
+        job.name, "failed", str(job.blurry), fingerprint, 0.0, settings_digest(settings, model)
+    )
     remove_stale_temporaries(folder)  # left by a run killed while writing this video
     try:
         if settings.threads is not None:
@@ -508,10 +533,13 @@ def adapt_many(
     _check_jobs(jobs, root)
     chosen = _choose_backend(backend, workers, ray_address)
     root.mkdir(parents=True, exist_ok=True)
+    if chosen == "ray" and settings.threads is None:
+        settings = settings.model_copy(update={"threads": max(int(cpus_per_video), 1)})
+    digest = settings_digest(settings, model)
     records: dict[str, VideoRecord] = {}
     skipped = []
     for job in jobs:
-        done = _finished(root, job)
+        done = _finished(root, job, digest)
         if done is not None:
             records[job.name] = done
             skipped.append(job.name)
@@ -526,8 +554,6 @@ def adapt_many(
 
     _write_summary(root, [records[n] for n in order if n in records])
     if chosen == "ray":
-        if settings.threads is None:
-            settings = settings.model_copy(update={"threads": max(int(cpus_per_video), 1)})
         _run_ray(
             todo,
             root,
@@ -599,6 +625,7 @@ def _run_ray(
                         str(job.blurry),
                         job.fingerprint(),
                         0.0,
+                        settings_digest(settings, model),
                         error=f"{type(err).__name__}: {err}".strip(),
                     )
                     (out / job.name).mkdir(parents=True, exist_ok=True)

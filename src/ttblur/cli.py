@@ -179,8 +179,9 @@ outputs (in --out, one folder per video, named after it):
   <video>/manifest.json   status, seconds, error (written last)
   summary.md, summary.json  every video, rewritten as videos finish
 
-A rerun with the same --out skips the videos already done (same input size and time, all
-outputs present) and redoes the failed and unfinished ones. A failing video is recorded with
+A rerun with the same --out skips the videos already done (same input size and time, same
+network and configuration, all outputs present) and redoes the failed, unfinished and changed
+ones. A failing video is recorded with
 its error and does not stop the others; the exit status is 1 if any video failed.
 
 examples:
