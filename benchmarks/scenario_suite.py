@@ -172,7 +172,12 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                 )
                 report = result.report
                 if exposure is None:  # a diagnostic per video, on the first run's patches
-                    exposure = estimate_exposure(video.blurry, result.selection.patches, flow)
+                    exposure = estimate_exposure(
+                        video.blurry,
+                        result.selection.patches,
+                        flow,
+                        magnitude=result.selection.magnitude,
+                    )
                 candidate = metrics.psnr(
                     result.deblur(video.blurry, progress=False).clamp(0, 1),
                     sharp,

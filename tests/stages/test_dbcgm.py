@@ -289,7 +289,9 @@ def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_v
     # A pan of 4 px per frame with an exposure of 0.5 frame interval: 2 px of blur everywhere,
     # whatever the BME maps say (30 px here).
     video = panning_video(0.5)
-    selection = Selection([PatchLocation(3, 16, 0, 64)], torch.full((8, 1, 96, 128), 30.0))
+    maps = torch.full((8, 1, 96, 128), 30.0)
+    maps[3] = 3.0  # the patch's frame is the sharp one (else the fit is refused: no reference)
+    selection = Selection([PatchLocation(3, 16, 0, 64)], maps)
     gen = DomainBlurConditionGenerator(
         magnitude="exposure", magnitude_offset=10.0, motion_cap=False
     )

@@ -7,10 +7,12 @@ import torch
 from ttblur.protocols import PatchLocation
 from ttblur.stages.exposure import (
     MAX_RATIO_STD,
+    MAX_SHARP_SHARE,
     RATIOS,
     ExposureEstimate,
     estimate_exposure,
     fit_exposure_ratio,
+    sharp_share,
     video_motion,
 )
 from ttblur.stages.flow import OpenCVFlow
@@ -80,3 +82,30 @@ def test_steady_pan_without_a_sharp_frame_is_refused_with_a_reason(panning_video
     assert estimate.ratio is None and estimate.blur_px is None
     assert estimate.note is not None and "steady pan" in estimate.note
     assert estimate.motion_px == pytest.approx(4.0, abs=0.3)
+
+
+def test_sharp_share_compares_the_patches_with_the_median_frame() -> None:
+    maps = torch.full((7, 1, 96, 128), 6.0)
+    assert sharp_share(maps, PATCHES) == pytest.approx(1.0)
+    maps[3] = 0.6  # the patches' frame is a still moment
+    assert sharp_share(maps, PATCHES) == pytest.approx(0.1)
+    assert sharp_share(torch.zeros(7, 1, 96, 128), PATCHES) == 0.0
+    with pytest.raises(ValueError, match=r"\(T, 1, H, W\)"):
+        sharp_share(maps[:, 0], PATCHES)
+
+
+def test_patches_as_blurred_as_the_median_frame_refuse_the_fit(panning_video) -> None:
+    # The same clean pan that reads 0.8 back: with maps saying the patches are no sharper
+    # than the typical frame the fit is refused, with the reason; with a sharper patch frame
+    # it stands.
+    video = panning_video(0.8)
+    frames, _, height, width = video.shape
+    uniform = torch.full((frames, 1, height, width), 5.0)
+    refused = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=uniform)
+    assert refused.ratio is None and refused.blur_px is None
+    assert refused.note is not None and "no frame is sharper" in refused.note
+    assert refused.motion_px == pytest.approx(4.0, abs=0.3)
+    sharper = uniform.clone()
+    sharper[3] = 5.0 * (MAX_SHARP_SHARE - 0.2)
+    kept = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=sharper)
+    assert kept.ratio == pytest.approx(0.8, abs=0.1 + 1e-6) and kept.note is None

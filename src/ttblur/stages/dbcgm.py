@@ -531,6 +531,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
                     video,
                     list(selection.patches),
                     self.flow,
+                    magnitude=selection.magnitude,
                     seed=self.seed,
                 )
                 fitted.append(exposure)

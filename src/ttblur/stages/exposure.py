@@ -21,6 +21,9 @@ are estimated once per video, without ground truth:
   neighbour, as on a steady pan, and ``rho`` cannot be told from 0). The uncertainty is the
   standard deviation of the fitted ratio over bootstrap resamplings of the compared patches;
   a fit whose spread exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says why).
+  Given the detector's blur maps, the fit is also refused when the pseudo-sharp patches are
+  about as blurred as the video's median frame (:data:`MAX_SHARP_SHARE`): then there is no
+  sharp reference at all.
 
 See ``docs/results.md`` for how close the fit comes on each scenario family.
 
@@ -45,11 +48,13 @@ from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation, warn_ma
 
 __all__ = [
     "MAX_RATIO_STD",
+    "MAX_SHARP_SHARE",
     "RATIOS",
     "ExposureEstimate",
     "estimate_exposure",
     "fit_exposure_ratio",
     "frame_motion",
+    "sharp_share",
     "video_motion",
     "warp_back",
 ]
@@ -63,6 +68,11 @@ MAX_RATIO_STD = 0.15
 #: patch's (2 px of blur on a smooth texture with noise: ~0.91; two equally blurred frames:
 #: 1 +- the noise).
 _SHARPER = 0.95
+#: With the detector's blur maps given, the fit is refused when the pseudo-sharp patches read
+#: at least this share of the median frame's blur: no frame is sharper than the others (a
+#: steady pan), so nothing tells the exposure from 0. Chosen on development videos (pans read
+#: 0.95-0.98, every other family 0.002-0.92; docs/results.md).
+MAX_SHARP_SHARE = 0.9
 #: Bootstrap resamplings of the compared patches.
 _RESAMPLES = 200
 #: Pixels left out on each side of a patch when comparing (warping and blur borders).
@@ -379,6 +389,7 @@ def estimate_exposure(
     patches: Sequence[PatchLocation],
     flow: FlowEstimator,
     *,
+    magnitude: Tensor | None = None,
     mag_norm: float | None = None,
     seed: int = 0,
 ) -> ExposureEstimate:
@@ -394,6 +405,9 @@ def estimate_exposure(
         video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T >= 2``.
         patches: pseudo-sharp patch locations, all of one size.
         flow: the optical-flow estimator.
+        magnitude: the detector's per-pixel blur maps ``(T, 1, H, W)`` px
+            (``Selection.magnitude``); given, the fit is refused when the patches read at
+            least :data:`MAX_SHARP_SHARE` of the median frame's blur.
         mag_norm: deprecated and ignored (DeprecationWarning); blur lengths are in pixels.
         seed: seed of the fit's noise top-up.
 
@@ -402,6 +416,7 @@ def estimate_exposure(
     """
     warn_mag_norm_ignored("estimate_exposure", mag_norm)
     _check_video(video)
+    share = None if magnitude is None or not patches else sharp_share(magnitude, patches)
     factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1
     if factor > 1:
         video = F.avg_pool2d(video.float(), factor)
@@ -421,4 +436,33 @@ def estimate_exposure(
         per_frame=_PER_FRAME,
         all_pairs=True,
     )
-    return replace(fitted, motion_px=fitted.motion_px * factor)
+    fitted = replace(fitted, motion_px=fitted.motion_px * factor)
+    if share is not None and share >= MAX_SHARP_SHARE:
+        note = (
+            f"the pseudo-sharp patches are as blurred as the video's median frame (they read "
+            f"{share:.2f} of its blur): no frame is sharper than the others, so the exposure "
+            "ratio cannot be fitted (for example a steady pan)"
+        )
+        return replace(fitted, ratio=None, note=note)
+    return fitted
+
+
+def sharp_share(magnitude: Tensor, patches: Sequence[PatchLocation]) -> float:
+    """Mean blur the maps read on the patches over the median of the frames' mean blur.
+
+    Args:
+        magnitude: ``(T, 1, H, W)`` per-pixel blur maps, px.
+        patches: the pseudo-sharp patches (non-empty).
+
+    Returns:
+        the share (``inf`` when the median frame reads no blur at all but the patches do,
+        0 when neither does).
+    """
+    if magnitude.ndim != 4 or magnitude.shape[1] != 1:
+        raise ValueError(f"magnitude must be (T, 1, H, W), got {tuple(magnitude.shape)}")
+    maps = magnitude.detach().float()
+    own = float(torch.stack([p.crop(maps[p.frame]).mean() for p in patches]).mean())
+    typical = float(maps.flatten(1).mean(dim=1).median())
+    if typical <= 0:
+        return 0.0 if own <= 0 else float("inf")
+    return own / typical
