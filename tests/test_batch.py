@@ -145,6 +145,21 @@ def test_failures_are_recorded_and_a_rerun_does_no_work_for_finished_videos(
     assert adapt_many(find_videos(clips), out, other, model=changed).ran == ["a", "b"]
 
 
+def test_weights_overwritten_in_place_count_as_another_network(tmp_path: Path) -> None:
+    from ttblur.batch import settings_digest
+    from ttblur.io.weights import save_weights
+
+    weights = tmp_path / "net.safetensors"
+    save_weights(standin_model("estrnn"), weights)
+    settings = SETTINGS.model_copy(update={"weights": str(weights)})
+    first = settings_digest(settings)
+    assert settings_digest(settings) == first
+    save_weights(standin_model("estrnn", seed=1), weights)
+    os.utime(weights, ns=(1, 1))
+    assert settings_digest(settings) != first
+    assert settings_digest(SETTINGS.model_copy(update={"weights": "org/hub-id"})) != first
+
+
 def test_dataset_jobs_are_scored_against_their_ground_truth(tmp_path: Path) -> None:
     clip = _clip(4, frames=6)
     seq = tmp_path / "data" / "seq1"

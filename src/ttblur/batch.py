@@ -276,6 +276,22 @@ def load_record(out: str | os.PathLike[str], name: str) -> VideoRecord | None:
         return None
 
 
+def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
+    """Size and time of a local ``settings.weights`` file or folder (weights overwritten in
+    place are new weights); ``None`` for a Hub id or no weights."""
+    if settings.weights is None:
+        return None
+    path = Path(settings.weights).expanduser()
+    if path.is_dir():
+        files = [p.stat() for p in path.iterdir() if p.is_file()]
+        return [
+            len(files),
+            sum(f.st_size for f in files),
+            max((f.st_mtime_ns for f in files), default=0),
+        ]
+    return _fingerprint(path) if path.exists() else None
+
+
 def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
     """A digest of what a task runs: the settings (but ``threads``) and, when given, the
     network's parameters and buffers (so a rerun with another configuration or network redoes
@@ -284,6 +300,7 @@ def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> 
 
     # threads change how fast, not what: a rerun on another backend still skips
     digest = hashlib.sha256(settings.model_dump_json(exclude={"threads"}).encode("utf-8"))
+    digest.update(json.dumps(_weights_fingerprint(settings)).encode("utf-8"))
     if model is not None:
         digest.update(type(model).__qualname__.encode("utf-8"))
         for name, tensor in model.state_dict().items():
@@ -309,15 +326,16 @@ def _finished(out: Path, job: VideoJob, digest: str) -> VideoRecord | None:
 
 # ============================================================================ one video
 
-#: Networks built in this process, by (model, weights, revision): a Ray worker reuses its
+#: Networks built in this process, by (model, weights, revision, weights file size and time):
+#: a Ray worker reuses its
 #: network for every video it runs (``adapt`` never changes the network it is given).
-_NETWORKS: dict[tuple[str, str | None, str | None], nn.Module] = {}
+_NETWORKS: dict[tuple[str, str | None, str | None, str], nn.Module] = {}
 
 
 def _network(settings: BatchSettings) -> nn.Module:
     from ttblur.io.models import load_model
 
-    key = (settings.model, settings.weights, settings.revision)
+    key = (settings.model, settings.weights, settings.revision, str(_weights_fingerprint(settings)))
     if key not in _NETWORKS:
         _NETWORKS[key] = load_model(settings.model, settings.weights, revision=settings.revision)
     return _NETWORKS[key]
