@@ -23,6 +23,7 @@ EXAMPLES = ROOT / "examples"
 # example -> (extra arguments after --quick, text its output must contain)
 RUNS: dict[str, tuple[list[str], list[str]]] = {
     "quickstart.py": ([], ["adapted model", "unadapted model", "pseudo-sharp patches"]),
+    "adapt_many_videos.py": ([], ["3 videos in", "| clip0 | done |", "ran 0, skipped 3"]),
     "custom_synthesizer.py": ([], ["adapted with AnisotropicGaussian", "PhysicalReblur"]),
     "wrap_estrnn.py": (["--adapt"], ["standin_model('estrnn')", "restored 8 frames"]),
     "wrap_mmp_rnn.py": (["--adapt"], ["standin_model('mmp_rnn')", "restored 8 frames"]),
