@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from ttblur.batch import (
     MANIFEST,
@@ -167,7 +168,14 @@ def test_dataset_jobs_are_scored_against_their_ground_truth(tmp_path: Path) -> N
     save_video(clip.sharp, seq / "sharp")
     jobs = dataset_jobs(find_sequences(tmp_path / "data"))
     assert jobs == [VideoJob("seq1", seq / "blur", seq / "sharp")]
-    record = run_video(jobs[0], tmp_path / "out", SETTINGS, standin_model("estrnn"))
+    threads = torch.get_num_threads()
+    record = run_video(
+        jobs[0],
+        tmp_path / "out",
+        SETTINGS.model_copy(update={"threads": 2}),
+        standin_model("estrnn"),
+    )
+    assert torch.get_num_threads() == threads  # the caller's setting is restored
     assert record.status == "done" and record.scores is not None
     # the identity stand-in: unadapted == blurry input
     scores = record.scores

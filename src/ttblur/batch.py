@@ -377,6 +377,7 @@ def run_video(
         job.name, "failed", str(job.blurry), fingerprint, 0.0, settings_digest(settings, model)
     )
     remove_stale_temporaries(folder)  # left by a run killed while writing this video
+    threads = torch.get_num_threads()
     try:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
@@ -385,6 +386,8 @@ def run_video(
     except Exception as err:  # recorded, so that the other videos go on
         record.status = "failed"
         record.error = f"{type(err).__name__}: {err}".strip()
+    finally:
+        torch.set_num_threads(threads)  # the caller's setting back
     record.seconds = round(time.perf_counter() - start, 2)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / MANIFEST, record.to_json())
