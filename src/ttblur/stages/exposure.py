@@ -417,6 +417,7 @@ def estimate_exposure(
     warn_mag_norm_ignored("estimate_exposure", mag_norm)
     _check_video(video)
     share = None if magnitude is None or not patches else sharp_share(magnitude, patches)
+    refused = share is not None and share >= MAX_SHARP_SHARE
     factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1
     if factor > 1:
         video = F.avg_pool2d(video.float(), factor)
@@ -424,6 +425,14 @@ def estimate_exposure(
             PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
             for p in patches
         ]
+    if refused:
+        # No sharp reference: only the motion is measured, nothing is compared.
+        note = (
+            f"the pseudo-sharp patches are as blurred as the video's median frame (they read "
+            f"{share:.2f} of its blur): no frame is sharper than the others, so the exposure "
+            "ratio cannot be fitted (for example a steady pan)"
+        )
+        return ExposureEstimate(None, video_motion(video, flow) * factor, note=note)
     fitted = _fit(
         video,
         patches,
@@ -436,15 +445,7 @@ def estimate_exposure(
         per_frame=_PER_FRAME,
         all_pairs=True,
     )
-    fitted = replace(fitted, motion_px=fitted.motion_px * factor)
-    if share is not None and share >= MAX_SHARP_SHARE:
-        note = (
-            f"the pseudo-sharp patches are as blurred as the video's median frame (they read "
-            f"{share:.2f} of its blur): no frame is sharper than the others, so the exposure "
-            "ratio cannot be fitted (for example a steady pan)"
-        )
-        return replace(fitted, ratio=None, note=note)
-    return fitted
+    return replace(fitted, motion_px=fitted.motion_px * factor)
 
 
 def sharp_share(magnitude: Tensor, patches: Sequence[PatchLocation]) -> float:
