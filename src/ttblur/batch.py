@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ttblur.config import AdaptConfig
+from ttblur.evaluation import KINDS
 from ttblur.io.atomic import (
     TEMP_MARKER,
     StagedOutputs,
@@ -95,8 +96,6 @@ MANIFEST = "manifest.json"
 OUTPUTS = ("adapted.safetensors", "deblurred.mp4", "report.json")
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
-#: What each video with ground truth is scored for.
-KINDS = ("blurry", "unadapted", "adapted")
 
 Backend = Literal["auto", "local", "ray"]
 
@@ -124,12 +123,21 @@ class VideoJob:
         return {"blurry": _fingerprint(self.blurry), "sharp": _fingerprint(self.sharp)}
 
 
-def _fingerprint(path: Path | None) -> list[int] | None:
+def _fingerprint(
+    path: Path | None, suffixes: tuple[str, ...] | None = IMAGE_EXTENSIONS
+) -> list[int] | None:
+    """``[files, total size, newest modification time]`` of a file, or of the files of a
+    folder whose suffix is in ``suffixes`` (``None``: every file); ``None`` when ``path`` is
+    ``None`` or unreadable."""
     if path is None:
         return None
     try:
         if path.is_dir():
-            stats = [p.stat() for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+            stats = [
+                p.stat()
+                for p in path.iterdir()
+                if p.is_file() and (suffixes is None or p.suffix.lower() in suffixes)
+            ]
             return [
                 len(stats),
                 sum(s.st_size for s in stats),
@@ -277,19 +285,11 @@ def load_record(out: str | os.PathLike[str], name: str) -> VideoRecord | None:
 
 
 def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
-    """Size and time of a local ``settings.weights`` file or folder (weights overwritten in
-    place are new weights); ``None`` for a Hub id or no weights."""
+    """:func:`_fingerprint` of a local ``settings.weights`` file or folder (weights
+    overwritten in place are new weights); ``None`` for a Hub id or no weights."""
     if settings.weights is None:
         return None
-    path = Path(settings.weights).expanduser()
-    if path.is_dir():
-        files = [p.stat() for p in path.iterdir() if p.is_file()]
-        return [
-            len(files),
-            sum(f.st_size for f in files),
-            max((f.st_mtime_ns for f in files), default=0),
-        ]
-    return _fingerprint(path) if path.exists() else None
+    return _fingerprint(Path(settings.weights).expanduser(), suffixes=None)
 
 
 def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
@@ -352,6 +352,8 @@ def run_video(
     out: str | os.PathLike[str],
     settings: BatchSettings,
     model: nn.Module | None = None,
+    *,
+    digest: str | None = None,
 ) -> VideoRecord:
     """Adapt to one video, write its outputs and manifest, and return its record.
 
@@ -364,6 +366,8 @@ def run_video(
         out: the batch's output folder; the video's outputs go to ``out/<job.name>``.
         settings: what to run.
         model: the network (``None``: built from ``settings.model``).
+        digest: :func:`settings_digest` of ``settings`` and ``model`` when the caller has it
+            (:func:`adapt_many` computes it once per batch); ``None`` computes it.
 
     Returns:
         the :class:`VideoRecord` written to ``out/<job.name>/manifest.json``.
@@ -373,9 +377,9 @@ def run_video(
     start = time.perf_counter()
     folder = Path(out) / job.name
     fingerprint = job.fingerprint()
-    record = VideoRecord(
-        job.name, "failed", str(job.blurry), fingerprint, 0.0, settings_digest(settings, model)
-    )
+    if digest is None:
+        digest = settings_digest(settings, model)
+    record = VideoRecord(job.name, "failed", str(job.blurry), fingerprint, 0.0, digest)
     remove_stale_temporaries(folder)  # left by a run killed while writing this video
     threads = torch.get_num_threads()
     try:
@@ -402,19 +406,16 @@ def _adapt_one(
     record: VideoRecord,
 ) -> None:
     from ttblur.api import adapt
+    from ttblur.evaluation import load_pair
     from ttblur.inference import deblur
     from ttblur.io.video import load_video, save_video, video_info
     from ttblur.io.weights import save_weights
 
-    blurry = load_video(job.blurry, max_frames=settings.max_frames)
     sharp = None
-    if job.sharp is not None:
-        sharp = load_video(job.sharp, max_frames=settings.max_frames)
-        if sharp.shape != blurry.shape:
-            raise ValueError(
-                f"blurry frames {tuple(blurry.shape)} and sharp frames {tuple(sharp.shape)} "
-                "differ (T, 3, H, W)"
-            )
+    if job.sharp is None:
+        blurry = load_video(job.blurry, max_frames=settings.max_frames)
+    else:
+        blurry, sharp = load_pair(job.blurry, job.sharp, max_frames=settings.max_frames)
     record.frames, record.height, record.width = (int(blurry.shape[i]) for i in (0, 2, 3))
     network = model if model is not None else _network(settings)
     spec, device = settings.spec, settings.device
@@ -585,11 +586,12 @@ def adapt_many(
             cpus_per_video,
             gpus_per_video,
             max_retries,
+            digest,
             finished,
         )
     else:
         for job in todo:
-            finished(run_video(job, root, settings, model))
+            finished(run_video(job, root, settings, model, digest=digest))
     return BatchResult(
         [records[n] for n in order],
         [job.name for job in todo],
@@ -599,9 +601,11 @@ def adapt_many(
     )
 
 
-def _task(job: VideoJob, out: str, settings: BatchSettings, model: nn.Module | None) -> VideoRecord:
+def _task(
+    job: VideoJob, out: str, settings: BatchSettings, model: nn.Module | None, digest: str
+) -> VideoRecord:
     """The body of a Ray task (Ray resolves ``model`` from the object store)."""
-    return run_video(job, out, settings, model)
+    return run_video(job, out, settings, model, digest=digest)
 
 
 def _run_ray(
@@ -614,6 +618,7 @@ def _run_ray(
     cpus: float,
     gpus: float,
     retries: int,
+    digest: str,
     finished: Callable[[VideoRecord], None],
 ) -> None:
     import ray
@@ -632,7 +637,7 @@ def _run_ray(
     try:
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)
         shared: Any = ray.put(model) if model is not None else None
-        pending = {task.remote(job, str(out), settings, shared): job for job in todo}
+        pending = {task.remote(job, str(out), settings, shared, digest): job for job in todo}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -646,7 +651,7 @@ def _run_ray(
                         str(job.blurry),
                         job.fingerprint(),
                         0.0,
-                        settings_digest(settings, model),
+                        digest,
                         error=f"{type(err).__name__}: {err}".strip(),
                     )
                     (out / job.name).mkdir(parents=True, exist_ok=True)

@@ -181,8 +181,8 @@ outputs (in --out, one folder per video, named after it):
 
 A rerun with the same --out skips the videos already done (same input size and time, same
 network and configuration, all outputs present) and redoes the failed, unfinished and changed
-ones. A failing video is recorded with
-its error and does not stop the others; the exit status is 1 if any video failed.
+ones. A failing video is recorded with its error and does not stop the others; the exit
+status is 1 if any video failed.
 
 examples:
   ttblur adapt-many clips/ --out adapted/
@@ -726,7 +726,6 @@ def _run_batch(
         out,
         settings,
         workers=args.workers,
-        backend="auto" if ray_available() else "local",
         ray_address=args.ray_address,
         cpus_per_video=args.cpus_per_video,
         gpus_per_video=args.gpus_per_video,

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ __all__ = [
     "evaluate",
     "evaluate_sequence",
     "frame_mean",
+    "load_pair",
     "markdown_table",
     "score_frames",
 ]
@@ -102,6 +104,33 @@ def score_frames(restored: Iterable[Tensor], sharp: Tensor, crop_border: int = 0
     return scores
 
 
+def load_pair(
+    blur: str | os.PathLike[str], sharp: str | os.PathLike[str], *, max_frames: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """The blurry frames and their ground truth, checked to match.
+
+    Args:
+        blur, sharp: video files or frame folders (:func:`ttblur.io.video.load_video`).
+        max_frames: read only the first frames of each.
+
+    Returns:
+        ``(blurry, sharp)``, both ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+
+    Raises:
+        ValueError: unreadable input, or the two differ in shape.
+    """
+    from ttblur.io.video import load_video
+
+    blurry = load_video(blur, max_frames=max_frames)
+    truth = load_video(sharp, max_frames=max_frames)
+    if blurry.shape != truth.shape:
+        raise ValueError(
+            f"blurry frames {tuple(blurry.shape)} and sharp frames {tuple(truth.shape)} "
+            "differ (T, 3, H, W)"
+        )
+    return blurry, truth
+
+
 def evaluate_sequence(
     seq: DatasetSequence,
     model: nn.Module,
@@ -126,17 +155,13 @@ def evaluate_sequence(
     """
     from ttblur.api import adapt
     from ttblur.inference import iter_deblur
-    from ttblur.io.video import load_video
 
     opts = options if options is not None else EvalOptions()
     spec, device, progress = opts.spec, opts.device, opts.progress
-    blurry = load_video(seq.blur, max_frames=opts.max_frames)
-    sharp = load_video(seq.sharp, max_frames=opts.max_frames)
-    if blurry.shape != sharp.shape:
-        raise ValueError(
-            f"sequence {seq.name}: blurry frames {tuple(blurry.shape)} and sharp frames "
-            f"{tuple(sharp.shape)} differ (T, 3, H, W)"
-        )
+    try:
+        blurry, sharp = load_pair(seq.blur, seq.sharp, max_frames=opts.max_frames)
+    except ValueError as err:
+        raise ValueError(f"sequence {seq.name}: {err}") from err
     start = time.perf_counter()
     unadapted = iter_deblur(model, blurry, spec=spec, device=device, progress=progress)
     row: dict[str, Any] = {
