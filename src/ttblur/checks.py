@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ttblur.config import AdaptConfig
 from ttblur.finetune import LossFn, clip_radius
+from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.stages.flow import MIN_FLOW_SIZE
 
@@ -80,7 +81,7 @@ def _largest_patch(height: int, width: int) -> int:
 
 
 def check_video(
-    video: Tensor, config: AdaptConfig, spec: ModelSpec, *, needs_flow: bool, patch_size: bool
+    video: Frames, config: AdaptConfig, spec: ModelSpec, *, needs_flow: bool, patch_size: bool
 ) -> None:
     """Refuse a video the run cannot use, before any work.
 

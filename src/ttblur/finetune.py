@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ttblur._state import ModuleSnapshot
 from ttblur.config import FinetuneConfig
 from ttblur.inference import reflect_index
+from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.types import PatchLocation
 
@@ -82,7 +83,7 @@ def clip_radius(spec: ModelSpec, neighbours: int = 2) -> int:
 
 
 def build_pseudo_pairs(
-    video: Tensor,
+    video: Frames,
     patches: list[PatchLocation],
     reblurred: Tensor,
     spec: ModelSpec,
@@ -116,8 +117,10 @@ def build_pseudo_pairs(
     radius = clip_radius(spec, neighbours)
     size = patches[0].size
     # Filled crop by crop: indexing whole frames first would copy 2k+1 full frames per patch.
-    inputs = video.new_empty(len(patches), 2 * radius + 1, 3, size, size)
-    targets = video.new_empty(len(patches), 3, size, size)
+    inputs = torch.empty(
+        len(patches), 2 * radius + 1, 3, size, size, dtype=video.dtype, device=video.device
+    )
+    targets = torch.empty(len(patches), 3, size, size, dtype=video.dtype, device=video.device)
     for index, loc in enumerate(patches):
         for slot, offset in enumerate(range(-radius, radius + 1)):
             if offset:

@@ -27,12 +27,13 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +53,7 @@ from ttblur.finetune import (
     select_trainable,
 )
 from ttblur.inference import resolve_device, to_video
+from ttblur.io.frame_store import Frames, store_video
 from ttblur.outputs import AdaptOutput, AdaptReport, condition_stats
 from ttblur.registry import (
     CONDITION_GENERATORS,
@@ -353,7 +355,7 @@ class AdaptPipeline:
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        frames = to_video(video)
+        frames = self._frames(video, progress)
         loss = loss_fn if loss_fn is not None else default_loss
         cuda = [_cuda_index(self.device)] if self.device.type == "cuda" else []
         # Nothing inside may move the caller's global random streams: they are forked here and
@@ -365,10 +367,27 @@ class AdaptPipeline:
                     torch.cuda.manual_seed(self.config.seed)
             return self._guarded(model, frames, loss, spec, in_place, progress, callback)
 
+    def streams(self, video: VideoSource) -> bool:
+        """Whether a run on ``video`` keeps the frames in a disk-backed
+        :class:`~ttblur.io.frame_store.FrameStore` instead of memory: ``video`` is a path (a
+        video file or a frame folder) and every stage that reads frames (detector, condition
+        generator, guard) is a built-in one. User stages are always handed tensors."""
+        if not isinstance(video, (str, os.PathLike)):
+            return False
+        readers = ["detector", "condition_generator"] + (["guard"] if self.uses_guard else [])
+        return all(self._builds_builtin(name) for name in readers)
+
+    def _frames(self, video: VideoSource, progress: bool) -> Frames:
+        """The video as the stages read it: streamed to a frame store (:meth:`streams`),
+        else one in-memory tensor."""
+        if self.streams(video):
+            return store_video(cast("str | os.PathLike[str]", video), progress=progress)
+        return to_video(video)
+
     def _guarded(
         self,
         model: nn.Module,
-        frames: Tensor,
+        frames: Frames,
         loss: LossFn,
         spec: ModelSpec | str | None,
         in_place: bool,
@@ -408,7 +427,7 @@ class _Run:
         self,
         pipe: AdaptPipeline,
         model: nn.Module,
-        frames: Tensor,
+        frames: Frames,
         loss: LossFn,
         snapshot: ModuleSnapshot | None,
         progress: bool,
@@ -451,7 +470,8 @@ class _Run:
             synthesizer = pipe.synthesizer
 
         with _timed(self.seconds, "rsdm"):
-            selection: Selection = detector.select(frames)
+            # Built-in stages read a frame store like a tensor (streams()); user stages get one.
+            selection: Selection = detector.select(cast(Tensor, frames))
         self._emit("rsdm", selection=selection)
         base: dict[str, Any] = dict(
             num_frames=int(frames.shape[0]),
@@ -472,7 +492,7 @@ class _Run:
             return AdaptOutput(self._unadapted(), report, spec, self.device, selection=selection)
 
         with _timed(self.seconds, "dbcgm"):
-            produced = generator(frames, selection)
+            produced = generator(cast(Tensor, frames), selection)
         condition = condition_maps(produced).float().cpu()
         exposure = produced.exposure if isinstance(produced, BlurConditions) else None
         patches = list(selection.patches)
@@ -509,7 +529,7 @@ class _Run:
         epoch_guard, windows, scoring = None, None, {"guard": 0.0}
         if pipe.uses_guard:
             with _timed(self.seconds, "guard"):
-                probe = pipe.guard.prepare(frames, selection, spec)
+                probe = pipe.guard.prepare(cast(Tensor, frames), selection, spec)
                 windows = getattr(probe, "windows", None)
             device = self.device
 

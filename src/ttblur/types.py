@@ -33,6 +33,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from ttblur.io.frame_store import Frames, FrameStore
+
 __all__ = [
     "VIDEO_RANGE_TOLERANCE",
     "BlurConditions",
@@ -57,13 +59,17 @@ __all__ = [
 VIDEO_RANGE_TOLERANCE = 1e-3
 
 
-def finite_range(x: Tensor, name: str) -> tuple[float, float]:
-    """Minimum and maximum of a non-empty tensor; ValueError if it holds NaN or inf.
+def finite_range(x: Frames, name: str) -> tuple[float, float]:
+    """Minimum and maximum of a non-empty tensor (or frame store, read chunk by chunk);
+    ValueError if it holds NaN or inf.
 
     ``aminmax`` propagates NaN and shows inf, and is much cheaper than ``isfinite(x).all()``.
     """
-    low_t, high_t = torch.aminmax(x.detach())
-    low, high = float(low_t), float(high_t)
+    if isinstance(x, FrameStore):
+        low, high = x.value_range()
+    else:
+        low_t, high_t = torch.aminmax(x.detach())
+        low, high = float(low_t), float(high_t)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or inf")
     return low, high
@@ -118,7 +124,7 @@ def warn_mag_norm_ignored(where: str, mag_norm: float | None) -> None:
     )
 
 
-def validate_video(video: Tensor, name: str = "video", *, channels: int | None = 3) -> None:
+def validate_video(video: Frames, name: str = "video", *, channels: int | None = 3) -> None:
     """Check frames handed to a stage: ``(T, C, H, W)`` float, non-empty, finite, in ``[0, 1]``.
 
     Args:
@@ -133,7 +139,7 @@ def validate_video(video: Tensor, name: str = "video", *, channels: int | None =
         ValueError: naming the first violated requirement; values may lie up to
             :data:`VIDEO_RANGE_TOLERANCE` outside ``[0, 1]``.
     """
-    if not isinstance(video, Tensor):
+    if not isinstance(video, Frames):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(video).__name__}")
     if video.ndim != 4 or (channels is not None and video.shape[1] != channels):
         layout = f"(T, {channels}, H, W)" if channels is not None else "(T, C, H, W)"
@@ -247,13 +253,15 @@ class Selection:
     Attributes:
         patches: the chosen patch locations, in a deterministic order.
         magnitude: per-frame blur magnitude maps ``(T, 1, H, W)`` in pixels, as predicted by the
-            detector. Condition generators reuse them instead of recomputing.
+            detector. Condition generators reuse them instead of recomputing. When
+            :func:`ttblur.adapt` streams a video file, a disk-backed
+            :class:`~ttblur.io.frame_store.FrameStore` (index it like a tensor).
         threshold: the magnitude threshold (pixels) the detector used, if it used one.
         candidates: number of candidate patches the detector considered.
     """
 
     patches: list[PatchLocation]
-    magnitude: Tensor
+    magnitude: Frames
     threshold: float | None = None
     candidates: int = 0
     info: dict[str, float] = field(default_factory=dict)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from ttblur.io.frame_store import Frames
 from ttblur.types import PatchLocation, warn_mag_norm_ignored
 
 __all__ = ["clip_margin", "mirrored_box", "patch_motion_conditions", "synthesize_motion_clips"]
@@ -98,7 +99,7 @@ def mirrored_box(frame: Tensor, patch: PatchLocation, margin: int | tuple[int, i
 
 
 def synthesize_motion_clips(
-    video: Tensor,
+    video: Frames,
     patches: Sequence[PatchLocation],
     condition: Tensor,
     blur: BlurFn,

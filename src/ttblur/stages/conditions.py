@@ -21,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from ttblur.io.frame_store import Frames, per_frame
 from ttblur.types import finite_range, warn_mag_norm_ignored
 
 __all__ = [
@@ -166,7 +167,7 @@ def adapt_magnitude(
     return ratio * neighbour_mean.float() + offset
 
 
-def video_blur_samples(magnitude: Tensor, cell: int) -> Tensor:
+def video_blur_samples(magnitude: Frames, cell: int) -> Tensor:
     """The video's own distribution of blur: mean BME blur of every ``cell`` x ``cell`` block
     of every frame.
 
@@ -186,8 +187,11 @@ def video_blur_samples(magnitude: Tensor, cell: int) -> Tensor:
     if cell < 1:
         raise ValueError(f"cell must be >= 1 px, got {cell}")
     side = min(int(cell), int(magnitude.shape[2]), int(magnitude.shape[3]))
-    pooled = torch.nn.functional.avg_pool2d(magnitude.float(), side, stride=side)
-    return pooled.reshape(-1)
+
+    def pooled(maps: Tensor) -> Tensor:
+        return torch.nn.functional.avg_pool2d(maps.float(), side, stride=side).reshape(-1)
+
+    return per_frame(magnitude, pooled)
 
 
 def match_video_blur(

@@ -69,6 +69,7 @@ import torch
 from torch import Tensor
 
 from ttblur.config import DBCGMConfig
+from ttblur.io.frame_store import Frames, per_frame
 from ttblur.registry import CONDITION_GENERATORS as _GENERATORS
 from ttblur.stages.conditions import (
     adapt_magnitude,
@@ -119,7 +120,7 @@ _DEFAULTS = DBCGMConfig()
 # Input checks
 
 
-def _validate_patches(patches: Sequence[PatchLocation], video: Tensor) -> int:
+def _validate_patches(patches: Sequence[PatchLocation], video: Frames) -> int:
     """Check that every patch lies inside the video; return the common patch size (0: none)."""
     num_frames, _, height, width = video.shape
     sizes = {p.size for p in patches}
@@ -133,8 +134,8 @@ def _validate_patches(patches: Sequence[PatchLocation], video: Tensor) -> int:
     return sizes.pop() if sizes else 0
 
 
-def _validate_magnitude(magnitude: Tensor, video: Tensor) -> None:
-    if not isinstance(magnitude, Tensor):
+def _validate_magnitude(magnitude: Frames, video: Frames) -> None:
+    if not isinstance(magnitude, Frames):
         raise ValueError(f"selection.magnitude must be a tensor, got {type(magnitude).__name__}")
     expected = (video.shape[0], 1, video.shape[2], video.shape[3])
     if tuple(magnitude.shape) != expected:
@@ -212,7 +213,7 @@ class _TemporalFlow:
         return boxes
 
     def _compute_pairs(
-        self, video: Tensor, pairs: list[int], boxes: dict[int, _Box], cache: dict[int, Tensor]
+        self, video: Frames, pairs: list[int], boxes: dict[int, _Box], cache: dict[int, Tensor]
     ) -> int:
         """Compute the flows of ``pairs`` (grouped by box size into batches); return #batches."""
         groups: dict[tuple[int, int], list[int]] = {}
@@ -241,7 +242,7 @@ class _TemporalFlow:
         return frame[:, top:bottom, left:right]
 
     def accumulated_flow(
-        self, video: Tensor, patches: Sequence[PatchLocation]
+        self, video: Frames, patches: Sequence[PatchLocation]
     ) -> tuple[Tensor, Tensor]:
         """Sum of per-pair flows at each patch pixel.
 
@@ -281,7 +282,7 @@ class _TemporalFlow:
 
     def _conditions(
         self,
-        video: Tensor,
+        video: Frames,
         selection: Selection,
         magnitude_fn: _MagnitudeFn,
         *,
@@ -319,7 +320,7 @@ def _per_frame_motion(norm: Tensor, counts: Tensor) -> Tensor:
     return norm / counts.to(device=norm.device, dtype=torch.float32).view(-1, 1, 1, 1)
 
 
-def _empty_output(video: Tensor) -> Tensor:
+def _empty_output(video: Frames) -> Tensor:
     return torch.zeros(0, 3, 0, 0, dtype=torch.float32, device=video.device)
 
 
@@ -462,7 +463,11 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         """
         magnitude = selection.magnitude.detach().to(device=device, dtype=torch.float32)
         num_frames = magnitude.shape[0]
-        frame_max = magnitude.amax(dim=(1, 2, 3)) if self.normalize_over == "frame" else None
+        frame_max = (
+            per_frame(magnitude, lambda maps: maps.amax(dim=(1, 2, 3)))
+            if self.normalize_over == "frame"
+            else None
+        )
         current, neighbour_mean, peaks, lonely = [], [], [], []
         for p in selection.patches:
             cur = p.crop(magnitude[p.frame])
@@ -497,7 +502,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         samples = video_blur_samples(magnitude, max(size // 2, 1))
         return match_video_blur(adapted, own, samples, identity_px=self.identity_px)
 
-    def __call__(self, video: Tensor, selection: Selection) -> BlurConditions:
+    def __call__(self, video: Frames, selection: Selection) -> BlurConditions:
         """Blur conditions for ``selection.patches``.
 
         Args:
@@ -604,7 +609,7 @@ class FlowOnlyCondition(_TemporalFlow):
             f"neighbours={self.neighbours}, context={self.context}, min_flow={self.min_flow})"
         )
 
-    def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+    def __call__(self, video: Frames, selection: Selection) -> Tensor:
         """Blur conditions from flow alone (``selection.magnitude`` is not used).
 
         Args:
@@ -663,7 +668,7 @@ class RandomCondition:
     def __repr__(self) -> str:
         return f"RandomCondition(magnitude_range={self.magnitude_range}, seed={self.seed})"
 
-    def __call__(self, video: Tensor, selection: Selection) -> Tensor:
+    def __call__(self, video: Frames, selection: Selection) -> Tensor:
         """Random blur conditions for ``selection.patches``.
 
         Args:

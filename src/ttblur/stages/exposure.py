@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ttblur.io.frame_store import Frames, FrameStore, per_frame
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation, warn_mag_norm_ignored
 
@@ -88,7 +89,7 @@ _WORKING_PATCH = 128
 
 
 def _pair_flows(
-    video: Tensor, flow: FlowEstimator, pairs: Sequence[int], keep: set[int], batch: int = 4
+    video: Frames, flow: FlowEstimator, pairs: Sequence[int], keep: set[int], batch: int = 4
 ) -> tuple[Tensor, dict[int, Tensor]]:
     """Mean flow length ``(len(pairs),)`` px of the consecutive frame pairs ``pairs`` (pair
     ``a``: frame ``a`` -> ``a + 1``), and the flows ``(2, H, W)`` of those in ``keep``."""
@@ -119,7 +120,7 @@ def _motion_from_lengths(lengths: Tensor) -> float:
     return float(per_frame[top].mean())
 
 
-def video_motion(video: Tensor, flow: FlowEstimator) -> float:
+def video_motion(video: Frames, flow: FlowEstimator) -> float:
     """The video's motion per frame interval in px.
 
     Args:
@@ -135,9 +136,9 @@ def video_motion(video: Tensor, flow: FlowEstimator) -> float:
     return _motion_from_lengths(lengths)
 
 
-def _check_video(video: Tensor) -> None:
-    if not isinstance(video, Tensor) or video.ndim != 4 or video.shape[1] != 3:
-        got = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
+def _check_video(video: Frames) -> None:
+    if not isinstance(video, Frames) or video.ndim != 4 or video.shape[1] != 3:
+        got = tuple(video.shape) if isinstance(video, Frames) else type(video).__name__
         raise ValueError(f"video must be a (T, 3, H, W) tensor, got {got}")
     if video.shape[0] < 2:
         raise ValueError(f"need at least 2 frames to measure motion, got {video.shape[0]}")
@@ -190,7 +191,7 @@ def _needed_pairs(frames: list[int], offsets: Sequence[int], num_frames: int) ->
 
 
 def fit_exposure_ratio(
-    video: Tensor,
+    video: Frames,
     patches: Sequence[PatchLocation],
     flow: FlowEstimator,
     *,
@@ -259,7 +260,7 @@ def _detail(images: Tensor, weight: Tensor, unit: Tensor) -> Tensor:
 
 
 def _comparisons(
-    video: Tensor,
+    video: Frames,
     patches: Sequence[PatchLocation],
     frames: list[int],
     pair_flow: dict[int, Tensor],
@@ -333,7 +334,7 @@ def _errors(
 
 
 def _fit(
-    video: Tensor,
+    video: Frames,
     patches: Sequence[PatchLocation],
     flow: FlowEstimator,
     noise_std: float,
@@ -385,11 +386,11 @@ def _fit(
 
 
 def estimate_exposure(
-    video: Tensor,
+    video: Frames,
     patches: Sequence[PatchLocation],
     flow: FlowEstimator,
     *,
-    magnitude: Tensor | None = None,
+    magnitude: Frames | None = None,
     mag_norm: float | None = None,
     seed: int = 0,
 ) -> ExposureEstimate:
@@ -420,7 +421,10 @@ def estimate_exposure(
     refused = share is not None and share >= MAX_SHARP_SHARE
     factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1
     if factor > 1:
-        video = F.avg_pool2d(video.float(), factor)
+        if isinstance(video, FrameStore):
+            video = video.pooled(factor)
+        else:
+            video = F.avg_pool2d(video.float(), factor)
         patches = [
             PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
             for p in patches
@@ -448,7 +452,7 @@ def estimate_exposure(
     return replace(fitted, motion_px=fitted.motion_px * factor)
 
 
-def sharp_share(magnitude: Tensor, patches: Sequence[PatchLocation]) -> float:
+def sharp_share(magnitude: Frames, patches: Sequence[PatchLocation]) -> float:
     """Mean blur the maps read on the patches over the median of the frames' mean blur.
 
     Args:
@@ -463,7 +467,7 @@ def sharp_share(magnitude: Tensor, patches: Sequence[PatchLocation]) -> float:
         raise ValueError(f"magnitude must be (T, 1, H, W), got {tuple(magnitude.shape)}")
     maps = magnitude.detach().float()
     own = float(torch.stack([p.crop(maps[p.frame]).mean() for p in patches]).mean())
-    typical = float(maps.flatten(1).mean(dim=1).median())
+    typical = float(per_frame(maps, lambda m: m.flatten(1).mean(dim=1)).median())
     if typical <= 0:
         return 0.0 if own <= 0 else float("inf")
     return own / typical

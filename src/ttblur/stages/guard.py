@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from ttblur.config import GuardConfig
 from ttblur.finetune import clip_radius, predict_centre
 from ttblur.inference import reflect_index
+from ttblur.io.frame_store import Frames
 from ttblur.registry import GUARDS
 from ttblur.specs import ModelSpec
 from ttblur.stages.conditions import blur_direction
@@ -146,7 +147,7 @@ def _textured_corner(frame: Tensor, size: int) -> tuple[int, int]:
 
 
 def choose_windows(
-    video: Tensor,
+    video: Frames,
     selection: Selection,
     spec: ModelSpec,
     flow: FlowEstimator,
@@ -297,7 +298,7 @@ class ReblurGuard:
             f"margin={self.margin}, blur_weight={self.blur_weight})"
         )
 
-    def prepare(self, video: Tensor, selection: Selection, spec: ModelSpec) -> GuardProbe:
+    def prepare(self, video: Frames, selection: Selection, spec: ModelSpec) -> GuardProbe:
         """Choose the windows of ``video``; the returned probe scores a model on them."""
         windows = choose_windows(
             video,

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ttblur.config import SynthesisConfig
+from ttblur.io.frame_store import Frames
 from ttblur.registry import SYNTHESIZERS
 from ttblur.types import validate_video, warn_mag_norm_ignored
 
@@ -169,7 +170,7 @@ def estimate_noise_std(images: Tensor, *, per_image: bool = False) -> Tensor:
     return flat.median() * (_MAD_TO_STD / 6.0)
 
 
-def video_noise_std(frames: Tensor, max_frames: int = 8) -> float:
+def video_noise_std(frames: Frames, max_frames: int = 8) -> float:
     """Sensor noise std of a video from up to ``max_frames`` evenly spaced frames
     (:func:`estimate_noise_std`; no reference needed).
 

@@ -57,7 +57,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,9 +67,10 @@ import torch
 from torch import Tensor
 
 from ttblur.config import RSDMConfig
+from ttblur.io.frame_store import Frames, FrameStore, per_frame
 from ttblur.nets.bme import BlurMagnitudeEstimator
 from ttblur.registry import DETECTORS
-from ttblur.types import PatchLocation, Selection, validate_video
+from ttblur.types import PatchLocation, Selection, finite_range, validate_video
 
 #: The ``rsdm`` section's defaults are the detectors' constructor defaults (one source).
 _DEFAULTS = RSDMConfig()
@@ -192,8 +192,8 @@ def candidate_grid(
 # magnitude maps
 
 
-def _validate_magnitude(magnitude: Tensor, video_shape: tuple[int, ...]) -> None:
-    if not isinstance(magnitude, Tensor):
+def _validate_magnitude(magnitude: Frames, video_shape: tuple[int, ...]) -> None:
+    if not isinstance(magnitude, Frames):
         raise ValueError(f"magnitude must be a torch.Tensor, got {type(magnitude).__name__}")
     expected = (video_shape[0], 1, video_shape[2], video_shape[3])
     if tuple(magnitude.shape) != expected:
@@ -204,29 +204,27 @@ def _validate_magnitude(magnitude: Tensor, video_shape: tuple[int, ...]) -> None
     if not magnitude.is_floating_point():
         raise ValueError(f"magnitude must be floating point, got {magnitude.dtype}")
     if magnitude.numel():
-        low_t, high_t = torch.aminmax(magnitude.detach())
-        low, high = float(low_t), float(high_t)
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError("magnitude contains NaN or inf")
+        low, _ = finite_range(magnitude, "magnitude")
         if low < 0:
             raise ValueError(f"magnitude must be >= 0 px, got minimum {low:.4g}")
 
 
 def estimate_magnitude(
-    bme: BlurMagnitudeEstimator | MagnitudeFn, video: Tensor, *, batch_size: int = 4
-) -> Tensor:
+    bme: BlurMagnitudeEstimator | MagnitudeFn, video: Frames, *, batch_size: int = 4
+) -> Frames:
     """Blur magnitude maps of every frame, ``batch_size`` frames at a time.
 
     Args:
         bme: a :class:`BlurMagnitudeEstimator` (its :meth:`~BlurMagnitudeEstimator.predict`
             is used, on its own device) or any callable ``frames (N, 3, H, W) -> (N, 1, H, W)``
             in px.
-        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``: a tensor or a
+            :class:`~ttblur.io.frame_store.FrameStore` (read ``batch_size`` frames at a time).
         batch_size: frames per call (> 0).
 
     Returns:
-        ``(T, 1, H, W)`` float32 magnitude in pixels on the CPU (only the maps are kept, so
-        memory stays bounded for long videos).
+        ``(T, 1, H, W)`` float32 magnitude in pixels on the CPU; for a frame store, a new
+        store beside it (memory stays bounded however long the video).
 
     Raises:
         ValueError: invalid video, ``batch_size <= 0``, or a callable returning a wrong shape,
@@ -236,7 +234,11 @@ def estimate_magnitude(
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
     validate_video(video)
     num_frames, _, height, width = video.shape
-    out = torch.empty(num_frames, 1, height, width, dtype=torch.float32)
+    out: Frames
+    if isinstance(video, FrameStore):
+        out = FrameStore.create((num_frames, 1, height, width), directory=video.directory)
+    else:
+        out = torch.empty(num_frames, 1, height, width, dtype=torch.float32)
     with torch.no_grad():
         for start in range(0, num_frames, batch_size):
             chunk = video[start : start + batch_size]
@@ -250,7 +252,10 @@ def estimate_magnitude(
                 raise ValueError(
                     f"the magnitude estimator must return (N, 1, H, W) = {expected}, got {shape}"
                 )
-            out[start : start + chunk.shape[0]] = pred.detach().float().cpu()
+            if isinstance(out, FrameStore):
+                out.write(start, pred)
+            else:
+                out[start : start + chunk.shape[0]] = pred.detach().float().cpu()
     _validate_magnitude(out, tuple(video.shape))
     return out
 
@@ -304,15 +309,51 @@ def _patches_at(
     return boxes[inside >= min_coverage * patch * patch - 1e-9]
 
 
+class _CandidateMaps:
+    """The magnitude maps of frames ``first .. stop - 1`` as ``(H, W)`` float32 arrays, with
+    each frame's minimum and maximum; a frame store is read one frame at a time."""
+
+    def __init__(self, magnitude: Frames, first: int, stop: int) -> None:
+        self.first, self.count = first, stop - first
+        if isinstance(magnitude, FrameStore):
+            self._store: FrameStore | None = magnitude
+            self._array = None
+            stats = per_frame(magnitude, _map_stats)[first:stop]
+            self.mins, self.maxs = stats[:, 0].numpy(), stats[:, 1].numpy()
+            pixels = self.count * magnitude.shape[2] * magnitude.shape[3]
+            self.mean = float(stats[:, 2].sum()) / pixels
+        else:
+            self._store = None
+            self._array = magnitude.detach().float().cpu()[first:stop, 0].numpy()
+            flat = self._array.reshape(self.count, -1)
+            self.mins, self.maxs = flat.min(axis=1), flat.max(axis=1)
+            self.mean = float(self._array.mean())
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self._array is not None:
+            return self._array[index]
+        assert self._store is not None
+        return self._store[self.first + index, 0].numpy()
+
+
+def _map_stats(maps: Tensor) -> Tensor:
+    """``(n, 3)`` float64: minimum, maximum and sum of each ``(1, H, W)`` map."""
+    flat = maps.flatten(1)
+    return torch.stack([flat.amin(1).double(), flat.amax(1).double(), flat.double().sum(1)], 1)
+
+
 def _all_patches_at(
-    maps: np.ndarray, threshold: float, patch: int, stride: int, min_coverage: float
+    maps: _CandidateMaps, threshold: float, patch: int, stride: int, min_coverage: float
 ) -> np.ndarray:
     """``(K, 3)`` (frame index into ``maps``, top, left) over all candidate frames."""
     found = []
-    for index, frame_map in enumerate(maps):
-        if float(frame_map.min()) >= threshold:
+    for index in range(len(maps)):
+        if float(maps.mins[index]) >= threshold:
             continue
-        boxes = _patches_at(frame_map, threshold, patch, stride, min_coverage)
+        boxes = _patches_at(maps[index], threshold, patch, stride, min_coverage)
         if boxes.shape[0]:
             found.append(np.concatenate([np.full((boxes.shape[0], 1), index), boxes], axis=1))
     if not found:
@@ -320,7 +361,7 @@ def _all_patches_at(
     return np.concatenate(found).astype(np.int64)
 
 
-def _mean_inside(maps: np.ndarray, boxes: np.ndarray, patch: int) -> np.ndarray:
+def _mean_inside(maps: _CandidateMaps, boxes: np.ndarray, patch: int) -> np.ndarray:
     """Mean magnitude inside each ``(frame, top, left)`` box (float64)."""
     means = np.empty(boxes.shape[0], dtype=np.float64)
     for index in np.unique(boxes[:, 0]):
@@ -337,14 +378,14 @@ def _mean_inside(maps: np.ndarray, boxes: np.ndarray, patch: int) -> np.ndarray:
     return means
 
 
-def _sharpest_first(maps: np.ndarray, boxes: np.ndarray, patch: int) -> tuple[np.ndarray, Any]:
+def _sharpest_first(maps: _CandidateMaps, boxes: np.ndarray, patch: int) -> tuple[np.ndarray, Any]:
     means = _mean_inside(maps, boxes, patch)
     order = np.lexsort((boxes[:, 2], boxes[:, 1], boxes[:, 0], means))
     return boxes[order], means[order]
 
 
 def select_relatively_sharp(
-    magnitude: Tensor,
+    magnitude: Frames,
     *,
     patch_size: int = 256,
     ratio: float = 0.2,
@@ -358,7 +399,8 @@ def select_relatively_sharp(
     """Functional RSDM: adaptive-threshold patch selection on given magnitude maps.
 
     Args:
-        magnitude: ``(T, 1, H, W)`` blur magnitude maps in pixels (>= 0, finite).
+        magnitude: ``(T, 1, H, W)`` blur magnitude maps in pixels (>= 0, finite): a tensor or
+            a :class:`~ttblur.io.frame_store.FrameStore` (read one map at a time).
         patch_size: side of a pseudo-sharp patch, px.
         ratio: share of the candidate patches to keep, in ``(0, 1]``.
         border_frames: frames skipped at each end.
@@ -378,8 +420,8 @@ def select_relatively_sharp(
     Raises:
         ValueError: bad maps or parameters, too few frames, frames smaller than a patch.
     """
-    if not isinstance(magnitude, Tensor) or magnitude.ndim != 4 or magnitude.shape[1] != 1:
-        shape = tuple(magnitude.shape) if isinstance(magnitude, Tensor) else type(magnitude)
+    if not isinstance(magnitude, Frames) or magnitude.ndim != 4 or magnitude.shape[1] != 1:
+        shape = tuple(magnitude.shape) if isinstance(magnitude, Frames) else type(magnitude)
         raise ValueError(f"magnitude must be (T, 1, H, W), got {shape}")
     _validate_magnitude(magnitude, (magnitude.shape[0], 3, *magnitude.shape[2:]))
     if not 0.0 < ratio <= 1.0:
@@ -397,8 +439,7 @@ def select_relatively_sharp(
         num_frames, height, width, patch_size=patch_size, stride=stride, border_frames=border_frames
     )
     patch, step = grid.patch_size, grid.stride
-    maps_t = magnitude.detach().float().cpu()
-    maps = maps_t[grid.frames[0] : grid.frames[-1] + 1, 0].numpy()
+    maps = _CandidateMaps(magnitude, grid.frames[0], grid.frames[-1] + 1)
     total = len(grid)
     target = grid.target_count(ratio)
     slack = tolerance * total
@@ -406,8 +447,8 @@ def select_relatively_sharp(
     def count_at(eta: float) -> np.ndarray:
         return _all_patches_at(maps, eta, patch, step, min_coverage)
 
-    low = float(maps.min())
-    high = float(maps.max())
+    low = float(maps.mins.min())
+    high = float(maps.maxs.max())
     high = high + max(abs(high) * 1e-6, 1e-6)  # everything is sharp: the full grid
     high_boxes = count_at(high)
     threshold, boxes, converged, iterations = high, high_boxes, False, 0
@@ -436,7 +477,9 @@ def select_relatively_sharp(
     ]
     return Selection(
         patches=patches,
-        magnitude=maps_t,
+        magnitude=magnitude
+        if isinstance(magnitude, FrameStore)
+        else magnitude.detach().float().cpu(),
         threshold=float(threshold),
         candidates=total,
         info={
@@ -445,7 +488,7 @@ def select_relatively_sharp(
             "converged": 1.0 if converged else 0.0,
             "found": float(found_count),
             "mean_magnitude_kept": float(means.mean()) if keep else float("nan"),
-            "mean_magnitude_candidates": float(maps.mean()),
+            "mean_magnitude_candidates": maps.mean,
         },
     )
 
@@ -511,8 +554,8 @@ class _GridPatchSelector:
         self.max_patches = max_patches
 
     def _grid_and_magnitude(
-        self, video: Tensor, magnitude: Tensor | None
-    ) -> tuple[CandidateGrid, Tensor]:
+        self, video: Frames, magnitude: Frames | None
+    ) -> tuple[CandidateGrid, Frames]:
         """Check ``video``, build its candidate grid (size checks before the network runs),
         then run the BME unless ``magnitude`` maps ``(T, 1, H, W)`` are given (checked)."""
         validate_video(video)
@@ -601,7 +644,7 @@ class RelativeSharpnessDetector(_GridPatchSelector):
             f"border_frames={self.border_frames}, tolerance={self.tolerance})"
         )
 
-    def select(self, video: Tensor, magnitude: Tensor | None = None) -> Selection:
+    def select(self, video: Frames, magnitude: Frames | None = None) -> Selection:
         """Choose the relatively sharp patches of ``video``.
 
         Args:
@@ -681,7 +724,7 @@ class RandomPatchSelector(_GridPatchSelector):
             f"border_frames={self.border_frames}, seed={self.seed})"
         )
 
-    def select(self, video: Tensor, magnitude: Tensor | None = None) -> Selection:
+    def select(self, video: Frames, magnitude: Frames | None = None) -> Selection:
         """Draw random candidate patches of ``video`` (arguments as
         :meth:`RelativeSharpnessDetector.select`)."""
         grid, magnitude = self._grid_and_magnitude(video, magnitude)
