@@ -20,7 +20,12 @@ Prints three Markdown tables, all measured by this run:
    through the reference model, against the fixed cost of a process that only imports ttblur
    and loads the model, and against the in-memory ``deblur`` + ``save_video`` of the shortest
    clip. The mp4s are encoded incrementally (the astronaut photo resized to the frame size and
-   panned 4 px per frame), never held in memory.
+   panned 4 px per frame), never held in memory;
+4. peak resident memory of ``ttblur.adapt`` on the same kind of generated mp4, given as a path
+   (streamed through a temporary :class:`~ttblur.io.frame_store.FrameStore`) for each length of
+   ``--adapt-frames``, and given as an in-memory tensor (``load_video``) for the shortest, each
+   in a fresh subprocess, with :data:`ADAPT_MEMORY_CONFIG` (a cap of 32 patches: without one
+   the number of patches, and the pseudo pairs, grow with the video's length).
 
 Usage::
 
@@ -57,6 +62,12 @@ PRESET = "bsd-2ms16ms"
 SEED = 10007
 FULL = {"clips": ["50x256x256", "20x720x1280"], "stream_frames": [100, 1000]}
 QUICK = {"clips": ["50x256x256"], "stream_frames": [20, 200], "stream_size": "360x640"}
+#: ``adapt`` in the memory table: the default config, at most 32 patches, 2 epochs.
+ADAPT_MEMORY_CONFIG = {"rsdm": {"max_patches": 32}, "finetune": {"epochs": 2}}
+ADAPT_LABELS = {
+    "adapt-file": "`adapt(model, path)` (streamed)",
+    "adapt-tensor": "`adapt(model, load_video(path))` (in memory)",
+}
 
 
 def _dims(text: str, count: int) -> tuple[int, ...]:
@@ -230,7 +241,11 @@ def child_main(argv: list[str]) -> None:
 
     model = ttblur.reference_model()
     start = time.perf_counter()
-    if mode == "stream":
+    if mode in ("adapt-file", "adapt-tensor"):
+        video = src if mode == "adapt-file" else ttblur.load_video(src)
+        result = ttblur.adapt(model, video, config=ADAPT_MEMORY_CONFIG, progress=False)
+        assert result.report.num_frames > 0
+    elif mode == "stream":
         deblur_file(model, src, dst, device="cpu", window=window, progress=False)
     elif mode == "memory":
         restored = deblur(model, src, device="cpu", window=window, progress=False)
@@ -339,12 +354,17 @@ def main(argv: list[str] | None = None) -> str:
         default=6,
         help="also stream the shortest clip with this window (0: skip)",
     )
+    parser.add_argument(
+        "--adapt-frames", nargs="+", type=int, help="lengths of the mp4s adapted to (table 4)"
+    )
     parser.add_argument("--skip-adapt", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-adapt-memory", action="store_true")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     clips = [_dims(c, 3) for c in (args.clips or preset["clips"])]
     stream_frames = sorted(args.stream_frames or preset["stream_frames"])
+    adapt_frames = sorted(args.adapt_frames or preset["stream_frames"])
     stream_size = _dims(args.stream_size or str(preset.get("stream_size", "720x1280")), 2)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -404,7 +424,40 @@ def main(argv: list[str] | None = None) -> str:
         table = memory_table(rows)
         print("\n" + table + "\n", flush=True)
         out += [table, ""]
+    if not args.skip_adapt_memory:
+        table = adapt_memory_table(adapt_frames, stream_size, args.threads)
+        print("\n" + table + "\n", flush=True)
+        out += [table, ""]
     return "\n".join(out)
+
+
+def adapt_memory_table(lengths: list[int], size: tuple[int, ...], threads: int | None) -> str:
+    """Table 4: peak RSS of ``adapt`` on generated mp4s of ``lengths`` frames of ``size``."""
+    height, width = size
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ttblur-cost-") as tmp:
+        folder = Path(tmp)
+        rows.append({**run_child("idle", folder, folder, threads), "label": "import + model"})
+        rows[-1]["frames"] = 0
+        for frames in lengths:
+            src = folder / f"adapt{frames}.mp4"
+            write_source(src, frames, height, width)
+            modes = ["adapt-file"] + (["adapt-tensor"] if frames == lengths[0] else [])
+            for mode in modes:
+                result = run_child(mode, src, folder, threads)
+                label = ADAPT_LABELS[mode]
+                rows.append({**result, "label": label, "frames": frames})
+                print(f"{mode} {frames} frames: {result['rss_mb']:.0f} MB", flush=True)
+            src.unlink()
+    for row in rows:
+        row["height"], row["width"] = height, width
+    streamed = [r for r in rows if r["label"] == ADAPT_LABELS["adapt-file"]]
+    ratio = streamed[-1]["rss_mb"] / streamed[0]["rss_mb"]
+    note = (
+        f"Streamed peak RSS, {streamed[-1]['frames']} vs {streamed[0]['frames']} frames: "
+        f"{ratio:.2f}x."
+    )
+    return memory_table(rows) + "\n\n" + note
 
 
 if __name__ == "__main__":

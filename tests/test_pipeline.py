@@ -121,3 +121,59 @@ def test_a_given_generator_builds_no_flow() -> None:
     assert "flow" not in pipe.components
     assert out.exposure is None and out.report.motion_px is None
     assert out.conditions is not None and float(out.conditions[:, 2].mean()) == pytest.approx(0.02)
+
+
+def _adapt_file_both_ways(
+    tmp_path: Path, config: dict[str, Any], size: tuple[int, int], frames: int
+) -> tuple[AdaptOutput, AdaptOutput]:
+    import ttblur
+    from ttblur.io.video import load_video, save_video
+    from ttblur.synth import make_video
+
+    clip = make_video("astronaut", preset="bsd-2ms16ms", num_frames=frames, size=size, seed=5)
+    path = tmp_path / "clip.mp4"
+    save_video(clip.blurry, path, fps=15)
+    model = ttblur.reference_model("tiny")
+    pipe = AdaptPipeline.from_config(config, device="cpu")
+    assert pipe.streams(path) and not pipe.streams(load_video(path))
+    in_memory = pipe(model, load_video(path), progress=False)
+    streamed = pipe(model, path, progress=False)
+    return in_memory, streamed
+
+
+def _assert_same_run(in_memory: AdaptOutput, streamed: AdaptOutput) -> None:
+    from ttblur.io.frame_store import FrameStore
+
+    assert isinstance(streamed.selection.magnitude, FrameStore)
+    assert torch.equal(streamed.selection.magnitude[:], in_memory.selection.magnitude)
+    assert streamed.selection.patches == in_memory.selection.patches
+    assert len(streamed.selection.patches) > 0
+    assert streamed.conditions is not None and in_memory.conditions is not None
+    assert torch.equal(streamed.conditions, in_memory.conditions)
+    assert streamed.report.guard_scores == in_memory.report.guard_scores
+    adapted, reference = streamed.model.state_dict(), in_memory.model.state_dict()
+    assert all(torch.equal(adapted[name], reference[name]) for name in reference)
+    if not streamed.report.reverted:  # it adapted: the weights moved, identically
+        import ttblur
+
+        shipped = ttblur.reference_model("tiny").state_dict()
+        assert not all(torch.equal(adapted[name], shipped[name]) for name in shipped)
+
+
+def test_adapt_on_a_video_file_streams_and_matches_the_in_memory_run(tmp_path: Path) -> None:
+    config = {"rsdm": {"patch_size": 48}, "finetune": {"epochs": 2, "batch_size": 4}, "seed": 1}
+    _assert_same_run(*_adapt_file_both_ways(tmp_path, config, (96, 128), 10))
+
+
+@pytest.mark.slow
+def test_streamed_exposure_fit_and_video_lengths_match_too(tmp_path: Path) -> None:
+    # Patches of 256 px make the exposure fit work on the 2x average-pooled video.
+    config = {
+        "rsdm": {"patch_size": 256, "ratio": 0.5},
+        "dbcgm": {"magnitude": "exposure", "lengths": "video"},
+        "finetune": {"epochs": 1, "batch_size": 2},
+    }
+    in_memory, streamed = _adapt_file_both_ways(tmp_path, config, (256, 320), 8)
+    _assert_same_run(in_memory, streamed)
+    assert streamed.exposure is not None and in_memory.exposure is not None
+    assert streamed.exposure.motion_px == in_memory.exposure.motion_px

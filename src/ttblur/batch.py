@@ -407,23 +407,40 @@ def _adapt_one(
 ) -> None:
     from ttblur.api import adapt
     from ttblur.evaluation import load_pair
-    from ttblur.inference import deblur
-    from ttblur.io.video import load_video, save_video, video_info
+    from ttblur.inference import deblur, deblur_file
+    from ttblur.io.video import save_video, video_info
     from ttblur.io.weights import save_weights
 
-    sharp = None
-    if job.sharp is None:
-        blurry = load_video(job.blurry, max_frames=settings.max_frames)
-    else:
-        blurry, sharp = load_pair(job.blurry, job.sharp, max_frames=settings.max_frames)
-    record.frames, record.height, record.width = (int(blurry.shape[i]) for i in (0, 2, 3))
     network = model if model is not None else _network(settings)
     spec, device = settings.spec, settings.device
+    # Without ground truth or a frame cap, the whole video is streamed from its file (adapt
+    # through a temporary frame store, deblur_file window by window): memory does not grow
+    # with its length. Scoring against ground truth holds both videos in memory.
+    streamed = job.sharp is None and settings.max_frames is None
+    blurry = sharp = None
+    if not streamed:
+        if job.sharp is None:
+            from ttblur.io.video import load_video
+
+            blurry = load_video(job.blurry, max_frames=settings.max_frames)
+        else:
+            blurry, sharp = load_pair(job.blurry, job.sharp, max_frames=settings.max_frames)
     result = adapt(
-        network, blurry, config=settings.config, spec=spec, device=device, progress=False
+        network,
+        job.blurry if blurry is None else blurry,
+        config=settings.config,
+        spec=spec,
+        device=device,
+        progress=False,
     )
-    restored = deblur(result.model, blurry, spec=result.spec, device=result.device, progress=False)
-    if sharp is not None:
+    record.frames = result.report.num_frames
+    record.height, record.width = result.report.frame_size
+    restored = None
+    if blurry is not None:
+        restored = deblur(
+            result.model, blurry, spec=result.spec, device=result.device, progress=False
+        )
+    if sharp is not None and blurry is not None and restored is not None:
         unadapted = deblur(network, blurry, spec=result.spec, device=result.device, progress=False)
         border = settings.crop_border
         record.scores = {
@@ -434,10 +451,21 @@ def _adapt_one(
     record.patches = len(result.report.patches)
     record.reverted = result.report.reverted
     record.best_epoch = result.report.best_epoch
-    fps = video_info(job.blurry).fps or 25.0
     with StagedOutputs() as staged:
         save_weights(result.model, staged.file(folder / "adapted.safetensors"))
-        save_video(restored.clamp(0, 1), staged.file(folder / "deblurred.mp4"), fps=fps)
+        video_out = staged.file(folder / "deblurred.mp4")
+        if restored is None:  # the same frames deblur + save_video give, written as they come
+            deblur_file(
+                result.model,
+                job.blurry,
+                video_out,
+                spec=result.spec,
+                device=result.device,
+                progress=False,
+            )
+        else:
+            fps = video_info(job.blurry).fps or 25.0
+            save_video(restored.clamp(0, 1), video_out, fps=fps)
         staged.file(folder / "report.json").write_text(
             result.report.model_dump_json(indent=2) + "\n", encoding="utf-8"
         )

@@ -609,7 +609,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
     from ttblur.api import adapt
     from ttblur.inference import deblur_file
     from ttblur.io.atomic import StagedOutputs
-    from ttblur.io.video import load_video
+    from ttblur.io.video import video_info
     from ttblur.io.weights import save_weights
 
     check_paths(args)
@@ -619,10 +619,11 @@ def _run_adapt(args: argparse.Namespace) -> int:
     config = _adapt_config(args)
     model = load_model(args.model, args.weights, revision=args.revision)
     start = time.perf_counter()
-    frames = load_video(source)
-    print(f"adapting to {frames.shape[0]} frames of {frames.shape[3]}x{frames.shape[2]} px")
+    info = video_info(source)
+    print(f"adapting to {info.num_frames} frames of {info.width}x{info.height} px")
+    # A path: adapt streams the frames through a temporary file instead of holding them.
     result = adapt(
-        model, frames, config=config, spec=args.spec, device=args.device, progress=progress
+        model, source, config=config, spec=args.spec, device=args.device, progress=progress
     )
     report = result.report
     kept = "unadapted weights kept" if report.reverted else f"epoch {report.best_epoch} kept"
@@ -655,7 +656,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
 
             report_dir = Path(args.report_dir).expanduser()
             stage = staged.folder(report_dir, replaces=_report_names())
-            write_report(result, frames, stage, model=model)
+            write_report(result, source, stage, model=model)  # loads the video in memory
             written.append(report_dir / "index.html")
     for path in written:
         print(f"wrote {path}")

@@ -1,0 +1,102 @@
+"""FrameStore: a disk-backed video that indexes like a tensor and returns the same numbers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ttblur.io.frame_store import FrameStore, per_frame, store_video
+
+
+def _eight_bit(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=gen).float() / 255.0
+
+
+def test_every_index_form_the_stages_use_matches_the_tensor() -> None:
+    video = _eight_bit((11, 3, 12, 16))
+    store = FrameStore.from_chunks(video.split(4))
+    assert store.encoding == "uint8"  # 1 byte per value on disk
+    assert store.nbytes_on_disk == video.numel()
+    assert store.shape == video.shape and len(store) == 11 and store.ndim == 4
+    cases = [
+        3,
+        -1,
+        torch.tensor(5),
+        slice(2, 7),
+        slice(None, None, 3),
+        slice(9, 30),
+        [4, 1, 4],
+        torch.tensor([0, 10]),
+        (6, slice(None), slice(2, 9), slice(1, 4)),
+        (slice(3, 4), slice(None), slice(0, 5)),
+        (torch.tensor([2, 3]), 0),
+    ]
+    for index in cases:
+        assert torch.equal(store[index], video[index]), index
+    assert torch.equal(torch.stack(list(store)), video)
+    with pytest.raises(IndexError, match="out of range"):
+        store[11]
+    with pytest.raises(TypeError, match="boolean"):
+        store[torch.ones(11, dtype=torch.bool)]
+
+
+def test_frames_that_are_not_8_bit_switch_the_store_to_float32_losslessly() -> None:
+    first, second = _eight_bit((9, 3, 8, 8)), torch.rand(3, 3, 8, 8)
+    store = FrameStore.from_chunks([first, second])
+    assert store.encoding == "float32"
+    assert torch.equal(store[:], torch.cat([first, second]))
+    with pytest.raises(ValueError, match="one shape"):
+        FrameStore.from_chunks([first, torch.rand(2, 3, 8, 9)])
+    with pytest.raises(ValueError, match="no frames"):
+        FrameStore.from_chunks([])
+
+
+def test_reductions_pooling_and_value_range_read_chunk_by_chunk() -> None:
+    video = torch.rand(21, 1, 16, 24)
+    store = FrameStore.create((21, 1, 16, 24))
+    for start in range(0, 21, 5):
+        store.write(start, video[start : start + 5])
+    assert torch.equal(store[:], video)
+    means = per_frame(store, lambda m: m.flatten(1).mean(dim=1))
+    assert torch.equal(means, video.flatten(1).mean(dim=1))
+    assert torch.equal(store.pooled(4)[:], F.avg_pool2d(video, 4))
+    assert store.pooled(4).shape == (21, 1, 4, 6)
+    assert store.value_range() == (float(video.min()), float(video.max()))
+    store.write(0, torch.full((1, 1, 16, 24), 7.0))  # a write forgets the remembered range
+    assert store.value_range()[1] == 7.0
+    with pytest.raises(ValueError, match="overruns"):
+        store.write(20, video[:2])
+    with pytest.raises(TypeError, match="float32"):
+        store.to(torch.float16)
+
+
+def test_the_temporary_file_is_unnamed_and_freed_on_close(tmp_path: Path) -> None:
+    store = FrameStore.from_chunks([_eight_bit((4, 3, 8, 8))], directory=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing to clean up, even after a crash
+    descriptor = store._backing.file.fileno()
+    assert os.fstat(descriptor).st_size == 4 * 3 * 8 * 8
+    store.close()
+    with pytest.raises(OSError):
+        os.fstat(descriptor)
+    with pytest.raises(ValueError, match="does not exist"):
+        FrameStore.create((1, 1, 2, 2), directory=tmp_path / "missing")
+
+
+def test_store_video_reads_exactly_what_load_video_reads(tmp_path: Path) -> None:
+    from ttblur.io.video import load_video
+
+    rng = np.random.default_rng(0)
+    for index in range(10):
+        image = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"{index:03d}.png"), image)
+    store = store_video(tmp_path)
+    assert store.encoding == "uint8"
+    assert torch.equal(store[:], load_video(tmp_path))
+    assert len(store_video(tmp_path, max_frames=4)) == 4
