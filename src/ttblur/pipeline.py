@@ -53,7 +53,7 @@ from ttblur.finetune import (
     select_trainable,
 )
 from ttblur.inference import resolve_device, to_video
-from ttblur.io.frame_store import Frames, store_video
+from ttblur.io.frame_store import Frames
 from ttblur.outputs import AdaptOutput, AdaptReport, condition_stats
 from ttblur.registry import (
     CONDITION_GENERATORS,
@@ -381,6 +381,8 @@ class AdaptPipeline:
         """The video as the stages read it: streamed to a frame store (:meth:`streams`),
         else one in-memory tensor."""
         if self.streams(video):
+            from ttblur.io.video import store_video  # lazy: optional decoding dependencies
+
             return store_video(cast("str | os.PathLike[str]", video), progress=progress)
         return to_video(video)
 

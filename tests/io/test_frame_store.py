@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ttblur.io.frame_store import FrameStore, per_frame, store_video
+from ttblur.io.frame_store import FrameStore, per_frame
+from ttblur.io.video import store_video
 
 
 def _eight_bit(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:

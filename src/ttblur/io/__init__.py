@@ -4,6 +4,8 @@
   ``(T, 3, H, W)`` float RGB in ``[0, 1]``, and written as video files or PNG folders.
 * :mod:`ttblur.io.weights`: ``config.json`` + ``model.safetensors`` weights of every network
   (shipped defaults, local folders, the Hugging Face Hub cache), strict loading, never pickle.
+* :mod:`ttblur.io.frame_store`: :class:`~ttblur.io.frame_store.FrameStore`, a video kept in
+  a temporary file and indexed like a tensor (``adapt`` on a long video file).
 * :mod:`ttblur.io.datasets`: sequences of GoPro- / BSD-layout datasets with ground truth.
 * :mod:`ttblur.io.models`: a user's network built from ``module:factory`` (the CLI's
   ``--model``).
@@ -26,8 +28,11 @@ _EXPORTS: dict[str, str] = {
     "iter_video": "ttblur.io.video",
     "load_video": "ttblur.io.video",
     "save_video": "ttblur.io.video",
+    "store_video": "ttblur.io.video",
     "video_info": "ttblur.io.video",
     "write_frames": "ttblur.io.video",
+    # disk-backed frames
+    "FrameStore": "ttblur.io.frame_store",
     # weights
     "InvalidWeightsError": "ttblur.io.weights",
     "PretrainedMixin": "ttblur.io.weights",
@@ -61,4 +66,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*__all__, "atomic", "datasets", "models", "paths", "video", "weights"])
+    return sorted(
+        [*__all__, "atomic", "datasets", "frame_store", "models", "paths", "video", "weights"]
+    )

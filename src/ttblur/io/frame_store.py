@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["FrameStore", "Frames", "per_frame", "store_video"]
+__all__ = ["CHUNK_FRAMES", "FrameStore", "Frames", "per_frame"]
 
 #: Frames read per chunk by :func:`per_frame` and the sharpness pass.
 CHUNK_FRAMES = 8
@@ -110,8 +110,8 @@ class _Backing:
 class FrameStore:
     """A read-only ``(T, C, H, W)`` float32 video kept in a temporary file.
 
-    Build one with :meth:`from_chunks` (frames, any length), :func:`store_video` (a path, read
-    with :func:`~ttblur.io.video.iter_video`) or :meth:`create` + :meth:`write` (maps computed
+    Build one with :meth:`from_chunks` (frames, any length), :func:`ttblur.io.video.store_video`
+    (a path) or :meth:`create` + :meth:`write` (maps computed
     chunk by chunk). See the module docstring for the tensor interface it answers.
 
     Shape:
@@ -377,27 +377,3 @@ def per_frame(
         return fn(frames)
     parts = [fn(frames.frames(s, s + chunk)) for s in range(0, len(frames), chunk)]
     return torch.cat(parts)
-
-
-def store_video(
-    source: str | os.PathLike[str],
-    *,
-    directory: str | os.PathLike[str] | None = None,
-    max_frames: int | None = None,
-    progress: bool = False,
-) -> FrameStore:
-    """Decode a video file or frame folder into a :class:`FrameStore`, one chunk at a time.
-
-    The frames are exactly those :func:`~ttblur.io.video.load_video` returns; memory holds one
-    chunk of :data:`CHUNK_FRAMES` frames at a time.
-
-    Raises:
-        FileNotFoundError / ValueError: as :func:`~ttblur.io.video.iter_video`.
-    """
-    from tqdm.auto import tqdm
-
-    from ttblur.io.video import iter_video
-
-    chunks = iter_video(source, chunk_size=CHUNK_FRAMES, max_frames=max_frames)
-    with tqdm(desc="reading frames", unit="frame", disable=not progress, leave=False) as bar:
-        return FrameStore.from_chunks(chunks, directory=directory, on_frames=bar.update)

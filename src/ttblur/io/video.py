@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ttblur.io.frame_store import CHUNK_FRAMES, FrameStore
 from ttblur.io.frames import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -63,6 +64,7 @@ __all__ = [
     "iter_video",
     "load_video",
     "save_video",
+    "store_video",
     "video_info",
     "write_frames",
 ]
@@ -459,3 +461,31 @@ def video_info(source: VideoSource) -> VideoInfo:
         if count == 0:
             count = sum(1 for p in container.demux(stream) if p.size > 0)
     return VideoInfo(count, h, w, fps, "file")
+
+
+def store_video(
+    source: str | os.PathLike[str],
+    *,
+    directory: str | os.PathLike[str] | None = None,
+    max_frames: int | None = None,
+    progress: bool = False,
+) -> FrameStore:
+    """Decode a video file or frame folder into a :class:`FrameStore`, one chunk at a time.
+
+    The frames are exactly those :func:`load_video` returns; memory holds one chunk of
+    :data:`~ttblur.io.frame_store.CHUNK_FRAMES` frames at a time.
+
+    Args:
+        source: a video file or a frame folder.
+        directory: where the temporary file lives (``None``: the system's temp dir).
+        max_frames: stop after this many frames.
+        progress: show a progress bar of the frames read.
+
+    Raises:
+        FileNotFoundError / ValueError: as :func:`~ttblur.io.video.iter_video`.
+    """
+    from tqdm.auto import tqdm
+
+    chunks = iter_video(source, chunk_size=CHUNK_FRAMES, max_frames=max_frames)
+    with tqdm(desc="reading frames", unit="frame", disable=not progress, leave=False) as bar:
+        return FrameStore.from_chunks(chunks, directory=directory, on_frames=bar.update)
