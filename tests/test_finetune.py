@@ -191,3 +191,42 @@ def test_finetune_divergence_restores_the_model_and_says_why():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(model.scratch, torch.arange(3.0))
     assert model.training and model.weight.requires_grad and model.weight.grad is None
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(),
+                reason="needs a CUDA GPU visible to torch (torch.cuda.is_available() is False)",
+            ),
+        ),
+    ],
+)
+def test_pairs_kept_on_the_device_train_exactly_as_pairs_copied_per_batch(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ttblur.finetune as module
+
+    config = FinetuneConfig(epochs=3, batch_size=4, lr=1e-2, val_fraction=0.25, augment=True)
+    weights = []
+    for resident in (True, False):
+        if not resident:  # as when the GPU has no room: the pairs stay, every batch is copied
+            monkeypatch.setattr(module, "_resident", lambda pairs, device, dtype: pairs)
+        torch.manual_seed(0)
+        model = nn.Conv2d(3, 3, 3, padding=1).double().to(device)  # pairs are float32
+        result = finetune(
+            model,
+            _halving_pairs(),
+            nn.functional.mse_loss,
+            config,
+            spec=get_spec("image"),
+            device=torch.device(device),
+            progress=False,
+        )
+        assert result.train_loss[-1] < result.train_loss[0]
+        weights.append(model.weight.detach().cpu())
+    assert torch.equal(weights[0], weights[1])

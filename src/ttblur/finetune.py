@@ -340,6 +340,29 @@ def _set_train_mode(model: nn.Module, spec: ModelSpec) -> None:
                 module.eval()
 
 
+#: Share of the GPU's free memory the pseudo pairs may take to be kept there for the whole run.
+RESIDENT_SHARE = 0.25
+
+
+def _resident(pairs: PseudoPairs, device: torch.device, dtype: torch.dtype) -> PseudoPairs:
+    """The pairs on the run device in the model's dtype, copied once, so that batching and
+    augmentation run there with no host round trip per step; left where they are (each batch
+    copied then) when a CUDA device has too little free memory for
+    :data:`RESIDENT_SHARE` of it. Crops, flips and rotations are exact, so the batches are the
+    same either way."""
+    inputs, targets = pairs.inputs, pairs.targets
+    if inputs.device == device and inputs.dtype == dtype and targets.dtype == dtype:
+        return pairs
+    if device.type == "cuda":
+        need = (inputs.numel() + targets.numel()) * torch.finfo(dtype).bits // 8
+        free, _ = torch.cuda.mem_get_info(device)
+        if need > RESIDENT_SHARE * free:
+            return pairs
+    return PseudoPairs(
+        inputs.to(device, dtype), targets.to(device, dtype), pairs.centre, pairs.patches
+    )
+
+
 def _evaluate(
     model: nn.Module,
     spec: ModelSpec,
@@ -354,8 +377,9 @@ def _evaluate(
     total = 0.0
     with torch.no_grad():
         for chunk in index.split(batch):
-            clips = pairs.inputs[chunk].to(device, dtype)
-            target = pairs.targets[chunk].to(device, dtype)
+            rows = chunk.to(pairs.inputs.device)
+            clips = pairs.inputs[rows].to(device, dtype)
+            target = pairs.targets[rows].to(device, dtype)
             pred = predict_centre(model, spec, clips, pairs.centre)
             total += float(loss_fn(pred, target)) * len(chunk)
     return total / max(len(index), 1)
@@ -429,6 +453,7 @@ def _finetune(
     result = FinetuneResult(num_train=len(train_index), num_val=num_val)
 
     dtype = next(model.parameters()).dtype
+    pairs = _resident(pairs, device, dtype)
     params = select_trainable(model, config.trainable)
     chosen = {id(p) for p in params}
     original_flags = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -469,7 +494,7 @@ def _finetune(
             _set_train_mode(model, spec)
             running, seen = 0.0, 0
             for chunk in _batches(len(train_index), batch, gen):
-                rows = train_index[chunk]
+                rows = train_index[chunk].to(pairs.inputs.device)
                 clips, target = _augment(
                     pairs.inputs[rows], pairs.targets[rows], config.crop_size, config.augment, gen
                 )
@@ -478,8 +503,8 @@ def _finetune(
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     pred = predict_centre(model, spec, clips, pairs.centre)
                     loss = loss_fn(pred.float(), target.float())
-                if not torch.isfinite(loss):
-                    value = float(loss.detach())
+                value = float(loss.detach())  # the step's one wait for the device
+                if not math.isfinite(value):
                     raise _Diverged(
                         f"the fine-tuning loss became {value} at epoch {epoch} (step {step + 1} "
                         f"of {steps})"
@@ -491,11 +516,11 @@ def _finetune(
                 scaler.step(optimizer)
                 scaler.update()
                 schedule.step()
-                running += float(loss.detach()) * len(rows)
+                running += value * len(rows)
                 seen += len(rows)
                 step += 1
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.4f}")
+                bar.set_postfix(epoch=epoch, loss=f"{value:.4f}")
             result.train_loss.append(running / max(seen, 1))
             if num_val:
                 val = _evaluate(model, spec, pairs, val_index, loss_fn, batch, device, dtype)
