@@ -277,3 +277,63 @@ def test_evaluation_splits_moving_and_still_frames():
     assert row.frames_still == int((blur <= STILL_PX).sum())
     if row.frames_moving:  # the identity network restores nothing
         assert row.psnr_restored_moving == pytest.approx(row.psnr_blurry_moving, abs=1e-3)
+
+
+def _synthetic_config(**changes):
+    synth = pytest.importorskip("ttblur.synth")
+    base = dict(
+        model=ReferenceConfig(features=(4, 4, 8), num_blocks=0),
+        photos=list(synth.TRAIN_PHOTOS)[:2],
+        num_videos=3,
+        video_frames=5,
+        video_size=(24, 32),
+        crop=16,
+        batch_size=2,
+        refresh_every=2,
+        motion_mix=True,
+        steps=12,
+        checkpoint_every=100,
+        threads=1,
+    )
+    base.update(changes)
+    return TrainReferenceConfig(**base)
+
+
+@pytest.mark.slow
+def test_worker_processes_render_the_same_pool_and_refreshes():
+    config = _synthetic_config()
+    local = VideoPool(config)
+    ahead = VideoPool(config, workers=2)
+    try:
+        local.build(progress=False)
+        ahead.build(progress=False)
+        for step in range(0, 13):
+            local.refresh(step)
+            ahead.refresh(step)  # slots rendered ahead by the workers are taken here
+            assert ahead.generation == local.generation
+            for mine, theirs in zip(ahead.blurry + ahead.sharp, local.blurry + local.sharp):
+                assert torch.equal(mine, theirs)
+        assert ahead._ahead  # later refreshes are already being rendered
+    finally:
+        ahead.close()
+    with pytest.raises(ValueError, match="custom render"):
+        VideoPool(config, render=_render, workers=1)
+
+
+def test_a_time_budget_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
+    config = _config(steps=30)
+    pool = _pool(config)
+    run = tmp_path / "run"
+    first = train_reference(config, run, pool=pool, progress=False, max_seconds=1e-9)
+    assert not first.complete and first.steps == 1  # stops after its first step
+    assert not (run / "final").exists()
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 1
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["stopped"] == "max_seconds"
+    second = train_reference(config, run, pool=_pool(config), progress=False)
+    assert second.complete and second.steps == 30 and len(second.losses) == 30
+    uninterrupted = train_reference(config, tmp_path / "whole", pool=_pool(config), progress=False)
+    assert second.losses == uninterrupted.losses
+    with pytest.raises(ValueError, match="max_seconds"):
+        train_reference(config, run, pool=pool, progress=False, max_seconds=0)

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -141,13 +144,15 @@ class TrainReferenceConfig(BaseModel):
 
 
 class TrainResult(BaseModel):
-    """Summary of a training run."""
+    """Summary of a training run (``complete``: all ``config.steps`` ran and ``final/`` was
+    written; else the time budget stopped it at a checkpoint, resumable)."""
 
     steps: int
     seconds: float
     final_loss: float
     losses: list[float]
     out_dir: str
+    complete: bool = True
 
 
 def _network(config: TrainReferenceConfig) -> ReferenceDeblurNet | ReferenceUNet:
@@ -164,8 +169,12 @@ class VideoPool:
     """Synthetic (blurry, sharp) videos kept as uint8 ``(T, 3, H, W)`` tensors.
 
     Slot ``i`` at generation ``g`` is a pure function of ``(seed, i, g)``: its photo and its
-    synthesis seed are drawn from a generator seeded with those, so a resumed run rebuilds
-    exactly the pool it had.
+    synthesis seed are drawn from a generator seeded with those, and it is rendered with one
+    torch thread, so a resumed run rebuilds exactly the pool it had.
+
+    With ``workers > 0`` the pool is rendered by that many processes, and the slots of the next
+    refreshes are rendered ahead of their step (the same slots, the same pixels: a GPU need not
+    wait for the CPU). Call :meth:`close` to stop them.
     """
 
     def __init__(
@@ -173,8 +182,16 @@ class VideoPool:
         config: TrainReferenceConfig,
         *,
         render: Callable[..., tuple[Tensor, Tensor]] | None = None,
+        workers: int = 0,
     ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if workers and render is not None:
+            raise ValueError("a custom render function runs in this process (workers=0)")
         self.config = config
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._ahead: dict[tuple[int, int], Future[tuple[np.ndarray, np.ndarray]]] = {}
         if config.photos:
             self.photos = list(config.photos)
         else:
@@ -207,29 +224,66 @@ class VideoPool:
 
     def _make(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
         photo, seed, overrides = self._slot_source(slot, generation)
-        blurry, sharp = self._render(photo, seed, **overrides)
+        with torch_threads(1):
+            blurry, sharp = self._render(photo, seed, **overrides)
         return to_uint8(blurry), to_uint8(sharp)
+
+    def _generation(self, slot: int, step: int) -> int:
+        """Generation of ``slot`` once the refreshes scheduled up to ``step`` are applied."""
+        count = self.config.num_videos
+        refreshes = step // self.config.refresh_every if self.config.refresh_every else 0
+        return refreshes // count + (1 if slot < refreshes % count else 0)
+
+    def _submit(self, slot: int, generation: int) -> Future[tuple[np.ndarray, np.ndarray]]:
+        if self._executor is None:
+            context = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._executor.submit(_render_slot, self.config, slot, generation)
+
+    def _take(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
+        """The slot's videos: rendered ahead, else now (in a worker when there are some)."""
+        if not self.workers:
+            return self._make(slot, generation)
+        future = self._ahead.pop((slot, generation), None) or self._submit(slot, generation)
+        blurry, sharp = future.result()
+        return torch.from_numpy(blurry), torch.from_numpy(sharp)
 
     def build(self, step: int = 0, progress: bool = True) -> None:
         """Render every slot as it is at ``step`` (after the refreshes done before it)."""
         count = self.config.num_videos
-        refreshes = step // self.config.refresh_every if self.config.refresh_every else 0
+        generations = [self._generation(slot, step) for slot in range(count)]
+        if self.workers:
+            for slot, generation in enumerate(generations):
+                self._ahead[(slot, generation)] = self._submit(slot, generation)
         self.blurry, self.sharp, self.generation = [], [], []
         for slot in tqdm(range(count), desc="render pool", disable=not progress):
-            generation = refreshes // count + (1 if slot < refreshes % count else 0)
-            blurry, sharp = self._make(slot, generation)
+            blurry, sharp = self._take(slot, generations[slot])
             self.blurry.append(blurry)
             self.sharp.append(sharp)
-            self.generation.append(generation)
+            self.generation.append(generations[slot])
 
     def refresh(self, step: int) -> None:
-        """Apply the refresh scheduled at ``step`` (if any)."""
+        """Apply the refresh scheduled at ``step`` (if any); with workers, start rendering the
+        slots of the next ``2 * workers`` refreshes."""
         every = self.config.refresh_every
         if not every or step == 0 or step % every:
             return
         slot = (step // every - 1) % self.config.num_videos
         self.generation[slot] += 1
-        self.blurry[slot], self.sharp[slot] = self._make(slot, self.generation[slot])
+        self.blurry[slot], self.sharp[slot] = self._take(slot, self.generation[slot])
+        for ahead in range(1, 2 * self.workers + 1):
+            later = step + ahead * every
+            upcoming = (later // every - 1) % self.config.num_videos
+            key = (upcoming, self._generation(upcoming, later))
+            if key not in self._ahead:
+                self._ahead[key] = self._submit(*key)
+
+    def close(self) -> None:
+        """Stop the rendering workers (renders ahead are dropped)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._ahead.clear()
 
     def sample(self, step: int) -> tuple[Tensor, Tensor]:
         """A batch for ``step``: clips ``(B, 5, 3, c, c)`` and targets ``(B, 3, c, c)`` in [0, 1].
@@ -258,6 +312,14 @@ class VideoPool:
         return torch.stack(clips).float() / 255.0, torch.stack(targets).float() / 255.0
 
 
+def _render_slot(
+    config: TrainReferenceConfig, slot: int, generation: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pool slot rendered in a worker process (numpy: pickled by value)."""
+    blurry, sharp = VideoPool(config)._make(slot, generation)
+    return blurry.numpy(), sharp.numpy()
+
+
 def _loss(pred: Tensor, target: Tensor, config: TrainReferenceConfig) -> Tensor:
     if config.loss == "l1":
         return (pred - target).abs().mean()
@@ -272,6 +334,9 @@ def train_reference(
     progress: bool = True,
     pool: VideoPool | None = None,
     log_every: int = 50,
+    device: str | torch.device | None = None,
+    workers: int = 0,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train :class:`ReferenceDeblurNet` on synthetic source-domain videos.
 
@@ -284,6 +349,13 @@ def train_reference(
         progress: tqdm bars.
         pool: a pre-built :class:`VideoPool` (tests); default renders one with ``ttblur.synth``.
         log_every: steps between ``log.jsonl`` lines.
+        device: where the network trains (``None``: the CPU); the pool stays on the CPU.
+            A checkpoint resumes on any device.
+        workers: processes rendering the pool and the refreshes ahead of time (0: in this
+            process). The batches are the same whatever the count.
+        max_seconds: stop at the first step past this many seconds of training, with a
+            checkpoint (``TrainResult.complete`` is False; rerun to continue): runs that must
+            fit a time limit.
 
     Returns:
         :class:`TrainResult` with the per-step losses.
@@ -291,8 +363,21 @@ def train_reference(
     config = config or TrainReferenceConfig()
     if config.crop % ReferenceDeblurNet.multiple:
         raise ValueError(f"crop must be a multiple of {ReferenceDeblurNet.multiple}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    run = _RunOptions(torch.device(device or "cpu"), workers, max_seconds, log_every)
     with torch_threads(config.threads):
-        return _train(config, Path(out_dir), resume, progress, pool, log_every)
+        return _train(config, Path(out_dir), resume, progress, pool, run)
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """How a run executes (not part of its config: a resumed run may change them)."""
+
+    device: torch.device
+    workers: int
+    max_seconds: float | None
+    log_every: int
 
 
 def _train(
@@ -301,7 +386,7 @@ def _train(
     resume: bool,
     progress: bool,
     pool: VideoPool | None,
-    log_every: int,
+    run: _RunOptions,
 ) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint"
@@ -309,7 +394,7 @@ def _train(
     (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n", "utf-8")
 
     torch.manual_seed(config.seed)
-    model = _network(config)
+    model = _network(config).to(run.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     losses: list[float] = []
@@ -319,18 +404,21 @@ def _train(
     scheduler = cosine_schedule(
         optimizer, lr=config.lr, lr_min=config.lr_min, total_steps=config.steps, start_step=step
     )
+    own_pool = pool is None
     if pool is None:
-        pool = VideoPool(config)
+        pool = VideoPool(config, workers=run.workers)
         pool.build(step, progress=progress)
 
     model.train()
     started = time.perf_counter()
+    log_every = run.log_every
     bar = tqdm(total=config.steps, initial=step, desc="train", disable=not progress)
     with JsonLinesLog(out / "log.jsonl") as log:
         try:
             while step < config.steps:
                 pool.refresh(step)
                 clips, targets = pool.sample(step)
+                clips, targets = clips.to(run.device), targets.to(run.device)
                 lr = scheduler.get_last_lr()[0]
                 loss = _loss(model(clips)[:, 0], targets, config)
                 optimizer_step(
@@ -344,14 +432,25 @@ def _train(
                     bar.set_postfix(loss=f"{recent:.4f}")
                     seconds = round(time.perf_counter() - started, 1)
                     log.write({"step": step, "loss": recent, "lr": lr, "seconds": seconds})
-                if step % config.checkpoint_every == 0 or step == config.steps:
+                out_of_time = (
+                    run.max_seconds is not None and time.perf_counter() - started >= run.max_seconds
+                )
+                if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
                     saved = config.model_dump(mode="json")
                     state = {"step": step, "losses": losses, "config": saved}
                     save_checkpoint(checkpoint, model, optimizer, state)
+                if out_of_time:
+                    seconds = round(time.perf_counter() - started, 1)
+                    log.write({"step": step, "stopped": "max_seconds", "seconds": seconds})
+                    break
         finally:
             bar.close()
+            if own_pool:
+                pool.close()
     model.eval()
-    model.save_pretrained(out / "final")
+    complete = step >= config.steps
+    if complete:
+        model.save_pretrained(out / "final")
     seconds = time.perf_counter() - started
     return TrainResult(
         steps=step,
@@ -359,6 +458,7 @@ def _train(
         final_loss=float(np.mean(losses[-50:])) if losses else float("nan"),
         losses=losses,
         out_dir=str(out),
+        complete=complete,
     )
 
 
@@ -379,6 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train on the synthetic source domain")
     add_run_arguments(train, out="runs/reference", resume=True)
+    train.add_argument("--device", default=None, help="where to train (default: cpu), e.g. cuda")
+    train.add_argument(
+        "--workers", type=int, default=0, help="processes rendering the pool (default: 0)"
+    )
+    train.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop with a checkpoint after this many seconds of training (rerun to continue)",
+    )
     TRAIN_OPTIONS.add_to(train)
     train.add_argument(
         "--arch",
@@ -425,7 +535,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
         config = config_from_args(args)
         progress = not args.no_progress
-        result = train_reference(config, args.out, resume=args.resume, progress=progress)
+        result = train_reference(
+            config,
+            args.out,
+            resume=args.resume,
+            progress=progress,
+            device=args.device,
+            workers=args.workers,
+            max_seconds=args.max_seconds,
+        )
+        if not result.complete:
+            print(
+                f"stopped at step {result.steps} of {config.steps} after {result.seconds:.0f} s "
+                f"(--max-seconds); checkpoint in {Path(args.out) / 'checkpoint'}: rerun the "
+                "same command to continue"
+            )
+            return 0
         print(
             f"trained {result.steps} steps in {result.seconds:.0f} s, "
             f"final loss {result.final_loss:.4f}; weights in {Path(args.out) / 'final'}"
