@@ -109,3 +109,76 @@ def test_patches_as_blurred_as_the_median_frame_refuse_the_fit(panning_video) ->
     sharper[3] = 5.0 * (MAX_SHARP_SHARE - 0.2)
     kept = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=sharper)
     assert kept.ratio == pytest.approx(0.8, abs=0.1 + 1e-6) and kept.note is None
+
+
+def _two_exposures(first: float, second: float, speed: int = 4) -> torch.Tensor:
+    """A pan of 10 frames with still moments at frames 2 and 7; frames 0-4 are exposed
+    ``first``, frames 5-9 ``second`` of the frame interval (a hand-held camera whose motion
+    within the exposure changes from moment to moment looks like this to the fit)."""
+    from ttblur.stages.reblur import motion_blur
+
+    gen = torch.Generator().manual_seed(0)
+    height, width, frames = 96, 128, 10
+    coarse = torch.rand(1, 3, height // 4 + 4, (width + speed * frames) // 4 + 8, generator=gen)
+    texture = torch.nn.functional.interpolate(
+        coarse, scale_factor=4, mode="bicubic", align_corners=False
+    ).clamp(0, 1)
+
+    def blurred(ratio: float) -> torch.Tensor:
+        condition = torch.zeros(1, 3, *texture.shape[-2:])
+        condition[:, 0], condition[:, 2] = 1.0, ratio * speed
+        return motion_blur(texture, condition)[0]
+
+    early, late = blurred(first), blurred(second)
+    video = torch.stack(
+        [
+            (texture[0] if t in (2, 7) else early if t < 5 else late)[
+                :, 8 : 8 + height, speed * t : speed * t + width
+            ]
+            for t in range(frames)
+        ]
+    )
+    return (video + 0.004 * torch.randn(video.shape, generator=gen)).clamp(0, 1)
+
+
+def test_frames_that_disagree_make_the_fit_uncertain_and_it_is_refused() -> None:
+    video = _two_exposures(0.4, 1.0)
+    early = [PatchLocation(2, 16, 0, 64), PatchLocation(2, 16, 64, 64)]
+    late = [PatchLocation(7, 16, 0, 64), PatchLocation(7, 16, 64, 64)]
+    # Each still moment alone reads its own exposure back ...
+    assert estimate_exposure(video, early, OpenCVFlow()).ratio == pytest.approx(0.4)
+    assert estimate_exposure(video, late, OpenCVFlow()).ratio == pytest.approx(1.0)
+    # ... together no single ratio holds: the bootstrap over the patches' frames says so.
+    both = estimate_exposure(video, early + late, OpenCVFlow())
+    assert both.ratio is None and both.ratio_std is not None
+    assert both.ratio_std > MAX_RATIO_STD
+    assert both.note is not None and "too uncertain" in both.note
+
+
+def test_a_fit_at_the_smallest_ratio_is_refused() -> None:
+    # A steady pan at full exposure: the "pseudo-sharp" patches are as blurred as their
+    # neighbours, which then look like the patches blurred by the smallest ratio tried.
+    from ttblur.scenarios import make_scenario, scenario_suite
+
+    spec = scenario_suite("development", 1, num_frames=8, size=(96, 128), families=["pan"])[0]
+    pan = make_scenario(spec)
+    assert pan.exposure_ratio == 1.0
+    estimate = estimate_exposure(pan.blurry, PATCHES, OpenCVFlow())
+    assert estimate.ratio is None and estimate.blur_px is None
+    assert estimate.note is not None and "smallest ratio tried" in estimate.note
+    assert estimate.motion_px > 3.0  # the motion is still measured
+
+
+class _WrongFlow:
+    """A flow estimator that reports the pan's 4 px per frame, vertically (it is horizontal)."""
+
+    def __call__(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        flow = torch.zeros(src.shape[0], 2, *src.shape[-2:])
+        flow[:, 1] = 4.0
+        return flow
+
+
+def test_neighbours_the_flow_did_not_register_are_left_out(panning_video) -> None:
+    estimate = estimate_exposure(panning_video(0.8), PATCHES, _WrongFlow())
+    assert estimate.ratio is None
+    assert estimate.note is not None and "registered" in estimate.note
