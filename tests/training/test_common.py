@@ -57,6 +57,19 @@ def test_schedule_equals_the_closed_form_at_every_step(lr, lr_min, steps):
     assert cosine_lr(2 * steps, steps, lr, lr_min) == cosine_lr(steps, steps, lr, lr_min)
 
 
+def test_warm_up_rises_linearly_then_joins_the_cosine():
+    lr, steps = 1e-3, 100
+    assert cosine_lr(0, steps, lr, 0.0, warmup_steps=10) == pytest.approx(lr / 10)
+    assert cosine_lr(4, steps, lr, 0.0, warmup_steps=10) == pytest.approx(
+        0.5 * cosine_lr(4, steps, lr, 0.0)
+    )
+    for step in (10, 50, 100):
+        assert cosine_lr(step, steps, lr, 0.0, warmup_steps=10) == cosine_lr(step, steps, lr, 0.0)
+    optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.5)
+    cosine_schedule(optimizer, lr=lr, lr_min=0.0, total_steps=steps, start_step=3, warmup_steps=10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.4 * cosine_lr(3, steps, lr, 0.0))
+
+
 def test_schedule_resumes_at_its_step():
     optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.5)  # lr is replaced
     cosine_schedule(optimizer, lr=1e-3, lr_min=0.0, total_steps=100, start_step=25)

@@ -60,10 +60,18 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------- learning rate
-def cosine_lr(step: int, total_steps: int, lr: float, lr_min: float) -> float:
-    """``lr_min + 0.5 (lr - lr_min) (1 + cos(pi * step / total_steps))``; flat after the end."""
+def cosine_lr(
+    step: int, total_steps: int, lr: float, lr_min: float, warmup_steps: int = 0
+) -> float:
+    """``lr_min + 0.5 (lr - lr_min) (1 + cos(pi * step / total_steps))``; flat after the end.
+
+    With ``warmup_steps``, step ``s < warmup_steps`` gets that times ``(s + 1) / warmup_steps``
+    (a linear warm-up; Adam's first steps are the least reliable)."""
     progress = min(step / max(total_steps, 1), 1.0)
-    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * progress))
+    value = lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * progress))
+    if step < warmup_steps:
+        value *= (step + 1) / warmup_steps
+    return value
 
 
 def cosine_schedule(
@@ -73,6 +81,7 @@ def cosine_schedule(
     lr_min: float,
     total_steps: int,
     start_step: int = 0,
+    warmup_steps: int = 0,
 ) -> LambdaLR:
     """Cosine annealing of every parameter group from ``lr`` to ``lr_min`` over ``total_steps``.
 
@@ -85,12 +94,13 @@ def cosine_schedule(
         lr: learning rate at step 0; ``lr_min``: at ``total_steps``.
         total_steps: length of the schedule.
         start_step: the next step of a resumed run (0 for a new one).
+        warmup_steps: linear warm-up length (:func:`cosine_lr`).
     """
     for group in optimizer.param_groups:
         group["initial_lr"] = lr
     return LambdaLR(
         optimizer,
-        lambda step: cosine_lr(step, total_steps, lr, lr_min) / lr,
+        lambda step: cosine_lr(step, total_steps, lr, lr_min, warmup_steps) / lr,
         last_epoch=start_step - 1,
     )
 

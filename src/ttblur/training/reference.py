@@ -109,6 +109,7 @@ class TrainReferenceConfig(BaseModel):
         steps: optimisation steps (the cosine schedule spans them).
         lr: initial learning rate.
         lr_min: final learning rate (cosine annealing over ``steps``).
+        warmup_steps: linear learning-rate warm-up over the first steps (0: none).
         loss: ``"charbonnier"`` or ``"l1"`` on the centre frame in [0, 1].
         charbonnier_eps: epsilon of the Charbonnier loss.
         grad_clip: max gradient norm (``None``: no clipping).
@@ -134,6 +135,7 @@ class TrainReferenceConfig(BaseModel):
     steps: int = Field(default=6000, gt=0)
     lr: float = Field(default=1e-3, gt=0.0)
     lr_min: float = Field(default=1e-6, ge=0.0)
+    warmup_steps: int = Field(default=0, ge=0)
     loss: Literal["charbonnier", "l1"] = "charbonnier"
     charbonnier_eps: float = Field(default=1e-3, gt=0.0)
     grad_clip: float | None = Field(default=1.0, gt=0.0)
@@ -402,7 +404,12 @@ def _train(
         state, _ = load_checkpoint(checkpoint, model, optimizer)
         step, losses = int(state["step"]), [float(v) for v in state["losses"]]
     scheduler = cosine_schedule(
-        optimizer, lr=config.lr, lr_min=config.lr_min, total_steps=config.steps, start_step=step
+        optimizer,
+        lr=config.lr,
+        lr_min=config.lr_min,
+        total_steps=config.steps,
+        start_step=step,
+        warmup_steps=config.warmup_steps,
     )
     own_pool = pool is None
     if pool is None:
