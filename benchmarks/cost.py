@@ -217,12 +217,17 @@ def write_source(path: Path, frames: int, height: int, width: int) -> None:
 
 
 def run_child(
-    mode: str, src: Path, dst: Path, threads: int | None, window: int | None = None
+    mode: str,
+    src: Path,
+    dst: Path,
+    threads: int | None,
+    window: int | None = None,
+    patch_size: int | None = None,
 ) -> dict[str, Any]:
     """Run one memory measurement in a fresh interpreter and return its JSON line."""
     script = str(Path(__file__).resolve())
     command = [sys.executable, script, "_child", mode, str(src), str(dst)]
-    command += [str(threads or 0), str(window or 0)]
+    command += [str(threads or 0), str(window or 0), str(patch_size or 0)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"child {mode} failed:\n{done.stderr[-3000:]}")
@@ -230,10 +235,10 @@ def run_child(
 
 
 def child_main(argv: list[str]) -> None:
-    """``_child MODE SRC DST THREADS WINDOW`` (0: default): ``idle``, ``stream`` or
-    ``memory``; prints one JSON line."""
+    """``_child MODE SRC DST THREADS WINDOW PATCH`` (0: default): ``idle``, ``stream``,
+    ``memory``, ``adapt-file`` or ``adapt-tensor``; prints one JSON line."""
     mode, src, dst = argv[:3]
-    threads, window = int(argv[3]), int(argv[4]) or None
+    threads, window, patch = int(argv[3]), int(argv[4]) or None, int(argv[5])
     if threads:
         torch.set_num_threads(threads)
     import ttblur
@@ -243,7 +248,10 @@ def child_main(argv: list[str]) -> None:
     start = time.perf_counter()
     if mode in ("adapt-file", "adapt-tensor"):
         video = src if mode == "adapt-file" else ttblur.load_video(src)
-        result = ttblur.adapt(model, video, config=ADAPT_MEMORY_CONFIG, progress=False)
+        config = json.loads(json.dumps(ADAPT_MEMORY_CONFIG))
+        if patch:
+            config["rsdm"]["patch_size"] = patch
+        result = ttblur.adapt(model, video, config=config, progress=False)
         assert result.report.num_frames > 0
     elif mode == "stream":
         deblur_file(model, src, dst, device="cpu", window=window, progress=False)
@@ -357,6 +365,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--adapt-frames", nargs="+", type=int, help="lengths of the mp4s adapted to (table 4)"
     )
+    parser.add_argument("--adapt-size", help="HxW of the mp4s of table 4 (default: stream size)")
     parser.add_argument("--skip-adapt", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-adapt-memory", action="store_true")
@@ -425,13 +434,16 @@ def main(argv: list[str] | None = None) -> str:
         print("\n" + table + "\n", flush=True)
         out += [table, ""]
     if not args.skip_adapt_memory:
-        table = adapt_memory_table(adapt_frames, stream_size, args.threads)
+        adapt_size = _dims(args.adapt_size, 2) if args.adapt_size else stream_size
+        table = adapt_memory_table(adapt_frames, adapt_size, args.threads, args.patch_size)
         print("\n" + table + "\n", flush=True)
         out += [table, ""]
     return "\n".join(out)
 
 
-def adapt_memory_table(lengths: list[int], size: tuple[int, ...], threads: int | None) -> str:
+def adapt_memory_table(
+    lengths: list[int], size: tuple[int, ...], threads: int | None, patch_size: int | None
+) -> str:
     """Table 4: peak RSS of ``adapt`` on generated mp4s of ``lengths`` frames of ``size``."""
     height, width = size
     rows = []
@@ -444,7 +456,7 @@ def adapt_memory_table(lengths: list[int], size: tuple[int, ...], threads: int |
             write_source(src, frames, height, width)
             modes = ["adapt-file"] + (["adapt-tensor"] if frames == lengths[0] else [])
             for mode in modes:
-                result = run_child(mode, src, folder, threads)
+                result = run_child(mode, src, folder, threads, patch_size=patch_size)
                 label = ADAPT_LABELS[mode]
                 rows.append({**result, "label": label, "frames": frames})
                 print(f"{mode} {frames} frames: {result['rss_mb']:.0f} MB", flush=True)

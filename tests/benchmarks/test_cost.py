@@ -42,17 +42,22 @@ def test_cost_benchmark_prints_well_formed_tables(capsys):
         "--epochs", "1",
         "--stream-frames", "5", "9",
         "--stream-size", "16x24",
+        "--adapt-frames", "7", "9",
+        "--adapt-size", "48x64",
     ]  # fmt: skip
     returned = cost.main(argv)
     printed = capsys.readouterr().out
     tables = _tables(returned)
     assert tables == _tables(printed)
-    assert len(tables) == 3
+    assert len(tables) == 4
     for table in tables:
         header, separator, *rows = table
         assert all(set(cell) <= set("-:") and cell for cell in separator)
         assert rows and all(len(row) == len(header) for row in [separator, *rows])
-    stages, shares, memory = tables
+    stages, shares, memory, adapt_memory = tables
+    assert [row[1] for row in adapt_memory[2:]] == ["0", "7", "7", "9"]
+    assert all(NUMBER.match(row[3]) and float(row[3]) > 0 for row in adapt_memory[2:])
+    assert "Streamed peak RSS, 9 vs 7 frames" in returned
     last = 2 + len(cost.STAGES)
     assert [row[0] for row in stages[2:last]] == list(cost.STAGES)
     assert all(NUMBER.match(row[1]) for row in stages[2 : last + 1])
