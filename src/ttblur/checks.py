@@ -27,8 +27,22 @@ from ttblur.finetune import LossFn, clip_radius
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.stages.flow import MIN_FLOW_SIZE
+from ttblur.stages.rsdm import candidate_grid
 
-__all__ = ["check_loss", "check_video", "resolve_config"]
+__all__ = [
+    "available_memory",
+    "check_loss",
+    "check_pair_memory",
+    "check_video",
+    "pair_memory",
+    "resolve_config",
+]
+
+#: float32 tensors of ``(p, p)`` RGB patches held per pseudo pair, per frame of its clip
+#: (``L = 2 * radius + 1``): the clip twice (synthesized, then the training inputs), plus the
+#: target, the condition map and the sharp patch.
+_PATCH_COPIES_PER_CLIP_FRAME = 2
+_PATCH_COPIES_PER_PAIR = 3
 
 
 def resolve_config(config: AdaptConfig | dict[str, Any] | str | Path | None) -> AdaptConfig:
@@ -116,3 +130,66 @@ def check_video(
             "lower config.rsdm.patch_size (e.g. AdaptConfig(rsdm={'patch_size': "
             f"{_largest_patch(height, width)}}})) or use larger frames"
         )
+
+
+def pair_memory(config: AdaptConfig, spec: ModelSpec, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The most pseudo-sharp patches the built-in detector keeps on a video of ``shape``
+    (``rsdm.ratio`` of its candidates, at most ``rsdm.max_patches``) and the bytes their
+    pseudo pairs, conditions and clips take at once (float32).
+
+    Shape:
+        - shape: ``(T, 3, H, W)``.
+    """
+    rsdm = config.rsdm
+    num_frames, _, height, width = (int(v) for v in shape)
+    grid = candidate_grid(
+        num_frames,
+        height,
+        width,
+        patch_size=rsdm.patch_size,
+        border_frames=rsdm.border_frames,
+    )
+    count = grid.target_count(rsdm.ratio)
+    if rsdm.max_patches is not None:
+        count = min(count, rsdm.max_patches)
+    frames = 2 * clip_radius(spec, config.dbcgm.neighbours) + 1
+    copies = _PATCH_COPIES_PER_CLIP_FRAME * frames + _PATCH_COPIES_PER_PAIR
+    return count, count * copies * 3 * rsdm.patch_size**2 * 4
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux ``MemAvailable``), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_pair_memory(
+    config: AdaptConfig, spec: ModelSpec, shape: tuple[int, ...], available: int | None
+) -> None:
+    """Refuse, before any work, a run whose pseudo pairs would not fit in ``available`` bytes
+    (``None``: not checked): a long or large video with the paper's share of patches
+    (``rsdm.ratio``) and no ``rsdm.max_patches``.
+
+    Raises:
+        MemoryError: with the patch count, the memory needed and a ``max_patches`` that fits.
+    """
+    if available is None:
+        return
+    count, need = pair_memory(config, spec, shape)
+    if need <= available:
+        return
+    fits = max(1, int(count * available / need / 2))
+    raise MemoryError(
+        f"adapting to {shape[0]} frames of {shape[3]}x{shape[2]} keeps up to {count} pseudo-sharp "
+        f"patches of {config.rsdm.patch_size} px (rsdm.ratio = {config.rsdm.ratio:g} of the "
+        f"candidates), whose pseudo pairs alone need {need / 2**30:.1f} GiB; "
+        f"{available / 2**30:.1f} GiB are available. Set rsdm.max_patches (e.g. "
+        f"AdaptConfig(rsdm={{'max_patches': {fits}}}), the sharpest are kept) or adapt to a "
+        "shorter clip"
+    )

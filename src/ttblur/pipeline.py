@@ -39,7 +39,13 @@ import torch
 from torch import Tensor, nn
 
 from ttblur._state import ModuleSnapshot
-from ttblur.checks import check_loss, check_video, resolve_config
+from ttblur.checks import (
+    available_memory,
+    check_loss,
+    check_pair_memory,
+    check_video,
+    resolve_config,
+)
 from ttblur.config import AdaptConfig
 from ttblur.finetune import (
     EpochGuard,
@@ -409,6 +415,9 @@ class AdaptPipeline:
                 # A registered user detector has its own parameters, not rsdm.patch_size.
                 patch_size="detector" in self._given or self._builds_builtin("detector"),
             )
+            if self._builds_builtin("detector"):
+                shape = tuple(int(v) for v in frames.shape)
+                check_pair_memory(self.config, declared, shape, available_memory())
             check_loss(loss, self.device)
             select_trainable(model, self.config.finetune.trainable)
             # in_place: the caller's exact state, restored on any failure, interrupt or divergence.

@@ -477,9 +477,7 @@ def select_relatively_sharp(
     ]
     return Selection(
         patches=patches,
-        magnitude=magnitude
-        if isinstance(magnitude, FrameStore)
-        else magnitude.detach().float().cpu(),
+        magnitude=magnitude.detach().float().cpu(),
         threshold=float(threshold),
         candidates=total,
         info={
