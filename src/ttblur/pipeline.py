@@ -482,7 +482,8 @@ class _Run:
 
         with _timed(self.seconds, "rsdm"):
             # Built-in stages read a frame store like a tensor (streams()); user stages get one.
-            selection: Selection = detector.select(cast(Tensor, frames))
+            shown = accepted_kwargs(detector.select, {"progress": self.progress})
+            selection: Selection = detector.select(cast(Tensor, frames), **shown)
         self._emit("rsdm", selection=selection)
         base: dict[str, Any] = dict(
             num_frames=int(frames.shape[0]),

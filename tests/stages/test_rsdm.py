@@ -296,3 +296,14 @@ def test_precision_with_the_shipped_bme(varying_speed_videos):
 def test_both_selectors_refuse_bad_settings(selector, kwargs, message):
     with pytest.raises(ValueError, match=message):
         selector(bme=_zero_bme, **kwargs)
+
+
+def test_long_passes_report_progress_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    video = torch.rand(9, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    detector = RelativeSharpnessDetector(bme=lambda frames: frames[:, :1] * 4.0, patch_size=16)
+    quiet = detector.select(video)
+    assert "blur magnitude" not in capsys.readouterr().err
+    shown = detector.select(video, progress=True)
+    err = capsys.readouterr().err
+    assert "blur magnitude" in err and "9/9" in err and "sharpness threshold" in err
+    assert shown.patches == quiet.patches

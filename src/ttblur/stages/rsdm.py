@@ -65,6 +65,7 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ttblur.config import RSDMConfig
 from ttblur.io.frame_store import Frames, FrameStore, per_frame
@@ -210,7 +211,11 @@ def _validate_magnitude(magnitude: Frames, video_shape: tuple[int, ...]) -> None
 
 
 def estimate_magnitude(
-    bme: BlurMagnitudeEstimator | MagnitudeFn, video: Frames, *, batch_size: int = 4
+    bme: BlurMagnitudeEstimator | MagnitudeFn,
+    video: Frames,
+    *,
+    batch_size: int = 4,
+    progress: bool = False,
 ) -> Frames:
     """Blur magnitude maps of every frame, ``batch_size`` frames at a time.
 
@@ -221,6 +226,7 @@ def estimate_magnitude(
         video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``: a tensor or a
             :class:`~ttblur.io.frame_store.FrameStore` (read ``batch_size`` frames at a time).
         batch_size: frames per call (> 0).
+        progress: show a progress bar of the frames done.
 
     Returns:
         ``(T, 1, H, W)`` float32 magnitude in pixels on the CPU; for a frame store, a new
@@ -239,7 +245,8 @@ def estimate_magnitude(
         out = FrameStore.create((num_frames, 1, height, width), directory=video.directory)
     else:
         out = torch.empty(num_frames, 1, height, width, dtype=torch.float32)
-    with torch.no_grad():
+    bar = tqdm(total=num_frames, desc="blur magnitude", unit="frame", disable=not progress)
+    with torch.no_grad(), bar:
         for start in range(0, num_frames, batch_size):
             chunk = video[start : start + batch_size]
             if isinstance(bme, BlurMagnitudeEstimator):
@@ -256,6 +263,7 @@ def estimate_magnitude(
                 out.write(start, pred)
             else:
                 out[start : start + chunk.shape[0]] = pred.detach().float().cpu()
+            bar.update(chunk.shape[0])
     _validate_magnitude(out, tuple(video.shape))
     return out
 
@@ -395,6 +403,7 @@ def select_relatively_sharp(
     min_coverage: float = 0.75,
     max_iterations: int = 40,
     max_patches: int | None = None,
+    progress: bool = False,
 ) -> Selection:
     """Functional RSDM: adaptive-threshold patch selection on given magnitude maps.
 
@@ -410,6 +419,8 @@ def select_relatively_sharp(
         min_coverage: share of sharp pixels a placed patch needs, in ``(0, 1]``.
         max_iterations: cap on the bisection steps (> 0).
         max_patches: keep at most this many (the sharpest).
+        progress: show a progress bar of the threshold search (one step per pass over the
+            maps).
 
     Returns:
         :class:`Selection` (patches sharpest first; ``magnitude`` is the input on the CPU;
@@ -444,7 +455,12 @@ def select_relatively_sharp(
     target = grid.target_count(ratio)
     slack = tolerance * total
 
+    bar = tqdm(
+        total=max_iterations + 1, desc="sharpness threshold", unit="pass", disable=not progress
+    )
+
     def count_at(eta: float) -> np.ndarray:
+        bar.update(1)
         return _all_patches_at(maps, eta, patch, step, min_coverage)
 
     low = float(maps.mins.min())
@@ -468,6 +484,7 @@ def select_relatively_sharp(
                 low = mid
         if not converged:  # fall back to the sharpest-ranked patches of the tightest excess
             threshold, boxes = high, high_boxes
+    bar.close()
     found_count = int(boxes.shape[0])
     ordered, means = _sharpest_first(maps, boxes, patch)
     keep = min(found_count, target, max_patches or found_count)
@@ -552,7 +569,7 @@ class _GridPatchSelector:
         self.max_patches = max_patches
 
     def _grid_and_magnitude(
-        self, video: Frames, magnitude: Frames | None
+        self, video: Frames, magnitude: Frames | None, progress: bool = False
     ) -> tuple[CandidateGrid, Frames]:
         """Check ``video``, build its candidate grid (size checks before the network runs),
         then run the BME unless ``magnitude`` maps ``(T, 1, H, W)`` are given (checked)."""
@@ -566,7 +583,9 @@ class _GridPatchSelector:
             border_frames=self.border_frames,
         )
         if magnitude is None:
-            magnitude = estimate_magnitude(self.bme, video, batch_size=self.batch_size)
+            magnitude = estimate_magnitude(
+                self.bme, video, batch_size=self.batch_size, progress=progress
+            )
         else:
             _validate_magnitude(magnitude, tuple(video.shape))
         return grid, magnitude
@@ -642,13 +661,16 @@ class RelativeSharpnessDetector(_GridPatchSelector):
             f"border_frames={self.border_frames}, tolerance={self.tolerance})"
         )
 
-    def select(self, video: Frames, magnitude: Frames | None = None) -> Selection:
+    def select(
+        self, video: Frames, magnitude: Frames | None = None, *, progress: bool = False
+    ) -> Selection:
         """Choose the relatively sharp patches of ``video``.
 
         Args:
             video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``, ``T > 2 * border_frames``,
                 ``H, W >= patch_size``.
             magnitude: optional precomputed ``(T, 1, H, W)`` maps in px (skips the BME).
+            progress: show progress bars of the blur magnitude pass and the threshold search.
 
         Returns:
             :class:`Selection`: patches (sharpest first), ``magnitude`` ``(T, 1, H, W)`` px,
@@ -657,7 +679,7 @@ class RelativeSharpnessDetector(_GridPatchSelector):
         Raises:
             ValueError: invalid video or maps, too few frames, frames smaller than a patch.
         """
-        _, magnitude = self._grid_and_magnitude(video, magnitude)
+        _, magnitude = self._grid_and_magnitude(video, magnitude, progress)
         return select_relatively_sharp(
             magnitude,
             patch_size=self.patch_size,
@@ -668,6 +690,7 @@ class RelativeSharpnessDetector(_GridPatchSelector):
             min_coverage=self.min_coverage,
             max_iterations=self.max_iterations,
             max_patches=self.max_patches,
+            progress=progress,
         )
 
 
@@ -722,10 +745,12 @@ class RandomPatchSelector(_GridPatchSelector):
             f"border_frames={self.border_frames}, seed={self.seed})"
         )
 
-    def select(self, video: Frames, magnitude: Frames | None = None) -> Selection:
+    def select(
+        self, video: Frames, magnitude: Frames | None = None, *, progress: bool = False
+    ) -> Selection:
         """Draw random candidate patches of ``video`` (arguments as
         :meth:`RelativeSharpnessDetector.select`)."""
-        grid, magnitude = self._grid_and_magnitude(video, magnitude)
+        grid, magnitude = self._grid_and_magnitude(video, magnitude, progress)
         target = grid.target_count(self.ratio)
         rng = np.random.default_rng(self.seed)
         chosen = np.sort(rng.choice(len(grid), size=target, replace=False))
