@@ -378,7 +378,10 @@ def test_synthesized_clips_blur_a_box_around_each_patch(target_video) -> None:
     report = result.report
     # The video pans ~20 px per frame: each box holds the patch plus 2 frames of motion.
     assert report.motion_px is not None and 10.0 < report.motion_px < 40.0
-    assert report.exposure_ratio is not None and 0.0 <= report.exposure_ratio <= 1.5
+    # The exposure is 8 ms of a 66.7 ms frame interval (0.12): the fit lands on its smallest
+    # ratio, where a short exposure and a steady pan look alike, so it is refused, saying so.
+    assert report.exposure_ratio is None
+    assert any("smallest ratio tried" in message for message in report.messages)
     assert sum(size[0] for size in blur.sizes) == len(report.patches)
     for _, _, rows, cols in blur.sizes:
         assert (rows - 32) % 16 == 0 and (cols - 32) % 16 == 0

@@ -406,8 +406,8 @@ def _fit(
             f"the exposure ratio fit reached the smallest ratio tried ({RATIOS[0]}): the "
             "neighbours are no blurrier than the pseudo-sharp patches blurred by a tenth of "
             "the motion, so the ratio cannot be told (for example a steady pan, where no "
-            "frame is sharper than the others, or an exposure under a tenth of the frame "
-            "interval)"
+            "frame is sharper than the others, or an exposure of about a tenth of the frame "
+            "interval or less)"
         )
         return ExposureEstimate(None, _motion_from_lengths(lengths), ratio_std=spread, note=note)
     if spread > MAX_RATIO_STD:
