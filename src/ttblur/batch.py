@@ -44,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -413,41 +414,35 @@ def _adapt_one(
 
     network = model if model is not None else _network(settings)
     spec, device = settings.spec, settings.device
-    # Without ground truth or a frame cap, the whole video is streamed from its file (adapt
-    # through a temporary frame store, deblur_file window by window): memory does not grow
-    # with its length. Scoring against ground truth holds both videos in memory.
-    streamed = job.sharp is None and settings.max_frames is None
-    blurry = sharp = None
-    if not streamed:
+    run = functools.partial(adapt, config=settings.config, spec=spec, device=device, progress=False)
+    restored = None
+    if job.sharp is None and settings.max_frames is None:
+        # Streamed from its file (adapt through a temporary frame store, the output written
+        # by deblur_file window by window): memory does not grow with the video's length.
+        result = run(network, job.blurry)
+    else:  # a frame cap, or scores against ground truth: both videos in memory
         if job.sharp is None:
             from ttblur.io.video import load_video
 
-            blurry = load_video(job.blurry, max_frames=settings.max_frames)
+            blurry, sharp = load_video(job.blurry, max_frames=settings.max_frames), None
         else:
             blurry, sharp = load_pair(job.blurry, job.sharp, max_frames=settings.max_frames)
-    result = adapt(
-        network,
-        job.blurry if blurry is None else blurry,
-        config=settings.config,
-        spec=spec,
-        device=device,
-        progress=False,
-    )
-    record.frames = result.report.num_frames
-    record.height, record.width = result.report.frame_size
-    restored = None
-    if blurry is not None:
+        result = run(network, blurry)
         restored = deblur(
             result.model, blurry, spec=result.spec, device=result.device, progress=False
         )
-    if sharp is not None and blurry is not None and restored is not None:
-        unadapted = deblur(network, blurry, spec=result.spec, device=result.device, progress=False)
-        border = settings.crop_border
-        record.scores = {
-            "blurry": _mean_scores(blurry, sharp, border),
-            "unadapted": _mean_scores(unadapted.clamp(0, 1), sharp, border),
-            "adapted": _mean_scores(restored.clamp(0, 1), sharp, border),
-        }
+        if sharp is not None:
+            unadapted = deblur(
+                network, blurry, spec=result.spec, device=result.device, progress=False
+            )
+            border = settings.crop_border
+            record.scores = {
+                "blurry": _mean_scores(blurry, sharp, border),
+                "unadapted": _mean_scores(unadapted.clamp(0, 1), sharp, border),
+                "adapted": _mean_scores(restored.clamp(0, 1), sharp, border),
+            }
+    record.frames = result.report.num_frames
+    record.height, record.width = result.report.frame_size
     record.patches = len(result.report.patches)
     record.reverted = result.report.reverted
     record.best_epoch = result.report.best_epoch
