@@ -166,7 +166,8 @@ class DBCGMConfig(_StageSection):
     flow: str = Field(
         default="opencv",
         description=(
-            'optical flow: "opencv" (DIS, no weights), "raft" (torchvision RAFT) or a flow '
+            'optical flow: "opencv" (DIS, no weights, CPU), "pyramid" (batched torch Lucas-'
+            'Kanade, no weights, on the run device), "raft" (torchvision RAFT) or a flow '
             "estimator registered in ttblur.registry.FLOWS (built without arguments)"
         ),
     )

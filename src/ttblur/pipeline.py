@@ -230,8 +230,8 @@ class AdaptPipeline:
             return DETECTORS.build(
                 cfg.rsdm.name, cfg.rsdm, cfg.rsdm.params, device=self.device, seed=cfg.seed
             )
-        if name == "flow":
-            return FLOWS.build(cfg.dbcgm.flow, cfg.dbcgm)
+        if name == "flow":  # on the run device (RAFTFlow, PyramidFlow; DIS stays on the CPU)
+            return FLOWS.build(cfg.dbcgm.flow, cfg.dbcgm, device=self.device)
         if name == "condition_generator":
             context: dict[str, Any] = {"seed": cfg.seed}
             if self._generator_takes_flow():

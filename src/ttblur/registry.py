@@ -246,7 +246,11 @@ SYNTHESIZERS: Registry[Any] = Registry(
 #: Optical flow estimators (``AdaptConfig.dbcgm.flow``).
 FLOWS: Registry[Any] = Registry(
     "flow estimator",
-    {"opencv": "ttblur.stages.flow", "raft": "ttblur.stages.flow"},
+    {
+        "opencv": "ttblur.stages.flow",
+        "raft": "ttblur.stages.flow",
+        "pyramid": "ttblur.stages.pyramid_flow",
+    },
     attribute="ttblur.registry.FLOWS",
 )
 #: Guards: no-reference scores of an adapted model on the video (``AdaptConfig.guard.name``).
