@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--epochs", type=int, help="override finetune.epochs (default config)")
     parser.add_argument("--patch-size", type=int, help="override rsdm.patch_size (default 256)")
     parser.add_argument("--device", default=None, help="adapt device (default: CUDA if any)")
+    parser.add_argument("--flow", default=None, help="override dbcgm.flow (e.g. pyramid)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument(
         "--small-window",
@@ -385,6 +386,8 @@ def main(argv: list[str] | None = None) -> str:
         overrides["finetune"] = {"epochs": args.epochs}
     if args.patch_size:
         overrides["rsdm"] = {"patch_size": args.patch_size}
+    if args.flow:
+        overrides["dbcgm"] = {"flow": args.flow}
     config = AdaptConfig.model_validate(overrides)
     command = "python benchmarks/cost.py " + " ".join(argv)
     out = [

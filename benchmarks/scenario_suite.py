@@ -13,7 +13,8 @@ H.264, low light, tone curves; exact ground truth) and every reference network n
   (the previous default: one blur length per video), ``no-guard`` (the epoch chosen by
   the held-out pseudo pairs alone), ``video-lengths`` (``dbcgm.lengths = "video"``: the
   pairs' blur lengths follow the video's own blur distribution, near-identity pairs
-  included) and ``video-lengths-no-guard``.
+  included), ``video-lengths-no-guard``, ``pyramid-flow`` (``dbcgm.flow = "pyramid"``, the
+  batched torch flow, for every flow of the run) and ``pyramid-flow-no-guard``.
 
 Per video it prints the adapted - unadapted PSNR change, the worst per-frame change, the change
 on frames whose true blur is under 1 px, the true and fitted exposure ratios (with the fit's
@@ -63,6 +64,8 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "no-guard": {"guard": {"enabled": False}},
     "video-lengths": {"dbcgm": {"lengths": "video"}},
     "video-lengths-no-guard": {"dbcgm": {"lengths": "video"}, "guard": {"enabled": False}},
+    "pyramid-flow": {"dbcgm": {"flow": "pyramid"}},
+    "pyramid-flow-no-guard": {"dbcgm": {"flow": "pyramid"}, "guard": {"enabled": False}},
 }
 #: A frame counts as nearly sharp when its mean true blur path is below this (px).
 SHARP_PX = 1.0

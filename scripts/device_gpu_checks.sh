@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 15 in one call of the device tool (docs/cost.md "GPU path"):
+#
+#   run(command="bash scripts/device_gpu_checks.sh", carry=[".whl"], timeout_s=590)
+#
+# 1. the CUDA tests (adapt on CUDA returns the model home, synthesis and fine-tuning on CUDA);
+# 2. flow accuracy and speed, DIS on the CPU against PyramidFlow on the GPU;
+# 3. seconds per stage and the share of adapt outside the model's passes at 720p, for the
+#    2.57 M-parameter stand-in, with DIS and with the GPU flow (cost.py tables 1 and 2).
+# Everything printed also lands in $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/ttblur-out}
+mkdir -p "$OUT"
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+if [ -d .whl ] && ! python3 -c "import pydantic" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:src
+fi
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -m pytest -q -p no:cacheprovider tests/test_finetune.py tests/test_api.py \
+    tests/stages/test_reblur.py -k "cuda or device_train" 2>&1 | tee "$OUT/cuda_tests.log"
+python3 benchmarks/flow_accuracy.py --role evaluation --device cuda --threads 8 2>&1 \
+    | tee "$OUT/flow_accuracy.md"
+for flow in opencv pyramid; do
+    python3 benchmarks/cost.py --device cuda --threads 8 --skip-memory --skip-adapt-memory \
+        --clips 20x720x1280 --models wide --flow "$flow" 2>&1 | tee "$OUT/cost_$flow.md"
+done
