@@ -33,7 +33,7 @@ from __future__ import annotations
 import builtins
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -312,7 +312,8 @@ class FrameStore:
             return self.frames(0, 0)
         return torch.stack([self[i] for i in positions])
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Tensor]:
+        """The frames ``(C, H, W)`` in order, read :data:`CHUNK_FRAMES` at a time."""
         for start in range(0, len(self), CHUNK_FRAMES):
             yield from self.frames(start, start + CHUNK_FRAMES)
 
