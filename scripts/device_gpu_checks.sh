@@ -19,7 +19,7 @@ if [ -d .whl ] && ! python3 -c "import pydantic" 2>/dev/null; then
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_finetune.py tests/test_api.py \
-    tests/stages/test_reblur.py -k "cuda or device_train" 2>&1 | tee "$OUT/cuda_tests.log"
+    tests/stages/test_reblur.py tests/stages/test_pyramid_flow.py -k "cuda or device_train" 2>&1 | tee "$OUT/cuda_tests.log"
 python3 benchmarks/flow_accuracy.py --role evaluation --device cuda --threads 8 2>&1 \
     | tee "$OUT/flow_accuracy.md"
 for flow in opencv pyramid; do

@@ -69,3 +69,15 @@ def test_the_pipeline_builds_it_on_its_run_device() -> None:
 
     pipe = AdaptPipeline.from_config({"dbcgm": {"flow": "pyramid"}}, device="cpu")
     assert isinstance(pipe.flow, PyramidFlow) and pipe.flow.device == torch.device("cpu")
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU visible to torch (torch.cuda.is_available() is False here)",
+)
+def test_cuda_flow_matches_the_cpu_and_comes_back_on_the_inputs_device() -> None:
+    first, second = _pair(7, 4)
+    on_cpu = PyramidFlow()(first, second)
+    on_gpu = PyramidFlow(device="cuda")(first, second)
+    assert on_gpu.device.type == "cpu"
+    assert torch.allclose(on_gpu, on_cpu, atol=1e-2)
