@@ -52,7 +52,9 @@ def adapt(
         video: ``(T, 3, H, W)`` tensor (float in [0, 1] or ``uint8``), ``(T, H, W, 3)``
             array, frame folder, video file (anything :func:`ttblur.load_video` reads) or an
             iterable of ``(3, H, W)`` frames: the inputs :func:`ttblur.deblur` accepts. At
-            least 5 frames, each at least ``config.rsdm.patch_size`` pixels on both sides.
+            least 5 frames, each at least ``config.rsdm.patch_size`` pixels on both sides. A
+            path is streamed through temporary files (frames and blur maps; memory does not
+            grow with its length) when the built-in stages read it (docs/streaming.md).
         loss_fn: ``loss_fn(pred, target) -> scalar tensor`` on ``(B, 3, h, w)`` tensors in
             [0, 1] (the model's outputs mapped back to [0, 1] by the spec). Default: L1.
         config: an :class:`~ttblur.config.AdaptConfig`, a dict or a JSON file path.
@@ -79,6 +81,8 @@ def adapt(
         in ``report.messages``.
 
     Raises:
+        MemoryError: the pseudo pairs the built-in detector would keep cannot fit in the
+            memory the system has (the message gives a ``rsdm.max_patches`` that fits).
         ValueError: bad video (too few frames, frames smaller than a patch or than optical
             flow needs, NaN, range, layout, dtype), a model whose output does not fit its spec
             (the message gives the cause), a ``loss_fn`` that fails or does not return a
