@@ -161,9 +161,8 @@ class FrameStore:
                 got = tuple(chunk.shape) if isinstance(chunk, Tensor) else type(chunk).__name__
                 raise ValueError(f"chunks must be (n, C, H, W) float tensors, got {got}")
             frames = chunk.detach().to("cpu", torch.float32)
-            if backing is None:
-                encoding = "uint8" if _as_uint8(frames) is not None else "float32"
-                backing = _Backing(tuple(frames.shape[1:]), encoding, _directory(directory))
+            if backing is None:  # 8-bit until a chunk is not (_append converts then)
+                backing = _Backing(tuple(frames.shape[1:]), "uint8", _directory(directory))
             elif tuple(frames.shape[1:]) != backing.frame_shape:
                 raise ValueError(
                     f"frame {backing.count} is {tuple(frames.shape[1:])}, the first frames are "
