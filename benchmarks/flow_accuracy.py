@@ -24,31 +24,17 @@ import torch
 import torch.nn.functional as F
 
 from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
-from ttblur.stages.flow import OpenCVFlow
+from ttblur.stages.flow import OpenCVFlow, luma, warp_back
 from ttblur.stages.pyramid_flow import PyramidFlow
 
 _BORDER = 16
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
 def photometric_error(src: torch.Tensor, dst: torch.Tensor, flow: torch.Tensor) -> float:
     """Mean |grey(dst) sampled at x + flow(x) - grey(src)(x)| inside the border."""
-    grey_src = (src.float() * _LUMA).sum(1, keepdim=True)
-    grey_dst = (dst.float() * _LUMA).sum(1, keepdim=True)
-    _, _, height, width = src.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32),
-        torch.arange(width, dtype=torch.float32),
-        indexing="ij",
-    )
-    grid = torch.stack(
-        ((xs + flow[:, 0]) * 2 / (width - 1) - 1, (ys + flow[:, 1]) * 2 / (height - 1) - 1), -1
-    )
-    warped = F.grid_sample(
-        grey_dst, grid, mode="bilinear", padding_mode="border", align_corners=True
-    )
+    warped, _ = warp_back(luma(dst)[:, None], flow)
     inner = (slice(None), slice(None), slice(_BORDER, -_BORDER), slice(_BORDER, -_BORDER))
-    return float((warped - grey_src)[inner].abs().mean())
+    return float((warped - luma(src)[:, None])[inner].abs().mean())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ttblur.io.frame_store import Frames, FrameStore, per_frame
+from ttblur.stages.flow import warp_back
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
 from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation, warn_mag_norm_ignored
 
@@ -153,32 +154,6 @@ def _check_video(video: Frames) -> None:
         raise ValueError(f"video must be a (T, 3, H, W) tensor, got {got}")
     if video.shape[0] < 2:
         raise ValueError(f"need at least 2 frames to measure motion, got {video.shape[0]}")
-
-
-def warp_back(frame: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
-    """Warp a frame back along a flow: ``frame`` sampled at ``x + flow(x)``.
-
-    Args:
-        frame: ``(3, H, W)`` float image (frame ``s``).
-        flow: ``(2, H, W)`` px, the flow from the frame to be matched (``t``) to ``s``.
-
-    Returns:
-        the warped frame ``(3, H, W)`` float32 (bilinear, border padding) and a ``(1, H, W)``
-        mask: 1 where ``x + flow(x)`` lies inside the frame, 0 where the sample is made up.
-    """
-    height, width = frame.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32),
-        torch.arange(width, dtype=torch.float32),
-        indexing="ij",
-    )
-    x, y = xs + flow[0], ys + flow[1]
-    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
-    warped = F.grid_sample(
-        frame[None].float(), grid[None], padding_mode="border", align_corners=False
-    )[0]
-    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
-    return warped, inside[None].float()
 
 
 def _fit_frames(patches: Sequence[PatchLocation], max_frames: int) -> list[int]:

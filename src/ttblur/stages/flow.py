@@ -59,7 +59,9 @@ __all__ = [
     "RAFTConfig",
     "RAFTFlow",
     "build_flow",
+    "luma",
     "validate_flow_inputs",
+    "warp_back",
 ]
 
 #: DIS presets accepted by :class:`OpenCVFlow` (``DBCGMConfig.flow_preset``).
@@ -115,11 +117,50 @@ def validate_flow_inputs(src: Tensor, dst: Tensor) -> None:
     validate_video(dst, "dst")
 
 
-def _to_gray_uint8(frames: Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, H, W)`` uint8 luma (ITU-R BT.601 weights)."""
+def luma(frames: Tensor) -> Tensor:
+    """Grey frames: ITU-R BT.601 luma of RGB, float32 on the frames' device.
+
+    Shape:
+        - frames: ``(N, 3, H, W)``; output: ``(N, H, W)``.
+    """
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=frames.device)
-    gray = torch.einsum("nchw,c->nhw", frames.detach().float(), weights)
-    gray = (gray.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    return torch.einsum("nchw,c->nhw", frames.detach().float(), weights)
+
+
+def warp_back(frames: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
+    """Warp frames back along a flow: ``frames`` sampled at ``x + flow(x)``.
+
+    Args:
+        frames: float images (frame ``s``), one or a batch.
+        flow: px, the flow from the frames to be matched (``t``) to ``s``.
+
+    Returns:
+        the warped frames (float32, bilinear, border padding) and a mask: 1 where
+        ``x + flow(x)`` lies inside the frame, 0 where the sample is made up.
+
+    Shape:
+        - frames: ``(C, H, W)`` or ``(N, C, H, W)``; flow: ``(2, H, W)`` or ``(N, 2, H, W)``.
+        - output: like ``frames``; mask ``(1, H, W)`` or ``(N, 1, H, W)``.
+    """
+    single = frames.ndim == 3
+    images = frames[None] if single else frames
+    vectors = flow[None] if single else flow
+    height, width = images.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32, device=vectors.device),
+        torch.arange(width, dtype=torch.float32, device=vectors.device),
+        indexing="ij",
+    )
+    x, y = xs + vectors[:, 0], ys + vectors[:, 1]
+    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
+    warped = F.grid_sample(images.float(), grid, padding_mode="border", align_corners=False)
+    inside = ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1))[:, None].float()
+    return (warped[0], inside[0]) if single else (warped, inside)
+
+
+def _to_gray_uint8(frames: Tensor) -> np.ndarray:
+    """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, H, W)`` uint8 luma."""
+    gray = (luma(frames).clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
     return gray.cpu().numpy()
 
 

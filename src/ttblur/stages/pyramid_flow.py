@@ -39,32 +39,9 @@ from torch import Tensor
 
 from ttblur.config import DBCGMConfig
 from ttblur.registry import FLOWS
-from ttblur.stages.flow import validate_flow_inputs
+from ttblur.stages.flow import luma, validate_flow_inputs, warp_back
 
 __all__ = ["PyramidFlow", "lucas_kanade_step"]
-
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def _grey(frames: Tensor) -> Tensor:
-    weights = torch.tensor(_LUMA, dtype=torch.float32, device=frames.device).view(1, 3, 1, 1)
-    return (frames.float() * weights).sum(dim=1, keepdim=True)
-
-
-def _warp(image: Tensor, flow: Tensor) -> Tensor:
-    """``image`` sampled at ``x + flow(x)`` (bilinear, borders replicated).
-
-    Shape:
-        - image: ``(N, 1, H, W)``; flow: ``(N, 2, H, W)``; output: ``(N, 1, H, W)``.
-    """
-    _, _, height, width = image.shape
-    ys = torch.arange(height, device=image.device, dtype=torch.float32)
-    xs = torch.arange(width, device=image.device, dtype=torch.float32)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    x = (grid_x + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
-    y = (grid_y + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
-    grid = torch.stack((x, y), dim=-1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def _gradients(image: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,7 +66,7 @@ def lucas_kanade_step(
     Returns:
         the updated flow ``(N, 2, H, W)``.
     """
-    warped = _warp(dst, flow)
+    warped, _ = warp_back(dst, flow)
     gx, gy = _gradients(0.5 * (src + warped))
     diff = warped - src
 
@@ -172,8 +149,8 @@ class PyramidFlow:
         validate_flow_inputs(src, dst)
         device = self.device or src.device
         with torch.no_grad():
-            first = self._pyramid(_grey(src.to(device)))
-            second = self._pyramid(_grey(dst.to(device)))
+            first = self._pyramid(luma(src.to(device))[:, None])
+            second = self._pyramid(luma(dst.to(device))[:, None])
             flow = torch.zeros(
                 first[-1].shape[0], 2, *first[-1].shape[-2:], dtype=torch.float32, device=device
             )
