@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "batch_throughput.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("ttblur_benchmark_batch", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_one_worker_row_counts_every_video(capsys) -> None:
-    bench = _load()
+def test_one_worker_row_counts_every_video(capsys, load_benchmark) -> None:
+    bench = load_benchmark("batch_throughput")
     args = ["--videos", "2", "--frames", "5", "--size", "48", "64", "--workers", "1"]
     bench.main([*args, "--epochs", "1", "--patch-size", "32"])
     lines = capsys.readouterr().out.splitlines()

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cost.py"
 NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?%?$")
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("ttblur_benchmark_cost", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tables(text: str) -> list[list[list[str]]]:
@@ -34,8 +23,8 @@ def _tables(text: str) -> list[list[list[str]]]:
 
 
 @pytest.mark.slow
-def test_cost_benchmark_prints_well_formed_tables(capsys):
-    cost = _load()
+def test_cost_benchmark_prints_well_formed_tables(capsys, load_benchmark):
+    cost = load_benchmark("cost")
     argv = [
         "--clips", "7x32x48",
         "--patch-size", "16",
@@ -67,11 +56,11 @@ def test_cost_benchmark_prints_well_formed_tables(capsys):
     assert all(float(row[3]) > 0 for row in memory[2:])  # peak RSS in MB
 
 
-def test_model_timer_counts_forward_and_backward_passes():
+def test_model_timer_counts_forward_and_backward_passes(load_benchmark):
     import torch
     from torch import nn
 
-    cost = _load()
+    cost = load_benchmark("cost")
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     timer = cost.ModelTimer(model)
     for _ in range(3):

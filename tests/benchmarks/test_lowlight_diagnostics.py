@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lowlight_diagnostics.py"
 TINY = ["--presets", "bsd-1ms8ms", "lowlight", "--videos", "1", "--frames", "7"]
 TINY += ["--size", "48", "64", "--patch-size", "16", "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
-def diag() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lowlight_diagnostics", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+def diag(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("lowlight_diagnostics")
 
 
 def _tables(text: str) -> dict[str, list[list[str]]]:
