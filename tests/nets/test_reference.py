@@ -133,12 +133,16 @@ def _small_unet(**changes):
     return ReferenceUNet(ReferenceUNetConfig(widths=(8, 8, 16), mid_blocks=1, **changes))
 
 
-def test_unet_shapes_identity_at_init_and_window_alignment():
+@pytest.mark.parametrize("block", ["residual", "gated"])
+def test_unet_shapes_identity_at_init_and_window_alignment(block):
     torch.manual_seed(0)
-    net = _small_unet()
+    net = _small_unet(block=block)
     clip = torch.rand(2, 7, 3, 24, 40)
     assert torch.allclose(net(clip), clip[:, 2:5], atol=1e-6)  # zero-initialised last conv
     torch.nn.init.normal_(net.out.weight, std=0.05)
+    for parameter in net.parameters():  # wake every zero-initialised residual branch
+        if not parameter.any():
+            torch.nn.init.normal_(parameter, std=0.05)
     both = net(clip[:1, :6])
     assert both.shape == (1, 2, 3, 24, 40)
     # output frame k depends only on input frames k .. k + 4
@@ -149,6 +153,26 @@ def test_unet_shapes_identity_at_init_and_window_alignment():
     short = _small_unet(past_frames=1, future_frames=0)
     assert (short.spec.past_frames, short.spec.future_frames) == (1, 0)
     assert short(torch.rand(1, 4, 3, 8, 8)).shape == (1, 3, 3, 8, 8)
+
+
+def test_gated_block_starts_as_identity_and_normalises_channels():
+    from ttblur.nets.reference import _ChannelNorm, _GatedBlock
+
+    torch.manual_seed(1)
+    x = torch.randn(2, 8, 6, 5) * 3.0 + 2.0
+    norm = _ChannelNorm(8)(x)
+    assert torch.allclose(norm.mean(dim=1), torch.zeros(2, 6, 5), atol=1e-5)
+    assert torch.allclose(norm.var(dim=1, unbiased=False), torch.ones(2, 6, 5), atol=1e-4)
+    block = _GatedBlock(8)
+    assert torch.equal(block(x), x)
+    torch.nn.init.constant_(block.alpha, 0.5)
+    moved = block(x)
+    assert moved.shape == x.shape and not torch.allclose(moved, x)
+    # the global channel attention lets one pixel reach every other one (a shift of all
+    # channels alike would vanish in the norm)
+    x2 = x.clone()
+    x2[:, :, 0, 0] += torch.linspace(-1.0, 1.0, 8)
+    assert ((block(x2) - moved).abs().amax(dim=(0, 1)) > 1e-7).all()
 
 
 def test_unet_default_size_is_what_users_adapt():

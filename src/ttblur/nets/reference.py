@@ -25,6 +25,7 @@ Architecture of ``"tiny"`` (widths ``f1, f2, f3 = config.features``)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +92,10 @@ class ReferenceUNetConfig(BaseModel):
         past_frames: frames before the restored frame in each window.
         future_frames: frames after the restored frame in each window.
         negative_slope: LeakyReLU slope.
+        block: ``"residual"``: two 3x3 convolutions with a LeakyReLU between them;
+            ``"gated"``: a normalised, gated block (channel layer norm, pointwise expansion,
+            depthwise 3x3, multiplicative gate, global channel attention, then a gated
+            pointwise feed-forward part), which tolerates a higher learning rate.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -103,6 +108,7 @@ class ReferenceUNetConfig(BaseModel):
     past_frames: int = Field(default=2, ge=0)
     future_frames: int = Field(default=2, ge=0)
     negative_slope: float = Field(default=0.1, ge=0.0, lt=1.0)
+    block: Literal["residual", "gated"] = "residual"
 
     @field_validator("widths")
     @classmethod
@@ -128,6 +134,61 @@ class _ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv2(F.leaky_relu(self.conv1(x), self.slope))
+
+    def zero_branch(self) -> None:
+        """Make the block the identity (its residual branch outputs zero)."""
+        nn.init.zeros_(self.conv2.weight)
+        if self.conv2.bias is not None:
+            nn.init.zeros_(self.conv2.bias)
+
+
+class _ChannelNorm(nn.Module):
+    """Layer norm over the channels of every pixel of a ``(N, C, H, W)`` map."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        centred = x - x.mean(dim=1, keepdim=True)
+        scale = torch.rsqrt(centred.pow(2).mean(dim=1, keepdim=True) + self.eps)
+        return centred * scale * self.weight + self.bias
+
+
+class _GatedBlock(nn.Module):
+    """Normalised gated block: a spatial part (norm, 1x1 to 2C, depthwise 3x3, product of
+    the two halves, global channel attention, 1x1 back to C) and a feed-forward part (norm,
+    1x1 to 2C, product of the halves, 1x1 back), each added through a per-channel scale that
+    starts at zero, so the block starts as the identity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        wide = 2 * channels
+        self.norm1 = _ChannelNorm(channels)
+        self.expand = nn.Conv2d(channels, wide, 1)
+        self.depthwise = nn.Conv2d(wide, wide, 3, padding=1, groups=wide)
+        self.attention = nn.Conv2d(channels, channels, 1)
+        self.project = nn.Conv2d(channels, channels, 1)
+        self.norm2 = _ChannelNorm(channels)
+        self.ff_expand = nn.Conv2d(channels, wide, 1)
+        self.ff_project = nn.Conv2d(channels, channels, 1)
+        self.alpha = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.depthwise(self.expand(self.norm1(x))).chunk(2, dim=1)
+        y = gate * value
+        y = y * self.attention(y.mean(dim=(2, 3), keepdim=True))
+        x = x + self.alpha * self.project(y)
+        gate, value = self.ff_expand(self.norm2(x)).chunk(2, dim=1)
+        return x + self.beta * self.ff_project(gate * value)
+
+    def zero_branch(self) -> None:
+        """Make the block the identity (both scales at zero)."""
+        nn.init.zeros_(self.alpha)
+        nn.init.zeros_(self.beta)
 
 
 class _ClipDeblurNet(PretrainedMixin, nn.Module):
@@ -288,8 +349,13 @@ class ReferenceUNet(_ClipDeblurNet):
         window = cfg.past_frames + cfg.future_frames + 1
         slope = cfg.negative_slope
 
+        def block(channels: int) -> _ResBlock | _GatedBlock:
+            if cfg.block == "gated":
+                return _GatedBlock(channels)
+            return _ResBlock(channels, slope)
+
         def blocks(channels: int, count: int) -> nn.Sequential:
-            return nn.Sequential(*[_ResBlock(channels, slope) for _ in range(count)])
+            return nn.Sequential(*[block(channels) for _ in range(count)])
 
         self.stem = nn.Conv2d(3 * 4, c1, 3, padding=1)
         self.frame_body = blocks(c1, cfg.frame_blocks)
@@ -306,11 +372,12 @@ class ReferenceUNet(_ClipDeblurNet):
         # Every residual branch and the output start at zero: the network starts as the
         # identity and each block as a pass-through, which keeps the 13 unnormalised residual
         # blocks stable under Adam (a first run with default init diverged at step ~580).
-        zero_init = [self.out] + [m.conv2 for m in self.modules() if isinstance(m, _ResBlock)]
-        for conv in zero_init:
-            nn.init.zeros_(conv.weight)
-            if conv.bias is not None:
-                nn.init.zeros_(conv.bias)
+        nn.init.zeros_(self.out.weight)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
+        for module in self.modules():
+            if isinstance(module, (_ResBlock, _GatedBlock)):
+                module.zero_branch()
 
     def forward(self, x: Tensor) -> Tensor:
         """Restore the centre frames of a clip (see the class docstring for shapes)."""
