@@ -335,6 +335,35 @@ def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> N
     assert torch.equal(cond[0, 0], torch.ones(16, 16)) and flow.pairs == []
 
 
+def test_magnitude_maps_in_a_store_are_read_once_per_frame(monkeypatch) -> None:
+    from ttblur.io.frame_store import FrameStore
+
+    torch.manual_seed(0)
+    maps = torch.rand(6, 1, 32, 32) * 8.0
+    store = FrameStore.from_chunks([maps])
+    # several patches per frame, not in frame order
+    patches = [PatchLocation(t, y, x, 16) for t in (4, 0, 2, 0, 5, 2, 4) for y, x in [(0, 16)]]
+    patches += [PatchLocation(2, 16, 0, 16), PatchLocation(0, 8, 8, 16)]
+    gen = Official(flow=CodedFlow(const_table({})), context=0)
+    expected = gen.adapted_magnitude(Selection(patches, maps), torch.device("cpu"))
+    reads: list[int] = []
+    real = FrameStore.__getitem__
+
+    def counting(self: FrameStore, index: Any) -> Tensor:
+        reads.append(index)
+        return real(self, index)
+
+    monkeypatch.setattr(FrameStore, "__getitem__", counting)
+    got = gen.adapted_magnitude(Selection(patches, store), torch.device("cpu"))
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert sorted(reads) == list(range(6))  # frames 0-5: every patch frame and its neighbours
+    reads.clear()
+    lengths = gen.video_lengths(expected, Selection(patches, store))
+    assert torch.allclose(lengths, gen.video_lengths(expected, Selection(patches, maps)))
+    assert [r for r in reads if isinstance(r, int)] == [0, 2, 4, 5]
+    store.close()
+
+
 # ---- input validation -------------------------------------------------------------------------
 
 

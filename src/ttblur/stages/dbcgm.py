@@ -315,6 +315,40 @@ class _TemporalFlow:
         return condition
 
 
+def _map_crops(
+    maps: Frames, patches: Sequence[PatchLocation], neighbours: int
+) -> tuple[list[Tensor], list[Tensor], list[bool]]:
+    """Every patch's crop of its frame's map ``(1, p, p)``, the per-pixel mean of its
+    :func:`neighbour_frames` maps' crops (zeros when it has none; ``neighbours = 0``: zeros)
+    and whether it has none, in the order of ``patches``.
+
+    Reads each frame's map once, visiting the patches by frame and holding at most
+    ``2 * neighbours + 1`` maps (``maps`` may be a disk-backed store).
+    """
+    num_frames = maps.shape[0]
+    own: list[Tensor] = [torch.empty(0)] * len(patches)
+    mean: list[Tensor] = [torch.empty(0)] * len(patches)
+    lonely = [True] * len(patches)
+    held: dict[int, Tensor] = {}
+    for i in sorted(range(len(patches)), key=lambda k: patches[k].frame):
+        patch = patches[i]
+        frames = neighbour_frames(patch.frame, num_frames, neighbours) if neighbours else []
+        oldest = min([patch.frame, *frames])
+        for t in [t for t in held if t < oldest]:
+            del held[t]
+        for t in [patch.frame, *frames]:
+            if t not in held:
+                held[t] = maps[t]
+        own[i] = patch.crop(held[patch.frame])
+        lonely[i] = not frames
+        mean[i] = (
+            torch.stack([patch.crop(held[t]) for t in frames]).mean(dim=0)
+            if frames
+            else torch.zeros_like(own[i])
+        )
+    return own, mean, lonely
+
+
 def _per_frame_motion(norm: Tensor, counts: Tensor) -> Tensor:
     """Mean per-frame motion ``|F| / n`` ``(N, 1, p, p)`` px from ``|F|`` and ``n`` per patch."""
     return norm / counts.to(device=norm.device, dtype=torch.float32).view(-1, 1, 1, 1)
@@ -462,25 +496,16 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         (``(T, 1, H, W)``, finite, ``>= 0``).
         """
         magnitude = selection.magnitude.detach().to(device=device, dtype=torch.float32)
-        num_frames = magnitude.shape[0]
         frame_max = (
             per_frame(magnitude, lambda maps: maps.amax(dim=(1, 2, 3)))
             if self.normalize_over == "frame"
             else None
         )
-        current, neighbour_mean, peaks, lonely = [], [], [], []
-        for p in selection.patches:
-            cur = p.crop(magnitude[p.frame])
-            frames = neighbour_frames(p.frame, num_frames, self.neighbours)
-            current.append(cur)
-            # Per-pixel mean of the neighbours' maps (official code), existing frames only.
-            neighbour_mean.append(
-                torch.stack([p.crop(magnitude[s]) for s in frames]).mean(dim=0)
-                if frames
-                else torch.zeros_like(cur)
-            )
-            peaks.append(frame_max[p.frame] if frame_max is not None else cur.amax())
-            lonely.append(not frames)
+        current, neighbour_mean, lonely = _map_crops(magnitude, selection.patches, self.neighbours)
+        peaks = [
+            frame_max[p.frame] if frame_max is not None else cur.amax()
+            for p, cur in zip(selection.patches, current)
+        ]
         cur_t = torch.stack(current)
         adapted = adapt_magnitude(
             cur_t,
@@ -497,7 +522,8 @@ class DomainBlurConditionGenerator(_TemporalFlow):
         onto the blur of the whole video (blocks of half a patch side of every frame's BME
         map), each patch's own BME blur removed."""
         magnitude = selection.magnitude.detach().to(adapted.device, torch.float32)
-        own = torch.stack([p.crop(magnitude[p.frame]).mean() for p in selection.patches])
+        crops, _, _ = _map_crops(magnitude, selection.patches, 0)
+        own = torch.stack([crop.mean() for crop in crops])
         size = selection.patches[0].size
         samples = video_blur_samples(magnitude, max(size // 2, 1))
         return match_video_blur(adapted, own, samples, identity_px=self.identity_px)
