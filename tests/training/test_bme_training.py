@@ -15,7 +15,7 @@ from ttblur.training.bme import (
     spearman,
     train_bme,
 )
-from ttblur.training.bme_data import make_batch, photo_variant, rescale_crop
+from ttblur.training.bme_data import make_batch, rescale_crop
 
 TINY_MODEL = BMEConfig(
     encoder_widths=(4, 6, 8, 8, 8),
@@ -84,19 +84,6 @@ def test_rescale_scales_magnitude_with_the_image():
     small_image, small_target = rescale_crop(image, target, 32)
     assert small_image.shape == (3, 32, 32) and small_target.shape == (1, 32, 32)
     assert torch.allclose(small_target, torch.full((1, 32, 32), 5.0), atol=1e-4)
-
-
-def test_photo_variants_are_seeded_crops_in_range():
-    photo = torch.rand(3, 50, 80)
-    a = photo_variant(photo, np.random.default_rng([3, 7]))
-    b = photo_variant(photo, np.random.default_rng([3, 7]))
-    c = photo_variant(photo, np.random.default_rng([4, 7]))
-    assert torch.equal(a, b)
-    assert a.shape != c.shape or not torch.equal(a, c)
-    for variant in (a, c):
-        assert variant.shape[0] == 3
-        assert 20 <= variant.shape[1] <= 50 and 32 <= variant.shape[2] <= 80
-        assert float(variant.min()) >= 0.0 and float(variant.max()) <= 1.0
 
 
 def test_footage_blurry_is_linear_light_average_and_flow_accumulates(tmp_path):

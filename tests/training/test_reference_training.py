@@ -256,6 +256,26 @@ def test_motion_mix_pool_renders_each_slot_with_its_own_motion():
     assert again == seen
 
 
+def test_varied_content_pool_renders_a_seeded_image_per_slot():
+    pytest.importorskip("skimage")
+    seen = []
+
+    def render(image, seed, **overrides):
+        seen.append(image)
+        return _render("x" * image.shape[-1], seed)
+
+    config = _config(content="varied", photos=["camera", "coins"], num_videos=4)
+    VideoPool(config, render=render).build(progress=False)
+    assert len(seen) == 4 and all(isinstance(image, torch.Tensor) for image in seen)
+    assert len({tuple(image.shape) for image in seen}) == 4  # crops / leaves of random sizes
+    again = []
+    VideoPool(config, render=lambda i, s, **o: again.append(i) or _render("x", s)).build(
+        progress=False
+    )
+    assert all(torch.equal(a, b) for a, b in zip(seen, again))
+    assert _config().content == "photos"
+
+
 def test_evaluation_splits_moving_and_still_frames():
     synth = pytest.importorskip("ttblur.synth")
     net = ReferenceUNet(ReferenceUNetConfig(widths=(4, 4, 8), mid_blocks=0))

@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ttblur.protocols import FlowEstimator
+from ttblur.training.content import photo_variant
 from ttblur.training.data import (
     EVAL_SEED_OFFSET,
     IMAGE_SUFFIXES,
@@ -44,7 +45,6 @@ __all__ = [
     "HighFrameRateDataset",
     "SyntheticMagnitudePool",
     "make_batch",
-    "photo_variant",
     "rescale_crop",
 ]
 
@@ -132,20 +132,6 @@ class SyntheticMagnitudePool:
         image = blurry[t, :, top : top + side, left : left + side].float() / 255.0
         target = magnitude[t, :, top : top + side, left : left + side].float()
         return rescale_crop(image, target, crop)
-
-
-def photo_variant(photo: Tensor, rng: np.random.Generator) -> Tensor:
-    """Random crop / channel order / grey / tone curve of a ``(3, H, W)`` photo in [0, 1]."""
-    _, height, width = photo.shape
-    crop_h = max(8, round(height * rng.uniform(0.4, 1.0)))
-    crop_w = max(8, round(width * rng.uniform(0.4, 1.0)))
-    top = int(rng.integers(0, height - crop_h + 1))
-    left = int(rng.integers(0, width - crop_w + 1))
-    out = photo[:, top : top + crop_h, left : left + crop_w]
-    out = out[torch.from_numpy(rng.permutation(3))]
-    if rng.uniform() < 0.25:
-        out = out.mean(dim=0, keepdim=True).expand(3, -1, -1)
-    return out.clamp(0, 1).pow(float(rng.uniform(0.7, 1.4))).contiguous()
 
 
 def rescale_crop(image: Tensor, target: Tensor, crop: int) -> tuple[Tensor, Tensor]:

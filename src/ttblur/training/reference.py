@@ -55,6 +55,7 @@ from ttblur.training.common import (
     save_checkpoint,
     torch_threads,
 )
+from ttblur.training.content import training_image
 from ttblur.training.data import (
     EVAL_SEED_OFFSET,
     flip_transpose,
@@ -101,6 +102,11 @@ class TrainReferenceConfig(BaseModel):
             (:func:`motion_overrides`: smooth and jerky hand-held strokes, nearly still
             videos, rotation, zoom, noise level); the preset's exposure and tone curve are kept.
         photos: photo names; ``None`` means ``ttblur.synth.TRAIN_PHOTOS``.
+        content: what a pool video shows: ``"photos"``: one whole photo of ``photos``
+            (chosen by slot and generation); ``"varied"``: per video, a dead-leaves image
+            textured with crops of ``photos`` or a random crop / colour variant of one of them
+            (:func:`ttblur.training.content.training_image`), so that the network does not
+            learn the few training photos instead of deblurring.
         num_videos: videos kept in the training pool.
         video_frames: frames per pool video (>= the clip's 5 frames).
         video_size: ``(H, W)`` of pool videos, px.
@@ -127,6 +133,7 @@ class TrainReferenceConfig(BaseModel):
     preset: str = "gopro"
     motion_mix: bool = False
     photos: list[str] | None = None
+    content: Literal["photos", "varied"] = "photos"
     num_videos: int = Field(default=48, gt=0)
     video_frames: int = Field(default=12, ge=5)
     video_size: tuple[int, int] = (160, 224)
@@ -205,7 +212,9 @@ class VideoPool:
         self.sharp: list[Tensor] = []
         self.generation: list[int] = []
 
-    def _render_synth(self, photo: str, seed: int, **overrides: float) -> tuple[Tensor, Tensor]:
+    def _render_synth(
+        self, photo: str | Tensor, seed: int, **overrides: float
+    ) -> tuple[Tensor, Tensor]:
         cfg = self.config
         video = synth().make_video(
             photo,
@@ -227,7 +236,12 @@ class VideoPool:
     def _make(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
         photo, seed, overrides = self._slot_source(slot, generation)
         with torch_threads(1):
-            blurry, sharp = self._render(photo, seed, **overrides)
+            image: str | Tensor = photo
+            if self.config.content == "varied":
+                rng = np.random.default_rng([self.config.seed, slot, generation, 2])
+                photos = [synth().load_photo(name) for name in self.photos]
+                image = training_image(photos, rng)
+            blurry, sharp = self._render(image, seed, **overrides)
         return to_uint8(blurry), to_uint8(sharp)
 
     def _generation(self, slot: int, step: int) -> int:
