@@ -381,3 +381,17 @@ def test_match_noise_tops_up_to_the_target_level():
     assert torch.equal(match_noise(topped, 0.005), topped.clamp(0.0, 1.0))
     with pytest.raises(ValueError, match="target_std"):
         match_noise(quiet, -0.1)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU visible to torch (torch.cuda.is_available() is False here)",
+)
+def test_match_noise_draws_on_the_cuda_device() -> None:
+    clean = _smooth_image().cuda()
+    quiet = (clean + 0.01 * torch.randn_like(clean)).clamp(0.0, 1.0)
+    topped = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2))
+    assert topped.device == quiet.device
+    assert float(estimate_noise_std(topped)) == pytest.approx(0.03, rel=0.05)
+    again = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(topped, again)

@@ -190,12 +190,16 @@ def match_noise(
     Blurring averages the sensor noise of the pseudo-sharp patch away, so a re-blurred patch is
     cleaner than the video's real blurry frames. This adds zero-mean Gaussian noise of standard
     deviation ``sqrt(max(target_std^2 - s_i^2, 0))`` to image ``i``, where ``s_i`` is the
-    noise already present (:func:`estimate_noise_std` per image). Noise is drawn on the CPU.
+    noise already present (:func:`estimate_noise_std` per image).
+
+    The noise is drawn where ``images`` are: with ``generator``'s draws on the CPU, and on
+    another device (CUDA) with a generator of that device seeded by one draw of ``generator``
+    (no host-to-device copy of the noise; reproducible per device, not across devices).
 
     Args:
         images: ``(N, 3, H, W)`` float in ``[0, 1]``.
         target_std: the noise level to reach (e.g. :func:`estimate_noise_std` of the video).
-        generator: CPU generator for the noise.
+        generator: CPU generator for the noise (or for the device generator's seed).
 
     Returns:
         a new tensor, same shape, dtype and device.
@@ -204,8 +208,15 @@ def match_noise(
         raise ValueError(f"target_std must be a finite number >= 0, got {target_std}")
     present = estimate_noise_std(images, per_image=True)
     extra = (target_std**2 - present.square()).clamp_min(0.0).sqrt()
-    noise = torch.randn(images.shape, generator=generator, dtype=torch.float32)
-    noise = noise.to(images.device) * extra.view(-1, 1, 1, 1)
+    if images.device.type == "cpu":
+        noise = torch.randn(images.shape, generator=generator, dtype=torch.float32)
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        on_device = torch.Generator(device=images.device).manual_seed(seed)
+        noise = torch.randn(
+            images.shape, generator=on_device, dtype=torch.float32, device=images.device
+        )
+    noise = noise * extra.view(-1, 1, 1, 1)
     return (images + noise.to(images.dtype)).clamp(0.0, 1.0)
 
 
