@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -357,3 +358,27 @@ def test_a_time_budget_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
     assert second.losses == uninterrupted.losses
     with pytest.raises(ValueError, match="max_seconds"):
         train_reference(config, run, pool=pool, progress=False, max_seconds=0)
+
+
+def test_the_held_out_curve_is_logged_without_changing_a_batch(tmp_path):
+    pytest.importorskip("skimage")
+    config = _config(steps=6)
+    with_curve = train_reference(
+        config, tmp_path / "curve", pool=_pool(config), progress=False, eval_every=4
+    )
+    plain = train_reference(config, tmp_path / "plain", pool=_pool(config), progress=False)
+    assert with_curve.losses == plain.losses
+    lines = [
+        json.loads(line) for line in (tmp_path / "curve" / "log.jsonl").read_text().splitlines()
+    ]
+    points = [line for line in lines if "eval" in line]
+    assert [p["step"] for p in points] == [4, 6]
+    for point in points:
+        row = point["eval"]
+        assert row["preset"] == "gopro" and row["videos"] == 3 and row["frames"] == 24
+        assert 15.0 < row["psnr_blurry"] < 45.0 and math.isfinite(row["psnr_restored"])
+    assert not any(
+        "eval" in line for line in (tmp_path / "plain" / "log.jsonl").read_text().splitlines()
+    )
+    with pytest.raises(ValueError, match="eval_every"):
+        train_reference(config, tmp_path / "bad", pool=_pool(config), eval_every=-1)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ from ttblur.training.reference_eval import (
 
 __all__ = [
     "BASE_OPTIONS",
+    "CURVE_EVALUATION",
     "MOVING_PX",
     "STILL_PX",
     "TINY_OPTIONS",
@@ -342,6 +343,21 @@ def _loss(pred: Tensor, target: Tensor, config: TrainReferenceConfig) -> Tensor:
     return torch.sqrt((pred - target) ** 2 + config.charbonnier_eps**2).mean()
 
 
+#: The held-out evaluation of ``train(eval_every=...)``: keywords of
+#: :func:`evaluate_reference` (3 held-out photos, one 8-frame 96 x 128 video each).
+CURVE_EVALUATION: dict[str, Any] = {"videos_per_photo": 1, "num_frames": 8, "size": (96, 128)}
+
+
+def _curve_point(
+    model: ReferenceDeblurNet | ReferenceUNet, config: TrainReferenceConfig, device: torch.device
+) -> dict[str, Any]:
+    """One point of the held-out learning curve (an :class:`EvalRow` as a dict)."""
+    (row,) = evaluate_reference(
+        model, [config.preset], motion_mix=config.motion_mix, device=device, **CURVE_EVALUATION
+    )
+    return row.model_dump()
+
+
 def train_reference(
     config: TrainReferenceConfig | None = None,
     out_dir: str | Path = "runs/reference",
@@ -353,6 +369,7 @@ def train_reference(
     device: str | torch.device | None = None,
     workers: int = 0,
     max_seconds: float | None = None,
+    eval_every: int = 0,
 ) -> TrainResult:
     """Train :class:`ReferenceDeblurNet` on synthetic source-domain videos.
 
@@ -372,6 +389,10 @@ def train_reference(
         max_seconds: stop at the first step past this many seconds of training, with a
             checkpoint (``TrainResult.complete`` is False; rerun to continue): runs that must
             fit a time limit.
+        eval_every: every this many steps (and at the last one), evaluate the network on
+            held-out videos of the training preset (:data:`CURVE_EVALUATION`, with the motion
+            mix when the run uses it) and write the row to ``log.jsonl`` as ``"eval"``: the
+            learning curve on content training never sees (0: never). Changes no batch.
 
     Returns:
         :class:`TrainResult` with the per-step losses.
@@ -381,7 +402,9 @@ def train_reference(
         raise ValueError(f"crop must be a multiple of {ReferenceDeblurNet.multiple}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
-    run = _RunOptions(torch.device(device or "cpu"), workers, max_seconds, log_every)
+    if eval_every < 0:
+        raise ValueError(f"eval_every must be >= 0, got {eval_every}")
+    run = _RunOptions(torch.device(device or "cpu"), workers, max_seconds, log_every, eval_every)
     with torch_threads(config.threads):
         return _train(config, Path(out_dir), resume, progress, pool, run)
 
@@ -394,6 +417,7 @@ class _RunOptions:
     workers: int
     max_seconds: float | None
     log_every: int
+    eval_every: int = 0
 
 
 def _train(
@@ -460,6 +484,9 @@ def _train(
                     saved = config.model_dump(mode="json")
                     state = {"step": step, "losses": losses, "config": saved}
                     save_checkpoint(checkpoint, model, optimizer, state)
+                if run.eval_every and (step % run.eval_every == 0 or step == config.steps):
+                    log.write({"step": step, "eval": _curve_point(model, config, run.device)})
+                    model.train()
                 if out_of_time:
                     seconds = round(time.perf_counter() - started, 1)
                     log.write({"step": step, "stopped": "max_seconds", "seconds": seconds})
@@ -509,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="stop with a checkpoint after this many seconds of training (rerun to continue)",
+    )
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="log a held-out evaluation every this many steps (default: 0, never)",
     )
     TRAIN_OPTIONS.add_to(train)
     train.add_argument(
@@ -564,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             workers=args.workers,
             max_seconds=args.max_seconds,
+            eval_every=args.eval_every,
         )
         if not result.complete:
             print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from pydantic import BaseModel
 from torch import nn
 
@@ -69,6 +70,7 @@ def evaluate_reference(
     seed: int = EVAL_SEED_OFFSET,
     motion_mix: bool = False,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> list[EvalRow]:
     """PSNR/SSIM of blurry vs restored frames on held-out synthetic videos.
 
@@ -84,6 +86,7 @@ def evaluate_reference(
             seed (the training pools' mix, at seeds training never uses); the row's preset is
             then named ``"<preset>+mix"``.
         progress: tqdm bars of ``ttblur.deblur``.
+        device: where ``ttblur.deblur`` runs the model (moved there for the call and back).
 
     Returns:
         one :class:`EvalRow` per preset (all frames of each video, borders included).
@@ -114,7 +117,7 @@ def evaluate_reference(
                     seed=video_seed,
                     **overrides,
                 )
-                restored = deblur(model, video.blurry, spec=spec, device="cpu", progress=progress)
+                restored = deblur(model, video.blurry, spec=spec, device=device, progress=progress)
                 videos += 1
                 for t in range(num_frames):
                     sharp = video.sharp[t]
