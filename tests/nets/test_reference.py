@@ -156,14 +156,12 @@ def test_unet_shapes_identity_at_init_and_window_alignment(block):
 
 
 def test_gated_block_starts_as_identity_and_normalises_channels():
-    from ttblur.nets.reference import _ChannelNorm, _GatedBlock
-
     torch.manual_seed(1)
-    x = torch.randn(2, 8, 6, 5) * 3.0 + 2.0
-    norm = _ChannelNorm(8)(x)
+    block = _small_unet(block="gated").mid_body[0]
+    x = torch.randn(2, 16, 6, 5) * 3.0 + 2.0
+    norm = block.norm1(x)
     assert torch.allclose(norm.mean(dim=1), torch.zeros(2, 6, 5), atol=1e-5)
     assert torch.allclose(norm.var(dim=1, unbiased=False), torch.ones(2, 6, 5), atol=1e-4)
-    block = _GatedBlock(8)
     assert torch.equal(block(x), x)
     torch.nn.init.constant_(block.alpha, 0.5)
     moved = block(x)
@@ -171,7 +169,7 @@ def test_gated_block_starts_as_identity_and_normalises_channels():
     # the global channel attention lets one pixel reach every other one (a shift of all
     # channels alike would vanish in the norm)
     x2 = x.clone()
-    x2[:, :, 0, 0] += torch.linspace(-1.0, 1.0, 8)
+    x2[:, :, 0, 0] += torch.linspace(-1.0, 1.0, 16)
     assert ((block(x2) - moved).abs().amax(dim=(0, 1)) > 1e-7).all()
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ttblur.training.content import dead_leaves, photo_variant, training_image
+from ttblur.training.content import dead_leaves, leaf_radii, photo_variant, training_image
 
 
 def test_photo_variants_are_seeded_crops_in_range():
@@ -47,9 +47,7 @@ def test_dead_leaves_is_seeded_covers_the_image_and_uses_its_textures():
 
 
 def test_leaf_sizes_follow_a_power_law():
-    from ttblur.training.content import _leaf_radii
-
-    radii = _leaf_radii(np.random.default_rng(0), 200_000, 2.0, 100.0)
+    radii = leaf_radii(np.random.default_rng(0), 200_000, 2.0, 100.0)
     assert radii.min() >= 2.0 and radii.max() <= 100.0
     # density r^-3: P(r > x) = ((r_min / x)^2 - (r_min / r_max)^2) / (1 - (r_min / r_max)^2)
     for x in (4.0, 10.0, 30.0):

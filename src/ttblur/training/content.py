@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dead_leaves", "photo_variant", "training_image"]
+__all__ = ["dead_leaves", "leaf_radii", "photo_variant", "training_image"]
 
 
 def photo_variant(photo: Tensor, rng: np.random.Generator) -> Tensor:
@@ -50,9 +50,14 @@ def photo_variant(photo: Tensor, rng: np.random.Generator) -> Tensor:
     return out.clamp(0, 1).pow(float(rng.uniform(0.7, 1.4))).contiguous()
 
 
-def _leaf_radii(rng: np.random.Generator, count: int, r_min: float, r_max: float) -> np.ndarray:
-    """``count`` radii with density proportional to ``r^-3`` on ``[r_min, r_max]``
-    (inverse-CDF sampling)."""
+def leaf_radii(rng: np.random.Generator, count: int, r_min: float, r_max: float) -> np.ndarray:
+    """``count`` leaf radii with density proportional to ``r^-3`` on ``[r_min, r_max]``
+    (inverse-CDF sampling): the size law of :func:`dead_leaves`, whose images then look alike
+    at every scale.
+
+    Shape:
+        - output: ``(count,)`` float64.
+    """
     u = rng.uniform(size=count)
     ratio = (r_min / r_max) ** 2
     return r_min / np.sqrt(1.0 - u * (1.0 - ratio))
@@ -97,7 +102,7 @@ def dead_leaves(
         raise ValueError(f"texture_share must be in [0, 1], got {texture_share}")
     big_h, big_w = 2 * height, 2 * width  # rendered at twice the size, then averaged down
     r_max = max(2.0 * r_min, 2.0 * r_max_share * min(height, width))
-    radii = _leaf_radii(rng, leaves, 2.0 * r_min, r_max)
+    radii = leaf_radii(rng, leaves, 2.0 * r_min, r_max)
     canvas = np.empty((3, big_h, big_w), dtype=np.float32)
     sources = [t.detach().cpu().float().numpy() for t in textures]
     for index, radius in enumerate(radii):
