@@ -1,12 +1,13 @@
 """Train and evaluate the reference deblurring network on synthetic videos.
 
 Training data come only from the synthetic source domain: :func:`ttblur.synth.make_video` with
-the ``"gopro"`` preset on ``ttblur.synth.TRAIN_PHOTOS``. A pool of synthetic videos is rendered
-once (and slots are re-rendered with fresh trajectories every ``refresh_every`` steps); each
-step draws random 5-frame clips, random crops, flips and 90-degree rotations. The loss is
-Charbonnier (or L1) between the restored centre frame and the sharp frame; Adam with a cosine
-schedule. Checkpoints are safetensors (weights, optimizer moments) plus a JSON state; a run
-resumes exactly (batch sampling is a pure function of the seed and the step).
+the ``"gopro"`` preset on ``ttblur.synth.TRAIN_PHOTOS`` (whole photos, or with
+``content="varied"`` dead-leaves images and crops built from them). A pool of synthetic videos
+is rendered once (and slots are re-rendered with fresh trajectories every ``refresh_every``
+steps); each step draws random 5-frame clips, random crops, flips and 90-degree rotations.
+The loss is Charbonnier (or L1) between the restored centre frame and the sharp frame; Adam
+with a cosine schedule. Checkpoints are safetensors (weights, optimizer moments) plus a JSON
+state; a run resumes exactly (batch sampling is a pure function of the seed and the step).
 
 Evaluation runs :func:`ttblur.deblur` over held-out videos (``HELDOUT_PHOTOS``, seeds unseen
 in training) of the source preset and of each target preset, and reports PSNR/SSIM of the
