@@ -213,6 +213,7 @@ class VideoPool:
         self.blurry: list[Tensor] = []
         self.sharp: list[Tensor] = []
         self.generation: list[int] = []
+        self._photos_loaded: list[Tensor] | None = None
 
     def _render_synth(
         self, photo: str | Tensor, seed: int, **overrides: float
@@ -241,10 +242,15 @@ class VideoPool:
             image: str | Tensor = photo
             if self.config.content == "varied":
                 rng = np.random.default_rng([self.config.seed, slot, generation, 2])
-                photos = [synth().load_photo(name) for name in self.photos]
-                image = training_image(photos, rng)
+                image = training_image(self._photo_tensors(), rng)
             blurry, sharp = self._render(image, seed, **overrides)
         return to_uint8(blurry), to_uint8(sharp)
+
+    def _photo_tensors(self) -> list[Tensor]:
+        """The training photos as tensors, loaded once per pool (``content="varied"``)."""
+        if self._photos_loaded is None:
+            self._photos_loaded = [synth().load_photo(name) for name in self.photos]
+        return self._photos_loaded
 
     def _generation(self, slot: int, step: int) -> int:
         """Generation of ``slot`` once the refreshes scheduled up to ``step`` are applied."""
