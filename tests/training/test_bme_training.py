@@ -224,6 +224,8 @@ def test_train_writes_weights_and_resumes_exactly(tmp_path):
     done = train_bme(config, tmp_path / "part", resume=True, progress=False, pool=_pool(config))
     assert done.steps == 4
     assert done.epoch_losses == pytest.approx(full.epoch_losses, rel=1e-5)
+    log = [json.loads(line) for line in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
+    assert {"step": 3, "resumed": True} in log and "resumed" not in log[0]
     resumed = BlurMagnitudeEstimator.from_pretrained(tmp_path / "part" / "final")
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name

@@ -196,6 +196,10 @@ def test_threads_are_restored_and_log_lines_appended(tmp_path):
             log.write({"step": step})
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [{"step": 1}, {"step": 2}]
+    with JsonLinesLog(tmp_path / "log.jsonl") as log:
+        log.mark_resumed(1)
+    last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 1, "resumed": True}
 
 
 # ---------------------------------------------------------------------- command line

@@ -354,6 +354,8 @@ def test_a_time_budget_stops_at_a_checkpoint_and_the_rerun_finishes(tmp_path):
     assert lines[-1]["stopped"] == "max_seconds"
     second = train_reference(config, run, pool=_pool(config), progress=False)
     assert second.complete and second.steps == 30 and len(second.losses) == 30
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert lines[1] == {"step": 1, "resumed": True} and lines[-1]["step"] == 30
     uninterrupted = train_reference(config, tmp_path / "whole", pool=_pool(config), progress=False)
     assert second.losses == uninterrupted.losses
     with pytest.raises(ValueError, match="max_seconds"):

@@ -283,6 +283,8 @@ def _train(
     model.train()
     bar = tqdm(total=config.total_steps, initial=step, desc="train bme", disable=not progress)
     with JsonLinesLog(out / "log.jsonl") as log:
+        if resuming:
+            log.mark_resumed(step)
         try:
             while step < last_step:
                 frames, magnitude = make_batch(step, config, pool, footage)

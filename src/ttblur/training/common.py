@@ -157,6 +157,13 @@ class JsonLinesLog:
         self._file.write(json.dumps(dict(entry)) + "\n")
         self._file.flush()
 
+    def mark_resumed(self, step: int) -> None:
+        """Append ``{"step": step, "resumed": true}``: the run continues from its checkpoint at
+        ``step``. Lines above the marker with a larger step came from the interrupted run (they
+        were logged after its last checkpoint and are done again below), and ``"seconds"``
+        counts from the marker."""
+        self.write({"step": step, "resumed": True})
+
     def close(self) -> None:
         """Close the file."""
         self._file.close()

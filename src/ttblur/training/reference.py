@@ -466,6 +466,8 @@ def _train(
     log_every = run.log_every
     bar = tqdm(total=config.steps, initial=step, desc="train", disable=not progress)
     with JsonLinesLog(out / "log.jsonl") as log:
+        if resuming:
+            log.mark_resumed(step)
         try:
             while step < config.steps:
                 pool.refresh(step)
