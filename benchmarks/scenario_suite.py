@@ -14,7 +14,8 @@ H.264, low light, tone curves; exact ground truth) and every reference network n
   the held-out pseudo pairs alone), ``video-lengths`` (``dbcgm.lengths = "video"``: the
   pairs' blur lengths follow the video's own blur distribution, near-identity pairs
   included), ``video-lengths-no-guard``, ``pyramid-flow`` (``dbcgm.flow = "pyramid"``, the
-  batched torch flow, for every flow of the run) and ``pyramid-flow-no-guard``.
+  batched torch flow, for every flow of the run), ``pyramid-flow-no-guard`` and ``lr-2e-4``
+  (the fine-tuning learning rate before 1e-4).
 
 Per video it prints the adapted - unadapted PSNR change, the worst per-frame change, the change
 on frames whose true blur is under 1 px, the true and fitted exposure ratios (with the fit's
@@ -62,6 +63,7 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "bme-clips": {"dbcgm": {"magnitude": "bme"}, "synthesis": {"clip": "synthesized"}},
     "exposure": {"dbcgm": {"magnitude": "exposure"}, "synthesis": {"clip": "synthesized"}},
     "no-guard": {"guard": {"enabled": False}},
+    "lr-2e-4": {"finetune": {"lr": 2e-4}},
     "video-lengths": {"dbcgm": {"lengths": "video"}},
     "video-lengths-no-guard": {"dbcgm": {"lengths": "video"}, "guard": {"enabled": False}},
     "pyramid-flow": {"dbcgm": {"flow": "pyramid"}},

@@ -29,7 +29,7 @@ def test_defaults_tuned_on_the_domain_shift_benchmark():
     assert cfg.dbcgm.magnitude_offset == pytest.approx(3.0)
     assert cfg.dbcgm.motion_cap is True
     assert cfg.synthesis.match_noise is True
-    assert cfg.finetune.lr == pytest.approx(2e-4)
+    assert cfg.finetune.lr == pytest.approx(1e-4)
 
 
 def test_json_round_trip(tmp_path):

@@ -307,7 +307,7 @@ class FinetuneConfig(_Section):
     epochs: int = Field(default=10, gt=0, description="passes over the training pseudo pairs")
     batch_size: int = Field(default=8, gt=0, description="pseudo pairs per optimiser step")
     lr: float = Field(
-        default=2e-4,
+        default=1e-4,
         gt=0.0,
         description="Adam learning rate at the start, finite (official: 5e-4)",
     )
