@@ -91,8 +91,7 @@ def collect(args: argparse.Namespace) -> list[Trace]:
     torch.set_num_threads(args.threads)
     cfg = AdaptConfig()
     cfg.rsdm.patch_size = args.patch_size
-    if args.lr is not None:
-        cfg.finetune.lr = args.lr
+    cfg.finetune.lr = args.lr
     cfg.guard.rollback = False
     base = AdaptPipeline.from_config(cfg)
     guard = ReblurGuard.from_config(cfg.guard, flow=base.flow, bme=base.detector.bme)
@@ -162,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=None, help="override finetune.lr")
+    parser.add_argument(
+        "--lr", type=float, default=AdaptConfig().finetune.lr, help="finetune.lr (default: shipped)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the traces here")
     parser.add_argument("--traces", type=Path, default=None, help="replay saved traces only")
     args = parser.parse_args(argv)
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     best_epoch_gain = sum(max(t.psnr[1:]) - t.psnr[0] for t in traces) / len(traces)
     print(
         f"\n{len(traces)} development videos, {args.frames} frames of {args.size[0]}x"
-        f"{args.size[1]}, `{args.model}`, finetune.lr {args.lr or AdaptConfig().finetune.lr:g}, "
+        f"{args.size[1]}, `{args.model}`, finetune.lr {args.lr:g}, "
         f"{time.perf_counter() - start:.0f} s. With an oracle "
         f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"
     )
