@@ -237,6 +237,70 @@ def test_zero_speed_variation_gives_constant_blur():
     assert torch.allclose(per_frame, torch.full_like(per_frame, 300.0 * 0.025), atol=1e-3)
 
 
+def test_disabled_pauses_draw_nothing():
+    plain = make_video("camera", num_frames=8, size=(32, 40), seed=5)
+    off = make_video(
+        "camera",
+        num_frames=8,
+        size=(32, 40),
+        seed=5,
+        pause_prob=0.0,
+        pause_where="anywhere",
+        pause_max_ms=400.0,
+    )
+    assert torch.equal(plain.blurry, off.blurry) and torch.equal(plain.magnitude, off.magnitude)
+
+
+def test_a_hand_pause_stops_the_camera():
+    # Pauses after every stroke, each longer than three frame intervals: some consecutive frames
+    # show the same view with no blur at all.
+    video = make_video(
+        "camera",
+        num_frames=24,
+        size=(32, 40),
+        seed=0,
+        speed_px_s=400.0,
+        noise_std=0.0,
+        pause_prob=1.0,
+        pause_min_ms=120.0,
+        pause_max_ms=120.0,
+    )
+    per_frame = video.magnitude.mean(dim=(1, 2, 3))
+    still = [t for t in range(23) if per_frame[t] == 0 and per_frame[t + 1] == 0]
+    assert still, per_frame
+    t = still[0]
+    assert float(video.motion[t].abs().max()) < 1e-6
+    assert torch.allclose(video.sharp[t], video.sharp[t + 1], atol=1e-6)
+    assert torch.allclose(video.blurry[t], video.sharp[t], atol=1e-5)
+    assert per_frame.max() > 5.0  # the strokes still move
+
+
+def test_abrupt_pauses_put_sharp_frames_between_blurred_ones():
+    def sharp_beside_blurred(**pauses):
+        count = 0
+        for seed in range(8):
+            video = make_video(
+                "camera",
+                num_frames=24,
+                size=(32, 40),
+                seed=seed,
+                speed_px_s=500.0,
+                speed_variation=1.0,
+                **pauses,
+            )
+            b = video.magnitude.mean(dim=(1, 2, 3)).tolist()
+            count += sum(b[t] <= 0.5 and max(b[t - 1], b[t + 1]) > 6.0 for t in range(1, 23))
+        return count
+
+    pauses = dict(pause_prob=1.0, pause_min_ms=30.0, pause_max_ms=60.0)
+    # Measured: 2 frames without pauses, 2 with pauses at stroke ends (the speed has ramped
+    # down there), 6 when the hand stops anywhere in a stroke.
+    anywhere = sharp_beside_blurred(pause_where="anywhere", **pauses)
+    assert anywhere >= 5
+    assert anywhere > sharp_beside_blurred(pause_where="stroke_end", **pauses) + 2
+    assert anywhere > sharp_beside_blurred() + 2
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_render_valid_videos(preset):
     video = make_video("moon", preset=preset, num_frames=5, size=(48, 64), seed=0)
@@ -343,6 +407,9 @@ def test_overrides_and_params():
         (dict(exposure_ms=50.0), "exposure_ms .* must be <= frame_interval_ms"),
         (dict(noise_std=-0.1), "noise_std"),
         (dict(interpolation="nearest"), "interpolation"),
+        (dict(pause_min_ms=90.0, pause_max_ms=50.0), "pause_max_ms .* must be >= pause_min_ms"),
+        (dict(pause_prob=1.5), "pause_prob"),
+        (dict(pause_where="middle"), "pause_where"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):

@@ -1,12 +1,13 @@
 """Synthetic blurry videos with exact ground truth, rendered from real sharp photos.
 
 A hand-held camera moves over a photo: smooth strokes of random translation (speed rises,
-plateaus and falls back near zero between strokes), plus small random rotation and zoom about
-the frame centre. Each video frame integrates the light of many sub-frames rendered inside its
-exposure window by sub-pixel warping of the (rescaled) photo, in *linear* light
-(``photo ** gamma``, average, ``** (1 / gamma)``), then gets heteroscedastic sensor noise and is
-clamped to ``[0, 1]``. The sharp frame is the noise-free mid-exposure sub-frame. Because the
-trajectory is known in closed form, the per-pixel blur ground truth is exact:
+plateaus and falls back near zero between strokes; optionally the hand pauses and the camera
+stops), plus small random rotation and zoom about the frame centre. Each video frame integrates
+the light of many sub-frames rendered inside its exposure window by sub-pixel warping of the
+(rescaled) photo, in *linear* light (``photo ** gamma``, average, ``** (1 / gamma)``), then gets
+heteroscedastic sensor noise and is clamped to ``[0, 1]``. The sharp frame is the noise-free
+mid-exposure sub-frame. Because the trajectory is known in closed form, the per-pixel blur ground
+truth is exact:
 
 * ``flow``: where the scene point seen at pixel ``p`` of the sharp frame is at exposure end
   minus where it is at exposure start (px, channel 0 = x, 1 = y);
@@ -29,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -94,6 +95,20 @@ class SynthParams(BaseModel):
     recentre_prob: float = Field(
         default=0.8, ge=0, le=1, description="probability a stroke heads back toward the start"
     )
+    pause_prob: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="probability the hand pauses after a stroke: the camera stops (translation, "
+        "roll and zoom) for pause_min_ms..pause_max_ms; 0 = never",
+    )
+    pause_min_ms: float = Field(default=40.0, ge=0, description="shortest hand pause, ms")
+    pause_max_ms: float = Field(default=150.0, ge=0, description="longest hand pause, ms")
+    pause_where: Literal["stroke_end", "anywhere"] = Field(
+        default="stroke_end",
+        description="where a pause starts: where the stroke's speed has fallen to ~0, or at a "
+        "uniform point of the stroke (an abrupt stop: a sharp frame beside blurred ones)",
+    )
     direction_deg: float = Field(default=0.0, description="main axis of the motion, deg")
     direction_spread_deg: float = Field(
         default=20.0, ge=0, description="std of stroke / drift directions about the axis, deg"
@@ -130,6 +145,10 @@ class SynthParams(BaseModel):
             raise ValueError(
                 f"stroke_max_ms ({self.stroke_max_ms}) must be >= stroke_min_ms "
                 f"({self.stroke_min_ms})"
+            )
+        if self.pause_max_ms < self.pause_min_ms:
+            raise ValueError(
+                f"pause_max_ms ({self.pause_max_ms}) must be >= pause_min_ms ({self.pause_min_ms})"
             )
         if self.max_subframes < self.min_subframes:
             raise ValueError(
@@ -284,9 +303,27 @@ class _Trajectory:
     drift: np.ndarray  # (2,) constant velocity, px/s
     rot: tuple[np.ndarray, np.ndarray, np.ndarray]  # amplitude rad/s, frequency Hz, phase
     zoom: tuple[np.ndarray, np.ndarray, np.ndarray]  # amplitude 1/s, frequency Hz, phase
+    # Hand pauses, in motion time: the motion clock stops at pause_at[j] for pause_len[j] s.
+    pause_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) ascending, s
+    pause_len: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) s
+
+    def motion_time(self, t: np.ndarray) -> np.ndarray:
+        """Time on the motion clock at real time ``t``: ``t`` less the pauses already spent,
+        constant inside a pause (there every motion stops)."""
+        t = np.asarray(t, dtype=np.float64)
+        if not len(self.pause_at):
+            return t
+        before = np.concatenate([[0.0], np.cumsum(self.pause_len)])
+        starts = self.pause_at + before[:-1]  # real time each pause begins
+        j = np.searchsorted(starts, t, side="right")  # pauses begun by t
+        m = t - before[j]
+        inside = j > 0
+        last = np.clip(j - 1, 0, None)
+        paused = inside & (t < starts[last] + self.pause_len[last])
+        return np.where(paused, self.pause_at[last], m)
 
     def translation(self, t: np.ndarray) -> np.ndarray:
-        t = np.asarray(t, dtype=np.float64)
+        t = self.motion_time(t)
         k = np.clip(np.searchsorted(self.bounds, t, side="right") - 1, 0, len(self.velocity) - 1)
         length = self.bounds[k + 1] - self.bounds[k]
         tau = np.clip((t - self.bounds[k]) / length, 0.0, 1.0)
@@ -301,10 +338,10 @@ class _Trajectory:
         return ((np.sin(arg) - np.sin(phase)) * (amp / omega)).sum(axis=-1)
 
     def angle(self, t: np.ndarray) -> np.ndarray:
-        return self._integrated(self.rot, np.asarray(t, dtype=np.float64))
+        return self._integrated(self.rot, self.motion_time(t))
 
     def scale(self, t: np.ndarray) -> np.ndarray:
-        return np.exp(self._integrated(self.zoom, np.asarray(t, dtype=np.float64)))
+        return np.exp(self._integrated(self.zoom, self.motion_time(t)))
 
     def relative(self, t_ref: float, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Affine map ``u(t) = M p + b`` of a point seen at ``p`` (centred px) at ``t_ref``.
@@ -354,7 +391,9 @@ def _shake_terms(rng: np.random.Generator, std: float) -> tuple[np.ndarray, np.n
 def _make_trajectory(p: SynthParams, t_lo: float, t_hi: float, seed: int) -> _Trajectory:
     """Random hand-held trajectory covering ``[t_lo, t_hi]`` seconds."""
     seq = np.random.SeedSequence(seed)
-    rng_stroke, rng_rot, rng_zoom = (np.random.default_rng(s) for s in seq.spawn(3))
+    # A fourth stream draws the pauses: the first three (and so every video without pauses)
+    # are the same whether or not it is spawned.
+    rng_stroke, rng_rot, rng_zoom, rng_pause = (np.random.default_rng(s) for s in seq.spawn(4))
     axis = math.radians(p.direction_deg)
     spread = math.radians(p.direction_spread_deg)
 
@@ -392,6 +431,7 @@ def _make_trajectory(p: SynthParams, t_lo: float, t_hi: float, seed: int) -> _Tr
             break
         lengths.append(rng_stroke.uniform(lo_s, hi_s))
 
+    pause_at, pause_len = _pauses(p, np.asarray(bounds), rng_pause)
     return _Trajectory(
         bounds=np.asarray(bounds),
         velocity=np.asarray(velocity),
@@ -399,7 +439,27 @@ def _make_trajectory(p: SynthParams, t_lo: float, t_hi: float, seed: int) -> _Tr
         drift=drift,
         rot=_shake_terms(rng_rot, math.radians(p.rotation_std)),
         zoom=_shake_terms(rng_zoom, p.zoom_std),
+        pause_at=pause_at,
+        pause_len=pause_len,
     )
+
+
+def _pauses(
+    p: SynthParams, bounds: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hand pauses (motion time, s; ascending): one per stroke with ``pause_prob``, at its end
+    or at a uniform point of it (``pause_where``), lasting a uniform ``pause_min_ms`` ..
+    ``pause_max_ms``. ``bounds`` are the ``(K + 1,)`` stroke boundaries. Nothing is drawn when
+    ``pause_prob`` is 0."""
+    strokes = len(bounds) - 1
+    if p.pause_prob == 0.0 or strokes < 1:
+        return np.zeros(0), np.zeros(0)
+    chosen = rng.uniform(size=strokes) < p.pause_prob
+    lengths = rng.uniform(p.pause_min_ms, p.pause_max_ms, size=strokes) / 1000.0
+    where = rng.uniform(size=strokes) if p.pause_where == "anywhere" else np.ones(strokes)
+    at = bounds[:-1] + where * np.diff(bounds)
+    keep = chosen & (lengths > 0.0)
+    return at[keep], lengths[keep]
 
 
 # ----------------------------------------------------------------------------------------------

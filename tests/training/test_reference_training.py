@@ -240,6 +240,55 @@ def test_motion_overrides_mix_still_and_fast_videos_deterministically():
     synth.make_video("rocket", preset="gopro", num_frames=3, size=(24, 32), seed=1, **draws[0])
 
 
+def test_motion_overrides_with_pauses_add_them_after_the_other_draws():
+    for i in range(50):
+        plain = motion_overrides(np.random.default_rng([0, i]))
+        paused = motion_overrides(np.random.default_rng([0, i]), pauses=True)
+        assert {k: paused[k] for k in plain} == plain
+        assert 0.3 <= paused["pause_prob"] <= 0.9
+        assert paused["pause_min_ms"] < paused["pause_max_ms"] <= 250.0
+    wheres = {
+        motion_overrides(np.random.default_rng([1, i]), pauses=True)["pause_where"]
+        for i in range(50)
+    }
+    assert wheres == {"anywhere", "stroke_end"}
+
+
+def test_hand_pauses_reach_the_pool_and_need_the_motion_mix():
+    seen = []
+
+    def render(photo, seed, **overrides):
+        seen.append(overrides)
+        return _render(photo, seed)
+
+    VideoPool(_config(motion_mix=True, hand_pauses=True), render=render).build(progress=False)
+    assert all("pause_prob" in o for o in seen)
+    with pytest.raises(ValueError, match="hand_pauses needs motion_mix"):
+        _config(hand_pauses=True)
+
+
+def test_init_weights_start_the_run_from_another_network(tmp_path):
+    first = _config(steps=3, checkpoint_every=3)
+    train_reference(first, tmp_path / "a", pool=_pool(first), progress=False)
+    weights = tmp_path / "a" / "final"
+    trained = ReferenceDeblurNet.from_pretrained(weights)
+    config = _config(steps=1, lr=1e-12, lr_min=0.0, init_weights=str(weights))
+    train_reference(config, tmp_path / "b", pool=_pool(config), progress=False)
+    # One step at a negligible learning rate: the run started from ``first``'s weights.
+    warm = ReferenceDeblurNet.from_pretrained(tmp_path / "b" / "final")
+    for (name, a), b in zip(trained.state_dict().items(), warm.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    cold = _config(steps=1, lr=1e-12, lr_min=0.0)
+    train_reference(cold, tmp_path / "c", pool=_pool(cold), progress=False)
+    fresh = ReferenceDeblurNet.from_pretrained(tmp_path / "c" / "final")
+    assert not torch.allclose(fresh.state_dict()["out.weight"], trained.state_dict()["out.weight"])
+    other = _config(
+        model=ReferenceConfig(features=(8, 8, 8), num_blocks=1), init_weights=str(weights)
+    )
+    with pytest.raises(ValueError, match=r"init_weights .* hold a ReferenceDeblurNet"):
+        train_reference(other, tmp_path / "d", pool=_pool(other), progress=False)
+
+
 def test_motion_mix_pool_renders_each_slot_with_its_own_motion():
     seen = []
 
@@ -298,6 +347,43 @@ def test_evaluation_splits_moving_and_still_frames():
     assert row.frames_still == int((blur <= STILL_PX).sum())
     if row.frames_moving:  # the identity network restores nothing
         assert row.psnr_restored_moving == pytest.approx(row.psnr_blurry_moving, abs=1e-3)
+
+
+def test_evaluation_counts_still_frames_beside_moving_ones():
+    synth = pytest.importorskip("ttblur.synth")
+    net = ReferenceUNet(ReferenceUNetConfig(widths=(4, 4, 8), mid_blocks=0))
+    kwargs = dict(photos=["astronaut"], videos_per_photo=3, num_frames=10, size=(32, 40))
+    (row,) = evaluate_reference(net, ["gopro"], motion_mix=True, hand_pauses=True, **kwargs)
+    assert row.preset == "gopro+mix+pauses"
+    expected = 0
+    for k in range(3):
+        rng = np.random.default_rng([10_000 + k, 1])
+        video = synth.make_video(
+            "astronaut",
+            preset="gopro",
+            num_frames=10,
+            size=(32, 40),
+            seed=10_000 + k,
+            **motion_overrides(rng, pauses=True),
+        )
+        b = video.magnitude.mean(dim=(1, 2, 3)).tolist()
+        expected += sum(
+            b[t] <= STILL_PX and max(b[max(t - 1, 0) : t + 2]) > MOVING_PX for t in range(10)
+        )
+    assert 1 <= row.frames_isolated == expected <= row.frames_still
+    with pytest.raises(ValueError, match="hand_pauses needs motion_mix"):
+        evaluate_reference(net, ["gopro"], hand_pauses=True, **kwargs)
+
+
+def test_evaluate_command_adds_the_motion_rows_it_is_asked_for(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    out = tmp_path / "rows.json"
+    args = ["evaluate", "--weights", "tiny", "--presets", "gopro", "--frames", "5"]
+    args += ["--size", "32", "40", "--motion-mix", "--hand-pauses", "--json", str(out)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())
+    assert [r["preset"] for r in rows] == ["gopro", "gopro+mix", "gopro+mix+pauses"]
+    assert "still beside moving frames" in capsys.readouterr().out
 
 
 def _synthetic_config(**changes):

@@ -101,17 +101,21 @@ def flip_transpose(
     return first, second
 
 
-def motion_overrides(rng: np.random.Generator) -> dict[str, float]:
+def motion_overrides(rng: np.random.Generator, *, pauses: bool = False) -> dict[str, float | str]:
     """Camera-motion overrides of a ``ttblur.synth`` preset for one training video.
 
     A mix of what hand-held footage shows: 15% of videos nearly still (5-40 px/s), the rest
     120-900 px/s (log-uniform, geometric mean near the ``gopro`` preset's 330); strokes from
     jerky (60 ms) to smooth (700 ms) with their speed falling to ~0 between them for 50-100%
     of the motion; roll up to 25 deg/s and zoom up to 0.3 /s (std of their velocities);
-    sensor noise 0.005-0.02 at white.
+    sensor noise 0.005-0.02 at white. With ``pauses``, the hand also pauses (the camera
+    stops) after 30-90% of the strokes for 20 ms to 80-250 ms, half the videos at the stroke's
+    end and half anywhere in it (abrupt stops: sharp frames between blurred ones).
 
     Args:
         rng: the generator the draws come from (deterministic per generator state).
+        pauses: draw hand pauses too; their draws come after all the others, so the other
+            overrides are the same as without.
 
     Returns:
         keyword overrides for :func:`ttblur.synth.make_video`.
@@ -119,7 +123,7 @@ def motion_overrides(rng: np.random.Generator) -> dict[str, float]:
     still = rng.random() < 0.15
     low, high = (5.0, 40.0) if still else (120.0, 900.0)
     stroke_min = float(rng.uniform(60.0, 200.0))
-    return {
+    overrides: dict[str, float | str] = {
         "speed_px_s": float(np.exp(rng.uniform(np.log(low), np.log(high)))),
         "speed_variation": float(rng.uniform(0.5, 1.0)),
         "stroke_min_ms": stroke_min,
@@ -130,3 +134,9 @@ def motion_overrides(rng: np.random.Generator) -> dict[str, float]:
         "zoom_std": float(rng.uniform(0.0, 0.3)),
         "noise_std": float(rng.uniform(0.005, 0.02)),
     }
+    if pauses:
+        overrides["pause_prob"] = float(rng.uniform(0.3, 0.9))
+        overrides["pause_min_ms"] = 20.0
+        overrides["pause_max_ms"] = float(rng.uniform(80.0, 250.0))
+        overrides["pause_where"] = "anywhere" if rng.random() < 0.5 else "stroke_end"
+    return overrides

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -104,6 +104,12 @@ class TrainReferenceConfig(BaseModel):
         motion_mix: give every pool video its own camera motion drawn around the preset's
             (:func:`motion_overrides`: smooth and jerky hand-held strokes, nearly still
             videos, rotation, zoom, noise level); the preset's exposure and tone curve are kept.
+        hand_pauses: with ``motion_mix``, the hand also pauses (``motion_overrides(...,
+            pauses=True)``): still stretches and abrupt stops, so that sharp frames sit between
+            blurred ones and the network learns to leave them alone.
+        init_weights: start from these weights (a folder or name :func:`reference_model`
+            loads; same architecture) instead of a random initialisation: a run that goes on
+            from another run's network with other data or settings.
         photos: photo names; ``None`` means ``ttblur.synth.TRAIN_PHOTOS``.
         content: what a pool video shows: ``"photos"``: one whole photo of ``photos``
             (chosen by slot and generation); ``"varied"``: per video, a dead-leaves image
@@ -135,6 +141,8 @@ class TrainReferenceConfig(BaseModel):
     model: ReferenceConfig | ReferenceUNetConfig = Field(default_factory=ReferenceConfig)
     preset: str = "gopro"
     motion_mix: bool = False
+    hand_pauses: bool = False
+    init_weights: str | None = None
     photos: list[str] | None = None
     content: Literal["photos", "varied"] = "photos"
     num_videos: int = Field(default=48, gt=0)
@@ -153,6 +161,12 @@ class TrainReferenceConfig(BaseModel):
     checkpoint_every: int = Field(default=500, gt=0)
     seed: int = 0
     threads: int | None = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainReferenceConfig:
+        if self.hand_pauses and not self.motion_mix:
+            raise ValueError("hand_pauses needs motion_mix (the pauses are part of the mix)")
+        return self
 
 
 class TrainResult(BaseModel):
@@ -216,7 +230,7 @@ class VideoPool:
         self.generation: list[int] = []
 
     def _render_synth(
-        self, photo: str | Tensor, seed: int, **overrides: float
+        self, photo: str | Tensor, seed: int, **overrides: float | str
     ) -> tuple[Tensor, Tensor]:
         cfg = self.config
         video = synth().make_video(
@@ -229,11 +243,12 @@ class VideoPool:
         )
         return video.blurry, video.sharp
 
-    def _slot_source(self, slot: int, generation: int) -> tuple[str, int, dict[str, float]]:
+    def _slot_source(self, slot: int, generation: int) -> tuple[str, int, dict[str, float | str]]:
         rng = np.random.default_rng([self.config.seed, slot, generation])
         photo = self.photos[(slot + generation * 7) % len(self.photos)]
         seed = int(rng.integers(0, EVAL_SEED_OFFSET))
-        overrides = motion_overrides(rng) if self.config.motion_mix else {}
+        mix = self.config.motion_mix
+        overrides = motion_overrides(rng, pauses=self.config.hand_pauses) if mix else {}
         return photo, seed, overrides
 
     def _make(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
@@ -362,7 +377,12 @@ def _curve_point(
 ) -> dict[str, Any]:
     """One point of the held-out learning curve (an :class:`EvalRow` as a dict)."""
     (row,) = evaluate_reference(
-        model, [config.preset], motion_mix=config.motion_mix, device=device, **CURVE_EVALUATION
+        model,
+        [config.preset],
+        motion_mix=config.motion_mix,
+        hand_pauses=config.hand_pauses,
+        device=device,
+        **CURVE_EVALUATION,
     )
     return row.model_dump()
 
@@ -429,6 +449,18 @@ class _RunOptions:
     eval_every: int = 0
 
 
+def _initialise(model: ReferenceDeblurNet | ReferenceUNet, config: TrainReferenceConfig) -> None:
+    """Copy ``config.init_weights`` into ``model`` (same class and architecture, else
+    ``ValueError``)."""
+    source = reference_model(config.init_weights)
+    if type(source) is not type(model) or source.config != model.config:
+        raise ValueError(
+            f"init_weights {config.init_weights!r} hold a {type(source).__name__} "
+            f"({source.config!r}); this run trains a {type(model).__name__} ({model.config!r})"
+        )
+    model.load_state_dict(source.state_dict())
+
+
 def _train(
     config: TrainReferenceConfig,
     out: Path,
@@ -443,7 +475,10 @@ def _train(
     (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n", "utf-8")
 
     torch.manual_seed(config.seed)
-    model = _network(config).to(run.device)
+    model = _network(config)
+    if config.init_weights is not None and not resuming:
+        _initialise(model, config)
+    model = model.to(run.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     step = 0
     losses: list[float] = []
@@ -575,6 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also evaluate each preset with the training pools' motion mix (held-out seeds)",
     )
+    evaluate.add_argument(
+        "--hand-pauses",
+        action="store_true",
+        help="also evaluate each preset with the motion mix with hand pauses (held-out seeds)",
+    )
     evaluate.add_argument("--presets", nargs="*", default=None, help="default: all presets")
     evaluate.add_argument("--videos-per-photo", type=int, default=1)
     evaluate.add_argument("--frames", type=int, default=12)
@@ -630,7 +670,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = reference_model(args.weights)
     presets = args.presets or list(synth().PRESETS)
     rows = []
-    for mix in (False, True) if args.motion_mix else (False,):
+    motions = [(False, False)]
+    motions += [(True, False)] if args.motion_mix else []
+    motions += [(True, True)] if args.hand_pauses else []
+    for mix, pauses in motions:
         rows += evaluate_reference(
             model,
             presets,
@@ -638,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_frames=args.frames,
             size=tuple(args.size),
             motion_mix=mix,
+            hand_pauses=pauses,
         )
     print(format_rows(rows))
     if args.json:

@@ -3,7 +3,9 @@
 :func:`evaluate_reference` runs :func:`ttblur.deblur` over videos of photos and seeds never
 used in training (``HELDOUT_PHOTOS``, seeds from ``EVAL_SEED_OFFSET``), for the source preset
 and each target preset, and reports PSNR/SSIM of the blurry input and of the restored output
-against the sharp frames, overall and split into moving and nearly still frames.
+against the sharp frames, overall and split into moving and nearly still frames, and on the
+nearly still frames that sit beside a moving one (the sharp moments of hand-held footage, which
+a network that fuses its neighbours' blur into them destroys).
 ``python -m ttblur.training.reference evaluate`` is its command line.
 """
 
@@ -31,8 +33,9 @@ class EvalRow(BaseModel):
     frames of all evaluation videos), overall and split by each frame's true blur.
 
     ``*_moving`` rows cover frames whose mean true blur path (``SyntheticVideo.magnitude``)
-    exceeds :data:`MOVING_PX`; ``*_still`` rows frames at most :data:`STILL_PX` (``nan`` when
-    there is no such frame).
+    exceeds :data:`MOVING_PX`; ``*_still`` rows frames at most :data:`STILL_PX`; ``*_isolated``
+    the still frames with a moving frame right before or after them (``nan`` when there is no
+    such frame).
     """
 
     preset: str
@@ -48,6 +51,9 @@ class EvalRow(BaseModel):
     frames_still: int = 0
     psnr_blurry_still: float = float("nan")
     psnr_restored_still: float = float("nan")
+    frames_isolated: int = 0
+    psnr_blurry_isolated: float = float("nan")
+    psnr_restored_isolated: float = float("nan")
 
     @property
     def psnr_gain(self) -> float:
@@ -69,6 +75,7 @@ def evaluate_reference(
     size: tuple[int, int] = (192, 256),
     seed: int = EVAL_SEED_OFFSET,
     motion_mix: bool = False,
+    hand_pauses: bool = False,
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[EvalRow]:
@@ -85,6 +92,8 @@ def evaluate_reference(
         motion_mix: give each video the camera motion :func:`motion_overrides` draws from its
             seed (the training pools' mix, at seeds training never uses); the row's preset is
             then named ``"<preset>+mix"``.
+        hand_pauses: with ``motion_mix``, the mix with hand pauses (``motion_overrides(...,
+            pauses=True)``); the row is named ``"<preset>+mix+pauses"``.
         progress: tqdm bars of ``ttblur.deblur``.
         device: where ``ttblur.deblur`` runs the model (moved there for the call and back).
 
@@ -94,21 +103,22 @@ def evaluate_reference(
     from ttblur.inference import deblur
     from ttblur.metrics import psnr, ssim
 
+    if hand_pauses and not motion_mix:
+        raise ValueError("hand_pauses needs motion_mix (the pauses are part of the mix)")
     synthesis = synth()
     photo_list = list(photos) if photos is not None else list(synthesis.HELDOUT_PHOTOS)
     spec = getattr(model, "spec", "reference")
     rows = []
     for preset in presets:
         scores: dict[str, list[float]] = {
-            k: [] for k in ("pb", "pr", "sb", "sr", "pb_m", "pr_m", "pb_s", "pr_s")
+            k: [] for k in ("pb", "pr", "sb", "sr", "pb_m", "pr_m", "pb_s", "pr_s", "pb_i", "pr_i")
         }
         videos = 0
         for p_index, photo in enumerate(photo_list):
             for k in range(videos_per_photo):
                 video_seed = seed + 100 * p_index + k
-                overrides = (
-                    motion_overrides(np.random.default_rng([video_seed, 1])) if motion_mix else {}
-                )
+                rng = np.random.default_rng([video_seed, 1])
+                overrides = motion_overrides(rng, pauses=hand_pauses) if motion_mix else {}
                 video = synthesis.make_video(
                     photo,
                     preset=preset,
@@ -119,6 +129,7 @@ def evaluate_reference(
                 )
                 restored = deblur(model, video.blurry, spec=spec, device=device, progress=progress)
                 videos += 1
+                blur = video.magnitude.mean(dim=(1, 2, 3)).tolist()
                 for t in range(num_frames):
                     sharp = video.sharp[t]
                     blurry_psnr = float(psnr(video.blurry[t], sharp))
@@ -127,14 +138,18 @@ def evaluate_reference(
                     scores["pr"].append(restored_psnr)
                     scores["sb"].append(float(ssim(video.blurry[t], sharp)))
                     scores["sr"].append(float(ssim(restored[t], sharp)))
-                    blur = float(video.magnitude[t].mean())
-                    group = "_m" if blur > MOVING_PX else "_s" if blur <= STILL_PX else None
-                    if group is not None:
+                    groups = ["_m"] if blur[t] > MOVING_PX else []
+                    if blur[t] <= STILL_PX:
+                        groups.append("_s")
+                        beside = blur[max(t - 1, 0) : t + 2]
+                        if max(beside) > MOVING_PX:
+                            groups.append("_i")
+                    for group in groups:
                         scores["pb" + group].append(blurry_psnr)
                         scores["pr" + group].append(restored_psnr)
         rows.append(
             EvalRow(
-                preset=f"{preset}+mix" if motion_mix else preset,
+                preset=preset + ("+mix" if motion_mix else "") + ("+pauses" if hand_pauses else ""),
                 videos=videos,
                 frames=len(scores["pb"]),
                 psnr_blurry=_mean(scores["pb"]),
@@ -147,6 +162,9 @@ def evaluate_reference(
                 frames_still=len(scores["pb_s"]),
                 psnr_blurry_still=_mean(scores["pb_s"]),
                 psnr_restored_still=_mean(scores["pr_s"]),
+                frames_isolated=len(scores["pb_i"]),
+                psnr_blurry_isolated=_mean(scores["pb_i"]),
+                psnr_restored_isolated=_mean(scores["pr_i"]),
             )
         )
     return rows
@@ -157,16 +175,18 @@ def format_rows(rows: Sequence[EvalRow]) -> str:
     lines = [
         "| preset | videos | frames | PSNR blurry | PSNR restored | gain dB | SSIM blurry | "
         f"SSIM restored | moving (> {MOVING_PX:g} px) frames: gain dB | "
-        f"nearly still (<= {STILL_PX:g} px) frames: gain dB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"nearly still (<= {STILL_PX:g} px) frames: gain dB | "
+        "still beside moving frames: gain dB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         moving = r.psnr_restored_moving - r.psnr_blurry_moving
         still = r.psnr_restored_still - r.psnr_blurry_still
+        isolated = r.psnr_restored_isolated - r.psnr_blurry_isolated
         lines.append(
             f"| {r.preset} | {r.videos} | {r.frames} | {r.psnr_blurry:.2f} | "
             f"{r.psnr_restored:.2f} | {r.psnr_gain:+.2f} | {r.ssim_blurry:.4f} | "
             f"{r.ssim_restored:.4f} | {r.frames_moving}: {moving:+.2f} | "
-            f"{r.frames_still}: {still:+.2f} |"
+            f"{r.frames_still}: {still:+.2f} | {r.frames_isolated}: {isolated:+.2f} |"
         )
     return "\n".join(lines)
