@@ -12,6 +12,7 @@ from ttblur.nets.reference import (
     ReferenceUNet,
     ReferenceUNetConfig,
 )
+from ttblur.training.data import mix_overrides
 from ttblur.training.reference import (
     MOVING_PX,
     STILL_PX,
@@ -252,6 +253,37 @@ def test_motion_overrides_with_pauses_add_them_after_the_other_draws():
         for i in range(50)
     }
     assert wheres == {"anywhere", "stroke_end"}
+
+
+def test_shutter_mix_draws_exposure_ratios_from_a_tenth_to_one():
+    exposure = 25.0
+    draws = [
+        motion_overrides(np.random.default_rng([0, i]), pauses=True, exposure_ms=exposure)
+        for i in range(400)
+    ]
+    ratios = np.array(
+        [exposure / d["frame_interval_ms"] for d in draws if "frame_interval_ms" in d]
+    )
+    assert 0.4 < len(ratios) / len(draws) < 0.6  # half the videos keep the preset's interval
+    assert 0.1 <= ratios.min() < 0.15 and 0.8 < ratios.max() <= 1.0
+    assert 0.25 < np.median(ratios) < 0.4  # log-uniform: median near sqrt(0.1)
+    # the draws without the shutter are unchanged
+    plain = motion_overrides(np.random.default_rng([0, 3]), pauses=True)
+    assert {k: draws[3][k] for k in plain} == plain
+
+
+def test_mix_overrides_use_the_preset_exposure_and_check_the_parts():
+    synth = pytest.importorskip("ttblur.synth")
+    rng = np.random.default_rng
+    assert mix_overrides(rng(0), "gopro", motion_mix=False) == {}
+    with_interval = [
+        mix_overrides(rng([0, i]), "lowlight", motion_mix=True, shutter_mix=True) for i in range(20)
+    ]
+    intervals = [d["frame_interval_ms"] for d in with_interval if "frame_interval_ms" in d]
+    assert intervals and all(v >= synth.PRESETS["lowlight"].exposure_ms for v in intervals)
+    for part in ("hand_pauses", "shutter_mix"):
+        with pytest.raises(ValueError, match=f"{part} needs motion_mix"):
+            mix_overrides(rng(0), "gopro", motion_mix=False, **{part: True})
 
 
 def test_hand_pauses_reach_the_pool_and_need_the_motion_mix():

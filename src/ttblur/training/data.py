@@ -21,9 +21,11 @@ from torch import Tensor
 __all__ = [
     "EVAL_SEED_OFFSET",
     "IMAGE_SUFFIXES",
+    "check_mix",
     "flip_transpose",
     "frame_sequences",
     "linear_light_average",
+    "mix_overrides",
     "motion_overrides",
     "natural_key",
     "synth",
@@ -101,7 +103,9 @@ def flip_transpose(
     return first, second
 
 
-def motion_overrides(rng: np.random.Generator, *, pauses: bool = False) -> dict[str, float | str]:
+def motion_overrides(
+    rng: np.random.Generator, *, pauses: bool = False, exposure_ms: float | None = None
+) -> dict[str, float | str]:
     """Camera-motion overrides of a ``ttblur.synth`` preset for one training video.
 
     A mix of what hand-held footage shows: 15% of videos nearly still (5-40 px/s), the rest
@@ -110,12 +114,18 @@ def motion_overrides(rng: np.random.Generator, *, pauses: bool = False) -> dict[
     of the motion; roll up to 25 deg/s and zoom up to 0.3 /s (std of their velocities);
     sensor noise 0.005-0.02 at white. With ``pauses``, the hand also pauses (the camera
     stops) after 30-90% of the strokes for 20 ms to 80-250 ms, half the videos at the stroke's
-    end and half anywhere in it (abrupt stops: sharp frames between blurred ones).
+    end and half anywhere in it (abrupt stops: sharp frames between blurred ones). With
+    ``exposure_ms`` (the preset's exposure), half the videos get a longer frame interval, so
+    that the exposure ratio is log-uniform in 0.1-1.0 (a faster shutter relative to the frame
+    rate: the same blur per frame, neighbours displaced by up to 10 times it).
 
     Args:
         rng: the generator the draws come from (deterministic per generator state).
-        pauses: draw hand pauses too; their draws come after all the others, so the other
-            overrides are the same as without.
+        pauses: draw hand pauses too.
+        exposure_ms: draw the frame interval too (``None``: keep the preset's).
+
+    The optional draws come after all the others (pauses, then the interval), so what is drawn
+    without them is the same.
 
     Returns:
         keyword overrides for :func:`ttblur.synth.make_video`.
@@ -139,4 +149,42 @@ def motion_overrides(rng: np.random.Generator, *, pauses: bool = False) -> dict[
         overrides["pause_min_ms"] = 20.0
         overrides["pause_max_ms"] = float(rng.uniform(80.0, 250.0))
         overrides["pause_where"] = "anywhere" if rng.random() < 0.5 else "stroke_end"
+    if exposure_ms is not None:
+        ratio = float(np.exp(rng.uniform(np.log(0.1), 0.0)))
+        if rng.random() < 0.5:
+            overrides["frame_interval_ms"] = exposure_ms / ratio
     return overrides
+
+
+def mix_overrides(
+    rng: np.random.Generator,
+    preset: str,
+    *,
+    motion_mix: bool,
+    hand_pauses: bool = False,
+    shutter_mix: bool = False,
+) -> dict[str, float | str]:
+    """The overrides of one video of a training or evaluation mix (``{}``: none).
+
+    Args:
+        rng: the generator of the video's draws.
+        preset: the ``ttblur.synth`` preset the video renders (its exposure for the shutter).
+        motion_mix: :func:`motion_overrides` draws the camera motion.
+        hand_pauses: ... with hand pauses (needs ``motion_mix``).
+        shutter_mix: ... and exposure ratios 0.1-1.0 (needs ``motion_mix``).
+
+    Raises:
+        ValueError: ``hand_pauses`` or ``shutter_mix`` without ``motion_mix``.
+    """
+    check_mix(motion_mix, hand_pauses, shutter_mix)
+    if not motion_mix:
+        return {}
+    exposure = synth().PRESETS[preset].exposure_ms if shutter_mix else None
+    return motion_overrides(rng, pauses=hand_pauses, exposure_ms=exposure)
+
+
+def check_mix(motion_mix: bool, hand_pauses: bool, shutter_mix: bool) -> None:
+    """Raise ``ValueError`` when a part of the motion mix is asked for without the mix."""
+    for name, on in (("hand_pauses", hand_pauses), ("shutter_mix", shutter_mix)):
+        if on and not motion_mix:
+            raise ValueError(f"{name} needs motion_mix (it is part of the mix)")

@@ -60,7 +60,9 @@ from ttblur.training.common import (
 from ttblur.training.content import training_image
 from ttblur.training.data import (
     EVAL_SEED_OFFSET,
+    check_mix,
     flip_transpose,
+    mix_overrides,
     motion_overrides,
     synth,
     to_uint8,
@@ -107,6 +109,9 @@ class TrainReferenceConfig(BaseModel):
         hand_pauses: with ``motion_mix``, the hand also pauses (``motion_overrides(...,
             pauses=True)``): still stretches and abrupt stops, so that sharp frames sit between
             blurred ones and the network learns to leave them alone.
+        shutter_mix: with ``motion_mix``, half the videos get exposure ratios of 0.1-1.0 (a
+            longer frame interval for the preset's exposure): neighbours displaced by up to
+            ten times their blur, so that the network does not fuse them in blindly.
         init_weights: start from these weights (a folder or name :func:`reference_model`
             loads; same architecture) instead of a random initialisation: a run that goes on
             from another run's network with other data or settings.
@@ -142,6 +147,7 @@ class TrainReferenceConfig(BaseModel):
     preset: str = "gopro"
     motion_mix: bool = False
     hand_pauses: bool = False
+    shutter_mix: bool = False
     init_weights: str | None = None
     photos: list[str] | None = None
     content: Literal["photos", "varied"] = "photos"
@@ -164,8 +170,7 @@ class TrainReferenceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainReferenceConfig:
-        if self.hand_pauses and not self.motion_mix:
-            raise ValueError("hand_pauses needs motion_mix (the pauses are part of the mix)")
+        check_mix(self.motion_mix, self.hand_pauses, self.shutter_mix)
         return self
 
 
@@ -247,8 +252,14 @@ class VideoPool:
         rng = np.random.default_rng([self.config.seed, slot, generation])
         photo = self.photos[(slot + generation * 7) % len(self.photos)]
         seed = int(rng.integers(0, EVAL_SEED_OFFSET))
-        mix = self.config.motion_mix
-        overrides = motion_overrides(rng, pauses=self.config.hand_pauses) if mix else {}
+        cfg = self.config
+        overrides = mix_overrides(
+            rng,
+            cfg.preset,
+            motion_mix=cfg.motion_mix,
+            hand_pauses=cfg.hand_pauses,
+            shutter_mix=cfg.shutter_mix,
+        )
         return photo, seed, overrides
 
     def _make(self, slot: int, generation: int) -> tuple[Tensor, Tensor]:
@@ -381,6 +392,7 @@ def _curve_point(
         [config.preset],
         motion_mix=config.motion_mix,
         hand_pauses=config.hand_pauses,
+        shutter_mix=config.shutter_mix,
         device=device,
         **CURVE_EVALUATION,
     )
@@ -613,7 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--hand-pauses",
         action="store_true",
-        help="also evaluate each preset with the motion mix with hand pauses (held-out seeds)",
+        help="evaluate each preset with the motion mix with hand pauses (held-out seeds)",
+    )
+    evaluate.add_argument(
+        "--shutter-mix",
+        action="store_true",
+        help="evaluate each preset with the motion mix with exposure ratios 0.1-1.0; with "
+        "--hand-pauses: one row with both",
     )
     evaluate.add_argument("--presets", nargs="*", default=None, help="default: all presets")
     evaluate.add_argument("--videos-per-photo", type=int, default=1)
@@ -670,10 +688,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = reference_model(args.weights)
     presets = args.presets or list(synth().PRESETS)
     rows = []
-    motions = [(False, False)]
-    motions += [(True, False)] if args.motion_mix else []
-    motions += [(True, True)] if args.hand_pauses else []
-    for mix, pauses in motions:
+    motions = [(False, False, False)]
+    motions += [(True, False, False)] if args.motion_mix else []
+    if args.hand_pauses or args.shutter_mix:
+        motions.append((True, args.hand_pauses, args.shutter_mix))
+    for mix, pauses, shutter in motions:
         rows += evaluate_reference(
             model,
             presets,
@@ -682,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=tuple(args.size),
             motion_mix=mix,
             hand_pauses=pauses,
+            shutter_mix=shutter,
         )
     print(format_rows(rows))
     if args.json:

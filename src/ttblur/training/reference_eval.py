@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ttblur.training.data import EVAL_SEED_OFFSET, motion_overrides, synth
+from ttblur.training.data import EVAL_SEED_OFFSET, check_mix, mix_overrides, synth
 
 __all__ = ["MOVING_PX", "STILL_PX", "EvalRow", "evaluate_reference", "format_rows"]
 
@@ -76,6 +76,7 @@ def evaluate_reference(
     seed: int = EVAL_SEED_OFFSET,
     motion_mix: bool = False,
     hand_pauses: bool = False,
+    shutter_mix: bool = False,
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[EvalRow]:
@@ -93,7 +94,9 @@ def evaluate_reference(
             seed (the training pools' mix, at seeds training never uses); the row's preset is
             then named ``"<preset>+mix"``.
         hand_pauses: with ``motion_mix``, the mix with hand pauses (``motion_overrides(...,
-            pauses=True)``); the row is named ``"<preset>+mix+pauses"``.
+            pauses=True)``); the row's name gains ``"+pauses"``.
+        shutter_mix: with ``motion_mix``, exposure ratios 0.1-1.0 for half the videos
+            (:func:`ttblur.training.data.mix_overrides`); the row's name gains ``"+shutter"``.
         progress: tqdm bars of ``ttblur.deblur``.
         device: where ``ttblur.deblur`` runs the model (moved there for the call and back).
 
@@ -103,8 +106,7 @@ def evaluate_reference(
     from ttblur.inference import deblur
     from ttblur.metrics import psnr, ssim
 
-    if hand_pauses and not motion_mix:
-        raise ValueError("hand_pauses needs motion_mix (the pauses are part of the mix)")
+    check_mix(motion_mix, hand_pauses, shutter_mix)
     synthesis = synth()
     photo_list = list(photos) if photos is not None else list(synthesis.HELDOUT_PHOTOS)
     spec = getattr(model, "spec", "reference")
@@ -118,7 +120,13 @@ def evaluate_reference(
             for k in range(videos_per_photo):
                 video_seed = seed + 100 * p_index + k
                 rng = np.random.default_rng([video_seed, 1])
-                overrides = motion_overrides(rng, pauses=hand_pauses) if motion_mix else {}
+                overrides = mix_overrides(
+                    rng,
+                    preset,
+                    motion_mix=motion_mix,
+                    hand_pauses=hand_pauses,
+                    shutter_mix=shutter_mix,
+                )
                 video = synthesis.make_video(
                     photo,
                     preset=preset,
@@ -149,7 +157,10 @@ def evaluate_reference(
                         scores["pr" + group].append(restored_psnr)
         rows.append(
             EvalRow(
-                preset=preset + ("+mix" if motion_mix else "") + ("+pauses" if hand_pauses else ""),
+                preset=preset
+                + ("+mix" if motion_mix else "")
+                + ("+pauses" if hand_pauses else "")
+                + ("+shutter" if shutter_mix else ""),
                 videos=videos,
                 frames=len(scores["pb"]),
                 psnr_blurry=_mean(scores["pb"]),
