@@ -23,6 +23,7 @@ from ttblur.training.reference import (
     motion_overrides,
     train_reference,
 )
+from ttblur.training.reference_eval import blur_groups
 
 HEIGHT, WIDTH, FRAMES = 40, 48, 8
 
@@ -379,6 +380,20 @@ def test_evaluation_splits_moving_and_still_frames():
     assert row.frames_still == int((blur <= STILL_PX).sum())
     if row.frames_moving:  # the identity network restores nothing
         assert row.psnr_restored_moving == pytest.approx(row.psnr_blurry_moving, abs=1e-3)
+
+
+def test_blur_groups_split_moving_still_and_still_beside_moving():
+    groups = blur_groups([0.2, 6.0, 0.5, 0.4, 1.5, 3.0, 1.0])
+    assert groups == [
+        ["still", "isolated"],
+        ["moving"],
+        ["still", "isolated"],
+        ["still"],
+        [],  # between the thresholds: neither
+        ["moving"],
+        ["still", "isolated"],
+    ]
+    assert blur_groups([]) == [] and blur_groups([0.0]) == [["still"]]
 
 
 def test_evaluation_counts_still_frames_beside_moving_ones():

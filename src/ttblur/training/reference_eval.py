@@ -11,6 +11,7 @@ a network that fuses its neighbours' blur into them destroys).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,7 +21,14 @@ from torch import nn
 
 from ttblur.training.data import EVAL_SEED_OFFSET, check_mix, mix_overrides, synth
 
-__all__ = ["MOVING_PX", "STILL_PX", "EvalRow", "evaluate_reference", "format_rows"]
+__all__ = [
+    "MOVING_PX",
+    "STILL_PX",
+    "EvalRow",
+    "blur_groups",
+    "evaluate_reference",
+    "format_rows",
+]
 
 #: A frame "moves" when its mean true blur path exceeds this (px) ...
 MOVING_PX = 2.0
@@ -59,6 +67,27 @@ class EvalRow(BaseModel):
     def psnr_gain(self) -> float:
         """``psnr_restored - psnr_blurry`` in dB."""
         return self.psnr_restored - self.psnr_blurry
+
+
+def blur_groups(blur: Sequence[float]) -> list[list[str]]:
+    """The groups each frame of a video counts in, from its mean true blur path (px).
+
+    ``"moving"``: blur above :data:`MOVING_PX`; ``"still"``: at most :data:`STILL_PX`;
+    ``"isolated"``: still, with a moving frame right before or after it (also ``"still"``).
+
+    Example:
+        >>> blur_groups([0.2, 6.0, 0.5, 0.4])
+        [['still', 'isolated'], ['moving'], ['still', 'isolated'], ['still']]
+    """
+    groups = []
+    for t, b in enumerate(blur):
+        mine = ["moving"] if b > MOVING_PX else []
+        if b <= STILL_PX:
+            mine.append("still")
+            if max(blur[max(t - 1, 0) : t + 2]) > MOVING_PX:
+                mine.append("isolated")
+        groups.append(mine)
+    return groups
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -112,9 +141,7 @@ def evaluate_reference(
     spec = getattr(model, "spec", "reference")
     rows = []
     for preset in presets:
-        scores: dict[str, list[float]] = {
-            k: [] for k in ("pb", "pr", "sb", "sr", "pb_m", "pr_m", "pb_s", "pr_s", "pb_i", "pr_i")
-        }
+        scores: dict[str, list[float]] = defaultdict(list)
         videos = 0
         for p_index, photo in enumerate(photo_list):
             for k in range(videos_per_photo):
@@ -137,7 +164,7 @@ def evaluate_reference(
                 )
                 restored = deblur(model, video.blurry, spec=spec, device=device, progress=progress)
                 videos += 1
-                blur = video.magnitude.mean(dim=(1, 2, 3)).tolist()
+                groups = blur_groups(video.magnitude.mean(dim=(1, 2, 3)).tolist())
                 for t in range(num_frames):
                     sharp = video.sharp[t]
                     blurry_psnr = float(psnr(video.blurry[t], sharp))
@@ -146,15 +173,9 @@ def evaluate_reference(
                     scores["pr"].append(restored_psnr)
                     scores["sb"].append(float(ssim(video.blurry[t], sharp)))
                     scores["sr"].append(float(ssim(restored[t], sharp)))
-                    groups = ["_m"] if blur[t] > MOVING_PX else []
-                    if blur[t] <= STILL_PX:
-                        groups.append("_s")
-                        beside = blur[max(t - 1, 0) : t + 2]
-                        if max(beside) > MOVING_PX:
-                            groups.append("_i")
-                    for group in groups:
-                        scores["pb" + group].append(blurry_psnr)
-                        scores["pr" + group].append(restored_psnr)
+                    for group in groups[t]:
+                        scores["pb_" + group].append(blurry_psnr)
+                        scores["pr_" + group].append(restored_psnr)
         rows.append(
             EvalRow(
                 preset=preset
@@ -167,15 +188,15 @@ def evaluate_reference(
                 psnr_restored=_mean(scores["pr"]),
                 ssim_blurry=_mean(scores["sb"]),
                 ssim_restored=_mean(scores["sr"]),
-                frames_moving=len(scores["pb_m"]),
-                psnr_blurry_moving=_mean(scores["pb_m"]),
-                psnr_restored_moving=_mean(scores["pr_m"]),
-                frames_still=len(scores["pb_s"]),
-                psnr_blurry_still=_mean(scores["pb_s"]),
-                psnr_restored_still=_mean(scores["pr_s"]),
-                frames_isolated=len(scores["pb_i"]),
-                psnr_blurry_isolated=_mean(scores["pb_i"]),
-                psnr_restored_isolated=_mean(scores["pr_i"]),
+                frames_moving=len(scores["pb_moving"]),
+                psnr_blurry_moving=_mean(scores["pb_moving"]),
+                psnr_restored_moving=_mean(scores["pr_moving"]),
+                frames_still=len(scores["pb_still"]),
+                psnr_blurry_still=_mean(scores["pb_still"]),
+                psnr_restored_still=_mean(scores["pr_still"]),
+                frames_isolated=len(scores["pb_isolated"]),
+                psnr_blurry_isolated=_mean(scores["pb_isolated"]),
+                psnr_restored_isolated=_mean(scores["pr_isolated"]),
             )
         )
     return rows
