@@ -34,14 +34,15 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
-python3 -m ttblur.training.reference train --arch base --motion-mix --content varied --out "$RUN" \
+python3 -m ttblur.training.reference train --arch base --motion-mix --hand-pauses --shutter-mix \
+    --content varied --out "$RUN" \
     --device "$DEVICE" --workers "$WORKERS" --max-seconds "$BUDGET" --threads 2 \
     --steps 24000 --batch-size 16 --crop 192 --num-videos "$NUM_VIDEOS" --video-frames 12 \
     --video-size 224 288 --refresh-every 4 --checkpoint-every 1000 --lr 3e-4 \
     --warmup-steps 1000 --eval-every 2000 --seed 0 --no-progress 2>&1 | tee "$OUT/train.log"
 
 python3 -m ttblur.training.reference evaluate --weights "$RUN/checkpoint/model" \
-    --presets gopro --motion-mix --videos-per-photo 2 --frames "$EVAL_FRAMES" --size 192 256 \
+    --presets gopro --hand-pauses --shutter-mix --videos-per-photo 2 --frames "$EVAL_FRAMES" --size 192 256 \
     --threads 8 --json "$OUT/evaluate.json" 2>&1 | tee "$OUT/evaluate.log"
 
 cp "$RUN/log.jsonl" "$OUT/log.jsonl"
