@@ -23,7 +23,7 @@ from ttblur.training.reference import (
     motion_overrides,
     train_reference,
 )
-from ttblur.training.reference_eval import blur_groups
+from ttblur.training.reference_eval import EvalRow, blur_groups, format_rows
 
 HEIGHT, WIDTH, FRAMES = 40, 48, 8
 
@@ -431,6 +431,24 @@ def test_evaluate_command_adds_the_motion_rows_it_is_asked_for(tmp_path, capsys)
     rows = json.loads(out.read_text())
     assert [r["preset"] for r in rows] == ["gopro", "gopro+mix", "gopro+mix+pauses"]
     assert "still beside moving frames" in capsys.readouterr().out
+
+
+def test_format_rows_prints_each_group_or_a_dash():
+    row = EvalRow(
+        preset="gopro",
+        videos=1,
+        frames=3,
+        psnr_blurry=30.0,
+        psnr_restored=31.0,
+        ssim_blurry=0.8,
+        ssim_restored=0.9,
+        frames_moving=2,
+        psnr_blurry_moving=25.0,
+        psnr_restored_moving=26.5,
+    )
+    line = format_rows([row]).splitlines()[-1]
+    assert line.endswith("| 2: +1.50 | 0: - | 0: - |")
+    assert "nan" not in line
 
 
 def _synthetic_config(**changes):

@@ -212,13 +212,17 @@ def format_rows(rows: Sequence[EvalRow]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        moving = r.psnr_restored_moving - r.psnr_blurry_moving
-        still = r.psnr_restored_still - r.psnr_blurry_still
-        isolated = r.psnr_restored_isolated - r.psnr_blurry_isolated
+        groups = " | ".join(
+            f"{count}: {after - before:+.2f}" if count else "0: -"
+            for count, before, after in (
+                (r.frames_moving, r.psnr_blurry_moving, r.psnr_restored_moving),
+                (r.frames_still, r.psnr_blurry_still, r.psnr_restored_still),
+                (r.frames_isolated, r.psnr_blurry_isolated, r.psnr_restored_isolated),
+            )
+        )
         lines.append(
             f"| {r.preset} | {r.videos} | {r.frames} | {r.psnr_blurry:.2f} | "
             f"{r.psnr_restored:.2f} | {r.psnr_gain:+.2f} | {r.ssim_blurry:.4f} | "
-            f"{r.ssim_restored:.4f} | {r.frames_moving}: {moving:+.2f} | "
-            f"{r.frames_still}: {still:+.2f} | {r.frames_isolated}: {isolated:+.2f} |"
+            f"{r.ssim_restored:.4f} | {groups} |"
         )
     return "\n".join(lines)
