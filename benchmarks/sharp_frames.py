@@ -65,6 +65,19 @@ class FamilyRow:
             if gain < self.worst_gain:
                 self.worst_gain, self.worst_frame = gain, f"{name} t={t} ({blur[t]:.1f} px)"
 
+    @classmethod
+    def pooled(cls, model: str, rows: Sequence[FamilyRow]) -> FamilyRow:
+        """The ``"all"`` row of ``rows`` (one model's families): their frames pooled, the
+        worst frame labelled with its family."""
+        total = cls(model, "all", videos=sum(r.videos for r in rows))
+        for r in rows:
+            for group in GROUPS:
+                total.blurry[group] += r.blurry[group]
+                total.restored[group] += r.restored[group]
+            if r.worst_gain < total.worst_gain:
+                total.worst_gain, total.worst_frame = r.worst_gain, f"{r.family} {r.worst_frame}"
+        return total
+
     def cell(self, group: str) -> str:
         """``n: blurry -> restored (gain)`` for a group, ``-`` without frames."""
         before, after = self.blurry[group], self.restored[group]
@@ -106,16 +119,14 @@ def run(
     rows = []
     for name in models:
         model = ttblur.reference_model(name)
-        total = FamilyRow(name, "all")
+        mine = []
         for family in families:
             row = FamilyRow(name, family)
             for video in frame_psnrs(model, family, spec_kwargs):
                 row.add(*video)
-                total.add(f"{family} {video[0]}", *video[1:])
-            rows.append(row)
+            mine.append(row)
             print(f"{name} {family}: {row.cell('isolated')}", file=sys.stderr, flush=True)
-        total.videos = sum(r.videos for r in rows if r.model == name)
-        rows.append(total)
+        rows += [*mine, FamilyRow.pooled(name, mine)]
     return rows
 
 
