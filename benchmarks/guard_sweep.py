@@ -40,6 +40,7 @@ from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 SHORTFALL_WEIGHTS = (0.0, 1.0, 5.0)
+MIN_GAINS = (0.0, 1.0, 1.5, 2.0)
 
 
 @dataclass
@@ -118,9 +119,14 @@ def collect(args: argparse.Namespace) -> list[Trace]:
 
 
 def replay(
-    traces: Sequence[Trace], blur_weight: float, shortfall_weight: float, floor: str = "copy"
+    traces: Sequence[Trace],
+    blur_weight: float,
+    shortfall_weight: float,
+    floor: str = "copy",
+    min_gain_db: float = 0.0,
 ) -> dict[str, float]:
-    """What the guard with these weights would have returned on every video."""
+    """What the guard with these weights would have returned on every video: the best-scoring
+    epoch is kept when its score beats the unadapted model's by more than ``min_gain_db``."""
     gains, candidates, finals = [], [], []
     for t in traces:
         scores = t.scores(blur_weight, shortfall_weight, floor)
@@ -129,12 +135,12 @@ def replay(
         candidate = t.psnr[best] - t.psnr[0]
         gains.append(gain)
         candidates.append(candidate)
-        finals.append(candidate if gain > 0 else 0.0)
+        finals.append(candidate if gain > min_gain_db else 0.0)
     return {
         "mean": sum(finals) / len(finals),
         "worst": min(finals),
         "losing": float(sum(f < -0.1 for f in finals)),
-        "rolled_back": float(sum(g <= 0 for g in gains)),
+        "rolled_back": float(sum(g <= min_gain_db for g in gains)),
         "spearman": metrics.spearman(gains, candidates),
     }
 
@@ -153,6 +159,62 @@ def replay_pseudo_pairs(traces: Sequence[Trace]) -> dict[str, float]:
     }
 
 
+def settings(
+    blur_weights: Sequence[float], shortfall_weights: Sequence[float], min_gains: Sequence[float]
+) -> list[tuple[str, float, float, float]]:
+    """The ``(floor, blur_weight, shortfall_weight, min_gain_db)`` grid that is replayed."""
+    grid = []
+    for floor in ("copy", "unadapted"):
+        for bw in blur_weights:
+            for sw in shortfall_weights:
+                if floor == "unadapted" and sw == 0:
+                    continue  # the same as "copy" with no shortfall term
+                grid.extend((floor, bw, sw, mg) for mg in min_gains)
+    return grid
+
+
+def print_table(traces: Sequence[Trace], grid: Sequence[tuple[str, float, float, float]]) -> None:
+    """One row per setting: what the guard would have returned on these traces."""
+    print(
+        "| floor | blur_weight | shortfall_weight | min_gain_db | mean change dB "
+        "| worst video dB | videos < -0.1 dB | rolled back | Spearman |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    if all(len(t.val_loss) == len(t.psnr) for t in traces):
+        r = replay_pseudo_pairs(traces)
+        print(
+            f"| (no guard: held-out pseudo pairs) | - | - | - | {r['mean']:+.2f} "
+            f"| {r['worst']:+.2f} | {r['losing']:.0f} | {r['rolled_back']:.0f} | - |"
+        )
+    for floor, bw, sw, mg in grid:
+        r = replay(traces, bw, sw, floor, mg)
+        print(
+            f"| {floor} | {bw:g} | {sw:g} | {mg:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | "
+            f"{r['losing']:.0f} | {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
+        )
+
+
+def print_pooled(
+    sets: dict[str, Sequence[Trace]], grid: Sequence[tuple[str, float, float, float]]
+) -> None:
+    """Every setting on every set of traces (one per network), fewest losing videos first,
+    then the highest mean change of the weakest set."""
+    rows = []
+    for floor, bw, sw, mg in grid:
+        results = [replay(traces, bw, sw, floor, mg) for traces in sets.values()]
+        losing = sum(r["losing"] for r in results)
+        rows.append((losing, -min(r["mean"] for r in results), (floor, bw, sw, mg), results))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    names = " | ".join(f"{name}: mean / worst / < -0.1" for name in sets)
+    print(f"| floor | blur_weight | shortfall_weight | min_gain_db | {names} | all < -0.1 |")
+    print("|---|---|---|---|" + "---|" * len(sets) + "---|")
+    for losing, _, (floor, bw, sw, mg), results in rows:
+        cells = " | ".join(
+            f"{r['mean']:+.2f} / {r['worst']:+.2f} / {r['losing']:.0f}" for r in results
+        )
+        print(f"| {floor} | {bw:g} | {sw:g} | {mg:g} | {cells} | {losing:.0f} |")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--videos", type=int, default=3, help="videos per family")
@@ -165,43 +227,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--lr", type=float, default=AdaptConfig().finetune.lr, help="finetune.lr (default: shipped)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the traces here")
-    parser.add_argument("--traces", type=Path, default=None, help="replay saved traces only")
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="replay saved traces only; several files (one per network) are also pooled",
+    )
+    parser.add_argument("--blur-weights", type=float, nargs="+", default=BLUR_WEIGHTS)
+    parser.add_argument("--shortfall-weights", type=float, nargs="+", default=SHORTFALL_WEIGHTS)
+    parser.add_argument("--min-gains", type=float, nargs="+", default=MIN_GAINS)
     args = parser.parse_args(argv)
+    if any(g < 0 for g in args.min_gains):
+        parser.error(f"--min-gains must be >= 0, got {args.min_gains}")
     start = time.perf_counter()
     if args.traces is not None:
-        traces = [Trace(**t) for t in json.loads(args.traces.read_text(encoding="utf-8"))]
+        sets = {
+            path.stem: [Trace(**t) for t in json.loads(path.read_text(encoding="utf-8"))]
+            for path in args.traces
+        }
     else:
-        traces = collect(args)
+        sets = {args.model: collect(args)}
     if args.json is not None:
-        args.json.write_text(json.dumps([asdict(t) for t in traces]) + "\n", encoding="utf-8")
-    best_epoch_gain = sum(max(t.psnr[1:]) - t.psnr[0] for t in traces) / len(traces)
-    print(
-        f"\n{len(traces)} development videos, {args.frames} frames of {args.size[0]}x"
-        f"{args.size[1]}, `{args.model}`, finetune.lr {args.lr:g}, "
-        f"{time.perf_counter() - start:.0f} s. With an oracle "
-        f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"
-    )
-    print(
-        "| floor | blur_weight | shortfall_weight | mean change dB | worst video dB "
-        "| videos < -0.1 dB | rolled back | Spearman |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    if all(len(t.val_loss) == len(t.psnr) for t in traces):
-        r = replay_pseudo_pairs(traces)
-        print(
-            f"| (no guard: held-out pseudo pairs) | - | - | {r['mean']:+.2f} | {r['worst']:+.2f} "
-            f"| {r['losing']:.0f} | {r['rolled_back']:.0f} | - |"
+        traces = [asdict(t) for t in next(iter(sets.values()))]
+        args.json.write_text(json.dumps(traces) + "\n", encoding="utf-8")
+    grid = settings(args.blur_weights, args.shortfall_weights, args.min_gains)
+    for name, traces in sets.items():
+        best_epoch_gain = sum(max(t.psnr[1:]) - t.psnr[0] for t in traces) / len(traces)
+        source = (
+            "replayed from saved traces"
+            if args.traces is not None
+            else f"{args.frames} frames of {args.size[0]}x{args.size[1]}, "
+            f"finetune.lr {args.lr:g}, {time.perf_counter() - start:.0f} s"
         )
-    for floor in ("copy", "unadapted"):
-        for bw in BLUR_WEIGHTS:
-            for sw in SHORTFALL_WEIGHTS:
-                if floor == "unadapted" and sw == 0:
-                    continue  # the same as "copy" with no shortfall term
-                r = replay(traces, bw, sw, floor)
-                print(
-                    f"| {floor} | {bw:g} | {sw:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | "
-                    f"{r['losing']:.0f} | {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
-                )
+        print(
+            f"\n`{name}`: {len(traces)} development videos, {source}. With an oracle "
+            f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"
+        )
+        print_table(traces, grid)
+    if len(sets) > 1:
+        print(f"\nPooled over {len(sets)} sets of traces:\n")
+        print_pooled(sets, grid)
     return 0
 
 

@@ -367,9 +367,10 @@ class GuardConfig(_StageSection):
         description="dB of score per dB the re-blurred output falls below the unadapted model's",
     )
     min_gain_db: float = Field(
-        default=0.0,
+        default=1.5,
         ge=0.0,
-        description="dB the best epoch must gain over the unadapted model, else roll back",
+        description="dB of score the best epoch must gain over the unadapted model, else roll "
+        "back (chosen on development videos of three networks: docs/results.md)",
     )
     rollback: bool = Field(
         default=True,

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ttblur._state import ModuleSnapshot
-from ttblur.config import FinetuneConfig
+from ttblur.config import FinetuneConfig, GuardConfig
 from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
@@ -279,13 +279,14 @@ class EpochGuard:
     Attributes:
         score: ``score(model) -> float``, higher is better (the model is in eval mode,
             gradients off); called on the unadapted model and after every epoch.
-        min_gain_db: how much the best epoch must beat the unadapted model's score to be kept.
+        min_gain_db: how much the best epoch must beat the unadapted model's score to be kept
+            (default: ``GuardConfig().min_gain_db``).
         rollback: restore the unadapted weights when no epoch gains ``min_gain_db``; False
             keeps the best-scoring epoch and only flags ``guard_rejected``.
     """
 
     score: Callable[[nn.Module], float]
-    min_gain_db: float = 0.0
+    min_gain_db: float = GuardConfig.model_fields["min_gain_db"].default
     rollback: bool = True
 
 

@@ -705,7 +705,7 @@ def _guard_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
         messages.append(
             f"adaptation did not improve the video by the guard's score (re-blur consistency and "
             f"blur left in the output on the video's own frames, best {change}, needed > "
-            f"{cfg.guard.min_gain_db:g} dB): {action}"
+            f"{cfg.guard.min_gain_db:g} dB, guard.min_gain_db): {action}"
         )
         if outcome.num_val and outcome.val_best_epoch:
             messages.append(

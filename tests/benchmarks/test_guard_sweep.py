@@ -42,4 +42,31 @@ def test_saved_traces_replay_without_adapting(sweep, tmp_path, capsys) -> None:
     saved.write_text(json.dumps([t.__dict__ for t in _traces(sweep)]))
     assert sweep.main(["--traces", str(saved)]) == 0
     out = capsys.readouterr().out
-    assert "| copy | 1 | 0 | +1.00 | +0.00 | 0 | 1 |" in out
+    assert "| copy | 1 | 0 | 0 | +1.00 | +0.00 | 0 | 1 |" in out
+    assert "replayed from saved traces" in out and "Pooled" not in out
+
+
+def test_min_gain_rolls_back_small_score_gains(sweep) -> None:
+    traces = _traces(sweep)
+    # Re-blur PSNR alone: video a's score gains 1 dB (true -1 dB), video b's 6 dB (true +2).
+    assert sweep.replay(traces, 0.0, 0.0, min_gain_db=0.5)["worst"] == -1.0
+    strict = sweep.replay(traces, 0.0, 0.0, min_gain_db=1.0)  # a gain of exactly 1 is not enough
+    assert strict["worst"] == 0.0 and strict["rolled_back"] == 1 and strict["mean"] == 1.0
+    assert sweep.replay(traces, 0.0, 0.0, min_gain_db=6.0)["rolled_back"] == 2
+
+
+def test_several_trace_files_are_pooled_fewest_losing_first(sweep, tmp_path, capsys) -> None:
+    a, b = _traces(sweep)
+    first, second = tmp_path / "net1.json", tmp_path / "net2.json"
+    first.write_text(json.dumps([a.__dict__]))
+    second.write_text(json.dumps([b.__dict__]))
+    argv = ["--traces", str(first), str(second), "--blur-weights", "0", "--shortfall-weights", "0"]
+    assert sweep.main([*argv, "--min-gains", "0", "2"]) == 0
+    out = capsys.readouterr().out
+    pooled = out.split("Pooled over 2 sets of traces:")[1].strip().splitlines()
+    assert "net1: mean / worst / < -0.1" in pooled[0] and "net2" in pooled[0]
+    # min_gain 2 rolls video a back (score +1, true -1) and keeps b (score +6, true +2).
+    assert pooled[2] == "| copy | 0 | 0 | 2 | +0.00 / +0.00 / 0 | +2.00 / +2.00 / 0 | 0 |"
+    assert pooled[3] == "| copy | 0 | 0 | 0 | -1.00 / -1.00 / 1 | +2.00 / +2.00 / 0 | 1 |"
+    with pytest.raises(SystemExit):
+        sweep.main([*argv, "--min-gains", "-1"])
