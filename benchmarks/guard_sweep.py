@@ -88,11 +88,22 @@ class _Recorder:
         return score
 
 
+def adapt_config(args: argparse.Namespace) -> AdaptConfig:
+    """The configuration adapted with: ``--config`` (inline JSON or a file; default
+    ``AdaptConfig()``), then ``--patch-size`` and ``--lr`` when given."""
+    cfg = AdaptConfig()
+    if args.config is not None:
+        text = args.config.strip()
+        cfg = AdaptConfig.from_json(text) if text.startswith("{") else AdaptConfig.load(text)
+    cfg.rsdm.patch_size = args.patch_size
+    if args.lr is not None:
+        cfg.finetune.lr = args.lr
+    return cfg
+
+
 def collect(args: argparse.Namespace) -> list[Trace]:
     torch.set_num_threads(args.threads)
-    cfg = AdaptConfig()
-    cfg.rsdm.patch_size = args.patch_size
-    cfg.finetune.lr = args.lr
+    cfg = adapt_config(args)
     cfg.guard.rollback = False
     base = AdaptPipeline.from_config(cfg)
     guard = ReblurGuard.from_config(cfg.guard, flow=base.flow, bme=base.detector.bme)
@@ -224,8 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--lr", type=float, default=AdaptConfig().finetune.lr, help="finetune.lr (default: shipped)"
+        "--config",
+        default=None,
+        help="AdaptConfig JSON file (or inline JSON) adapted with; default: the shipped one",
     )
+    parser.add_argument("--lr", type=float, default=None, help="override finetune.lr")
     parser.add_argument("--json", type=Path, default=None, help="also write the traces here")
     parser.add_argument(
         "--traces",
@@ -258,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "replayed from saved traces"
             if args.traces is not None
             else f"{args.frames} frames of {args.size[0]}x{args.size[1]}, "
-            f"finetune.lr {args.lr:g}, {time.perf_counter() - start:.0f} s"
+            f"finetune.lr {adapt_config(args).finetune.lr:g}, "
+            f"{time.perf_counter() - start:.0f} s"
         )
         print(
             f"\n`{name}`: {len(traces)} development videos, {source}. With an oracle "

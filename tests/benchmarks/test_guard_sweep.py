@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from types import ModuleType
@@ -70,3 +71,16 @@ def test_several_trace_files_are_pooled_fewest_losing_first(sweep, tmp_path, cap
     assert pooled[3] == "| copy | 0 | 0 | 0 | -1.00 / -1.00 / 1 | +2.00 / +2.00 / 0 | 1 |"
     with pytest.raises(SystemExit):
         sweep.main([*argv, "--min-gains", "-1"])
+
+
+def test_config_is_the_base_then_patch_size_and_lr_override(sweep, tmp_path) -> None:
+    args = argparse.Namespace(config='{"dbcgm": {"lengths": "video"}}', patch_size=64, lr=None)
+    cfg = sweep.adapt_config(args)
+    assert cfg.dbcgm.lengths == "video" and cfg.rsdm.patch_size == 64
+    assert cfg.finetune.lr == sweep.AdaptConfig().finetune.lr  # the shipped default
+    saved = tmp_path / "adapt.json"
+    saved.write_text('{"finetune": {"lr": 3e-5}}')
+    args = argparse.Namespace(config=str(saved), patch_size=128, lr=None)
+    assert sweep.adapt_config(args).finetune.lr == 3e-5
+    args.lr = 2e-4
+    assert sweep.adapt_config(args).finetune.lr == 2e-4
