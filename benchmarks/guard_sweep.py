@@ -35,7 +35,8 @@ from ttblur.config import AdaptConfig
 from ttblur.pipeline import AdaptPipeline
 from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.specs import ModelSpec
-from ttblur.stages.guard import GuardProbe, ReblurGuard, reblur_psnr
+from ttblur.stages.guard import GuardProbe, GuardWindows, ReblurGuard, reblur_psnr
+from ttblur.stages.rsdm import estimate_magnitude
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -55,6 +56,15 @@ class Trace:
     psnr: list[float] = field(default_factory=list)
     #: The held-out pseudo-pair loss of the unadapted model and after each epoch.
     val_loss: list[float] = field(default_factory=list)
+    #: Per scored window (the guard's boxes, inside their border): the true mean blur (px) ...
+    window_blur: list[float] = field(default_factory=list)
+    #: ... and, per model scored (unadapted, then each epoch), one value per window: the
+    #: re-blur PSNR, the blur the BME reads in the output (px), the output's PSNR against the
+    #: observed box (how much the model changes it) and against the true sharp box.
+    window_fidelity: list[list[float]] = field(default_factory=list)
+    window_residual: list[list[float]] = field(default_factory=list)
+    window_change: list[list[float]] = field(default_factory=list)
+    window_psnr: list[list[float]] = field(default_factory=list)
 
     def scores(self, blur_weight: float, shortfall_weight: float, floor: str) -> list[float]:
         """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR) or
@@ -66,21 +76,66 @@ class Trace:
         ]
 
 
+def _interior(boxes: Tensor, border: int) -> Tensor:
+    h, w = boxes.shape[-2:]
+    return boxes[..., border : h - border, border : w - border]
+
+
+def _regions(video: Tensor, windows: GuardWindows) -> Tensor:
+    """``(N, C, s, s)``: each window's region of ``video`` (``(T, C, H, W)``)."""
+    size = windows.observed.shape[-1]
+    return torch.stack(
+        [
+            video[t, :, top : top + size, left : left + size]
+            for t, (top, left) in zip(windows.frames, windows.boxes, strict=True)
+        ]
+    )
+
+
+def record_windows(
+    trace: Trace, probe: GuardProbe, model: nn.Module, device: torch.device, sharp: Tensor
+) -> None:
+    """Append the per-window parts of ``model``'s score and the truth there to ``trace``."""
+    w, b = probe.windows, probe.windows.border
+    restored = probe.outputs(model, device).clamp(0.0, 1.0)
+    observed, truth = w.observed.float(), _regions(sharp, w).float()
+    left = estimate_magnitude(probe.guard.bme, restored, batch_size=probe.guard.batch_size)
+    trace.window_fidelity.append(
+        [
+            reblur_psnr(restored[i : i + 1], observed[i : i + 1], w.condition[i : i + 1], border=b)
+            for i in range(len(w))
+        ]
+    )
+    trace.window_residual.append([float(_interior(m, b).mean()) for m in left])
+    trace.window_change.append(
+        [float(metrics.psnr(_interior(r, b), _interior(o, b))) for r, o in zip(restored, observed)]
+    )
+    trace.window_psnr.append(
+        [float(metrics.psnr(_interior(r, b), _interior(t, b))) for r, t in zip(restored, truth)]
+    )
+
+
 class _Recorder:
     """A guard that scores with a :class:`ReblurGuard` and records its parts and the truth."""
 
-    def __init__(self, guard: ReblurGuard, video: Tensor, sharp: Tensor, trace: Trace) -> None:
-        self.guard, self.video, self.sharp, self.trace = guard, video, sharp, trace
+    def __init__(
+        self, guard: ReblurGuard, video: Tensor, sharp: Tensor, blur: Tensor, trace: Trace
+    ) -> None:
+        self.guard, self.video, self.sharp, self.blur = guard, video, sharp, blur
+        self.trace = trace
 
     def prepare(self, video: Tensor, selection: Selection, spec: ModelSpec) -> Any:
         probe: GuardProbe = self.guard.prepare(video, selection, spec)
         w = probe.windows  # the re-blur PSNR of a copy of the input: the "copy" floor
         self.trace.floor = reblur_psnr(w.observed, w.observed, w.condition, border=w.border)
+        truth = _interior(_regions(self.blur, w), w.border)
+        self.trace.window_blur = [float(m.mean()) for m in truth]
 
         def score(model: nn.Module, device: torch.device) -> float:
             value = probe(model, device)
             self.trace.fidelity.append(probe.last["reblur_psnr"])
             self.trace.residual.append(probe.last["residual_blur_px"])
+            record_windows(self.trace, probe, model, device, self.sharp)
             restored = ttblur.deblur(model, self.video, spec=spec, device=device, progress=False)
             self.trace.psnr.append(float(metrics.psnr(restored.clamp(0, 1), self.sharp)))
             return value
@@ -114,7 +169,7 @@ def collect(args: argparse.Namespace) -> list[Trace]:
     ):
         video = make_scenario(spec)
         trace = Trace(spec.family, math.nan)
-        recorder = _Recorder(guard, video.blurry, video.sharp, trace)
+        recorder = _Recorder(guard, video.blurry, video.sharp, video.magnitude, trace)
         pipe = AdaptPipeline.from_config(
             cfg, detector=base.detector, flow=base.flow, guard=recorder
         )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from types import ModuleType
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +86,44 @@ def test_config_is_the_base_then_patch_size_and_lr_override(sweep, tmp_path) -> 
     assert sweep.adapt_config(args).finetune.lr == 3e-5
     args.lr = 2e-4
     assert sweep.adapt_config(args).finetune.lr == 2e-4
+
+
+class _Scaled(torch.nn.Module):
+    """``frame -> scale * frame`` (an image model with one parameter)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.scale * frames
+
+
+def test_record_windows_measures_each_window_against_the_observed_and_the_truth(sweep) -> None:
+    from ttblur.specs import get_spec
+    from ttblur.stages.guard import GuardProbe, GuardWindows, ReblurGuard
+
+    gen = torch.Generator().manual_seed(0)
+    video = 0.2 + 0.6 * torch.rand(3, 3, 40, 40, generator=gen)
+    sharp = (video + 0.1).clamp(0, 1)  # the truth is 0.1 brighter: 20 dB from the video
+    boxes = [(0, 0), (8, 12)]
+    clips = torch.stack(
+        [video[t : t + 1, :, r : r + 24, c : c + 24] for t, (r, c) in zip((0, 2), boxes)]
+    )
+    condition = torch.zeros(2, 3, 24, 24)
+    condition[:, 0] = 1.0  # x direction, zero length: re-blurring changes nothing
+    windows = GuardWindows(clips, 0, condition, 4, [0, 2], boxes)
+    guard = ReblurGuard(flow=None, bme=lambda frames: torch.full_like(frames[:, :1], 0.5))
+    probe = GuardProbe(windows, get_spec("image"), guard)
+    trace = sweep.Trace("pan", 0.0)
+    sweep.record_windows(trace, probe, _Scaled(0.5), torch.device("cpu"), sharp)
+    assert len(trace.window_psnr) == 1 and len(trace.window_psnr[0]) == 2
+    assert trace.window_residual == [[0.5, 0.5]]
+    for i, (t, (r, c)) in enumerate(zip((0, 2), boxes)):
+        inner = (t, slice(None), slice(r + 4, r + 20), slice(c + 4, c + 20))
+        half = 0.5 * video[inner]
+        mse_obs = float((half - video[inner]).square().mean())
+        mse_true = float((half - sharp[inner]).square().mean())
+        assert trace.window_change[0][i] == pytest.approx(-10 * math.log10(mse_obs), rel=1e-4)
+        assert trace.window_psnr[0][i] == pytest.approx(-10 * math.log10(mse_true), rel=1e-4)
+        assert trace.window_fidelity[0][i] == pytest.approx(trace.window_change[0][i], rel=1e-3)
