@@ -1,18 +1,22 @@
-"""Choose the guard's weights on development videos, from one adaptation per video.
+"""Choose the guard's weights and threshold on development videos, from one adaptation per video.
 
 The guard's score of a model is ``reblur PSNR - blur_weight * residual blur px -
-shortfall_weight * max(0, floor - reblur PSNR)`` (``ttblur.stages.guard``). Every part of it
-depends on the model only, not on the weights. So each development video
+shortfall_weight * max(0, floor - reblur PSNR)`` (``ttblur.stages.guard``), and an epoch is
+kept when its score beats the unadapted model's by more than ``min_gain_db``. Every part of the
+score depends on the model only, not on the weights. So each development video
 (``ttblur.scenarios``, role ``development``: never the photos or seeds that are reported) is
-adapted once with the default configuration, recording for the unadapted model and after every
-epoch the guard's parts *and* the true PSNR of the whole restored video (ground truth used
-only here, outside ``adapt``). Any pair of weights is then replayed exactly: the epoch it
-would keep, whether it would roll back, the true change that results, and how well its score
-change ranks the true change (Spearman).
+adapted once (the shipped configuration, or ``--config``), recording for the unadapted model
+and after every epoch the guard's parts *and* the true PSNR of the whole restored video (ground
+truth used only here, outside ``adapt``), and the same per guard window (``Trace.window_*``).
+Any setting of weights and threshold is then replayed exactly: the epoch it would keep, whether
+it would roll back, the true change that results, and how well its score change ranks the true
+change (Spearman). Saved traces of several networks are replayed together with ``--traces``.
 
 Usage::
 
     PYTHONPATH=src python benchmarks/guard_sweep.py --videos 3 --frames 16 --size 192 256
+    PYTHONPATH=src python benchmarks/guard_sweep.py --traces tiny.json base.json
+
 """
 
 from __future__ import annotations
