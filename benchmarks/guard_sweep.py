@@ -60,8 +60,10 @@ class Trace:
     psnr: list[float] = field(default_factory=list)
     #: The held-out pseudo-pair loss of the unadapted model and after each epoch.
     val_loss: list[float] = field(default_factory=list)
-    #: Per scored window (the guard's boxes, inside their border): the true mean blur (px) ...
+    #: Per scored window (the guard's boxes, inside their border): the true mean blur (px),
+    #: the blur length the guard re-blurs with (its estimate, px) ...
     window_blur: list[float] = field(default_factory=list)
+    window_length: list[float] = field(default_factory=list)
     #: ... and, per model scored (unadapted, then each epoch), one value per window: the
     #: re-blur PSNR, the blur the BME reads in the output (px), the output's PSNR against the
     #: observed box (how much the model changes it) and against the true sharp box.
@@ -134,6 +136,8 @@ class _Recorder:
         self.trace.floor = reblur_psnr(w.observed, w.observed, w.condition, border=w.border)
         truth = _interior(_regions(self.blur, w), w.border)
         self.trace.window_blur = [float(m.mean()) for m in truth]
+        lengths = _interior(w.condition[:, 2], w.border)
+        self.trace.window_length = [float(z.mean()) for z in lengths]
 
         def score(model: nn.Module, device: torch.device) -> float:
             value = probe(model, device)
