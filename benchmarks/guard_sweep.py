@@ -40,7 +40,6 @@ from ttblur.pipeline import AdaptPipeline
 from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.specs import ModelSpec
 from ttblur.stages.guard import GuardProbe, GuardWindows, ReblurGuard, reblur_psnr
-from ttblur.stages.rsdm import estimate_magnitude
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -87,38 +86,46 @@ def _interior(boxes: Tensor, border: int) -> Tensor:
     return boxes[..., border : h - border, border : w - border]
 
 
-def _regions(video: Tensor, windows: GuardWindows) -> Tensor:
-    """``(N, C, s, s)``: each window's region of ``video`` (``(T, C, H, W)``)."""
+def regions(video: Tensor, windows: GuardWindows) -> Tensor:
+    """``(N, C, s, s)``: each window's region of ``video`` (``(T, C, H, W)``), inside the
+    windows' border."""
     size = windows.observed.shape[-1]
-    return torch.stack(
+    boxes = torch.stack(
         [
             video[t, :, top : top + size, left : left + size]
             for t, (top, left) in zip(windows.frames, windows.boxes, strict=True)
         ]
     )
+    return _interior(boxes, windows.border).float()
 
 
-def record_windows(
-    trace: Trace, probe: GuardProbe, model: nn.Module, device: torch.device, sharp: Tensor
-) -> None:
-    """Append the per-window parts of ``model``'s score and the truth there to ``trace``."""
+def record_windows(trace: Trace, probe: GuardProbe, truth: Tensor) -> None:
+    """Append the per-window parts of the probe's last score and the truth there (``truth``:
+    :func:`regions` of the sharp video) to ``trace``; NaN when that score was not finite."""
     w, b = probe.windows, probe.windows.border
-    restored = probe.outputs(model, device).clamp(0.0, 1.0)
-    observed, truth = w.observed.float(), _regions(sharp, w).float()
-    left = estimate_magnitude(probe.guard.bme, restored, batch_size=probe.guard.batch_size)
+    restored, left = probe.last_restored, probe.last_blur_left
+    if restored is None or left is None:
+        for values in (
+            trace.window_fidelity,
+            trace.window_residual,
+            trace.window_change,
+            trace.window_psnr,
+        ):
+            values.append([math.nan] * len(w))
+        return
+    observed = w.observed.float()
     trace.window_fidelity.append(
         [
             reblur_psnr(restored[i : i + 1], observed[i : i + 1], w.condition[i : i + 1], border=b)
             for i in range(len(w))
         ]
     )
-    trace.window_residual.append([float(_interior(m, b).mean()) for m in left])
+    trace.window_residual.append(_interior(left, b).mean(dim=(1, 2, 3)).tolist())
+    inner = _interior(restored, b)
     trace.window_change.append(
-        [float(metrics.psnr(_interior(r, b), _interior(o, b))) for r, o in zip(restored, observed)]
+        metrics.psnr(inner, _interior(observed, b), reduction="none").tolist()
     )
-    trace.window_psnr.append(
-        [float(metrics.psnr(_interior(r, b), _interior(t, b))) for r, t in zip(restored, truth)]
-    )
+    trace.window_psnr.append(metrics.psnr(inner, truth, reduction="none").tolist())
 
 
 class _Recorder:
@@ -134,16 +141,16 @@ class _Recorder:
         probe: GuardProbe = self.guard.prepare(video, selection, spec)
         w = probe.windows  # the re-blur PSNR of a copy of the input: the "copy" floor
         self.trace.floor = reblur_psnr(w.observed, w.observed, w.condition, border=w.border)
-        truth = _interior(_regions(self.blur, w), w.border)
-        self.trace.window_blur = [float(m.mean()) for m in truth]
+        self.trace.window_blur = regions(self.blur, w).mean(dim=(1, 2, 3)).tolist()
         lengths = _interior(w.condition[:, 2], w.border)
-        self.trace.window_length = [float(z.mean()) for z in lengths]
+        self.trace.window_length = lengths.mean(dim=(1, 2)).tolist()
+        truth = regions(self.sharp, w)
 
         def score(model: nn.Module, device: torch.device) -> float:
             value = probe(model, device)
             self.trace.fidelity.append(probe.last["reblur_psnr"])
             self.trace.residual.append(probe.last["residual_blur_px"])
-            record_windows(self.trace, probe, model, device, self.sharp)
+            record_windows(self.trace, probe, truth)
             restored = ttblur.deblur(model, self.video, spec=spec, device=device, progress=False)
             self.trace.psnr.append(float(metrics.psnr(restored.clamp(0, 1), self.sharp)))
             return value
@@ -164,9 +171,9 @@ def adapt_config(args: argparse.Namespace) -> AdaptConfig:
     return cfg
 
 
-def collect(args: argparse.Namespace) -> list[Trace]:
+def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
+    """Adapt every development video with ``cfg`` (its guard set to keep the best epoch)."""
     torch.set_num_threads(args.threads)
-    cfg = adapt_config(args)
     cfg.guard.rollback = False
     base = AdaptPipeline.from_config(cfg)
     guard = ReblurGuard.from_config(cfg.guard, flow=base.flow, bme=base.detector.bme)
@@ -323,21 +330,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             path.stem: [Trace(**t) for t in json.loads(path.read_text(encoding="utf-8"))]
             for path in args.traces
         }
+        source = "replayed from saved traces"
     else:
-        sets = {args.model: collect(args)}
+        cfg = adapt_config(args)
+        sets = {args.model: collect(args, cfg)}
+        source = (
+            f"{args.frames} frames of {args.size[0]}x{args.size[1]}, finetune.lr "
+            f"{cfg.finetune.lr:g}, {time.perf_counter() - start:.0f} s"
+        )
     if args.json is not None:
         traces = [asdict(t) for t in next(iter(sets.values()))]
         args.json.write_text(json.dumps(traces) + "\n", encoding="utf-8")
     grid = settings(args.blur_weights, args.shortfall_weights, args.min_gains)
     for name, traces in sets.items():
         best_epoch_gain = sum(max(t.psnr[1:]) - t.psnr[0] for t in traces) / len(traces)
-        source = (
-            "replayed from saved traces"
-            if args.traces is not None
-            else f"{args.frames} frames of {args.size[0]}x{args.size[1]}, "
-            f"finetune.lr {adapt_config(args).finetune.lr:g}, "
-            f"{time.perf_counter() - start:.0f} s"
-        )
         print(
             f"\n`{name}`: {len(traces)} development videos, {source}. With an oracle "
             f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"

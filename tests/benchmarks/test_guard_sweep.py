@@ -116,7 +116,8 @@ def test_record_windows_measures_each_window_against_the_observed_and_the_truth(
     guard = ReblurGuard(flow=None, bme=lambda frames: torch.full_like(frames[:, :1], 0.5))
     probe = GuardProbe(windows, get_spec("image"), guard)
     trace = sweep.Trace("pan", 0.0)
-    sweep.record_windows(trace, probe, _Scaled(0.5), torch.device("cpu"), sharp)
+    probe(_Scaled(0.5), torch.device("cpu"))  # the score the windows are recorded from
+    sweep.record_windows(trace, probe, sweep.regions(sharp, windows))
     assert len(trace.window_psnr) == 1 and len(trace.window_psnr[0]) == 2
     assert trace.window_residual == [[0.5, 0.5]]
     for i, (t, (r, c)) in enumerate(zip((0, 2), boxes)):

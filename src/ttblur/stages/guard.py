@@ -322,6 +322,9 @@ class GuardProbe:
             pipeline run (None before): later models lose ``shortfall_weight`` dB of score
             per dB they fall below it.
         last: the parts of the last score: ``reblur_psnr`` (dB) and ``residual_blur_px``.
+        last_restored: the last scored model's restored windows ``(N, 3, s, s)`` clamped to
+            ``[0, 1]`` (None before the first score, or when it returned NaN / inf).
+        last_blur_left: the BME maps of ``last_restored``, ``(N, 1, s, s)`` px (same).
     """
 
     def __init__(self, windows: GuardWindows, spec: ModelSpec, guard: ReblurGuard) -> None:
@@ -330,6 +333,8 @@ class GuardProbe:
         self.guard = guard
         self.floor: float | None = None
         self.last: dict[str, float] = {}
+        self.last_restored: Tensor | None = None
+        self.last_blur_left: Tensor | None = None
 
     def outputs(self, model: nn.Module, device: torch.device) -> Tensor:
         """The model's restored windows ``(N, 3, s, s)`` (eval mode, no gradients)."""
@@ -350,6 +355,7 @@ class GuardProbe:
         if not bool(torch.isfinite(restored).all()):
             # A model that returns NaN / inf on the video is worse than any that does not.
             self.last = {"reblur_psnr": -math.inf, "residual_blur_px": math.inf}
+            self.last_restored = self.last_blur_left = None
             return -math.inf
         restored = restored.clamp(0.0, 1.0)
         fidelity = reblur_psnr(restored, w.observed, w.condition, border=w.border)
@@ -357,6 +363,8 @@ class GuardProbe:
         b = w.border
         residual = float(left[:, :, b : left.shape[-2] - b, b : left.shape[-1] - b].mean())
         self.last = {"reblur_psnr": fidelity, "residual_blur_px": residual}
+        # A tensor in, a tensor out (a frame store only for a frame store).
+        self.last_restored, self.last_blur_left = restored, torch.as_tensor(left)
         if self.floor is None:
             self.floor = fidelity
         shortfall = max(0.0, self.floor - fidelity)
