@@ -39,13 +39,7 @@ from ttblur.config import AdaptConfig
 from ttblur.pipeline import AdaptPipeline
 from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.specs import ModelSpec
-from ttblur.stages.guard import (
-    GuardProbe,
-    GuardWindows,
-    ReblurGuard,
-    reblur_psnr,
-    reference_residual,
-)
+from ttblur.stages.guard import GuardProbe, GuardWindows, ReblurGuard, reblur_psnr
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -81,15 +75,9 @@ class Trace:
         """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR) or
         ``"unadapted"`` (the unadapted model's own re-blur PSNR, as shipped)."""
         level = self.floor if floor == "copy" else self.fidelity[0]
-        residual = list(self.residual)
-        if self.window_length and residual:  # the unadapted model's charge, as the guard does
-            copy_residual = sum(self.window_length) / len(self.window_length)
-            residual[0] = reference_residual(
-                self.fidelity[0], residual[0], self.floor, copy_residual
-            )
         return [
             f - blur_weight * r - shortfall_weight * max(0.0, level - f)
-            for f, r in zip(self.fidelity, residual, strict=True)
+            for f, r in zip(self.fidelity, self.residual, strict=True)
         ]
 
 

@@ -33,12 +33,6 @@ otherwise score well). The floor and the weights were chosen on development scen
 finds sharp the length is ~0 px and the score asks the output to equal the input; on a blurred
 frame, a model that copies its input is blurred twice and leaves its blur in place, and scores
 lower than one that restores the frame.
-The unadapted model's BME reading is charged as it is, except when its outputs re-blur *worse
-than a copy of the input* (:func:`reference_residual`): such a model damages the frames by the
-guard's own physics, and its artefacts can read sharp to the BME (``tiny`` on the held-out
-BSD-like videos: 3 px where the input reads 6 px), so that adapted epochs that stop the damage
-and return the frames as blurred as the input would score below it. It is then charged at least
-the blur the guard assigns to the input itself (the mean length of its windows).
 Measured on the development scenarios with the ``tiny`` network (H.264, brick, seed 5000): the
 adapted model's outputs re-blurred 1-5 dB *closer* to the blurry frames while its true PSNR
 fell 4-5.6 dB on them; the BME read 4-6 px more blur left in those outputs.
@@ -72,14 +66,7 @@ from ttblur.stages.reblur import motion_blur
 from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
 from ttblur.types import FlowEstimator, Selection, validate_video
 
-__all__ = [
-    "GuardProbe",
-    "GuardWindows",
-    "ReblurGuard",
-    "choose_windows",
-    "reblur_psnr",
-    "reference_residual",
-]
+__all__ = ["GuardProbe", "GuardWindows", "ReblurGuard", "choose_windows", "reblur_psnr"]
 
 _DEFAULTS = GuardConfig()
 #: PSNR reported for an exact match (MSE 0).
@@ -139,34 +126,6 @@ class GuardWindows:
     def observed(self) -> Tensor:
         """``(N, 3, s, s)`` the observed (blurry) frame ``t`` of each window."""
         return self.clips[:, self.centre]
-
-
-def reference_residual(
-    fidelity: float, residual: float, copy_fidelity: float, copy_residual: float
-) -> float:
-    """The residual blur (px) the guard charges the unadapted model, its reference.
-
-    Args:
-        fidelity: the unadapted model's re-blur PSNR on the windows (dB).
-        residual: the blur the BME reads in its outputs (px).
-        copy_fidelity: the re-blur PSNR of a copy of the input (dB).
-        copy_residual: the blur the guard assigns to the input (px): the mean re-blur length
-            of the windows.
-
-    Returns:
-        ``residual``, or at least ``copy_residual`` when ``fidelity < copy_fidelity`` (the
-        model explains the recorded frames worse than doing nothing does, so a low BME
-        reading of its outputs is read as artefacts, not as sharpness).
-
-    Example:
-        >>> reference_residual(25.3, 3.0, 29.6, 6.4)     # damages the frames: the copy's blur
-        6.4
-        >>> reference_residual(31.0, 3.0, 29.6, 6.4)     # explains them better than a copy
-        3.0
-    """
-    if fidelity < copy_fidelity:
-        return max(residual, copy_residual)
-    return residual
 
 
 def _region_size(box: int, margin: int, height: int, width: int, multiple: int) -> int:
@@ -354,13 +313,6 @@ class ReblurGuard:
         return GuardProbe(windows, spec, self)
 
 
-def _interior_mean(maps: Tensor, border: int) -> float:
-    """Mean of ``(N, 1, h, w)`` maps inside ``border`` px."""
-    return float(
-        maps[:, :, border : maps.shape[-2] - border, border : maps.shape[-1] - border].mean()
-    )
-
-
 class GuardProbe:
     """``probe(model, device) -> score``: the guard's score of ``model`` on fixed windows.
 
@@ -369,9 +321,6 @@ class GuardProbe:
         floor: the re-blur PSNR (dB) of the first model scored, the unadapted one in a
             pipeline run (None before): later models lose ``shortfall_weight`` dB of score
             per dB they fall below it.
-        copy: the parts of a copy of the input, ``reblur_psnr`` (dB) and
-            ``residual_blur_px`` (the windows' mean re-blur length, px); the first model
-            scored is charged :func:`reference_residual` with them.
         last: the parts of the last score: ``reblur_psnr`` (dB) and ``residual_blur_px``.
         last_restored: the last scored model's restored windows ``(N, 3, s, s)`` clamped to
             ``[0, 1]`` (None before the first score, or when it returned NaN / inf).
@@ -383,13 +332,6 @@ class GuardProbe:
         self.spec = spec
         self.guard = guard
         self.floor: float | None = None
-        b = windows.border
-        self.copy: dict[str, float] = {
-            "reblur_psnr": reblur_psnr(
-                windows.observed, windows.observed, windows.condition, border=b
-            ),
-            "residual_blur_px": _interior_mean(windows.condition[:, 2:3], b),
-        }
         self.last: dict[str, float] = {}
         self.last_restored: Tensor | None = None
         self.last_blur_left: Tensor | None = None
@@ -417,15 +359,13 @@ class GuardProbe:
             return -math.inf
         restored = restored.clamp(0.0, 1.0)
         fidelity = reblur_psnr(restored, w.observed, w.condition, border=w.border)
-        left = torch.as_tensor(estimate_magnitude(guard.bme, restored, batch_size=guard.batch_size))
-        residual = _interior_mean(left, w.border)
+        left = estimate_magnitude(guard.bme, restored, batch_size=guard.batch_size)
+        b = w.border
+        residual = float(left[:, :, b : left.shape[-2] - b, b : left.shape[-1] - b].mean())
         self.last = {"reblur_psnr": fidelity, "residual_blur_px": residual}
         # A tensor in, a tensor out (a frame store only for a frame store).
-        self.last_restored, self.last_blur_left = restored, left
+        self.last_restored, self.last_blur_left = restored, torch.as_tensor(left)
         if self.floor is None:
             self.floor = fidelity
-            residual = reference_residual(
-                fidelity, residual, self.copy["reblur_psnr"], self.copy["residual_blur_px"]
-            )
         shortfall = max(0.0, self.floor - fidelity)
         return fidelity - guard.blur_weight * residual - guard.shortfall_weight * shortfall
