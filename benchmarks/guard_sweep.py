@@ -35,16 +35,23 @@ from torch import Tensor, nn
 
 import ttblur
 from ttblur import metrics
-from ttblur.config import AdaptConfig
+from ttblur.config import AdaptConfig, GuardConfig
 from ttblur.pipeline import AdaptPipeline
 from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.specs import ModelSpec
-from ttblur.stages.guard import GuardProbe, GuardWindows, ReblurGuard, reblur_psnr
+from ttblur.stages.guard import (
+    GuardProbe,
+    GuardWindows,
+    ReblurGuard,
+    ReferenceProbe,
+    reblur_psnr,
+)
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 SHORTFALL_WEIGHTS = (0.0, 1.0, 5.0)
 MIN_GAINS = (0.0, 1.0, 1.5, 2.0)
+REFERENCE_MIN_GAINS = (0.0, 0.1, 0.3, 0.5)
 
 
 @dataclass
@@ -70,6 +77,9 @@ class Trace:
     window_residual: list[list[float]] = field(default_factory=list)
     window_change: list[list[float]] = field(default_factory=list)
     window_psnr: list[list[float]] = field(default_factory=list)
+    #: The sharp-neighbour score (``ttblur.stages.sharp_neighbours``) of the unadapted model
+    #: and after each epoch; empty when the video has no frame with a sharp neighbour.
+    reference: list[float] = field(default_factory=list)
 
     def scores(self, blur_weight: float, shortfall_weight: float, floor: str) -> list[float]:
         """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR) or
@@ -129,16 +139,30 @@ def record_windows(trace: Trace, probe: GuardProbe, truth: Tensor) -> None:
 
 
 class _Recorder:
-    """A guard that scores with a :class:`ReblurGuard` and records its parts and the truth."""
+    """A guard that scores with a :class:`ReblurGuard` and records its parts and the truth.
+
+    ``guard`` computes the re-blur parts (its sharp-neighbour score off); ``full`` is the
+    configured guard: where it scores against sharp neighbours, that score is recorded too and
+    chooses the epoch, as in ``adapt``.
+    """
 
     def __init__(
-        self, guard: ReblurGuard, video: Tensor, sharp: Tensor, blur: Tensor, trace: Trace
+        self,
+        guard: ReblurGuard,
+        full: ReblurGuard,
+        video: Tensor,
+        sharp: Tensor,
+        blur: Tensor,
+        trace: Trace,
     ) -> None:
-        self.guard, self.video, self.sharp, self.blur = guard, video, sharp, blur
+        self.guard, self.full, self.video, self.sharp, self.blur = guard, full, video, sharp, blur
         self.trace = trace
 
     def prepare(self, video: Tensor, selection: Selection, spec: ModelSpec) -> Any:
-        probe: GuardProbe = self.guard.prepare(video, selection, spec)
+        chosen = self.full.prepare(video, selection, spec)
+        neighbours = chosen if isinstance(chosen, ReferenceProbe) else None
+        probe = self.guard.prepare(video, selection, spec)
+        assert isinstance(probe, GuardProbe)
         w = probe.windows  # the re-blur PSNR of a copy of the input: the "copy" floor
         self.trace.floor = reblur_psnr(w.observed, w.observed, w.condition, border=w.border)
         self.trace.window_blur = regions(self.blur, w).mean(dim=(1, 2, 3)).tolist()
@@ -153,7 +177,10 @@ class _Recorder:
             record_windows(self.trace, probe, truth)
             restored = ttblur.deblur(model, self.video, spec=spec, device=device, progress=False)
             self.trace.psnr.append(float(metrics.psnr(restored.clamp(0, 1), self.sharp)))
-            return value
+            if neighbours is None:
+                return value
+            self.trace.reference.append(neighbours(model, device))
+            return self.trace.reference[-1]
 
         return score
 
@@ -176,7 +203,9 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
     torch.set_num_threads(args.threads)
     cfg.guard.rollback = False
     base = AdaptPipeline.from_config(cfg)
-    guard = ReblurGuard.from_config(cfg.guard, flow=base.flow, bme=base.detector.bme)
+    full = ReblurGuard.from_config(cfg.guard, flow=base.flow, bme=base.detector.bme)
+    reblur_only = cfg.guard.model_copy(update={"reference_radius": 0})
+    guard = ReblurGuard.from_config(reblur_only, flow=base.flow, bme=base.detector.bme)
     model = ttblur.reference_model(args.model)
     traces = []
     for spec in scenario_suite(
@@ -184,7 +213,7 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
     ):
         video = make_scenario(spec)
         trace = Trace(spec.family, math.nan)
-        recorder = _Recorder(guard, video.blurry, video.sharp, video.magnitude, trace)
+        recorder = _Recorder(guard, full, video.blurry, video.sharp, video.magnitude, trace)
         pipe = AdaptPipeline.from_config(
             cfg, detector=base.detector, flow=base.flow, guard=recorder
         )
@@ -205,23 +234,32 @@ def replay(
     shortfall_weight: float,
     floor: str = "copy",
     min_gain_db: float = 0.0,
+    reference_min_gain_db: float | None = None,
 ) -> dict[str, float]:
     """What the guard with these weights would have returned on every video: the best-scoring
-    epoch is kept when its score beats the unadapted model's by more than ``min_gain_db``."""
-    gains, candidates, finals = [], [], []
+    epoch is kept when its score beats the unadapted model's by more than ``min_gain_db``.
+
+    With ``reference_min_gain_db``, videos with a sharp-neighbour score use it instead (and
+    that threshold), as ``adapt`` does; the Spearman then ranks score gains in units of the
+    threshold each needed (the two scores differ in scale).
+    """
+    gains, candidates, finals, rolled = [], [], [], 0
     for t in traces:
-        scores = t.scores(blur_weight, shortfall_weight, floor)
+        scores, needed = t.scores(blur_weight, shortfall_weight, floor), min_gain_db
+        if reference_min_gain_db is not None and t.reference:
+            scores, needed = t.reference, reference_min_gain_db
         best = max(range(1, len(scores)), key=scores.__getitem__)
         gain = scores[best] - scores[0]
         candidate = t.psnr[best] - t.psnr[0]
-        gains.append(gain)
+        gains.append(gain / needed if reference_min_gain_db is not None and needed else gain)
         candidates.append(candidate)
-        finals.append(candidate if gain > min_gain_db else 0.0)
+        finals.append(candidate if gain > needed else 0.0)
+        rolled += gain <= needed
     return {
         "mean": sum(finals) / len(finals),
         "worst": min(finals),
         "losing": float(sum(f < -0.1 for f in finals)),
-        "rolled_back": float(sum(g <= min_gain_db for g in gains)),
+        "rolled_back": float(rolled),
         "spearman": metrics.spearman(gains, candidates),
     }
 
@@ -254,8 +292,13 @@ def settings(
     return grid
 
 
-def print_table(traces: Sequence[Trace], grid: Sequence[tuple[str, float, float, float]]) -> None:
-    """One row per setting: what the guard would have returned on these traces."""
+def print_table(
+    traces: Sequence[Trace],
+    grid: Sequence[tuple[str, float, float, float]],
+    reference_gains: Sequence[float] = (),
+) -> None:
+    """One row per setting: what the guard would have returned on these traces; then, on
+    videos with sharp neighbours, the sharp-neighbour score with each of ``reference_gains``."""
     print(
         "| floor | blur_weight | shortfall_weight | min_gain_db | mean change dB "
         "| worst video dB | videos < -0.1 dB | rolled back | Spearman |"
@@ -272,6 +315,34 @@ def print_table(traces: Sequence[Trace], grid: Sequence[tuple[str, float, float,
         print(
             f"| {floor} | {bw:g} | {sw:g} | {mg:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | "
             f"{r['losing']:.0f} | {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
+        )
+    with_references = sum(bool(t.reference) for t in traces)
+    if not with_references or not reference_gains:
+        return
+    shipped = GuardConfig()
+    print(
+        f"\nSharp neighbours first ({with_references} of {len(traces)} videos have them; the "
+        f"others use the re-blur score with blur_weight {shipped.blur_weight:g}, "
+        f"shortfall_weight {shipped.shortfall_weight:g} against the unadapted model, "
+        f"min_gain_db {shipped.min_gain_db:g}):\n"
+    )
+    print(
+        "| reference_min_gain_db | mean change dB | worst video dB | videos < -0.1 dB "
+        "| rolled back | Spearman (gain / threshold) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for needed in reference_gains:
+        r = replay(
+            traces,
+            shipped.blur_weight,
+            shipped.shortfall_weight,
+            "unadapted",
+            shipped.min_gain_db,
+            reference_min_gain_db=needed,
+        )
+        print(
+            f"| {needed:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | {r['losing']:.0f} | "
+            f"{r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
         )
 
 
@@ -321,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--blur-weights", type=float, nargs="+", default=BLUR_WEIGHTS)
     parser.add_argument("--shortfall-weights", type=float, nargs="+", default=SHORTFALL_WEIGHTS)
     parser.add_argument("--min-gains", type=float, nargs="+", default=MIN_GAINS)
+    parser.add_argument("--reference-min-gains", type=float, nargs="+", default=REFERENCE_MIN_GAINS)
     args = parser.parse_args(argv)
     if any(g < 0 for g in args.min_gains):
         parser.error(f"--min-gains must be >= 0, got {args.min_gains}")
@@ -348,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\n`{name}`: {len(traces)} development videos, {source}. With an oracle "
             f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"
         )
-        print_table(traces, grid)
+        print_table(traces, grid, args.reference_min_gains)
     if len(sets) > 1:
         print(f"\nPooled over {len(sets)} sets of traces:\n")
         print_pooled(sets, grid)

@@ -116,6 +116,17 @@ class VideoRow:
     #: False`` returns): adapted - unadapted PSNR, and the guard's own score change, dB.
     candidate_delta: float = math.nan
     guard_gain: float = math.nan
+    #: Which score the guard used (``AdaptReport.guard_score``) and the gain it needed, dB.
+    guard_score: str | None = None
+    guard_min_gain_db: float | None = None
+
+    @property
+    def guard_margin(self) -> float:
+        """The guard's score change in units of the gain it needed (its two scores have
+        different scales: this is what ranks runs across them); the raw change when the
+        needed gain is 0 or unknown."""
+        needed = self.guard_min_gain_db
+        return self.guard_gain / needed if needed else self.guard_gain
 
     @property
     def delta(self) -> float:
@@ -211,6 +222,8 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
                     seconds=seconds,
                     candidate_delta=float(candidate.mean()) - base_psnr,
                     guard_gain=_guard_gain(report.baseline_guard_score, report.guard_scores),
+                    guard_score=report.guard_score,
+                    guard_min_gain_db=report.guard_min_gain_db,
                 )
                 results.rows.append(row)
                 parts.append(f"{name} {row.adapted:.2f} ({row.delta:+.2f})")
@@ -294,8 +307,9 @@ def format_summary(results: Results) -> str:
         + ".",
         f"Sharp-frame change: adapted - unadapted PSNR on frames whose true blur is under "
         f"{SHARP_PX:g} px (mean over videos that have such frames).",
-        "Guard: Spearman rank correlation of the guard's score change with the true PSNR change "
-        "of the epoch it keeps, over all runs: "
+        "Guard: Spearman rank correlation of the guard's score change (in units of the gain "
+        "it needed: its sharp-neighbour and re-blur scores differ in scale) with the true PSNR "
+        "change of the epoch it keeps, over all runs: "
         + ", ".join(f"{m}/{c} {_rho(results.rows, (m, c))}" for (m, c) in keys)
         + f"; all runs {_rho(results.rows, None)}.",
         "Exposure fit (ttblur.stages.exposure.estimate_exposure on the first configuration's "
@@ -309,7 +323,7 @@ def format_summary(results: Results) -> str:
 
 def _rho(rows: Sequence[VideoRow], key: tuple[str, str] | None) -> str:
     chosen = [r for r in rows if key is None or (r.model, r.config) == key]
-    value = metrics.spearman([r.guard_gain for r in chosen], [r.candidate_delta for r in chosen])
+    value = metrics.spearman([r.guard_margin for r in chosen], [r.candidate_delta for r in chosen])
     return "-" if math.isnan(value) else f"{value:+.2f}"
 
 

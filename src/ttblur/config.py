@@ -343,7 +343,9 @@ class FinetuneConfig(_Section):
 class GuardConfig(_StageSection):
     """The guard: a no-reference score of the model on the video's own frames that chooses
     the epoch and rolls back an adaptation that made the video worse
-    (:class:`~ttblur.stages.guard.ReblurGuard`, re-blur consistency).
+    (:class:`~ttblur.stages.guard.ReblurGuard`): the PSNR against the video's own sharp
+    frames warped onto blurred neighbours where it has them (``reference_*``), else re-blur
+    consistency (``blur_weight``, ``shortfall_weight``, ``min_gain_db``).
 
     ``name`` is a guard registered in :data:`ttblur.registry.GUARDS`.
     """
@@ -375,6 +377,24 @@ class GuardConfig(_StageSection):
     rollback: bool = Field(
         default=True,
         description="roll back when no epoch gains min_gain_db; False: keep it, say so",
+    )
+    reference_radius: int = Field(
+        default=3,
+        ge=0,
+        description="frames on each side searched for a sharp neighbour to score blurred "
+        "frames against (ttblur.stages.sharp_neighbours); 0: always the re-blur score",
+    )
+    sharp_px: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="a frame is a sharp reference when the detector's mean blur reading of "
+        "it is below this, px",
+    )
+    reference_min_gain_db: float = Field(
+        default=0.3,
+        ge=0.0,
+        description="dB of PSNR against the sharp neighbours the best epoch must gain over the "
+        "unadapted model, else roll back (development videos: docs/results.md)",
     )
 
 

@@ -75,10 +75,16 @@ class AdaptReport(BaseModel):
     val_loss: list[float] = Field(default_factory=list)
     baseline_val_loss: float | None = None
     best_epoch: int = 0
-    #: The guard's score (re-blur PSNR on the video's own frames, dB, higher is better) of the
+    #: The guard's score (dB, higher is better; which score: ``guard_score``) of the
     #: unadapted model and after each epoch; None / empty when the guard is off.
     baseline_guard_score: float | None = None
     guard_scores: list[float] = Field(default_factory=list)
+    #: Which score the guard used on this video: ``"reference"`` (PSNR against the video's
+    #: own sharp frames warped onto blurred neighbours), ``"reblur"`` (re-blur consistency
+    #: minus blur left, for videos without sharp frames), a custom guard's kind, or None.
+    guard_score: str | None = None
+    #: The score gain an epoch needed over the unadapted model to be kept (dB), or None.
+    guard_min_gain_db: float | None = None
     #: The epoch the held-out pseudo pairs alone would have kept (0: the unadapted model).
     val_best_epoch: int = 0
     #: True when the guard found no epoch better than the unadapted model on the video.
@@ -148,7 +154,9 @@ class AdaptOutput(AdaptResult):
         guard_scores: the guard's scores (dB, higher is better) by model: ``"unadapted"``
             and ``"epoch k"`` (empty when the guard is off or nothing was fine-tuned).
         guard_windows: the windows of the video the guard scored
-            (:class:`~ttblur.stages.guard.GuardWindows`), or ``None``.
+            (:class:`~ttblur.stages.guard.GuardWindows` for the re-blur score,
+            :class:`~ttblur.stages.sharp_neighbours.ReferenceWindows` for sharp neighbours),
+            or ``None``.
 
     Shape:
         - selection.magnitude: ``(T, 1, H, W)``.

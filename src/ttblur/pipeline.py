@@ -32,6 +32,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -539,10 +540,16 @@ class _Run:
         self._emit("pairs", pairs=pairs)
 
         epoch_guard, windows, scoring = None, None, {"guard": 0.0}
+        judged = GuardUse(None, cfg.guard.min_gain_db)
         if pipe.uses_guard:
             with _timed(self.seconds, "guard"):
                 probe = pipe.guard.prepare(cast(Tensor, frames), selection, spec)
                 windows = getattr(probe, "windows", None)
+            # A probe may carry its own score kind and threshold (the built-in guard does).
+            judged = GuardUse(
+                str(getattr(probe, "kind", "custom")),
+                float(getattr(probe, "min_gain_db", cfg.guard.min_gain_db)),
+            )
             device = self.device
 
             def score(model: nn.Module) -> float:
@@ -551,7 +558,7 @@ class _Run:
                     return float(probe(model, device))
 
             epoch_guard = EpochGuard(
-                score=score, min_gain_db=cfg.guard.min_gain_db, rollback=cfg.guard.rollback
+                score=score, min_gain_db=judged.min_gain_db, rollback=cfg.guard.rollback
             )
 
         with _timed(self.seconds, "finetune"):
@@ -570,7 +577,7 @@ class _Run:
             self.seconds["guard"] += scoring["guard"]
             self.seconds["finetune"] -= scoring["guard"]
         self._emit("finetune", finetune=outcome)
-        messages = _outcome_messages(outcome, cfg)
+        messages = _outcome_messages(outcome, cfg, judged)
         if exposure is not None and exposure.note:
             messages.append(
                 f"{exposure.note}; the conditions use the detector's per-pixel blur maps instead"
@@ -593,6 +600,10 @@ class _Run:
             best_epoch=outcome.best_epoch,
             baseline_guard_score=outcome.baseline_guard_score,
             guard_scores=outcome.guard_scores,
+            guard_score=judged.kind if outcome.baseline_guard_score is not None else None,
+            guard_min_gain_db=(
+                judged.min_gain_db if outcome.baseline_guard_score is not None else None
+            ),
             val_best_epoch=outcome.val_best_epoch,
             guard_rejected=outcome.guard_rejected,
             reverted=outcome.reverted,
@@ -650,11 +661,32 @@ class _Run:
         return clips.flatten(0, 1), clips, exposure
 
 
-def _outcome_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
+@dataclass(frozen=True)
+class GuardUse:
+    """Which score the guard used on a video (``None``: no guard) and the gain it needed."""
+
+    kind: str | None
+    min_gain_db: float
+
+
+#: How the report names each built-in guard score, and the setting of its threshold.
+_SCORE_WORDS = {
+    "reblur": (
+        "re-blur consistency and blur left in the output on the video's own frames",
+        "guard.min_gain_db",
+    ),
+    "reference": (
+        "PSNR of restored blurred frames against the video's own sharp frames warped onto them",
+        "guard.reference_min_gain_db",
+    ),
+}
+
+
+def _outcome_messages(outcome: FinetuneResult, cfg: AdaptConfig, judged: GuardUse) -> list[str]:
     """What the report says about the fine-tuning outcome (the most important first)."""
     if outcome.diverged:
         return [outcome.message or "fine-tuning diverged: the unadapted weights were restored"]
-    messages = _guard_messages(outcome, cfg)
+    messages = _guard_messages(outcome, judged)
     if outcome.reverted and outcome.baseline_guard_score is None:
         messages.append(
             "no fine-tuning epoch beat the unadapted model on the held-out pseudo pairs: "
@@ -686,7 +718,7 @@ def _guard_scores(outcome: FinetuneResult) -> dict[str, float]:
     return scores
 
 
-def _guard_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
+def _guard_messages(outcome: FinetuneResult, judged: GuardUse) -> list[str]:
     """What the report says about the guard: a rollback, or a disagreement with the
     held-out pseudo pairs."""
     baseline = outcome.baseline_guard_score
@@ -702,10 +734,12 @@ def _guard_messages(outcome: FinetuneResult, cfg: AdaptConfig) -> list[str]:
             if outcome.reverted
             else f"epoch {outcome.best_epoch} was kept anyway (guard.rollback = False)"
         )
+        words, setting = _SCORE_WORDS.get(
+            judged.kind or "", ("the custom guard's score", "its min_gain_db")
+        )
         messages.append(
-            f"adaptation did not improve the video by the guard's score (re-blur consistency and "
-            f"blur left in the output on the video's own frames, best {change}, needed > "
-            f"{cfg.guard.min_gain_db:g} dB, guard.min_gain_db): {action}"
+            f"adaptation did not improve the video by the guard's score ({words}, best "
+            f"{change}, needed > {judged.min_gain_db:g} dB, {setting}): {action}"
         )
         if outcome.num_val and outcome.val_best_epoch:
             messages.append(

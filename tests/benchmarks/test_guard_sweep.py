@@ -128,3 +128,25 @@ def test_record_windows_measures_each_window_against_the_observed_and_the_truth(
         assert trace.window_change[0][i] == pytest.approx(-10 * math.log10(mse_obs), rel=1e-4)
         assert trace.window_psnr[0][i] == pytest.approx(-10 * math.log10(mse_true), rel=1e-4)
         assert trace.window_fidelity[0][i] == pytest.approx(trace.window_change[0][i], rel=1e-3)
+
+
+def test_sharp_neighbour_scores_replace_the_re_blur_score_where_recorded(
+    sweep, tmp_path, capsys
+) -> None:
+    a, b = _traces(sweep)
+    a.reference = [20.0, 19.5]  # against its sharp frames video a's epoch 1 is worse: rolled back
+    c = sweep.Trace("pan", 30.0, [30.0, 30.5], [1.0, 1.0], [30.0, 30.2])  # re-blur +0.5, true +0.2
+    plain = sweep.replay([a, b, c], 0.0, 0.0)  # references unused: a keeps its losing epoch
+    assert plain["worst"] == -1.0
+    first = sweep.replay([a, b, c], 0.0, 0.0, reference_min_gain_db=0.3)
+    assert first["worst"] == 0.0 and first["rolled_back"] == 1
+    assert first["mean"] == pytest.approx((0.0 + 2.0 + 0.2) / 3)
+    # Gains in units of each threshold (a: -0.5 / 0.3; b, c: re-blur with threshold 0, raw +6 and
+    # +0.5) rank the true changes (-1, +2, +0.2) exactly.
+    assert first["spearman"] == pytest.approx(1.0)
+    saved = tmp_path / "traces.json"
+    saved.write_text(json.dumps([a.__dict__, b.__dict__]))
+    assert sweep.main(["--traces", str(saved), "--reference-min-gains", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "Sharp neighbours first (1 of 2 videos have them" in out
+    assert "| 0.3 | " in out

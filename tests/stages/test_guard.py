@@ -1,15 +1,18 @@
-"""The re-blur guard: its score, its windows, and its rollback of a model made worse on purpose."""
+"""The guard: its scores, its windows, and its rollback of a model made worse on purpose."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import ttblur
+from ttblur import metrics
 from ttblur.config import AdaptConfig, GuardConfig
 from ttblur.registry import GUARDS
+from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.specs import get_spec
 from ttblur.stages.guard import ReblurGuard, choose_windows, reblur_psnr
 from ttblur.stages.reblur import motion_blur
+from ttblur.stages.sharp_neighbours import ReferenceWindows
 from ttblur.synth import make_video
 from ttblur.testing import standin_model
 from ttblur.types import Guard, PatchLocation, Selection
@@ -193,3 +196,33 @@ def test_the_first_model_scored_sets_the_floor_and_garbage_sinks_below_it() -> N
     garbage = probe(Saturate(), cpu)
     assert garbage < identity - 20.0
     assert probe(Identity(), cpu) == pytest.approx(identity)  # no shortfall at the floor
+
+
+@pytest.mark.slow
+def test_on_a_hand_held_video_the_guard_uses_its_sharp_frames_and_rolls_back() -> None:
+    # Development scenario (never reported): hand-held with still moments, so the detector finds
+    # sharp frames beside blurred ones and the guard scores against them.
+    spec = next(
+        s
+        for s in scenario_suite("development", 3, num_frames=9, size=(96, 128))
+        if s.family == "handheld" and s.seed == 1001
+    )
+    video = make_scenario(spec)
+    model = ttblur.reference_model("tiny")
+    out = ttblur.adapt(model, video.blurry, _inverting_loss, config=_config(), progress=False)
+    report = out.report
+    assert report.guard_score == "reference"
+    assert report.guard_min_gain_db == GuardConfig().reference_min_gain_db
+    assert isinstance(out.guard_windows, ReferenceWindows)
+    assert report.reverted and report.guard_rejected and report.best_epoch == 0
+    assert max(report.guard_scores) < report.baseline_guard_score - 0.5
+    assert any("sharp frames" in m and "reference_min_gain_db" in m for m in report.messages)
+    # And where the truth is known, the rollback was right: every epoch restored worse.
+    unadapted = ttblur.deblur(model, video.blurry, progress=False)
+    worse = ttblur.adapt(
+        model, video.blurry, _inverting_loss, config=_config(rollback=False), progress=False
+    )
+    kept = ttblur.deblur(worse.model, video.blurry, progress=False)
+    assert metrics.psnr(kept.clamp(0, 1), video.sharp) < metrics.psnr(
+        unadapted.clamp(0, 1), video.sharp
+    )

@@ -37,6 +37,15 @@ Measured on the development scenarios with the ``tiny`` network (H.264, brick, s
 adapted model's outputs re-blurred 1-5 dB *closer* to the blurry frames while its true PSNR
 fell 4-5.6 dB on them; the BME read 4-6 px more blur left in those outputs.
 
+**Sharp neighbours first.** Where the video has frames the detector reads as sharp beside
+blurred ones (``guard.reference_radius`` frames away at most), the guard scores against those
+instead (:mod:`ttblur.stages.sharp_neighbours`): the PSNR of the restored blurred frames
+against their sharp neighbour warped onto them, with its own threshold
+(``guard.reference_min_gain_db``). It needs no blur estimate and cannot be fooled by artefacts
+that look sharp; on the development videos it ranked the true changes far better than the
+re-blur score (docs/results.md). Videos without such frames (a steady pan, blur throughout)
+keep the re-blur score above.
+
 Example:
     >>> import torch
     >>> from ttblur.stages.guard import reblur_psnr
@@ -52,7 +61,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ttblur.config import GuardConfig
@@ -64,9 +72,23 @@ from ttblur.specs import ModelSpec
 from ttblur.stages.conditions import blur_direction
 from ttblur.stages.reblur import motion_blur
 from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
+from ttblur.stages.sharp_neighbours import (
+    ReferenceWindows,
+    choose_references,
+    reference_psnr,
+    textured_corner,
+)
 from ttblur.types import FlowEstimator, Selection, validate_video
 
-__all__ = ["GuardProbe", "GuardWindows", "ReblurGuard", "choose_windows", "reblur_psnr"]
+__all__ = [
+    "GuardProbe",
+    "GuardWindows",
+    "ReblurGuard",
+    "ReferenceProbe",
+    "choose_windows",
+    "reblur_psnr",
+    "restore_windows",
+]
 
 _DEFAULTS = GuardConfig()
 #: PSNR reported for an exact match (MSE 0).
@@ -133,19 +155,6 @@ def _region_size(box: int, margin: int, height: int, width: int, multiple: int) 
     return max(multiple, size - size % multiple)
 
 
-def _textured_corner(frame: Tensor, size: int) -> tuple[int, int]:
-    """Top-left corner of the ``size`` box of ``frame`` ``(3, H, W)`` with the most gradient
-    energy (searched on a grid of ``size / 4`` steps)."""
-    gray = frame.float().mean(dim=0, keepdim=True)
-    grad = (gray[:, :, 1:] - gray[:, :, :-1]).abs()[:, :-1] + (gray[:, 1:] - gray[:, :-1]).abs()[
-        :, :, :-1
-    ]
-    step = max(1, size // 4)
-    pooled = F.avg_pool2d(grad[None], kernel_size=size - 1, stride=step)[0, 0]
-    index = int(pooled.argmax())
-    return (index // pooled.shape[1]) * step, (index % pooled.shape[1]) * step
-
-
 def choose_windows(
     video: Frames,
     selection: Selection,
@@ -189,7 +198,7 @@ def choose_windows(
     picks = sorted({inside[round(i * (len(inside) - 1) / max(count - 1, 1))] for i in range(count)})
     clips, conditions, boxes = [], [], []
     for t in picks:
-        top, left = _textured_corner(video[t], size)
+        top, left = textured_corner(video[t], size)
         rows, cols = slice(top, top + size), slice(left, left + size)
         clip = [
             video[reflect_index(t + k, num_frames), :, rows, cols]
@@ -214,6 +223,30 @@ def choose_windows(
         frames=picks,
         boxes=boxes,
     )
+
+
+def restore_windows(
+    model: nn.Module,
+    spec: ModelSpec,
+    clips: Tensor,
+    centre: int,
+    batch_size: int,
+    device: torch.device,
+) -> Tensor:
+    """The model's restoration of frame ``centre`` of each clip (eval mode, no gradients).
+
+    Shape:
+        - clips: ``(N, L, 3, s, s)``; output: ``(N, 3, s, s)`` float32 on the CPU.
+    """
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    outputs = []
+    with torch.no_grad():
+        for chunk in clips.split(batch_size):
+            outputs.append(
+                predict_centre(model, spec, chunk.to(device, dtype), centre).float().cpu()
+            )
+    return torch.cat(outputs)
 
 
 @GUARDS.register("reblur")
@@ -251,8 +284,17 @@ class ReblurGuard:
         blur_weight: float = _DEFAULTS.blur_weight,
         shortfall_weight: float = _DEFAULTS.shortfall_weight,
         neighbours: int = 2,
+        min_gain_db: float = _DEFAULTS.min_gain_db,
+        reference_radius: int = _DEFAULTS.reference_radius,
+        sharp_px: float = _DEFAULTS.sharp_px,
+        reference_min_gain_db: float = _DEFAULTS.reference_min_gain_db,
     ) -> None:
-        for name, value, low in (("frames", frames, 1), ("box", box, 8), ("margin", margin, 0)):
+        for name, value, low in (
+            ("frames", frames, 1),
+            ("box", box, 8),
+            ("margin", margin, 0),
+            ("reference_radius", reference_radius, 0),
+        ):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if flow is None:
@@ -270,6 +312,18 @@ class ReblurGuard:
         self.bme = bme
         self.blur_weight = float(blur_weight)
         self.shortfall_weight = float(shortfall_weight)
+        for label, gain in (
+            ("min_gain_db", min_gain_db),
+            ("reference_min_gain_db", reference_min_gain_db),
+        ):
+            if not (math.isfinite(gain) and gain >= 0):
+                raise ValueError(f"{label} must be a finite number >= 0, got {gain!r}")
+        if not (math.isfinite(sharp_px) and sharp_px > 0):
+            raise ValueError(f"sharp_px must be a finite number > 0, got {sharp_px!r}")
+        self.min_gain_db = float(min_gain_db)
+        self.reference_radius = reference_radius
+        self.sharp_px = float(sharp_px)
+        self.reference_min_gain_db = float(reference_min_gain_db)
 
     @classmethod
     def from_config(
@@ -290,16 +344,42 @@ class ReblurGuard:
             box=section.box,
             margin=section.margin,
             batch_size=section.batch_size,
+            min_gain_db=section.min_gain_db,
+            reference_radius=section.reference_radius,
+            sharp_px=section.sharp_px,
+            reference_min_gain_db=section.reference_min_gain_db,
         )
 
     def __repr__(self) -> str:
         return (
             f"ReblurGuard(flow={self.flow!r}, frames={self.frames}, box={self.box}, "
-            f"margin={self.margin}, blur_weight={self.blur_weight})"
+            f"margin={self.margin}, blur_weight={self.blur_weight}, "
+            f"reference_radius={self.reference_radius})"
         )
 
-    def prepare(self, video: Frames, selection: Selection, spec: ModelSpec) -> GuardProbe:
-        """Choose the windows of ``video``; the returned probe scores a model on them."""
+    def prepare(
+        self, video: Frames, selection: Selection, spec: ModelSpec
+    ) -> GuardProbe | ReferenceProbe:
+        """Choose the windows of ``video``; the returned probe scores a model on them.
+
+        Frames with a sharp neighbour (``reference_radius > 0``) give a
+        :class:`ReferenceProbe`; a video without any gives a re-blur :class:`GuardProbe`.
+        """
+        if self.reference_radius > 0:
+            references = choose_references(
+                video,
+                selection,
+                spec,
+                self.flow,
+                radius=self.reference_radius,
+                sharp_px=self.sharp_px,
+                frames=self.frames,
+                size=self.box + 2 * self.margin,
+                border=self.margin,
+                clip_radius=clip_radius(spec, self.neighbours),
+            )
+            if references is not None:
+                return ReferenceProbe(references, spec, self)
         windows = choose_windows(
             video,
             selection,
@@ -327,8 +407,13 @@ class GuardProbe:
         last_blur_left: the BME maps of ``last_restored``, ``(N, 1, s, s)`` px (same).
     """
 
+    #: Which score this probe computes (``AdaptReport.guard_score``).
+    kind = "reblur"
+
     def __init__(self, windows: GuardWindows, spec: ModelSpec, guard: ReblurGuard) -> None:
         self.windows = windows
+        #: The score gain an epoch needs to be kept (``guard.min_gain_db``).
+        self.min_gain_db = guard.min_gain_db
         self.spec = spec
         self.guard = guard
         self.floor: float | None = None
@@ -338,16 +423,8 @@ class GuardProbe:
 
     def outputs(self, model: nn.Module, device: torch.device) -> Tensor:
         """The model's restored windows ``(N, 3, s, s)`` (eval mode, no gradients)."""
-        model.eval()
-        dtype = next(model.parameters()).dtype
-        outputs = []
-        with torch.no_grad():
-            for chunk in self.windows.clips.split(self.guard.batch_size):
-                pred = predict_centre(
-                    model, self.spec, chunk.to(device, dtype), self.windows.centre
-                )
-                outputs.append(pred.float().cpu())
-        return torch.cat(outputs)
+        w = self.windows
+        return restore_windows(model, self.spec, w.clips, w.centre, self.guard.batch_size, device)
 
     def __call__(self, model: nn.Module, device: torch.device) -> float:
         w, guard = self.windows, self.guard
@@ -369,3 +446,41 @@ class GuardProbe:
             self.floor = fidelity
         shortfall = max(0.0, self.floor - fidelity)
         return fidelity - guard.blur_weight * residual - guard.shortfall_weight * shortfall
+
+
+class ReferenceProbe:
+    """``probe(model, device) -> score``: PSNR (dB) of the model's restorations of blurred frames
+    against their sharp neighbours warped onto them (:mod:`ttblur.stages.sharp_neighbours`).
+
+    Attributes:
+        windows: the :class:`~ttblur.stages.sharp_neighbours.ReferenceWindows` scored.
+        min_gain_db: the score gain an epoch needs to be kept (``guard.reference_min_gain_db``).
+        last: the parts of the last score: ``reference_psnr`` (dB).
+        last_restored: the last scored model's restored windows ``(N, 3, s, s)`` clamped to
+            ``[0, 1]`` (None before the first score, or when it returned NaN / inf).
+    """
+
+    #: Which score this probe computes (``AdaptReport.guard_score``).
+    kind = "reference"
+
+    def __init__(self, windows: ReferenceWindows, spec: ModelSpec, guard: ReblurGuard) -> None:
+        self.windows = windows
+        self.spec = spec
+        self.guard = guard
+        self.min_gain_db = guard.reference_min_gain_db
+        self.last: dict[str, float] = {}
+        self.last_restored: Tensor | None = None
+
+    def __call__(self, model: nn.Module, device: torch.device) -> float:
+        w = self.windows
+        restored = restore_windows(
+            model, self.spec, w.clips, w.centre, self.guard.batch_size, device
+        )
+        if not bool(torch.isfinite(restored).all()):
+            self.last = {"reference_psnr": -math.inf}
+            self.last_restored = None
+            return -math.inf
+        self.last_restored = restored.clamp(0.0, 1.0)
+        score = reference_psnr(self.last_restored, w.reference, w.weight)
+        self.last = {"reference_psnr": score}
+        return score

@@ -1,0 +1,268 @@
+"""Sharp neighbours as references: where a video holds still, score restorations against it.
+
+Hand-held footage has still moments: frames the detector reads as (nearly) sharp beside
+blurred ones. Warped onto a blurred neighbour along the optical flow, such a frame shows what
+that neighbour would look like without its blur, up to the motion between the two instants.
+Comparing a model's restoration of the blurred frame with it needs no estimate of the blur's
+length, direction or of the exposure, which is what the re-blur score
+(:mod:`ttblur.stages.guard`) depends on, and a restoration's artefacts are not mistaken for
+sharpness (the blur magnitude estimator reads them as sharp; a warped real frame does not
+contain them).
+
+For each frame ``t`` that has a sharper frame ``s`` within ``radius`` frames (the detector's
+mean blur reading of ``s`` below ``sharp_px`` and below ``t``'s), the flows ``t -> s`` and
+``s -> t`` are computed on the observed frames, ``s`` is warped onto ``t``, and pixels whose
+forward and backward flows disagree by more than ``tolerance`` px (occlusions, flow failures)
+or whose sample falls outside the frame get weight 0. The most textured box of ``t`` under that
+weight is scored. The frames with the largest blur gap to their reference are kept.
+
+Measured on the development scenarios with the ``tiny`` network (docs/results.md, "A score
+against the video's own sharp frames"): over 24 videos, the PSNR against these references
+ranks the true change of the kept epoch with Spearman +0.64 where the re-blur score reaches
++0.12; it exists only on videos with sharp moments (13 of the 24).
+
+Example:
+    >>> import torch
+    >>> from ttblur.stages.sharp_neighbours import reference_psnr
+    >>> ref = torch.rand(2, 3, 16, 16)
+    >>> weight = torch.ones(2, 1, 16, 16)
+    >>> round(reference_psnr(ref, ref, weight), 1)
+    100.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ttblur.inference import reflect_index
+from ttblur.io.frame_store import Frames
+from ttblur.specs import ModelSpec
+from ttblur.stages.flow import warp_back
+from ttblur.types import FlowEstimator, Selection, validate_video
+
+__all__ = [
+    "ReferenceWindows",
+    "choose_references",
+    "consistent_flow",
+    "reference_psnr",
+    "textured_corner",
+]
+
+#: PSNR reported for an exact match (MSE 0).
+PERFECT_DB = 100.0
+
+
+def textured_corner(frame: Tensor, size: int, weight: Tensor | None = None) -> tuple[int, int]:
+    """Top-left corner of the ``size`` box of ``frame`` with the most gradient energy.
+
+    Args:
+        frame: ``(3, H, W)`` image.
+        size: box side, px (at most ``min(H, W)``).
+        weight: ``(1, H, W)`` per-pixel weight of the gradient energy (``None``: 1).
+
+    Returns:
+        ``(top, left)``, searched on a grid of ``size / 4`` px steps.
+    """
+    gray = frame.float().mean(dim=0, keepdim=True)
+    grad = (gray[:, :, 1:] - gray[:, :, :-1]).abs()[:, :-1] + (gray[:, 1:] - gray[:, :-1]).abs()[
+        :, :, :-1
+    ]
+    if weight is not None:
+        grad = grad * weight.float().to(grad.device)[:, :-1, :-1]
+    step = max(1, size // 4)
+    pooled = F.avg_pool2d(grad[None], kernel_size=size - 1, stride=step)[0, 0]
+    index = int(pooled.argmax())
+    return (index // pooled.shape[1]) * step, (index % pooled.shape[1]) * step
+
+
+def consistent_flow(forward: Tensor, backward: Tensor, tolerance: float) -> Tensor:
+    """Where a flow can be trusted: forward and backward flows cancel within ``tolerance`` px.
+
+    Args:
+        forward: ``(2, H, W)`` flow from frame ``t`` to frame ``s``, px.
+        backward: ``(2, H, W)`` flow from ``s`` to ``t``.
+        tolerance: px.
+
+    Returns:
+        ``(1, H, W)`` float mask: 1 where ``|forward(x) + backward(x + forward(x))| <
+        tolerance`` and ``x + forward(x)`` lies inside the frame, else 0.
+    """
+    if forward.shape != backward.shape or forward.ndim != 3 or forward.shape[0] != 2:
+        raise ValueError(
+            f"forward and backward must be equal (2, H, W) flows, got {tuple(forward.shape)} "
+            f"and {tuple(backward.shape)}"
+        )
+    back, inside = warp_back(backward.float(), forward.float())
+    agree = (forward.float() + back).norm(dim=0, keepdim=True) < tolerance
+    return agree.float() * inside
+
+
+def reference_psnr(output: Tensor, reference: Tensor, weight: Tensor) -> float:
+    """Weighted PSNR (dB) of ``output`` against ``reference`` over all windows.
+
+    Args:
+        output: ``(N, 3, h, w)`` restored boxes in ``[0, 1]`` (values outside are clamped).
+        reference: ``(N, 3, h, w)`` the warped sharp neighbours.
+        weight: ``(N, 1, h, w)`` per-pixel weight (0 where the warp is not trusted).
+
+    Returns:
+        ``10 log10(1 / weighted MSE)``; 100 dB for an exact match; NaN if every weight is 0.
+    """
+    if output.shape != reference.shape or output.ndim != 4:
+        raise ValueError(
+            f"output and reference must be equal (N, 3, h, w), got {tuple(output.shape)} and "
+            f"{tuple(reference.shape)}"
+        )
+    if weight.shape != (output.shape[0], 1, *output.shape[-2:]):
+        raise ValueError(
+            f"weight must be (N, 1, h, w) = {(output.shape[0], 1, *output.shape[-2:])}, "
+            f"got {tuple(weight.shape)}"
+        )
+    total = float(weight.sum()) * output.shape[1]
+    if total <= 0:
+        return math.nan
+    error = (output.float().clamp(0.0, 1.0) - reference.float()).square() * weight.float()
+    mse = float(error.sum()) / total
+    return PERFECT_DB if mse <= 10 ** (-PERFECT_DB / 10) else -10.0 * math.log10(mse)
+
+
+@dataclass
+class ReferenceWindows:
+    """The real clips scored against sharp neighbours.
+
+    Attributes:
+        clips: ``(N, L, 3, s, s)`` real frames ``t - r .. t + r`` of each window's region.
+        centre: index of frame ``t`` inside each clip.
+        reference: ``(N, 3, s, s)`` the sharp frame ``s`` warped onto frame ``t`` there.
+        weight: ``(N, 1, s, s)`` 1 where the warp is trusted, 0 elsewhere and on the border.
+        frames: frame ``t`` of each window; ``sources``: its reference frame ``s``.
+        boxes: ``(top, left)`` of each region in its frame.
+    """
+
+    clips: Tensor
+    centre: int
+    reference: Tensor
+    weight: Tensor
+    frames: list[int]
+    sources: list[int]
+    boxes: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return int(self.clips.shape[0])
+
+
+def _sharper_neighbour(blur: list[float], t: int, radius: int, sharp_px: float) -> int | None:
+    """The sharpest frame within ``radius`` of ``t`` that reads under ``sharp_px`` and under
+    frame ``t`` (the nearer on ties), or None."""
+    near = [
+        s
+        for s in range(max(0, t - radius), min(len(blur), t + radius + 1))
+        if s != t and blur[s] < sharp_px and blur[s] < blur[t]
+    ]
+    return min(near, key=lambda s: (blur[s], abs(s - t))) if near else None
+
+
+def choose_references(
+    video: Frames,
+    selection: Selection,
+    spec: ModelSpec,
+    flow: FlowEstimator,
+    *,
+    radius: int = 3,
+    sharp_px: float = 1.0,
+    frames: int = 8,
+    size: int = 160,
+    border: int = 16,
+    clip_radius: int = 2,
+    tolerance: float = 1.0,
+    min_trusted: float = 0.3,
+) -> ReferenceWindows | None:
+    """Pair blurred frames with sharp neighbours and cut the windows to score (module docs).
+
+    Args:
+        video: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
+        selection: the detector's output; its magnitude maps ``(T, 1, H, W)`` (px) say which
+            frames are sharp (their mean).
+        spec: the model's calling convention (for the window's size multiple).
+        flow: optical flow between observed frames.
+        radius: frames on each side of ``t`` searched for a sharp neighbour.
+        sharp_px: a frame is a reference when its mean blur reading is below this (px).
+        frames: windows kept at most (the frames with the largest blur gap to their reference).
+        size: side of a window's region, px (clamped to the frame, rounded down to
+            ``spec.multiple``); ``border``: px of it on each side left unscored.
+        clip_radius: real frames on each side in a window's clip (the model's context).
+        tolerance: px of forward-backward flow disagreement above which a pixel is untrusted.
+        min_trusted: a window needs at least this share of trusted pixels in its scored box.
+
+    Returns:
+        The windows, or ``None`` when no frame has a sharp neighbour (a steady pan, a video
+        blurred throughout): the caller falls back to another score.
+
+    Shape:
+        - clips: ``(N, 2 clip_radius + 1, 3, s, s)``; reference: ``(N, 3, s, s)``.
+    """
+    validate_video(video)
+    num_frames, _, height, width = video.shape
+    if selection.magnitude.shape != (num_frames, 1, height, width):
+        raise ValueError(
+            f"selection.magnitude must be (T, 1, H, W) = {(num_frames, 1, height, width)}, "
+            f"got {tuple(selection.magnitude.shape)}"
+        )
+    for name, value, low in (("radius", radius, 1), ("frames", frames, 1), ("size", size, 8)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    side = min(size, height, width)
+    side = max(spec.multiple, side - side % spec.multiple)
+    border = max(0, min(border, (side - 8) // 2))
+    blur = [float(selection.magnitude[t].float().mean()) for t in range(num_frames)]
+    pairs = []
+    for t in range(num_frames):
+        s = _sharper_neighbour(blur, t, radius, sharp_px)
+        if s is not None:
+            pairs.append((blur[t] - blur[s], t, s))
+    pairs.sort(key=lambda item: (-item[0], item[1]))
+    clips: list[Tensor] = []
+    references: list[Tensor] = []
+    weights: list[Tensor] = []
+    kept: list[tuple[int, int]] = []
+    boxes: list[tuple[int, int]] = []
+    for _, t, s in pairs:
+        if len(kept) == frames:
+            break
+        here, there = video[t : t + 1].float(), video[s : s + 1].float()
+        forward = flow(here, there)[0].float().cpu()
+        trusted = consistent_flow(forward, flow(there, here)[0].float().cpu(), tolerance)
+        warped, _ = warp_back(video[s].float().cpu(), forward)
+        top, left = textured_corner(video[t].cpu(), side, trusted)
+        rows, cols = slice(top, top + side), slice(left, left + side)
+        weight = torch.zeros(1, side, side)
+        inner = (slice(None), slice(border, side - border), slice(border, side - border))
+        weight[inner] = trusted[:, rows, cols][inner]
+        if float(weight[inner].mean()) < min_trusted:
+            continue
+        clip = [
+            video[reflect_index(t + k, num_frames), :, rows, cols]
+            for k in range(-clip_radius, clip_radius + 1)
+        ]
+        clips.append(torch.stack(clip).float().cpu())
+        references.append(warped[:, rows, cols])
+        weights.append(weight)
+        kept.append((t, s))
+        boxes.append((top, left))
+    if not kept:
+        return None
+    order = sorted(range(len(kept)), key=lambda i: kept[i][0])
+    return ReferenceWindows(
+        clips=torch.stack([clips[i] for i in order]),
+        centre=clip_radius,
+        reference=torch.stack([references[i] for i in order]),
+        weight=torch.stack([weights[i] for i in order]),
+        frames=[kept[i][0] for i in order],
+        sources=[kept[i][1] for i in order],
+        boxes=[boxes[i] for i in order],
+    )

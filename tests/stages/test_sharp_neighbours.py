@@ -1,0 +1,169 @@
+"""Sharp neighbours as references: the pairing, the warp's trust mask, the score and the probe."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ttblur.specs import get_spec
+from ttblur.stages.guard import GuardProbe, ReblurGuard, ReferenceProbe
+from ttblur.stages.reblur import motion_blur
+from ttblur.stages.sharp_neighbours import (
+    choose_references,
+    consistent_flow,
+    reference_psnr,
+    textured_corner,
+)
+from ttblur.types import PatchLocation, Selection
+
+SHIFT = 3  # px the scene moves to the right per frame
+
+
+class KnownFlow:
+    """The exact flow of a scene moving ``SHIFT`` px to the right per frame; the frames' index
+    is read from their first pixel (frame ``k`` is marked ``k / 100`` there)."""
+
+    def __call__(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        steps = round(float(dst[0, 0, 0, 0] - src[0, 0, 0, 0]) * 100)
+        flow = torch.zeros(src.shape[0], 2, *src.shape[-2:])
+        flow[:, 0] = SHIFT * steps
+        return flow
+
+
+def _scene(width: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, 3, 24, width // 4, generator=gen)
+    return F.interpolate(small, size=(96, width), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _video(blurred: set[int], frames: int = 7) -> tuple[torch.Tensor, torch.Tensor, Selection]:
+    """Frames of a scene panning right; the ``blurred`` ones carry 8 px of horizontal blur.
+    Returns the video, its sharp frames and a selection whose maps read 8 px / 0 px."""
+    scene = _scene(96 + SHIFT * frames + 16)
+    sharp = torch.stack(
+        [scene[0, :, :, 16 - SHIFT * k + SHIFT * frames :][:, :, :96] for k in range(frames)]
+    )
+    cond = torch.zeros(1, 3, 96, 96)
+    cond[:, 0], cond[:, 2] = 1.0, 8.0
+    video = sharp.clone()
+    for k in blurred:
+        video[k] = motion_blur(sharp[k : k + 1], cond)[0]
+    for k in range(frames):  # the frame's index, for KnownFlow
+        video[k, 0, 0, 0] = sharp[k, 0, 0, 0] = k / 100
+    magnitude = torch.zeros(frames, 1, 96, 96)
+    for k in blurred:
+        magnitude[k] = 8.0
+    return video, sharp, Selection([PatchLocation(0, 0, 0, 32)], magnitude)
+
+
+def test_textured_corner_finds_the_texture_and_follows_the_weight() -> None:
+    frame = torch.full((3, 64, 64), 0.5)
+    frame[:, 32:, :32] = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert textured_corner(frame, 32) == (32, 0)
+    weight = torch.ones(1, 64, 64)
+    weight[:, 32:, :32] = 0.0  # the textured corner is not trusted
+    assert textured_corner(frame, 32, weight) != (32, 0)
+
+
+def test_flows_that_cancel_are_trusted_and_others_not() -> None:
+    forward = torch.zeros(2, 16, 16)
+    forward[0] = 2.0
+    backward = -forward
+    mask = consistent_flow(forward, backward, tolerance=1.0)
+    assert mask.shape == (1, 16, 16)
+    assert torch.all(mask[:, :, :13] == 1.0)  # x + 2 inside the frame
+    assert torch.all(mask[:, :, 15] == 0.0)  # x + 2 outside
+    assert consistent_flow(forward, forward, tolerance=1.0).sum() == 0  # disagree by 4 px
+    with pytest.raises(ValueError, match="flows"):
+        consistent_flow(forward, torch.zeros(2, 16, 8), tolerance=1.0)
+
+
+def test_reference_psnr_is_weighted_and_checks_its_inputs() -> None:
+    ref = torch.full((2, 3, 8, 8), 0.5)
+    out = ref.clone()
+    out[0] += 0.1  # error 0.1 on the first window only
+    weight = torch.ones(2, 1, 8, 8)
+    assert reference_psnr(out, ref, weight) == pytest.approx(-10 * math.log10(0.01 / 2))
+    weight[0] = 0.0  # the erroneous window is not trusted
+    assert reference_psnr(out, ref, weight) == 100.0
+    assert math.isnan(reference_psnr(out, ref, torch.zeros(2, 1, 8, 8)))
+    with pytest.raises(ValueError, match="equal"):
+        reference_psnr(out, ref[:1], weight)
+    with pytest.raises(ValueError, match="weight"):
+        reference_psnr(out, ref, weight[:, :, :4])
+
+
+def test_blurred_frames_are_paired_with_their_sharp_neighbours() -> None:
+    video, sharp, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("reference")  # 2 past + 2 future frames, multiple of 8
+    refs = choose_references(
+        video, selection, spec, KnownFlow(), radius=2, frames=8, size=64, border=8
+    )
+    assert refs is not None
+    assert refs.frames == [1, 3, 4] and refs.centre == 2
+    # The nearest sharp frame: 0 and 2 tie for frame 1 (the first wins), 2 for 3, 5 for 4.
+    assert refs.sources == [0, 2, 5]
+    assert refs.clips.shape == (3, 5, 3, 64, 64)
+    for i, (t, (top, left)) in enumerate(zip(refs.frames, refs.boxes, strict=True)):
+        assert torch.equal(refs.clips[i, 2], video[t, :, top : top + 64, left : left + 64])
+        inner = refs.weight[i, 0] > 0
+        assert refs.weight[i, :, :8].sum() == 0 and refs.weight[i, :, -8:].sum() == 0
+        truth = sharp[t, :, top : top + 64, left : left + 64]
+        # Where trusted, the warped sharp neighbour is the sharp frame t itself.
+        err = (refs.reference[i] - truth).abs()[:, inner]
+        assert float(err[:, 1:].max()) < 1e-4  # (pixel 0 carries the frame marks)
+
+
+def test_no_sharp_frame_means_no_references() -> None:
+    video, _, selection = _video(blurred=set(range(7)))
+    spec = get_spec("reference")
+    assert choose_references(video, selection, spec, KnownFlow(), size=64) is None
+
+
+class _Fixed(torch.nn.Module):
+    """An image model that returns fixed outputs, whatever its input."""
+
+    def __init__(self, outputs: torch.Tensor) -> None:
+        super().__init__()
+        self.outputs = outputs
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs[: x.shape[0]] * self.w
+
+
+def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> None:
+    video, sharp, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("image")
+    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, bme=None)
+    probe = guard.prepare(video, selection, spec)
+    assert isinstance(probe, ReferenceProbe) and probe.kind == "reference"
+    assert probe.min_gain_db == guard.reference_min_gain_db
+    w = probe.windows
+    size = w.clips.shape[-1]
+    truth = torch.stack(
+        [
+            sharp[t, :, top : top + size, left : left + size]
+            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
+        ]
+    )
+    cpu = torch.device("cpu")
+    copy = probe(_Fixed(w.clips[:, w.centre].clone()), cpu)  # returns its blurred input
+    restored = probe(_Fixed(truth), cpu)
+    noisy = probe(_Fixed((w.clips[:, w.centre] + 0.1).clamp(0, 1)), cpu)
+    assert restored > copy + 10.0 and noisy < copy
+    assert probe.last["reference_psnr"] == noisy
+    assert probe(_Fixed(torch.full_like(truth, math.nan)), cpu) == -math.inf
+
+    # Without sharp frames (or with the reference off) the re-blur score is used.
+    blurred, _, all_blurred = _video(blurred=set(range(7)))
+    assert isinstance(guard.prepare(blurred, all_blurred, spec), GuardProbe)
+    off = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, reference_radius=0)
+    plain = off.prepare(video, selection, spec)
+    assert isinstance(plain, GuardProbe) and plain.kind == "reblur"
+    assert plain.min_gain_db == off.min_gain_db
+    with pytest.raises(ValueError, match="reference_min_gain_db"):
+        ReblurGuard(reference_min_gain_db=-1.0)
+    with pytest.raises(ValueError, match="sharp_px"):
+        ReblurGuard(sharp_px=0.0)
