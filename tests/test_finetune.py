@@ -140,6 +140,10 @@ def _finetune_on_halving(model: nn.Module, config: FinetuneConfig):
 
 
 def test_finetune_learns_restores_flags_and_keeps_frozen_parameters():
+    # Seeded: the frozen layer's random weights decide how far the free one can go, and the
+    # global generator's state otherwise depends on which tests ran before (seeds 0-9 reach
+    # 2-10% of the baseline loss; one unseeded draw in a full run stopped at 23%).
+    torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1))
     model[1].weight.requires_grad_(False)
     frozen = model[1].weight.detach().clone()
