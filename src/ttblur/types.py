@@ -50,6 +50,7 @@ __all__ = [
     "finite_range",
     "normalised_condition",
     "pixel_condition",
+    "validate_selection",
     "validate_video",
     "warn_mag_norm_ignored",
 ]
@@ -359,3 +360,22 @@ class Guard(Protocol):
             ``score(model, device) -> float``, higher is better.
         """
         ...
+
+
+def validate_selection(video: Frames, selection: Selection) -> None:
+    """Check a video (:func:`validate_video`) and that the detector's magnitude maps of
+    ``selection`` cover it: one ``(1, H, W)`` map per frame.
+
+    Shape:
+        - video: ``(T, 3, H, W)``; selection.magnitude: ``(T, 1, H, W)``.
+
+    Raises:
+        ValueError: naming the first violated requirement.
+    """
+    validate_video(video)
+    num_frames, _, height, width = video.shape
+    if selection.magnitude.shape != (num_frames, 1, height, width):
+        raise ValueError(
+            f"selection.magnitude must be (T, 1, H, W) = {(num_frames, 1, height, width)}, "
+            f"got {tuple(selection.magnitude.shape)}"
+        )

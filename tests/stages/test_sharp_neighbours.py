@@ -167,3 +167,13 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
         ReblurGuard(reference_min_gain_db=-1.0)
     with pytest.raises(ValueError, match="sharp_px"):
         ReblurGuard(sharp_px=0.0)
+
+
+def test_references_check_the_video_and_its_maps_first() -> None:
+    video, _, selection = _video(blurred={1})
+    spec = get_spec("reference")
+    short = Selection(selection.patches, selection.magnitude[:3])
+    with pytest.raises(ValueError, match=r"selection.magnitude must be \(T, 1, H, W\)"):
+        choose_references(video, short, spec, KnownFlow())
+    with pytest.raises(ValueError, match="radius"):
+        choose_references(video, selection, spec, KnownFlow(), radius=0)

@@ -78,7 +78,7 @@ from ttblur.stages.sharp_neighbours import (
     reference_psnr,
     textured_corner,
 )
-from ttblur.types import FlowEstimator, Selection, validate_video
+from ttblur.types import FlowEstimator, Selection, validate_selection
 
 __all__ = [
     "GuardProbe",
@@ -182,13 +182,8 @@ def choose_windows(
         - clips: ``(N, 2r + 1, 3, s, s)`` with ``s = box + 2 margin`` (clamped to the frame and
           rounded down to ``spec.multiple``).
     """
-    validate_video(video)
+    validate_selection(video, selection)
     num_frames, _, height, width = video.shape
-    if selection.magnitude.shape != (num_frames, 1, height, width):
-        raise ValueError(
-            f"selection.magnitude must be (T, 1, H, W) = {(num_frames, 1, height, width)}, "
-            f"got {tuple(selection.magnitude.shape)}"
-        )
     size = _region_size(box, margin, height, width, spec.multiple)
     border = max(0, min(margin, (size - 8) // 2))
     radius = clip_radius(spec, neighbours)

@@ -43,7 +43,7 @@ from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.stages.flow import warp_back
-from ttblur.types import FlowEstimator, Selection, validate_video
+from ttblur.types import FlowEstimator, Selection, validate_selection
 
 __all__ = [
     "ReferenceWindows",
@@ -206,13 +206,8 @@ def choose_references(
     Shape:
         - clips: ``(N, 2 clip_radius + 1, 3, s, s)``; reference: ``(N, 3, s, s)``.
     """
-    validate_video(video)
+    validate_selection(video, selection)
     num_frames, _, height, width = video.shape
-    if selection.magnitude.shape != (num_frames, 1, height, width):
-        raise ValueError(
-            f"selection.magnitude must be (T, 1, H, W) = {(num_frames, 1, height, width)}, "
-            f"got {tuple(selection.magnitude.shape)}"
-        )
     for name, value, low in (("radius", radius, 1), ("frames", frames, 1), ("size", size, 8)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
