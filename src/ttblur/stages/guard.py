@@ -260,6 +260,14 @@ class ReblurGuard:
             unadapted model's (:attr:`GuardProbe.floor`).
         neighbours: clip frames on each side for video models (the pipeline passes
             ``dbcgm.neighbours``, as for the pseudo pairs).
+        min_gain_db: the re-blur score gain an epoch needs over the unadapted model
+            (:attr:`GuardProbe.min_gain_db`; ``adapt`` uses the threshold of the probe it gets).
+        reference_radius: frames on each side searched for a sharp neighbour
+            (:func:`~ttblur.stages.sharp_neighbours.choose_references`); 0: the re-blur score
+            on every video.
+        sharp_px: a frame whose mean blur reading is below this (px) is a reference.
+        reference_min_gain_db: the sharp-neighbour score gain an epoch needs
+            (:attr:`ReferenceProbe.min_gain_db`).
 
     Example:
         >>> guard = ReblurGuard(frames=4)                     # doctest: +SKIP
