@@ -390,6 +390,13 @@ class GuardConfig(_StageSection):
         description="a frame is a sharp reference when the detector's mean blur reading of "
         "it is below this, px",
     )
+    reference_max_noise: float = Field(
+        default=0.03,
+        gt=0.0,
+        description="no sharp-neighbour score on a video whose estimated noise std is above "
+        "this (the blur estimator reads noisy blurred frames as sharp; development videos: "
+        "docs/results.md)",
+    )
     reference_min_gain_db: float = Field(
         default=0.3,
         ge=0.0,

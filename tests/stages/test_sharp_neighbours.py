@@ -177,3 +177,19 @@ def test_references_check_the_video_and_its_maps_first() -> None:
         choose_references(video, short, spec, KnownFlow())
     with pytest.raises(ValueError, match="radius"):
         choose_references(video, selection, spec, KnownFlow(), radius=0)
+
+
+def test_a_noisy_video_keeps_the_re_blur_score() -> None:
+    # Noise makes the blur estimator read blurred frames as sharp: no references above
+    # guard.reference_max_noise (the estimate of this clip's noise: about 0.05).
+    video, _, selection = _video(blurred={1, 3, 4})
+    gen = torch.Generator().manual_seed(3)
+    noisy = (video + 0.05 * torch.randn(video.shape, generator=gen)).clamp(0, 1)
+    noisy[:, 0, 0, 0] = video[:, 0, 0, 0]  # keep KnownFlow's frame marks
+    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8)
+    assert isinstance(guard.prepare(video, selection, get_spec("image")), ReferenceProbe)
+    assert isinstance(guard.prepare(noisy, selection, get_spec("image")), GuardProbe)
+    lenient = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, reference_max_noise=0.5)
+    assert isinstance(lenient.prepare(noisy, selection, get_spec("image")), ReferenceProbe)
+    with pytest.raises(ValueError, match="reference_max_noise"):
+        ReblurGuard(reference_max_noise=0.0)

@@ -44,7 +44,9 @@ against their sharp neighbour warped onto them, with its own threshold
 (``guard.reference_min_gain_db``). It needs no blur estimate and cannot be fooled by artefacts
 that look sharp; on the development videos it ranked the true changes far better than the
 re-blur score (docs/results.md). Videos without such frames (a steady pan, blur throughout)
-keep the re-blur score above.
+keep the re-blur score above, and so do noisy videos (estimated noise std above
+``guard.reference_max_noise``): noise makes the blur estimator read blurred frames as sharp,
+and on development low-light videos such references kept adaptations that lost 0.5 dB.
 
 Example:
     >>> import torch
@@ -70,7 +72,7 @@ from ttblur.io.frame_store import Frames
 from ttblur.registry import GUARDS
 from ttblur.specs import ModelSpec
 from ttblur.stages.conditions import blur_direction
-from ttblur.stages.reblur import motion_blur
+from ttblur.stages.reblur import motion_blur, video_noise_std
 from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
 from ttblur.stages.sharp_neighbours import (
     ReferenceWindows,
@@ -266,6 +268,9 @@ class ReblurGuard:
             (:func:`~ttblur.stages.sharp_neighbours.choose_references`); 0: the re-blur score
             on every video.
         sharp_px: a frame whose mean blur reading is below this (px) is a reference.
+        reference_max_noise: no references on a video whose estimated noise std
+            (:func:`~ttblur.stages.reblur.video_noise_std`) is above this: the blur estimator
+            reads noisy blurred frames as sharp.
         reference_min_gain_db: the sharp-neighbour score gain an epoch needs
             (:attr:`ReferenceProbe.min_gain_db`).
 
@@ -291,6 +296,7 @@ class ReblurGuard:
         reference_radius: int = _DEFAULTS.reference_radius,
         sharp_px: float = _DEFAULTS.sharp_px,
         reference_min_gain_db: float = _DEFAULTS.reference_min_gain_db,
+        reference_max_noise: float = _DEFAULTS.reference_max_noise,
     ) -> None:
         for name, value, low in (
             ("frames", frames, 1),
@@ -321,12 +327,14 @@ class ReblurGuard:
         ):
             if not (math.isfinite(gain) and gain >= 0):
                 raise ValueError(f"{label} must be a finite number >= 0, got {gain!r}")
-        if not (math.isfinite(sharp_px) and sharp_px > 0):
-            raise ValueError(f"sharp_px must be a finite number > 0, got {sharp_px!r}")
+        for label, level in (("sharp_px", sharp_px), ("reference_max_noise", reference_max_noise)):
+            if not (math.isfinite(level) and level > 0):
+                raise ValueError(f"{label} must be a finite number > 0, got {level!r}")
         self.min_gain_db = float(min_gain_db)
         self.reference_radius = reference_radius
         self.sharp_px = float(sharp_px)
         self.reference_min_gain_db = float(reference_min_gain_db)
+        self.reference_max_noise = float(reference_max_noise)
 
     @classmethod
     def from_config(
@@ -351,6 +359,7 @@ class ReblurGuard:
             reference_radius=section.reference_radius,
             sharp_px=section.sharp_px,
             reference_min_gain_db=section.reference_min_gain_db,
+            reference_max_noise=section.reference_max_noise,
         )
 
     def __repr__(self) -> str:
@@ -366,9 +375,10 @@ class ReblurGuard:
         """Choose the windows of ``video``; the returned probe scores a model on them.
 
         Frames with a sharp neighbour (``reference_radius > 0``) give a
-        :class:`ReferenceProbe`; a video without any gives a re-blur :class:`GuardProbe`.
+        :class:`ReferenceProbe`; a video without any, or whose noise std exceeds
+        ``reference_max_noise``, gives a re-blur :class:`GuardProbe`.
         """
-        if self.reference_radius > 0:
+        if self.reference_radius > 0 and video_noise_std(video) <= self.reference_max_noise:
             references = choose_references(
                 video,
                 selection,
