@@ -161,7 +161,10 @@ class _Recorder:
     def prepare(self, video: Tensor, selection: Selection, spec: ModelSpec) -> Any:
         chosen = self.full.prepare(video, selection, spec)
         neighbours = chosen if isinstance(chosen, ReferenceProbe) else None
-        probe = self.guard.prepare(video, selection, spec)
+        # The configured guard's re-blur windows, when it chose them; else the same windows anew.
+        probe = (
+            chosen if isinstance(chosen, GuardProbe) else self.guard.prepare(video, selection, spec)
+        )
         assert isinstance(probe, GuardProbe)
         w = probe.windows  # the re-blur PSNR of a copy of the input: the "copy" floor
         self.trace.floor = reblur_psnr(w.observed, w.observed, w.condition, border=w.border)

@@ -582,6 +582,7 @@ class _Run:
             messages.append(
                 f"{exposure.note}; the conditions use the detector's per-pixel blur maps instead"
             )
+        scored = outcome.baseline_guard_score is not None  # the guard scored at least one model
         if outcome.diverged:
             warnings.warn(messages[0], RuntimeWarning, stacklevel=5)
             adapted = self._unadapted()
@@ -600,10 +601,8 @@ class _Run:
             best_epoch=outcome.best_epoch,
             baseline_guard_score=outcome.baseline_guard_score,
             guard_scores=outcome.guard_scores,
-            guard_score=judged.kind if outcome.baseline_guard_score is not None else None,
-            guard_min_gain_db=(
-                judged.min_gain_db if outcome.baseline_guard_score is not None else None
-            ),
+            guard_score=judged.kind if scored else None,
+            guard_min_gain_db=judged.min_gain_db if scored else None,
             val_best_epoch=outcome.val_best_epoch,
             guard_rejected=outcome.guard_rejected,
             reverted=outcome.reverted,

@@ -79,6 +79,7 @@ from ttblur.stages.sharp_neighbours import (
     choose_references,
     reference_psnr,
     textured_corner,
+    window_region,
 )
 from ttblur.types import FlowEstimator, Selection, validate_selection
 
@@ -152,11 +153,6 @@ class GuardWindows:
         return self.clips[:, self.centre]
 
 
-def _region_size(box: int, margin: int, height: int, width: int, multiple: int) -> int:
-    size = min(box + 2 * margin, height, width)
-    return max(multiple, size - size % multiple)
-
-
 def choose_windows(
     video: Frames,
     selection: Selection,
@@ -186,8 +182,7 @@ def choose_windows(
     """
     validate_selection(video, selection)
     num_frames, _, height, width = video.shape
-    size = _region_size(box, margin, height, width, spec.multiple)
-    border = max(0, min(margin, (size - 8) // 2))
+    size, border = window_region(box + 2 * margin, margin, height, width, spec.multiple)
     radius = clip_radius(spec, neighbours)
     count = max(1, min(frames, num_frames))
     # Frames with every clip neighbour inside the video first; all frames if none has.

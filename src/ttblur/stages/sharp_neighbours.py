@@ -51,6 +51,7 @@ __all__ = [
     "consistent_flow",
     "reference_psnr",
     "textured_corner",
+    "window_region",
 ]
 
 #: PSNR reported for an exact match (MSE 0).
@@ -78,6 +79,19 @@ def textured_corner(frame: Tensor, size: int, weight: Tensor | None = None) -> t
     pooled = F.avg_pool2d(grad[None], kernel_size=size - 1, stride=step)[0, 0]
     index = int(pooled.argmax())
     return (index // pooled.shape[1]) * step, (index % pooled.shape[1]) * step
+
+
+def window_region(
+    size: int, border: int, height: int, width: int, multiple: int
+) -> tuple[int, int]:
+    """Side of a scored window's region and its unscored border, px.
+
+    The region is ``size`` clamped to the frame and rounded down to ``multiple`` (at least
+    ``multiple``); the border is at most ``border`` and leaves an 8 px box at least.
+    """
+    side = min(size, height, width)
+    side = max(multiple, side - side % multiple)
+    return side, max(0, min(border, (side - 8) // 2))
 
 
 def consistent_flow(forward: Tensor, backward: Tensor, tolerance: float) -> Tensor:
@@ -211,9 +225,7 @@ def choose_references(
     for name, value, low in (("radius", radius, 1), ("frames", frames, 1), ("size", size, 8)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    side = min(size, height, width)
-    side = max(spec.multiple, side - side % spec.multiple)
-    border = max(0, min(border, (side - 8) // 2))
+    side, border = window_region(size, border, height, width, spec.multiple)
     blur = [float(selection.magnitude[t].float().mean()) for t in range(num_frames)]
     pairs = []
     for t in range(num_frames):
@@ -221,11 +233,7 @@ def choose_references(
         if s is not None:
             pairs.append((blur[t] - blur[s], t, s))
     pairs.sort(key=lambda item: (-item[0], item[1]))
-    clips: list[Tensor] = []
-    references: list[Tensor] = []
-    weights: list[Tensor] = []
-    kept: list[tuple[int, int]] = []
-    boxes: list[tuple[int, int]] = []
+    kept: list[tuple[int, int, tuple[int, int], Tensor, Tensor, Tensor]] = []
     for _, t, s in pairs:
         if len(kept) == frames:
             break
@@ -240,24 +248,22 @@ def choose_references(
         weight[inner] = trusted[:, rows, cols][inner]
         if float(weight[inner].mean()) < min_trusted:
             continue
-        clip = [
-            video[reflect_index(t + k, num_frames), :, rows, cols]
-            for k in range(-clip_radius, clip_radius + 1)
-        ]
-        clips.append(torch.stack(clip).float().cpu())
-        references.append(warped[:, rows, cols])
-        weights.append(weight)
-        kept.append((t, s))
-        boxes.append((top, left))
+        clip = torch.stack(
+            [
+                video[reflect_index(t + k, num_frames), :, rows, cols]
+                for k in range(-clip_radius, clip_radius + 1)
+            ]
+        )
+        kept.append((t, s, (top, left), clip.float().cpu(), warped[:, rows, cols], weight))
     if not kept:
         return None
-    order = sorted(range(len(kept)), key=lambda i: kept[i][0])
+    kept.sort(key=lambda window: window[0])  # in frame order
     return ReferenceWindows(
-        clips=torch.stack([clips[i] for i in order]),
+        clips=torch.stack([w[3] for w in kept]),
         centre=clip_radius,
-        reference=torch.stack([references[i] for i in order]),
-        weight=torch.stack([weights[i] for i in order]),
-        frames=[kept[i][0] for i in order],
-        sources=[kept[i][1] for i in order],
-        boxes=[boxes[i] for i in order],
+        reference=torch.stack([w[4] for w in kept]),
+        weight=torch.stack([w[5] for w in kept]),
+        frames=[w[0] for w in kept],
+        sources=[w[1] for w in kept],
+        boxes=[w[2] for w in kept],
     )
