@@ -3,7 +3,9 @@
 Prints three Markdown tables, all measured by this run:
 
 1. seconds per stage of ``ttblur.adapt`` (``report.seconds``) for synthetic clips
-   (``ttblur.synth.make_video`` of the astronaut photo, preset ``bsd-2ms16ms``, seed 10007),
+   (``ttblur.synth.make_video`` of the astronaut photo, preset ``bsd-2ms16ms``, seed 10007;
+   with ``--scenario FAMILY``, video 0 of that development scenario family instead, e.g.
+   ``handheld``, whose still moments give the guard sharp neighbours to score against),
    with the default ``AdaptConfig`` and each model of ``--models`` (:data:`MODELS`): the
    shipped ``ttblur.reference_model()`` (0.35 M parameters) and ``wide``, the same
    architecture widened to 2.57 M parameters (randomly initialised, a stand-in for a user's
@@ -146,25 +148,37 @@ def build_model(name: str) -> nn.Module:
         return ReferenceDeblurNet(ReferenceConfig(**fields))
 
 
+def make_clip(frames: int, height: int, width: int, scenario: str | None = None) -> Tensor:
+    """The blurry clip timed by ``adapt``: the :data:`PRESET` video of the astronaut photo, or
+    video 0 of a development scenario family (``scenario``). Shape: ``(frames, 3, H, W)``."""
+    from ttblur._photos import load_photo
+    from ttblur.scenarios import draw_scenario, make_scenario
+    from ttblur.synth import make_video
+
+    if scenario is not None:
+        spec = draw_scenario(scenario, "development", 0, num_frames=frames, size=(height, width))
+        return make_scenario(spec).blurry
+    clip = make_video(
+        load_photo("astronaut"), preset=PRESET, num_frames=frames, size=(height, width), seed=SEED
+    )
+    return clip.blurry
+
+
 def time_adapt(
-    frames: int, height: int, width: int, config: Any, device: str | None, model_name: str
+    frames: int,
+    height: int,
+    width: int,
+    config: Any,
+    device: str | None,
+    model_name: str,
+    scenario: str | None = None,
 ) -> dict[str, Any]:
     """One ``ttblur.adapt`` run on a synthetic clip, timed per stage and per model pass."""
     import ttblur
-    from ttblur._photos import load_photo
-    from ttblur.synth import make_video
 
     start = time.perf_counter()
-    clip = make_video(
-        load_photo("astronaut"),
-        preset=PRESET,
-        num_frames=frames,
-        size=(height, width),
-        seed=SEED,
-    )
+    video = make_clip(frames, height, width, scenario)
     make_s = time.perf_counter() - start
-    video = clip.blurry
-    del clip
     model = build_model(model_name)
     params = sum(p.numel() for p in model.parameters())
     timer = ModelTimer(model)
@@ -175,7 +189,8 @@ def time_adapt(
     report = result.report
     model_s = timer.forward_s + timer.backward_s
     return {
-        "label": f"{frames}x{height}x{width}, {model_name} ({params / 1e6:.2f} M)",
+        "label": f"{frames}x{height}x{width}{f' {scenario}' if scenario else ''}, "
+        f"{model_name} ({params / 1e6:.2f} M)",
         "make_video_s": make_s,
         "seconds": dict(report.seconds),
         "wall_s": wall,
@@ -194,6 +209,7 @@ def time_adapt(
         - model_s
         / max(report.seconds.get("finetune", 0.0) + report.seconds.get("guard", 0.0), 1e-9),
         "guard_share": report.seconds.get("guard", 0.0) / wall,
+        "guard_score": report.guard_score or "-",
     }
 
 
@@ -308,15 +324,16 @@ def adapt_tables(runs: list[dict[str, Any]]) -> str:
     lines += [
         "",
         "| clip, model | model forward (s, calls) | model backward (s, steps) | adapt wall (s) "
-        "| outside model passes | of finetune + guard outside model passes | guard share |",
-        "|---|---|---|---|---|---|---|",
+        "| outside model passes | of finetune + guard outside model passes | guard share "
+        "| guard score |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
             f"| {r['label']} | {_fmt(r['forward_s'], 2)} ({r['forward_calls']}) | "
             f"{_fmt(r['backward_s'], 2)} ({r['backward_steps']}) | {_fmt(r['wall_s'])} | "
             f"{100 * r['outside_share']:.1f}% | {100 * r['finetune_outside_share']:.1f}% | "
-            f"{100 * r['guard_share']:.1f}% |"
+            f"{100 * r['guard_share']:.1f}% | {r['guard_score']} |"
         )
     return "\n".join(lines)
 
@@ -358,6 +375,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--flow", default=None, help="override dbcgm.flow (e.g. pyramid)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument(
+        "--config", default=None, help="inline JSON of AdaptConfig fields (default: defaults)"
+    )
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        help="adapt to video 0 of this development scenario family (e.g. handheld) "
+        f"instead of the {PRESET} clip",
+    )
+    parser.add_argument(
         "--small-window",
         type=int,
         default=6,
@@ -381,14 +407,13 @@ def main(argv: list[str] | None = None) -> str:
 
     from ttblur.config import AdaptConfig
 
-    overrides: dict[str, Any] = {}
+    config = AdaptConfig.from_json(args.config) if args.config else AdaptConfig()
     if args.epochs:
-        overrides["finetune"] = {"epochs": args.epochs}
+        config.finetune.epochs = args.epochs
     if args.patch_size:
-        overrides["rsdm"] = {"patch_size": args.patch_size}
+        config.rsdm.patch_size = args.patch_size
     if args.flow:
-        overrides["dbcgm"] = {"flow": args.flow}
-    config = AdaptConfig.model_validate(overrides)
+        config.dbcgm.flow = args.flow
     command = "python benchmarks/cost.py " + " ".join(argv)
     out = [
         f"`{command.strip()}`: {platform.machine()} ({platform.processor() or 'cpu'}), "
@@ -401,7 +426,11 @@ def main(argv: list[str] | None = None) -> str:
         runs = []
         for model_name in args.models:
             for frames, height, width in clips:
-                runs.append(time_adapt(frames, height, width, config, args.device, model_name))
+                runs.append(
+                    time_adapt(
+                        frames, height, width, config, args.device, model_name, args.scenario
+                    )
+                )
                 print(f"adapt {runs[-1]['label']}: {runs[-1]['wall_s']:.1f} s", flush=True)
         tables = adapt_tables(runs)
         print("\n" + tables + "\n", flush=True)

@@ -52,8 +52,19 @@ def test_cost_benchmark_prints_well_formed_tables(capsys, load_benchmark):
     assert all(NUMBER.match(row[1]) for row in stages[2 : last + 1])
     for share in (shares[2][4], shares[2][6]):  # outside model passes, guard share
         assert share.endswith("%") and 0.0 <= float(share[:-1]) <= 100.0
+    assert shares[2][7] in ("reblur", "reference")  # which score the guard used
     assert [row[1] for row in memory[2:]] == ["0", "5", "5", "5", "9"]
     assert all(float(row[3]) > 0 for row in memory[2:])  # peak RSS in MB
+
+
+def test_make_clip_renders_the_preset_or_a_scenario_family(load_benchmark):
+    cost = load_benchmark("cost")
+    preset = cost.make_clip(4, 32, 48)
+    handheld = cost.make_clip(4, 32, 48, "handheld")
+    for clip in (preset, handheld):
+        assert clip.shape == (4, 3, 32, 48)
+        assert 0.0 <= float(clip.min()) and float(clip.max()) <= 1.0
+    assert not bool((preset == handheld).all())
 
 
 def test_model_timer_counts_forward_and_backward_passes(load_benchmark):
