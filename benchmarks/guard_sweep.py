@@ -238,26 +238,33 @@ def replay(
     floor: str = "copy",
     min_gain_db: float = 0.0,
     reference_min_gain_db: float | None = None,
+    trust_reblur: bool = True,
 ) -> dict[str, float]:
     """What the guard with these weights would have returned on every video: the best-scoring
     epoch is kept when its score beats the unadapted model's by more than ``min_gain_db``.
 
     With ``reference_min_gain_db``, videos with a sharp-neighbour score use it instead (and
     that threshold), as ``adapt`` does; the Spearman then ranks score gains in units of the
-    threshold each needed (the two scores differ in scale).
+    threshold each needed (the two scores differ in scale). There, without ``trust_reblur``
+    (``guard.trust_reblur``), the videos left to the re-blur score keep nothing.
     """
     gains, candidates, finals, rolled = [], [], [], 0
     for t in traces:
         scores, needed = t.scores(blur_weight, shortfall_weight, floor), min_gain_db
-        if reference_min_gain_db is not None and t.reference:
-            scores, needed = t.reference, reference_min_gain_db
+        may_keep = True
+        if reference_min_gain_db is not None:
+            if t.reference:
+                scores, needed = t.reference, reference_min_gain_db
+            else:
+                may_keep = trust_reblur
         best = max(range(1, len(scores)), key=scores.__getitem__)
         gain = scores[best] - scores[0]
         candidate = t.psnr[best] - t.psnr[0]
         gains.append(gain / needed if reference_min_gain_db is not None and needed else gain)
         candidates.append(candidate)
-        finals.append(candidate if gain > needed else 0.0)
-        rolled += gain <= needed
+        kept = may_keep and gain > needed
+        finals.append(candidate if kept else 0.0)
+        rolled += not kept
     return {
         "mean": sum(finals) / len(finals),
         "worst": min(finals),
@@ -330,23 +337,25 @@ def print_table(
         f"min_gain_db {shipped.min_gain_db:g}):\n"
     )
     print(
-        "| reference_min_gain_db | mean change dB | worst video dB | videos < -0.1 dB "
-        "| rolled back | Spearman (gain / threshold) |"
+        "| reference_min_gain_db | trust_reblur | mean change dB | worst video dB "
+        "| videos < -0.1 dB | rolled back | Spearman (gain / threshold) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for needed in reference_gains:
-        r = replay(
-            traces,
-            shipped.blur_weight,
-            shipped.shortfall_weight,
-            "unadapted",
-            shipped.min_gain_db,
-            reference_min_gain_db=needed,
-        )
-        print(
-            f"| {needed:g} | {r['mean']:+.2f} | {r['worst']:+.2f} | {r['losing']:.0f} | "
-            f"{r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
-        )
+        for trust in (False, True):
+            r = replay(
+                traces,
+                shipped.blur_weight,
+                shipped.shortfall_weight,
+                "unadapted",
+                shipped.min_gain_db,
+                reference_min_gain_db=needed,
+                trust_reblur=trust,
+            )
+            print(
+                f"| {needed:g} | {trust} | {r['mean']:+.2f} | {r['worst']:+.2f} | "
+                f"{r['losing']:.0f} | {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
+            )
 
 
 def print_pooled(

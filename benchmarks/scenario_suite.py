@@ -82,6 +82,8 @@ class Settings:
     role: str = "evaluation"
     families: tuple[str, ...] = tuple(FAMILIES)
     videos_per_family: int = 3
+    #: Index of each family's first video (a later batch, unseen by earlier runs).
+    first_video: int = 0
     frames: int = 24
     size: tuple[int, int] = (256, 320)
     patch_size: int = 128
@@ -166,6 +168,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
         num_frames=settings.frames,
         size=settings.size,
         families=settings.families,
+        first=settings.first_video,
     )
     flow = OpenCVFlow()
     for model_name in settings.models:
@@ -343,7 +346,8 @@ def format_report(results: Results, command: str, seconds: float) -> str:
     s = results.settings
     header = (
         f"Command: `{command}`\n\n{s.role} role, {len(s.families)} families x "
-        f"{s.videos_per_family} videos, {s.frames} frames of {s.size[0]}x{s.size[1]}, patch "
+        f"{s.videos_per_family} videos (from index {s.first_video}), {s.frames} frames of "
+        f"{s.size[0]}x{s.size[1]}, patch "
         f"{s.patch_size} px, epochs {s.epochs if s.epochs is not None else 'default'}, seed "
         f"{s.seed}, {s.threads} torch thread(s). Total {seconds:.0f} s.\n"
     )
@@ -356,6 +360,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--role", choices=["evaluation", "development"], default="evaluation")
     parser.add_argument("--families", nargs="+", default=None, choices=list(FAMILIES))
     parser.add_argument("--videos", type=int, default=None, help="videos per family")
+    parser.add_argument(
+        "--first-video", type=int, default=None, help="index of each family's first video"
+    )
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     parser.add_argument("--patch-size", type=int, default=None)
@@ -374,6 +381,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     overrides = {
         "families": args.families,
         "videos_per_family": args.videos,
+        "first_video": args.first_video,
         "frames": args.frames,
         "size": args.size,
         "patch_size": args.patch_size,

@@ -8,6 +8,7 @@ from torch import nn
 
 from ttblur.config import FinetuneConfig
 from ttblur.finetune import (
+    EpochGuard,
     build_pseudo_pairs,
     clip_radius,
     copy_model,
@@ -169,6 +170,40 @@ def test_finetune_reverts_when_no_epoch_beats_the_unadapted_model():
     result = _finetune_on_halving(model, config)
     assert result.reverted and result.best_epoch == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("may_keep", [True, False])
+def test_a_guard_that_may_not_keep_rejects_even_a_large_gain(may_keep):
+    # The guard's score is the negated distance to the exact solution: every epoch gains
+    # on it, by far more than min_gain_db.
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 3, 1)
+    target = 0.5 * torch.eye(3).view(3, 3, 1, 1)
+
+    def score(m: nn.Module) -> float:
+        return -100.0 * float((m.weight - target).abs().mean())
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = FinetuneConfig(epochs=3, batch_size=4, lr=5e-2, val_fraction=0.25, augment=False)
+    guard = EpochGuard(score=score, min_gain_db=0.1, may_keep=may_keep)
+    result = finetune(
+        model,
+        _halving_pairs(),
+        nn.functional.mse_loss,
+        config,
+        spec=get_spec("image"),
+        device=CPU,
+        progress=False,
+        guard=guard,
+    )
+    assert result.baseline_guard_score is not None
+    assert max(result.guard_scores) - result.baseline_guard_score > 1.0
+    assert result.guard_rejected is not may_keep and result.reverted is not may_keep
+    if may_keep:
+        assert result.best_epoch == 1 + result.guard_scores.index(max(result.guard_scores))
+    else:
+        assert result.best_epoch == 0
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_finetune_divergence_restores_the_model_and_says_why():

@@ -145,8 +145,20 @@ def test_draw_and_suite_reject_bad_arguments():
         scenario_suite("evaluation", 0)
     with pytest.raises(ValueError, match="unknown scenario families"):
         scenario_suite("evaluation", 1, families=("pan", "zoom"))
+    with pytest.raises(ValueError, match="first must be an int >= 0"):
+        scenario_suite("evaluation", 1, first=-1)
+    with pytest.raises(ValueError, match="first \\+ videos_per_family must be at most 1000"):
+        scenario_suite("evaluation", 2, first=999)
     with pytest.raises(ValueError, match="spec must be a ScenarioSpec"):
         make_scenario("pan")  # type: ignore[arg-type]
+
+
+def test_a_later_batch_of_the_suite_continues_the_first():
+    both = scenario_suite("evaluation", 5, families=("pan", "tone"))
+    first = scenario_suite("evaluation", 3, families=("pan", "tone"))
+    later = scenario_suite("evaluation", 2, families=("pan", "tone"), first=3)
+    assert [s.index for s in later] == [3, 4, 3, 4]
+    assert [s.seed for s in first[:3] + later[:2] + first[3:] + later[2:]] == [s.seed for s in both]
 
 
 @pytest.mark.parametrize("family", ["handheld", "lowlight", "h264", "moving_object"])

@@ -345,7 +345,8 @@ class GuardConfig(_StageSection):
     the epoch and rolls back an adaptation that made the video worse
     (:class:`~ttblur.stages.guard.ReblurGuard`): the PSNR against the video's own sharp
     frames warped onto blurred neighbours where it has them (``reference_*``), else re-blur
-    consistency (``blur_weight``, ``shortfall_weight``, ``min_gain_db``).
+    consistency (``blur_weight``, ``shortfall_weight``, ``min_gain_db``), which keeps an
+    adaptation only with ``trust_reblur``.
 
     ``name`` is a guard registered in :data:`ttblur.registry.GUARDS`.
     """
@@ -402,6 +403,13 @@ class GuardConfig(_StageSection):
         ge=0.0,
         description="dB of PSNR against the sharp neighbours the best epoch must gain over the "
         "unadapted model, else roll back (development videos: docs/results.md)",
+    )
+    trust_reblur: bool = Field(
+        default=False,
+        description="let the re-blur score keep an adaptation on a video without usable sharp "
+        "neighbours; False: such a video keeps the unadapted model (the score is still "
+        "reported; on development videos it ranked adaptations no better than chance and kept "
+        "two that lost 2.5 and 4.1 dB: docs/results.md)",
     )
 
 

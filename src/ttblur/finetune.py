@@ -283,11 +283,14 @@ class EpochGuard:
             (default: ``GuardConfig().min_gain_db``).
         rollback: restore the unadapted weights when no epoch gains ``min_gain_db``; False
             keeps the best-scoring epoch and only flags ``guard_rejected``.
+        may_keep: False: the score chooses the best epoch but cannot keep it (no gain is
+            enough; a score not trusted on this video), so it counts as rejected.
     """
 
     score: Callable[[nn.Module], float]
     min_gain_db: float = GuardConfig.model_fields["min_gain_db"].default
     rollback: bool = True
+    may_keep: bool = True
 
 
 class _Diverged(FloatingPointError):
@@ -577,12 +580,13 @@ def _finetune(
 
 
 def _guard_choice(result: FinetuneResult, guard: EpochGuard) -> None:
-    """Keep the best-scoring epoch if it beats the unadapted model by ``min_gain_db``; else
-    flag it and, with ``rollback``, choose the unadapted weights (epoch 0)."""
+    """Keep the best-scoring epoch if it beats the unadapted model by ``min_gain_db`` (and the
+    score ``may_keep``); else flag it and, with ``rollback``, choose the unadapted weights
+    (epoch 0)."""
     baseline = result.baseline_guard_score
     best = max(result.guard_scores, default=-math.inf)
     gain = best - baseline if baseline is not None else -math.inf
-    if gain > guard.min_gain_db:
+    if guard.may_keep and gain > guard.min_gain_db:
         return
     result.guard_rejected = True
     if guard.rollback:

@@ -85,6 +85,10 @@ class AdaptReport(BaseModel):
     guard_score: str | None = None
     #: The score gain an epoch needed over the unadapted model to be kept (dB), or None.
     guard_min_gain_db: float | None = None
+    #: False when the guard's score could not keep an adaptation on this video (the re-blur
+    #: score with ``guard.trust_reblur = False``): the unadapted model was kept; None without
+    #: a guard.
+    guard_may_keep: bool | None = None
     #: The epoch the held-out pseudo pairs alone would have kept (0: the unadapted model).
     val_best_epoch: int = 0
     #: True when the guard found no epoch better than the unadapted model on the video.

@@ -549,6 +549,7 @@ class _Run:
             judged = GuardUse(
                 str(getattr(probe, "kind", "custom")),
                 float(getattr(probe, "min_gain_db", cfg.guard.min_gain_db)),
+                bool(getattr(probe, "may_keep", True)),
             )
             device = self.device
 
@@ -558,7 +559,10 @@ class _Run:
                     return float(probe(model, device))
 
             epoch_guard = EpochGuard(
-                score=score, min_gain_db=judged.min_gain_db, rollback=cfg.guard.rollback
+                score=score,
+                min_gain_db=judged.min_gain_db,
+                rollback=cfg.guard.rollback,
+                may_keep=judged.may_keep,
             )
 
         with _timed(self.seconds, "finetune"):
@@ -603,6 +607,7 @@ class _Run:
             guard_scores=outcome.guard_scores,
             guard_score=judged.kind if scored else None,
             guard_min_gain_db=judged.min_gain_db if scored else None,
+            guard_may_keep=judged.may_keep if scored else None,
             val_best_epoch=outcome.val_best_epoch,
             guard_rejected=outcome.guard_rejected,
             reverted=outcome.reverted,
@@ -662,10 +667,12 @@ class _Run:
 
 @dataclass(frozen=True)
 class GuardUse:
-    """Which score the guard used on a video (``None``: no guard) and the gain it needed."""
+    """Which score the guard used on a video (``None``: no guard), the gain it needed and
+    whether it may keep an adaptation at all."""
 
     kind: str | None
     min_gain_db: float
+    may_keep: bool = True
 
 
 #: How the report names each built-in guard score, and the setting of its threshold.
@@ -736,6 +743,16 @@ def _guard_messages(outcome: FinetuneResult, judged: GuardUse) -> list[str]:
         words, setting = _SCORE_WORDS.get(
             judged.kind or "", ("the custom guard's score", "its min_gain_db")
         )
+        if not judged.may_keep:
+            messages.append(
+                "the guard could only score this video by re-blurring (no frame reads sharp "
+                "beside blurred ones, guard.sharp_px; or the video is too noisy, "
+                "guard.reference_max_noise; or guard.reference_radius = 0), and that score "
+                f"({words}; best {change}) does not keep an adaptation on its own "
+                "(guard.trust_reblur = False: on development videos it ranked adaptations no "
+                f"better than chance): {action}"
+            )
+            return messages
         messages.append(
             f"adaptation did not improve the video by the guard's score ({words}, best "
             f"{change}, needed > {judged.min_gain_db:g} dB, {setting}): {action}"

@@ -379,6 +379,7 @@ def scenario_suite(
     num_frames: int = 24,
     size: tuple[int, int] = (256, 320),
     families: tuple[str, ...] = FAMILIES,
+    first: int = 0,
 ) -> list[ScenarioSpec]:
     """List the suite: ``videos_per_family`` specs of each family, family by family.
 
@@ -389,24 +390,32 @@ def scenario_suite(
         num_frames: ``T >= 1`` per video.
         size: ``(H, W)`` px, each ``>= 8``.
         families: a subset of :data:`FAMILIES`.
+        first: index of each family's first video (videos ``first .. first +
+            videos_per_family - 1``): a later batch of videos never seen by earlier runs.
 
     Returns:
         ``[ScenarioSpec]``; render each with :func:`make_scenario`.
 
     Raises:
-        ValueError: unknown role / family, ``videos_per_family`` out of range.
+        ValueError: unknown role / family, ``videos_per_family`` or ``first`` out of range.
     """
     if isinstance(videos_per_family, bool) or not isinstance(videos_per_family, int):
         raise ValueError(f"videos_per_family must be an int, got {videos_per_family!r}")
     if not 1 <= videos_per_family <= 1000:
         raise ValueError(f"videos_per_family must be in [1, 1000], got {videos_per_family}")
+    if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+        raise ValueError(f"first must be an int >= 0, got {first!r}")
+    if first + videos_per_family > 1000:
+        raise ValueError(
+            f"first + videos_per_family must be at most 1000, got {first + videos_per_family}"
+        )
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown scenario families {unknown}; available: {', '.join(FAMILIES)}")
     return [
         draw_scenario(f, role, i, num_frames=num_frames, size=size)
         for f in families
-        for i in range(videos_per_family)
+        for i in range(first, first + videos_per_family)
     ]
 
 

@@ -144,9 +144,14 @@ def test_sharp_neighbour_scores_replace_the_re_blur_score_where_recorded(
     # Gains in units of each threshold (a: -0.5 / 0.3; b, c: re-blur with threshold 0, raw +6 and
     # +0.5) rank the true changes (-1, +2, +0.2) exactly.
     assert first["spearman"] == pytest.approx(1.0)
+    # Without trust in the re-blur score (guard.trust_reblur = False, the default) the videos
+    # without sharp neighbours keep nothing; the ranking is unchanged.
+    untrusted = sweep.replay([a, b, c], 0.0, 0.0, reference_min_gain_db=0.3, trust_reblur=False)
+    assert untrusted["mean"] == 0.0 and untrusted["rolled_back"] == 3
+    assert untrusted["spearman"] == pytest.approx(1.0)
     saved = tmp_path / "traces.json"
     saved.write_text(json.dumps([a.__dict__, b.__dict__]))
     assert sweep.main(["--traces", str(saved), "--reference-min-gains", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "Sharp neighbours first (1 of 2 videos have them" in out
-    assert "| 0.3 | " in out
+    assert "| 0.3 | False | " in out and "| 0.3 | True | " in out

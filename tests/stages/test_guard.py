@@ -8,7 +8,7 @@ import ttblur
 from ttblur import metrics
 from ttblur.config import AdaptConfig, GuardConfig
 from ttblur.registry import GUARDS
-from ttblur.scenarios import make_scenario, scenario_suite
+from ttblur.scenarios import draw_scenario, make_scenario, scenario_suite
 from ttblur.specs import get_spec
 from ttblur.stages.guard import ReblurGuard, choose_windows, reblur_psnr
 from ttblur.stages.reblur import motion_blur
@@ -152,6 +152,23 @@ def test_without_the_guard_the_pseudo_pairs_keep_the_damaged_model(clip: torch.T
         max(kept.report.guard_scores)
     )
     assert any("kept anyway" in m for m in kept.report.messages)
+
+
+def test_a_video_without_sharp_frames_keeps_the_unadapted_model_unless_reblur_is_trusted() -> None:
+    spec = draw_scenario("pan", "development", 0, num_frames=9, size=(96, 128))
+    video = make_scenario(spec).blurry
+    model = ttblur.reference_model("tiny")
+    report = ttblur.adapt(model, video, config=_config(), progress=False).report
+    assert report.guard_score == "reblur" and report.guard_may_keep is False
+    assert report.reverted and report.guard_rejected and report.best_epoch == 0
+    assert report.baseline_guard_score is not None and len(report.guard_scores) == 2
+    assert any("guard.trust_reblur = False" in m for m in report.messages)
+    trusted = ttblur.adapt(model, video, config=_config(trust_reblur=True), progress=False)
+    assert trusted.report.guard_score == "reblur" and trusted.report.guard_may_keep is True
+    assert trusted.report.guard_scores == report.guard_scores  # the same run, judged apart
+    assert not any("trust_reblur" in m for m in trusted.report.messages)
+    gain = max(report.guard_scores) - report.baseline_guard_score
+    assert trusted.report.reverted is not (gain > trusted.report.guard_min_gain_db)
 
 
 def test_a_runaway_model_is_rolled_back_by_the_guard_too() -> None:

@@ -48,6 +48,14 @@ keep the re-blur score above, and so do noisy videos (estimated noise std above
 ``guard.reference_max_noise``): noise makes the blur estimator read blurred frames as sharp,
 and on development low-light videos such references kept adaptations that lost 0.5 dB.
 
+**The re-blur score alone keeps nothing by default.** On 46 development runs the guard could
+only score by re-blurring (the scenario suite at 192 x 256 and 288 x 384, and six more pans
+and rotation-zoom videos at each size) it ranked the true changes no better than chance and
+kept three adaptations: +0.06, -2.48 and -4.13 dB (the last with its score up 10.9 dB). So a
+video the guard can only score by re-blurring keeps the unadapted model
+(:attr:`GuardProbe.may_keep` is ``guard.trust_reblur``, False by default); its scores are
+still computed and reported.
+
 Example:
     >>> import torch
     >>> from ttblur.stages.guard import reblur_psnr
@@ -268,6 +276,9 @@ class ReblurGuard:
             reads noisy blurred frames as sharp.
         reference_min_gain_db: the sharp-neighbour score gain an epoch needs
             (:attr:`ReferenceProbe.min_gain_db`).
+        trust_reblur: whether the re-blur score may keep an adaptation
+            (:attr:`GuardProbe.may_keep`); False: on a video without usable sharp neighbours
+            the unadapted model is kept.
 
     Example:
         >>> guard = ReblurGuard(frames=4)                     # doctest: +SKIP
@@ -292,6 +303,7 @@ class ReblurGuard:
         sharp_px: float = _DEFAULTS.sharp_px,
         reference_min_gain_db: float = _DEFAULTS.reference_min_gain_db,
         reference_max_noise: float = _DEFAULTS.reference_max_noise,
+        trust_reblur: bool = _DEFAULTS.trust_reblur,
     ) -> None:
         for name, value, low in (
             ("frames", frames, 1),
@@ -330,6 +342,7 @@ class ReblurGuard:
         self.sharp_px = float(sharp_px)
         self.reference_min_gain_db = float(reference_min_gain_db)
         self.reference_max_noise = float(reference_max_noise)
+        self.trust_reblur = bool(trust_reblur)
 
     @classmethod
     def from_config(
@@ -355,6 +368,7 @@ class ReblurGuard:
             sharp_px=section.sharp_px,
             reference_min_gain_db=section.reference_min_gain_db,
             reference_max_noise=section.reference_max_noise,
+            trust_reblur=section.trust_reblur,
         )
 
     def __repr__(self) -> str:
@@ -406,6 +420,8 @@ class GuardProbe:
 
     Attributes:
         windows: the :class:`GuardWindows` scored.
+        min_gain_db: the score gain an epoch needs to be kept (``guard.min_gain_db``).
+        may_keep: whether this score may keep an adaptation at all (``guard.trust_reblur``).
         floor: the re-blur PSNR (dB) of the first model scored, the unadapted one in a
             pipeline run (None before): later models lose ``shortfall_weight`` dB of score
             per dB they fall below it.
@@ -420,8 +436,8 @@ class GuardProbe:
 
     def __init__(self, windows: GuardWindows, spec: ModelSpec, guard: ReblurGuard) -> None:
         self.windows = windows
-        #: The score gain an epoch needs to be kept (``guard.min_gain_db``).
         self.min_gain_db = guard.min_gain_db
+        self.may_keep = guard.trust_reblur
         self.spec = spec
         self.guard = guard
         self.floor: float | None = None
@@ -463,6 +479,7 @@ class ReferenceProbe:
     Attributes:
         windows: the :class:`~ttblur.stages.sharp_neighbours.ReferenceWindows` scored.
         min_gain_db: the score gain an epoch needs to be kept (``guard.reference_min_gain_db``).
+        may_keep: always True (this score may keep an adaptation).
         last: the parts of the last score: ``reference_psnr`` (dB).
         last_restored: the last scored model's restored windows ``(N, 3, s, s)`` clamped to
             ``[0, 1]`` (None before the first score, or when it returned NaN / inf).
@@ -476,6 +493,7 @@ class ReferenceProbe:
         self.spec = spec
         self.guard = guard
         self.min_gain_db = guard.reference_min_gain_db
+        self.may_keep = True
         self.last: dict[str, float] = {}
         self.last_restored: Tensor | None = None
 
