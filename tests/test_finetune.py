@@ -128,7 +128,7 @@ def _halving_pairs(count: int = 12):
     return pairs
 
 
-def _finetune_on_halving(model: nn.Module, config: FinetuneConfig):
+def _finetune_on_halving(model: nn.Module, config: FinetuneConfig, guard: EpochGuard | None = None):
     return finetune(
         model,
         _halving_pairs(),
@@ -137,6 +137,7 @@ def _finetune_on_halving(model: nn.Module, config: FinetuneConfig):
         spec=get_spec("image"),
         device=CPU,
         progress=False,
+        guard=guard,
     )
 
 
@@ -186,16 +187,7 @@ def test_a_guard_that_may_not_keep_rejects_even_a_large_gain(may_keep):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = FinetuneConfig(epochs=3, batch_size=4, lr=5e-2, val_fraction=0.25, augment=False)
     guard = EpochGuard(score=score, min_gain_db=0.1, may_keep=may_keep)
-    result = finetune(
-        model,
-        _halving_pairs(),
-        nn.functional.mse_loss,
-        config,
-        spec=get_spec("image"),
-        device=CPU,
-        progress=False,
-        guard=guard,
-    )
+    result = _finetune_on_halving(model, config, guard)
     assert result.baseline_guard_score is not None
     assert max(result.guard_scores) - result.baseline_guard_score > 1.0
     assert result.guard_rejected is not may_keep and result.reverted is not may_keep
