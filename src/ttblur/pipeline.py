@@ -749,8 +749,8 @@ def _guard_messages(outcome: FinetuneResult, judged: GuardUse) -> list[str]:
                 "beside blurred ones, guard.sharp_px; or the video is too noisy, "
                 "guard.reference_max_noise; or guard.reference_radius = 0), and that score "
                 f"({words}; best {change}) does not keep an adaptation on its own "
-                "(guard.trust_reblur = False: on development videos it ranked adaptations no "
-                f"better than chance): {action}"
+                "(guard.trust_reblur = False: on development videos it ranked adaptations "
+                f"poorly and kept some that lost up to 4 dB): {action}"
             )
             return messages
         messages.append(

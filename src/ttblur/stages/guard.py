@@ -50,7 +50,7 @@ and on development low-light videos such references kept adaptations that lost 0
 
 **The re-blur score alone keeps nothing by default.** On 46 development runs the guard could
 only score by re-blurring (the scenario suite at 192 x 256 and 288 x 384, and six more pans
-and rotation-zoom videos at each size) it ranked the true changes no better than chance and
+and rotation-zoom videos at each size) it ranked the true changes poorly (Spearman +0.25) and
 kept three adaptations: +0.06, -2.48 and -4.13 dB (the last with its score up 10.9 dB). So a
 video the guard can only score by re-blurring keeps the unadapted model
 (:attr:`GuardProbe.may_keep` is ``guard.trust_reblur``, False by default); its scores are
