@@ -188,9 +188,9 @@ def time_adapt(
     timer.finish()
     report = result.report
     model_s = timer.forward_s + timer.backward_s
+    clip_name = f"{frames}x{height}x{width}" + (f" {scenario}" if scenario else "")
     return {
-        "label": f"{frames}x{height}x{width}{f' {scenario}' if scenario else ''}, "
-        f"{model_name} ({params / 1e6:.2f} M)",
+        "label": f"{clip_name}, {model_name} ({params / 1e6:.2f} M)",
         "make_video_s": make_s,
         "seconds": dict(report.seconds),
         "wall_s": wall,
