@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/exposure_fit.py --role evaluation --families pan handheld
     python benchmarks/exposure_fit.py --role development          # all families
+    python benchmarks/exposure_fit.py --role evaluation --first-video 3   # a later batch
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--role", choices=["evaluation", "development"], default="evaluation")
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--videos", type=int, default=3, help="videos per family")
+    parser.add_argument(
+        "--first-video", type=int, default=0, help="index of each family's first video"
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, nargs=2, default=[192, 256], metavar=("H", "W"))
     parser.add_argument("--patch-size", type=int, default=128)
@@ -47,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_frames=args.frames,
         size=tuple(args.size),
         families=args.families,
+        first=args.first_video,
     )
     print("| family | photo | seed | true ratio | fit | note |")
     print("|---|---|---|---|---|---|")

@@ -4,7 +4,7 @@
   Face Hub is in offline mode (``HF_HUB_OFFLINE=1``), in every test.
 * ``hub_cache``: an empty Hub cache in a temporary ``HF_HOME``, with ``add(repo_id, folder)``
   laying files out the way ``huggingface_hub`` stores a downloaded snapshot.
-* ``panning_video``: a factory of textured videos panning at a known speed with a known
+* ``panning_video``: a factory of textured videos panning at known speeds with a known
   exposure ratio.
 * ``fake_hub``: ``HfApi.create_repo`` / ``create_branch`` / ``upload_folder`` replaced by
   recorders; each upload's folder is copied so that tests can load it back.
@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, constants
 
+from ttblur.stages.exposure import frame_motion
 from ttblur.stages.reblur import motion_blur
 
 
@@ -150,23 +152,33 @@ def _panning_video(
     sharp_frame: int = 3,
     noise: float = 0.004,
     seed: int = 0,
+    speeds: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """A smooth random texture panning ``speed`` px per frame (content moves ``-speed`` px in
-    x), every frame blurred ``ratio * speed`` px horizontally except
-    ``sharp_frame``, a still moment (what RSDM picks pseudo-sharp patches from):
-    ``(T, 3, H, W)``."""
+    x), or ``speeds[a]`` px from frame ``a`` to ``a + 1`` (``frames - 1`` of them); every frame
+    is blurred ``ratio`` times its own motion (the mean of the pairs on either side)
+    horizontally, except ``sharp_frame``, a still moment (what RSDM picks pseudo-sharp patches
+    from): ``(T, 3, H, W)``."""
+    steps = [speed] * (frames - 1) if speeds is None else list(speeds)
+    if len(steps) != frames - 1:
+        raise ValueError(f"speeds needs {frames - 1} entries, got {len(steps)}")
+    offsets = [0, *itertools.accumulate(steps)]
+    motion = frame_motion(torch.tensor(steps, dtype=torch.float32)).tolist()
     gen = torch.Generator().manual_seed(seed)
     height, width = size
-    big = torch.rand(1, 3, height // 4 + 4, (width + speed * frames) // 4 + 8, generator=gen)
+    big = torch.rand(1, 3, height // 4 + 4, (width + offsets[-1]) // 4 + 8, generator=gen)
     texture = F.interpolate(big, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
-    condition = torch.zeros(1, 3, *texture.shape[-2:])
-    condition[:, 0] = 1.0
-    condition[:, 2] = ratio * speed  # px
-    blurred = motion_blur(texture, condition)[0]
+
+    def blurred(length: float) -> torch.Tensor:
+        condition = torch.zeros(1, 3, *texture.shape[-2:])
+        condition[:, 0] = 1.0
+        condition[:, 2] = length  # px
+        return motion_blur(texture, condition)[0]
+
     video = torch.stack(
         [
-            (texture[0] if t == sharp_frame else blurred)[
-                :, 8 : 8 + height, speed * t : speed * t + width
+            (texture[0] if t == sharp_frame else blurred(ratio * motion[t]))[
+                :, 8 : 8 + height, offsets[t] : offsets[t] + width
             ]
             for t in range(frames)
         ]

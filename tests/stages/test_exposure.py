@@ -9,6 +9,7 @@ from ttblur.stages.exposure import (
     MAX_RATIO_STD,
     MAX_SHARP_SHARE,
     RATIOS,
+    STEADY_MOTION_SPREAD,
     ExposureEstimate,
     estimate_exposure,
     fit_exposure_ratio,
@@ -18,36 +19,44 @@ from ttblur.stages.exposure import (
 from ttblur.stages.flow import OpenCVFlow
 
 PATCHES = [PatchLocation(3, 16, 0, 64), PatchLocation(3, 16, 64, 64)]
+#: A pan that speeds up from 4 to 8 px per frame (frame pair by frame pair), with a still moment
+#: at frame 3: frame motions 4, 4, 4, 5, 6, 7, 8, 8 px, so the higher-motion half averages
+#: (5 + 6 + 7 + 8 + 8) / 5 = 6.8 px. Its motion varies, so a sharp frame is physically possible.
+SPEEDING_UP = (4, 4, 4, 6, 6, 8, 8)
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.8])
 def test_fitted_ratio_reads_back_a_known_exposure(panning_video, ratio: float) -> None:
-    video = panning_video(ratio)
+    video = panning_video(ratio, speeds=SPEEDING_UP)
     fitted = fit_exposure_ratio(video, PATCHES, OpenCVFlow(), noise_std=0.004)
     assert fitted is not None and abs(fitted - ratio) <= 0.1 + 1e-6
 
 
 def test_video_motion_is_the_pan_speed(panning_video) -> None:
     assert video_motion(panning_video(0.5), OpenCVFlow()) == pytest.approx(4.0, abs=0.3)
+    # The higher-motion half of the frames.
+    speeding_up = panning_video(0.5, speeds=SPEEDING_UP)
+    assert video_motion(speeding_up, OpenCVFlow()) == pytest.approx(6.8, abs=0.3)
 
 
 def test_estimate_combines_ratio_and_motion(panning_video) -> None:
-    estimate = estimate_exposure(panning_video(0.8), PATCHES, OpenCVFlow())
+    estimate = estimate_exposure(panning_video(0.8, speeds=SPEEDING_UP), PATCHES, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.8, abs=0.1 + 1e-6)
     # Reported with its uncertainty: a clean pan pins it down.
     assert estimate.ratio_std is not None and 0.0 <= estimate.ratio_std <= MAX_RATIO_STD
     assert estimate.note is None
-    assert estimate.motion_px == pytest.approx(4.0, abs=0.3)
+    assert estimate.motion_px == pytest.approx(6.8, abs=0.3)
     assert estimate.blur_px == pytest.approx(estimate.ratio * estimate.motion_px)
 
 
 def test_large_patches_are_compared_at_reduced_scale(panning_video) -> None:
-    # 256 px patches are pooled by 2: the ratio is unchanged, motion still in full-res px.
-    video = panning_video(0.5, speed=8, frames=7, size=(272, 288))
+    # 256 px patches are pooled by 2: the ratio is unchanged, motion still in full-res px
+    # (frame motions 8, 8, 8, 10, 12, 14, 16: the higher half averages 13).
+    video = panning_video(0.5, frames=7, size=(272, 288), speeds=(8, 8, 8, 12, 12, 16))
     patches = [PatchLocation(3, 8, 16, 256)]
     estimate = estimate_exposure(video, patches, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.5, abs=0.1 + 1e-6)
-    assert estimate.motion_px == pytest.approx(8.0, abs=0.4)
+    assert estimate.motion_px == pytest.approx(13.0, abs=0.5)
 
 
 def test_still_video_has_no_ratio(panning_video) -> None:
@@ -70,7 +79,7 @@ def test_ratio_grid_and_input_checks() -> None:
 
 def test_full_exposure_never_reads_above_one(panning_video) -> None:
     # Exposure = the whole frame interval: the fit is bounded at 1.0 (it read 1.1-1.4 before).
-    estimate = estimate_exposure(panning_video(1.0), PATCHES, OpenCVFlow())
+    estimate = estimate_exposure(panning_video(1.0, speeds=SPEEDING_UP), PATCHES, OpenCVFlow())
     assert estimate.ratio is not None and 0.9 - 1e-6 <= estimate.ratio <= 1.0
 
 
@@ -82,6 +91,23 @@ def test_steady_pan_without_a_sharp_frame_is_refused_with_a_reason(panning_video
     assert estimate.ratio is None and estimate.blur_px is None
     assert estimate.note is not None and "steady pan" in estimate.note
     assert estimate.motion_px == pytest.approx(4.0, abs=0.3)
+
+
+def test_steady_motion_refuses_the_fit_even_beside_a_sharp_frame(panning_video) -> None:
+    # A steady pan whose frame 3 is sharp anyway: with one exposure for every frame that
+    # cannot happen (the same motion blurs every frame alike), so the fit does not trust the
+    # "sharp" frame; on the same pan speeding up, the sharp frame is believed and read back.
+    steady = panning_video(0.8)
+    assert fit_exposure_ratio(steady, PATCHES, OpenCVFlow(), noise_std=0.004) is None
+    refused = estimate_exposure(steady, PATCHES, OpenCVFlow())
+    assert refused.ratio is None and refused.note is not None
+    assert "moves steadily" in refused.note and f"{STEADY_MOTION_SPREAD:.0%}" in refused.note
+    assert refused.motion_px == pytest.approx(4.0, abs=0.3)
+    varying = estimate_exposure(panning_video(0.8, speeds=SPEEDING_UP), PATCHES, OpenCVFlow())
+    assert varying.ratio == pytest.approx(0.8, abs=0.1 + 1e-6)
+    # A video that barely moves is not called steady: another rule says why it is refused.
+    still = estimate_exposure(panning_video(0.8, speed=0), PATCHES, OpenCVFlow())
+    assert still.ratio is None and "steadily" not in (still.note or "")
 
 
 def test_sharp_share_compares_the_patches_with_the_median_frame() -> None:
@@ -98,51 +124,27 @@ def test_patches_as_blurred_as_the_median_frame_refuse_the_fit(panning_video) ->
     # The same clean pan that reads 0.8 back: with maps saying the patches are no sharper
     # than the typical frame the fit is refused, with the reason; with a sharper patch frame
     # it stands.
-    video = panning_video(0.8)
+    video = panning_video(0.8, speeds=SPEEDING_UP)
     frames, _, height, width = video.shape
     uniform = torch.full((frames, 1, height, width), 5.0)
     refused = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=uniform)
     assert refused.ratio is None and refused.blur_px is None
     assert refused.note is not None and "no frame is sharper" in refused.note
-    assert refused.motion_px == pytest.approx(4.0, abs=0.3)
+    assert refused.motion_px == pytest.approx(6.8, abs=0.3)
     sharper = uniform.clone()
     sharper[3] = 5.0 * (MAX_SHARP_SHARE - 0.2)
     kept = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=sharper)
     assert kept.ratio == pytest.approx(0.8, abs=0.1 + 1e-6) and kept.note is None
 
 
-def _two_exposures(first: float, second: float, speed: int = 4) -> torch.Tensor:
-    """A pan of 10 frames with still moments at frames 2 and 7; frames 0-4 are exposed
-    ``first``, frames 5-9 ``second`` of the frame interval (a hand-held camera whose motion
-    within the exposure changes from moment to moment looks like this to the fit)."""
-    from ttblur.stages.reblur import motion_blur
-
-    gen = torch.Generator().manual_seed(0)
-    height, width, frames = 96, 128, 10
-    coarse = torch.rand(1, 3, height // 4 + 4, (width + speed * frames) // 4 + 8, generator=gen)
-    texture = torch.nn.functional.interpolate(
-        coarse, scale_factor=4, mode="bicubic", align_corners=False
-    ).clamp(0, 1)
-
-    def blurred(ratio: float) -> torch.Tensor:
-        condition = torch.zeros(1, 3, *texture.shape[-2:])
-        condition[:, 0], condition[:, 2] = 1.0, ratio * speed
-        return motion_blur(texture, condition)[0]
-
-    early, late = blurred(first), blurred(second)
-    video = torch.stack(
-        [
-            (texture[0] if t in (2, 7) else early if t < 5 else late)[
-                :, 8 : 8 + height, speed * t : speed * t + width
-            ]
-            for t in range(frames)
-        ]
-    )
-    return (video + 0.004 * torch.randn(video.shape, generator=gen)).clamp(0, 1)
-
-
-def test_frames_that_disagree_make_the_fit_uncertain_and_it_is_refused() -> None:
-    video = _two_exposures(0.4, 1.0)
+def test_frames_that_disagree_make_the_fit_uncertain_and_it_is_refused(panning_video) -> None:
+    # A pan of 10 frames with still moments at frames 2 and 7; frames 0-4 are exposed 0.4,
+    # frames 5-9 1.0 of the frame interval (a hand-held camera whose motion within the
+    # exposure changes from moment to moment looks like this to the fit).
+    speeds = (4, 4, 6, 6, 4, 4, 6, 6, 4)
+    early_half = panning_video(0.4, frames=10, sharp_frame=2, speeds=speeds)
+    late_half = panning_video(1.0, frames=10, sharp_frame=7, speeds=speeds)  # same texture
+    video = torch.cat([early_half[:5], late_half[5:]])
     early = [PatchLocation(2, 16, 0, 64), PatchLocation(2, 16, 64, 64)]
     late = [PatchLocation(7, 16, 0, 64), PatchLocation(7, 16, 64, 64)]
     # Each still moment alone reads its own exposure back ...
@@ -163,22 +165,26 @@ def test_a_fit_at_the_smallest_ratio_is_refused() -> None:
     spec = scenario_suite("development", 1, num_frames=8, size=(96, 128), families=["pan"])[0]
     pan = make_scenario(spec)
     assert pan.exposure_ratio == 1.0
-    estimate = estimate_exposure(pan.blurry, PATCHES, OpenCVFlow())
+    # Frame 6 dropped: the motion is no longer steady (the steadiness rule would refuse the
+    # pan first), and the patches' neighbours (frames 1-5) are the pan's own.
+    estimate = estimate_exposure(pan.blurry[[0, 1, 2, 3, 4, 5, 7]], PATCHES, OpenCVFlow())
     assert estimate.ratio is None and estimate.blur_px is None
     assert estimate.note is not None and "smallest ratio tried" in estimate.note
     assert estimate.motion_px > 3.0  # the motion is still measured
 
 
 class _WrongFlow:
-    """A flow estimator that reports the pan's 4 px per frame, vertically (it is horizontal)."""
+    """A flow estimator that reports the right lengths in the wrong direction (the true flow
+    turned by 90 degrees: a horizontal pan reads as vertical)."""
 
     def __call__(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        flow = torch.zeros(src.shape[0], 2, *src.shape[-2:])
-        flow[:, 1] = 4.0
-        return flow
+        flow = OpenCVFlow()(src, dst)
+        return torch.stack([-flow[:, 1], flow[:, 0]], dim=1)
 
 
 def test_neighbours_the_flow_did_not_register_are_left_out(panning_video) -> None:
-    estimate = estimate_exposure(panning_video(0.8), PATCHES, _WrongFlow())
+    video = panning_video(0.8, speeds=SPEEDING_UP)
+    assert estimate_exposure(video, PATCHES, OpenCVFlow()).ratio == pytest.approx(0.8, abs=0.11)
+    estimate = estimate_exposure(video, PATCHES, _WrongFlow())
     assert estimate.ratio is None
     assert estimate.note is not None and "registered" in estimate.note

@@ -27,7 +27,15 @@ are estimated once per video, without ground truth:
   patches: no sharp reference, or an exposure too short to tell).
   Given the detector's blur maps, the fit is also refused when the pseudo-sharp patches are
   about as blurred as the video's median frame (:data:`MAX_SHARP_SHARE`): then there is no
-  sharp reference at all.
+  sharp reference at all. And it is refused when the image moves steadily (the frame pairs'
+  flow lengths vary by less than :data:`STEADY_MOTION_SPREAD` of their mean): with one
+  exposure, the same motion blurs every frame alike, so a frame that reads sharper is not a
+  sharp reference (on steady development pans the fit read 0.2-0.3 for a true 1.0 from
+  such frames).
+
+  Not solved: on hand-held footage whose velocity changes within a frame interval (a shake
+  that reverses), the flow between frames understates the motion inside an exposure, and
+  the fit can read too high with a spread no larger than a right fit's (docs/results.md).
 
 See ``docs/results.md`` for how close the fit comes on each scenario family.
 
@@ -56,6 +64,7 @@ __all__ = [
     "MAX_RATIO_STD",
     "MAX_SHARP_SHARE",
     "RATIOS",
+    "STEADY_MOTION_SPREAD",
     "ExposureEstimate",
     "estimate_exposure",
     "fit_exposure_ratio",
@@ -81,6 +90,12 @@ _SHARPER = 0.95
 #: steady pan), so nothing tells the exposure from 0. Chosen on development videos (pans read
 #: 0.95-0.98, every other family 0.002-0.92; docs/results.md).
 MAX_SHARP_SHARE = 0.9
+#: The fit is refused when the consecutive frame pairs' mean flow lengths vary by less than
+#: this share of their mean (standard deviation / mean): the image moves steadily, so with one
+#: exposure every frame is blurred alike and no frame is sharper than another. Chosen on the
+#: 72 development videos of the scenario suite at 192 x 256 and at 288 x 384 (steady pans
+#: 0.022 at most, every other family 0.18 or more; docs/results.md).
+STEADY_MOTION_SPREAD = 0.05
 #: A compared patch whose squared error, at its best ratio, exceeds this many times the
 #: noise's (``2 * noise_std**2``) plus :data:`MIN_RESIDUAL_LIMIT` was not registered onto the
 #: pseudo-sharp patch by the optical flow and is left out of the fit.
@@ -341,6 +356,15 @@ def _fit(
     needed = _needed_pairs(frames, offsets, video.shape[0])
     pairs = range(video.shape[0] - 1) if all_pairs else sorted(needed)
     lengths, pair_flow = _pair_flows(video, flow, pairs, needed)
+    spread_of_motion = _motion_spread(lengths, min_motion)
+    if spread_of_motion is not None and spread_of_motion < STEADY_MOTION_SPREAD:
+        note = (
+            f"the image moves steadily ({float(lengths.mean()):.1f} px per frame, varying by "
+            f"{spread_of_motion:.1%} between frame pairs; refused under "
+            f"{STEADY_MOTION_SPREAD:.0%}): every frame is blurred alike, so no frame is sharper "
+            "than the others and the exposure ratio cannot be fitted (for example a steady pan)"
+        )
+        return ExposureEstimate(None, _motion_from_lengths(lengths), note=note)
     comparisons = _comparisons(
         video,
         patches,
@@ -392,6 +416,15 @@ def _fit(
         )
         return ExposureEstimate(None, _motion_from_lengths(lengths), ratio_std=spread, note=note)
     return ExposureEstimate(best, _motion_from_lengths(lengths), ratio_std=spread)
+
+
+def _motion_spread(lengths: Tensor, min_motion: float) -> float | None:
+    """Standard deviation over mean of the frame pairs' mean flow lengths ``(P,)``, or ``None``
+    when there are fewer than two pairs or the image barely moves (mean under ``min_motion``
+    px per frame: nothing to fit either way, the other rules say why)."""
+    if lengths.numel() < 2 or float(lengths.mean()) < min_motion:
+        return None
+    return float(lengths.std(correction=0) / lengths.mean())
 
 
 def _bootstrap_spread(
