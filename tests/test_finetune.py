@@ -182,7 +182,7 @@ def test_a_guard_that_may_not_keep_rejects_even_a_large_gain(may_keep):
     target = 0.5 * torch.eye(3).view(3, 3, 1, 1)
 
     def score(m: nn.Module) -> float:
-        return -100.0 * float((m.weight - target).abs().mean())
+        return -100.0 * float((m.weight.detach() - target).abs().mean())
 
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = FinetuneConfig(epochs=3, batch_size=4, lr=5e-2, val_fraction=0.25, augment=False)
