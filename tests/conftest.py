@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import HfApi, constants
 
-from ttblur.stages.exposure import frame_motion
 from ttblur.stages.reblur import motion_blur
 
 
@@ -152,18 +151,24 @@ def _panning_video(
     sharp_frame: int = 3,
     noise: float = 0.004,
     seed: int = 0,
-    speeds: Sequence[int] | None = None,
+    motions: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """A smooth random texture panning ``speed`` px per frame (content moves ``-speed`` px in
-    x), or ``speeds[a]`` px from frame ``a`` to ``a + 1`` (``frames - 1`` of them); every frame
-    is blurred ``ratio`` times its own motion (the mean of the pairs on either side)
-    horizontally, except ``sharp_frame``, a still moment (what RSDM picks pseudo-sharp patches
-    from): ``(T, 3, H, W)``."""
-    steps = [speed] * (frames - 1) if speeds is None else list(speeds)
-    if len(steps) != frames - 1:
-        raise ValueError(f"speeds needs {frames - 1} entries, got {len(steps)}")
-    offsets = [0, *itertools.accumulate(steps)]
-    motion = frame_motion(torch.tensor(steps, dtype=torch.float32)).tolist()
+    """A smooth random texture panning horizontally (content moves towards -x): ``(T, 3, H, W)``.
+
+    Frame ``a`` moves ``motions[a]`` px (default ``speed`` for every frame) over its own frame
+    interval, centred on it, so the image moves ``(motions[a] + motions[a + 1]) / 2`` px from
+    frame ``a`` to ``a + 1`` (an integer: the frames are integer crops), and frame ``a`` is
+    blurred ``ratio * motions[a]`` px. A frame of motion 0 is a still moment (the image paused:
+    unblurred, and the pairs beside it move half as far). Frame ``sharp_frame`` is left
+    unblurred whatever its motion: a frame that only *reads* sharp, which one exposure cannot
+    produce while the image moves (as a sharpness detector may misread a steady pan).
+    """
+    motion = [speed] * frames if motions is None else list(motions)
+    if len(motion) != frames:
+        raise ValueError(f"motions needs {frames} entries, got {len(motion)}")
+    if any((a + b) % 2 for a, b in itertools.pairwise(motion)):
+        raise ValueError(f"neighbouring motions must sum to even numbers, got {motion}")
+    offsets = [0, *itertools.accumulate((a + b) // 2 for a, b in itertools.pairwise(motion))]
     gen = torch.Generator().manual_seed(seed)
     height, width = size
     big = torch.rand(1, 3, height // 4 + 4, (width + offsets[-1]) // 4 + 8, generator=gen)
@@ -177,7 +182,7 @@ def _panning_video(
 
     video = torch.stack(
         [
-            (texture[0] if t == sharp_frame else blurred(ratio * motion[t]))[
+            (texture[0] if t == sharp_frame or motion[t] == 0 else blurred(ratio * motion[t]))[
                 :, 8 : 8 + height, offsets[t] : offsets[t] + width
             ]
             for t in range(frames)

@@ -286,10 +286,10 @@ def test_video_lengths_give_a_still_video_identity_pairs_and_a_blurred_one_its_b
 
 
 def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_video) -> None:
-    # A pan speeding up from 4 to 8 px per frame (6.8 px over its higher-motion half) with an
-    # exposure of 0.5 frame interval: 3.4 px of blur everywhere, whatever the BME maps say
-    # (30 px here).
-    video = panning_video(0.5, speeds=(4, 4, 4, 6, 6, 8, 8))
+    # A pan slowing to a stop at frame 3 and speeding up again (8.4 px per frame over its
+    # higher-motion half, tests/stages/test_exposure.py) with an exposure of 0.5 frame interval:
+    # 4.2 px of blur everywhere, whatever the BME maps say (30 px here).
+    video = panning_video(0.5, motions=(8, 6, 4, 0, 6, 8, 10, 12))
     maps = torch.full((8, 1, 96, 128), 30.0)
     maps[3] = 3.0  # the patch's frame is the sharp one (else the fit is refused: no reference)
     selection = Selection([PatchLocation(3, 16, 0, 64)], maps)
@@ -299,7 +299,7 @@ def test_exposure_magnitude_is_the_fitted_ratio_times_the_video_motion(panning_v
     out = gen(video, selection)
     z = out.maps[0, 2]
     assert out.exposure is not None and out.exposure.ratio == pytest.approx(0.5, abs=0.1)
-    assert out.exposure.motion_px == pytest.approx(6.8, abs=0.3)
+    assert out.exposure.motion_px == pytest.approx(8.4, abs=0.3)
     assert torch.allclose(z, torch.full_like(z, out.exposure.blur_px or 0.0), atol=1e-4)
     assert "magnitude='exposure'" in repr(gen)
     bme = DomainBlurConditionGenerator(magnitude="bme", magnitude_offset=10.0, motion_cap=False)

@@ -19,44 +19,60 @@ from ttblur.stages.exposure import (
 from ttblur.stages.flow import OpenCVFlow
 
 PATCHES = [PatchLocation(3, 16, 0, 64), PatchLocation(3, 16, 64, 64)]
-#: A pan that speeds up from 4 to 8 px per frame (frame pair by frame pair), with a still moment
-#: at frame 3: frame motions 4, 4, 4, 5, 6, 7, 8, 8 px, so the higher-motion half averages
-#: (5 + 6 + 7 + 8 + 8) / 5 = 6.8 px. Its motion varies, so a sharp frame is physically possible.
-SPEEDING_UP = (4, 4, 4, 6, 6, 8, 8)
+#: Frame motions (px over each frame's own interval) of a pan that slows to a stop at frame 3
+#: (a still moment, where the patches are) and speeds up again, at a steady rate on either side.
+#: The frame pairs move 7, 5, 2, 3, 7, 9, 11 px; the motion per frame read from them (the mean of
+#: the pairs on either side) is 7, 6, 3.5, 2.5, 5, 8, 10, 11 px, whose half at or above the
+#: median (6) averages (6 + 7 + 8 + 10 + 11) / 5 = 8.4 px.
+STOP_AND_GO = (8, 6, 4, 0, 6, 8, 10, 12)
+STOP_AND_GO_MOTION = 8.4
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.8])
 def test_fitted_ratio_reads_back_a_known_exposure(panning_video, ratio: float) -> None:
-    video = panning_video(ratio, speeds=SPEEDING_UP)
+    video = panning_video(ratio, motions=STOP_AND_GO)
     fitted = fit_exposure_ratio(video, PATCHES, OpenCVFlow(), noise_std=0.004)
     assert fitted is not None and abs(fitted - ratio) <= 0.1 + 1e-6
+
+
+def test_a_neighbour_beside_the_still_moment_moves_twice_the_pair_joining_them(
+    panning_video,
+) -> None:
+    # The pan stops dead for frame 3 (the patches' frame) and goes on at 8 px per frame: the
+    # pairs joining frame 3 to frames 2 and 4 move 4 px, half of what those frames moved during
+    # their own intervals. Read as the mean of the pairs around them (6 px), the fit would
+    # take frames 2 and 4 for slower than they are and read the ratio too high.
+    video = panning_video(0.5, motions=(8, 8, 8, 0, 8, 8, 8, 8))
+    estimate = estimate_exposure(video, PATCHES, OpenCVFlow())
+    assert estimate.ratio == pytest.approx(0.5) and estimate.note is None
 
 
 def test_video_motion_is_the_pan_speed(panning_video) -> None:
     assert video_motion(panning_video(0.5), OpenCVFlow()) == pytest.approx(4.0, abs=0.3)
     # The higher-motion half of the frames.
-    speeding_up = panning_video(0.5, speeds=SPEEDING_UP)
-    assert video_motion(speeding_up, OpenCVFlow()) == pytest.approx(6.8, abs=0.3)
+    speeding_up = panning_video(0.5, motions=STOP_AND_GO)
+    assert video_motion(speeding_up, OpenCVFlow()) == pytest.approx(STOP_AND_GO_MOTION, abs=0.3)
 
 
 def test_estimate_combines_ratio_and_motion(panning_video) -> None:
-    estimate = estimate_exposure(panning_video(0.8, speeds=SPEEDING_UP), PATCHES, OpenCVFlow())
+    estimate = estimate_exposure(panning_video(0.8, motions=STOP_AND_GO), PATCHES, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.8, abs=0.1 + 1e-6)
     # Reported with its uncertainty: a clean pan pins it down.
     assert estimate.ratio_std is not None and 0.0 <= estimate.ratio_std <= MAX_RATIO_STD
     assert estimate.note is None
-    assert estimate.motion_px == pytest.approx(6.8, abs=0.3)
+    assert estimate.motion_px == pytest.approx(STOP_AND_GO_MOTION, abs=0.3)
     assert estimate.blur_px == pytest.approx(estimate.ratio * estimate.motion_px)
 
 
 def test_large_patches_are_compared_at_reduced_scale(panning_video) -> None:
     # 256 px patches are pooled by 2: the ratio is unchanged, motion still in full-res px
-    # (frame motions 8, 8, 8, 10, 12, 14, 16: the higher half averages 13).
-    video = panning_video(0.5, frames=7, size=(272, 288), speeds=(8, 8, 8, 12, 12, 16))
+    # (a stop at frame 3: pairs move 11, 9, 4, 5, 11, 13 px, frames 11, 10, 6.5, 4.5, 8, 12,
+    # 13; the half at or above the median, 10, averages 46 / 4 = 11.5 px).
+    video = panning_video(0.5, frames=7, size=(272, 288), motions=(12, 10, 8, 0, 10, 12, 14))
     patches = [PatchLocation(3, 8, 16, 256)]
     estimate = estimate_exposure(video, patches, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.5, abs=0.1 + 1e-6)
-    assert estimate.motion_px == pytest.approx(13.0, abs=0.5)
+    assert estimate.motion_px == pytest.approx(11.5, abs=0.5)
 
 
 def test_still_video_has_no_ratio(panning_video) -> None:
@@ -79,7 +95,7 @@ def test_ratio_grid_and_input_checks() -> None:
 
 def test_full_exposure_never_reads_above_one(panning_video) -> None:
     # Exposure = the whole frame interval: the fit is bounded at 1.0 (it read 1.1-1.4 before).
-    estimate = estimate_exposure(panning_video(1.0, speeds=SPEEDING_UP), PATCHES, OpenCVFlow())
+    estimate = estimate_exposure(panning_video(1.0, motions=STOP_AND_GO), PATCHES, OpenCVFlow())
     assert estimate.ratio is not None and 0.9 - 1e-6 <= estimate.ratio <= 1.0
 
 
@@ -103,7 +119,7 @@ def test_steady_motion_refuses_the_fit_even_beside_a_sharp_frame(panning_video) 
     assert refused.ratio is None and refused.note is not None
     assert "moves steadily" in refused.note and f"{STEADY_MOTION_SPREAD:.0%}" in refused.note
     assert refused.motion_px == pytest.approx(4.0, abs=0.3)
-    varying = estimate_exposure(panning_video(0.8, speeds=SPEEDING_UP), PATCHES, OpenCVFlow())
+    varying = estimate_exposure(panning_video(0.8, motions=STOP_AND_GO), PATCHES, OpenCVFlow())
     assert varying.ratio == pytest.approx(0.8, abs=0.1 + 1e-6)
     # A video that barely moves is not called steady: another rule says why it is refused.
     still = estimate_exposure(panning_video(0.8, speed=0), PATCHES, OpenCVFlow())
@@ -124,13 +140,13 @@ def test_patches_as_blurred_as_the_median_frame_refuse_the_fit(panning_video) ->
     # The same clean pan that reads 0.8 back: with maps saying the patches are no sharper
     # than the typical frame the fit is refused, with the reason; with a sharper patch frame
     # it stands.
-    video = panning_video(0.8, speeds=SPEEDING_UP)
+    video = panning_video(0.8, motions=STOP_AND_GO)
     frames, _, height, width = video.shape
     uniform = torch.full((frames, 1, height, width), 5.0)
     refused = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=uniform)
     assert refused.ratio is None and refused.blur_px is None
     assert refused.note is not None and "no frame is sharper" in refused.note
-    assert refused.motion_px == pytest.approx(6.8, abs=0.3)
+    assert refused.motion_px == pytest.approx(STOP_AND_GO_MOTION, abs=0.3)
     sharper = uniform.clone()
     sharper[3] = 5.0 * (MAX_SHARP_SHARE - 0.2)
     kept = estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=sharper)
@@ -141,9 +157,9 @@ def test_frames_that_disagree_make_the_fit_uncertain_and_it_is_refused(panning_v
     # A pan of 10 frames with still moments at frames 2 and 7; frames 0-4 are exposed 0.4,
     # frames 5-9 1.0 of the frame interval (a hand-held camera whose motion within the
     # exposure changes from moment to moment looks like this to the fit).
-    speeds = (4, 4, 6, 6, 4, 4, 6, 6, 4)
-    early_half = panning_video(0.4, frames=10, sharp_frame=2, speeds=speeds)
-    late_half = panning_video(1.0, frames=10, sharp_frame=7, speeds=speeds)  # same texture
+    motions = (4, 4, 0, 6, 6, 4, 4, 0, 6, 6)
+    early_half = panning_video(0.4, frames=10, sharp_frame=2, motions=motions)
+    late_half = panning_video(1.0, frames=10, sharp_frame=7, motions=motions)  # same texture
     video = torch.cat([early_half[:5], late_half[5:]])
     early = [PatchLocation(2, 16, 0, 64), PatchLocation(2, 16, 64, 64)]
     late = [PatchLocation(7, 16, 0, 64), PatchLocation(7, 16, 64, 64)]
@@ -183,7 +199,7 @@ class _WrongFlow:
 
 
 def test_neighbours_the_flow_did_not_register_are_left_out(panning_video) -> None:
-    video = panning_video(0.8, speeds=SPEEDING_UP)
+    video = panning_video(0.8, motions=STOP_AND_GO)
     assert estimate_exposure(video, PATCHES, OpenCVFlow()).ratio == pytest.approx(0.8, abs=0.11)
     estimate = estimate_exposure(video, PATCHES, _WrongFlow())
     assert estimate.ratio is None

@@ -11,11 +11,20 @@ are estimated once per video, without ground truth:
   where pseudo-sharp patches come from, would understate the shot's motion);
 * **exposure ratio** ``rho`` (:func:`fit_exposure_ratio`), by analysis by synthesis: for a
   pseudo-sharp patch of frame ``t`` and a neighbour frame ``s`` (``t +- 1``, ``t +- 2``) whose
-  content moves ``m_s`` px per frame along ``u_s`` (the flows of the frame pairs around ``s``
-  over the patch box), frame ``s`` warped back onto ``t`` by the flow ``t -> s`` should look
-  like the patch blurred ``rho * m_s`` px along ``u_s``, with the video's noise. ``rho`` is
-  the candidate of :data:`RATIOS` (0.1 to 1.0: an exposure cannot outlast the frame interval)
-  with the least squared error summed over patches and neighbours. A neighbour is compared
+  content moves ``m_s`` px per frame along ``u_s`` (``u_s``: the mean flow of the frame pairs
+  around ``s`` over the patch box), frame ``s`` warped back onto ``t`` by the flow ``t -> s``
+  should look like the patch blurred ``rho * m_s`` px along ``u_s``, with the video's noise.
+  Each frame's motion is taken to span its own frame interval, centred on the frame, so the
+  pair ``a -> a + 1`` moves half of frame ``a``'s motion plus half of frame ``a + 1``'s (exact
+  for a constant or linearly changing velocity, and for a velocity that changes from frame to
+  frame, as a hand-held shake does). For ``s = t +- 1``, the patches' frame being a still
+  moment (that is why its patches read sharp), ``m_s`` is twice the length of the mean flow of
+  the pair joining ``t`` and ``s``; for ``s = t +- 2`` it is the mean flow length of the two
+  pairs around ``s``. (The mean of the two pairs around a neighbour beside a still frame halves
+  part of its motion: on hand-held development videos the fit read up to twice the true ratio,
+  docs/results.md.) ``rho`` is the candidate of :data:`RATIOS` (0.1 to 1.0: an exposure
+  cannot outlast the frame interval) with the least squared error summed over patches and
+  neighbours. A neighbour is compared
   only if it moves at least ``min_motion`` px per frame *and*, warped back, holds clearly less
   fine detail than the patch (otherwise the "sharp" patch carries as much blur as the
   neighbour, as on a steady pan, and ``rho`` cannot be told from 0). A compared patch whose
@@ -33,9 +42,8 @@ are estimated once per video, without ground truth:
   sharp reference (on steady development pans the fit read 0.2-0.3 for a true 1.0 from
   such frames).
 
-  Not solved: on hand-held footage whose velocity changes within a frame interval (a shake
-  that reverses), the flow between frames understates the motion inside an exposure, and
-  the fit can read too high with a spread no larger than a right fit's (docs/results.md).
+  Not solved: two frames away from the still moment, a hand-held shake that reverses from
+  frame to frame still hides part of a neighbour's motion from the flow between frames.
 
 See ``docs/results.md`` for how close the fit comes on each scenario family.
 
@@ -280,7 +288,13 @@ def _comparisons(
             around = [pair_flow[a] for a in (s - 1, s) if a in pair_flow]
             # The neighbour's own motion per frame at each patch: speed and mean direction.
             crops = torch.stack([torch.stack([p.crop(g) for g in around]) for p in chosen])
-            speed = torch.hypot(crops[:, :, 0], crops[:, :, 1]).mean(dim=(1, 2, 3))
+            if abs(s - t) == 1:
+                # Beside the patches' frame, a still moment: the pair joining the two moved
+                # half of the neighbour's own motion (see the module doc).
+                joining = torch.stack([p.crop(pair_flow[min(s, t)]) for p in chosen])
+                speed = 2 * torch.linalg.vector_norm(joining.mean(dim=(2, 3)), dim=1)
+            else:
+                speed = torch.hypot(crops[:, :, 0], crops[:, :, 1]).mean(dim=(1, 2, 3))
             moving = [i for i in range(len(chosen)) if float(speed[i]) >= min_motion]
             if not moving:
                 continue
