@@ -50,8 +50,8 @@ def test_a_neighbour_beside_the_still_moment_moves_twice_the_pair_joining_them(
 def test_video_motion_is_the_pan_speed(panning_video) -> None:
     assert video_motion(panning_video(0.5), OpenCVFlow()) == pytest.approx(4.0, abs=0.3)
     # The higher-motion half of the frames.
-    speeding_up = panning_video(0.5, motions=STOP_AND_GO)
-    assert video_motion(speeding_up, OpenCVFlow()) == pytest.approx(STOP_AND_GO_MOTION, abs=0.3)
+    stop_and_go = panning_video(0.5, motions=STOP_AND_GO)
+    assert video_motion(stop_and_go, OpenCVFlow()) == pytest.approx(STOP_AND_GO_MOTION, abs=0.3)
 
 
 def test_estimate_combines_ratio_and_motion(panning_video) -> None:

@@ -24,12 +24,11 @@ are estimated once per video, without ground truth:
   part of its motion: on hand-held development videos the fit read up to twice the true ratio,
   docs/results.md.) ``rho`` is the candidate of :data:`RATIOS` (0.1 to 1.0: an exposure
   cannot outlast the frame interval) with the least squared error summed over patches and
-  neighbours. A neighbour is compared
-  only if it moves at least ``min_motion`` px per frame *and*, warped back, holds clearly less
-  fine detail than the patch (otherwise the "sharp" patch carries as much blur as the
-  neighbour, as on a steady pan, and ``rho`` cannot be told from 0). A compared patch whose
-  error stays far above the noise's at every ratio was not registered by the flow and is left
-  out (:data:`MAX_RESIDUAL_NOISE`). The uncertainty is the standard deviation of the fitted
+  neighbours. A neighbour is compared only if it moves at least ``min_motion`` px per frame
+  *and*, warped back, holds clearly less fine detail than the patch (otherwise the "sharp"
+  patch carries as much blur as the neighbour, as on a steady pan, and ``rho`` cannot be told
+  from 0). A compared patch whose error stays far above the noise's at every ratio was not
+  registered by the flow and is left out (:data:`MAX_RESIDUAL_NOISE`). The uncertainty is the standard deviation of the fitted
   ratio over bootstrap resamplings, of the compared patches and of their frames (the larger):
   a fit whose spread exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says
   why), and so is a fit at the smallest ratio tried (the neighbours are no blurrier than the
