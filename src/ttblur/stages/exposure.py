@@ -28,8 +28,9 @@ are estimated once per video, without ground truth:
   *and*, warped back, holds clearly less fine detail than the patch (otherwise the "sharp"
   patch carries as much blur as the neighbour, as on a steady pan, and ``rho`` cannot be told
   from 0). A compared patch whose error stays far above the noise's at every ratio was not
-  registered by the flow and is left out (:data:`MAX_RESIDUAL_NOISE`). The uncertainty is the standard deviation of the fitted
-  ratio over bootstrap resamplings, of the compared patches and of their frames (the larger):
+  registered by the flow and is left out (:data:`MAX_RESIDUAL_NOISE`). The uncertainty is the
+  standard deviation of the fitted ratio over bootstrap resamplings, of the compared patches
+  and of their frames (the larger):
   a fit whose spread exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says
   why), and so is a fit at the smallest ratio tried (the neighbours are no blurrier than the
   patches: no sharp reference, or an exposure too short to tell).
