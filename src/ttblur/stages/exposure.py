@@ -285,13 +285,15 @@ def _comparisons(
         chosen = [p for p in patches if p.frame == t][:per_frame]
         source = video[t].float().cpu()
         for s in _neighbours(t, offsets, video.shape[0]):
-            around = [pair_flow[a] for a in (s - 1, s) if a in pair_flow]
+            sides = [a for a in (s - 1, s) if a in pair_flow]
             # The neighbour's own motion per frame at each patch: speed and mean direction.
-            crops = torch.stack([torch.stack([p.crop(g) for g in around]) for p in chosen])
+            crops = torch.stack(
+                [torch.stack([p.crop(pair_flow[a]) for a in sides]) for p in chosen]
+            )
             if abs(s - t) == 1:
                 # Beside the patches' frame, a still moment: the pair joining the two moved
                 # half of the neighbour's own motion (see the module doc).
-                joining = torch.stack([p.crop(pair_flow[min(s, t)]) for p in chosen])
+                joining = crops[:, sides.index(min(s, t))]
                 speed = 2 * torch.linalg.vector_norm(joining.mean(dim=(2, 3)), dim=1)
             else:
                 speed = torch.hypot(crops[:, :, 0], crops[:, :, 1]).mean(dim=(1, 2, 3))
