@@ -406,6 +406,14 @@ class GuardConfig(_StageSection):
         "deblurs, adaptations that lost up to 1.73 dB gained up to 1.76 dB on this score; "
         "docs/results.md)",
     )
+    reference_shift_px: int = Field(
+        default=0,
+        ge=0,
+        description="px each 16 px block of a restoration may shift (whole pixels) to meet its "
+        "warped sharp neighbour (the warp's misalignment scores blurred outputs up); 0: in "
+        "place. On development videos 2 px removed the false gains on a network that deblurs "
+        "but also most true gains on tiny (docs/results.md)",
+    )
     trust_reblur: bool = Field(
         default=False,
         description="let the re-blur score keep an adaptation on a video without usable sharp "

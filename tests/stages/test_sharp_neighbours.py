@@ -94,6 +94,25 @@ def test_reference_psnr_is_weighted_and_checks_its_inputs() -> None:
         reference_psnr(out, ref, weight[:, :, :4])
 
 
+def test_a_shifted_comparison_stops_rewarding_blur_against_a_misaligned_reference() -> None:
+    gen = torch.Generator().manual_seed(0)
+    texture = torch.rand(1, 3, 32, 32, generator=gen)
+    sharp = F.interpolate(texture, size=(64, 64), mode="bicubic", align_corners=False)
+    sharp = sharp.clamp(0, 1).expand(2, 3, 64, 64).contiguous()
+    blurred = F.avg_pool2d(F.pad(sharp, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    misaligned = torch.roll(sharp, shifts=(1, -1), dims=(2, 3))  # the warp is 1 px off
+    weight = torch.zeros(2, 1, 64, 64)
+    weight[..., 8:-8, 8:-8] = 1.0
+    in_place = [reference_psnr(x, misaligned, weight) for x in (sharp, blurred)]
+    assert in_place[1] > in_place[0] + 1.5  # in place, blur wins against the misaligned frame
+    shifted = [reference_psnr(x, misaligned, weight, shift_px=2) for x in (sharp, blurred)]
+    assert shifted[0] == 100.0 and shifted[1] < 60.0  # the sharp output matches it exactly
+    assert shifted[1] > in_place[1] - 1e-9  # a shift never fits worse than none
+    assert reference_psnr(blurred, misaligned, weight, shift_px=0) == in_place[1]
+    with pytest.raises(ValueError, match="shift_px"):
+        reference_psnr(sharp, misaligned, weight, shift_px=-1)
+
+
 def test_blurred_frames_are_paired_with_their_sharp_neighbours() -> None:
     video, sharp, selection = _video(blurred={1, 3, 4})
     spec = get_spec("reference")  # 2 past + 2 future frames, multiple of 8
@@ -136,7 +155,9 @@ class _Fixed(torch.nn.Module):
 def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> None:
     video, sharp, selection = _video(blurred={1, 3, 4})
     spec = get_spec("image")
-    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, bme=None)
+    guard = ReblurGuard(
+        flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, reference_shift_px=2
+    )
     probe = guard.prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe) and probe.kind == "reference"
     assert probe.min_gain_db == guard.reference_min_gain_db
@@ -151,9 +172,15 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
     cpu = torch.device("cpu")
     copy = probe(_Fixed(w.clips[:, w.centre].clone()), cpu)  # returns its blurred input
     restored = probe(_Fixed(truth), cpu)
-    noisy = probe(_Fixed((w.clips[:, w.centre] + 0.1).clamp(0, 1)), cpu)
+    noisy_out = (w.clips[:, w.centre] + 0.1).clamp(0, 1)
+    noisy = probe(_Fixed(noisy_out), cpu)
     assert restored > copy + 10.0 and noisy < copy
     assert probe.last["reference_psnr"] == noisy
+    shift = guard.reference_shift_px  # the guard's shift reaches the comparison
+    assert shift == 2 and noisy == reference_psnr(noisy_out, w.reference, w.weight, shift_px=2)
+    in_place = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8)  # shift 0 by default
+    unshifted = in_place.prepare(video, selection, spec)
+    assert unshifted(_Fixed(noisy_out), cpu) == reference_psnr(noisy_out, w.reference, w.weight)
     assert probe(_Fixed(torch.full_like(truth, math.nan)), cpu) == -math.inf
 
     # Without sharp frames (or with the reference off) the re-blur score is used.
@@ -167,6 +194,8 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
         ReblurGuard(reference_min_gain_db=-1.0)
     with pytest.raises(ValueError, match="sharp_px"):
         ReblurGuard(sharp_px=0.0)
+    with pytest.raises(ValueError, match="reference_shift_px"):
+        ReblurGuard(reference_shift_px=-1)
 
 
 def test_references_check_the_video_and_its_maps_first() -> None:

@@ -41,7 +41,11 @@ fell 4-5.6 dB on them; the BME read 4-6 px more blur left in those outputs.
 blurred ones (``guard.reference_radius`` frames away at most), the guard scores against those
 instead (:mod:`ttblur.stages.sharp_neighbours`): the PSNR of the restored blurred frames
 against their sharp neighbour warped onto them, with its own threshold
-(``guard.reference_min_gain_db``). It needs no blur estimate and cannot be fooled by artefacts
+(``guard.reference_min_gain_db``). With ``guard.reference_shift_px`` (0, off, by default), each 16 px
+block of a restoration is compared at the whole-pixel shift that fits the warped frame best:
+the warp is misaligned by the flow's error, and against a misaligned frame a blurred
+restoration scores better than a sharp one (measured on development videos, not adopted:
+docs/results.md). It needs no blur estimate and cannot be fooled by artefacts
 that look sharp; on the development videos it ranked the true changes far better than the
 re-blur score (docs/results.md). Videos without such frames (a steady pan, blur throughout)
 keep the re-blur score above, and so do noisy videos (estimated noise std above
@@ -276,6 +280,8 @@ class ReblurGuard:
             reads noisy blurred frames as sharp.
         reference_min_gain_db: the sharp-neighbour score gain an epoch needs
             (:attr:`ReferenceProbe.min_gain_db`).
+        reference_shift_px: px each block of a restoration may shift to meet its warped
+            reference (:func:`~ttblur.stages.sharp_neighbours.reference_psnr`); 0: in place.
         trust_reblur: whether the re-blur score may keep an adaptation
             (:attr:`GuardProbe.may_keep`); False: on a video without usable sharp neighbours
             the unadapted model is kept.
@@ -303,6 +309,7 @@ class ReblurGuard:
         sharp_px: float = _DEFAULTS.sharp_px,
         reference_min_gain_db: float = _DEFAULTS.reference_min_gain_db,
         reference_max_noise: float = _DEFAULTS.reference_max_noise,
+        reference_shift_px: int = _DEFAULTS.reference_shift_px,
         trust_reblur: bool = _DEFAULTS.trust_reblur,
     ) -> None:
         for name, value, low in (
@@ -310,8 +317,9 @@ class ReblurGuard:
             ("box", box, 8),
             ("margin", margin, 0),
             ("reference_radius", reference_radius, 0),
+            ("reference_shift_px", reference_shift_px, 0),
         ):
-            if not isinstance(value, int) or value < low:
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if flow is None:
             from ttblur.stages.flow import OpenCVFlow
@@ -342,6 +350,7 @@ class ReblurGuard:
         self.sharp_px = float(sharp_px)
         self.reference_min_gain_db = float(reference_min_gain_db)
         self.reference_max_noise = float(reference_max_noise)
+        self.reference_shift_px = reference_shift_px
         self.trust_reblur = bool(trust_reblur)
 
     @classmethod
@@ -368,6 +377,7 @@ class ReblurGuard:
             sharp_px=section.sharp_px,
             reference_min_gain_db=section.reference_min_gain_db,
             reference_max_noise=section.reference_max_noise,
+            reference_shift_px=section.reference_shift_px,
             trust_reblur=section.trust_reblur,
         )
 
@@ -507,6 +517,8 @@ class ReferenceProbe:
             self.last_restored = None
             return -math.inf
         self.last_restored = restored.clamp(0.0, 1.0)
-        score = reference_psnr(self.last_restored, w.reference, w.weight)
+        score = reference_psnr(
+            self.last_restored, w.reference, w.weight, shift_px=self.guard.reference_shift_px
+        )
         self.last = {"reference_psnr": score}
         return score

@@ -16,6 +16,11 @@ forward and backward flows disagree by more than ``tolerance`` px (occlusions, f
 or whose sample falls outside the frame get weight 0. The most textured box of ``t`` under that
 weight is scored. The frames with the largest blur gap to their reference are kept.
 
+A warped reference is misaligned by the flow's error, and against a misaligned reference a
+blurred restoration scores better than a sharp one; so each 16 px block of a restoration may be
+compared at the whole-pixel shift (up to ``shift_px``) that fits it best
+(:func:`reference_psnr`; the guard's ``guard.reference_shift_px``).
+
 Measured on the development scenarios with the ``tiny`` network (docs/results.md, "A score
 against the video's own sharp frames"): over 24 videos, the PSNR against these references
 ranks the true change of the kept epoch with Spearman +0.64 where the re-blur score reaches
@@ -46,6 +51,7 @@ from ttblur.stages.flow import warp_back
 from ttblur.types import FlowEstimator, Selection, validate_selection
 
 __all__ = [
+    "SHIFT_BLOCK",
     "ReferenceWindows",
     "choose_references",
     "consistent_flow",
@@ -116,13 +122,21 @@ def consistent_flow(forward: Tensor, backward: Tensor, tolerance: float) -> Tens
     return agree.float() * inside
 
 
-def reference_psnr(output: Tensor, reference: Tensor, weight: Tensor) -> float:
+def reference_psnr(
+    output: Tensor, reference: Tensor, weight: Tensor, *, shift_px: int = 0
+) -> float:
     """Weighted PSNR (dB) of ``output`` against ``reference`` over all windows.
+
+    A warped reference is misaligned with the frame it was warped onto by the flow's error, and
+    against a misaligned reference a blurred output scores better than a sharp one. With
+    ``shift_px``, each ``SHIFT_BLOCK`` x ``SHIFT_BLOCK`` block of ``output`` is compared at
+    the whole-pixel shift within ``shift_px`` px (each axis) that fits its reference best.
 
     Args:
         output: ``(N, 3, h, w)`` restored boxes in ``[0, 1]`` (values outside are clamped).
         reference: ``(N, 3, h, w)`` the warped sharp neighbours.
         weight: ``(N, 1, h, w)`` per-pixel weight (0 where the warp is not trusted).
+        shift_px: largest shift of a block, px; 0 compares in place.
 
     Returns:
         ``10 log10(1 / weighted MSE)``; 100 dB for an exact match; NaN if every weight is 0.
@@ -137,12 +151,39 @@ def reference_psnr(output: Tensor, reference: Tensor, weight: Tensor) -> float:
             f"weight must be (N, 1, h, w) = {(output.shape[0], 1, *output.shape[-2:])}, "
             f"got {tuple(weight.shape)}"
         )
-    total = float(weight.sum()) * output.shape[1]
+    if not isinstance(shift_px, int) or isinstance(shift_px, bool) or shift_px < 0:
+        raise ValueError(f"shift_px must be an integer >= 0, got {shift_px!r}")
+    total = float(weight.sum())
     if total <= 0:
         return math.nan
-    error = (output.float().clamp(0.0, 1.0) - reference.float()).square() * weight.float()
-    mse = float(error.sum()) / total
+    out, ref, w = output.float().clamp(0.0, 1.0), reference.float(), weight.float()
+    if shift_px == 0:
+        error = float(((out - ref).square().mean(dim=1, keepdim=True) * w).sum())
+    else:
+        error = float(_best_shift_error(out, ref, w, shift_px).sum())
+    mse = error / total
     return PERFECT_DB if mse <= 10 ** (-PERFECT_DB / 10) else -10.0 * math.log10(mse)
+
+
+#: Side of the blocks that :func:`reference_psnr` shifts one by one, px.
+SHIFT_BLOCK = 16
+
+
+def _best_shift_error(out: Tensor, ref: Tensor, weight: Tensor, reach: int) -> Tensor:
+    """``(N, 1, H/B, W/B)``: per block, the least weighted squared error (channel mean) of
+    ``out`` shifted by up to ``reach`` px against ``ref`` (edges replicated)."""
+    height, width = out.shape[-2:]
+    padded = F.pad(out, (reach, reach, reach, reach), mode="replicate")
+    pad = (0, -width % SHIFT_BLOCK, 0, -height % SHIFT_BLOCK)
+    best: Tensor | None = None
+    for dy in range(2 * reach + 1):
+        for dx in range(2 * reach + 1):
+            moved = padded[..., dy : dy + height, dx : dx + width]
+            error = (moved - ref).square().mean(dim=1, keepdim=True) * weight
+            blocks = F.avg_pool2d(F.pad(error, pad), SHIFT_BLOCK) * SHIFT_BLOCK**2
+            best = blocks if best is None else torch.minimum(best, blocks)
+    assert best is not None
+    return best
 
 
 @dataclass
