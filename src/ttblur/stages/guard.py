@@ -41,11 +41,11 @@ fell 4-5.6 dB on them; the BME read 4-6 px more blur left in those outputs.
 blurred ones (``guard.reference_radius`` frames away at most), the guard scores against those
 instead (:mod:`ttblur.stages.sharp_neighbours`): the PSNR of the restored blurred frames
 against their sharp neighbour warped onto them, with its own threshold
-(``guard.reference_min_gain_db``). With ``guard.reference_shift_px`` (0, off, by default), each 16 px
-block of a restoration is compared at the whole-pixel shift that fits the warped frame best:
-the warp is misaligned by the flow's error, and against a misaligned frame a blurred
-restoration scores better than a sharp one (measured on development videos, not adopted:
-docs/results.md). It needs no blur estimate and cannot be fooled by artefacts
+(``guard.reference_min_gain_db``). With ``guard.reference_shift_px`` (0, off, by
+default), each 16 px block of a restoration is compared at the whole-pixel shift that fits the
+warped frame best: the warp is misaligned by the flow's error, and against a misaligned frame
+a blurred restoration scores better than a sharp one (measured on development videos, not
+adopted: docs/results.md). It needs no blur estimate and cannot be fooled by artefacts
 that look sharp; on the development videos it ranked the true changes far better than the
 re-blur score (docs/results.md). Videos without such frames (a steady pan, blur throughout)
 keep the re-blur score above, and so do noisy videos (estimated noise std above
