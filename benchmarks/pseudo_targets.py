@@ -21,23 +21,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from statistics import fmean
 
 import torch
+from suite_cli import add_suite_arguments, finish, suite_kwargs
 
 import ttblur
 from ttblur import metrics
 from ttblur.config import AdaptConfig
 from ttblur.nets.reference import ReferenceNet
 from ttblur.pipeline import AdaptPipeline
-from ttblur.scenarios import FAMILIES, ScenarioSpec, make_scenario, scenario_suite
+from ttblur.scenarios import ScenarioSpec, make_scenario, scenario_suite
 
 
 @dataclass(frozen=True)
@@ -144,35 +142,16 @@ def format_table(rows: Sequence[VideoRow]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["tiny"], help="names or folders")
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--role", choices=["evaluation", "development"], default="development")
-    parser.add_argument("--videos", type=int, default=3, help="videos per family")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, nargs=2, default=[192, 256], metavar=("H", "W"))
+    add_suite_arguments(parser, role="development")
     parser.add_argument("--patch-size", type=int, default=128, help="rsdm.patch_size")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    rows = run(
-        args.models,
-        args.families,
-        role=args.role,
-        videos=args.videos,
-        frames=args.frames,
-        size=(args.size[0], args.size[1]),
-        patch_size=args.patch_size,
-    )
+    rows = run(args.models, args.families, patch_size=args.patch_size, **suite_kwargs(args))
     if not rows:
         print("no video had a selected patch", file=sys.stderr)
         return 1
-    print(format_table(rows))
-    command = shlex.join(["python", "benchmarks/pseudo_targets.py", *(argv or sys.argv[1:])])
-    print(f"\n{time.perf_counter() - started:.0f} s; command: {command}")
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n", "utf-8")
+    finish(format_table(rows), rows, __file__, argv, started, args.json)
     return 0
 
 

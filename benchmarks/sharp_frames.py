@@ -18,21 +18,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from suite_cli import add_suite_arguments, finish, suite_kwargs
 
 import ttblur
 from ttblur import metrics
 from ttblur.nets.reference import ReferenceNet
-from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
+from ttblur.scenarios import make_scenario, scenario_suite
 from ttblur.training.reference_eval import blur_groups
 
 #: The frame groups reported, in table order.
@@ -148,30 +146,12 @@ def format_table(rows: Sequence[FamilyRow]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["tiny"], help="names or folders")
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--role", choices=["evaluation", "development"], default="evaluation")
-    parser.add_argument("--videos", type=int, default=3, help="videos per family")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, nargs=2, default=[192, 256], metavar=("H", "W"))
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    add_suite_arguments(parser, role="evaluation")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    rows = run(
-        args.models,
-        args.families,
-        role=args.role,
-        videos=args.videos,
-        frames=args.frames,
-        size=(args.size[0], args.size[1]),
-    )
-    print(format_table(rows))
-    command = shlex.join(["python", "benchmarks/sharp_frames.py", *(argv or sys.argv[1:])])
-    print(f"\n{time.perf_counter() - started:.0f} s; command: {command}")
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n", "utf-8")
+    rows = run(args.models, args.families, **suite_kwargs(args))
+    finish(format_table(rows), rows, __file__, argv, started, args.json)
     return 0
 
 

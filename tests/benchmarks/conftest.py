@@ -14,6 +14,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name: str) -> ModuleType:
+    if str(BENCHMARKS) not in sys.path:  # as when run as a script: its helpers import by name
+        sys.path.insert(0, str(BENCHMARKS))
     module_name = f"ttblur_benchmark_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]

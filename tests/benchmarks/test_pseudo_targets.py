@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 
@@ -31,3 +33,18 @@ def test_run_scores_the_selected_patches_against_the_truth(load_benchmark):
     assert pan.patch_blur == pytest.approx(pan.video_blur, rel=0.05)
     assert handheld.target_psnr > pan.target_psnr + 5
     assert all(r.patches > 0 and 10 < r.model_psnr < 60 for r in rows)
+
+
+def test_main_prints_the_table_and_the_command_and_writes_the_rows(
+    load_benchmark, tmp_path, capsys
+):
+    bench = load_benchmark("pseudo_targets")
+    out = tmp_path / "rows.json"
+    argv = ["--families", "pan", "--videos", "1", "--frames", "6", "--size", "64", "80"]
+    argv += ["--patch-size", "32", "--json", str(out)]
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny | pan | 1 |" in printed
+    assert "command: python benchmarks/pseudo_targets.py --families pan" in printed
+    rows = json.loads(out.read_text("utf-8"))
+    assert [r["family"] for r in rows] == ["pan"] and rows[0]["patches"] > 0

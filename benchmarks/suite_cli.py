@@ -1,0 +1,55 @@
+"""Command-line parts shared by the benchmarks that run models over the scenario suite
+(``sharp_frames.py``, ``pseudo_targets.py``): the suite's arguments and the closing lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ttblur.scenarios import FAMILIES
+
+
+def add_suite_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:
+    """``--models --families --role --videos --frames --size --threads --json`` (``role``:
+    the default of ``--role``)."""
+    parser.add_argument("--models", nargs="+", default=["tiny"], help="names or folders")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--role", choices=["evaluation", "development"], default=role)
+    parser.add_argument("--videos", type=int, default=3, help="videos per family")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, nargs=2, default=[192, 256], metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+
+
+def suite_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The suite's ``role``, ``videos``, ``frames`` and ``size`` from parsed arguments."""
+    return dict(
+        role=args.role, videos=args.videos, frames=args.frames, size=(args.size[0], args.size[1])
+    )
+
+
+def finish(
+    table: str,
+    rows: Sequence[Any],
+    script: str,
+    argv: Sequence[str] | None,
+    started: float,
+    json_path: Path | None,
+) -> None:
+    """Print the table, the seconds since ``started`` and the command that reproduces it
+    (``script``: the benchmark's ``__file__``); write ``rows`` (dataclasses) to
+    ``json_path`` when given."""
+    print(table)
+    name = f"benchmarks/{Path(script).name}"
+    command = shlex.join(["python", name, *(argv or sys.argv[1:])])
+    print(f"\n{time.perf_counter() - started:.0f} s; command: {command}")
+    if json_path:
+        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=1) + "\n", "utf-8")
