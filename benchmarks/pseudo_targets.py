@@ -59,30 +59,42 @@ class VideoRow:
 
 
 def measure(
-    model: ReferenceNet, name: str, spec: ScenarioSpec, pipe: AdaptPipeline
-) -> VideoRow | None:
-    """The patches ``pipe``'s detector selects on ``spec``'s video, scored; None without any."""
+    models: dict[str, ReferenceNet], spec: ScenarioSpec, pipe: AdaptPipeline
+) -> list[VideoRow]:
+    """One row per model: the patches ``pipe``'s detector selects on ``spec``'s video (once),
+    scored; no row without a patch."""
     video = make_scenario(spec)
     selection = pipe.detector.select(video.blurry, progress=False)
-    if not selection.patches:
-        return None
-    restored = ttblur.deblur(model, video.blurry, spec=model.spec, progress=False).clamp(0, 1)
-    target, output, blur = [], [], []
-    for p in selection.patches:
-        truth = p.crop(video.sharp[p.frame])[None]
-        target.append(float(metrics.psnr(p.crop(video.blurry[p.frame])[None], truth)))
-        output.append(float(metrics.psnr(p.crop(restored[p.frame])[None], truth)))
-        blur.append(float(p.crop(video.magnitude[p.frame]).mean()))
-    return VideoRow(
-        model=name,
-        family=spec.family,
-        name=f"{spec.photo}/{spec.seed}",
-        patches=len(selection.patches),
-        patch_blur=fmean(blur),
-        video_blur=float(video.magnitude.mean()),
-        target_psnr=fmean(target),
-        model_psnr=fmean(output),
-    )
+    patches = selection.patches
+    if not patches:
+        return []
+    truths = [p.crop(video.sharp[p.frame])[None] for p in patches]
+    target = [
+        float(metrics.psnr(p.crop(video.blurry[p.frame])[None], truth))
+        for p, truth in zip(patches, truths, strict=True)
+    ]
+    blur = [float(p.crop(video.magnitude[p.frame]).mean()) for p in patches]
+    rows = []
+    for name, model in models.items():
+        restored = ttblur.deblur(model, video.blurry, spec=model.spec, progress=False)
+        restored = restored.clamp(0, 1)
+        output = [
+            float(metrics.psnr(p.crop(restored[p.frame])[None], truth))
+            for p, truth in zip(patches, truths, strict=True)
+        ]
+        rows.append(
+            VideoRow(
+                model=name,
+                family=spec.family,
+                name=f"{spec.photo}/{spec.seed}",
+                patches=len(patches),
+                patch_blur=fmean(blur),
+                video_blur=float(video.magnitude.mean()),
+                target_psnr=fmean(target),
+                model_psnr=fmean(output),
+            )
+        )
+    return rows
 
 
 def run(
@@ -95,25 +107,25 @@ def run(
     size: tuple[int, int],
     patch_size: int,
 ) -> list[VideoRow]:
-    """Every model on every video of ``families`` (videos without a selected patch skipped)."""
+    """Every model on every video of ``families`` (videos without a selected patch skipped),
+    model by model."""
     cfg = AdaptConfig()
     cfg.rsdm.patch_size = patch_size
     pipe = AdaptPipeline.from_config(cfg)
     specs = scenario_suite(role, videos, num_frames=frames, size=size, families=tuple(families))
+    loaded = {name: ttblur.reference_model(name) for name in models}
     rows = []
-    for name in models:
-        model = ttblur.reference_model(name)
-        for spec in specs:
-            row = measure(model, name, spec, pipe)
-            if row is not None:
-                rows.append(row)
-                print(
-                    f"{name} {row.family} {row.name}: target {row.target_psnr:.2f}, "
-                    f"model {row.model_psnr:.2f}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    return rows
+    for spec in specs:  # each video rendered and searched once, for every model
+        for row in measure(loaded, spec, pipe):
+            rows.append(row)
+            print(
+                f"{row.model} {row.family} {row.name}: target {row.target_psnr:.2f}, "
+                f"model {row.model_psnr:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    order = list(loaded)
+    return sorted(rows, key=lambda row: order.index(row.model))  # stable: videos keep order
 
 
 def format_table(rows: Sequence[VideoRow]) -> str:

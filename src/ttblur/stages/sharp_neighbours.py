@@ -157,11 +157,7 @@ def reference_psnr(
     if total <= 0:
         return math.nan
     out, ref, w = output.float().clamp(0.0, 1.0), reference.float(), weight.float()
-    if shift_px == 0:
-        error = float(((out - ref).square().mean(dim=1, keepdim=True) * w).sum())
-    else:
-        error = float(_best_shift_error(out, ref, w, shift_px).sum())
-    mse = error / total
+    mse = float(_best_shift_error(out, ref, w, shift_px).sum()) / total
     return PERFECT_DB if mse <= 10 ** (-PERFECT_DB / 10) else -10.0 * math.log10(mse)
 
 
@@ -171,19 +167,20 @@ SHIFT_BLOCK = 16
 
 def _best_shift_error(out: Tensor, ref: Tensor, weight: Tensor, reach: int) -> Tensor:
     """``(N, 1, H/B, W/B)``: per block, the least weighted squared error (channel mean) of
-    ``out`` shifted by up to ``reach`` px against ``ref`` (edges replicated)."""
+    ``out`` shifted by up to ``reach`` px against ``ref`` (edges replicated; ``reach`` 0: in
+    place)."""
     height, width = out.shape[-2:]
-    padded = F.pad(out, (reach, reach, reach, reach), mode="replicate")
+    padded = F.pad(out, (reach, reach, reach, reach), mode="replicate") if reach else out
     pad = (0, -width % SHIFT_BLOCK, 0, -height % SHIFT_BLOCK)
-    best: Tensor | None = None
-    for dy in range(2 * reach + 1):
-        for dx in range(2 * reach + 1):
-            moved = padded[..., dy : dy + height, dx : dx + width]
-            error = (moved - ref).square().mean(dim=1, keepdim=True) * weight
-            blocks = F.avg_pool2d(F.pad(error, pad), SHIFT_BLOCK) * SHIFT_BLOCK**2
-            best = blocks if best is None else torch.minimum(best, blocks)
-    assert best is not None
-    return best
+
+    def block_error(dy: int, dx: int) -> Tensor:
+        moved = padded[..., dy : dy + height, dx : dx + width]
+        error = (moved - ref).square().mean(dim=1, keepdim=True) * weight
+        return F.avg_pool2d(F.pad(error, pad), SHIFT_BLOCK)
+
+    span = range(2 * reach + 1)
+    blocks = [block_error(dy, dx) for dy in span for dx in span]
+    return torch.stack(blocks).amin(dim=0) * SHIFT_BLOCK**2
 
 
 @dataclass
