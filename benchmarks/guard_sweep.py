@@ -45,13 +45,17 @@ from ttblur.stages.guard import (
     ReblurGuard,
     ReferenceProbe,
     reblur_psnr,
+    reference_gain,
 )
+from ttblur.stages.sharp_neighbours import PERFECT_DB, still_psnr
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 SHORTFALL_WEIGHTS = (0.0, 1.0, 5.0)
 MIN_GAINS = (0.0, 1.0, 1.5, 2.0)
 REFERENCE_MIN_GAINS = (0.0, 0.1, 0.3, 0.5)
+STILL_MIN_GAINS = (2.0, 3.0, 5.0)
+STILL_CAPS = (40.0, 45.0, PERFECT_DB)
 
 
 @dataclass
@@ -80,6 +84,11 @@ class Trace:
     #: The sharp-neighbour score (``ttblur.stages.sharp_neighbours``) of the unadapted model
     #: and after each epoch; empty when the video has no frame with a sharp neighbour.
     reference: list[float] = field(default_factory=list)
+    #: Its parts per model: the blurred frames' PSNR against their warped sharp neighbours and,
+    #: with ``guard.still_frames``, each restored sharp frame's PSNR against itself (uncapped;
+    #: :func:`still_reference` replays any cap and threshold).
+    reference_psnr: list[float] = field(default_factory=list)
+    window_still: list[list[float]] = field(default_factory=list)
 
     def scores(self, blur_weight: float, shortfall_weight: float, floor: str) -> list[float]:
         """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR) or
@@ -89,6 +98,30 @@ class Trace:
             f - blur_weight * r - shortfall_weight * max(0.0, level - f)
             for f, r in zip(self.fidelity, self.residual, strict=True)
         ]
+
+
+def still_reference(
+    trace: Trace, still_min_gain_db: float | None, cap_db: float, reference_min_gain_db: float
+) -> list[float]:
+    """The sharp-neighbour scores of ``trace`` (unadapted model, then each epoch) had the guard
+    scored the sharp frames with this threshold and cap (``None``: the blurred frames only),
+    as :class:`~ttblur.stages.guard.ReferenceProbe` combines them."""
+    if not trace.reference_psnr:  # recorded before the parts were: the scores as run
+        return list(trace.reference)
+    if still_min_gain_db is None or not trace.window_still:
+        return list(trace.reference_psnr)
+    capped = [sum(min(cap_db, v) for v in row) / len(row) for row in trace.window_still]
+    base = trace.reference_psnr[0]
+    return [
+        base
+        + reference_gain(
+            blurred - base,
+            still - capped[0],
+            reference_min_gain_db=reference_min_gain_db,
+            still_min_gain_db=still_min_gain_db,
+        )
+        for blurred, still in zip(trace.reference_psnr, capped, strict=True)
+    ]
 
 
 def _interior(boxes: Tensor, border: int) -> Tensor:
@@ -138,6 +171,26 @@ def record_windows(trace: Trace, probe: GuardProbe, truth: Tensor) -> None:
     trace.window_psnr.append(metrics.psnr(inner, truth, reduction="none").tolist())
 
 
+def record_reference(trace: Trace, probe: ReferenceProbe) -> None:
+    """Append the parts of the probe's last score to ``trace``: the blurred frames' PSNR and,
+    when it scored them, each restored sharp frame's uncapped PSNR against itself."""
+    trace.reference_psnr.append(probe.last["reference_psnr"])
+    if probe.last_still is None:
+        return
+    w = probe.windows
+    trace.window_still.append(
+        [
+            still_psnr(
+                probe.last_still[i : i + 1],
+                w.still_observed[i : i + 1],
+                w.still_weight[i : i + 1],
+                cap_db=PERFECT_DB,
+            )
+            for i in range(len(w.still_frames))
+        ]
+    )
+
+
 class _Recorder:
     """A guard that scores with a :class:`ReblurGuard` and records its parts and the truth.
 
@@ -183,6 +236,7 @@ class _Recorder:
             if neighbours is None:
                 return value
             self.trace.reference.append(neighbours(model, device))
+            record_reference(self.trace, neighbours)
             return self.trace.reference[-1]
 
         return score
@@ -239,6 +293,7 @@ def replay(
     min_gain_db: float = 0.0,
     reference_min_gain_db: float | None = None,
     trust_reblur: bool = True,
+    still: tuple[float | None, float] | None = None,
 ) -> dict[str, float]:
     """What the guard with these weights would have returned on every video: the best-scoring
     epoch is kept when its score beats the unadapted model's by more than ``min_gain_db``.
@@ -246,7 +301,9 @@ def replay(
     With ``reference_min_gain_db``, videos with a sharp-neighbour score use it instead (and
     that threshold), as ``adapt`` does; the Spearman then ranks score gains in units of the
     threshold each needed (the two scores differ in scale). There, without ``trust_reblur``
-    (``guard.trust_reblur``), the videos left to the re-blur score keep nothing.
+    (``guard.trust_reblur``), the videos left to the re-blur score keep nothing. With
+    ``still`` (``(still_min_gain_db or None, still_cap_db)``), the sharp-neighbour scores are
+    rebuilt from their recorded parts (:func:`still_reference`) instead of replayed as run.
     """
     gains, candidates, finals, rolled = [], [], [], 0
     for t in traces:
@@ -255,6 +312,8 @@ def replay(
         if reference_min_gain_db is not None:
             if t.reference:
                 scores, needed = t.reference, reference_min_gain_db
+                if still is not None:
+                    scores = still_reference(t, still[0], still[1], needed)
             else:
                 may_keep = trust_reblur
         best = max(range(1, len(scores)), key=scores.__getitem__)
@@ -358,6 +417,45 @@ def print_table(
             )
 
 
+def print_still(
+    sets: dict[str, Sequence[Trace]], gains: Sequence[float], caps: Sequence[float]
+) -> None:
+    """On every set of traces that recorded the sharp frames' part: the shipped guard with
+    the sharp frames scored at each ``still_min_gain_db`` x ``still_cap_db``, and without."""
+    recorded = {n: ts for n, ts in sets.items() if any(t.window_still for t in ts)}
+    if not recorded:
+        return
+    shipped = GuardConfig()
+    print(
+        f"\nSharp frames in the sharp-neighbour score (reference_min_gain_db "
+        f"{shipped.reference_min_gain_db:g}, trust_reblur {shipped.trust_reblur}; the "
+        "blurred frames' part and the sharp frames' part must not fall):\n"
+    )
+    names = " | ".join(f"{name}: mean / worst / < -0.1 / Spearman" for name in recorded)
+    print(f"| still_min_gain_db | still_cap_db | {names} |")
+    print("|---|---|" + "---|" * len(recorded))
+    rows: list[tuple[float | None, float]] = [(None, 0.0)]
+    rows += [(g, c) for g in gains for c in caps]
+    for gain, cap in rows:
+        cells = []
+        for traces in recorded.values():
+            r = replay(
+                traces,
+                shipped.blur_weight,
+                shipped.shortfall_weight,
+                "unadapted",
+                shipped.min_gain_db,
+                reference_min_gain_db=shipped.reference_min_gain_db,
+                trust_reblur=shipped.trust_reblur,
+                still=(gain, cap),
+            )
+            cells.append(
+                f"{r['mean']:+.2f} / {r['worst']:+.2f} / {r['losing']:.0f} / {r['spearman']:+.2f}"
+            )
+        label = "(blurred frames only) | -" if gain is None else f"{gain:g} | {cap:g}"
+        print(f"| {label} | {' | '.join(cells)} |")
+
+
 def print_pooled(
     sets: dict[str, Sequence[Trace]], grid: Sequence[tuple[str, float, float, float]]
 ) -> None:
@@ -405,9 +503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shortfall-weights", type=float, nargs="+", default=SHORTFALL_WEIGHTS)
     parser.add_argument("--min-gains", type=float, nargs="+", default=MIN_GAINS)
     parser.add_argument("--reference-min-gains", type=float, nargs="+", default=REFERENCE_MIN_GAINS)
+    parser.add_argument("--still-min-gains", type=float, nargs="+", default=STILL_MIN_GAINS)
+    parser.add_argument("--still-caps", type=float, nargs="+", default=STILL_CAPS)
     args = parser.parse_args(argv)
     if any(g < 0 for g in args.min_gains):
         parser.error(f"--min-gains must be >= 0, got {args.min_gains}")
+    if any(g <= 0 for g in [*args.still_min_gains, *args.still_caps]):
+        parser.error("--still-min-gains and --still-caps must be > 0")
     start = time.perf_counter()
     if args.traces is not None:
         sets = {
@@ -436,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(sets) > 1:
         print(f"\nPooled over {len(sets)} sets of traces:\n")
         print_pooled(sets, grid)
+    print_still(sets, args.still_min_gains, args.still_caps)
     return 0
 
 

@@ -11,7 +11,9 @@ H.264, low light, tone curves; exact ground truth) and every reference network n
   (:data:`CONFIGS`): ``default`` (``AdaptConfig()``), ``paper`` (the paper's pseudo pairs:
   ``dbcgm.magnitude = "bme"``, ``synthesis.clip = "original"``), ``bme-clips``, ``exposure``
   (the previous default: one blur length per video), ``no-guard`` (the epoch chosen by
-  the held-out pseudo pairs alone), ``video-lengths`` (``dbcgm.lengths = "video"``: the
+  the held-out pseudo pairs alone), ``blurred-frames-guard`` (the guard's sharp-neighbour
+  score on the blurred frames only, ``guard.still_frames = False``, the default until
+  evaluation run 16), ``video-lengths`` (``dbcgm.lengths = "video"``: the
   pairs' blur lengths follow the video's own blur distribution, near-identity pairs
   included), ``video-lengths-no-guard``, ``pyramid-flow`` (``dbcgm.flow = "pyramid"``, the
   batched torch flow, for every flow of the run), ``pyramid-flow-no-guard`` and ``lr-2e-4``
@@ -63,6 +65,7 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
     "bme-clips": {"dbcgm": {"magnitude": "bme"}, "synthesis": {"clip": "synthesized"}},
     "exposure": {"dbcgm": {"magnitude": "exposure"}, "synthesis": {"clip": "synthesized"}},
     "no-guard": {"guard": {"enabled": False}},
+    "blurred-frames-guard": {"guard": {"still_frames": False}},
     "lr-2e-4": {"finetune": {"lr": 2e-4}},
     "video-lengths": {"dbcgm": {"lengths": "video"}},
     "video-lengths-no-guard": {"dbcgm": {"lengths": "video"}, "guard": {"enabled": False}},

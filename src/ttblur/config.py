@@ -414,6 +414,24 @@ class GuardConfig(_StageSection):
         "place. On development videos 2 px removed the false gains on a network that deblurs "
         "but also most true gains on tiny (docs/results.md)",
     )
+    still_frames: bool = Field(
+        default=True,
+        description="with sharp neighbours, also restore those sharp frames and score how "
+        "closely the restorations keep them (ttblur.stages.sharp_neighbours.still_psnr): an "
+        "epoch is kept when either score gains its threshold and neither falls",
+    )
+    still_min_gain_db: float = Field(
+        default=3.0,
+        gt=0.0,
+        description="dB the sharp frames' capped PSNR must gain over the unadapted model to keep "
+        "an epoch on that ground (development videos of two networks: docs/results.md)",
+    )
+    still_cap_db: float = Field(
+        default=40.0,
+        gt=0.0,
+        description="a restored sharp frame closer than this to its input counts the same (so a "
+        "network that already keeps sharp frames earns nothing for copying their noise)",
+    )
     trust_reblur: bool = Field(
         default=False,
         description="let the re-blur score keep an adaptation on a video without usable sharp "

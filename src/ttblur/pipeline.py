@@ -682,7 +682,8 @@ _SCORE_WORDS = {
         "guard.min_gain_db",
     ),
     "reference": (
-        "PSNR of restored blurred frames against the video's own sharp frames warped onto them",
+        "PSNR of restored blurred frames against the video's own sharp frames warped onto "
+        "them, and of those sharp frames restored against themselves",
         "guard.reference_min_gain_db",
     ),
 }

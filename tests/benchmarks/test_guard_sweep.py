@@ -155,3 +155,77 @@ def test_sharp_neighbour_scores_replace_the_re_blur_score_where_recorded(
     out = capsys.readouterr().out
     assert "Sharp neighbours first (1 of 2 videos have them" in out
     assert "| 0.3 | False | " in out and "| 0.3 | True | " in out
+
+
+def test_the_sharp_frames_part_is_replayed_from_its_recorded_parts(sweep, tmp_path, capsys) -> None:
+    a, b = _traces(sweep)
+    # Video a: its blurred frames' score +0.5 (under the 2 dB needed), its sharp frames restored
+    # 30 -> 38 dB (true +1: kept only with the sharp frames). Video b: sharp frames better but
+    # blurred frames 1 dB worse (true +2 at epoch 2, yet never kept).
+    a.reference_psnr = [20.0, 20.5]
+    a.window_still = [[30.0, 30.0], [38.0, 38.0]]
+    a.psnr = [30.0, 31.0]
+    a.reference = list(a.reference_psnr)  # as run: blurred frames only
+    b.reference_psnr = [20.0, 19.5, 19.0]
+    b.window_still = [[30.0], [35.0], [60.0]]
+    b.reference = list(b.reference_psnr)
+    assert sweep.still_reference(a, None, 40.0, 2.0) == [20.0, 20.5]
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20.0 + 8.0 * 2 / 3])
+    assert sweep.still_reference(a, 3.0, 34.0, 2.0) == pytest.approx([20.0, 20.0 + 4.0 * 2 / 3])
+    assert sweep.still_reference(b, 3.0, 40.0, 2.0) == [20.0, 19.5, 19.0]  # the fall counts
+    kw = {"reference_min_gain_db": 2.0, "trust_reblur": False}
+    off = sweep.replay([a, b], 0.0, 0.0, **kw, still=(None, 40.0))
+    assert off["mean"] == 0.0 and off["rolled_back"] == 2
+    on = sweep.replay([a, b], 0.0, 0.0, **kw, still=(3.0, 40.0))
+    assert on["mean"] == pytest.approx(0.5) and on["rolled_back"] == 1 and on["worst"] == 0.0
+    # A 5 dB cap leaves video a's sharp frames only 4 dB: still kept at 3, not at 5.
+    assert sweep.replay([a, b], 0.0, 0.0, **kw, still=(5.0, 34.0))["rolled_back"] == 2
+    saved = tmp_path / "traces.json"
+    saved.write_text(json.dumps([a.__dict__, b.__dict__]))
+    args = ["--traces", str(saved), "--still-min-gains", "3", "--still-caps", "40"]
+    assert sweep.main(args) == 0
+    out = capsys.readouterr().out
+    assert "| (blurred frames only) | - | +0.00 / +0.00 / 0 /" in out
+    assert "| 3 | 40 | +0.50 / +0.00 / 0 /" in out
+    with pytest.raises(SystemExit):
+        sweep.main(["--traces", str(saved), "--still-caps", "0"])
+
+
+def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -> None:
+    from ttblur.specs import get_spec
+    from ttblur.stages.guard import ReblurGuard, ReferenceProbe
+    from ttblur.stages.sharp_neighbours import ReferenceWindows
+
+    gen = torch.Generator().manual_seed(0)
+    clips = 0.2 + 0.6 * torch.rand(2, 1, 3, 24, 24, generator=gen)  # two blurred windows
+    still = 0.2 + 0.6 * torch.rand(1, 1, 3, 24, 24, generator=gen)  # one sharp frame
+    weight = torch.zeros(2, 1, 24, 24)
+    weight[..., 4:20, 4:20] = 1.0
+    windows = ReferenceWindows(
+        clips=clips,
+        centre=0,
+        reference=clips[:, 0].clone(),  # references equal to the input: a copy is perfect
+        weight=weight,
+        frames=[1, 2],
+        sources=[0, 0],
+        boxes=[(0, 0), (0, 0)],
+        still_clips=still,
+        still_frames=[0],
+        still_weight=weight[:1].clone(),
+    )
+    guard = ReblurGuard(flow=None, bme=lambda frames: torch.zeros_like(frames[:, :1]))
+    probe = ReferenceProbe(windows, get_spec("image"), guard)
+    trace = sweep.Trace("handheld", 0.0)
+    for scale in (1.0, 0.9):
+        trace.reference.append(probe(_Scaled(scale), torch.device("cpu")))
+        sweep.record_reference(trace, probe)
+    assert trace.reference_psnr[0] == 100.0 and trace.window_still[0] == [100.0]
+    inner = still[0, 0, :, 4:20, 4:20]
+    expected = -10 * math.log10(float((0.1 * inner).square().mean()))
+    assert trace.window_still[1] == [pytest.approx(expected, rel=1e-4)]  # uncapped
+    assert probe.last["still_psnr"] == pytest.approx(min(expected, guard.still_cap_db))
+    # Replayed with the shipped threshold and cap, the scores are the ones the probe returned.
+    replayed = sweep.still_reference(
+        trace, guard.still_min_gain_db, guard.still_cap_db, guard.reference_min_gain_db
+    )
+    assert replayed == pytest.approx(trace.reference)

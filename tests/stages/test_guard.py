@@ -10,7 +10,7 @@ from ttblur.config import AdaptConfig, GuardConfig
 from ttblur.registry import GUARDS
 from ttblur.scenarios import draw_scenario, make_scenario, scenario_suite
 from ttblur.specs import get_spec
-from ttblur.stages.guard import ReblurGuard, choose_windows, reblur_psnr
+from ttblur.stages.guard import ReblurGuard, choose_windows, reblur_psnr, reference_gain
 from ttblur.stages.reblur import motion_blur
 from ttblur.stages.sharp_neighbours import ReferenceWindows
 from ttblur.synth import make_video
@@ -242,4 +242,26 @@ def test_on_a_hand_held_video_the_guard_uses_its_sharp_frames_and_rolls_back() -
     kept = ttblur.deblur(worse.model, video.blurry, progress=False)
     assert metrics.psnr(kept.clamp(0, 1), video.sharp) < metrics.psnr(
         unadapted.clamp(0, 1), video.sharp
+    )
+
+
+@pytest.mark.parametrize(
+    ("blurred", "still", "expected"),
+    [
+        (2.5, None, 2.5),  # no sharp frames scored: the blurred frames' gain
+        (2.5, 0.0, 2.5),  # kept on the blurred frames
+        (0.4, 9.0, 6.0),  # kept on the sharp frames: 9 dB of 3 needed is 3x the 2 dB needed
+        (0.4, 2.9, 2.9 * 2 / 3),  # under both thresholds: not kept
+        (-0.3, 9.0, -0.3),  # the blurred frames fell: never kept, however the sharp ones did
+        (5.0, -0.2, -0.2),  # the sharp frames fell
+    ],
+)
+def test_reference_gain_keeps_one_part_s_gain_only_if_the_other_does_not_fall(
+    blurred: float, still: float | None, expected: float
+) -> None:
+    gain = reference_gain(blurred, still, reference_min_gain_db=2.0, still_min_gain_db=3.0)
+    assert gain == pytest.approx(expected)
+    assert (gain > 2.0) == (
+        min(blurred, still if still is not None else 0.0) >= 0
+        and (blurred > 2.0 or (still is not None and still > 3.0))
     )

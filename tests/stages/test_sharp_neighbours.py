@@ -13,6 +13,7 @@ from ttblur.stages.sharp_neighbours import (
     choose_references,
     consistent_flow,
     reference_psnr,
+    still_psnr,
     textured_corner,
 )
 from ttblur.types import PatchLocation, Selection
@@ -132,6 +133,40 @@ def test_blurred_frames_are_paired_with_their_sharp_neighbours() -> None:
         # Where trusted, the warped sharp neighbour is the sharp frame t itself.
         err = (refs.reference[i] - truth).abs()[:, inner]
         assert float(err[:, 1:].max()) < 1e-4  # (pixel 0 carries the frame marks)
+    # Each distinct sharp frame is also cut, at the place of the first window it serves.
+    assert refs.still_frames == [0, 2, 5]
+    assert refs.still_clips.shape == (3, 5, 3, 64, 64)
+    for j, s in enumerate(refs.still_frames):
+        top, left = refs.boxes[refs.sources.index(s)]
+        assert torch.equal(refs.still_observed[j], video[s, :, top : top + 64, left : left + 64])
+        first = abs(s - 2)  # frame s - 2, reflected at the start
+        assert torch.equal(
+            refs.still_clips[j, 0], video[first, :, top : top + 64, left : left + 64]
+        )
+    assert refs.still_weight.shape == (3, 1, 64, 64)
+    assert refs.still_weight[:, :, 8:-8, 8:-8].min() == 1.0
+    assert refs.still_weight.sum() == 3 * 48 * 48  # the border is not scored
+
+
+def test_still_psnr_is_capped_per_window_and_checks_its_inputs() -> None:
+    observed = torch.full((2, 3, 8, 8), 0.5)
+    out = observed.clone()
+    out[0] += 0.1  # 20 dB on the first window; the second matches exactly
+    weight = torch.ones(2, 1, 8, 8)
+    assert still_psnr(out, observed, weight, cap_db=40.0) == pytest.approx((20.0 + 40.0) / 2)
+    assert still_psnr(out, observed, weight, cap_db=15.0) == pytest.approx(15.0)
+    out[1] += 0.001  # 60 dB: closer than the cap counts the same as exact
+    assert still_psnr(out, observed, weight, cap_db=40.0) == pytest.approx(30.0)
+    weight[0, :, :4] = 0.0
+    out[0, :, 4:] = observed[0, :, 4:]  # the error left is where the weight is 0
+    assert still_psnr(out, observed, weight, cap_db=40.0) == pytest.approx(40.0)
+    assert math.isnan(still_psnr(out, observed, torch.zeros(2, 1, 8, 8), cap_db=40.0))
+    with pytest.raises(ValueError, match="equal"):
+        still_psnr(out, observed[:1], weight, cap_db=40.0)
+    with pytest.raises(ValueError, match="weight"):
+        still_psnr(out, observed, weight[:, :, :4], cap_db=40.0)
+    with pytest.raises(ValueError, match="cap_db"):
+        still_psnr(out, observed, weight, cap_db=0.0)
 
 
 def test_no_sharp_frame_means_no_references() -> None:
@@ -156,7 +191,13 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
     video, sharp, selection = _video(blurred={1, 3, 4})
     spec = get_spec("image")
     guard = ReblurGuard(
-        flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, reference_shift_px=2
+        flow=KnownFlow(),
+        frames=4,
+        box=48,
+        margin=8,
+        batch_size=8,
+        reference_shift_px=2,
+        still_frames=False,  # the blurred frames' score alone (both: the next test)
     )
     probe = guard.prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe) and probe.kind == "reference"
@@ -178,7 +219,8 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
     assert probe.last["reference_psnr"] == noisy
     shift = guard.reference_shift_px  # the guard's shift reaches the comparison
     assert shift == 2 and noisy == reference_psnr(noisy_out, w.reference, w.weight, shift_px=2)
-    in_place = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8)  # shift 0 by default
+    # Shift 0 by default.
+    in_place = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, still_frames=False)
     unshifted = in_place.prepare(video, selection, spec)
     assert unshifted(_Fixed(noisy_out), cpu) == reference_psnr(noisy_out, w.reference, w.weight)
     assert probe(_Fixed(torch.full_like(truth, math.nan)), cpu) == -math.inf
@@ -222,3 +264,60 @@ def test_a_noisy_video_keeps_the_re_blur_score() -> None:
     assert isinstance(lenient.prepare(noisy, selection, get_spec("image")), ReferenceProbe)
     with pytest.raises(ValueError, match="reference_max_noise"):
         ReblurGuard(reference_max_noise=0.0)
+
+
+def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do_not_fall() -> None:
+    video, sharp, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("image")
+    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8)
+    assert guard.still_frames and guard.still_min_gain_db == 3.0 and guard.still_cap_db == 40.0
+    probe = guard.prepare(video, selection, spec)
+    assert isinstance(probe, ReferenceProbe)
+    w = probe.windows
+    size = w.clips.shape[-1]
+    assert w.still_frames == [0, 2, 5] and len(w) == 3
+    truth = torch.stack(
+        [
+            sharp[t, :, top : top + size, left : left + size]
+            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
+        ]
+    )
+    copy, still = w.clips[:, w.centre], w.still_observed
+    damaged = (still + 0.1).clamp(0, 1)  # what a network that harms still frames returns
+
+    def score(blurred_out: torch.Tensor, still_out: torch.Tensor) -> float:
+        # The probe restores the blurred windows, then the sharp frames, in one batch.
+        return probe(_Fixed(torch.cat([blurred_out, still_out])), torch.device("cpu"))
+
+    cpu = torch.device("cpu")
+    base = score(copy, damaged)  # the unadapted model: the first one scored
+    assert probe.baseline == probe.last and set(probe.last) == {"reference_psnr", "still_psnr"}
+    assert base == probe.baseline["reference_psnr"]
+    assert probe.baseline["still_psnr"] == pytest.approx(
+        still_psnr(damaged, still, w.still_weight, cap_db=40.0)
+    )
+    assert probe.baseline["still_psnr"] < 21.0
+    # Sharp frames kept exactly (gain capped at 40 dB), blurred frames as before: kept on the
+    # sharp frames' gain, scaled to the blurred frames' threshold.
+    kept_still = score(copy, still)
+    gain = probe.last["still_psnr"] - probe.baseline["still_psnr"]
+    assert probe.last["still_psnr"] == pytest.approx(40.0)
+    assert kept_still - base == pytest.approx(gain * 2.0 / 3.0)
+    assert kept_still - base > probe.min_gain_db
+    # Close to the input within the cap counts the same as exact.
+    assert score(copy, (still + 0.002).clamp(0, 1)) == pytest.approx(kept_still)
+    # The blurred frames restored: their gain counts, the sharp frames' as well.
+    restored = score(truth, damaged)
+    assert restored - base == pytest.approx(probe.last["reference_psnr"] - base)
+    assert restored > base + 10.0
+    # Sharp frames better but blurred frames worse: the fall is the score, never kept.
+    worse = (copy + 0.1).clamp(0, 1)
+    traded = score(worse, still)
+    assert traded - base == pytest.approx(probe.last["reference_psnr"] - base)
+    assert traded < base
+    # NaN outputs anywhere are the worst score.
+    assert probe(_Fixed(torch.full((6, 3, size, size), math.nan)), cpu) == -math.inf
+    with pytest.raises(ValueError, match="still_min_gain_db"):
+        ReblurGuard(still_min_gain_db=0.0)
+    with pytest.raises(ValueError, match="still_cap_db"):
+        ReblurGuard(still_cap_db=-1.0)

@@ -21,6 +21,14 @@ blurred restoration scores better than a sharp one; so each 16 px block of a res
 compared at the whole-pixel shift (up to ``shift_px``) that fits it best
 (:func:`reference_psnr`; the guard's ``guard.reference_shift_px``).
 
+**The sharp frames themselves.** A network can also fail on the still moments: restore a
+sharp frame worse than it came in (the shipped ``tiny`` network loses 3-9 dB on still frames
+between moving ones). Beside the blurred windows, each reference frame ``s`` is cut at the same
+place with its own clip (``ReferenceWindows.still_clips``), and :func:`still_psnr` measures how
+close its restoration stays to the observed frame, capped at ``cap_db``: an output within the
+noise of its input (about 1% RMS at the default 40 dB) has nothing left to gain, so a network
+that already leaves sharp frames alone earns nothing for copying their noise.
+
 Measured on the development scenarios with the ``tiny`` network (docs/results.md, "A score
 against the video's own sharp frames"): over 24 videos, the PSNR against these references
 ranks the true change of the kept epoch with Spearman +0.64 where the re-blur score reaches
@@ -56,6 +64,7 @@ __all__ = [
     "choose_references",
     "consistent_flow",
     "reference_psnr",
+    "still_psnr",
     "textured_corner",
     "window_region",
 ]
@@ -161,6 +170,48 @@ def reference_psnr(
     return PERFECT_DB if mse <= 10 ** (-PERFECT_DB / 10) else -10.0 * math.log10(mse)
 
 
+def still_psnr(output: Tensor, observed: Tensor, weight: Tensor, *, cap_db: float) -> float:
+    """Mean over windows of the weighted PSNR (dB) of ``output`` against ``observed``, each
+    capped at ``cap_db``: how closely restorations of sharp frames keep those frames.
+
+    Args:
+        output: ``(N, 3, h, w)`` restored sharp frames in ``[0, 1]`` (values outside are
+            clamped).
+        observed: ``(N, 3, h, w)`` the observed frames restored.
+        weight: ``(N, 1, h, w)`` per-pixel weight (0 on the unscored border).
+        cap_db: the most a window can score; closer than this to its input counts the same.
+
+    Returns:
+        The mean capped PSNR; NaN if a window has no weight.
+
+    Example:
+        >>> import torch
+        >>> frame = torch.full((1, 3, 8, 8), 0.5)
+        >>> round(still_psnr(frame + 0.1, frame, torch.ones(1, 1, 8, 8), cap_db=40.0), 3)
+        20.0
+    """
+    if output.shape != observed.shape or output.ndim != 4:
+        raise ValueError(
+            f"output and observed must be equal (N, 3, h, w), got {tuple(output.shape)} and "
+            f"{tuple(observed.shape)}"
+        )
+    if weight.shape != (output.shape[0], 1, *output.shape[-2:]):
+        raise ValueError(
+            f"weight must be (N, 1, h, w) = {(output.shape[0], 1, *output.shape[-2:])}, "
+            f"got {tuple(weight.shape)}"
+        )
+    if not cap_db > 0:
+        raise ValueError(f"cap_db must be > 0, got {cap_db!r}")
+    w = weight.float()
+    totals = w.sum(dim=(1, 2, 3))
+    if output.shape[0] == 0 or bool((totals <= 0).any()):
+        return math.nan
+    error = (output.float().clamp(0.0, 1.0) - observed.float()).square().mean(dim=1, keepdim=True)
+    mse = (error * w).sum(dim=(1, 2, 3)) / totals
+    floor = 10 ** (-cap_db / 10)
+    return float((-10.0 * torch.log10(mse.clamp(min=floor))).mean())
+
+
 #: Side of the blocks that :func:`reference_psnr` shifts one by one, px.
 SHIFT_BLOCK = 16
 
@@ -194,6 +245,11 @@ class ReferenceWindows:
         weight: ``(N, 1, s, s)`` 1 where the warp is trusted, 0 elsewhere and on the border.
         frames: frame ``t`` of each window; ``sources``: its reference frame ``s``.
         boxes: ``(top, left)`` of each region in its frame.
+        still_clips: ``(M, L, 3, s, s)`` real frames ``s - r .. s + r`` around each distinct
+            reference frame, at the region of the first window it serves (its restoration is
+            scored against its own observed frame, :func:`still_psnr`).
+        still_frames: the reference frame of each still clip.
+        still_weight: ``(M, 1, s, s)`` 1 inside the scored box, 0 on its border.
     """
 
     clips: Tensor
@@ -203,6 +259,14 @@ class ReferenceWindows:
     frames: list[int]
     sources: list[int]
     boxes: list[tuple[int, int]]
+    still_clips: Tensor
+    still_frames: list[int]
+    still_weight: Tensor
+
+    @property
+    def still_observed(self) -> Tensor:
+        """``(M, 3, s, s)``: the observed sharp frame of each still clip."""
+        return self.still_clips[:, self.centre]
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])
@@ -257,6 +321,7 @@ def choose_references(
 
     Shape:
         - clips: ``(N, 2 clip_radius + 1, 3, s, s)``; reference: ``(N, 3, s, s)``.
+        - still_clips: ``(M, 2 clip_radius + 1, 3, s, s)``, one per distinct reference frame.
     """
     validate_selection(video, selection)
     num_frames, _, height, width = video.shape
@@ -272,6 +337,21 @@ def choose_references(
             pairs.append((blur[t] - blur[s], t, s))
     pairs.sort(key=lambda item: (-item[0], item[1]))
     kept: list[tuple[int, int, tuple[int, int], Tensor, Tensor, Tensor]] = []
+    inner = (slice(None), slice(border, side - border), slice(border, side - border))
+
+    def clip_at(centre: int, top: int, left: int) -> Tensor:
+        rows, cols = slice(top, top + side), slice(left, left + side)
+        return (
+            torch.stack(
+                [
+                    video[reflect_index(centre + k, num_frames), :, rows, cols]
+                    for k in range(-clip_radius, clip_radius + 1)
+                ]
+            )
+            .float()
+            .cpu()
+        )
+
     for _, t, s in pairs:
         if len(kept) == frames:
             break
@@ -282,20 +362,18 @@ def choose_references(
         top, left = textured_corner(video[t].cpu(), side, trusted)
         rows, cols = slice(top, top + side), slice(left, left + side)
         weight = torch.zeros(1, side, side)
-        inner = (slice(None), slice(border, side - border), slice(border, side - border))
         weight[inner] = trusted[:, rows, cols][inner]
         if float(weight[inner].mean()) < min_trusted:
             continue
-        clip = torch.stack(
-            [
-                video[reflect_index(t + k, num_frames), :, rows, cols]
-                for k in range(-clip_radius, clip_radius + 1)
-            ]
-        )
-        kept.append((t, s, (top, left), clip.float().cpu(), warped[:, rows, cols], weight))
+        kept.append((t, s, (top, left), clip_at(t, top, left), warped[:, rows, cols], weight))
     if not kept:
         return None
     kept.sort(key=lambda window: window[0])  # in frame order
+    still: dict[int, tuple[int, int]] = {}
+    for _, s, box, *_ in kept:
+        still.setdefault(s, box)
+    box_mask = torch.zeros(1, side, side)
+    box_mask[inner] = 1.0
     return ReferenceWindows(
         clips=torch.stack([w[3] for w in kept]),
         centre=clip_radius,
@@ -304,4 +382,7 @@ def choose_references(
         frames=[w[0] for w in kept],
         sources=[w[1] for w in kept],
         boxes=[w[2] for w in kept],
+        still_clips=torch.stack([clip_at(s, *box) for s, box in sorted(still.items())]),
+        still_frames=sorted(still),
+        still_weight=box_mask.expand(len(still), 1, side, side).clone(),
     )
