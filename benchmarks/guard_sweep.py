@@ -333,6 +333,20 @@ def replay(
     }
 
 
+def replay_shipped(traces: Sequence[Trace], **sharp_neighbours: Any) -> dict[str, float]:
+    """:func:`replay` with the shipped re-blur weights and threshold (against the unadapted
+    model) and these sharp-neighbour settings (``reference_min_gain_db``, ...)."""
+    shipped = GuardConfig()
+    return replay(
+        traces,
+        shipped.blur_weight,
+        shipped.shortfall_weight,
+        "unadapted",
+        shipped.min_gain_db,
+        **sharp_neighbours,
+    )
+
+
 def replay_pseudo_pairs(traces: Sequence[Trace]) -> dict[str, float]:
     """What the held-out pseudo pairs alone (``guard.enabled = False``) would have returned."""
     finals = []
@@ -402,15 +416,7 @@ def print_table(
     print("|---|---|---|---|---|---|---|")
     for needed in reference_gains:
         for trust in (False, True):
-            r = replay(
-                traces,
-                shipped.blur_weight,
-                shipped.shortfall_weight,
-                "unadapted",
-                shipped.min_gain_db,
-                reference_min_gain_db=needed,
-                trust_reblur=trust,
-            )
+            r = replay_shipped(traces, reference_min_gain_db=needed, trust_reblur=trust)
             print(
                 f"| {needed:g} | {trust} | {r['mean']:+.2f} | {r['worst']:+.2f} | "
                 f"{r['losing']:.0f} | {r['rolled_back']:.0f} | {r['spearman']:+.2f} |"
@@ -439,12 +445,8 @@ def print_still(
     for gain, cap in rows:
         cells = []
         for traces in recorded.values():
-            r = replay(
+            r = replay_shipped(
                 traces,
-                shipped.blur_weight,
-                shipped.shortfall_weight,
-                "unadapted",
-                shipped.min_gain_db,
                 reference_min_gain_db=shipped.reference_min_gain_db,
                 trust_reblur=shipped.trust_reblur,
                 still=(gain, cap),

@@ -131,6 +131,21 @@ def consistent_flow(forward: Tensor, backward: Tensor, tolerance: float) -> Tens
     return agree.float() * inside
 
 
+def _check_scored(output: Tensor, target: Tensor, weight: Tensor, name: str) -> None:
+    """Raise unless ``output`` and ``target`` are equal ``(N, 3, h, w)`` and ``weight`` is
+    ``(N, 1, h, w)``."""
+    if output.shape != target.shape or output.ndim != 4:
+        raise ValueError(
+            f"output and {name} must be equal (N, 3, h, w), got {tuple(output.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if weight.shape != (output.shape[0], 1, *output.shape[-2:]):
+        raise ValueError(
+            f"weight must be (N, 1, h, w) = {(output.shape[0], 1, *output.shape[-2:])}, "
+            f"got {tuple(weight.shape)}"
+        )
+
+
 def reference_psnr(
     output: Tensor, reference: Tensor, weight: Tensor, *, shift_px: int = 0
 ) -> float:
@@ -150,16 +165,7 @@ def reference_psnr(
     Returns:
         ``10 log10(1 / weighted MSE)``; 100 dB for an exact match; NaN if every weight is 0.
     """
-    if output.shape != reference.shape or output.ndim != 4:
-        raise ValueError(
-            f"output and reference must be equal (N, 3, h, w), got {tuple(output.shape)} and "
-            f"{tuple(reference.shape)}"
-        )
-    if weight.shape != (output.shape[0], 1, *output.shape[-2:]):
-        raise ValueError(
-            f"weight must be (N, 1, h, w) = {(output.shape[0], 1, *output.shape[-2:])}, "
-            f"got {tuple(weight.shape)}"
-        )
+    _check_scored(output, reference, weight, "reference")
     if not isinstance(shift_px, int) or isinstance(shift_px, bool) or shift_px < 0:
         raise ValueError(f"shift_px must be an integer >= 0, got {shift_px!r}")
     total = float(weight.sum())
@@ -190,16 +196,7 @@ def still_psnr(output: Tensor, observed: Tensor, weight: Tensor, *, cap_db: floa
         >>> round(still_psnr(frame + 0.1, frame, torch.ones(1, 1, 8, 8), cap_db=40.0), 3)
         20.0
     """
-    if output.shape != observed.shape or output.ndim != 4:
-        raise ValueError(
-            f"output and observed must be equal (N, 3, h, w), got {tuple(output.shape)} and "
-            f"{tuple(observed.shape)}"
-        )
-    if weight.shape != (output.shape[0], 1, *output.shape[-2:]):
-        raise ValueError(
-            f"weight must be (N, 1, h, w) = {(output.shape[0], 1, *output.shape[-2:])}, "
-            f"got {tuple(weight.shape)}"
-        )
+    _check_scored(output, observed, weight, "observed")
     if not cap_db > 0:
         raise ValueError(f"cap_db must be > 0, got {cap_db!r}")
     w = weight.float()
