@@ -526,7 +526,8 @@ def reference_gain(
     Returns:
         ``min(blurred_db, still_db)`` when either is negative (never kept), else the larger of
         ``blurred_db`` and ``still_db`` scaled to ``reference_min_gain_db``: above
-        ``reference_min_gain_db`` exactly when one part gains its threshold.
+        ``reference_min_gain_db`` exactly when one part gains its threshold (with a
+        ``reference_min_gain_db`` of 0 the sharp frames' part can only veto).
 
     Example:
         >>> reference_gain(0.0, 6.0, reference_min_gain_db=2.0, still_min_gain_db=3.0)
