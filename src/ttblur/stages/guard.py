@@ -81,7 +81,6 @@ from torch import Tensor, nn
 
 from ttblur.config import GuardConfig
 from ttblur.finetune import clip_radius, predict_centre
-from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
 from ttblur.registry import GUARDS
 from ttblur.specs import ModelSpec
@@ -94,6 +93,7 @@ from ttblur.stages.sharp_neighbours import (
     reference_psnr,
     still_psnr,
     textured_corner,
+    window_clip,
     window_region,
 )
 from ttblur.types import FlowEstimator, Selection, validate_selection
@@ -208,11 +208,7 @@ def choose_windows(
     for t in picks:
         top, left = textured_corner(video[t], size)
         rows, cols = slice(top, top + size), slice(left, left + size)
-        clip = [
-            video[reflect_index(t + k, num_frames), :, rows, cols]
-            for k in range(-radius, radius + 1)
-        ]
-        clips.append(torch.stack(clip).float())
+        clips.append(window_clip(video, t, (top, left), size, radius))
         motion = torch.zeros(1, 2, size, size)
         here = video[t : t + 1, :, rows, cols].float()
         if t > 0:
@@ -224,7 +220,7 @@ def choose_windows(
         conditions.append(torch.cat([direction, length]))
         boxes.append((top, left))
     return GuardWindows(
-        clips=torch.stack(clips).cpu(),
+        clips=torch.stack(clips),
         centre=radius,
         condition=torch.stack(conditions),
         border=border,

@@ -66,6 +66,7 @@ __all__ = [
     "reference_psnr",
     "still_psnr",
     "textured_corner",
+    "window_clip",
     "window_region",
 ]
 
@@ -129,6 +130,22 @@ def consistent_flow(forward: Tensor, backward: Tensor, tolerance: float) -> Tens
     back, inside = warp_back(backward.float(), forward.float())
     agree = (forward.float() + back).norm(dim=0, keepdim=True) < tolerance
     return agree.float() * inside
+
+
+def window_clip(video: Frames, t: int, box: tuple[int, int], side: int, radius: int) -> Tensor:
+    """The real frames ``t - radius .. t + radius`` (reflected at the ends) of the ``side`` x
+    ``side`` region at ``box`` = ``(top, left)``: a scored window's clip.
+
+    Shape:
+        - video: ``(T, 3, H, W)``; output: ``(2 radius + 1, 3, side, side)`` float32 on the CPU.
+    """
+    top, left = box
+    rows, cols = slice(top, top + side), slice(left, left + side)
+    frames = [
+        video[reflect_index(t + k, video.shape[0]), :, rows, cols]
+        for k in range(-radius, radius + 1)
+    ]
+    return torch.stack(frames).float().cpu()
 
 
 def _check_scored(output: Tensor, target: Tensor, weight: Tensor, name: str) -> None:
@@ -203,8 +220,8 @@ def still_psnr(output: Tensor, observed: Tensor, weight: Tensor, *, cap_db: floa
     totals = w.sum(dim=(1, 2, 3))
     if output.shape[0] == 0 or bool((totals <= 0).any()):
         return math.nan
-    error = (output.float().clamp(0.0, 1.0) - observed.float()).square().mean(dim=1, keepdim=True)
-    mse = (error * w).sum(dim=(1, 2, 3)) / totals
+    out = output.float().clamp(0.0, 1.0)
+    mse = _best_shift_error(out, observed.float(), w, 0).sum(dim=(1, 2, 3)) / totals
     floor = 10 ** (-cap_db / 10)
     return float((-10.0 * torch.log10(mse.clamp(min=floor))).mean())
 
@@ -336,19 +353,6 @@ def choose_references(
     kept: list[tuple[int, int, tuple[int, int], Tensor, Tensor, Tensor]] = []
     inner = (slice(None), slice(border, side - border), slice(border, side - border))
 
-    def clip_at(centre: int, top: int, left: int) -> Tensor:
-        rows, cols = slice(top, top + side), slice(left, left + side)
-        return (
-            torch.stack(
-                [
-                    video[reflect_index(centre + k, num_frames), :, rows, cols]
-                    for k in range(-clip_radius, clip_radius + 1)
-                ]
-            )
-            .float()
-            .cpu()
-        )
-
     for _, t, s in pairs:
         if len(kept) == frames:
             break
@@ -362,7 +366,16 @@ def choose_references(
         weight[inner] = trusted[:, rows, cols][inner]
         if float(weight[inner].mean()) < min_trusted:
             continue
-        kept.append((t, s, (top, left), clip_at(t, top, left), warped[:, rows, cols], weight))
+        kept.append(
+            (
+                t,
+                s,
+                (top, left),
+                window_clip(video, t, (top, left), side, clip_radius),
+                warped[:, rows, cols],
+                weight,
+            )
+        )
     if not kept:
         return None
     kept.sort(key=lambda window: window[0])  # in frame order
@@ -379,7 +392,9 @@ def choose_references(
         frames=[w[0] for w in kept],
         sources=[w[1] for w in kept],
         boxes=[w[2] for w in kept],
-        still_clips=torch.stack([clip_at(s, *box) for s, box in sorted(still.items())]),
+        still_clips=torch.stack(
+            [window_clip(video, s, box, side, clip_radius) for s, box in sorted(still.items())]
+        ),
         still_frames=sorted(still),
         still_weight=box_mask.expand(len(still), 1, side, side).clone(),
     )
