@@ -11,6 +11,8 @@ truth used only here, outside ``adapt``), and the same per guard window (``Trace
 Any setting of weights and threshold is then replayed exactly: the epoch it would keep, whether
 it would roll back, the true change that results, and how well its score change ranks the true
 change (Spearman). Saved traces of several networks are replayed together with ``--traces``.
+Last, per family: the blurry input's PSNR beside the unadapted model, what the truth choosing
+each epoch would give, and what the shipped guard returns (``print_families``).
 
 Usage::
 
@@ -89,6 +91,8 @@ class Trace:
     #: :func:`still_reference` replays any cap and threshold).
     reference_psnr: list[float] = field(default_factory=list)
     window_still: list[list[float]] = field(default_factory=list)
+    #: PSNR of the blurry input against the truth (NaN in traces recorded before it was).
+    blurry: float = math.nan
 
     def scores(self, blur_weight: float, shortfall_weight: float, floor: str) -> list[float]:
         """The guard's scores; ``floor``: ``"copy"`` (a copy of the input's re-blur PSNR) or
@@ -269,7 +273,7 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
         "development", args.videos, num_frames=args.frames, size=tuple(args.size)
     ):
         video = make_scenario(spec)
-        trace = Trace(spec.family, math.nan)
+        trace = Trace(spec.family, math.nan, blurry=float(metrics.psnr(video.blurry, video.sharp)))
         recorder = _Recorder(guard, full, video.blurry, video.sharp, video.magnitude, trace)
         pipe = AdaptPipeline.from_config(
             cfg, detector=base.detector, flow=base.flow, guard=recorder
@@ -285,8 +289,8 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
     return traces
 
 
-def replay(
-    traces: Sequence[Trace],
+def decide(
+    trace: Trace,
     blur_weight: float,
     shortfall_weight: float,
     floor: str = "copy",
@@ -294,57 +298,125 @@ def replay(
     reference_min_gain_db: float | None = None,
     trust_reblur: bool = True,
     still: tuple[float | None, float] | None = None,
-) -> dict[str, float]:
-    """What the guard with these weights would have returned on every video: the best-scoring
-    epoch is kept when its score beats the unadapted model's by more than ``min_gain_db``.
+) -> tuple[float, float, bool]:
+    """What the guard with these weights would have done on one video: ``(score gain,
+    candidate, kept)``: the best-scoring epoch's score gain over the unadapted model (in units
+    of the threshold it needed when ``reference_min_gain_db`` is given), that epoch's true
+    change, and whether it beats the threshold (else the guard rolls back).
 
-    With ``reference_min_gain_db``, videos with a sharp-neighbour score use it instead (and
-    that threshold), as ``adapt`` does; the Spearman then ranks score gains in units of the
-    threshold each needed (the two scores differ in scale). There, without ``trust_reblur``
-    (``guard.trust_reblur``), the videos left to the re-blur score keep nothing. With
-    ``still`` (``(still_min_gain_db or None, still_cap_db)``), the sharp-neighbour scores are
-    rebuilt from their recorded parts (:func:`still_reference`) instead of replayed as run.
+    With ``reference_min_gain_db``, a video with a sharp-neighbour score uses it instead (and
+    that threshold), as ``adapt`` does; without ``trust_reblur`` (``guard.trust_reblur``), a
+    video left to the re-blur score keeps nothing. With ``still`` (``(still_min_gain_db or
+    None, still_cap_db)``), the sharp-neighbour scores are rebuilt from their recorded parts
+    (:func:`still_reference`) instead of replayed as run.
     """
-    gains, candidates, finals, rolled = [], [], [], 0
-    for t in traces:
-        scores, needed = t.scores(blur_weight, shortfall_weight, floor), min_gain_db
-        may_keep = True
-        if reference_min_gain_db is not None:
-            if t.reference:
-                scores, needed = t.reference, reference_min_gain_db
-                if still is not None:
-                    scores = still_reference(t, still[0], still[1], needed)
-            else:
-                may_keep = trust_reblur
-        best = max(range(1, len(scores)), key=scores.__getitem__)
-        gain = scores[best] - scores[0]
-        candidate = t.psnr[best] - t.psnr[0]
-        gains.append(gain / needed if reference_min_gain_db is not None and needed else gain)
-        candidates.append(candidate)
-        kept = may_keep and gain > needed
-        finals.append(candidate if kept else 0.0)
-        rolled += not kept
+    scores, needed = trace.scores(blur_weight, shortfall_weight, floor), min_gain_db
+    may_keep = True
+    if reference_min_gain_db is not None:
+        if trace.reference:
+            scores, needed = trace.reference, reference_min_gain_db
+            if still is not None:
+                scores = still_reference(trace, still[0], still[1], needed)
+        else:
+            may_keep = trust_reblur
+    best = max(range(1, len(scores)), key=scores.__getitem__)
+    gain = scores[best] - scores[0]
+    candidate = trace.psnr[best] - trace.psnr[0]
+    scaled = gain / needed if reference_min_gain_db is not None and needed else gain
+    return scaled, candidate, may_keep and gain > needed
+
+
+def replay(traces: Sequence[Trace], *args: Any, **kwargs: Any) -> dict[str, float]:
+    """What the guard with these settings (:func:`decide`'s) would have returned on every
+    video: mean and worst true change, videos below -0.1 dB, roll-backs, and how well its score
+    gains rank the true changes of the epochs it would keep (Spearman)."""
+    decisions = [decide(t, *args, **kwargs) for t in traces]
+    finals = [candidate if kept else 0.0 for _, candidate, kept in decisions]
     return {
         "mean": sum(finals) / len(finals),
         "worst": min(finals),
         "losing": float(sum(f < -0.1 for f in finals)),
-        "rolled_back": float(rolled),
-        "spearman": metrics.spearman(gains, candidates),
+        "rolled_back": float(sum(not kept for _, _, kept in decisions)),
+        "spearman": metrics.spearman([d[0] for d in decisions], [d[1] for d in decisions]),
     }
+
+
+def shipped_settings(**sharp_neighbours: Any) -> dict[str, Any]:
+    """:func:`decide`'s settings as shipped (``GuardConfig()``: re-blur weights and threshold
+    against the unadapted model, sharp-neighbour threshold, ``trust_reblur``, the sharp
+    frames' threshold and cap), with ``sharp_neighbours`` overriding any of them."""
+    shipped = GuardConfig()
+    still = (shipped.still_min_gain_db if shipped.still_frames else None, shipped.still_cap_db)
+    settings = {
+        "blur_weight": shipped.blur_weight,
+        "shortfall_weight": shipped.shortfall_weight,
+        "floor": "unadapted",
+        "min_gain_db": shipped.min_gain_db,
+        "reference_min_gain_db": shipped.reference_min_gain_db,
+        "trust_reblur": shipped.trust_reblur,
+        "still": still,
+    }
+    return {**settings, **sharp_neighbours}
 
 
 def replay_shipped(traces: Sequence[Trace], **sharp_neighbours: Any) -> dict[str, float]:
     """:func:`replay` with the shipped re-blur weights and threshold (against the unadapted
-    model) and these sharp-neighbour settings (``reference_min_gain_db``, ...)."""
-    shipped = GuardConfig()
-    return replay(
-        traces,
-        shipped.blur_weight,
-        shipped.shortfall_weight,
-        "unadapted",
-        shipped.min_gain_db,
-        **sharp_neighbours,
+    model) and these sharp-neighbour settings (``reference_min_gain_db``, ...); the
+    sharp-neighbour settings not given replay the scores as run."""
+    return replay(traces, **shipped_settings(**{"still": None, **sharp_neighbours}))
+
+
+def family_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
+    """Per family, then all videos: mean PSNR of the blurry input and the unadapted model,
+    the mean true change were the truth to choose each epoch (never rolling back), and what
+    the shipped guard returns (mean change, worst video, its mean PSNR minus the input's)."""
+    settings = shipped_settings()
+    groups = {t.family: [u for u in traces if u.family == t.family] for t in traces}
+    rows = []
+    for family, group in [*groups.items(), ("all", list(traces))]:
+        finals = []
+        for t in group:
+            _, candidate, kept = decide(t, **settings)
+            finals.append(candidate if kept else 0.0)
+        n = len(group)
+        unadapted = sum(t.psnr[0] for t in group) / n
+        blurry = sum(t.blurry for t in group) / n
+        rows.append(
+            {
+                "family": family,
+                "videos": n,
+                "blurry": blurry,
+                "unadapted": unadapted,
+                "oracle": sum(max(t.psnr[1:]) - t.psnr[0] for t in group) / n,
+                "kept": sum(finals) / n,
+                "worst": min(finals),
+                "kept_vs_blurry": unadapted + sum(finals) / n - blurry,
+            }
+        )
+    return rows
+
+
+def print_families(traces: Sequence[Trace]) -> None:
+    """:func:`family_rows` as a table."""
+    print(
+        "\nPer family, the shipped guard (blurry: the input's PSNR; `-` in traces recorded "
+        "before it was):\n"
     )
+    print(
+        "| family | videos | blurry | unadapted | truth's epoch, vs unadapted | shipped guard, "
+        "vs unadapted | worst video | shipped guard, vs blurry |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in family_rows(traces):
+        blurry, versus = (
+            ("-", "-")
+            if math.isnan(r["blurry"])
+            else (f"{r['blurry']:.2f}", f"{r['kept_vs_blurry']:+.2f}")
+        )
+        print(
+            f"| {r['family']} | {r['videos']} | {blurry} | {r['unadapted']:.2f} | "
+            f"{r['oracle']:+.2f} | {r['kept']:+.2f} | {r['worst']:+.2f} | {versus} |"
+        )
 
 
 def replay_pseudo_pairs(traces: Sequence[Trace]) -> dict[str, float]:
@@ -537,6 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"choosing the epoch (never rolling back): mean {best_epoch_gain:+.2f} dB.\n"
         )
         print_table(traces, grid, args.reference_min_gains)
+        print_families(traces)
     if len(sets) > 1:
         print(f"\nPooled over {len(sets)} sets of traces:\n")
         print_pooled(sets, grid)

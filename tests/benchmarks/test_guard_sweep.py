@@ -229,3 +229,29 @@ def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -
         trace, guard.still_min_gain_db, guard.still_cap_db, guard.reference_min_gain_db
     )
     assert replayed == pytest.approx(trace.reference)
+
+
+def test_family_rows_put_the_blurry_input_beside_the_shipped_guard(sweep, capsys) -> None:
+    # No sharp neighbours and trust_reblur off as shipped: the guard keeps nothing, whatever
+    # the re-blur score says; the truth's epoch is still reported.
+    a, b = _traces(sweep)
+    a.blurry, b.blurry = 31.0, 24.0
+    rows = {r["family"]: r for r in sweep.family_rows([a, b])}
+    assert rows["h264"]["oracle"] == -1.0 and rows["tone"]["oracle"] == 2.0
+    assert rows["all"]["oracle"] == pytest.approx(0.5)
+    assert rows["all"]["kept"] == 0.0 and rows["all"]["worst"] == 0.0
+    assert rows["all"]["unadapted"] == pytest.approx(27.5)
+    assert rows["all"]["kept_vs_blurry"] == pytest.approx(27.5 - 27.5)
+    assert rows["tone"]["kept_vs_blurry"] == pytest.approx(25.0 - 24.0)
+    sweep.print_families([a, b])
+    assert "| tone | 1 | 24.00 | 25.00 | +2.00 | +0.00 | +0.00 | +1.00 |" in capsys.readouterr().out
+
+
+def test_family_rows_keep_what_the_sharp_neighbour_score_keeps(sweep) -> None:
+    # A video with sharp neighbours whose score gains 3 dB at epoch 2 (threshold 2): kept.
+    t = sweep.Trace("handheld", 30.0, [25.0, 25.0, 25.0], [1.0, 1.0, 1.0], [24.0, 24.5, 26.0])
+    t.reference = [20.0, 21.0, 23.0]
+    t.reference_psnr = [20.0, 21.0, 23.0]
+    row = sweep.family_rows([t])[-1]
+    assert row["kept"] == 2.0 and row["oracle"] == 2.0
+    assert math.isnan(row["blurry"]) and math.isnan(row["kept_vs_blurry"])
