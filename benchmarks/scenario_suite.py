@@ -307,6 +307,7 @@ def format_summary(results: Results) -> str:
     losing = {
         k: sum(r.delta < LOSS_DB for r in results.rows if (r.model, r.config) == k) for k in keys
     }
+    perfect = {k: perfect_keep([r for r in results.rows if (r.model, r.config) == k]) for k in keys}
     notes = [
         f"Videos below {LOSS_DB} dB vs unadapted: "
         + ", ".join(f"{m}/{c} {n}" for (m, c), n in losing.items())
@@ -318,6 +319,10 @@ def format_summary(results: Results) -> str:
         "change of the epoch it keeps, over all runs: "
         + ", ".join(f"{m}/{c} {_rho(results.rows, (m, c))}" for (m, c) in keys)
         + f"; all runs {_rho(results.rows, None)}.",
+        "Perfect keep-or-rollback (the guard's epoch kept exactly where it gains: the most a "
+        "better keep decision could give with the same epochs), mean vs unadapted: "
+        + ", ".join(f"{m}/{c} {_signed(v)}" for (m, c), v in perfect.items())
+        + ".",
         "Exposure fit (ttblur.stages.exposure.estimate_exposure on the first configuration's "
         "pseudo-sharp patches), per "
         "family: "
@@ -325,6 +330,12 @@ def format_summary(results: Results) -> str:
         + ".",
     ]
     return "\n".join([*lines, "", *notes])
+
+
+def perfect_keep(rows: Sequence[VideoRow]) -> float:
+    """Mean change vs the unadapted model had each run kept the guard's epoch exactly where it
+    gains (``max(candidate_delta, 0)``); NaN when no run has a guard's epoch."""
+    return _mean([max(r.candidate_delta, 0.0) for r in rows if not math.isnan(r.candidate_delta)])
 
 
 def _rho(rows: Sequence[VideoRow], key: tuple[str, str] | None) -> str:

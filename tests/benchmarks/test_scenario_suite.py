@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Callable
 from types import ModuleType
 
@@ -47,6 +49,8 @@ def test_tiny_run_scores_every_video_and_config(bench, tmp_path, capsys) -> None
     assert all(r["exposure_true"] == pytest.approx(1.0) for r in pan)
     assert "| tiny | default | **all** | 2 |" in printed
     assert "Spearman" in printed and "Exposure fit" in printed
+    (perfect,) = [line for line in printed.splitlines() if line.startswith("Perfect keep")]
+    assert "tiny/default +" in perfect and "tiny/paper +" in perfect  # never below 0
 
 
 def test_unknown_config_is_refused(bench) -> None:
@@ -55,3 +59,20 @@ def test_unknown_config_is_refused(bench) -> None:
     cfg = bench.adapt_config("paper", bench.Settings(patch_size=48, epochs=2))
     assert (cfg.dbcgm.magnitude, cfg.synthesis.clip) == ("bme", "original")
     assert (cfg.rsdm.patch_size, cfg.finetune.epochs) == (48, 2)
+
+
+def test_perfect_keep_counts_only_the_gains_of_the_guards_epochs(bench) -> None:
+    row = bench.VideoRow(
+        model="tiny", family="pan", photo="coffee", seed=10_000, config="default",
+        exposure_true=1.0, exposure_fit=None, exposure_std=None, blurry=25.0, unadapted=26.0,
+        adapted=26.0, worst_frame=0.0, sharp_frames=0, sharp_delta=math.nan, reverted=True,
+        seconds=1.0,
+    )  # fmt: skip
+    rows = [
+        dataclasses.replace(row, candidate_delta=1.5),  # rolled back although it gains
+        dataclasses.replace(row, candidate_delta=-2.0),  # rightly rolled back
+        dataclasses.replace(row, candidate_delta=0.5),
+        row,  # no guard's epoch (NaN): not counted
+    ]
+    assert bench.perfect_keep(rows) == pytest.approx((1.5 + 0.0 + 0.5) / 3)
+    assert math.isnan(bench.perfect_keep([row]))
