@@ -371,7 +371,9 @@ def family_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
     the mean true change were the truth to choose each epoch (never rolling back), and what
     the shipped guard returns (mean change, worst video, its mean PSNR minus the input's)."""
     settings = shipped_settings()
-    groups = {t.family: [u for u in traces if u.family == t.family] for t in traces}
+    groups: dict[str, list[Trace]] = {}
+    for t in traces:
+        groups.setdefault(t.family, []).append(t)
     rows = []
     for family, group in [*groups.items(), ("all", list(traces))]:
         finals = []

@@ -304,10 +304,9 @@ def format_summary(results: Results) -> str:
                 f"{_signed(_mean([r.sharp_delta for r in rows]))} | "
                 f"{sum(r.reverted for r in rows)} |"
             )
-    losing = {
-        k: sum(r.delta < LOSS_DB for r in results.rows if (r.model, r.config) == k) for k in keys
-    }
-    perfect = {k: perfect_keep([r for r in results.rows if (r.model, r.config) == k]) for k in keys}
+    runs = {k: [r for r in results.rows if (r.model, r.config) == k] for k in keys}
+    losing = {k: sum(r.delta < LOSS_DB for r in rows) for k, rows in runs.items()}
+    perfect = {k: perfect_keep(rows) for k, rows in runs.items()}
     notes = [
         f"Videos below {LOSS_DB} dB vs unadapted: "
         + ", ".join(f"{m}/{c} {n}" for (m, c), n in losing.items())
