@@ -105,6 +105,24 @@ def test_round_trip_through_a_folder_and_the_offline_hub_cache(build, tmp_path, 
         assert _same_weights(loaded, net)
 
 
+def test_half_precision_folder_is_smaller_and_loads_into_float32(build, tmp_path):
+    net = build(4)
+    full = net.save_pretrained(tmp_path / "full")
+    half = net.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    stored = read_state_dict(half / "model.safetensors")
+    floats = [k for k, v in net.state_dict().items() if v.is_floating_point()]
+    assert floats and all(stored[k].dtype == torch.float16 for k in floats)
+    size = (half / "model.safetensors").stat().st_size
+    assert size < 0.6 * (full / "model.safetensors").stat().st_size
+    loaded = type(net).from_pretrained(half)
+    for key, value in net.state_dict().items():
+        got = loaded.state_dict()[key]
+        assert got.dtype == value.dtype, key
+        assert torch.equal(got, value.half().to(value.dtype) if key in floats else value), key
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        net.save_pretrained(tmp_path / "int", dtype=torch.int8)
+
+
 def test_revision_picks_the_snapshot(build, tmp_path, hub_cache):
     old, new = build(4), build(6)
     cls = type(old)

@@ -11,6 +11,7 @@ from ttblur.nets.reference import (
     ReferenceDeblurNet,
     ReferenceUNet,
     ReferenceUNetConfig,
+    reference_model,
 )
 from ttblur.training.data import mix_overrides
 from ttblur.training.reference import (
@@ -431,6 +432,21 @@ def test_evaluate_command_adds_the_motion_rows_it_is_asked_for(tmp_path, capsys)
     rows = json.loads(out.read_text())
     assert [r["preset"] for r in rows] == ["gopro", "gopro+mix", "gopro+mix+pauses"]
     assert "still beside moving frames" in capsys.readouterr().out
+
+
+def test_export_command_writes_a_half_precision_folder_that_loads_by_name(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = ReferenceUNet(ReferenceUNetConfig(widths=(4, 8, 8), mid_blocks=1))
+    torch.nn.init.normal_(net.out.weight, std=0.05)
+    net.save_pretrained(tmp_path / "run" / "final")
+    assert main(["export", str(tmp_path / "run" / "final"), str(tmp_path / "out"), "--half"]) == 0
+    assert "wrote ReferenceUNet to" in capsys.readouterr().out
+    exported = reference_model(tmp_path / "out")
+    assert isinstance(exported, ReferenceUNet) and exported.config == net.config
+    clip = torch.rand(1, 5, 3, 16, 16)
+    with torch.no_grad():
+        error = (exported(clip) - net(clip)).abs().max().item()
+    assert 0 < error < 1e-3  # float16 storage: rounded, not lost
 
 
 def test_format_rows_prints_each_group_or_a_dash():

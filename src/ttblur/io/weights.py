@@ -13,7 +13,8 @@ One module loads and writes the weights of every network ttblur touches:
     works). The config is validated by the class's pydantic ``config_class`` and must name the
     class (``"_class_name"``); the state dict must match the architecture key for key and
     shape for shape (``_from_pretrained``).
-  - ``save_pretrained(path)`` (``_save_pretrained``): the two files, each written atomically.
+  - ``save_pretrained(path, *, dtype=None)`` (and the mixin's ``_save_pretrained`` hook): the
+    two files, each written atomically; ``dtype=torch.float16`` stores half-precision weights.
   - ``push_to_hub(repo_id, ...)``: the two files uploaded in one commit.
 
 * :class:`PushToHubMixin`: ``push_to_hub`` for objects that wrap a network and write it with
@@ -511,7 +512,12 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | os.PathLike[s
 
 
 def write_pretrained(
-    path: str | Path, class_name: str, config: BaseModel, state: Mapping[str, torch.Tensor]
+    path: str | Path,
+    class_name: str,
+    config: BaseModel,
+    state: Mapping[str, torch.Tensor],
+    *,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``config.json`` (``config`` plus ``"_class_name"``) and ``model.safetensors``.
 
@@ -520,14 +526,21 @@ def write_pretrained(
         class_name: the class that loads the folder.
         config: its config.
         state: the tensors (copied to the CPU).
+        dtype: store the floating-point tensors in this precision (e.g. ``torch.float16``
+            halves the file); ``None`` keeps each tensor's own. Loading casts them back to
+            the module's precision.
 
     Returns:
         the folder.
     """
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {CLASS_KEY: class_name, **config.model_dump(mode="json")}
     atomic_write_text(folder / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_state_dict(state, folder / WEIGHTS_NAME)
     return folder
 
@@ -749,18 +762,26 @@ class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
         net: nn.Module = self  # type: ignore[assignment]
         write_pretrained(save_directory, type(self).__name__, self.config, net.state_dict())
 
-    def save_pretrained(self, path: str | Path) -> Path:  # type: ignore[override]
+    def save_pretrained(  # type: ignore[override]
+        self, path: str | Path, *, dtype: torch.dtype | None = None
+    ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into folder ``path`` (created).
 
         Unlike ``PyTorchModelHubMixin.save_pretrained`` no ``README.md`` model card is
         written: a weights folder holds exactly the two files ttblur ships.
+
+        Args:
+            path: the folder.
+            dtype: store the floating-point weights in this precision (``torch.float16``
+                halves the file); ``None`` keeps the module's own.
 
         Returns:
             the folder, loadable with ``from_pretrained(path)``.
         """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        self._save_pretrained(folder)
+        net: nn.Module = self  # type: ignore[assignment]
+        write_pretrained(folder, type(self).__name__, self.config, net.state_dict(), dtype=dtype)
         return folder
 
 

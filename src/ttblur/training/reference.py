@@ -17,6 +17,7 @@ Command line::
 
     python -m ttblur.training.reference train --out runs/reference --steps 6000
     python -m ttblur.training.reference evaluate --weights src/ttblur/weights/reference
+    python -m ttblur.training.reference export runs/base/final out/base --half
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ttblur.io.weights import WEIGHTS_NAME
 from ttblur.nets.reference import (
     ReferenceConfig,
     ReferenceDeblurNet,
@@ -639,6 +641,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--size", type=int, nargs=2, default=[192, 256])
     evaluate.add_argument("--threads", type=int, default=1)
     evaluate.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    export = sub.add_parser(
+        "export", help="write a trained network as a weights folder (e.g. to ship it)"
+    )
+    export.add_argument(
+        "source", help="a weights folder (a run's final/), a shipped name or a Hub repo id"
+    )
+    export.add_argument("dest", type=Path, help="the folder to write (created)")
+    export.add_argument(
+        "--half", action="store_true", help="store float16 weights (half the file size)"
+    )
     return parser
 
 
@@ -683,6 +695,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = _network(config).from_pretrained(Path(args.out) / "final")
             model.save_pretrained(args.export)
             print(f"exported to {args.export}")
+        return 0
+    if args.command == "export":
+        source = reference_model(args.source)
+        folder = source.save_pretrained(args.dest, dtype=torch.float16 if args.half else None)
+        size = (folder / WEIGHTS_NAME).stat().st_size / 2**20
+        print(f"wrote {type(source).__name__} to {folder} ({WEIGHTS_NAME}: {size:.2f} MiB)")
         return 0
     torch.set_num_threads(args.threads)
     model = reference_model(args.weights)
