@@ -15,6 +15,8 @@ from safetensors.torch import save_file
 import ttblur.api
 from ttblur.cli import find_sequences, load_model, load_weights, main, save_weights
 from ttblur.inference import deblur
+from ttblur.io.models import SHIPPED_MODELS
+from ttblur.nets.reference import REFERENCE_MODELS
 from ttblur.synth import SyntheticVideo, load_photo, make_video
 from ttblur.testing import standin_model
 from ttblur.video import load_video, save_video
@@ -175,6 +177,11 @@ def test_load_model_imports_modules_and_files(tmp_path, factory, monkeypatch) ->
     monkeypatch.chdir(tmp_path)  # a module next to the current folder is importable by name
     assert type(load_model("user_nets:build")).__name__ == "ESTRNNLike"
     assert type(load_model()).__name__ == "ReferenceDeblurNet"
+    assert type(load_model("tiny")).__name__ == "ReferenceDeblurNet"
+    assert type(load_model("base")).__name__ == "ReferenceUNet"
+    assert set(SHIPPED_MODELS) == set(REFERENCE_MODELS)
+    for name, target in SHIPPED_MODELS.items():
+        assert isinstance(load_model(target), REFERENCE_MODELS[name][0])
 
 
 # ------------------------------------------------------------------------------ eval

@@ -171,8 +171,8 @@ def test_shipped_defaults_load_unchanged() -> None:
         net = cls.from_pretrained()
         assert _same_weights(net, cls.from_pretrained(folder))
     assert isinstance(reference_model("tiny"), ReferenceDeblurNet)
-    if (shipped_weights_dir("reference-base") / "model.safetensors").is_file():
-        assert isinstance(reference_model("base"), ReferenceUNet)
+    assert isinstance(reference_model("base"), ReferenceUNet)
+    assert _same_weights(ReferenceUNet.from_pretrained(), reference_model("base"))
 
 
 def test_reference_model_reads_the_class_from_the_config(tmp_path, hub_cache) -> None:

@@ -201,8 +201,9 @@ class BatchSettings(BaseModel):
     """What every task of a batch does (the same for every video; picklable for Ray).
 
     Attributes:
-        model: ``module:factory`` of the network (:func:`ttblur.io.models.load_model`),
-            built once per worker process; ignored when :func:`adapt_many` gets a module.
+        model: ``module:factory`` of the network or a shipped reference name (``"tiny"``,
+            ``"base"``; :func:`ttblur.io.models.load_model`), built once per worker process;
+            ignored when :func:`adapt_many` gets a module.
         weights: weights for ``model`` (file, folder or Hub repo id).
         revision: Hub revision of repo-id ``weights``.
         spec: calling convention (``None``: ``model.spec``, else ``"image"``).

@@ -106,7 +106,8 @@ _MODEL_HELP = """\
 the network:
   --model module:factory  imports `factory` from `module` (an importable module such as
                           mypkg.nets, or a path/to/file.py) and calls it with no argument;
-                          it must return a torch.nn.Module.
+                          it must return a torch.nn.Module. `--model tiny` and
+                          `--model base` load the shipped reference networks.
   --weights               a .safetensors file, a folder holding model.safetensors, or a
                           Hugging Face Hub repo id (through the local Hub cache); keys and
                           shapes must match the model exactly. Pickle files are never read.
@@ -377,7 +378,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=DEFAULT_MODEL,
         metavar="MODULE:FACTORY",
-        help=f"network factory, called with no argument (default: {DEFAULT_MODEL})",
+        help="network factory, called with no argument, or a shipped reference network: "
+        f"tiny, base (default: {DEFAULT_MODEL})",
     )
     group.add_argument(
         "--weights",
@@ -468,9 +470,16 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
+    from ttblur.nets.reference import DEFAULT_REFERENCE, REFERENCE_MODELS
     from ttblur.synth import HELDOUT_PHOTOS, PRESETS
 
     demo.add_argument("--out", type=Path, default=Path("ttblur-demo"), help="output folder")
+    demo.add_argument(
+        "--model",
+        default=DEFAULT_REFERENCE,
+        choices=sorted(REFERENCE_MODELS),
+        help=f"shipped reference network to adapt (default: {DEFAULT_REFERENCE})",
+    )
     demo.add_argument(
         "--preset",
         default="bsd-2ms16ms",
@@ -850,7 +859,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         size=tuple(args.size),
         seed=args.seed,
     )
-    model = reference_model()
+    model = reference_model(args.model)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"network: {args.model} ({type(model).__name__}, {millions:.2f} M parameters)")
     unadapted = deblur(model, clip.blurry, device=args.device, progress=progress)
     result = adapt(model, clip.blurry, config=config, device=args.device, progress=progress)
     adapted = result.deblur(clip.blurry, progress=progress)

@@ -113,6 +113,30 @@ def test_shipped_weights_help_on_source_domain_and_not_on_a_target(no_network):
     assert gains["bsd-1ms8ms"] < gains["gopro"]  # and does worse under the domain shift
 
 
+def test_shipped_base_is_half_precision_and_deblurs_better_than_tiny(no_network):
+    synth = pytest.importorskip("ttblur.synth")
+    from ttblur.inference import deblur
+
+    file = shipped_weights_dir("reference-base") / "model.safetensors"
+    assert file.stat().st_size < 8_000_000  # float16: about 5.5 MB (the wheel's limit is 16)
+    base, tiny = reference_model("base"), reference_model("tiny")
+    assert isinstance(base, ReferenceUNet) and not base.training
+    assert all(p.dtype == torch.float32 for p in base.parameters())
+    assert 2_500_000 < sum(p.numel() for p in base.parameters()) < 4_000_000
+    gains: dict[tuple[str, str], float] = {}
+    for preset in ("gopro", "bsd-1ms8ms"):  # held-out photo, a seed training never used
+        video = synth.make_video(
+            "astronaut", preset=preset, num_frames=7, size=(96, 128), seed=10_007
+        )
+        blurry = _psnr(video.blurry, video.sharp)
+        for name, model in (("base", base), ("tiny", tiny)):
+            restored = deblur(model, video.blurry, progress=False)
+            gains[name, preset] = _psnr(restored, video.sharp) - blurry
+    assert gains["base", "gopro"] > max(1.0, gains["tiny", "gopro"])
+    # where tiny breaks the frames (a shifted domain), base still deblurs
+    assert gains["tiny", "bsd-1ms8ms"] < -3.0 and gains["base", "bsd-1ms8ms"] > 0.5
+
+
 def test_round_trip_through_offline_hub_cache_and_push(tmp_path, hub_cache, fake_hub):
     torch.manual_seed(2)
     net = ReferenceDeblurNet(ReferenceConfig(features=(4, 4, 8), num_blocks=1)).eval()
@@ -206,7 +230,7 @@ def test_reference_model_reads_the_class_from_the_folder(tmp_path):
         assert torch.equal(loaded(clip), unet(clip))
     tiny = reference_model("tiny")
     assert isinstance(tiny, ReferenceDeblurNet)
-    assert set(REFERENCE_MODELS) == {"tiny"}
+    assert set(REFERENCE_MODELS) == {"tiny", "base"}
 
 
 def test_reference_model_reads_config_json_once(tmp_path, monkeypatch):

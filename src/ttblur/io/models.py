@@ -25,10 +25,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["DEFAULT_MODEL", "ModelLoadError", "load_model"]
+__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "ModelLoadError", "load_model"]
 
 #: The factory used when none is given: the shipped reference network.
 DEFAULT_MODEL = "ttblur.nets.reference:reference_model"
+#: The names ``--model`` accepts for the shipped reference networks, and the factory each
+#: stands for (``ttblur.nets.reference.REFERENCE_MODELS`` holds the same names).
+SHIPPED_MODELS: dict[str, str] = {
+    "tiny": "ttblur.nets.reference:reference_tiny",
+    "base": "ttblur.nets.reference:reference_base",
+}
 
 
 class ModelLoadError(ValueError):
@@ -137,7 +143,8 @@ def load_model(
 
     Args:
         target: ``"module:factory"`` or ``"path/to/file.py:factory"``; ``factory`` may be
-            dotted (``"nets:Builder.create"``). It is called with no argument.
+            dotted (``"nets:Builder.create"``). It is called with no argument. A name of
+            :data:`SHIPPED_MODELS` (``"tiny"``, ``"base"``) stands for its factory.
         weights: see :func:`ttblur.io.weights.load_weights`; ``None`` keeps what the factory built.
         revision: Hub branch, tag or commit of a repo-id ``weights`` (see
             :func:`ttblur.io.weights.load_weights`).
@@ -152,10 +159,12 @@ def load_model(
     """
     from torch import nn
 
+    target = SHIPPED_MODELS.get(target, target)
     module_text, sep, attribute = target.rpartition(":")
     if not sep or not module_text or not attribute:
         raise ModelLoadError(
-            f"--model must be 'module:factory' or 'path/to/file.py:factory', got {target!r}"
+            "--model must be 'module:factory', 'path/to/file.py:factory' or a shipped "
+            f"reference network ({', '.join(SHIPPED_MODELS)}), got {target!r}"
         )
     if revision is not None and weights is None:
         raise ModelLoadError("--revision needs --weights OWNER/NAME (a Hugging Face Hub repo id)")

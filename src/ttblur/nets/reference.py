@@ -1,7 +1,7 @@
 """ttblur's reference video deblurring networks: :class:`ReferenceDeblurNet` (0.35 M
 parameters, shipped trained as ``"tiny"``) and :class:`ReferenceUNet` (2.85 M parameters, the
-size users adapt in practice; its training is in progress and no weights ship yet, see
-``docs/reference-model.md``).
+size users adapt in practice, shipped trained as ``"base"``; how far each deblurs is measured
+in ``docs/reference-model.md``).
 
 Clip-based networks of our own design, trained on the synthetic source domain (``ttblur.synth``
 preset ``"gopro"``, training photos only). They play the role of a pretrained deblurring model
@@ -49,7 +49,9 @@ __all__ = [
     "ReferenceNet",
     "ReferenceUNet",
     "ReferenceUNetConfig",
+    "reference_base",
     "reference_model",
+    "reference_tiny",
 ]
 
 
@@ -310,8 +312,9 @@ class ReferenceDeblurNet(_ClipDeblurNet):
 
 
 class ReferenceUNet(_ClipDeblurNet):
-    """Clip-based video deblurring U-Net (about 2.9 M parameters by default), trained with
-    ``python -m ttblur.training.reference train --arch base``; no trained weights ship yet.
+    """Clip-based video deblurring U-Net (about 2.9 M parameters by default), the ``"base"``
+    reference model, trained with ``python -m ttblur.training.reference train --arch base``
+    (its shipped weights: ``docs/reference-model.md``).
 
     Every frame is encoded once (pixel-unshuffle to 1/2, ``frame_blocks`` residual blocks, a
     stride-2 conv to 1/4); each output frame fuses the 1/4 features of its window (1x1 conv,
@@ -339,7 +342,7 @@ class ReferenceUNet(_ClipDeblurNet):
     """
 
     config_class = ReferenceUNetConfig
-    default_weights = None
+    default_weights = "reference-base"
     config: ReferenceUNetConfig
 
     def __init__(self, config: ReferenceUNetConfig | None = None) -> None:
@@ -402,6 +405,7 @@ class ReferenceUNet(_ClipDeblurNet):
 #: Shipped reference networks: name -> (class, folder under ``ttblur/weights/``).
 REFERENCE_MODELS: dict[str, tuple[type[_ClipDeblurNet], str]] = {
     "tiny": (ReferenceDeblurNet, "reference"),
+    "base": (ReferenceUNet, "reference-base"),
 }
 #: Every reference architecture a weights folder's ``config.json`` may name.
 _REFERENCE_CLASSES: tuple[type[_ClipDeblurNet], ...] = (ReferenceDeblurNet, ReferenceUNet)
@@ -422,6 +426,16 @@ def _class_named(name: object) -> type[_ClipDeblurNet]:
     return ReferenceDeblurNet
 
 
+def reference_tiny() -> ReferenceDeblurNet:
+    """The shipped ``"tiny"`` network (``reference_model("tiny")``); ``--model tiny``."""
+    return ReferenceDeblurNet.from_pretrained()
+
+
+def reference_base() -> ReferenceUNet:
+    """The shipped ``"base"`` network (``reference_model("base")``); ``--model base``."""
+    return ReferenceUNet.from_pretrained()
+
+
 def reference_model(
     weights: str | Path | None = None,
     *,
@@ -432,8 +446,8 @@ def reference_model(
 
     Args:
         weights: ``None`` loads :data:`DEFAULT_REFERENCE`; a name of :data:`REFERENCE_MODELS`
-            (``"tiny"``) loads that network's weights shipped inside the package (no network
-            access); otherwise a local
+            (``"tiny"``, ``"base"``) loads that network's weights shipped inside the package
+            (no network access); otherwise a local
             folder with ``config.json`` + ``model.safetensors`` or a Hugging Face Hub repo id,
             whose ``config.json`` names the class (:class:`ReferenceUNet` or
             :class:`ReferenceDeblurNet`).
