@@ -244,10 +244,9 @@ def format_table(results: Results) -> str:
         base = mean("a").psnr if "a" in methods else math.nan
         for key in methods:
             score = mean(key)
-            delta = score.psnr - base
+            delta = "-" if math.isnan(base) else f"{score.psnr - base:+.2f}"
             lines.append(
-                f"| {name} | {_BY_KEY[key].label} | {score.psnr:.2f} | {score.ssim:.4f} | "
-                f"{delta:+.2f} |"
+                f"| {name} | {_BY_KEY[key].label} | {score.psnr:.2f} | {score.ssim:.4f} | {delta} |"
             )
     return "\n".join(lines)
 

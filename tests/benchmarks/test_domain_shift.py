@@ -17,13 +17,13 @@ def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
 
 
 def _rows(table: str) -> dict[tuple[str, str], list[float]]:
-    """``(preset, method label) -> [PSNR, SSIM, PSNR vs (a)]`` from the Markdown table."""
+    """``(preset, method label) -> [PSNR, SSIM, PSNR vs (a) (NaN for "-")]`` from the table."""
     rows = {}
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 5 or cells[0] in ("preset", "---"):
             continue
-        rows[(cells[0], cells[1])] = [float(c) for c in cells[2:]]
+        rows[(cells[0], cells[1])] = [math.nan if c == "-" else float(c) for c in cells[2:]]
     return rows
 
 
@@ -61,7 +61,9 @@ def test_missing_idblau_weights_omit_the_row_with_a_note(bench, tmp_path) -> Non
     assert results.methods == ["blurry"]
     assert any("ID-Blau omitted" in note for note in results.notes)
     table = bench.format_table(results)
-    assert len(_rows(table)) == len(bench.TARGET_PRESETS) + 1
+    rows = _rows(table)
+    assert len(rows) == len(bench.TARGET_PRESETS) + 1
+    assert all(math.isnan(values[2]) for values in rows.values())  # "-": no (a) row to compare
 
 
 def test_evaluation_videos_are_held_out_and_distinct(bench) -> None:
