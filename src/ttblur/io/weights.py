@@ -13,8 +13,8 @@ One module loads and writes the weights of every network ttblur touches:
     works). The config is validated by the class's pydantic ``config_class`` and must name the
     class (``"_class_name"``); the state dict must match the architecture key for key and
     shape for shape (``_from_pretrained``).
-  - ``save_pretrained(path, *, dtype=None)`` (and the mixin's ``_save_pretrained`` hook): the
-    two files, each written atomically; ``dtype=torch.float16`` stores half-precision weights.
+  - ``save_pretrained(path, *, dtype=None)`` (``_save_pretrained``): the two files, each
+    written atomically; ``dtype=torch.float16`` stores half-precision weights.
   - ``push_to_hub(repo_id, ...)``: the two files uploaded in one commit.
 
 * :class:`PushToHubMixin`: ``push_to_hub`` for objects that wrap a network and write it with
@@ -756,11 +756,13 @@ class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
         net.eval()
         return module
 
-    def _save_pretrained(self, save_directory: Path) -> None:
+    def _save_pretrained(self, save_directory: Path, *, dtype: torch.dtype | None = None) -> None:
         """Write ``config.json`` (``self.config`` + ``"_class_name"``) and
-        ``model.safetensors`` into ``save_directory``."""
+        ``model.safetensors`` (floating-point tensors in ``dtype`` if given) into
+        ``save_directory``."""
         net: nn.Module = self  # type: ignore[assignment]
-        write_pretrained(save_directory, type(self).__name__, self.config, net.state_dict())
+        state = net.state_dict()
+        write_pretrained(save_directory, type(self).__name__, self.config, state, dtype=dtype)
 
     def save_pretrained(  # type: ignore[override]
         self, path: str | Path, *, dtype: torch.dtype | None = None
@@ -780,8 +782,7 @@ class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
         """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        net: nn.Module = self  # type: ignore[assignment]
-        write_pretrained(folder, type(self).__name__, self.config, net.state_dict(), dtype=dtype)
+        self._save_pretrained(folder, dtype=dtype)
         return folder
 
 
