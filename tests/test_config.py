@@ -76,3 +76,23 @@ def test_assignment_is_validated():
     cfg = AdaptConfig()
     with pytest.raises(ValidationError):
         cfg.finetune.epochs = 0
+
+
+@pytest.mark.parametrize(
+    "section, field, value",
+    [
+        ("finetune", "lr_min", 0.5),  # a cross-field rule: lr_min <= lr
+        ("rsdm", "name", "no-such-detector"),  # the stage check runs after assignment
+        ("dbcgm", "flow_weights_revision", "main"),  # a revision needs its weights
+    ],
+)
+def test_a_refused_assignment_leaves_the_section_unchanged(section, field, value):
+    cfg = AdaptConfig()
+    part = getattr(cfg, section)
+    before = part.model_dump()
+    fields_set = set(part.model_fields_set)
+    with pytest.raises(ValidationError):
+        setattr(part, field, value)
+    assert part.model_dump() == before
+    assert part.model_fields_set == fields_set
+    assert AdaptConfig.model_validate(cfg.model_dump()) == cfg  # still a valid config

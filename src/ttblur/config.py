@@ -17,7 +17,14 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ttblur import registry
 
@@ -53,6 +60,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
     )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # pydantic stores an assigned value before the model's cross-field rules run, so a
+        # refused assignment would stay in place; put the section back as it was.
+        fields = dict(self.__dict__)
+        extra = None if self.__pydantic_extra__ is None else dict(self.__pydantic_extra__)
+        fields_set = set(self.__pydantic_fields_set__)
+        try:
+            super().__setattr__(name, value)
+        except ValidationError:
+            self.__dict__.clear()
+            self.__dict__.update(fields)
+            if extra is not None:
+                object.__setattr__(self, "__pydantic_extra__", extra)
+            object.__setattr__(self, "__pydantic_fields_set__", fields_set)
+            raise
 
 
 class _StageSection(_Section):
