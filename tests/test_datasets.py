@@ -92,6 +92,12 @@ def test_planned_paths_are_checked_before_writing(tmp_path) -> None:
     single = [("video", frames / "00001.png")]
     with pytest.raises(OutputPathError, match="replaced by an output frame"):
         check_planned_paths(single, [PlannedOutput("--out", frames, True, frames=True)])
+    # A frame-folder output that holds a user's images is refused before any work.
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    (shots / "1.png").write_bytes(b"")
+    with pytest.raises(OutputPathError, match="did not write.*'1.png'"):
+        check_planned_paths([("video", clip)], [PlannedOutput("--out", shots, True, frames=True)])
 
 
 def test_scores_and_table() -> None:

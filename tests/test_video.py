@@ -217,6 +217,19 @@ def test_png_folder_refuses_foreign_images(tmp_path, noisy):
     assert (folder / "holiday.jpg").exists()
 
 
+
+def test_png_folder_keeps_numbered_images_it_did_not_write(tmp_path, noisy):
+    # 1.png, 2.png, ... are a user's frames (save_video writes five digits or more): refused,
+    # neither replaced nor deleted.
+    folder = tmp_path / "myframes"
+    folder.mkdir()
+    for i in (1, 2, 12):
+        write_png(folder / f"{i}.png", np.full((4, 4, 3), i, np.uint8))
+    with pytest.raises(ValueError, match=r"already holds image files.*'1\.png'"):
+        save_video(noisy, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["1.png", "12.png", "2.png"]
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi", ".mov"])
 def test_video_file_round_trip(tmp_path, smooth, suffix):
     path = save_video(smooth, tmp_path / f"clip{suffix}", fps=30.0)

@@ -5,7 +5,8 @@
   (:func:`ttblur.io.datasets.find_sequences`) and training photo folders are listed in this
   order.
 * :data:`FRAME_FILE`: the names of the frames :func:`ttblur.io.video.save_video` writes into a
-  PNG folder (``00000.png``, ...).
+  PNG folder (``00000.png``, ...: five digits or more), and :func:`foreign_images`, the other
+  images of a folder (which a PNG-folder output refuses to mix with or delete).
 * :func:`check_planned_paths`: every input and output of a command checked before any work is
   done (the CLI's ``check_paths``), so that a run never fails halfway on a path.
 
@@ -23,19 +24,38 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from ttblur.io.frames import IMAGE_EXTENSIONS
+
 __all__ = [
     "FRAME_FILE",
     "OutputPathError",
     "PlannedOutput",
+    "check_output_folders",
     "check_planned_paths",
+    "foreign_images",
     "natural_key",
     "same_file",
 ]
 
 _DIGITS = re.compile(r"([0-9]+)")
 
-#: Names of the frames written into a PNG folder: digits only, ``.png``.
-FRAME_FILE = re.compile(r"^[0-9]+\.png$")
+#: Names of the frames written into a PNG folder: five digits or more, ``.png``. Only these
+#: are replaced by a later write; ``1.png`` is a user's image, not a frame of ours.
+FRAME_FILE = re.compile(r"^[0-9]{5,}\.png$")
+
+
+def foreign_images(folder: Path) -> list[str]:
+    """Names of the image files in ``folder`` that a PNG-folder output did not write (not
+    :data:`FRAME_FILE`, not hidden), sorted; empty when ``folder`` is not a folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and not FRAME_FILE.match(p.name)
+        and not p.name.startswith(".")
+    )
 
 
 def natural_key(name: str | os.PathLike[str]) -> tuple[list[int | str], str]:
@@ -111,6 +131,13 @@ def _check_output(output: PlannedOutput, inputs: Sequence[tuple[str, Path]]) -> 
         raise OutputPathError(f"{shown} exists and is not a folder (a folder is written there)")
     if not output.folder and path.is_dir():
         raise OutputPathError(f"{shown} is a folder, but a file is written there")
+    foreign = foreign_images(path) if output.frames else []
+    if foreign:
+        raise OutputPathError(
+            f"{shown} already holds image files that ttblur did not write (e.g. "
+            f"'{foreign[0]}'); frames written there would mix with them or replace them: use "
+            "an empty or new folder"
+        )
     for what, source in inputs:
         if not output.folder and source.is_file() and path.exists() and same_file(path, source):
             raise OutputPathError(
@@ -159,3 +186,46 @@ def check_planned_paths(
             raise FileNotFoundError(f"{what} not found: {path}")
     for output in outputs:
         _check_output(output, inputs)
+
+
+def check_output_folders(
+    inputs: Sequence[tuple[str, Path]], folders: Sequence[tuple[str, Path]]
+) -> None:
+    """Refuse output folders that are, lie inside, or hold an input (a batch's per-video
+    folders ``OUT/<name>``, checked together before any work).
+
+    Linear in the number of paths: each path is resolved once and compared with the set of
+    the inputs' folders and ancestors, so a dataset of thousands of videos is checked quickly.
+
+    Args:
+        inputs: ``(what, path)`` of everything read (existing paths).
+        folders: ``(what, path)`` of the output folders.
+
+    Raises:
+        OutputPathError: a folder that is an input folder, lies inside one, or holds an input;
+            or that exists and is not a folder.
+    """
+    input_dirs: dict[Path, str] = {}
+    holders: dict[Path, tuple[str, Path]] = {}  # every folder that holds an input
+    for what, source in inputs:
+        real = source.resolve()
+        if real.is_dir():
+            input_dirs[real] = what
+        for parent in (real, *real.parents) if real.is_dir() else real.parents:
+            holders.setdefault(parent, (what, source))
+    for shown, folder in folders:
+        real = folder.resolve()
+        if folder.exists() and not folder.is_dir():
+            raise OutputPathError(f"{shown} {folder} exists and is not a folder")
+        inside = next((input_dirs[d] for d in (real, *real.parents) if d in input_dirs), None)
+        if inside is not None:
+            raise OutputPathError(
+                f"{shown} {folder} is or lies inside the input {inside}; ttblur never writes "
+                "into its input folders (pick an output folder outside them)"
+            )
+        if real in holders:
+            what, source = holders[real]
+            raise OutputPathError(
+                f"{shown} {folder} holds the input {what} {source}; ttblur never writes into "
+                "its input folders (pick an output folder outside them)"
+            )

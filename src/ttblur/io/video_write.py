@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ttblur.io.atomic import StagedOutputs, atomic_path
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_frames, float_chunks
-from ttblur.io.paths import FRAME_FILE
+from ttblur.io.paths import FRAME_FILE, foreign_images
 
 __all__ = ["save_video", "write_frames"]
 
@@ -163,20 +163,13 @@ def _write_png_folder(
 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"'{folder}' exists and is not a folder")
-    if folder.is_dir():
-        foreign = [
-            p.name
-            for p in folder.iterdir()
-            if p.suffix.lower() in IMAGE_EXTENSIONS
-            and not FRAME_FILE.match(p.name)
-            and not p.name.startswith(".")
-        ]
-        if foreign:
-            raise ValueError(
-                f"folder '{folder}' already holds image files not written by save_video "
-                f"(e.g. '{sorted(foreign)[0]}'); loading it back would mix them in: use an "
-                "empty folder"
-            )
+    foreign = foreign_images(folder)
+    if foreign:
+        raise ValueError(
+            f"folder '{folder}' already holds image files not written by save_video (e.g. "
+            f"'{foreign[0]}'); writing there would mix with them or replace them: use an "
+            "empty or new folder"
+        )
     digits = max(5, len(str(total - 1))) if total else 5
     with StagedOutputs() as staged:
         names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
