@@ -200,6 +200,18 @@ def test_bad_batches_are_refused_before_any_work(clips: Path, tmp_path: Path) ->
         adapt_many([VideoJob("x", clips / "missing.mp4")], tmp_path / "out", SETTINGS)
     with pytest.raises(ValueError, match="inside"):
         adapt_many([VideoJob("b", clips / "b")], clips / "b" / "out", SETTINGS)
+    # OUT/<name> would be the input folder itself (video "clips" of the folder clips/) or
+    # hold an input: the outputs would overwrite or mix with the user's files.
+    with pytest.raises(ValueError, match="holds the input"):
+        adapt_many([VideoJob(clips.name, clips / "a.mp4")], clips.parent, SETTINGS)
+    with pytest.raises(ValueError, match="lies inside the input"):
+        adapt_many([VideoJob("b", clips / "b")], clips, SETTINGS)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").write_text("not a folder")
+    with pytest.raises(ValueError, match="exists and is not a folder"):
+        adapt_many(jobs, tmp_path / "out", SETTINGS)
+    (tmp_path / "out" / "a").unlink()
+    (tmp_path / "out").rmdir()
     with pytest.raises(ValueError, match="workers"):
         adapt_many(jobs, tmp_path / "out", SETTINGS, workers=0)
     with pytest.raises(ValueError, match="backend"):

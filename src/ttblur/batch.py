@@ -66,7 +66,12 @@ from ttblur.io.atomic import (
 )
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from ttblur.io.models import DEFAULT_MODEL
-from ttblur.io.paths import PlannedOutput, check_planned_paths, natural_key
+from ttblur.io.paths import (
+    PlannedOutput,
+    check_output_folders,
+    check_planned_paths,
+    natural_key,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -529,6 +534,9 @@ def _check_jobs(jobs: Sequence[VideoJob], out: Path) -> None:
     inputs = [(f"video {job.name!r}", job.blurry) for job in jobs]
     inputs += [(f"sharp frames of {job.name!r}", job.sharp) for job in jobs if job.sharp]
     check_planned_paths(inputs, [PlannedOutput("out", out, True)])
+    check_output_folders(
+        inputs, [(f"the output folder of {job.name!r}", out / job.name) for job in jobs]
+    )
 
 
 def adapt_many(
