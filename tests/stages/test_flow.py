@@ -274,3 +274,14 @@ def test_raft_weights_folder_errors(tmp_path, monkeypatch, hub_cache) -> None:
         RAFTFlow(saved)
     with pytest.raises(WeightsNotFoundError, match=r"ttblur-test/no-raft.*HF_HUB_OFFLINE"):
         RAFTFlow.from_pretrained("ttblur-test/no-raft")
+
+
+def test_opencv_flow_of_a_pair_does_not_depend_on_the_pairs_before_it() -> None:
+    # OpenCV's DIS object keeps state between calls: on 40 x 40 frames one reused object gave
+    # flows differing by 3.8 px for the same pair. Each pair now gets a fresh one.
+    frames = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    flow = OpenCVFlow("medium")
+    alone = flow(frames[2:3], frames[3:4])
+    assert torch.equal(flow(frames[2:3], frames[3:4]), alone)  # called again
+    assert torch.equal(flow(frames[:3], frames[1:])[2:3], alone)  # third of a batch
+    assert torch.equal(OpenCVFlow("medium")(frames[2:3], frames[3:4]), alone)

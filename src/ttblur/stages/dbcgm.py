@@ -83,6 +83,7 @@ from ttblur.stages.conditions import (
 )
 from ttblur.stages.exposure import estimate_exposure
 from ttblur.stages.flow import build_flow
+from ttblur.stages.seeded import SeededStage
 from ttblur.types import (
     BlurConditions,
     ConditionGenerator,
@@ -651,7 +652,7 @@ class FlowOnlyCondition(_TemporalFlow):
 
 
 @_GENERATORS.register("random")
-class RandomCondition:
+class RandomCondition(SeededStage):
     """Ablation "Random blur" (paper Table 2): a random condition per patch.
 
     Each patch gets one direction with angle uniform in ``[0, 2π)`` and one blur length ``z``
@@ -677,7 +678,7 @@ class RandomCondition:
             )
         self.magnitude_range = (low, high)
         self.seed = int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.reseed()
         self.last_stats: dict[str, float] = {}
 
     @classmethod

@@ -191,7 +191,6 @@ class OpenCVFlow:
         if preset not in DIS_PRESETS:
             raise ValueError(f"unknown DIS preset {preset!r}; choose from {tuple(DIS_PRESETS)}")
         self.preset = preset
-        self._dis: Any = None  # created on first use: no work at construction/import
 
     @classmethod
     def from_config(cls, section: DBCGMConfig) -> OpenCVFlow:
@@ -202,9 +201,9 @@ class OpenCVFlow:
         return f"OpenCVFlow(preset={self.preset!r})"
 
     def _engine(self) -> Any:
-        if self._dis is None:
-            self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.preset])  # type: ignore[attr-defined]
-        return self._dis
+        # A fresh DIS object per pair (about 20 us): OpenCV's keeps state between calls, and on
+        # frames of 40-44 px its flow depended on the pairs computed before (up to 3.8 px).
+        return cv2.DISOpticalFlow_create(DIS_PRESETS[self.preset])  # type: ignore[attr-defined]
 
     def __call__(self, src: Tensor, dst: Tensor) -> Tensor:
         """Flow from ``src`` to ``dst``.
@@ -227,14 +226,13 @@ class OpenCVFlow:
             return torch.zeros(0, 2, height, width, dtype=torch.float32, device=src.device)
         gray_src, gray_dst = _to_gray_uint8(src), _to_gray_uint8(dst)
         pad_h, pad_w = max(_DIS_SAFE_SIDE - height, 0), max(_DIS_SAFE_SIDE - width, 0)
-        dis = self._engine()
         out = np.empty((n, 2, height, width), dtype=np.float32)
         for i in range(n):
             a, b = gray_src[i], gray_dst[i]
             if pad_h or pad_w:
                 a = cv2.copyMakeBorder(a, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
                 b = cv2.copyMakeBorder(b, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-            flow = dis.calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)
+            flow = self._engine().calc(np.ascontiguousarray(a), np.ascontiguousarray(b), None)
             out[i] = flow[:height, :width].transpose(2, 0, 1)
         return torch.from_numpy(out).to(src.device)
 

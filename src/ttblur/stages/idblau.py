@@ -35,6 +35,7 @@ from ttblur.hub import WEIGHTS_NAME, PushToHubMixin, WeightsNotFoundError, shipp
 from ttblur.nets.idblau_unet import IDBlauUNet
 from ttblur.registry import SYNTHESIZERS
 from ttblur.stages.reblur import validate_synthesis_inputs
+from ttblur.stages.seeded import SeededStage
 from ttblur.types import normalised_condition, warn_mag_norm_ignored
 
 #: The ``synthesis`` section's defaults are the constructor defaults (one source).
@@ -53,7 +54,7 @@ MISSING_WEIGHTS_HELP = (
 
 
 @SYNTHESIZERS.register("idblau")
-class IDBlau(PushToHubMixin):
+class IDBlau(SeededStage, PushToHubMixin):
     """Conditional diffusion blur synthesizer (network + DDIM sampler).
 
     Weights: :meth:`from_pretrained`, :meth:`save_pretrained` and ``push_to_hub`` (from
@@ -115,7 +116,7 @@ class IDBlau(PushToHubMixin):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.progress = progress
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.reseed()
 
     def __repr__(self) -> str:
         return (

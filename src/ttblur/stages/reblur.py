@@ -37,6 +37,7 @@ from torch import Tensor
 from ttblur.config import SynthesisConfig
 from ttblur.io.frame_store import Frames
 from ttblur.registry import SYNTHESIZERS
+from ttblur.stages.seeded import SeededStage
 from ttblur.types import validate_video, warn_mag_norm_ignored
 
 #: The ``synthesis`` section's defaults are the constructor defaults (one source).
@@ -328,7 +329,7 @@ def _blur(sharp: Tensor, condition: Tensor, taps: int | None, gamma: float) -> T
 
 
 @SYNTHESIZERS.register("physical")
-class PhysicalReblur:
+class PhysicalReblur(SeededStage):
     """Weight-free :class:`~ttblur.protocols.BlurSynthesizer`: linear-light motion blur.
 
     Calls :func:`motion_blur` batch by batch and optionally adds Gaussian sensor noise drawn
@@ -377,7 +378,7 @@ class PhysicalReblur:
         self.noise_std = float(noise_std)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.reseed()
 
     @classmethod
     def from_config(
