@@ -177,3 +177,52 @@ def test_streamed_exposure_fit_and_video_lengths_match_too(tmp_path: Path) -> No
     _assert_same_run(in_memory, streamed)
     assert streamed.exposure is not None and in_memory.exposure is not None
     assert streamed.exposure.motion_px == in_memory.exposure.motion_px
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"synthesis": {"noise_std": 0.05}},  # the physical reblur draws noise
+        {"dbcgm": {"name": "random"}},  # the random conditions draw angles and lengths
+    ],
+)
+def test_a_reused_pipeline_gives_every_run_the_result_of_a_fresh_one(config: dict) -> None:
+    cfg = {**FAST, **config, "guard": {"enabled": False}}
+    model, video = standin_model("reference"), _video()
+    pipe = AdaptPipeline.from_config(cfg, device="cpu")
+    first, second = (pipe(model, video, progress=False) for _ in range(2))
+    fresh = AdaptPipeline.from_config(cfg, device="cpu")(model, video, progress=False)
+    for run in (second, fresh):
+        assert torch.equal(run.conditions, first.conditions)
+        assert torch.equal(run.pairs.inputs, first.pairs.inputs)
+        for a, b in zip(run.model.state_dict().values(), first.model.state_dict().values()):
+            assert torch.equal(a, b)
+
+
+def test_adapt_inside_no_grad_or_inference_mode_fine_tunes_as_outside() -> None:
+    cfg = {**FAST, "guard": {"enabled": False}}
+    model, video = standin_model("reference"), _video()
+    outside = AdaptPipeline.from_config(cfg, device="cpu")(model, video, progress=False)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            run = AdaptPipeline.from_config(cfg, device="cpu")(model, video, progress=False)
+            assert not torch.is_grad_enabled()  # the caller's mode is back
+        assert not run.report.reverted
+        for a, b in zip(run.model.state_dict().values(), outside.model.state_dict().values()):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "synthesizer, message",
+    [
+        (
+            lambda sharp, condition: sharp[..., :-2, :-2],
+            r"returned \(\d+, 3, 46, 46\) for sharp patches of shape \(\d+, 3, 48, 48\)",
+        ),
+        (lambda sharp, condition: sharp.numpy(), "returned ndarray"),
+    ],
+)
+def test_a_synthesizer_returning_another_shape_is_refused(synthesizer, message) -> None:
+    pipe = AdaptPipeline.from_config(FAST, synthesizer=synthesizer, device="cpu")
+    with pytest.raises(ValueError, match=message):
+        pipe(standin_model("reference"), _video(), progress=False)

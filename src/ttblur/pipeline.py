@@ -122,12 +122,23 @@ def synthesize_batched(
 
     Shape:
         - sharp, condition: ``(N, 3, h, w)``; output: ``(N, 3, h, w)``.
+
+    Raises:
+        ValueError: the synthesizer returned something else than a tensor of its input's
+            shape (a shifted or cropped output would misalign every training pair).
     """
     outputs = []
     with torch.no_grad():
         for start in range(0, sharp.shape[0], batch):
             chunk = slice(start, start + batch)
             out = synthesizer(sharp[chunk].to(device), condition[chunk].to(device))
+            expected = tuple(sharp[chunk].shape)
+            if not isinstance(out, Tensor) or tuple(out.shape) != expected:
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ValueError(
+                    f"synthesizer {synthesizer!r} returned {got} for sharp patches of shape "
+                    f"{expected}; a synthesizer must return a tensor of its input's shape"
+                )
             outputs.append(out.detach().float().cpu().clamp(0.0, 1.0))
     return torch.cat(outputs)
 
@@ -367,11 +378,19 @@ class AdaptPipeline:
         cuda = [_cuda_index(self.device)] if self.device.type == "cuda" else []
         # Nothing inside may move the caller's global random streams: they are forked here and
         # seeded from the config, so user stages that draw from them are reproducible too.
-        with torch.random.fork_rng(devices=cuda):
+        # Fine-tuning needs gradients even when the caller runs under no_grad / inference_mode
+        # (restored on exit, like the random streams).
+        with torch.random.fork_rng(devices=cuda), torch.inference_mode(False), torch.enable_grad():
             torch.random.default_generator.manual_seed(self.config.seed)
             if cuda:
                 with torch.cuda.device(cuda[0]):
                     torch.cuda.manual_seed(self.config.seed)
+            # Stages with their own generator restart it: every run of a reused pipeline or
+            # stage object draws what a fresh one would (ttblur.stages.seeded).
+            for component in self._components.values():
+                reseed = getattr(component, "reseed", None)
+                if callable(reseed):
+                    reseed()
             return self._guarded(model, frames, loss, spec, in_place, progress, callback)
 
     def streams(self, video: VideoSource) -> bool:
