@@ -161,6 +161,27 @@ def test_weights_overwritten_in_place_count_as_another_network(tmp_path: Path) -
     assert settings_digest(SETTINGS.model_copy(update={"weights": "org/hub-id"})) != first
 
 
+def test_a_factory_whose_code_changed_counts_as_another_network(tmp_path: Path) -> None:
+    from ttblur.batch import settings_digest
+    from ttblur.io.models import factory_source
+
+    factory = tmp_path / "fac" / "nets.py"
+    factory.parent.mkdir()
+    factory.write_text("from ttblur.testing import standin_model\nbuild = standin_model\n")
+    settings = SETTINGS.model_copy(update={"model": f"{factory}:build"})
+    assert factory_source(settings.model) == factory.parent.resolve()
+    first = settings_digest(settings)
+    assert settings_digest(settings) == first
+    helper = factory.parent / "helpers.py"  # a sibling module the factory may import
+    helper.write_text("SIZE = 2\n")
+    assert settings_digest(settings) != first
+    assert factory_source("tiny") is None and factory_source("no.such.module:build") is None
+    import ttblur.testing
+
+    expected = Path(ttblur.testing.__file__).resolve().parent
+    assert factory_source("ttblur.testing:standin_model") == expected
+
+
 def test_dataset_jobs_are_scored_against_their_ground_truth(tmp_path: Path) -> None:
     clip = _clip(4, frames=6)
     seq = tmp_path / "data" / "seq1"

@@ -96,7 +96,7 @@ def test_planned_paths_are_checked_before_writing(tmp_path) -> None:
     shots = tmp_path / "shots"
     shots.mkdir()
     (shots / "1.png").write_bytes(b"")
-    with pytest.raises(OutputPathError, match="did not write.*'1.png'"):
+    with pytest.raises(OutputPathError, match=r"did not write.*'1\.png'"):
         check_planned_paths([("video", clip)], [PlannedOutput("--out", shots, True, frames=True)])
 
 

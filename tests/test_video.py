@@ -217,7 +217,6 @@ def test_png_folder_refuses_foreign_images(tmp_path, noisy):
     assert (folder / "holiday.jpg").exists()
 
 
-
 def test_png_folder_keeps_numbered_images_it_did_not_write(tmp_path, noisy):
     # 1.png, 2.png, ... are a user's frames (save_video writes five digits or more): refused,
     # neither replaced nor deleted.

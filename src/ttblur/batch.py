@@ -65,7 +65,7 @@ from ttblur.io.atomic import (
     remove_stale_temporaries,
 )
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from ttblur.io.models import DEFAULT_MODEL
+from ttblur.io.models import DEFAULT_MODEL, factory_source
 from ttblur.io.paths import (
     PlannedOutput,
     check_output_folders,
@@ -300,14 +300,18 @@ def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
 
 
 def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
-    """A digest of what a task runs: the settings (but ``threads``) and, when given, the
-    network's parameters and buffers (so a rerun with another configuration or network redoes
-    every video)."""
+    """A digest of what a task runs: the settings (but ``threads``), the local weights file,
+    the ``.py`` files of the factory's folder (:func:`~ttblur.io.models.factory_source`) and,
+    when given, the network's parameters and buffers (so a rerun with another configuration
+    or network redoes every video). A Hub repo id counts by its name and revision."""
     import torch
 
     # threads change how fast, not what: a rerun on another backend still skips
     digest = hashlib.sha256(settings.model_dump_json(exclude={"threads"}).encode("utf-8"))
     digest.update(json.dumps(_weights_fingerprint(settings)).encode("utf-8"))
+    # A factory whose code was edited builds another network: its folder's .py files count.
+    source = factory_source(settings.model)
+    digest.update(json.dumps(_fingerprint(source, suffixes=(".py",))).encode("utf-8"))
     if model is not None:
         digest.update(type(model).__qualname__.encode("utf-8"))
         for name, tensor in model.state_dict().items():

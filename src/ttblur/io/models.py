@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "ModelLoadError", "load_model"]
+__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "ModelLoadError", "factory_source", "load_model"]
 
 #: The factory used when none is given: the shipped reference network.
 DEFAULT_MODEL = "ttblur.nets.reference:reference_model"
@@ -128,6 +128,34 @@ def _build(module_text: str, attribute: str, target: str) -> Any:
         raise ModelLoadError(
             f"--model: calling {attribute}() failed: {type(err).__name__}: {err}"
         ) from err
+
+
+def factory_source(target: str) -> Path | None:
+    """The folder of the Python source that builds ``target`` (see :func:`load_model`),
+    found without running the factory: the folder of a ``path/to/file.py`` (its sibling
+    modules are importable from it), or of a dotted module's file. ``None`` for the names of
+    :data:`SHIPPED_MODELS` and the default (they change with the installed ttblur) and when
+    the module cannot be found.
+
+    A batch fingerprints this folder's ``.py`` files, so that editing a factory counts as
+    another network (``ttblur.batch``).
+    """
+    if target in SHIPPED_MODELS or target == DEFAULT_MODEL:
+        return None
+    module_text = target.rpartition(":")[0]
+    if not module_text:
+        return None
+    if _looks_like_file(module_text):
+        path = Path(module_text).expanduser()
+        return path.resolve().parent if path.is_file() else None
+    try:
+        spec = importlib.util.find_spec(module_text)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin and spec.has_location:
+        return Path(spec.origin).resolve().parent
+    local = Path.cwd() / (module_text.replace(".", os.sep) + ".py")  # load_model's fallback
+    return local.resolve().parent if local.is_file() else None
 
 
 def load_model(
