@@ -49,3 +49,15 @@ def test_import_is_lazy() -> None:
     code = "import sys, ttblur; print('ttblur.stages.flow' in sys.modules, 'cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_documented_dotted_access_works_in_a_fresh_interpreter() -> None:
+    # The README's @ttblur.registry.DETECTORS.register and ttblur.batch.adapt_many, and the
+    # ttblur.specs.register_spec an error message names, work without importing them first.
+    code = (
+        "import ttblur; "
+        "print(ttblur.registry.DETECTORS.kind, ttblur.batch.adapt_many.__name__, "
+        "ttblur.specs.register_spec.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["detector", "adapt_many", "register_spec"]

@@ -64,7 +64,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 # submodules reachable as attributes (``ttblur.synth.make_video``)
-_SUBMODULES = ("metrics", "report", "synth", "testing", "viz")
+_SUBMODULES = ("batch", "metrics", "registry", "report", "specs", "synth", "testing", "viz")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
@@ -86,7 +86,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static re-exports for type checkers and IDEs
-    from ttblur import metrics, report, synth, testing, viz
+    from ttblur import batch, metrics, registry, report, specs, synth, testing, viz
     from ttblur.api import AdaptReport, AdaptResult, adapt
     from ttblur.config import AdaptConfig
     from ttblur.hub import InvalidWeightsError, WeightsNotFoundError

@@ -261,3 +261,9 @@ def test_reference_model_names_a_mismatched_class(tmp_path):
     config_path.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="holds weights of SomethingElse"):
         reference_model(tmp_path / "unet")
+
+
+def test_an_unknown_reference_name_lists_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder named "huge" here
+    with pytest.raises(ValueError, match=r"unknown reference network 'huge'.*'tiny', 'base'"):
+        reference_model("huge")

@@ -470,6 +470,12 @@ def reference_model(
     if isinstance(name, str) and name in REFERENCE_MODELS:
         cls, _ = REFERENCE_MODELS[name]
         return cls.from_pretrained(None, map_location=map_location)  # type: ignore[return-value]
+    if isinstance(name, str) and "/" not in name and not Path(name).expanduser().exists():
+        raise ValueError(
+            f"unknown reference network {name!r}: a shipped name ("
+            f"{', '.join(map(repr, REFERENCE_MODELS))}), a weights folder or a Hugging Face Hub "
+            "repo id (owner/name)"
+        )
     folder = resolve_pretrained(name, default=None, revision=revision)
     raw = read_config_json(folder)
     assert raw is not None  # required=True raises instead
