@@ -473,3 +473,13 @@ def test_save_video_refuses_an_empty_video(tmp_path):
     for target in ("empty.mp4", "empty"):
         with pytest.raises(ValueError, match="no frames to write"):
             save_video(torch.zeros(0, 3, 8, 8), tmp_path / target)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is seen")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_a_cuda_device_without_a_gpu_is_refused_with_its_reason(device: str) -> None:
+    from ttblur.inference import resolve_device
+
+    with pytest.raises(ValueError, match=f"device='{device}', but torch sees no CUDA GPU"):
+        resolve_device(device)
+    assert resolve_device("cpu") == torch.device("cpu")

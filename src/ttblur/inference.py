@@ -65,10 +65,26 @@ _SAVE_OPTIONS = ("crf", "codec", "pix_fmt", "bit_depth")
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; anything else -> ``torch.device(device)``."""
+    """``None`` -> CUDA when available, else CPU; anything else -> ``torch.device(device)``.
+
+    Raises:
+        ValueError: a CUDA device when torch sees none (a CPU-only build, no driver), or a
+            CUDA index beyond the GPUs it sees; checked here, before any work.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"device={str(resolved)!r}, but torch sees no CUDA GPU (torch "
+                f"{torch.__version__}, built with CUDA {torch.version.cuda}); use device='cpu' "
+                "or None (CUDA when available)"
+            )
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device={str(resolved)!r}, but torch sees {count} CUDA GPU(s)")
+    return resolved
 
 
 def reflect_index(index: int, length: int) -> int:
