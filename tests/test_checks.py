@@ -51,3 +51,15 @@ def test_adapt_refuses_before_the_sharpness_pass(monkeypatch: pytest.MonkeyPatch
 def test_available_memory_reads_the_system() -> None:
     value = available_memory()
     assert value is None or value > 0
+
+
+def test_a_model_on_the_meta_device_is_refused_by_name() -> None:
+    from torch import nn
+
+    from ttblur.checks import check_materialised
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(3, 3, 3))
+    with pytest.raises(ValueError, match=r"'0.weight' is on the 'meta' device"):
+        check_materialised(model)
+    check_materialised(nn.Sequential(nn.Conv2d(3, 3, 3)))  # a real one passes

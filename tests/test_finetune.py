@@ -261,3 +261,14 @@ def test_pairs_kept_on_the_device_train_exactly_as_pairs_copied_per_batch(
         assert result.train_loss[-1] < result.train_loss[0]
         weights.append(model.weight.detach().cpu())
     assert torch.equal(weights[0], weights[1])
+
+
+def test_a_model_that_cannot_be_copied_is_refused_with_the_way_around() -> None:
+    import threading
+
+    from ttblur.finetune import copy_model
+
+    model = torch.nn.Linear(2, 2)
+    model.lock = threading.Lock()
+    with pytest.raises(TypeError, match=r"cannot copy the model.*in_place=True"):
+        copy_model(model)

@@ -16,11 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ttblur.config import AdaptConfig
 from ttblur.finetune import LossFn, clip_radius
@@ -32,6 +33,7 @@ from ttblur.stages.rsdm import candidate_grid
 __all__ = [
     "available_memory",
     "check_loss",
+    "check_materialised",
     "check_pair_memory",
     "check_video",
     "pair_memory",
@@ -85,6 +87,22 @@ def check_loss(loss_fn: LossFn, device: torch.device) -> None:
             f"loss_fn(pred, target) returned {float(value.detach())} on (2, 3, 8, 8) tensors in "
             "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
         )
+
+
+def check_materialised(model: nn.Module) -> None:
+    """Refuse a model with parameters or buffers on the ``meta`` device (shapes without
+    values: nothing to adapt or copy).
+
+    Raises:
+        ValueError: naming the first such tensor.
+    """
+    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if tensor.is_meta:
+            raise ValueError(
+                f"the model's {name!r} is on the 'meta' device (a shape without values): "
+                "materialise the model first, e.g. model.to_empty(device='cpu') then "
+                "model.load_state_dict(...)"
+            )
 
 
 def _largest_patch(height: int, width: int) -> int:

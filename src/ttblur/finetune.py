@@ -600,5 +600,17 @@ def _all_finite(model: nn.Module) -> bool:
 
 
 def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` on the same device and dtype (the user's model is untouched)."""
-    return copy.deepcopy(model)
+    """A deep copy of ``model`` on the same device and dtype (the user's model is untouched).
+
+    Raises:
+        TypeError: the model cannot be deep-copied (a lock, an open file, an old
+            ``weight_norm`` after a forward pass ...), with the way around it.
+    """
+    try:
+        return copy.deepcopy(model)
+    except (TypeError, RuntimeError, copy.Error) as err:
+        raise TypeError(
+            f"cannot copy the model to adapt it ({type(err).__name__}: {err}); pass "
+            "in_place=True to adapt the model itself (restored on any failure), or make it "
+            "deep-copyable"
+        ) from err

@@ -43,6 +43,7 @@ from ttblur._state import ModuleSnapshot
 from ttblur.checks import (
     available_memory,
     check_loss,
+    check_materialised,
     check_pair_memory,
     check_video,
     resolve_config,
@@ -439,6 +440,7 @@ class AdaptPipeline:
                 shape = tuple(int(v) for v in frames.shape)
                 check_pair_memory(self.config, declared, shape, available_memory())
             check_loss(loss, self.device)
+            check_materialised(model)
             select_trainable(model, self.config.finetune.trainable)
             # in_place: the caller's exact state, restored on any failure, interrupt or divergence.
             snapshot = ModuleSnapshot.capture(model) if in_place else None
