@@ -251,6 +251,26 @@ def test_eval_errors(tmp_path, capsys) -> None:
     assert "unknown nope" in capsys.readouterr().err
 
 
+def test_eval_keeps_the_finished_sequences_when_one_fails(tmp_path, factory, capsys) -> None:
+    data = tmp_path / "ds"
+    for name, seed in (("a", 1), ("b", 2)):
+        _write_sequence(data / name / "blur", data / name / "sharp", seed)
+    (data / "b" / "sharp" / "00006.png").unlink()  # b's ground truth is one frame short
+    report = tmp_path / "r.json"
+    model = ["--model", f"{factory}:build", "--spec", "estrnn"]
+    assert main(["eval", str(data), *model, "--json", str(report), *TINY]) == 1
+    captured = capsys.readouterr()
+    assert "| a | 7 |" in captured.out and "the mean covers only these: 1 sequence failed" in (
+        captured.out
+    )
+    assert "1 sequence failed: b:" in captured.err
+    results = json.loads(report.read_text())
+    assert [r["name"] for r in results["sequences"]] == ["a"]
+    assert [f["name"] for f in results["failed"]] == ["b"] and "differ" in results["failed"][0][
+        "error"
+    ]
+
+
 # ------------------------------------------------------------------------------ demo
 
 

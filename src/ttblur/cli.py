@@ -768,6 +768,8 @@ def _eval_rows(result: BatchResult, jobs: Sequence[DatasetSequence]) -> list[dic
     layouts = {seq.name: seq.layout for seq in jobs}
     rows = []
     for record in result.records:
+        if record.status != "done":
+            continue
         assert record.scores is not None  # done records of jobs with ground truth
         rows.append(
             {
@@ -803,10 +805,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         else:
             out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ttblur-eval-")))
         result = _run_batch(args, dataset_jobs(sequences), out, settings)
-    if result.failed:
-        failed = "; ".join(f"{r.name}: {r.error}" for r in result.failed)
-        raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
+    failed = "; ".join(f"{r.name}: {r.error}" for r in result.failed)
     rows = _eval_rows(result, sequences)
+    if not rows:
+        raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
+    # The sequences that finished are shown and written even when others failed (their mean
+    # is labelled as such), then the command exits 1 naming the failures.
     mean = frame_mean(rows)
     print(markdown_table([*rows, mean]))
     print(
@@ -814,6 +818,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         "PSNR in dB and SSIM on RGB in [0, 1]"
         + (f", {args.crop_border} px border cropped" if args.crop_border else "")
         + f"; {result.seconds:.1f} s"
+        + (
+            f"; the mean covers only these: {_count(len(result.failed), 'sequence')} failed"
+            if result.failed
+            else ""
+        )
     )
     if args.json is not None:
         payload = {
@@ -826,9 +835,12 @@ def _run_eval(args: argparse.Namespace) -> int:
             "config": settings.config.model_dump(mode="json"),
             "sequences": rows,
             "mean": {k: v for k, v in mean.items() if k != "name"},
+            "failed": [{"name": r.name, "error": r.error} for r in result.failed],
         }
         atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if result.failed:
+        raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
     return 0
 
 
