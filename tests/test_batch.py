@@ -146,6 +146,34 @@ def test_failures_are_recorded_and_a_rerun_does_no_work_for_finished_videos(
     assert adapt_many(find_videos(clips), out, other, model=changed).ran == ["a", "b"]
 
 
+def test_warnings_of_a_video_are_kept_in_its_manifest_and_the_summary(
+    clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    import ttblur.api
+    from ttblur.io.video import TruncatedVideoWarning
+
+    real_adapt = ttblur.api.adapt
+
+    def adapt(model, video, **kwargs):  # as load_video warns on a truncated file
+        message = "clip.mp4 declares 20 frames, 10 decoded"
+        warnings.warn(message, TruncatedVideoWarning, stacklevel=2)
+        warnings.warn("old option", DeprecationWarning, stacklevel=2)  # not about the video
+        return real_adapt(model, video, **kwargs)
+
+    monkeypatch.setattr(ttblur.api, "adapt", adapt)
+    (clips / "broken.mp4").unlink()
+    out = tmp_path / "out"
+    with pytest.warns(TruncatedVideoWarning):  # still shown where the task ran
+        result = adapt_many(find_videos(clips), out, SETTINGS, model=standin_model("estrnn"))
+    expected = ["TruncatedVideoWarning: clip.mp4 declares 20 frames, 10 decoded"]
+    assert [r.warnings for r in result.records] == [expected, expected]
+    record = load_record(out, "a")
+    assert record is not None and record.warnings == expected
+    assert "TruncatedVideoWarning: clip.mp4 declares 20 frames" in (out / SUMMARY_MD).read_text()
+
+
 def test_weights_overwritten_in_place_count_as_another_network(tmp_path: Path) -> None:
     from ttblur.batch import settings_digest
     from ttblur.io.weights import save_weights

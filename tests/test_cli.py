@@ -249,6 +249,10 @@ def test_eval_errors(tmp_path, capsys) -> None:
     assert [s.name for s in find_sequences(seq)] == ["only"]  # a single sequence folder
     assert main(["eval", str(tmp_path), "--sequences", "nope", "--no-progress"]) == 1
     assert "unknown nope" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--crop-border", "40", "--no-progress"]) == 1
+    assert "--crop-border 40 removes the whole 64x80 frames of sequence 'only'" in (
+        capsys.readouterr().err
+    )
 
 
 def test_eval_keeps_the_finished_sequences_when_one_fails(tmp_path, factory, capsys) -> None:

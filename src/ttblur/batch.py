@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -252,6 +253,9 @@ class VideoRecord:
         scores: with ground truth, ``{kind: {"psnr": dB, "ssim": ...}}`` for each of
             ``blurry``, ``unadapted``, ``adapted`` (means over the frames); else ``None``.
         outputs: files written in the video's folder.
+        warnings: ``"Category: message"`` of every warning raised while it ran (a truncated
+            video, a rolled-back adaptation ...), kept here because a Ray worker's output does
+            not reach the driver.
     """
 
     name: str
@@ -269,6 +273,7 @@ class VideoRecord:
     best_epoch: int | None = None
     scores: dict[str, dict[str, float]] | None = None
     outputs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The manifest's text."""
@@ -396,7 +401,15 @@ def run_video(
     try:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
-        _adapt_one(job, folder, settings, model, record)
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                _adapt_one(job, folder, settings, model, record)
+        finally:  # outside the recorder: still shown where the task runs
+            record.warnings = _warning_lines(caught)
+            for w in caught:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         record.status = "done"
     except Exception as err:  # recorded, so that the other videos go on
         record.status = "failed"
@@ -407,6 +420,19 @@ def run_video(
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / MANIFEST, record.to_json())
     return record
+
+
+def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """``"Category: message"`` of each distinct warning, in order, but deprecations and
+    resource warnings (about the code, not the video)."""
+    lines: list[str] = []
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, ResourceWarning)):
+            continue
+        line = f"{w.category.__name__}: {w.message}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _adapt_one(
@@ -715,9 +741,13 @@ def summary_table(records: Sequence[VideoRecord]) -> str:
             gain = f"{r.gain:+.2f}"
         else:
             cells, gain = ["-"] * len(KINDS), "-"
-        note = (r.error or "").replace("|", "/").replace("\n", " ")
+        notes = [r.error] if r.error else []
         if r.status == "done" and r.reverted:
-            note = "unadapted weights kept"
+            notes.append("unadapted weights kept")
+        if r.warnings:  # the first one, and how many more the manifest holds
+            more = f" (+{len(r.warnings) - 1} more in its manifest)" if len(r.warnings) > 1 else ""
+            notes.append(r.warnings[0][:120] + more)
+        note = "; ".join(notes).replace("|", "/").replace("\n", " ")
         frames = "-" if r.frames is None else str(r.frames)
         lines.append(
             f"| {r.name} | {r.status} | {r.seconds:.1f} | {frames} | {' | '.join(cells)} "

@@ -798,6 +798,16 @@ def _run_eval(args: argparse.Namespace) -> int:
     check_paths(args)
     _check_device(args.device)
     sequences = select_sequences(find_sequences(args.dataset), args.sequences)
+    if args.crop_border:  # a border that leaves nothing to score is refused before any work
+        from ttblur.io.video import video_info
+
+        for seq in sequences:
+            info = video_info(seq.blur)
+            if 2 * args.crop_border >= min(info.height, info.width):
+                raise CLIError(
+                    f"--crop-border {args.crop_border} removes the whole "
+                    f"{info.height}x{info.width} frames of sequence {seq.name!r}"
+                )
     settings = _batch_settings(args, max_frames=args.max_frames, crop_border=args.crop_border)
     with contextlib.ExitStack() as stack:
         if args.out is not None:

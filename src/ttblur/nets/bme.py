@@ -467,6 +467,7 @@ class BlurMagnitudeEstimator(PretrainedMixin, nn.Module):
 
     Example:
         >>> import torch
+        >>> from ttblur import BlurMagnitudeEstimator
         >>> bme = BlurMagnitudeEstimator()
         >>> out = bme(torch.rand(1, 3, 64, 64))
         >>> out.shape, bool(out.min() >= 0), bool(out.max() <= 1)

@@ -401,6 +401,7 @@ class DomainBlurConditionGenerator(_TemporalFlow):
 
     Example:
         >>> import torch
+        >>> from ttblur import DomainBlurConditionGenerator
         >>> from ttblur.types import PatchLocation, Selection
         >>> gen = DomainBlurConditionGenerator(
         ...     magnitude="bme", magnitude_offset=10.0, motion_cap=False

@@ -179,6 +179,7 @@ class OpenCVFlow:
 
     Example:
         >>> import torch
+        >>> from ttblur import OpenCVFlow
         >>> flow = OpenCVFlow("fast")
         >>> flow(torch.rand(1, 3, 48, 64), torch.rand(1, 3, 48, 64)).shape
         torch.Size([1, 2, 48, 64])

@@ -611,6 +611,7 @@ class RelativeSharpnessDetector(_GridPatchSelector):
 
     Example:
         >>> import torch
+        >>> from ttblur import RelativeSharpnessDetector
         >>> magnitude = torch.linspace(0, 9, 10).view(10, 1, 1, 1).expand(10, 1, 32, 32)
         >>> det = RelativeSharpnessDetector(bme=lambda f: f[:, :1] * 0, patch_size=16, ratio=0.2)
         >>> sel = det.select(torch.rand(10, 3, 32, 32), magnitude=magnitude.clone())
