@@ -438,7 +438,7 @@ def test_deblur_file_checks_options_before_running_the_model(tmp_path):
     src = save_video(_video(6, 8, 8), tmp_path / "src")
     model = _Counting()
     cases = [
-        (dict(dst=tmp_path / "x.png"), ValueError, "image file name"),
+        (dict(dst=tmp_path / "x.png"), ValueError, "names an image file"),
         (dict(dst=src), ValueError, "differ from src"),
         (dict(dst=tmp_path / "x.mp4", crf=99), ValueError, "crf"),
         (dict(dst=tmp_path / "x.mp4", codec="nosuchcodec"), ValueError, "not available"),

@@ -266,8 +266,12 @@ def test_crf_controls_quality(tmp_path, smooth):
 
 
 def test_save_errors(tmp_path, noisy):
-    with pytest.raises(ValueError, match="image file name"):
+    with pytest.raises(ValueError, match="names an image file"):
         save_video(noisy, tmp_path / "frame.png")
+    for name in ("clip.webm", "anim.GIF"):  # not written, and not a folder of that name
+        with pytest.raises(ValueError, match=r"names a \.(webm|gif) file"):
+            save_video(noisy, tmp_path / name)
+        assert not (tmp_path / name).exists()
     with pytest.raises(ValueError, match="fps must be a positive finite number, got 0"):
         save_video(noisy, tmp_path / "a.mp4", fps=0)
     with pytest.raises(ValueError, match=r"crf must be an int in \[0, 51\], got 60"):

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from ttblur.io.atomic import Terminated, terminate_as_interrupt
 from ttblur.io.datasets import DatasetSequence, find_sequences, select_sequences
 from ttblur.io.models import DEFAULT_MODEL, load_model
-from ttblur.io.paths import PlannedOutput, check_planned_paths
+from ttblur.io.paths import OutputPathError, PlannedOutput, check_planned_paths
 
 if TYPE_CHECKING:
     from ttblur.batch import BatchResult, BatchSettings, VideoJob, VideoRecord
@@ -556,7 +556,7 @@ def _report_names() -> list[str]:
 
 def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], list[PlannedOutput]]:
     """What a command reads (``(what, path)``) and every path it writes."""
-    from ttblur.io.frames import VIDEO_EXTENSIONS
+    from ttblur.io.video_write import output_is_file
 
     inputs: list[tuple[str, Path]] = []
     outputs: list[PlannedOutput] = []
@@ -577,7 +577,10 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
             outputs.append(PlannedOutput("--report-dir", report, True))
             outputs += [PlannedOutput("--report-dir", report / n, False) for n in _report_names()]
     elif args.command == "deblur" and out is not None:
-        folder = out.suffix.lower() not in VIDEO_EXTENSIONS
+        try:
+            folder = not output_is_file(out)
+        except ValueError as err:
+            raise OutputPathError(f"--out: {err}") from err
         outputs.append(PlannedOutput("--out", out, folder, frames=folder))
     elif args.command == "eval":
         if args.json is not None:

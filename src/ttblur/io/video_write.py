@@ -22,7 +22,32 @@ from ttblur.io.atomic import StagedOutputs, atomic_path
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_frames, float_chunks
 from ttblur.io.paths import FRAME_FILE, foreign_images
 
-__all__ = ["save_video", "write_frames"]
+__all__ = ["UNWRITABLE_MEDIA", "output_is_file", "save_video", "write_frames"]
+
+
+#: Suffixes of media formats save_video does not write: such a name is an error, not the
+#: name of a PNG folder (``clip.webm`` would otherwise become a folder of that name).
+UNWRITABLE_MEDIA: tuple[str, ...] = (
+    ".webm", ".gif", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv", ".ts", ".3gp", ".y4m", ".h264",
+)  # fmt: skip
+
+
+def output_is_file(path: str | os.PathLike[str]) -> bool:
+    """Whether :func:`save_video` writes a video file at ``path`` (its suffix is one of
+    :data:`~ttblur.io.frames.VIDEO_EXTENSIONS`) rather than a folder of PNGs.
+
+    Raises:
+        ValueError: an image file name (``x.png``) or a media format it does not write
+            (:data:`UNWRITABLE_MEDIA`), so that the CLI refuses it before any work.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS or suffix in UNWRITABLE_MEDIA:
+        kind = "an image file" if suffix in IMAGE_EXTENSIONS else f"a {suffix} file"
+        raise ValueError(
+            f"'{path}' names {kind}; save_video writes a video file "
+            f"({', '.join(VIDEO_EXTENSIONS)}) or a folder of PNGs (a name without those suffixes)"
+        )
+    return suffix in VIDEO_EXTENSIONS
 
 
 def _pick_codec(codec: str | None) -> str:
@@ -132,16 +157,10 @@ def write_frames(
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
     out = Path(path).expanduser()
-    suffix = out.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS:
+    if output_is_file(out):
         if bit_depth != 8:
             raise ValueError("bit_depth=16 is only supported for PNG folders, not video files")
         _write_video_file(chunks, out, fps, crf, codec, pix_fmt)
-    elif suffix in IMAGE_EXTENSIONS:
-        raise ValueError(
-            f"'{out}' is an image file name; save_video writes a video file "
-            f"({', '.join(VIDEO_EXTENSIONS)}) or a folder of PNGs"
-        )
     else:
         _write_png_folder(chunks, out, bit_depth, total)
     return out
