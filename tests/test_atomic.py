@@ -64,3 +64,25 @@ def test_staged_file_never_written_fails_and_publishes_nothing(tmp_path) -> None
         staged.file(tmp_path / "b.txt")
     assert (tmp_path / "a.txt").read_text() == "old" and not (tmp_path / "b.txt").exists()
     assert _leftovers(tmp_path) == []
+
+
+def test_published_files_get_the_usual_permissions(tmp_path) -> None:
+    # safetensors creates its files private (0o600); published outputs get 0o666 less the
+    # umask, as the other outputs do.
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ttblur.io.atomic import StagedOutputs, atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.safetensors") as tmp:
+            save_file({"x": torch.zeros(2)}, str(tmp))
+        with StagedOutputs() as staged:
+            save_file({"x": torch.zeros(2)}, str(staged.file(tmp_path / "b.safetensors")))
+    finally:
+        os.umask(mask)
+    for name in ("a.safetensors", "b.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644

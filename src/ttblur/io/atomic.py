@@ -157,11 +157,20 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if tmp.exists():
             _fsync_file(tmp)
+            _default_mode(tmp)
             os.replace(tmp, target)
             _fsync_folder(target.parent)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _default_mode(path: Path) -> None:
+    """Give a file the permissions a plain ``open(path, "w")`` would (``0o666`` less the
+    umask): some writers (safetensors) create theirs private (``0o600``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
@@ -262,6 +271,7 @@ class StagedOutputs:
             if not tmp.is_file():
                 raise FileNotFoundError(f"staged output '{tmp}' was not written")
             _fsync_file(tmp)
+            _default_mode(tmp)
         moves: list[tuple[Path, Path]] = list(self._files)
         stale: list[Path] = []
         for stage, target, replaces in self._folders:
