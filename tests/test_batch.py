@@ -200,6 +200,8 @@ def test_a_factory_whose_code_changed_counts_as_another_network(tmp_path: Path) 
     assert factory_source(settings.model) == factory.parent.resolve()
     first = settings_digest(settings)
     assert settings_digest(settings) == first
+    shown = settings.model_copy(update={"progress": True, "threads": 2})
+    assert settings_digest(shown) == first  # how it runs and what it shows, not what it does
     helper = factory.parent / "helpers.py"  # a sibling module the factory may import
     helper.write_text("SIZE = 2\n")
     assert settings_digest(settings) != first

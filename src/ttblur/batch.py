@@ -218,6 +218,8 @@ class BatchSettings(BaseModel):
         max_frames: use only the first frames of each video.
         crop_border: pixels removed from each side before the metrics.
         threads: ``torch.set_num_threads`` inside each task (``None``: the task's CPUs).
+        progress: show each video's progress bars (adaptation stages, deblurring) where its
+            task runs: on the terminal for in-process runs; a Ray worker's output is not shown.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -231,6 +233,7 @@ class BatchSettings(BaseModel):
     max_frames: int | None = Field(default=None, gt=0)
     crop_border: int = Field(default=0, ge=0)
     threads: int | None = Field(default=None, gt=0)
+    progress: bool = False
 
 
 @dataclass
@@ -311,8 +314,10 @@ def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> 
     or network redoes every video). A Hub repo id counts by its name and revision."""
     import torch
 
-    # threads change how fast, not what: a rerun on another backend still skips
-    digest = hashlib.sha256(settings.model_dump_json(exclude={"threads"}).encode("utf-8"))
+    # threads change how fast, not what (progress: what is shown): a rerun still skips
+    digest = hashlib.sha256(
+        settings.model_dump_json(exclude={"threads", "progress"}).encode("utf-8")
+    )
     digest.update(json.dumps(_weights_fingerprint(settings)).encode("utf-8"))
     # A factory whose code was edited builds another network: its folder's .py files count.
     source = factory_source(settings.model)
@@ -407,8 +412,11 @@ def run_video(
                 warnings.simplefilter("always")
                 _adapt_one(job, folder, settings, model, record)
         finally:  # outside the recorder: still shown where the task runs
-            record.warnings = _warning_lines(caught)
-            for w in caught:
+            kept = _about_the_video(caught)
+            record.warnings = list(
+                dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in kept)
+            )
+            for w in kept:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         record.status = "done"
     except Exception as err:  # recorded, so that the other videos go on
@@ -422,17 +430,11 @@ def run_video(
     return record
 
 
-def _warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
-    """``"Category: message"`` of each distinct warning, in order, but deprecations and
-    resource warnings (about the code, not the video)."""
-    lines: list[str] = []
-    for w in caught:
-        if issubclass(w.category, (DeprecationWarning, ResourceWarning)):
-            continue
-        line = f"{w.category.__name__}: {w.message}"
-        if line not in lines:
-            lines.append(line)
-    return lines
+def _about_the_video(caught: Sequence[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """The caught warnings but deprecations and resource warnings (about the code, not the
+    video; Python's default filters hide them too)."""
+    ignored = (DeprecationWarning, PendingDeprecationWarning, ResourceWarning)
+    return [w for w in caught if not issubclass(w.category, ignored)]
 
 
 def _adapt_one(
@@ -450,7 +452,8 @@ def _adapt_one(
 
     network = model if model is not None else _network(settings)
     spec, device = settings.spec, settings.device
-    run = functools.partial(adapt, config=settings.config, spec=spec, device=device, progress=False)
+    shown = settings.progress
+    run = functools.partial(adapt, config=settings.config, spec=spec, device=device, progress=shown)
     restored = None
     if job.sharp is None and settings.max_frames is None:
         # Streamed from its file (adapt through a temporary frame store, the output written
@@ -465,11 +468,11 @@ def _adapt_one(
             blurry, sharp = load_pair(job.blurry, job.sharp, max_frames=settings.max_frames)
         result = run(network, blurry)
         restored = deblur(
-            result.model, blurry, spec=result.spec, device=result.device, progress=False
+            result.model, blurry, spec=result.spec, device=result.device, progress=shown
         )
         if sharp is not None:
             unadapted = deblur(
-                network, blurry, spec=result.spec, device=result.device, progress=False
+                network, blurry, spec=result.spec, device=result.device, progress=shown
             )
             border = settings.crop_border
             record.scores = {
@@ -492,7 +495,7 @@ def _adapt_one(
                 video_out,
                 spec=result.spec,
                 device=result.device,
-                progress=False,
+                progress=shown,
             )
         else:
             fps = video_info(job.blurry).fps or 25.0

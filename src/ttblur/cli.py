@@ -708,6 +708,7 @@ def _batch_settings(args: argparse.Namespace, **extra: Any) -> BatchSettings:
         spec=args.spec,
         device=args.device,
         config=_adapt_config(args),
+        progress=not getattr(args, "no_progress", False),
         **extra,
     )
 
