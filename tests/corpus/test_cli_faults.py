@@ -491,7 +491,7 @@ def test_png_folder_output_holding_other_images_is_refused(
     code, err = run(
         ["deblur", str(clip_file), "--model", factory, *MODEL, "--out", str(out)], capsys
     )
-    assert_one_line_error(code, err, "already holds image files not written by save_video")
+    assert_one_line_error(code, err, "already holds image files that ttblur did not write")
     assert_unchanged(before, tmp_path)
 
 
