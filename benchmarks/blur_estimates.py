@@ -31,10 +31,11 @@ import math
 from collections.abc import Sequence
 
 import torch
+from suite_cli import scenario_specs
 
 from ttblur.config import GuardConfig
 from ttblur.pipeline import AdaptPipeline
-from ttblur.scenarios import ScenarioSpec, make_scenario, scenario_suite
+from ttblur.scenarios import ScenarioSpec, make_scenario
 from ttblur.stages.exposure import frame_motion
 
 
@@ -103,13 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe = AdaptPipeline.from_config({"rsdm": {"patch_size": 128}})
-    specs = scenario_suite(
-        args.role,
-        args.videos,
-        num_frames=args.frames,
-        size=tuple(args.size),
-        first=args.first_video,
-    )
+    specs = scenario_specs(args)
     if args.sharp_frames:
         sharp_frames_table(pipe, specs, args.sharp_px)
         return 0

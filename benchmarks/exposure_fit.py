@@ -20,9 +20,10 @@ import argparse
 from collections.abc import Sequence
 
 import torch
+from suite_cli import scenario_specs
 
 from ttblur.pipeline import AdaptPipeline
-from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
+from ttblur.scenarios import FAMILIES, make_scenario
 from ttblur.stages.exposure import estimate_exposure
 from ttblur.stages.flow import OpenCVFlow
 
@@ -45,14 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     detector = AdaptPipeline.from_config({"rsdm": {"patch_size": args.patch_size}}).detector
     flow = OpenCVFlow()
-    specs = scenario_suite(
-        args.role,
-        args.videos,
-        num_frames=args.frames,
-        size=tuple(args.size),
-        families=args.families,
-        first=args.first_video,
-    )
+    specs = scenario_specs(args)
     print("| family | photo | seed | true ratio | fit | note |")
     print("|---|---|---|---|---|---|")
     tally: dict[str, list[str]] = {}

@@ -1,5 +1,6 @@
-"""Command-line parts shared by the benchmarks that run models over the scenario suite
-(``sharp_frames.py``, ``pseudo_targets.py``): the suite's arguments and the closing lines."""
+"""Command-line parts shared by the benchmarks that run over the scenario suite
+(``sharp_frames.py``, ``pseudo_targets.py``, ``blur_estimates.py``, ``exposure_fit.py``): the
+suite's arguments, the videos they name and the closing lines."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ttblur.scenarios import FAMILIES
+from ttblur.scenarios import FAMILIES, ScenarioSpec, scenario_suite
 
 
 def add_suite_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:
@@ -33,6 +34,20 @@ def suite_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The suite's ``role``, ``videos``, ``frames`` and ``size`` from parsed arguments."""
     return dict(
         role=args.role, videos=args.videos, frames=args.frames, size=(args.size[0], args.size[1])
+    )
+
+
+def scenario_specs(args: argparse.Namespace) -> list[ScenarioSpec]:
+    """The scenario videos parsed arguments name: ``--role``, ``--videos`` per family,
+    ``--frames``, ``--size``, and ``--families`` / ``--first-video`` where the benchmark
+    has them (default: every family, from the first video)."""
+    return scenario_suite(
+        args.role,
+        args.videos,
+        num_frames=args.frames,
+        size=(args.size[0], args.size[1]),
+        families=tuple(getattr(args, "families", FAMILIES)),
+        first=getattr(args, "first_video", 0),
     )
 
 
