@@ -257,8 +257,8 @@ class VideoRecord:
             ``blurry``, ``unadapted``, ``adapted`` (means over the frames); else ``None``.
         outputs: files written in the video's folder.
         warnings: ``"Category: message"`` of every warning raised while it ran (a truncated
-            video, a rolled-back adaptation ...), kept here because a Ray worker's output does
-            not reach the driver.
+            video, a diverged fine-tuning ...; not deprecations), kept here because a Ray
+            worker's output does not reach the driver.
     """
 
     name: str
@@ -308,10 +308,11 @@ def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
 
 
 def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
-    """A digest of what a task runs: the settings (but ``threads``), the local weights file,
-    the ``.py`` files of the factory's folder (:func:`~ttblur.io.models.factory_source`) and,
-    when given, the network's parameters and buffers (so a rerun with another configuration
-    or network redoes every video). A Hub repo id counts by its name and revision."""
+    """A digest of what a task runs: the settings (but ``threads`` and ``progress``), the local
+    weights file, the ``.py`` files of the factory's folder
+    (:func:`~ttblur.io.models.factory_source`) and, when given, the network's parameters and
+    buffers (so a rerun with another configuration or network redoes every video). A Hub repo
+    id counts by its name and revision."""
     import torch
 
     # threads change how fast, not what (progress: what is shown): a rerun still skips
