@@ -306,6 +306,10 @@ def test_demo_writes_its_outputs_and_prints_metrics(tmp_path, capsys) -> None:
         ["eval"],
         ["frobnicate"],
         ["demo", "--preset", "nope"],
+        ["adapt", "clip.mp4", "--out", "o", "--seed", "-1"],
+        ["demo", "--seed", "-1"],
+        ["demo", "--epochs", "0"],
+        ["demo", "--patch-size", "0"],
     ],
 )
 def test_usage_errors_exit_with_status_2(argv, capsys) -> None:

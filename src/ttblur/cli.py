@@ -410,7 +410,9 @@ def _add_adapt_options(parser: argparse.ArgumentParser) -> None:
         metavar="CFG.json",
         help="AdaptConfig JSON file (the options below override it)",
     )
-    group.add_argument("--seed", type=int, default=None, help="seed of the run (default 0)")
+    group.add_argument(
+        "--seed", type=_non_negative_int, default=None, help="seed of the run (default 0)"
+    )
     group.add_argument(
         "--epochs", type=_positive_int, default=None, help="fine-tuning epochs (default 10)"
     )
@@ -496,10 +498,17 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument(
         "--size", type=int, nargs=2, default=(384, 512), metavar=("H", "W"), help="frame size"
     )
-    demo.add_argument("--seed", type=int, default=10007, help="seed of the clip and the run")
-    demo.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default 10)")
     demo.add_argument(
-        "--patch-size", type=int, default=None, help="pseudo-sharp patch side (default 256)"
+        "--seed", type=_non_negative_int, default=10007, help="seed of the clip and the run"
+    )
+    demo.add_argument(
+        "--epochs", type=_positive_int, default=None, help="fine-tuning epochs (default 10)"
+    )
+    demo.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        default=None,
+        help="pseudo-sharp patch side (default 256)",
     )
     demo.set_defaults(config=None)  # the demo runs the default AdaptConfig
     _add_run_options(demo)
