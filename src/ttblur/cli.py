@@ -813,10 +813,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     sequences = select_sequences(find_sequences(args.dataset), args.sequences)
     if args.crop_border:  # a border that leaves nothing to score is refused before any work
         from ttblur.io.video import video_info
+        from ttblur.metrics import crop_removes_all
 
         for seq in sequences:
             info = video_info(seq.blur)
-            if 2 * args.crop_border >= min(info.height, info.width):
+            if crop_removes_all(args.crop_border, info.height, info.width):
                 raise CLIError(
                     f"--crop-border {args.crop_border} removes the whole "
                     f"{info.height}x{info.width} frames of sequence {seq.name!r}"

@@ -36,9 +36,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PSNR", "SSIM", "psnr", "rgb_to_y", "spearman", "ssim"]
+__all__ = ["PSNR", "SSIM", "crop_removes_all", "psnr", "rgb_to_y", "spearman", "ssim"]
 
 Reduction = Literal["mean", "none"]
+
+
+def crop_removes_all(crop_border: int, height: int, width: int) -> bool:
+    """Whether removing ``crop_border`` px from each side leaves nothing of a
+    ``height x width`` image (the metrics refuse it; ``ttblur eval`` checks it up front)."""
+    return 2 * crop_border >= min(height, width)
+
 
 _WINDOW = 11
 _SIGMA = 1.5
@@ -97,7 +104,7 @@ def _check_inputs(
     if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
         raise ValueError(f"{name}: crop_border must be an int >= 0, got {crop_border!r}")
     height, width = pred.shape[-2:]
-    if 2 * crop_border >= min(height, width):
+    if crop_removes_all(crop_border, height, width):
         raise ValueError(
             f"{name}: crop_border={crop_border} removes the whole {height}x{width} image"
         )

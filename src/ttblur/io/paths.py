@@ -5,8 +5,8 @@
   (:func:`ttblur.io.datasets.find_sequences`) and training photo folders are listed in this
   order.
 * :data:`FRAME_FILE`: the names of the frames :func:`ttblur.io.video.save_video` writes into a
-  PNG folder (``00000.png``, ...: five digits or more), and :func:`foreign_images`, the other
-  images of a folder (which a PNG-folder output refuses to mix with or delete).
+  PNG folder (``00000.png``, ...: five digits or more), and :func:`refuse_foreign_images`, the
+  refusal of a PNG-folder output that holds other images (it would mix with or delete them).
 * :func:`check_planned_paths`: every input and output of a command checked before any work is
   done (the CLI's ``check_paths``), so that a run never fails halfway on a path.
 
@@ -32,8 +32,8 @@ __all__ = [
     "PlannedOutput",
     "check_output_folders",
     "check_planned_paths",
-    "foreign_images",
     "natural_key",
+    "refuse_foreign_images",
     "same_file",
 ]
 
@@ -44,18 +44,29 @@ _DIGITS = re.compile(r"([0-9]+)")
 FRAME_FILE = re.compile(r"^[0-9]{5,}\.png$")
 
 
-def foreign_images(folder: Path) -> list[str]:
-    """Names of the image files in ``folder`` that a PNG-folder output did not write (not
-    :data:`FRAME_FILE`, not hidden), sorted; empty when ``folder`` is not a folder."""
+def refuse_foreign_images(folder: Path, shown: str) -> None:
+    """Refuse a PNG-folder output ``folder`` that holds image files it did not write (not
+    :data:`FRAME_FILE`, not hidden): frames written there would mix with them or replace them.
+    Nothing to refuse when ``folder`` is not a folder.
+
+    Raises:
+        OutputPathError: naming ``shown`` (the option or the folder) and one such file.
+    """
     if not folder.is_dir():
-        return []
-    return sorted(
+        return
+    foreign = sorted(
         p.name
         for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_EXTENSIONS
         and not FRAME_FILE.match(p.name)
         and not p.name.startswith(".")
     )
+    if foreign:
+        raise OutputPathError(
+            f"{shown} already holds image files that ttblur did not write (e.g. "
+            f"'{foreign[0]}'); frames written there would mix with them or replace them: use "
+            "an empty or new folder"
+        )
 
 
 def natural_key(name: str | os.PathLike[str]) -> tuple[list[int | str], str]:
@@ -131,13 +142,8 @@ def _check_output(output: PlannedOutput, inputs: Sequence[tuple[str, Path]]) -> 
         raise OutputPathError(f"{shown} exists and is not a folder (a folder is written there)")
     if not output.folder and path.is_dir():
         raise OutputPathError(f"{shown} is a folder, but a file is written there")
-    foreign = foreign_images(path) if output.frames else []
-    if foreign:
-        raise OutputPathError(
-            f"{shown} already holds image files that ttblur did not write (e.g. "
-            f"'{foreign[0]}'); frames written there would mix with them or replace them: use "
-            "an empty or new folder"
-        )
+    if output.frames:
+        refuse_foreign_images(path, shown)
     for what, source in inputs:
         if not output.folder and source.is_file() and path.exists() and same_file(path, source):
             raise OutputPathError(

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ttblur.io.atomic import StagedOutputs, atomic_path
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_frames, float_chunks
-from ttblur.io.paths import FRAME_FILE, foreign_images
+from ttblur.io.paths import FRAME_FILE, refuse_foreign_images
 
 __all__ = ["UNWRITABLE_MEDIA", "output_is_file", "save_video", "write_frames"]
 
@@ -182,13 +182,7 @@ def _write_png_folder(
 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"'{folder}' exists and is not a folder")
-    foreign = foreign_images(folder)
-    if foreign:
-        raise ValueError(
-            f"folder '{folder}' already holds image files not written by save_video (e.g. "
-            f"'{foreign[0]}'); writing there would mix with them or replace them: use an "
-            "empty or new folder"
-        )
+    refuse_foreign_images(folder, f"folder '{folder}'")
     digits = max(5, len(str(total - 1))) if total else 5
     with StagedOutputs() as staged:
         names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
