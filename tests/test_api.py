@@ -154,6 +154,40 @@ def test_name_filter_trains_only_matching_parameters() -> None:
     assert moved and all(n.startswith(("dec", "out")) for n in moved)
 
 
+def test_adapt_runs_under_a_float64_default_dtype() -> None:
+    # Every network ttblur builds (the BME, the user's model) is then float64, the video not.
+    video = torch.rand(7, 3, 48, 48, generator=torch.Generator().manual_seed(6))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = standin_model("reference")
+        result = adapt(model, video, config=FAST | KEEP, progress=False)
+        out = result.deblur(video, progress=False)
+    finally:
+        torch.set_default_dtype(default)
+    assert next(result.model.parameters()).dtype == torch.float64
+    assert out.shape == video.shape and bool(torch.isfinite(out).all())
+
+
+def test_the_users_forward_hooks_travel_with_the_copy() -> None:
+    # docs/guarantees.md: the copy is the user's model, hooks included; the user's handle
+    # removes the hook from their own model only.
+    video = torch.rand(7, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    model = standin_model("reference")
+    calls: list[int] = []
+    handle = model.register_forward_hook(lambda module, args, out: calls.append(1))
+    result = adapt(model, video, config=FAST | KEEP, progress=False)
+    assert calls  # fine-tuning and the guard ran the copy
+    handle.remove()
+    seen = len(calls)
+    result.deblur(video, progress=False)
+    assert len(calls) > seen
+    seen = len(calls)
+    with torch.no_grad():
+        model(torch.rand(1, 5, 3, 40, 40))
+    assert len(calls) == seen  # the user's own model no longer calls it
+
+
 def test_in_place_adapts_the_model_itself() -> None:
     video = torch.rand(7, 3, 40, 40, generator=torch.Generator().manual_seed(4))
     model = standin_model("reference")

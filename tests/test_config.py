@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -70,6 +71,48 @@ def test_mag_norm_is_deprecated_and_ignored():
 def test_bad_keys_and_values_are_rejected(payload, field):
     with pytest.raises(ValidationError, match=field):
         AdaptConfig.model_validate(payload)
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"finetune": {"epochs": True}}, "epochs"),  # lax pydantic read True as 1 epoch
+        ({"seed": "7"}, "seed"),
+        ({"seed": 7.0}, "seed"),
+        ({"finetune": {"augment": 1}}, "augment"),
+        ({"guard": {"enabled": "no"}}, "enabled"),
+        ({"finetune": {"lr": "1e-4"}}, "lr"),
+        ({"finetune": {"lr": True}}, "lr"),
+        ({"dbcgm": {"random_magnitude": ["0", 1]}}, "random_magnitude"),
+        ({"finetune": {"trainable": "bogus"}}, "trainable must be"),
+        ({"finetune": {"trainable": "re:("}}, "bad regex"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused_not_converted(payload, field):
+    with pytest.raises(ValidationError, match=field):
+        AdaptConfig.model_validate(payload)
+    with pytest.raises(ValidationError, match=field):
+        AdaptConfig.from_json(json.dumps(payload))
+
+
+def test_numpy_scalars_integers_for_floats_and_lists_for_tuples_are_accepted():
+    cfg = AdaptConfig.model_validate(
+        {
+            "seed": np.int64(3),
+            "rsdm": {"patch_size": np.int32(64), "ratio": np.float32(0.25)},
+            "finetune": {"lr": 1, "lr_min": 0, "augment": np.bool_(False)},
+            "dbcgm": {"random_magnitude": [1, 2]},
+        }
+    )
+    assert (cfg.seed, cfg.rsdm.patch_size, cfg.rsdm.ratio) == (3, 64, 0.25)
+    assert type(cfg.seed) is int and type(cfg.rsdm.patch_size) is int
+    assert (cfg.finetune.lr, cfg.finetune.augment) == (1.0, False)
+    assert cfg.dbcgm.random_magnitude == (1.0, 2.0)
+    cfg.finetune.epochs = np.int64(4)
+    assert type(cfg.finetune.epochs) is int
+    with pytest.raises(ValidationError, match="trainable must be"):
+        cfg.finetune.trainable = "some"
+    assert cfg.finetune.trainable == "all"
 
 
 def test_assignment_is_validated():

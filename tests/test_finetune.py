@@ -161,6 +161,37 @@ def test_finetune_learns_restores_flags_and_keeps_frozen_parameters():
     assert torch.equal(model[1].weight, frozen)
 
 
+@pytest.mark.parametrize("trainable", ["all", "re:^(0|2)\\."])
+def test_frozen_batchnorm_keeps_its_statistics_and_a_trained_one_updates(trainable):
+    # The first BatchNorm is frozen by the user (trainable "all") or left out by
+    # finetune.trainable: either way its running statistics are part of what is frozen. The
+    # second trains (its parameters are chosen); the third (affine=False) has nothing to
+    # freeze and updates its statistics as in any training.
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.BatchNorm2d(3), nn.BatchNorm2d(3, affine=False)
+    )
+    if trainable == "all":
+        for param in model[1].parameters():
+            param.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("running_mean")}
+    config = FinetuneConfig(
+        epochs=2, batch_size=4, lr=1e-2, val_fraction=0.0, augment=False, trainable=trainable
+    )
+    _finetune_on_halving(model.eval(), config)
+    moved = {k for k, v in before.items() if not torch.equal(model.state_dict()[k], v)}
+    assert moved == {"2.running_mean", "3.running_mean"}
+    assert not model.training
+
+
+def test_a_crop_larger_than_the_pairs_is_refused():
+    # A detector of the user's may cut patches smaller than finetune.crop_size.
+    model = nn.Conv2d(3, 3, 1)
+    with pytest.raises(ValueError, match="crop_size=20 is larger than the 16 px"):
+        _finetune_on_halving(model, FinetuneConfig(epochs=1, crop_size=20))
+    assert _finetune_on_halving(model, FinetuneConfig(epochs=1, crop_size=16)).num_train > 0
+
+
 def test_finetune_reverts_when_no_epoch_beats_the_unadapted_model():
     model = nn.Conv2d(3, 3, 1)
     with torch.no_grad():  # already the exact solution: any step can only hurt

@@ -122,11 +122,12 @@ def check_video(
         config: the run's config (``rsdm.border_frames``, ``rsdm.patch_size``).
         spec: the model's spec (its clip radius sets the fewest frames).
         needs_flow: the run estimates optical flow on the frames.
-        patch_size: check the frames against ``config.rsdm.patch_size`` (a built-in detector
-            will cut such patches).
+        patch_size: check the frames and ``config.finetune.crop_size`` against
+            ``config.rsdm.patch_size`` (a built-in detector will cut such patches).
 
     Raises:
-        ValueError: too few frames, frames too small for the flow or for the patches.
+        ValueError: too few frames, frames too small for the flow or for the patches, a
+            fine-tuning crop larger than the patches.
     """
     num_frames, _, height, width = video.shape
     needed = max(2 * config.rsdm.border_frames + 1, 2 * clip_radius(spec) + 1, 5)
@@ -142,11 +143,21 @@ def check_video(
             f"frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} px: use larger frames"
         )
     patch = config.rsdm.patch_size
-    if patch_size and (height < patch or width < patch):
+    if not patch_size:
+        return
+    if height < patch or width < patch:
+        largest = _largest_patch(height, width)
         raise ValueError(
             f"frames are {height}x{width}, smaller than the {patch}x{patch} pseudo-sharp patch; "
-            "lower config.rsdm.patch_size (e.g. AdaptConfig(rsdm={'patch_size': "
-            f"{_largest_patch(height, width)}}})) or use larger frames"
+            f"set rsdm.patch_size to at most {largest} (command line: --patch-size {largest}) "
+            "or use larger frames"
+        )
+    crop = config.finetune.crop_size
+    if crop is not None and crop > patch:
+        raise ValueError(
+            f"finetune.crop_size={crop} is larger than the {patch} px pseudo-sharp patches it "
+            f"crops; set it to at most {patch} (rsdm.patch_size), or None to train on whole "
+            "patches"
         )
 
 

@@ -13,10 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,6 +39,7 @@ __all__ = [
     "GuardConfig",
     "RSDMConfig",
     "SynthesisConfig",
+    "parse_trainable",
 ]
 
 
@@ -54,12 +57,24 @@ _REVISION_HELP = (
 
 
 class _Section(BaseModel):
-    """Base of every config section: unknown keys are rejected, assignments validated, and no
-    float field accepts NaN or +-inf."""
+    """Base of every config section: unknown keys are rejected, assignments validated, no
+    float field accepts NaN or +-inf, and values keep their type: an integer field refuses
+    ``True`` and ``"7"``, a switch refuses ``1`` and ``"yes"`` (an integer is a valid float).
+    NumPy scalars count as the Python numbers they hold, and a list as a tuple (JSON has no
+    tuples)."""
 
     model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
+        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False, strict=True
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any) -> Any:
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, list):
+            return tuple(value)
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         # pydantic stores an assigned value before the model's cross-field rules run, so a
@@ -88,7 +103,7 @@ class _StageSection(_Section):
     """
 
     model_config = ConfigDict(
-        extra="allow", validate_assignment=True, frozen=False, allow_inf_nan=False
+        extra="allow", validate_assignment=True, frozen=False, allow_inf_nan=False, strict=True
     )
     _registry: ClassVar[str] = ""
 
@@ -324,6 +339,25 @@ class SynthesisConfig(_StageSection):
         return self
 
 
+def parse_trainable(trainable: str) -> Literal["all", "norm"] | re.Pattern[str]:
+    """``finetune.trainable`` parsed: ``"all"``, ``"norm"`` or the compiled regex of a
+    ``"re:<regex>"`` value.
+
+    Raises:
+        ValueError: any other value, or a regex that does not compile.
+    """
+    if trainable == "all":
+        return "all"
+    if trainable == "norm":
+        return "norm"
+    if not trainable.startswith("re:"):
+        raise ValueError(f'trainable must be "all", "norm" or "re:<regex>", got {trainable!r}')
+    try:
+        return re.compile(trainable[3:])
+    except re.error as err:
+        raise ValueError(f"bad regex in trainable={trainable!r}: {err}") from err
+
+
 class FinetuneConfig(_Section):
     """Fine-tuning of the user's model on the pseudo training pairs (official recipe)."""
 
@@ -352,6 +386,12 @@ class FinetuneConfig(_Section):
     )
     augment: bool = Field(default=True, description="random flips and rot90")
     amp: bool = Field(default=True, description="mixed precision on CUDA")
+
+    @field_validator("trainable")
+    @classmethod
+    def _check_trainable(cls, value: str) -> str:
+        parse_trainable(value)
+        return value
 
     @model_validator(mode="after")
     def _check_schedule(self) -> FinetuneConfig:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ttblur._state import ModuleSnapshot
-from ttblur.config import FinetuneConfig, GuardConfig
+from ttblur.config import FinetuneConfig, GuardConfig, parse_trainable
 from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
@@ -144,9 +144,12 @@ def select_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
             such as a custom ``LayerNorm2d`` are not torch's) and a ``"re:<regex>"`` value
             that selects their parameters, or says that the norm layers found are frozen.
     """
-    if trainable == "all":
+    parsed = parse_trainable(trainable)
+    if isinstance(parsed, re.Pattern):
+        chosen = [p for n, p in model.named_parameters() if p.requires_grad and parsed.search(n)]
+    elif parsed == "all":
         chosen = [p for p in model.parameters() if p.requires_grad]
-    elif trainable == "norm":
+    else:
         ids = {
             id(p)
             for module in model.modules()
@@ -154,14 +157,6 @@ def select_trainable(model: nn.Module, trainable: str) -> list[nn.Parameter]:
             for p in module.parameters(recurse=False)
         }
         chosen = [p for p in model.parameters() if p.requires_grad and id(p) in ids]
-    elif trainable.startswith("re:"):
-        try:
-            pattern = re.compile(trainable[3:])
-        except re.error as err:
-            raise ValueError(f"bad regex in trainable={trainable!r}: {err}") from err
-        chosen = [p for n, p in model.named_parameters() if p.requires_grad and pattern.search(n)]
-    else:
-        raise ValueError(f'trainable must be "all", "norm" or "re:<regex>", got {trainable!r}')
     if not chosen:
         hint = _norm_hint(model) if trainable == "norm" else ""
         raise ValueError(
@@ -302,7 +297,7 @@ def _augment(
 ) -> tuple[Tensor, Tensor]:
     """Same random crop / flip / rot90 for a clip batch ``(B, L, 3, p, p)`` and its targets."""
     size = targets.shape[-1]
-    if crop is not None and crop < size:
+    if crop is not None and crop < size:  # crop > size is refused by finetune
         top, left = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
         inputs = inputs[..., top : top + crop, left : left + crop]
         targets = targets[..., top : top + crop, left : left + crop]
@@ -336,12 +331,19 @@ def _batches(count: int, batch: int, gen: torch.Generator | None) -> Iterator[Te
 
 
 def _set_train_mode(model: nn.Module, spec: ModelSpec) -> None:
+    """Train mode, except where training would change what is frozen: a normalisation layer
+    with running statistics (BatchNorm, InstanceNorm with ``track_running_stats``) whose own
+    parameters are all frozen stays in eval mode, so its statistics stay as they were and it
+    normalises as at inference; with ``spec.keep_frozen_in_eval`` every submodule whose
+    parameters are all frozen does. A layer without parameters (``affine=False``) has nothing
+    to freeze and trains as usual."""
     model.train()
-    if spec.keep_frozen_in_eval:
-        for module in model.modules():
-            params = list(module.parameters())
-            if module is not model and params and not any(p.requires_grad for p in params):
-                module.eval()
+    for module in model.modules():
+        params = list(module.parameters())
+        if not params or any(p.requires_grad for p in params) or module is model:
+            continue
+        if spec.keep_frozen_in_eval or getattr(module, "running_mean", None) is not None:
+            module.eval()
 
 
 #: Share of the GPU's free memory the pseudo pairs may take to be kept there for the whole run.
@@ -423,7 +425,12 @@ def finetune(
         When fine-tuning diverges (a NaN / inf loss, or NaN / inf weights or buffers at the
         end) nothing is raised: the model gets its unadapted parameters, buffers, gradients
         and flags back bit for bit and the result has ``reverted``, ``diverged`` and
-        ``message`` set.
+        ``message`` set. Normalisation layers whose parameters are all frozen keep their
+        running statistics (they stay in eval mode while the rest trains).
+
+    Raises:
+        ValueError: ``config.crop_size`` larger than the pairs, or a ``config.trainable`` that
+            selects no parameter.
     """
     devices = [device] if device.type == "cuda" else []
     flags = [(module, module.training) for module in model.modules()]
@@ -447,6 +454,12 @@ def _finetune(
     progress: bool,
     guard: EpochGuard | None,
 ) -> FinetuneResult:
+    side = pairs.targets.shape[-1]
+    if config.crop_size is not None and config.crop_size > side:
+        raise ValueError(
+            f"finetune.crop_size={config.crop_size} is larger than the {side} px pseudo pairs "
+            f"it crops; set it to at most {side}, or None to train on whole pairs"
+        )
     gen = torch.Generator().manual_seed(seed)
     count = len(pairs)
     num_val = math.floor(count * config.val_fraction) if count >= 2 else 0

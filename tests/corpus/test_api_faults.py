@@ -162,15 +162,24 @@ def test_frames_too_small_for_optical_flow_are_refused_before_any_work(no_work: 
         adapt(model, video, config=config, progress=False)
 
 
+def test_a_crop_larger_than_the_patches_is_refused_before_any_work(no_work: None) -> None:
+    # It used to be ignored: fine-tuning trained on whole patches as if no crop were set.
+    model, video = standin_model("reference"), _video(7, 40, 40)
+    config = {"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1, "crop_size": 48}}
+    with untouched(model, video), pytest.raises(ValueError, match="crop_size=48 is larger than"):
+        adapt(model, video, config=config, progress=False)
+
+
 @pytest.mark.parametrize(("height", "width", "suggested"), [(8, 8, 8), (13, 40, 13), (37, 50, 32)])
 def test_small_frames_error_suggests_a_patch_size_that_works(
     height: int, width: int, suggested: int
 ) -> None:
     model, video = standin_model("reference"), _video(7, height, width)
     with untouched(model, video):
-        with pytest.raises(ValueError, match=f"'patch_size': {suggested}}}") as info:
+        with pytest.raises(ValueError, match=f"--patch-size {suggested}\\)") as info:
             adapt(model, video, config={"finetune": {"epochs": 1}}, progress=False)
         assert f"{height}x{width}, smaller than the 256x256" in str(info.value)
+        assert f"rsdm.patch_size to at most {suggested} " in str(info.value)
         # The suggestion is not refused the same way: the run goes through.
         config = {"rsdm": {"patch_size": suggested}, "finetune": {"epochs": 1}}
         result = adapt(model, video, config=config, device="cpu", progress=False)

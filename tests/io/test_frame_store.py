@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import warnings
 from pathlib import Path
 
 import cv2
@@ -88,6 +90,19 @@ def test_the_temporary_file_is_unnamed_and_freed_on_close(tmp_path: Path) -> Non
         os.fstat(descriptor)
     with pytest.raises(ValueError, match="does not exist"):
         FrameStore.create((1, 1, 2, 2), directory=tmp_path / "missing")
+
+
+def test_a_dropped_store_frees_its_file_without_a_resource_warning(tmp_path: Path) -> None:
+    # A run's output may hold the detector's maps in a store nobody closes.
+    store = FrameStore.from_chunks([_eight_bit((4, 3, 8, 8))], directory=tmp_path)
+    descriptor = store._backing.file.fileno()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del store
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    with pytest.raises(OSError):
+        os.fstat(descriptor)
 
 
 def test_store_video_reads_exactly_what_load_video_reads(tmp_path: Path) -> None:

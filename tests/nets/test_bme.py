@@ -83,6 +83,16 @@ def test_predict_is_pixels_batched_and_restores_mode(tiny):
     assert 0.0 < float(px.mean()) < 205.0
 
 
+def test_predict_runs_a_float64_network_on_float32_frames(tiny):
+    # A network built under torch.set_default_dtype(torch.float64) holds float64 weights;
+    # predict feeds it its own dtype and still returns float32 pixels.
+    frames = torch.rand(3, 3, 40, 72)
+    expected = tiny.predict(frames)
+    px = tiny.double().predict(frames)
+    assert px.dtype == torch.float32
+    assert torch.allclose(px, expected, atol=1e-3)
+
+
 def test_padding_does_not_leak_into_cropped_output(tiny):
     # the prediction for the top-left region depends on the content, not on stale padding:
     # a 64x64 input (no padding) and the same content cropped to 60x60 agree in the interior

@@ -11,7 +11,8 @@ sources; the frames written so far are converted once). Reading returns exactly 
 values written, so a stage sees the same numbers as from the in-memory tensor.
 
 The file is created with :func:`tempfile.TemporaryFile` (unnamed on Linux): its disk space is
-freed when the store is closed or garbage-collected, and nothing is left behind by a crash.
+freed when the store is closed or garbage-collected (without a ``ResourceWarning``), and nothing
+is left behind by a crash.
 Reads use ``os.preadv`` into fresh buffers, so the frames read stay out of the process's
 resident memory once dropped (the operating system's page cache holds the file instead).
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import builtins
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -79,6 +81,9 @@ class _Backing:
         self.dtype = _DTYPES[encoding]
         self.record = int(np.prod(frame_shape)) * np.dtype(self.dtype).itemsize
         self.file: IO[bytes] = tempfile.TemporaryFile(dir=directory, prefix="ttblur-frames-")
+        # Closed when the backing is collected, quietly: a store still held by a run's output
+        # (the detector's maps) has no other owner to close it.
+        self._closer = weakref.finalize(self, self.file.close)
         self.count = 0
         self.ranges: dict[int, tuple[float, float]] = {}  # value range per pooling factor
 
@@ -104,7 +109,7 @@ class _Backing:
         return out
 
     def close(self) -> None:
-        self.file.close()
+        self._closer()
 
 
 class FrameStore:

@@ -601,17 +601,19 @@ class BlurMagnitudeEstimator(PretrainedMixin, nn.Module):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         validate_frames(frames)
-        device = self.device
+        param = next(self.parameters())
         was_training = self.training
         self.eval()
         try:
             outputs = []
             for start in range(0, frames.shape[0], batch_size):
-                chunk = frames[start : start + batch_size].to(device=device, dtype=torch.float32)
+                # The network's own dtype: a module built under torch.set_default_dtype(float64)
+                # holds float64 weights.
+                chunk = frames[start : start + batch_size].to(param.device, param.dtype)
                 out = self._raw(chunk).clamp(0.0, 1.0) * self.mag_norm
-                outputs.append(out.to(frames.device))
+                outputs.append(out.to(frames.device, torch.float32))
         finally:
             self.train(was_training)
         if not outputs:
-            return torch.zeros(0, 1, *frames.shape[-2:], device=frames.device)
+            return torch.zeros(0, 1, *frames.shape[-2:], device=frames.device, dtype=torch.float32)
         return torch.cat(outputs)
