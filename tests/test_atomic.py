@@ -66,6 +66,18 @@ def test_staged_file_never_written_fails_and_publishes_nothing(tmp_path) -> None
     assert _leftovers(tmp_path) == []
 
 
+def test_a_folder_in_the_way_of_one_file_publishes_nothing(tmp_path) -> None:
+    # The staged folder of one output created a folder where another output is a file: the
+    # first rename used to go through before the second failed.
+    atomic_write_text(tmp_path / "a.txt", "old")
+    with pytest.raises(IsADirectoryError, match="b.txt"), StagedOutputs() as staged:
+        staged.file(tmp_path / "a.txt").write_text("new")
+        staged.file(tmp_path / "b.txt").write_text("b")
+        (staged.folder(tmp_path / "b.txt") / "p.png").write_text("p")
+    assert (tmp_path / "a.txt").read_text() == "old"
+    assert list((tmp_path / "b.txt").iterdir()) == []
+
+
 def test_published_files_get_the_usual_permissions(tmp_path) -> None:
     # safetensors creates its files private (0o600); published outputs get 0o666 less the
     # umask, as the other outputs do.

@@ -12,6 +12,7 @@ from ttblur.evaluation import FrameScores, markdown_table, score_frames
 from ttblur.io.datasets import DatasetSequence, find_sequences, select_sequences
 from ttblur.io.paths import (
     FRAME_FILE,
+    FRAMES_LIST,
     OutputPathError,
     PlannedOutput,
     check_planned_paths,
@@ -90,14 +91,40 @@ def test_planned_paths_are_checked_before_writing(tmp_path) -> None:
     with pytest.raises(OutputPathError, match="inside the input frames"):
         check_planned_paths(inputs, [PlannedOutput("--out", frames / "o.mp4", False)])
     single = [("video", frames / "00001.png")]
+    with pytest.raises(OutputPathError, match=r"did not write.*'00001\.png'"):
+        check_planned_paths(single, [PlannedOutput("--out", frames, True, frames=True)])
+    (frames / FRAMES_LIST).write_text("00001.png\n")  # a frame of an earlier write, as input
     with pytest.raises(OutputPathError, match="replaced by an output frame"):
         check_planned_paths(single, [PlannedOutput("--out", frames, True, frames=True)])
-    # A frame-folder output that holds a user's images is refused before any work.
-    shots = tmp_path / "shots"
-    shots.mkdir()
-    (shots / "1.png").write_bytes(b"")
-    with pytest.raises(OutputPathError, match=r"did not write.*'1\.png'"):
-        check_planned_paths([("video", clip)], [PlannedOutput("--out", shots, True, frames=True)])
+    # A frame-folder output that holds a user's images is refused before any work: a 1.png,
+    # or frames that ffmpeg extracted (%05d.png from 00001.png) and no ttblur write listed.
+    for name in ("1.png", "00001.png", "000001.png"):
+        shots = tmp_path / f"shots-{name}"
+        shots.mkdir()
+        (shots / name).write_bytes(b"")
+        with pytest.raises(OutputPathError, match=rf"did not write.*'{name}'"):
+            out = PlannedOutput("--out", shots, True, frames=True)
+            check_planned_paths([("video", clip)], [out])
+
+
+def test_planned_outputs_that_clash_with_each_other_are_refused(tmp_path) -> None:
+    # adapt --out o --report-dir o/report.json used to run to the end and fail while
+    # publishing, leaving a half-written --out.
+    out = tmp_path / "o"
+    adapt_files = [PlannedOutput("--out", out / n, False) for n in ("report.json", "a.mp4")]
+    planned = [PlannedOutput("--out", out, True), *adapt_files]
+    for report, match in [
+        (out / "report.json", "--out writes the file .*report.json there, so it cannot be"),
+        (out / "a.mp4" / "sub", "--out writes the file .*a.mp4 there"),
+    ]:
+        with pytest.raises(OutputPathError, match=match):
+            check_planned_paths([], [*planned, PlannedOutput("--report-dir", report, True)])
+    with pytest.raises(OutputPathError, match="--out writes the same file"):
+        check_planned_paths([], [*planned, PlannedOutput("--json", out / "a.mp4", False)])
+    # a report folder beside or inside --out, or --out itself, is fine
+    for report in (out, out / "report", tmp_path / "r"):
+        check_planned_paths([], [*planned, PlannedOutput("--report-dir", report, True)])
+    assert not out.exists()
 
 
 def test_scores_and_table() -> None:

@@ -199,7 +199,9 @@ def test_folder_errors(tmp_path):
 
 def test_png_folder_round_trip_is_exact_up_to_quantization(tmp_path, noisy):
     folder = save_video(noisy, tmp_path / "frames")
-    assert sorted(p.name for p in folder.iterdir())[:2] == ["00000.png", "00001.png"]
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[:3] == [".ttblur-frames", "00000.png", "00001.png"]
+    assert (folder / ".ttblur-frames").read_text().split() == names[1:]
     assert torch.equal(load_video(folder), (noisy * 255).round() / 255)
     deep = save_video(noisy, tmp_path / "deep", bit_depth=16)
     assert (load_video(deep) - noisy).abs().max() <= 0.5 / 65535 + 1e-7
@@ -217,16 +219,29 @@ def test_png_folder_refuses_foreign_images(tmp_path, noisy):
     assert (folder / "holiday.jpg").exists()
 
 
-def test_png_folder_keeps_numbered_images_it_did_not_write(tmp_path, noisy):
-    # 1.png, 2.png, ... are a user's frames (save_video writes five digits or more): refused,
-    # neither replaced nor deleted.
+@pytest.mark.parametrize("pattern", ["{}.png", "{:05d}.png", "{:06d}.png"])
+def test_png_folder_keeps_numbered_images_it_did_not_write(tmp_path, noisy, pattern):
+    # 1.png, ... and ffmpeg's %05d / %06d frames (00001.png, ...) are a user's frames, even
+    # when named like ours: only the frames a write listed in .ttblur-frames are replaced.
     folder = tmp_path / "myframes"
     folder.mkdir()
-    for i in (1, 2, 12):
-        write_png(folder / f"{i}.png", np.full((4, 4, 3), i, np.uint8))
-    with pytest.raises(ValueError, match=r"already holds image files.*'1\.png'"):
+    names = [pattern.format(i) for i in (1, 2, 12)]
+    for i, name in zip((1, 2, 12), names, strict=True):
+        write_png(folder / name, np.full((4, 4, 3), i, np.uint8))
+    with pytest.raises(ValueError, match=rf"already holds image files.*'{names[0]}'"):
         save_video(noisy, folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["1.png", "12.png", "2.png"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names)
+
+
+def test_png_folder_rewrites_its_own_frames_only(tmp_path, noisy):
+    folder = save_video(noisy, tmp_path / "frames")
+    save_video(noisy[:2], folder)  # its own frames: replaced, the stale ones removed
+    assert (folder / ".ttblur-frames").read_text().split() == ["00000.png", "00001.png"]
+    assert load_video(folder).shape[0] == 2
+    write_png(folder / "00002.png", np.zeros((H, W, 3), np.uint8))  # added by the user
+    with pytest.raises(ValueError, match=r"did not write.*'00002\.png'"):
+        save_video(noisy, folder)
+    assert load_video(folder).shape[0] == 3
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi", ".mov"])

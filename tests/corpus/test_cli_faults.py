@@ -277,7 +277,7 @@ def test_png_renamed_to_mp4_is_read_as_one_frame(tmp_path, factory, capsys) -> N
     )
     assert code == 0, err
     assert load_video(tmp_path / "o").shape == (1, 3, H, W)
-    assert_unchanged(before, tmp_path, new={"o/00000.png"})
+    assert_unchanged(before, tmp_path, new={"o/00000.png", "o/.ttblur-frames"})
 
 
 # ------------------------------------------------------------------------------ truncated

@@ -280,6 +280,9 @@ class StagedOutputs:
                 _fsync_file(stage / name)
                 moves.append((stage / name, target / name))
             stale += [target / n for n in replaces if n not in names and (target / n).is_file()]
+        for _, target in moves:  # before the first rename: all published or none
+            if target.is_dir():
+                raise IsADirectoryError(f"'{target}' is a folder; an output file cannot replace it")
         with deferred_signals():
             for tmp, target in moves:
                 os.replace(tmp, target)

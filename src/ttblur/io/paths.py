@@ -5,8 +5,9 @@
   (:func:`ttblur.io.datasets.find_sequences`) and training photo folders are listed in this
   order.
 * :data:`FRAME_FILE`: the names of the frames :func:`ttblur.io.video.save_video` writes into a
-  PNG folder (``00000.png``, ...: five digits or more), and :func:`refuse_foreign_images`, the
-  refusal of a PNG-folder output that holds other images (it would mix with or delete them).
+  PNG folder (``00000.png``, ...: five digits or more), :data:`FRAMES_LIST`, the hidden file
+  listing them, and :func:`refuse_foreign_images`, the refusal of a PNG-folder output that
+  holds any other image (it would mix with or delete them).
 * :func:`check_planned_paths`: every input and output of a command checked before any work is
   done (the CLI's ``check_paths``), so that a run never fails halfway on a path.
 
@@ -27,6 +28,7 @@ from pathlib import Path, PurePath
 from ttblur.io.frames import IMAGE_EXTENSIONS
 
 __all__ = [
+    "FRAMES_LIST",
     "FRAME_FILE",
     "OutputPathError",
     "PlannedOutput",
@@ -35,37 +37,57 @@ __all__ = [
     "natural_key",
     "refuse_foreign_images",
     "same_file",
+    "written_frames",
 ]
 
 _DIGITS = re.compile(r"([0-9]+)")
 
-#: Names of the frames written into a PNG folder: five digits or more, ``.png``. Only these
-#: are replaced by a later write; ``1.png`` is a user's image, not a frame of ours.
+#: Names of the frames written into a PNG folder: five digits or more, ``.png``.
 FRAME_FILE = re.compile(r"^[0-9]{5,}\.png$")
+
+#: The hidden file in which a PNG-folder write lists its frames, one name per line. Only the
+#: frames it lists are ttblur's: a later write replaces or removes them, and any other image
+#: in the folder (``1.png``, or ffmpeg's ``00001.png``) is the user's.
+FRAMES_LIST = ".ttblur-frames"
+
+
+def written_frames(folder: Path) -> list[str]:
+    """The frames an earlier write listed in ``folder`` (:data:`FRAMES_LIST`) that are still
+    there; empty when it lists none."""
+    try:
+        names = (folder / FRAMES_LIST).read_text(encoding="utf-8").split("\n")
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        return []
+    return [n for n in names if FRAME_FILE.match(n) and (folder / n).is_file()]
 
 
 def refuse_foreign_images(folder: Path, shown: str) -> None:
-    """Refuse a PNG-folder output ``folder`` that holds image files it did not write (not
-    :data:`FRAME_FILE`, not hidden): frames written there would mix with them or replace them.
-    Nothing to refuse when ``folder`` is not a folder.
+    """Refuse a PNG-folder output ``folder`` that holds image files ttblur did not write (not
+    listed in its :data:`FRAMES_LIST`, not hidden): frames written there would mix with them
+    or replace them. Nothing to refuse when ``folder`` is not a folder.
 
     Raises:
         OutputPathError: naming ``shown`` (the option or the folder) and one such file.
     """
     if not folder.is_dir():
         return
+    ours = set(written_frames(folder))
     foreign = sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and not FRAME_FILE.match(p.name)
-        and not p.name.startswith(".")
+        (
+            p.name
+            for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and p.name not in ours
+            and not p.name.startswith(".")
+        ),
+        key=natural_key,
     )
     if foreign:
         raise OutputPathError(
             f"{shown} already holds image files that ttblur did not write (e.g. "
             f"'{foreign[0]}'); frames written there would mix with them or replace them: use "
-            "an empty or new folder"
+            f"an empty or new folder (frames written before ttblur listed them in "
+            f"{FRAMES_LIST} count as the user's too)"
         )
 
 
@@ -172,7 +194,8 @@ def check_planned_paths(
 ) -> None:
     """Validate every input and output path of a command before any work is done.
 
-    Inputs must exist. Outputs: a folder output must not be an existing file and a file
+    Inputs must exist. Outputs: no output may need a folder where another writes a file, and
+    no two options may write the same file; a folder output must not be an existing file and a file
     output not an existing folder; no output may be an input (compared as files, so a hard
     link or symbolic link to the input counts) or lie inside an input folder; a frame folder
     output must not hold an input named like one of its frames; the nearest existing folder
@@ -190,8 +213,34 @@ def check_planned_paths(
     for what, path in inputs:
         if not path.exists():
             raise FileNotFoundError(f"{what} not found: {path}")
+    _check_outputs_apart(outputs)
     for output in outputs:
         _check_output(output, inputs)
+
+
+def _check_outputs_apart(outputs: Sequence[PlannedOutput]) -> None:
+    """No output may need a file where another needs a folder (the same path, or a path
+    inside a file), and no two options may write the same file."""
+    resolved = [(output, output.path.resolve()) for output in outputs]
+    files: dict[Path, PlannedOutput] = {}
+    for output, real in resolved:
+        if output.folder:
+            continue
+        other = files.setdefault(real, output)
+        if other.option != output.option:
+            raise OutputPathError(
+                f"{output.option} {output.path}: {other.option} writes the same file "
+                f"({other.path}); give the two options different paths"
+            )
+    for output, real in resolved:
+        for parent in (real, *real.parents):
+            clash = files.get(parent)
+            if clash is not None and (output.folder or parent != real):
+                raise OutputPathError(
+                    f"{output.option} {output.path}: {clash.option} writes the file "
+                    f"{clash.path} there, so it cannot be a folder; give the two options "
+                    "different paths"
+                )
 
 
 def check_output_folders(

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ttblur.io.atomic import StagedOutputs, atomic_path
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_frames, float_chunks
-from ttblur.io.paths import FRAME_FILE, refuse_foreign_images
+from ttblur.io.paths import FRAMES_LIST, refuse_foreign_images, written_frames
 
 __all__ = ["UNWRITABLE_MEDIA", "output_is_file", "save_video", "write_frames"]
 
@@ -185,19 +185,19 @@ def _write_png_folder(
     refuse_foreign_images(folder, f"folder '{folder}'")
     digits = max(5, len(str(total - 1))) if total else 5
     with StagedOutputs() as staged:
-        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-        earlier = [name for name in names if FRAME_FILE.match(name)]
-        stage = staged.folder(folder, replaces=earlier)  # stale frames of a longer video go
-        count = 0
+        # Stale frames of a longer video go; only the frames an earlier write listed are ours.
+        stage = staged.folder(folder, replaces=written_frames(folder))
+        names: list[str] = []
         for chunk in chunks:
             for image in _quantize(chunk, bit_depth):
                 ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
                 if not ok:
-                    raise ValueError(f"OpenCV could not encode frame {count} as PNG")
-                encoded.tofile(stage / f"{count:0{digits}d}.png")
-                count += 1
-        if count == 0:
+                    raise ValueError(f"OpenCV could not encode frame {len(names)} as PNG")
+                names.append(f"{len(names):0{digits}d}.png")
+                encoded.tofile(stage / names[-1])
+        if not names:
             raise _no_frames(folder)
+        (stage / FRAMES_LIST).write_text("\n".join(names) + "\n", encoding="utf-8")
 
 
 def _write_video_file(
