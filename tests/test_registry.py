@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -30,7 +32,7 @@ def test_register_look_up_and_remove() -> None:
     assert "my_thing" in things and things["MY_THING"] is make
     assert things.names() == ["my_thing"] and len(things) == 1 and list(things) == ["my_thing"]
     assert things.build("my-thing", params={"size": 4}) == 4
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="already registered as a thing"):
         things.register("my_thing", make)
     things.register("my_thing", make, overwrite=True)
     with pytest.raises(
@@ -133,3 +135,74 @@ def test_sections_name_registered_stages_and_take_their_params() -> None:
             AdaptConfig(synthesis={"name": "identity_for_test", "colour": 1})
     finally:
         SYNTHESIZERS.unregister("identity_for_test")
+
+
+def test_set_fields_of_the_section_reach_a_registered_stage() -> None:
+    # rsdm.patch_size / synthesis.gamma are typed fields: they used to be dropped for a
+    # user's stage (built with its own defaults) while the report recorded them.
+    @DETECTORS.register("fields_for_test")
+    class Corner:
+        def __init__(self, patch_size: int = 64, ratio: float = 1.0) -> None:
+            self.patch_size, self.ratio = patch_size, ratio
+
+    try:
+        section = AdaptConfig(rsdm={"name": "fields_for_test", "patch_size": 32}).rsdm
+        built = DETECTORS.build(section.name, section, section.params)
+        assert (built.patch_size, built.ratio) == (32, 1.0)  # set: passed; unset: its default
+        # a section that is not the stage's own (a flow reads dbcgm): nothing passed
+        assert DETECTORS.build(section.name, section).patch_size == 64
+    finally:
+        DETECTORS.unregister("fields_for_test")
+
+
+def test_a_subclass_of_a_builtin_is_built_from_the_section() -> None:
+    from ttblur.stages.rsdm import RelativeSharpnessDetector
+
+    class Mine(RelativeSharpnessDetector):
+        pass
+
+    DETECTORS.register("subclass_for_test", Mine)
+    try:
+        section = AdaptConfig(rsdm={"name": "subclass_for_test", "patch_size": 32}).rsdm
+        built = DETECTORS.build(section.name, section, section.params)
+        assert type(built) is Mine and built.patch_size == 32
+        with pytest.raises(ValidationError, match="its from_config signature"):
+            AdaptConfig(rsdm={"name": "subclass_for_test", "colour": 1})
+    finally:
+        DETECTORS.unregister("subclass_for_test")
+
+
+def test_a_builtin_replaced_then_unregistered_comes_back() -> None:
+    from ttblur.stages.rsdm import RandomPatchSelector
+
+    class Mine:
+        def __init__(self, size: int = 32) -> None:
+            self.size = size
+
+    with pytest.raises(ValueError, match="'random' is a built-in detector; pass overwrite"):
+        DETECTORS.register("random", Mine)
+    DETECTORS.register("random", Mine, overwrite=True)
+    try:
+        assert not DETECTORS.is_builtin("random")
+        # the user's entry takes its own parameters now
+        assert AdaptConfig(rsdm={"name": "random", "size": 16}).rsdm.params == {"size": 16}
+    finally:
+        assert DETECTORS.unregister("random") is Mine
+    assert DETECTORS["random"] is RandomPatchSelector and DETECTORS.is_builtin("random")
+    DETECTORS.unregister("random")  # even the built-in itself comes back on the next lookup
+    assert DETECTORS["random"] is RandomPatchSelector
+
+
+def test_a_builtin_name_is_taken_before_its_module_is_imported() -> None:
+    # It used to be accepted, and then every run failed when the built-in module loaded.
+    code = (
+        "import sys\n"
+        "from ttblur.registry import DETECTORS\n"
+        "assert 'ttblur.stages.rsdm' not in sys.modules\n"
+        "try:\n"
+        "    DETECTORS.register('random', object)\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "'random' is a built-in detector" in out.stdout

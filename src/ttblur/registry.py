@@ -93,6 +93,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self.attribute = attribute or "Registry"
         self._entries: dict[str, T] = {}
         self._builtins = {_normalise(k): v for k, v in (builtins or {}).items()}
+        self._originals: dict[str, T] = {}  # the built-in entries, as their modules registered
 
     # -- registration
     @overload
@@ -112,17 +113,25 @@ class Registry(Mapping[str, T], Generic[T]):
             raise ValueError(f"a {self.kind} name must not be empty")
 
         def add(value: Any) -> Any:
+            # A built-in name is taken whether or not its module was imported yet.
+            self._load(key)
             if key in self._entries and not overwrite:
-                raise ValueError(
-                    f"a {self.kind} named {key!r} is already registered; pass overwrite=True"
-                )
+                what = "is a built-in" if self.is_builtin(key) else "is already registered as a"
+                raise ValueError(f"{key!r} {what} {self.kind}; pass overwrite=True to replace it")
+            if self._is_builtin_entry(key, value):
+                self._originals.setdefault(key, value)
             self._entries[key] = value
             return value
 
         return add if obj is None else add(obj)
 
     def unregister(self, name: str) -> T:
-        """Remove and return the entry ``name`` (built-ins come back on the next lookup)."""
+        """Remove and return the entry ``name``; a built-in that an entry replaced
+        (``overwrite=True``), or that was itself removed, comes back on the next lookup.
+
+        Raises:
+            KeyError: nothing is registered as ``name``.
+        """
         return self._entries.pop(_normalise(name))
 
     def pop(self, name: str, *default: T) -> T:
@@ -130,14 +139,26 @@ class Registry(Mapping[str, T], Generic[T]):
         return self._entries.pop(_normalise(name), *default)
 
     def is_builtin(self, name: str) -> bool:
-        """Whether ``name`` is one of ttblur's own entries."""
-        return _normalise(name) in self._builtins
+        """Whether ``name`` names one of ttblur's own entries now (not an entry of the user's
+        registered over it with ``overwrite=True``)."""
+        key = _normalise(name)
+        if key not in self._builtins:
+            return False
+        # Not registered yet (its module not imported, or importing now): the built-in.
+        return key not in self._entries or self._is_builtin_entry(key, self._entries[key])
+
+    def _is_builtin_entry(self, key: str, value: Any) -> bool:
+        return getattr(value, "__module__", None) == self._builtins.get(key)
 
     # -- lookup
     def _load(self, key: str) -> None:
         module = self._builtins.get(key)
-        if module is not None and key not in self._entries:
-            importlib.import_module(module)
+        if module is None or key in self._entries:
+            return
+        if key in self._originals:  # removed or replaced, then unregistered: restored
+            self._entries[key] = self._originals[key]
+            return
+        importlib.import_module(module)
 
     def __getitem__(self, name: str) -> T:
         key = _normalise(name) if isinstance(name, str) else name
@@ -188,11 +209,13 @@ class Registry(Mapping[str, T], Generic[T]):
         factory = self.get_entry(name)
         if not callable(factory):
             raise ValueError(f"{self.kind} {name!r} is not callable")
-        unknown = sorted(set(params) - set(accepted_kwargs(factory, params)))
+        callee = getattr(factory, "from_config", factory)
+        unknown = sorted(set(params) - set(accepted_kwargs(callee, params)))
         if unknown:
+            where = "its from_config" if callee is not factory else "its"
             raise ValueError(
                 f"{self.kind} {name!r} takes no parameter {', '.join(map(repr, unknown))}; "
-                f"its signature is {inspect.signature(factory)}"
+                f"{where} signature is {inspect.signature(callee)}"
             )
 
     def build(
@@ -204,25 +227,46 @@ class Registry(Mapping[str, T], Generic[T]):
     ) -> Any:
         """Build the stage ``name``.
 
-        A factory with a ``from_config`` classmethod (every built-in) is built with
-        ``from_config(section, **context)``; any other factory with ``factory(**params,
-        **context)``. Either way only the ``context`` entries the callee accepts are passed
-        (see :func:`accepted_kwargs`).
+        A factory with a ``from_config`` classmethod (every built-in, and a user's subclass of
+        one) is built with ``from_config(section, **params, **context)``: the section's typed
+        fields reach it through ``section``. Any other factory is called as
+        ``factory(**fields, **params, **context)``, where ``fields`` are the section's typed
+        fields that the user set and the factory takes by name (``patch_size`` for a detector
+        whose constructor has one): a setting written in the config is never dropped while the
+        report records it. Only the ``context`` entries the callee accepts are passed (see
+        :func:`accepted_kwargs`).
 
         Args:
             name: the registered name.
             section: the config section (given to ``from_config``).
-            params: the section's own parameters (``{"name": ..., **params}`` minus the name).
+            params: the section's own parameters (``{"name": ..., **params}`` minus the name
+                and the typed fields); ``None`` when ``section`` is not the stage's own (a
+                flow estimator reads the ``dbcgm`` section): no typed field is passed then.
             context: run context: ``device``, ``seed``, ``flow``.
+
+        Raises:
+            ValueError: unknown name, or a parameter the factory does not take.
         """
         factory: Any = self.get_entry(name)
+        own = dict(params or {})
+        self.check_params(name, own)
         from_config = getattr(factory, "from_config", None)
-        if section is not None and from_config is not None and self.is_builtin(name):
-            return from_config(section, **accepted_kwargs(from_config, context))
-        params = dict(params or {})
-        self.check_params(name, params)
-        extra = {k: v for k, v in accepted_kwargs(factory, context).items() if k not in params}
-        return factory(**params, **extra)
+        callee = from_config if section is not None and from_config is not None else factory
+        if callee is factory and section is not None and params is not None:
+            own = {**_set_fields(section, factory), **own}
+        extra = {k: v for k, v in accepted_kwargs(callee, context).items() if k not in own}
+        if callee is factory:
+            return factory(**own, **extra)
+        return from_config(section, **own, **extra)
+
+
+def _set_fields(section: Any, factory: Any) -> dict[str, Any]:
+    """The typed fields of a config ``section`` that were set (not left at their defaults;
+    ``name`` aside) and that ``factory`` takes by keyword."""
+    typed = getattr(type(section), "model_fields", {})
+    chosen = getattr(section, "model_fields_set", set())
+    values = {n: getattr(section, n) for n in chosen if n in typed and n != "name"}
+    return accepted_kwargs(factory, values)
 
 
 #: Sharpness detectors (``AdaptConfig.rsdm.name``).
