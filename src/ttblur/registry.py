@@ -251,20 +251,20 @@ class Registry(Mapping[str, T], Generic[T]):
         own = dict(params or {})
         self.check_params(name, own)
         from_config = getattr(factory, "from_config", None)
-        callee = from_config if section is not None and from_config is not None else factory
-        if callee is factory and section is not None and params is not None:
+        if section is not None and from_config is not None:
+            extra = {k: v for k, v in accepted_kwargs(from_config, context).items() if k not in own}
+            return from_config(section, **own, **extra)
+        if section is not None and params is not None:
             own = {**_set_fields(section, factory), **own}
-        extra = {k: v for k, v in accepted_kwargs(callee, context).items() if k not in own}
-        if callee is factory:
-            return factory(**own, **extra)
-        return from_config(section, **own, **extra)
+        extra = {k: v for k, v in accepted_kwargs(factory, context).items() if k not in own}
+        return factory(**own, **extra)
 
 
 def _set_fields(section: Any, factory: Any) -> dict[str, Any]:
     """The typed fields of a config ``section`` that were set (not left at their defaults;
     ``name`` aside) and that ``factory`` takes by keyword."""
     typed = getattr(type(section), "model_fields", {})
-    chosen = getattr(section, "model_fields_set", set())
+    chosen: set[str] = getattr(section, "model_fields_set", set())
     values = {n: getattr(section, n) for n in chosen if n in typed and n != "name"}
     return accepted_kwargs(factory, values)
 
