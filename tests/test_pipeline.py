@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ttblur.config import AdaptConfig
 from ttblur.outputs import AdaptOutput
-from ttblur.pipeline import AdaptPipeline
+from ttblur.pipeline import AdaptPipeline, synthesize_batched
 from ttblur.registry import DETECTORS
 from ttblur.testing import standin_model
 from ttblur.types import PatchLocation, Selection
@@ -220,9 +220,26 @@ def test_adapt_inside_no_grad_or_inference_mode_fine_tunes_as_outside() -> None:
             r"returned \(\d+, 3, 46, 46\) for sharp patches of shape \(\d+, 3, 48, 48\)",
         ),
         (lambda sharp, condition: sharp.numpy(), "returned ndarray"),
+        # Values it used to clamp silently (half the pairs trained on white patches) or NaN
+        # it used to blame on the learning rate.
+        (lambda sharp, condition: sharp * 255, r"returned values in \[0\.\d+, 25\d\.?\d*\]"),
+        (lambda sharp, condition: sharp * 2 - 1, r"returned values in \[-0\.99\d*, 0\.99\d*\]"),
+        (lambda sharp, condition: (sharp * 255).byte(), "returned a torch.uint8 tensor"),
+        (lambda sharp, condition: sharp * float("nan"), "returned NaN or inf"),
     ],
 )
-def test_a_synthesizer_returning_another_shape_is_refused(synthesizer, message) -> None:
+def test_a_synthesizer_returning_other_images_is_refused(synthesizer, message) -> None:
     pipe = AdaptPipeline.from_config(FAST, synthesizer=synthesizer, device="cpu")
     with pytest.raises(ValueError, match=message):
         pipe(standin_model("reference"), _video(), progress=False)
+
+
+def test_a_synthesizer_slightly_outside_the_range_is_clamped() -> None:
+    # sensor noise added to a patch pushes a few values over: tolerated, then clamped
+    def noisy(sharp: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return sharp + 0.04 * torch.sign(sharp - 0.5)
+
+    out = synthesize_batched(
+        noisy, torch.rand(3, 3, 8, 8), torch.zeros(3, 3, 8, 8), 2, torch.device("cpu")
+    )
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0

@@ -90,6 +90,7 @@ from ttblur.video import VideoSource
 
 __all__ = [
     "NOISE_SEED_OFFSET",
+    "SYNTHESIS_RANGE_TOLERANCE",
     "AdaptPipeline",
     "StageCallback",
     "check_loss",
@@ -113,20 +114,28 @@ def default_loss(pred: Tensor, target: Tensor) -> Tensor:
     return torch.nn.functional.l1_loss(pred, target)
 
 
+#: How far outside ``[0, 1]`` a synthesizer's output may go before it is refused (then
+#: clamped): sensor noise added to a patch pushes a few values over.
+SYNTHESIS_RANGE_TOLERANCE = 0.05
+
+
 def synthesize_batched(
     synthesizer: BlurSynthesizer, sharp: Tensor, condition: Tensor, batch: int, device: torch.device
 ) -> Tensor:
     """Run ``synthesizer`` ``batch`` patches at a time on ``device``, without gradients.
 
     Returns:
-        the blurred patches, float32 on the CPU, clamped to ``[0, 1]``.
+        the blurred patches, float32 on the CPU, clamped to ``[0, 1]`` (values within
+        :data:`SYNTHESIS_RANGE_TOLERANCE` of it: noise pushes a few over).
 
     Shape:
         - sharp, condition: ``(N, 3, h, w)``; output: ``(N, 3, h, w)``.
 
     Raises:
-        ValueError: the synthesizer returned something else than a tensor of its input's
-            shape (a shifted or cropped output would misalign every training pair).
+        ValueError: the synthesizer returned something else than a float tensor of its
+            input's shape (a shifted or cropped output would misalign every training pair),
+            NaN / inf, or values outside ``[0, 1]`` by more than the tolerance (0-255 or
+            ``[-1, 1]`` images: clamping them would train on white or black patches).
     """
     outputs = []
     with torch.no_grad():
@@ -140,7 +149,24 @@ def synthesize_batched(
                     f"synthesizer {synthesizer!r} returned {got} for sharp patches of shape "
                     f"{expected}; a synthesizer must return a tensor of its input's shape"
                 )
-            outputs.append(out.detach().float().cpu().clamp(0.0, 1.0))
+            out = out.detach().cpu()
+            if not out.is_floating_point():
+                raise ValueError(
+                    f"synthesizer {synthesizer!r} returned a {out.dtype} tensor; a synthesizer "
+                    "must return float images in [0, 1], as it is given"
+                )
+            out = out.float()
+            if not bool(torch.isfinite(out).all()):
+                raise ValueError(f"synthesizer {synthesizer!r} returned NaN or inf values")
+            low, high = float(out.min()), float(out.max())
+            tol = SYNTHESIS_RANGE_TOLERANCE
+            if low < -tol or high > 1.0 + tol:
+                raise ValueError(
+                    f"synthesizer {synthesizer!r} returned values in [{low:.4g}, {high:.4g}]; a "
+                    f"synthesizer must return images in [0, 1] as it is given them (within "
+                    f"{tol:g}; 0-255 or [-1, 1] outputs must be rescaled)"
+                )
+            outputs.append(out.clamp(0.0, 1.0))
     return torch.cat(outputs)
 
 
