@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from ttblur.atomic import TEMP_MARKER, StagedOutputs, atomic_path, atomic_write_text
+from ttblur.io.atomic import atomic_write_json, json_text
 
 
 def _leftovers(root: Path) -> list[Path]:
@@ -98,3 +100,14 @@ def test_published_files_get_the_usual_permissions(tmp_path) -> None:
         os.umask(mask)
     for name in ("a.safetensors", "b.safetensors"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_json_text_is_standard_json_with_null_for_non_finite_numbers(tmp_path) -> None:
+    # eval --json wrote "psnr": Infinity where a frame equalled its ground truth
+    payload = {"psnr": float("inf"), "rows": [1.5, float("nan"), (float("-inf"), 2)], "ok": True}
+    text = json_text(payload)
+    assert "Infinity" not in text and "NaN" not in text and text.endswith("}\n")
+    strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard {name}"))
+    assert strict == {"psnr": None, "rows": [1.5, None, [None, 2]], "ok": True}
+    atomic_write_json(tmp_path / "a.json", payload)
+    assert (tmp_path / "a.json").read_text() == text

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from ttblur.evaluation import FrameScores, markdown_table, score_frames
-from ttblur.io.datasets import DatasetSequence, find_sequences, select_sequences
+from ttblur.io.datasets import (
+    DatasetSequence,
+    IncompleteSequenceWarning,
+    find_sequences,
+    select_sequences,
+)
 from ttblur.io.paths import (
     FRAME_FILE,
     FRAMES_LIST,
@@ -39,7 +44,14 @@ def test_gopro_sequences_in_natural_order_hidden_and_incomplete_skipped(tmp_path
     for name in ("GOPR0410_11_00", "GOPR0384_11_05", "GOPR0384_11_10", ".hidden"):
         _sequence(tmp_path, name)
     (tmp_path / "only_blur" / "blur").mkdir(parents=True)
-    found = find_sequences(tmp_path)
+    (tmp_path / "only_sharp" / "Sharp" / "RGB").mkdir(parents=True)
+    (tmp_path / "notes").mkdir()  # neither half: not a sequence, nothing to say
+    with pytest.warns(IncompleteSequenceWarning) as caught:
+        found = find_sequences(tmp_path)
+    assert [str(w.message) for w in caught] == [
+        f"2 incomplete sequence(s) in {tmp_path} not evaluated: only_blur (blur/ without "
+        "sharp/), only_sharp (Sharp/RGB/ without Blur/RGB/)"
+    ]
     assert [s.name for s in found] == ["GOPR0384_11_05", "GOPR0384_11_10", "GOPR0410_11_00"]
     first = found[0]
     assert first == DatasetSequence(
@@ -61,6 +73,9 @@ def test_discovery_errors(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="dataset folder not found"):
         find_sequences(tmp_path / "absent")
     with pytest.raises(ValueError, match="no sequence found"):
+        find_sequences(tmp_path)
+    (tmp_path / "A" / "blur").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"no complete sequence .*: A \(blur/ without sharp/\)"):
         find_sequences(tmp_path)
 
 

@@ -62,6 +62,7 @@ from ttblur.evaluation import KINDS
 from ttblur.io.atomic import (
     TEMP_MARKER,
     StagedOutputs,
+    atomic_write_json,
     atomic_write_text,
     remove_stale_temporaries,
 )
@@ -761,5 +762,5 @@ def summary_table(records: Sequence[VideoRecord]) -> str:
 
 
 def _write_summary(out: Path, records: Sequence[VideoRecord]) -> None:
-    atomic_write_text(out / SUMMARY_JSON, json.dumps([asdict(r) for r in records], indent=2) + "\n")
+    atomic_write_json(out / SUMMARY_JSON, [asdict(r) for r in records])
     atomic_write_text(out / SUMMARY_MD, summary_table(records) + "\n")

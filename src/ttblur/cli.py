@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -806,7 +805,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from ttblur.batch import dataset_jobs
     from ttblur.evaluation import frame_mean, markdown_table
-    from ttblur.io.atomic import atomic_write_text
+    from ttblur.io.atomic import atomic_write_json
 
     check_paths(args)
     _check_device(args.device)
@@ -861,7 +860,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             "mean": {k: v for k, v in mean.items() if k != "name"},
             "failed": [{"name": r.name, "error": r.error} for r in result.failed],
         }
-        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")
+        atomic_write_json(args.json, payload)
         print(f"wrote {args.json}")
     if result.failed:
         raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")

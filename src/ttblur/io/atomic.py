@@ -32,6 +32,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import secrets
 import shutil
@@ -48,8 +50,10 @@ __all__ = [
     "Terminated",
     "atomic_path",
     "atomic_write_bytes",
+    "atomic_write_json",
     "atomic_write_text",
     "deferred_signals",
+    "json_text",
     "remove_stale_temporaries",
     "temp_name",
     "terminate_as_interrupt",
@@ -184,6 +188,29 @@ def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(final: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``final`` atomically (see :func:`atomic_path`); returns ``final``."""
     return atomic_write_bytes(final, text.encode(encoding))
+
+
+def json_text(value: Any) -> str:
+    """``value`` as standard JSON (indented, with a final newline) for files users read:
+    a non-finite float (a PSNR of ``inf`` where a frame equals its ground truth) is written
+    as ``null``, as pydantic writes it, never as ``Infinity`` / ``NaN``, which strict
+    parsers (``JSON.parse``, ``jq``) refuse."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def atomic_write_json(final: str | os.PathLike[str], value: Any) -> Path:
+    """Write ``value`` to ``final`` atomically as :func:`json_text`; returns ``final``."""
+    return atomic_write_text(final, json_text(value))
 
 
 class StagedOutputs:

@@ -22,12 +22,19 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ttblur.io.paths import natural_key
 
-__all__ = ["LAYOUTS", "DatasetSequence", "find_sequences", "select_sequences"]
+__all__ = [
+    "LAYOUTS",
+    "DatasetSequence",
+    "IncompleteSequenceWarning",
+    "find_sequences",
+    "select_sequences",
+]
 
 #: Known layouts: name -> (blurry frames folder, sharp frames folder) inside a sequence.
 LAYOUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -53,11 +60,27 @@ class DatasetSequence:
     sharp: Path
 
 
+class IncompleteSequenceWarning(UserWarning):
+    """A dataset folder holds a sequence with blurry frames and no sharp ones, or the
+    reverse: it is not evaluated."""
+
+
 def _sequence_at(folder: Path, name: str) -> DatasetSequence | None:
     for layout, (blur_parts, sharp_parts) in LAYOUTS.items():
         blur, sharp = folder.joinpath(*blur_parts), folder.joinpath(*sharp_parts)
         if blur.is_dir() and sharp.is_dir():
             return DatasetSequence(name, layout, blur, sharp)
+    return None
+
+
+def _half_of_a_sequence(folder: Path) -> str | None:
+    """What a folder holding one half of a sequence lacks (``"blur/ without sharp/"``)."""
+    for blur_parts, sharp_parts in LAYOUTS.values():
+        blur, sharp = "/".join(blur_parts) + "/", "/".join(sharp_parts) + "/"
+        if folder.joinpath(*blur_parts).is_dir():
+            return f"{blur} without {sharp}"
+        if folder.joinpath(*sharp_parts).is_dir():
+            return f"{sharp} without {blur}"
     return None
 
 
@@ -75,6 +98,10 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
     Returns:
         the sequences (at least one).
 
+    Warns:
+        IncompleteSequenceWarning: naming the folders that hold one half of a sequence
+            (blurry frames without sharp ones, or the reverse); they are not returned.
+
     Raises:
         FileNotFoundError: ``root`` is not a folder.
         ValueError: no sequence found.
@@ -88,15 +115,32 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
     for folder in (base, base / "test"):
         if not folder.is_dir():
             continue
-        found = [
-            seq
-            for child in sorted(folder.iterdir(), key=natural_key)
-            if child.is_dir() and not child.name.startswith(".")
-            for seq in [_sequence_at(child, child.name)]
-            if seq is not None
-        ]
+        found: list[DatasetSequence] = []
+        incomplete: list[str] = []
+        for child in sorted(folder.iterdir(), key=natural_key):
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            seq = _sequence_at(child, child.name)
+            if seq is not None:
+                found.append(seq)
+            elif (lacks := _half_of_a_sequence(child)) is not None:
+                incomplete.append(f"{child.name} ({lacks})")
         if found:
+            if incomplete:
+                warnings.warn(
+                    f"{len(incomplete)} incomplete sequence(s) in {folder} not evaluated: "
+                    + ", ".join(incomplete[:10])
+                    + (" ..." if len(incomplete) > 10 else ""),
+                    IncompleteSequenceWarning,
+                    stacklevel=2,
+                )
             return found
+        if incomplete:
+            raise ValueError(
+                f"no complete sequence in {folder}: "
+                + ", ".join(incomplete[:10])
+                + " (every sequence needs its blurry and its sharp frames)"
+            )
     raise ValueError(
         f"no sequence found in {root}: expected <seq>/blur + <seq>/sharp (GoPro) or "
         "<seq>/Blur/RGB + <seq>/Sharp/RGB (BSD), directly or under test/"
