@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ttblur.config import AdaptConfig
-from ttblur.finetune import LossFn, clip_radius
+from ttblur.finetune import LossFn, check_crop_size, clip_radius
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.stages.flow import MIN_FLOW_SIZE
@@ -152,13 +152,7 @@ def check_video(
             f"set rsdm.patch_size to at most {largest} (command line: --patch-size {largest}) "
             "or use larger frames"
         )
-    crop = config.finetune.crop_size
-    if crop is not None and crop > patch:
-        raise ValueError(
-            f"finetune.crop_size={crop} is larger than the {patch} px pseudo-sharp patches it "
-            f"crops; set it to at most {patch} (rsdm.patch_size), or None to train on whole "
-            "patches"
-        )
+    check_crop_size(config.finetune.crop_size, patch)
 
 
 def pair_memory(config: AdaptConfig, spec: ModelSpec, shape: tuple[int, ...]) -> tuple[int, int]:

@@ -38,6 +38,7 @@ __all__ = [
     "LossFn",
     "PseudoPairs",
     "build_pseudo_pairs",
+    "check_crop_size",
     "finetune",
     "predict_centre",
     "select_trainable",
@@ -330,6 +331,20 @@ def _batches(count: int, batch: int, gen: torch.Generator | None) -> Iterator[Te
     yield from order.split(batch)
 
 
+def check_crop_size(crop_size: int | None, side: int) -> None:
+    """Refuse a ``finetune.crop_size`` larger than the ``side`` px patches it crops (it would
+    be ignored: the whole patch trained).
+
+    Raises:
+        ValueError: naming both sizes.
+    """
+    if crop_size is not None and crop_size > side:
+        raise ValueError(
+            f"finetune.crop_size={crop_size} is larger than the {side} px pseudo-sharp patches "
+            f"it crops; set it to at most {side}, or None to train on whole patches"
+        )
+
+
 def _set_train_mode(model: nn.Module, spec: ModelSpec) -> None:
     """Train mode, except where training would change what is frozen: a normalisation layer
     with running statistics (BatchNorm, InstanceNorm with ``track_running_stats``) whose own
@@ -454,12 +469,7 @@ def _finetune(
     progress: bool,
     guard: EpochGuard | None,
 ) -> FinetuneResult:
-    side = pairs.targets.shape[-1]
-    if config.crop_size is not None and config.crop_size > side:
-        raise ValueError(
-            f"finetune.crop_size={config.crop_size} is larger than the {side} px pseudo pairs "
-            f"it crops; set it to at most {side}, or None to train on whole pairs"
-        )
+    check_crop_size(config.crop_size, pairs.targets.shape[-1])
     gen = torch.Generator().manual_seed(seed)
     count = len(pairs)
     num_val = math.floor(count * config.val_fraction) if count >= 2 else 0

@@ -61,17 +61,22 @@ def written_frames(folder: Path) -> list[str]:
     return [n for n in names if FRAME_FILE.match(n) and (folder / n).is_file()]
 
 
-def refuse_foreign_images(folder: Path, shown: str) -> None:
+def refuse_foreign_images(folder: Path, shown: str) -> list[str]:
     """Refuse a PNG-folder output ``folder`` that holds image files ttblur did not write (not
     listed in its :data:`FRAMES_LIST`, not hidden): frames written there would mix with them
     or replace them. Nothing to refuse when ``folder`` is not a folder.
+
+    Returns:
+        the frames an earlier write listed there (:func:`written_frames`), which a new write
+        replaces.
 
     Raises:
         OutputPathError: naming ``shown`` (the option or the folder) and one such file.
     """
     if not folder.is_dir():
-        return
-    ours = set(written_frames(folder))
+        return []
+    listed = written_frames(folder)
+    ours = set(listed)
     foreign = sorted(
         (
             p.name
@@ -89,6 +94,7 @@ def refuse_foreign_images(folder: Path, shown: str) -> None:
             f"an empty or new folder (frames written before ttblur listed them in "
             f"{FRAMES_LIST} count as the user's too)"
         )
+    return listed
 
 
 def natural_key(name: str | os.PathLike[str]) -> tuple[list[int | str], str]:

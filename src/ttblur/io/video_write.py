@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ttblur.io.atomic import StagedOutputs, atomic_path
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_frames, float_chunks
-from ttblur.io.paths import FRAMES_LIST, refuse_foreign_images, written_frames
+from ttblur.io.paths import FRAMES_LIST, refuse_foreign_images
 
 __all__ = ["UNWRITABLE_MEDIA", "output_is_file", "save_video", "write_frames"]
 
@@ -182,11 +182,11 @@ def _write_png_folder(
 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"'{folder}' exists and is not a folder")
-    refuse_foreign_images(folder, f"folder '{folder}'")
+    earlier = refuse_foreign_images(folder, f"folder '{folder}'")
     digits = max(5, len(str(total - 1))) if total else 5
     with StagedOutputs() as staged:
         # Stale frames of a longer video go; only the frames an earlier write listed are ours.
-        stage = staged.folder(folder, replaces=written_frames(folder))
+        stage = staged.folder(folder, replaces=earlier)
         names: list[str] = []
         for chunk in chunks:
             for image in _quantize(chunk, bit_depth):
