@@ -257,6 +257,31 @@ def test_video_file_round_trip(tmp_path, smooth, suffix):
     assert info.fps == pytest.approx(30.0)
 
 
+def test_variable_frame_rate_matroska_is_not_called_truncated(tmp_path):
+    """Matroska stores no frame count; duration x nominal rate (here 40) is no frame count for a
+    variable-rate stream: whether the last frame reaches the declared end is what counts."""
+    import warnings
+    from fractions import Fraction
+
+    import av
+
+    from ttblur.video import TruncatedVideoWarning
+
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, pts in enumerate([0, 40, 80, 500, 540, 580, 1500, 1540]):  # ms: two long pauses
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 25 * i, np.uint8), "rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncatedVideoWarning)
+        assert load_video(path, strict=True).shape == (8, 3, 48, 64)
+
+
 def test_odd_size_and_mpeg4(tmp_path, smooth):
     odd = smooth[:, :, :33, :47]
     out = load_video(save_video(odd, tmp_path / "odd.mp4"))  # libx264 in yuv444p

@@ -201,30 +201,71 @@ class TruncatedVideoWarning(UserWarning):
     :func:`load_video` / :func:`iter_video` turns this into a ``ValueError``."""
 
 
-def _declared_frames(container: Any, stream: Any) -> tuple[int, int]:
-    """The frame count the container declares for ``stream`` and the shortfall tolerated.
+@dataclass(frozen=True)
+class _DeclaredLength:
+    """What a container says about a video stream's length, to tell a cut file from a whole one.
 
-    The stream's frame count when the header stores one (MP4, AVI: exact, no tolerance);
-    otherwise duration x average frame rate (Matroska, WebM: an estimate, 1 frame tolerated);
-    ``(0, 0)`` when neither is known.
+    ``frames`` is the stream's frame count when the header stores one (MP4, AVI: exact);
+    otherwise ``seconds`` is the stream's declared duration (Matroska, WebM), compared with the
+    time the last decoded frame ends, which holds for variable frame rates too (a count
+    estimated as duration x rate does not). Both zero when neither is known.
     """
+
+    frames: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+
+    def shortfall(self, decoded: int, last_end: float | None) -> str | None:
+        """The reason the stream looks cut, or ``None`` when it is whole or cannot be judged.
+
+        ``last_end`` is the time (seconds from the stream's start) the last decoded frame ends.
+        """
+        if self.frames > 0:
+            if decoded < self.frames:
+                return f"its container declares {self.frames} frames but only {decoded} could"
+            return None
+        if self.seconds <= 0 or self.rate <= 0:
+            return None
+        if last_end is None:  # no timestamps: fall back on duration x rate, one frame of slack
+            expected = round(self.seconds * self.rate)
+            if decoded < expected - 1:
+                return f"its container declares about {expected} frames but only {decoded} could"
+            return None
+        if last_end + 1.5 / self.rate < self.seconds:  # more than a frame interval missing
+            return (
+                f"its container declares {self.seconds:.2f} s (about "
+                f"{round(self.seconds * self.rate)} frames) but only {decoded} frames "
+                f"({last_end:.2f} s) could"
+            )
+        return None
+
+
+def _declared_length(container: Any, stream: Any) -> _DeclaredLength:
     if int(stream.frames or 0) > 0:
-        return int(stream.frames), 0
+        return _DeclaredLength(frames=int(stream.frames))
     rate = stream.average_rate or stream.guessed_rate
-    if stream.duration and stream.time_base and rate:
+    if stream.duration and stream.time_base:
         seconds = float(stream.duration * stream.time_base)
-    elif container.duration and rate:
+    elif container.duration:
         seconds = container.duration / 1_000_000  # AV_TIME_BASE
     else:
-        return 0, 0
-    return round(seconds * float(rate)), 1
+        return _DeclaredLength()
+    return _DeclaredLength(seconds=seconds, rate=float(rate) if rate else 0.0)
 
 
-def _truncated(path: Path, declared: int, decoded: int, strict: bool) -> None:
-    message = (
-        f"video file '{path}' is truncated or damaged: its container declares {declared} "
-        f"frames but only {decoded} could be decoded"
-    )
+def _frame_end(frame: Any, stream: Any, rate: float) -> float | None:
+    """When ``frame`` ends, in seconds from the stream's start; ``None`` without timestamps."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    start = stream.start_time * stream.time_base if stream.start_time is not None else 0
+    duration = float(frame.duration * frame.time_base) if frame.duration else 0.0
+    if duration <= 0 and rate > 0:
+        duration = 1.0 / rate
+    return float(frame.pts * frame.time_base - start) + duration
+
+
+def _truncated(path: Path, reason: str, strict: bool) -> None:
+    message = f"video file '{path}' is truncated or damaged: {reason} be decoded"
     if strict:
         raise ValueError(message)
 
@@ -242,7 +283,8 @@ def _decode_video(path: Path, max_frames: int | None, strict: bool = False) -> I
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        declared, tolerance = _declared_frames(container, stream)
+        declared = _declared_length(container, stream)
+        last_end: float | None = None
         count = 0
         size: tuple[int, int] | None = None
         frames = container.decode(stream)
@@ -251,8 +293,9 @@ def _decode_video(path: Path, max_frames: int | None, strict: bool = False) -> I
                 frame = next(frames)
                 array = _frame_to_array(frame)
             except StopIteration:
-                if count < declared - tolerance:
-                    _truncated(path, declared, count, strict)
+                reason = declared.shortfall(count, last_end)
+                if reason is not None:
+                    _truncated(path, reason, strict)
                 break
             except (av.FFmpegError, ValueError) as err:
                 raise ValueError(
@@ -267,6 +310,7 @@ def _decode_video(path: Path, max_frames: int | None, strict: bool = False) -> I
                     f"but frame 0 is {size[0]}x{size[1]}"
                 )
             count += 1
+            last_end = _frame_end(frame, stream, declared.rate)
             yield array
 
 
