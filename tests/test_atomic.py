@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,78 @@ def test_json_text_is_standard_json_with_null_for_non_finite_numbers(tmp_path) -
     assert strict == {"psnr": None, "rows": [1.5, None, [None, 2]], "ok": True}
     atomic_write_json(tmp_path / "a.json", payload)
     assert (tmp_path / "a.json").read_text() == text
+
+
+def test_a_symbolic_link_is_followed_and_kept(tmp_path) -> None:
+    real = atomic_write_text(tmp_path / "data" / "clip.txt", "old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    with StagedOutputs() as staged:
+        staged.file(link).write_text("newer")
+    assert link.is_symlink() and real.read_text() == "newer"
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_read_only_file_is_refused_and_modes_are_kept(tmp_path) -> None:
+    protected = atomic_write_text(tmp_path / "keep.txt", "mine")
+    protected.chmod(0o444)
+    with pytest.raises(PermissionError, match=r"keep\.txt' is read-only"):
+        atomic_write_text(protected, "other")  # refused even for root
+    with pytest.raises(PermissionError), StagedOutputs() as staged:
+        staged.file(protected)
+    assert protected.read_text() == "mine" and _leftovers(tmp_path) == []
+    private = atomic_write_text(tmp_path / "private.txt", "a")
+    private.chmod(0o600)
+    atomic_write_text(private, "b")
+    assert private.stat().st_mode & 0o777 == 0o600 and private.read_text() == "b"
+
+
+def test_a_read_only_frame_is_refused_before_any_rename(tmp_path) -> None:
+    frames, other = tmp_path / "frames", tmp_path / "a.txt"
+    atomic_write_text(frames / "00001.png", "old")
+    (frames / "00001.png").chmod(0o444)
+    with pytest.raises(PermissionError), StagedOutputs() as staged:
+        staged.file(other).write_text("a")
+        stage = staged.folder(frames)
+        (stage / "00000.png").write_text("0")
+        (stage / "00001.png").write_text("1")
+    assert not other.exists() and not (frames / "00000.png").exists()
+    assert (frames / "00001.png").read_text() == "old" and _leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="orphans are recognised by pid on POSIX")
+def test_temporaries_of_a_killed_process_are_removed_by_the_next_write(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from ttblur.io.atomic import temp_name
+
+    target = tmp_path / "out.mp4"
+    child = subprocess.run(  # a process that dies (SIGKILL) with its temporaries in place
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys; from pathlib import Path; "
+            "from ttblur.atomic import StagedOutputs, atomic_path; "
+            "t = Path(sys.argv[1]); s = StagedOutputs(); (s.folder(t.parent / 'frames') / "
+            "'00000.png').write_text('x'); "
+            "c = atomic_path(t); c.__enter__().write_text('partial'); "
+            "os.kill(os.getpid(), signal.SIGKILL)",
+            str(target),
+        ],
+        check=False,
+    )
+    assert child.returncode == -9
+    dead = _leftovers(tmp_path)
+    assert len(dead) == 2  # the file temporary and the staging folder (with a frame inside)
+    live = temp_name(target)  # this process's own temporary: running, so kept
+    live.write_text("mine")
+    foreign = tmp_path / f".out{TEMP_MARKER}00000000-1-abcdef01.mp4"  # another host: kept
+    foreign.write_text("theirs")
+    atomic_write_text(target, "done")
+    with StagedOutputs() as staged:
+        staged.folder(tmp_path / "frames")
+    assert target.read_text() == "done"
+    assert sorted(_leftovers(tmp_path)) == sorted([live, foreign])

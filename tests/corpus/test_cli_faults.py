@@ -450,6 +450,18 @@ def test_deblur_out_that_is_an_existing_folder_is_refused(
     assert_unchanged(before, tmp_path)
 
 
+def test_deblur_out_that_is_a_read_only_file_is_refused(tmp_path, factory, clip_file, capsys):
+    out = tmp_path / "sharp.mp4"
+    out.write_bytes(b"the user's own video")
+    out.chmod(0o444)
+    before = fingerprint(tmp_path)
+    code, err = run(
+        ["deblur", str(clip_file), "--model", factory, *MODEL, "--out", str(out)], capsys
+    )
+    assert_one_line_error(code, err, f"--out {out}: '{out}' is read-only")
+    assert_unchanged(before, tmp_path)
+
+
 def test_output_below_a_file_is_refused(tmp_path, factory, clip_file, capsys) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")

@@ -17,8 +17,16 @@ Every file ttblur writes to a user-chosen path goes through this module:
   ``KeyboardInterrupt``), so that a terminated run cleans up its temporary files like an
   interrupted one.
 
-Temporary names start with ``.`` and contain ``.ttblur-tmp-`` (:data:`TEMP_MARKER`); frame
-folders ignore hidden files, so a staging file is never read back as a frame.
+Temporary names start with ``.`` and contain ``.ttblur-tmp-`` (:data:`TEMP_MARKER`), then
+the writing process's host tag and pid; frame folders ignore hidden files, so a staging file
+is never read back as a frame. A process killed outright (``SIGKILL``, power loss) cannot
+remove its temporaries: the next write of the same file (or into the same staged folder) on
+the same host removes those whose process is gone (POSIX).
+
+What replacing a file means (:func:`write_target`): a symbolic link is followed (the file it
+points to is replaced; the link stays); a read-only file is refused with ``PermissionError``,
+never replaced; the replaced file's permission bits are kept. Replacing is a rename, so other
+hard links to the old file keep the old content.
 
 Example:
     >>> import tempfile, pathlib
@@ -35,10 +43,14 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
+import stat
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +69,7 @@ __all__ = [
     "remove_stale_temporaries",
     "temp_name",
     "terminate_as_interrupt",
+    "write_target",
 ]
 
 #: Part of every temporary name this module creates: ``.NAME`` + this marker + 8 random
@@ -68,11 +81,86 @@ _DEFERRED = tuple(
 )
 
 
+def _owner() -> str:
+    """``HOST-PID`` of this process: HOST is 8 hex digits of the host name's CRC-32."""
+    host = zlib.crc32(socket.gethostname().encode("utf-8", "replace"))
+    return f"{host:08x}-{os.getpid()}"
+
+
 def temp_name(final: Path) -> Path:
     """A fresh hidden temporary path beside ``final``, keeping its suffix (``.mp4`` ...)."""
-    token = secrets.token_hex(4)
-    stem = final.name[: -len(final.suffix)] if final.suffix else final.name
-    return final.with_name(f".{stem}{TEMP_MARKER}{token}{final.suffix}")
+    return final.with_name(
+        f".{_stem(final)}{TEMP_MARKER}{_owner()}-{secrets.token_hex(4)}{final.suffix}"
+    )
+
+
+def _stem(final: Path) -> str:
+    return final.name[: -len(final.suffix)] if final.suffix else final.name
+
+
+_OWNED = re.compile(r"^([0-9a-f]{8})-([0-9]+)-[0-9a-f]{8}$")
+
+
+def _orphaned(tag: str) -> bool:
+    """Whether the temporary whose owner part is ``tag`` (``HOST-PID-TOKEN``) was left by a
+    process of this host that no longer runs. Unknown formats, other hosts and non-POSIX
+    systems: ``False`` (left alone)."""
+    match = _OWNED.match(tag)
+    if match is None or os.name != "posix" or match[1] != _owner().split("-")[0]:
+        return False
+    try:
+        os.kill(int(match[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
+
+
+def _remove_orphans(final: Path) -> None:
+    """Remove the temporaries of ``final`` (beside it) left by dead processes of this host."""
+    prefix = f".{_stem(final)}{TEMP_MARKER}"
+    with contextlib.suppress(OSError):
+        for path in final.parent.iterdir():
+            name = path.name
+            if name.startswith(prefix) and name.endswith(final.suffix):
+                tag = name[len(prefix) : len(name) - len(final.suffix)]
+                if _orphaned(tag):
+                    _remove(path)
+
+
+def _remove_orphan_stages(folder: Path) -> None:
+    """Remove staging folders inside ``folder`` left by dead processes of this host."""
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            if path.name.startswith(TEMP_MARKER) and _orphaned(path.name[len(TEMP_MARKER) :]):
+                _remove(path)
+
+
+def write_target(final: str | os.PathLike[str]) -> Path:
+    """The file a write to ``final`` replaces: ``final`` itself, or the file a symbolic link
+    there points to (the link is kept). The one rule for every output file.
+
+    Raises:
+        IsADirectoryError: ``final`` (or the link's target) is an existing folder.
+        PermissionError: it is an existing read-only file (no write permission bit, or not
+            writable by this user): ttblur never replaces a file the user protected.
+    """
+    target = Path(final).expanduser()
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    if target.is_dir():
+        raise IsADirectoryError(f"'{Path(final)}' is a folder; expected a file path")
+    if target.exists():
+        mode = target.stat().st_mode
+        if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(
+            target, os.W_OK
+        ):
+            raise PermissionError(
+                f"'{Path(final)}' is read-only; ttblur does not replace it (make it writable "
+                "or write elsewhere)"
+            )
+    return target
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
@@ -149,19 +237,22 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     the exception propagates, leaving ``final`` untouched. A block that writes nothing leaves
     ``final`` untouched too.
 
+    ``final`` is checked by :func:`write_target` (symbolic links followed, read-only files
+    refused) and temporaries of ``final`` orphaned by killed processes are removed.
+
     Raises:
         IsADirectoryError: ``final`` is an existing folder.
+        PermissionError: ``final`` is a read-only file.
     """
-    target = Path(final).expanduser()
-    if target.is_dir():
-        raise IsADirectoryError(f"'{target}' is a folder; expected a file path")
+    target = write_target(final)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
     tmp = temp_name(target)
     try:
         yield tmp
         if tmp.exists():
             _fsync_file(tmp)
-            _default_mode(tmp)
+            _take_mode(tmp, target)
             os.replace(tmp, target)
             _fsync_folder(target.parent)
     except BaseException:
@@ -169,12 +260,17 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _default_mode(path: Path) -> None:
-    """Give a file the permissions a plain ``open(path, "w")`` would (``0o666`` less the
-    umask): some writers (safetensors) create theirs private (``0o600``)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+def _take_mode(path: Path, target: Path) -> None:
+    """Give ``path`` the permission bits of the file it replaces, or those a plain
+    ``open(target, "w")`` would (``0o666`` less the umask) for a new file: some writers
+    (safetensors) create theirs private (``0o600``)."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    os.chmod(path, mode)
 
 
 def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> Path:
@@ -242,10 +338,9 @@ class StagedOutputs:
 
     def file(self, final: str | os.PathLike[str]) -> Path:
         """A temporary path (same folder and suffix) to write ``final`` to."""
-        target = Path(final).expanduser()
-        if target.is_dir():
-            raise IsADirectoryError(f"'{target}' is a folder; expected a file path")
+        target = write_target(final)
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(target)
         tmp = temp_name(target)
         self._files.append((tmp, target))
         return tmp
@@ -262,7 +357,8 @@ class StagedOutputs:
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"'{target}' exists and is not a folder")
         target.mkdir(parents=True, exist_ok=True)
-        stage = target / f"{TEMP_MARKER}{secrets.token_hex(4)}"
+        _remove_orphan_stages(target)
+        stage = target / f"{TEMP_MARKER}{_owner()}-{secrets.token_hex(4)}"
         stage.mkdir()
         self._folders.append((stage, target, tuple(replaces)))
         return stage
@@ -297,19 +393,16 @@ class StagedOutputs:
         for tmp, _ in self._files:
             if not tmp.is_file():
                 raise FileNotFoundError(f"staged output '{tmp}' was not written")
-            _fsync_file(tmp)
-            _default_mode(tmp)
         moves: list[tuple[Path, Path]] = list(self._files)
         stale: list[Path] = []
         for stage, target, replaces in self._folders:
             names = sorted(p.name for p in stage.iterdir() if p.is_file())
-            for name in names:
-                _fsync_file(stage / name)
-                moves.append((stage / name, target / name))
+            moves += [(stage / name, write_target(target / name)) for name in names]
             stale += [target / n for n in replaces if n not in names and (target / n).is_file()]
-        for _, target in moves:  # before the first rename: all published or none
-            if target.is_dir():
-                raise IsADirectoryError(f"'{target}' is a folder; an output file cannot replace it")
+        for tmp, target in moves:  # before the first rename: all published or none
+            write_target(target)
+            _fsync_file(tmp)
+            _take_mode(tmp, target)
         with deferred_signals():
             for tmp, target in moves:
                 os.replace(tmp, target)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from ttblur.io.atomic import write_target
 from ttblur.io.frames import IMAGE_EXTENSIONS
 
 __all__ = [
@@ -170,6 +171,11 @@ def _check_output(output: PlannedOutput, inputs: Sequence[tuple[str, Path]]) -> 
         raise OutputPathError(f"{shown} exists and is not a folder (a folder is written there)")
     if not output.folder and path.is_dir():
         raise OutputPathError(f"{shown} is a folder, but a file is written there")
+    if not output.folder:
+        try:
+            path = write_target(path)  # a symbolic link: the file it points to is written
+        except PermissionError as err:
+            raise OutputPathError(f"{shown}: {err}") from err
     if output.frames:
         refuse_foreign_images(path, shown)
     for what, source in inputs:
@@ -202,7 +208,8 @@ def check_planned_paths(
 
     Inputs must exist. Outputs: no output may need a folder where another writes a file, and
     no two options may write the same file; a folder output must not be an existing file and a file
-    output not an existing folder; no output may be an input (compared as files, so a hard
+    output not an existing folder nor a read-only file (a symbolic link is checked at its
+    target); no output may be an input (compared as files, so a hard
     link or symbolic link to the input counts) or lie inside an input folder; a frame folder
     output must not hold an input named like one of its frames; the nearest existing folder
     of each output must be writable (checked by creating a temporary file there). Nothing is
