@@ -237,3 +237,20 @@ def test_report_needs_the_output_and_deprecates_stage_arguments(adapted, video, 
         write_report(result, video, tmp_path, num_patches=1, synthesizer=lambda s, c: s)
     with pytest.raises(TypeError, match="unexpected keyword"):
         write_report(result, video, tmp_path, nope=1)
+
+
+def test_the_report_says_who_chose_the_kept_epoch(adapted, video, tmp_path) -> None:
+    model, result = adapted
+    report = result.report
+    assert report.guard_scores  # the default config runs the guard
+    text = write_report(result, video, tmp_path / "guarded", model=model).read_text()
+    assert f"chosen by the guard&#x27;s {report.guard_score} score" in text
+    assert "lowest held-out loss" not in text
+    scores = ", ".join(f"{v:.2f}" for v in report.guard_scores)
+    assert f"epochs {scores}" in text and "exposure ratio (fitted)" in text
+    unguarded = adapt(
+        model, video, spec="estrnn", config={**TINY, "guard": {"enabled": False}}, progress=False
+    )
+    assert not unguarded.report.guard_scores
+    text = write_report(unguarded, video, tmp_path / "plain").read_text()
+    assert "lowest held-out loss" in text and "guard" not in text.split("Configuration")[0]

@@ -207,9 +207,7 @@ def write_report(
             loss_chart(report),
             "Fine-tuning loss",
             "Loss per epoch on the training pseudo pairs and on the held-out pseudo pairs; the "
-            "dashed line is the unadapted model's held-out loss. The kept epoch is the one with "
-            "the lowest held-out loss, and the unadapted weights are kept if none beats the "
-            "dashed line. No ground truth is involved.",
+            "dashed line is the unadapted model's held-out loss. " + _kept_epoch_rule(report),
         )
     else:
         page.notes.append("no fine-tuning ran: no loss curve")
@@ -217,6 +215,21 @@ def write_report(
     index = out / "index.html"
     atomic_write_text(index, render_html(report, page, title))
     return index
+
+
+def _kept_epoch_rule(report: AdaptReport) -> str:
+    """How the kept epoch was chosen on this run, for the loss chart's caption."""
+    if report.guard_scores:
+        return (
+            f"The kept epoch was chosen by the guard's {report.guard_score} score on the "
+            "video's own frames (see the guard row above), not by these curves; the unadapted "
+            "weights are kept if no epoch beats the unadapted model's score by the margin. No "
+            "ground truth is involved."
+        )
+    return (
+        "The kept epoch is the one with the lowest held-out loss, and the unadapted weights "
+        "are kept if none beats the dashed line. No ground truth is involved."
+    )
 
 
 def _conditions_figure(result: AdaptOutput, chosen: list[int]) -> NDArray[np.uint8]:

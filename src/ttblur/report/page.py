@@ -85,10 +85,31 @@ def summary_rows(report: AdaptReport) -> list[tuple[str, str]]:
                 f"unadapted {_fmt(report.baseline_val_loss)}, kept {_fmt(best)}",
             )
         )
+    if report.exposure_ratio is not None:
+        spread = f" +- {report.exposure_ratio_std:.2f}" if report.exposure_ratio_std else ""
+        rows.append(("exposure ratio (fitted)", f"{report.exposure_ratio:.2f}{spread}"))
+    if report.guard_scores:
+        rows.append(("guard", _guard_summary(report)))
     if report.seconds:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         rows.append(("seconds", f"{sum(report.seconds.values()):.1f} total ({parts})"))
     return rows
+
+
+def _guard_summary(report: AdaptReport) -> str:
+    """The guard's decision in one line: its score per epoch and what it kept."""
+    scores = ", ".join(f"{v:.2f}" for v in report.guard_scores)
+    kept = "unadapted weights" if report.best_epoch == 0 else f"epoch {report.best_epoch}"
+    need = (
+        f", an epoch had to gain {report.guard_min_gain_db:.2f} dB"
+        if report.guard_min_gain_db is not None
+        else ""
+    )
+    pairs = "unadapted weights" if report.val_best_epoch == 0 else f"epoch {report.val_best_epoch}"
+    return (
+        f"{report.guard_score} score (dB): unadapted {_fmt(report.baseline_guard_score)}, "
+        f"epochs {scores}{need}; kept {kept} (the held-out pseudo pairs alone: {pairs})"
+    )
 
 
 _STYLE = """
