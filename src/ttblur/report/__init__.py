@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from ttblur.atomic import atomic_write_text
-from ttblur.outputs import AdaptOutput, AdaptResult
+from ttblur.outputs import AdaptOutput, AdaptReport, AdaptResult
 from ttblur.report.figures import (
     before_after_sheet,
     blurry_detail_box,
