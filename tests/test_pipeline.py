@@ -199,6 +199,38 @@ def test_a_reused_pipeline_gives_every_run_the_result_of_a_fresh_one(config: dic
             assert torch.equal(a, b)
 
 
+@pytest.fixture
+def noisy_crop() -> Iterator[None]:
+    # A user detector that draws from the global random stream when built and when used.
+    @DETECTORS.register("noisy_crop")
+    class NoisyCrop:
+        def __init__(self) -> None:
+            self.offset = int(torch.randint(0, 8, ()))
+
+        def select(self, video: Tensor) -> Selection:
+            top = self.offset + int(torch.randint(0, 4, ()))
+            patches = [PatchLocation(t, top, 4, 16) for t in (2, 3, 4)]
+            magnitude = torch.zeros(video.shape[0], 1, *video.shape[2:])
+            return Selection(patches, magnitude, candidates=3)
+
+    yield
+    DETECTORS.unregister("noisy_crop")
+
+
+def test_a_user_stage_on_the_global_stream_draws_the_same_on_every_call(noisy_crop) -> None:
+    """The stages are built from seeded streams before the run, then the streams are seeded
+    again: the first call (which builds them) and later calls draw the same numbers."""
+    cfg = {**FAST, "rsdm": {"name": "noisy_crop"}, "guard": {"enabled": False}}
+    model, video = standin_model("reference"), _video()
+    pipe = AdaptPipeline.from_config(cfg, device="cpu")
+    torch.manual_seed(123)  # the caller's stream does not matter either
+    first = pipe(model, video, progress=False)
+    second = pipe(model, video, progress=False)
+    assert second.selection.patches == first.selection.patches
+    for a, b in zip(second.model.state_dict().values(), first.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_adapt_inside_no_grad_or_inference_mode_fine_tunes_as_outside() -> None:
     cfg = {**FAST, "guard": {"enabled": False}}
     model, video = standin_model("reference"), _video()

@@ -408,17 +408,32 @@ class AdaptPipeline:
         # Fine-tuning needs gradients even when the caller runs under no_grad / inference_mode
         # (restored on exit, like the random streams).
         with torch.random.fork_rng(devices=cuda), torch.inference_mode(False), torch.enable_grad():
-            torch.random.default_generator.manual_seed(self.config.seed)
-            if cuda:
-                with torch.cuda.device(cuda[0]):
-                    torch.cuda.manual_seed(self.config.seed)
-            # Stages with their own generator restart it: every run of a reused pipeline or
-            # stage object draws what a fresh one would (ttblur.stages.seeded).
-            for component in self._components.values():
-                reseed = getattr(component, "reseed", None)
-                if callable(reseed):
-                    reseed()
             return self._guarded(model, frames, loss, spec, in_place, progress, callback)
+
+    def _seed(self) -> None:
+        """Seed the (forked) global random streams from the config, and restart the stages'
+        own generators: every run of a reused pipeline or stage object draws what a fresh one
+        would (ttblur.stages.seeded)."""
+        torch.random.default_generator.manual_seed(self.config.seed)
+        if self.device.type == "cuda":
+            with torch.cuda.device(_cuda_index(self.device)):
+                torch.cuda.manual_seed(self.config.seed)
+        for component in self._components.values():
+            reseed = getattr(component, "reseed", None)
+            if callable(reseed):
+                reseed()
+
+    def _build_stages(self, spec: ModelSpec) -> None:
+        """Build every stage a run with ``spec`` uses, from seeded streams, so that the first
+        call of a pipeline draws from the same streams as every later one (a stage built
+        mid-run would consume random numbers only on the first call)."""
+        self._seed()
+        names = ["detector", "condition_generator", "synthesizer"]
+        names += ["guard"] if self.uses_guard else []
+        names += ["flow"] if self._uses_flow(spec) else []
+        for name in names:
+            self._component(name)
+        self._seed()
 
     def streams(self, video: VideoSource) -> bool:
         """Whether a run on ``video`` keeps the frames in a disk-backed
@@ -468,6 +483,7 @@ class AdaptPipeline:
             check_loss(loss, self.device)
             check_materialised(model)
             select_trainable(model, self.config.finetune.trainable)
+            self._build_stages(declared)
             # in_place: the caller's exact state, restored on any failure, interrupt or divergence.
             snapshot = ModuleSnapshot.capture(model) if in_place else None
         run = _Run(self, model, frames, loss, snapshot, progress, callback, seconds)
