@@ -123,6 +123,51 @@ def test_half_precision_folder_is_smaller_and_loads_into_float32(build, tmp_path
         net.save_pretrained(tmp_path / "int", dtype=torch.int8)
 
 
+def test_a_half_precision_save_that_would_overflow_is_refused(build, tmp_path):
+    net = build(4)
+    name, param = next(iter(net.named_parameters()))
+    with torch.no_grad():
+        param.view(-1)[0] = 1e5  # beyond float16's 65504: it would be stored as inf
+    with pytest.raises(
+        ValueError, match=rf"'{name}' holds values up to 1e\+05 that torch\.float16"
+    ):
+        net.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert not (tmp_path / "half" / "model.safetensors").exists()
+    loaded = type(net).from_pretrained(net.save_pretrained(tmp_path / "bf", dtype=torch.bfloat16))
+    assert float(loaded.state_dict()[name].view(-1)[0]) == pytest.approx(1e5, rel=0.01)
+
+
+def test_weights_holding_nan_or_inf_are_refused(build, tmp_path):
+    net = build(4)
+    folder = net.save_pretrained(tmp_path / "w")
+    state = read_state_dict(folder / "model.safetensors")
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 2)
+    state[name].view(-1)[:2] = torch.tensor([float("nan"), float("inf")])
+    save_weights_file = folder / "model.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(state, str(save_weights_file))
+    with pytest.raises(InvalidWeightsError, match=rf"NaN / inf values in \['{name} \(2 of"):
+        type(net).from_pretrained(folder)
+    user = _UserNet()
+    file = save_weights(user, tmp_path / "u.safetensors")
+    bad = read_state_dict(file)
+    bad["conv.bias"][0] = float("nan")
+    save_file(bad, str(file))
+    with pytest.raises(ValueError, match=r"NaN / inf values in \['conv\.bias \(1 of 3\)'\]"):
+        load_weights(_UserNet(), file)
+
+
+def test_a_buffer_the_module_fills_with_inf_may_hold_inf(tmp_path):
+    class Masked(_UserNet):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mask", torch.tensor([0.0, float("-inf")]))
+
+    file = save_weights(Masked(), tmp_path / "m.safetensors")
+    load_weights(Masked(), file)  # no error: the module's own mask holds -inf too
+
+
 def test_revision_picks_the_snapshot(build, tmp_path, hub_cache):
     old, new = build(4), build(6)
     cls = type(old)

@@ -446,8 +446,10 @@ def state_dict_mismatch(own: Mapping[str, Any], state: Mapping[str, Any], *, lim
         limit: names listed per kind of difference.
 
     Returns:
-        ``""`` when the keys and shapes match exactly, else a description naming the missing
-        and unexpected keys and the shape mismatches.
+        ``""`` when the keys and shapes match exactly and every tensor is finite where the
+        module's own is, else a description naming the missing and unexpected keys, the
+        shape mismatches and the tensors holding NaN / inf (a diverged or damaged save; a
+        buffer the module itself fills with ``-inf``, such as an attention mask, is allowed).
     """
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -456,16 +458,30 @@ def state_dict_mismatch(own: Mapping[str, Any], state: Mapping[str, Any], *, lim
         for k, v in own.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
+    non_finite = [
+        f"{k} ({int((~torch.isfinite(state[k])).sum())} of {state[k].numel()})"
+        for k, v in own.items()
+        if k in state
+        and tuple(state[k].shape) == tuple(v.shape)
+        and _floating(state[k])
+        and not bool(torch.isfinite(state[k]).all())
+        and (not _floating(v) or bool(torch.isfinite(v).all()))
+    ]
     parts = []
     for label, items in (
         ("missing keys", missing),
         ("unexpected keys", unexpected),
         ("shape mismatch", shapes),
+        ("NaN / inf values in", non_finite),
     ):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
             parts.append(f"{label} {items[:limit]}{more}")
     return "; ".join(parts)
+
+
+def _floating(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_floating_point()
 
 
 def check_state_dict(
@@ -486,8 +502,8 @@ def check_state_dict(
     if problem:
         raise InvalidWeightsError(
             f"the weights in {source} do not match {target} as described by its "
-            f"{CONFIG_NAME} ({problem}); the config and the weights come from different "
-            "architectures"
+            f"{CONFIG_NAME} ({problem}); different keys or shapes mean the config and the "
+            "weights come from different architectures, NaN / inf a diverged or damaged save"
         )
 
 
@@ -535,14 +551,31 @@ def write_pretrained(
     """
     if dtype is not None and not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+    if dtype is not None:
+        state = {k: _cast(k, v, dtype) for k, v in state.items()}
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {CLASS_KEY: class_name, **config.model_dump(mode="json")}
     atomic_write_text(folder / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_state_dict(state, folder / WEIGHTS_NAME)
     return folder
+
+
+def _cast(name: str, value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` in ``dtype`` (floating-point tensors only); refuses a cast that turns finite
+    values into inf (``float16`` tops out at 65504)."""
+    if not value.is_floating_point():
+        return value
+    cast = value.to(dtype)
+    overflow = torch.isfinite(value) & ~torch.isfinite(cast)
+    if bool(overflow.any()):
+        largest = float(value[overflow].abs().max())
+        raise ValueError(
+            f"'{name}' holds values up to {largest:.4g} that {dtype} cannot store (they would "
+            f"become inf; its largest is {torch.finfo(dtype).max:.4g}); save in a wider dtype "
+            "(torch.bfloat16, torch.float32)"
+        )
+    return cast
 
 
 # ============================================================================ Hub upload
