@@ -275,3 +275,31 @@ def test_a_synthesizer_slightly_outside_the_range_is_clamped() -> None:
         noisy, torch.rand(3, 3, 8, 8), torch.zeros(3, 3, 8, 8), 2, torch.device("cpu")
     )
     assert float(out.min()) == 0.0 and float(out.max()) == 1.0
+
+
+@pytest.mark.parametrize(
+    "z, message",
+    [
+        (1e6, r"blur lengths from 1e\+06 to 1e\+06 px .* must lie in \[0, 226\]"),
+        (-3.0, r"blur lengths from -3 to -3 px"),
+        (float("nan"), "returned NaN / inf in its condition maps"),
+    ],
+)
+def test_a_condition_generator_returning_impossible_blur_is_refused(z, message) -> None:
+    """A blur length beyond the frame's diagonal used to size the synthesis boxes by it (a
+    million px: the process was killed for memory)."""
+
+    def generator(video: Tensor, selection: Selection) -> Tensor:
+        n, p = len(selection.patches), selection.patches[0].size
+        return torch.tensor([1.0, 0.0, z]).view(1, 3, 1, 1).expand(n, 3, p, p)
+
+    calls: list[Tensor] = []
+    pipe = AdaptPipeline.from_config(
+        FAST,
+        condition_generator=generator,
+        synthesizer=lambda sharp, condition: calls.append(sharp) or sharp,
+        device="cpu",
+    )
+    with pytest.raises(ValueError, match=message):
+        pipe(standin_model("reference"), _video(), progress=False)
+    assert calls == []  # refused before any synthesis

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -93,6 +94,7 @@ __all__ = [
     "SYNTHESIS_RANGE_TOLERANCE",
     "AdaptPipeline",
     "StageCallback",
+    "check_blur_lengths",
     "check_loss",
     "default_loss",
     "resolve_config",
@@ -117,6 +119,29 @@ def default_loss(pred: Tensor, target: Tensor) -> Tensor:
 #: How far outside ``[0, 1]`` a synthesizer's output may go before it is refused (then
 #: clamped): sensor noise added to a patch pushes a few values over.
 SYNTHESIS_RANGE_TOLERANCE = 0.05
+
+
+def check_blur_lengths(condition: Tensor, frame_size: tuple[int, int]) -> None:
+    """Refuse condition maps a synthesizer cannot use: NaN / inf anywhere, or a blur length
+    (channel 2, ``z`` in px) below 0 or beyond four times the frame's diagonal: no frame of
+    this size can show such a blur, and the synthesis boxes, which grow with it, would not fit
+    in memory (a million px got the process killed). The slack above one diagonal is for the
+    built-in estimates on tiny frames (up to 1.7 diagonals seen in the tests).
+
+    Shape:
+        condition: ``(N, 3, p, p)``; ``frame_size`` is ``(H, W)``.
+    """
+    if not bool(torch.isfinite(condition).all()):
+        raise ValueError("the condition generator returned NaN / inf in its condition maps")
+    longest = 4 * math.hypot(*frame_size)
+    lengths = condition[:, 2]
+    low, high = float(lengths.min()), float(lengths.max())
+    if low < 0 or high > longest:
+        raise ValueError(
+            f"the condition generator returned blur lengths from {low:.4g} to {high:.4g} px "
+            f"(channel 2 of its maps is z, the blur length in px); they must lie in "
+            f"[0, {longest:.0f}], four times the frame's diagonal"
+        )
 
 
 def synthesize_batched(
@@ -483,7 +508,6 @@ class AdaptPipeline:
             check_loss(loss, self.device)
             check_materialised(model)
             select_trainable(model, self.config.finetune.trainable)
-            self._build_stages(declared)
             # in_place: the caller's exact state, restored on any failure, interrupt or divergence.
             snapshot = ModuleSnapshot.capture(model) if in_place else None
         run = _Run(self, model, frames, loss, snapshot, progress, callback, seconds)
@@ -541,6 +565,7 @@ class _Run:
             # The spec probe runs where deblur runs it (the run device), on the model that is
             # adapted; it restores the buffers a forward pass may update.
             spec = infer_spec(self.work, declared, device=self.device)
+            pipe._build_stages(spec)  # after every check: building loads weights
             detector, generator = pipe.detector, pipe.condition_generator
             synthesizer = pipe.synthesizer
 
@@ -578,6 +603,7 @@ class _Run:
                 f"condition generator returned {tuple(condition.shape)}, expected "
                 f"{tuple(sharp.shape)}"
             )
+        check_blur_lengths(condition, (int(frames.shape[-2]), int(frames.shape[-1])))
         self._emit("dbcgm", conditions=condition, exposure=exposure)
 
         radius = clip_radius(spec, cfg.dbcgm.neighbours)
