@@ -86,6 +86,7 @@ from ttblur.types import (
     Selection,
     SharpnessDetector,
     condition_maps,
+    guard_score_value,
 )
 from ttblur.video import VideoSource
 
@@ -645,7 +646,7 @@ class _Run:
             def score(model: nn.Module) -> float:
                 # Timed apart: the scoring runs inside fine-tuning but is the guard's cost.
                 with _timed(scoring, "guard"):
-                    return float(probe(model, device))
+                    return guard_score_value(probe(model, device), str(judged.kind))
 
             epoch_guard = EpochGuard(
                 score=score,

@@ -48,6 +48,7 @@ __all__ = [
     "SharpnessDetector",
     "condition_maps",
     "finite_range",
+    "guard_score_value",
     "normalised_condition",
     "pixel_condition",
     "validate_selection",
@@ -341,6 +342,37 @@ class BlurSynthesizer(Protocol):
         ...
 
 
+def guard_score_value(value: object, kind: str) -> float:
+    """A guard's score as a float: a finite real number (Python or NumPy number, or a
+    one-element real tensor) is accepted; a string, a bool, ``None``, or NaN / inf is refused,
+    since the epoch choice and the rollback compare these numbers.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: NaN or inf.
+    """
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
+            raise TypeError(
+                f"the {kind} guard's score must be one real number, got a {value.dtype} tensor "
+                f"of shape {tuple(value.shape)}"
+            )
+        value = value.item()
+    number = getattr(value, "item", None)  # NumPy scalars
+    if callable(number) and not isinstance(value, (int, float)):
+        value = number()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"the {kind} guard's score must be a real number (higher is better), got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"the {kind} guard's score is {value}: a score must be finite to choose an epoch"
+        )
+    return float(value)
+
+
 @runtime_checkable
 class Guard(Protocol):
     """Scores a model on the target video itself (no ground truth), to choose the epoch and
@@ -357,7 +389,8 @@ class Guard(Protocol):
             spec: the model's :class:`~ttblur.specs.ModelSpec`.
 
         Returns:
-            ``score(model, device) -> float``, higher is better.
+            ``score(model, device) -> float``, higher is better; a finite real number
+            (:func:`guard_score_value`).
         """
         ...
 

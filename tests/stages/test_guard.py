@@ -265,3 +265,35 @@ def test_reference_gain_keeps_one_part_s_gain_only_if_the_other_does_not_fall(
         min(blurred, still if still is not None else 0.0) >= 0
         and (blurred > 2.0 or (still is not None and still > 3.0))
     )
+
+
+@pytest.mark.parametrize(
+    "returned, error, message",
+    [
+        (float("inf"), ValueError, "the custom guard's score is inf"),
+        (float("nan"), ValueError, "the custom guard's score is nan"),
+        ("7", TypeError, "must be a real number .* got str '7'"),
+        (None, TypeError, "got NoneType None"),
+        (True, TypeError, "got bool True"),
+        (torch.ones(2), TypeError, "one real number, got a torch.float32 tensor of shape"),
+    ],
+)
+def test_a_custom_guard_score_that_is_no_finite_number_is_refused(returned, error, message):
+    class Fixed:
+        def prepare(self, video, selection, spec):
+            return lambda model, device: returned
+
+    video = torch.rand(7, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    config = {"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1, "batch_size": 4}}
+    pipe = ttblur.AdaptPipeline.from_config(config, guard=Fixed(), device="cpu")
+    with pytest.raises(error, match=message):
+        pipe(standin_model("reference"), video, progress=False)
+
+
+def test_guard_score_value_accepts_numbers_of_every_kind() -> None:
+    import numpy as np
+
+    from ttblur.types import guard_score_value
+
+    for value in (3, 3.0, np.float32(3.0), np.int64(3), torch.tensor(3.0), torch.tensor([3.0])):
+        assert guard_score_value(value, "custom") == 3.0
