@@ -201,7 +201,7 @@ def test_check_model_rejects_wrong_border_frames():
     from ttblur.testing import ShiftNetLike
 
     model = ShiftNetLike(past_frames=1, future_frames=1)
-    with pytest.raises(ValueError, match=r"spec='shiftnet'.*\(1, 3, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"spec='shiftnet'.*\(1, 3, 3, 40, 40\)"):
         check_model(model, "shiftnet")
     # ...but fits the same spec with 1 + 1
     spec = get_spec("shiftnet").replace(name="shiftnet11", past_frames=1, future_frames=1)
@@ -235,3 +235,25 @@ def test_eval_mode_restores_each_submodule_flag():
     with eval_mode(model):
         assert not model.training and not model[0].training
     assert model.training and model[0].training and not model[1].training
+
+
+def test_the_probe_catches_a_model_needing_a_larger_multiple_than_declared():
+    from ttblur.specs import probe_size
+
+    assert [probe_size(m) for m in (1, 2, 4, 8, 16, 32, 64)] == [33, 34, 36, 40, 48, 32, 64]
+
+    class NeedsEight(nn.Module):  # two stride-2 levels and a skip: sides must divide by 4 ...
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = nn.Conv2d(3, 3, 3, stride=4, padding=1)
+            self.up = nn.Upsample(scale_factor=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert x.shape[-1] % 4 == 0  # ... and say so without a message
+            return x + self.up(self.down(x)) * 0
+
+    declared = get_spec("image")  # multiple=1: the probe's 33 px fails, with the hint
+    with pytest.raises(ValueError, match=r"33 px is an odd multiple of it\), give the spec"):
+        check_model(NeedsEight(), declared)
+    fitting = declared.replace(name="image4", multiple=4)
+    assert check_model(NeedsEight(), fitting) is fitting

@@ -471,6 +471,14 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = flag
 
 
+def probe_size(multiple: int) -> int:
+    """The side of :func:`check_model`'s probe: the smallest odd multiple of ``multiple``
+    that is >= 32 (33 for 1, 36 for 4, 40 for 8, 48 for 16, 32 for 32): divisible by the
+    declared multiple and by no larger power of two times it."""
+    factor = max(1, math.ceil(32 / multiple))
+    return multiple * (factor if factor % 2 else factor + 1)
+
+
 def check_model(
     model: nn.Module,
     spec: str | ModelSpec,
@@ -479,7 +487,8 @@ def check_model(
     """Verify with one tiny forward pass that ``model`` follows ``spec``.
 
     The probe is a deterministic random clip ``(1, past + future + 1, 3, s, s)`` in ``[0, 1]``
-    with ``s`` the smallest multiple of ``spec.multiple`` that is >= 32, run under
+    with ``s = probe_size(spec.multiple)``, an odd multiple of ``spec.multiple`` (so that a
+    model needing sides divisible by more fails here, not in the middle of a run), run under
     ``torch.no_grad`` in eval mode (each submodule's mode is restored afterwards), on
     ``device`` (default: the model's current device). The model must already be on
     ``device``. The model is left as it was: each submodule's mode is restored, and every
@@ -497,7 +506,7 @@ def check_model(
     """
     spec = get_spec(spec)
     run_device = model_device(model) if device is None else torch.device(device)
-    size = spec.multiple * max(1, math.ceil(32 / spec.multiple))
+    size = probe_size(spec.multiple)
     num_frames = spec.min_frames
     generator = torch.Generator().manual_seed(0)
     probe = torch.rand(1, num_frames, 3, size, size, generator=generator)
@@ -517,7 +526,9 @@ def check_model(
             f"{tuple(probe.shape)} (model input {_describe_input(spec, probe)}) on device "
             f"'{run_device}' failed: {describe_error(err)}. Pass the right spec= (built-in: "
             f"{known}) or a ModelSpec describing the model; if the model only runs on another "
-            "device, pass device= accordingly."
+            "device, pass device= accordingly; if it needs frame sides divisible by more than "
+            f"the spec's multiple={spec.multiple} (the probe's {size} px is an odd multiple of "
+            "it), give the spec that multiple."
         ) from err
     finally:
         guard.restore()

@@ -274,7 +274,7 @@ class _UpdatesBuffers(nn.Module):
         (
             _Shrinks(),
             None,
-            r"returned \(1, 1, 3, 30, 30\) after conversion, expected \(1, 1, 3, 32, 32\)",
+            r"returned \(1, 1, 3, 31, 31\) after conversion, expected \(1, 1, 3, 33, 33\)",
         ),
         (standin_model("image"), "shiftnet", r"spec='shiftnet'.*Pass the right spec="),
     ],
