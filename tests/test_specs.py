@@ -257,3 +257,26 @@ def test_the_probe_catches_a_model_needing_a_larger_multiple_than_declared():
         check_model(NeedsEight(), declared)
     fitting = declared.replace(name="image4", multiple=4)
     assert check_model(NeedsEight(), fitting) is fitting
+
+
+@pytest.mark.parametrize("name", ["image", "reference", "estrnn", "dstnet", "shiftnet", "mmp_rnn"])
+def test_the_model_never_gets_a_view_of_frames_ttblur_keeps(name):
+    """A network editing its input in place (``x.mul_(0.9)``) used to shift the guard's stored
+    windows on every scoring pass: its scores climbed on unchanged weights."""
+    spec = get_spec(name)
+    clip = torch.rand(2, spec.min_frames, 3, 16, 16)
+    kept = clip.clone()
+
+    def editing(x: torch.Tensor) -> torch.Tensor:
+        x.mul_(0.5)
+        if spec.layout == "BCHW":
+            return x
+        out = x[:, spec.past_frames : x.shape[1] - spec.future_frames]
+        return out if spec.output_has_batch else out[0]
+
+    spec.call(editing, clip)
+    assert torch.equal(clip, kept)
+    assert (
+        not spec.to_model_input(clip).untyped_storage().data_ptr()
+        == clip.untyped_storage().data_ptr()
+    )

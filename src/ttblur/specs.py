@@ -199,12 +199,16 @@ class ModelSpec(BaseModel):
 
         Returns:
             ``(B, T, 3, H, W)`` for ``"BTCHW"``, ``(B * T, 3, H, W)`` for ``"BCHW"``, in
-            :attr:`input_range` and :attr:`channel_order`.
+            :attr:`input_range` and :attr:`channel_order`; never a view of ``clip``, so a
+            network that edits its input in place (``x.mul_(...)``) cannot change frames
+            ttblur keeps (the guard scores the same windows every epoch).
         """
         _check_clip(clip, self)
         x = self.to_model_range(clip)
         if self.layout == "BCHW":
             x = x.reshape(-1, *x.shape[2:])
+        if x.untyped_storage().data_ptr() == clip.untyped_storage().data_ptr():
+            x = x.clone()
         return x
 
     def from_model_output(self, out: Any, batch: int, num_frames: int) -> Tensor:
