@@ -303,3 +303,16 @@ def test_a_condition_generator_returning_impossible_blur_is_refused(z, message) 
     with pytest.raises(ValueError, match=message):
         pipe(standin_model("reference"), _video(), progress=False)
     assert calls == []  # refused before any synthesis
+
+
+def test_a_given_detector_is_checked_against_its_own_patch_size_not_the_config() -> None:
+    from ttblur.stages.rsdm import RandomPatchSelector
+
+    video, model = torch.rand(7, 3, 64, 80), standin_model("reference")
+    config = {"finetune": {"epochs": 1, "batch_size": 4}}  # rsdm.patch_size: the default 256
+    pipe = AdaptPipeline.from_config(config, detector=RandomPatchSelector(patch_size=32))
+    out = pipe(model, video, progress=False)
+    assert {p.size for p in out.report.patches} == {32}
+    pipe = AdaptPipeline.from_config(config, detector=RandomPatchSelector(patch_size=96))
+    with pytest.raises(ValueError, match=r"smaller than the 96x96 .* set the detector's patch_s"):
+        pipe(model, video, progress=False)

@@ -113,7 +113,13 @@ def _largest_patch(height: int, width: int) -> int:
 
 
 def check_video(
-    video: Frames, config: AdaptConfig, spec: ModelSpec, *, needs_flow: bool, patch_size: bool
+    video: Frames,
+    config: AdaptConfig,
+    spec: ModelSpec,
+    *,
+    needs_flow: bool,
+    patch_size: int | None,
+    patch_setting: str = "rsdm.patch_size",
 ) -> None:
     """Refuse a video the run cannot use, before any work.
 
@@ -122,8 +128,11 @@ def check_video(
         config: the run's config (``rsdm.border_frames``, ``rsdm.patch_size``).
         spec: the model's spec (its clip radius sets the fewest frames).
         needs_flow: the run estimates optical flow on the frames.
-        patch_size: check the frames and ``config.finetune.crop_size`` against
-            ``config.rsdm.patch_size`` (a built-in detector will cut such patches).
+        patch_size: the side of the patches the detector will cut (``config.rsdm.patch_size``
+            for one built from the config, a given detector object's own ``patch_size``), to
+            check the frames and ``config.finetune.crop_size`` against; None: unknown (a user
+            detector's business).
+        patch_setting: what sets ``patch_size``, named in the message.
 
     Raises:
         ValueError: too few frames, frames too small for the flow or for the patches, a
@@ -142,15 +151,19 @@ def check_video(
             f"frames are {height}x{width}; adapt estimates optical flow on them, which needs "
             f"frames of at least {MIN_FLOW_SIZE}x{MIN_FLOW_SIZE} px: use larger frames"
         )
-    patch = config.rsdm.patch_size
-    if not patch_size:
+    if patch_size is None:
         return
+    patch = patch_size
     if height < patch or width < patch:
         largest = _largest_patch(height, width)
+        where = (
+            f"rsdm.patch_size to at most {largest} (command line: --patch-size {largest})"
+            if patch_setting == "rsdm.patch_size"
+            else f"{patch_setting} to at most {largest}"
+        )
         raise ValueError(
             f"frames are {height}x{width}, smaller than the {patch}x{patch} pseudo-sharp patch; "
-            f"set rsdm.patch_size to at most {largest} (command line: --patch-size {largest}) "
-            "or use larger frames"
+            f"set {where} or use larger frames"
         )
     check_crop_size(config.finetune.crop_size, patch)
 

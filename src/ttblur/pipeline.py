@@ -329,6 +329,19 @@ class AdaptPipeline:
         enabled."""
         return "guard" in self._given or self.config.guard.enabled
 
+    def _detector_patch(self) -> dict[str, Any]:
+        """The side of the patches the detector will cut and what sets it, for the up-front
+        checks: ``rsdm.patch_size`` for a built-in built from the config, a given object's
+        own integer ``patch_size``; None for a registered user detector or an object without
+        one (its own business)."""
+        if self._builds_builtin("detector"):
+            return {"patch_size": self.config.rsdm.patch_size}
+        given = self._components["detector"] if "detector" in self._given else None
+        side = getattr(given, "patch_size", None)
+        if isinstance(side, int) and not isinstance(side, bool):
+            return {"patch_size": side, "patch_setting": f"the detector's patch_size ({side})"}
+        return {"patch_size": None}
+
     def _detector_bme(self) -> Any:
         """The detector's blur magnitude estimator, shared with the guard (None if it has
         none: the guard then loads the shipped one)."""
@@ -500,8 +513,7 @@ class AdaptPipeline:
                 self.config,
                 declared,
                 needs_flow=self._uses_flow(declared),
-                # A registered user detector has its own parameters, not rsdm.patch_size.
-                patch_size="detector" in self._given or self._builds_builtin("detector"),
+                **self._detector_patch(),
             )
             if self._builds_builtin("detector"):
                 shape = tuple(int(v) for v in frames.shape)
