@@ -236,7 +236,7 @@ def test_dataset_jobs_are_scored_against_their_ground_truth(tmp_path: Path) -> N
     # mismatched ground truth is a recorded failure, not an exception
     save_video(clip.sharp[:5], seq / "sharp")
     bad = run_video(jobs[0], tmp_path / "out", SETTINGS, standin_model("estrnn"))
-    assert bad.status == "failed" and "differ" in (bad.error or "")
+    assert bad.status == "failed" and "do not pair up" in (bad.error or "")
 
 
 def test_bad_batches_are_refused_before_any_work(clips: Path, tmp_path: Path) -> None:

@@ -54,3 +54,33 @@ def test_evaluate_scores_blurry_unadapted_and_adapted_per_sequence(tmp_path) -> 
         assert row["unadapted"]["psnr"] == pytest.approx(row["blurry"]["psnr"], abs=1e-5)
         assert 15.0 < row["adapted"]["psnr"] < 60.0
     assert result.mean == frame_mean(result.rows)
+
+
+def test_frames_that_do_not_pair_up_are_refused_not_scored_shifted(tmp_path) -> None:
+    import torch
+
+    from ttblur.evaluation import load_pair
+
+    clip = make_video("coffee", "bsd-2ms16ms", num_frames=6, size=(48, 64), seed=1)
+    blur, sharp = tmp_path / "blur", tmp_path / "sharp"
+    save_video(clip.blurry, blur)
+    save_video(clip.sharp, sharp)
+    blurry, truth = load_pair(blur, sharp, max_frames=5)
+    assert torch.equal(truth, load_pair(blur, sharp)[1][:5])
+    (sharp / "00002.png").unlink()  # every later pair would be shifted by one frame
+    with pytest.raises(ValueError, match=r"do not pair up: frame '00002' is only in .*blur$"):
+        load_pair(blur, sharp, max_frames=5)
+    (blur / "00004.png").unlink()  # same counts, still shifted in the middle
+    with pytest.raises(ValueError, match=r"frame '00002' is only in .*blur \(and 1 more\)"):
+        load_pair(blur, sharp)
+    other = tmp_path / "gt"  # a layout naming its frames differently: counts must agree
+    save_video(clip.sharp[:4], other)
+    for path in sorted(other.glob("*.png")):
+        path.rename(path.with_name("gt_" + path.name))
+    with pytest.raises(ValueError, match=r"blur holds 5 frames but .*gt holds 4: blurry and sharp"):
+        load_pair(blur, other)
+    files = (tmp_path / "b.mp4", tmp_path / "s.mp4")
+    save_video(clip.blurry, files[0])
+    save_video(clip.sharp[:5], files[1])
+    with pytest.raises(ValueError, match=r"b\.mp4 holds 6 frames but .*s\.mp4 holds 5"):
+        load_pair(*files, max_frames=3)

@@ -61,6 +61,7 @@ __all__ = [
     "TruncatedVideoWarning",
     "VideoInfo",
     "VideoSource",
+    "frame_files",
     "iter_video",
     "load_video",
     "save_video",
@@ -107,7 +108,9 @@ def _too_few(count: int, min_frames: int) -> ValueError:
 # --------------------------------------------------------------------------- image files
 
 
-def _list_frames(folder: Path) -> list[Path]:
+def frame_files(folder: Path) -> list[Path]:
+    """The image files of a frame folder, in natural order (hidden files ignored); the frames
+    :func:`load_video` reads, in its order. ValueError when there is none."""
     files = [
         p
         for p in folder.iterdir()
@@ -380,7 +383,7 @@ def load_video(
     else:
         path = _resolve_path(source)
         if path.is_dir():
-            files = _list_frames(path)[:max_frames]
+            files = frame_files(path)[:max_frames]
             first = _read_image(files[0])
             size = (int(first.shape[0]), int(first.shape[1]))
             video = torch.empty(len(files), 3, *size, dtype=torch.float32)
@@ -445,7 +448,7 @@ def iter_video(
         return (frames_to_float(f[None])[0] for f in source[:max_frames])
     path = _resolve_path(source)
     if path.is_dir():
-        frames = _iter_folder(_list_frames(path)[:max_frames])
+        frames = _iter_folder(frame_files(path)[:max_frames])
     elif path.suffix.lower() in IMAGE_EXTENSIONS:
         frames = _iter_folder([path])
     else:
@@ -489,7 +492,7 @@ def video_info(source: VideoSource) -> VideoInfo:
         return VideoInfo(int(t), int(h), int(w), None, "array")
     path = _resolve_path(source)
     if path.is_dir():
-        files = _list_frames(path)
+        files = frame_files(path)
         h, w = _read_image(files[0]).shape[:2]
         return VideoInfo(len(files), int(h), int(w), None, "folder")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
