@@ -65,7 +65,7 @@ def test_frames_that_do_not_pair_up_are_refused_not_scored_shifted(tmp_path) -> 
     blur, sharp = tmp_path / "blur", tmp_path / "sharp"
     save_video(clip.blurry, blur)
     save_video(clip.sharp, sharp)
-    blurry, truth = load_pair(blur, sharp, max_frames=5)
+    _, truth = load_pair(blur, sharp, max_frames=5)
     assert torch.equal(truth, load_pair(blur, sharp)[1][:5])
     (sharp / "00002.png").unlink()  # every later pair would be shifted by one frame
     with pytest.raises(ValueError, match=r"do not pair up: frame '00002' is only in .*blur$"):
