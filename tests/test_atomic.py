@@ -187,3 +187,30 @@ def test_temporaries_of_a_killed_process_are_removed_by_the_next_write(tmp_path)
         staged.folder(tmp_path / "frames")
     assert target.read_text() == "done"
     assert sorted(_leftovers(tmp_path)) == sorted([live, foreign])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("other_thread", [False, True])
+def test_deferred_signals_hold_an_interrupt_until_the_block_ends(other_thread) -> None:
+    """With another thread alive (tqdm's monitor, OpenMP), masking the main thread alone let
+    the interrupt through in the middle of the block."""
+    import signal
+    import threading
+    import time
+
+    from ttblur.io.atomic import deferred_signals
+
+    stop = threading.Event()
+    if other_thread:
+        threading.Thread(target=stop.wait, daemon=True).start()
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the handler has had every chance to run by now
+                reached.append(True)
+    finally:
+        stop.set()
+    assert reached == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

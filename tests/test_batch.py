@@ -420,3 +420,84 @@ def test_workers_without_ray_run_in_process_with_a_note(
     assert "(local," in captured.out
     assert main([*args, "--ray-address", "auto"]) == 1
     assert "--ray-address needs Ray" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ third audit
+
+
+def test_a_failed_rerun_keeps_the_earlier_done_record_and_outputs(
+    clips: Path, tmp_path: Path
+) -> None:
+    (clips / "broken.mp4").unlink()
+    out, jobs, model = tmp_path / "out", find_videos(clips), standin_model("estrnn")
+    first = adapt_many(jobs, out, SETTINGS, model=model)
+    assert [r.status for r in first.records] == ["done", "done"]
+    before = {r.name: _mtimes(out / r.name) for r in first.records}
+    # every video fails with another network (it does not fit the spec) ...
+    again = adapt_many(jobs, out, SETTINGS, model=standin_model("image"))
+    assert [r.status for r in again.records] == ["failed", "failed"]
+    summary = json.loads((out / SUMMARY_JSON).read_text())
+    assert [r["status"] for r in summary] == ["failed", "failed"]  # ... the summary says so
+    assert {r.name: _mtimes(out / r.name) for r in first.records} == before  # manifests kept
+    assert adapt_many(jobs, out, SETTINGS, model=model).skipped == ["a", "b"]  # none redone
+
+
+def test_the_summary_lists_every_video_from_the_start(clips: Path, tmp_path: Path) -> None:
+    (clips / "broken.mp4").unlink()
+    out, seen = tmp_path / "out", []
+
+    def peek(record) -> None:  # the summary as it stands when the first video finishes
+        seen.append([r["status"] for r in json.loads((out / SUMMARY_JSON).read_text())])
+        raise KeyboardInterrupt  # the run is interrupted right after it
+
+    with pytest.raises(KeyboardInterrupt):
+        adapt_many(find_videos(clips), out, SETTINGS, model=standin_model("estrnn"), on_record=peek)
+    assert seen == [["done", "pending"]]
+    assert "| b | pending |" in (out / SUMMARY_MD).read_text()
+    manifest = json.loads((out / "a" / MANIFEST).read_text())
+    assert manifest["status"] == "done" and manifest["outputs"] == list(OUTPUTS)
+
+
+def test_eval_json_may_not_replace_the_batchs_own_files(tmp_path: Path, capsys) -> None:
+    clip = _clip(4, frames=6)
+    for name in ("s1", "s2"):
+        save_video(clip.blurry, tmp_path / "ds" / name / "blur")
+        save_video(clip.sharp, tmp_path / "ds" / name / "sharp")
+    out = tmp_path / "out"
+    base = ["eval", str(tmp_path / "ds"), "--out", str(out), "--epochs", "1", "--no-progress"]
+    for target in (out / "summary.json", out / "s1" / "adapted.safetensors", out / "s1"):
+        assert main([*base, "--patch-size", "32", "--json", str(target)]) == 1
+        assert "the batch writes that path in --out" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*base, "--patch-size", "32", "--json", str(out / "eval.json")]) == 0
+    assert json.loads((out / "eval.json").read_text())["sequences"]
+
+
+def test_eval_of_the_current_folder_and_a_corrupt_sequence_with_a_border(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    clip = _clip(4, frames=6)
+    seq = tmp_path / "ds" / "s1"
+    save_video(clip.blurry, seq / "blur")
+    save_video(clip.sharp, seq / "sharp")
+    monkeypatch.chdir(seq)
+    assert [s.name for s in find_sequences(".")] == ["s1"]
+    monkeypatch.chdir(seq / "blur")
+    assert [s.name for s in find_sequences("..")] == ["s1"]
+    broken = tmp_path / "ds" / "s0"
+    (broken / "blur").mkdir(parents=True)
+    (broken / "sharp").mkdir()
+    (broken / "blur" / "00000.png").write_bytes(b"not an image")
+    (broken / "sharp" / "00000.png").write_bytes(b"not an image")
+    args = ["eval", str(tmp_path / "ds"), "--crop-border", "2", "--epochs", "1"]
+    assert main([*args, "--patch-size", "32", "--no-progress"]) == 1  # s0 failed, s1 scored
+    captured = capsys.readouterr()
+    assert "| s1 | 6 |" in captured.out and "1 sequence failed: s0:" in captured.err
+
+
+def test_a_bad_weights_path_is_refused_before_any_video(clips: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    args = ["adapt-many", str(clips), "--out", str(out), "--weights", str(tmp_path / "typo.st")]
+    assert main([*args, "--no-progress"]) == 1
+    assert "typo.st" in capsys.readouterr().err
+    assert not (out / "a").exists()

@@ -51,7 +51,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -64,6 +64,7 @@ from ttblur.io.atomic import (
     StagedOutputs,
     atomic_write_json,
     atomic_write_text,
+    json_text,
     remove_stale_temporaries,
 )
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -243,7 +244,8 @@ class VideoRecord:
 
     Attributes:
         name: the job's name.
-        status: ``"done"`` or ``"failed"``.
+        status: ``"done"``, ``"failed"``, or ``"pending"`` (in the summary only: not run yet
+            by the current batch, or interrupted before it finished).
         input: the blurry input's path.
         fingerprint: :meth:`VideoJob.fingerprint` at the time it ran.
         settings: :func:`settings_digest` of what ran (network, weights, configuration).
@@ -263,7 +265,7 @@ class VideoRecord:
     """
 
     name: str
-    status: Literal["done", "failed"]
+    status: Literal["done", "failed", "pending"]
     input: str
     fingerprint: dict[str, Any]
     seconds: float
@@ -280,8 +282,8 @@ class VideoRecord:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        """The manifest's text."""
-        return json.dumps(asdict(self), indent=2) + "\n"
+        """The manifest's text (standard JSON: an infinite PSNR is ``null``)."""
+        return json_text(asdict(self))
 
     @property
     def gain(self) -> float | None:
@@ -295,9 +297,13 @@ def load_record(out: str | os.PathLike[str], name: str) -> VideoRecord | None:
     """The manifest of video ``name`` under ``out``; ``None`` if missing or unreadable."""
     path = Path(out) / name / MANIFEST
     try:
-        return VideoRecord(**json.loads(path.read_text(encoding="utf-8")))
+        record = VideoRecord(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
+    for scores in (record.scores or {}).values():  # JSON null: a PSNR of inf (equal frames)
+        if scores.get("psnr", 0.0) is None:
+            scores["psnr"] = float("inf")
+    return record
 
 
 def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
@@ -382,7 +388,10 @@ def run_video(
 
     Any ``Exception`` (unreadable video, too few frames, a network that fails) is caught and
     recorded as ``status="failed"``; ``KeyboardInterrupt`` is not. Outputs are published
-    together (:class:`~ttblur.io.atomic.StagedOutputs`) before the manifest is written.
+    together with a "done" manifest (:class:`~ttblur.io.atomic.StagedOutputs`); the manifest
+    is then rewritten with the final seconds and warnings. A failure does not replace an
+    earlier run's "done" manifest (its outputs are intact and still its own): the failure is
+    in the returned record (the summary) only, and a rerun with other settings retries.
 
     Args:
         job: the video.
@@ -427,9 +436,19 @@ def run_video(
     finally:
         torch.set_num_threads(threads)  # the caller's setting back
     record.seconds = round(time.perf_counter() - start, 2)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / MANIFEST, record.to_json())
+    _write_manifest(Path(out), record)
     return record
+
+
+def _write_manifest(out: Path, record: VideoRecord) -> None:
+    """Write ``record`` as its video's manifest, except a failure over an earlier "done"
+    manifest: that run's outputs are intact and still its own (the failure is in the
+    summary; a rerun with other settings retries, one with that run's settings skips)."""
+    previous = load_record(out, record.name)
+    if record.status == "failed" and previous is not None and previous.status == "done":
+        return
+    (out / record.name).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / record.name / MANIFEST, record.to_json())
 
 
 def _about_the_video(caught: Sequence[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
@@ -505,7 +524,12 @@ def _adapt_one(
         staged.file(folder / "report.json").write_text(
             result.report.model_dump_json(indent=2) + "\n", encoding="utf-8"
         )
-    record.outputs = list(OUTPUTS)
+        record.outputs = list(OUTPUTS)
+        # Published with the outputs (renamed last, signals deferred): an interrupt can never
+        # leave new outputs under an earlier run's "done" manifest. run_video rewrites it with
+        # the final seconds and warnings.
+        done = replace(record, status="done")
+        staged.file(folder / MANIFEST).write_text(done.to_json(), encoding="utf-8")
 
 
 # ============================================================================ many videos
@@ -634,14 +658,18 @@ def adapt_many(
             skipped.append(job.name)
     todo = [job for job in jobs if job.name not in records]
     order = [job.name for job in jobs]
+    for job in todo:  # the summary lists every video from the start
+        records[job.name] = VideoRecord(
+            job.name, "pending", str(job.blurry), job.fingerprint(), 0.0, digest
+        )
 
     def finished(record: VideoRecord) -> None:
         records[record.name] = record
-        _write_summary(root, [records[n] for n in order if n in records])
+        _write_summary(root, [records[n] for n in order])
         if on_record is not None:
             on_record(record)
 
-    _write_summary(root, [records[n] for n in order if n in records])
+    _write_summary(root, [records[n] for n in order])
     if chosen == "ray":
         _run_ray(
             todo,
@@ -721,8 +749,7 @@ def _run_ray(
                         digest,
                         error=f"{type(err).__name__}: {err}".strip(),
                     )
-                    (out / job.name).mkdir(parents=True, exist_ok=True)
-                    atomic_write_text(out / job.name / MANIFEST, record.to_json())
+                    _write_manifest(out, record)
                 finished(record)
     finally:
         if started:

@@ -595,12 +595,30 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
             outputs.append(PlannedOutput("--json", Path(args.json).expanduser(), False))
         if out is not None:
             outputs.append(PlannedOutput("--out", out, True))
+        if out is not None and args.json is not None:
+            _check_json_beside_batch(Path(args.json).expanduser(), out, ())
     elif args.command == "adapt-many" and out is not None:
         outputs.append(PlannedOutput("--out", out, True))
     elif args.command == "demo" and out is not None:
         outputs.append(PlannedOutput("--out", out, True))
         outputs += [PlannedOutput("--out", out / name, False) for name in _DEMO_OUTPUTS]
     return inputs, outputs
+
+
+def _check_json_beside_batch(json_path: Path, out: Path, names: Sequence[str]) -> None:
+    """``eval --json`` may lie in ``--out`` only directly, under a name the batch does not
+    write (``summary.json`` / ``summary.md``, a sequence's folder ``names``): it would replace
+    the batch's own files (a sequence's weights, which a rerun then skips as done)."""
+    from ttblur.batch import SUMMARY_JSON, SUMMARY_MD
+
+    real, base = json_path.resolve(), out.resolve()
+    if not real.is_relative_to(base) or real == base:
+        return
+    if real.parent != base or real.name in (SUMMARY_JSON, SUMMARY_MD, *names):
+        raise OutputPathError(
+            f"--json {json_path}: the batch writes that path in --out {out} (its summary or a "
+            "sequence's files); give --json a path outside --out or another name in it"
+        )
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -735,6 +753,9 @@ def _run_batch(
             "running the videos one after another in this process",
             file=sys.stderr,
         )
+    # A bad --model / --weights is refused before any video is touched (as `adapt` does), not
+    # recorded as every video's failure.
+    load_model(settings.model, settings.weights, revision=settings.revision)
     done = 0
 
     def progress(record: VideoRecord) -> None:
@@ -810,12 +831,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     check_paths(args)
     _check_device(args.device)
     sequences = select_sequences(find_sequences(args.dataset), args.sequences)
+    if args.out is not None and args.json is not None:
+        names = [seq.name for seq in sequences]
+        _check_json_beside_batch(Path(args.json).expanduser(), Path(args.out).expanduser(), names)
     if args.crop_border:  # a border that leaves nothing to score is refused before any work
         from ttblur.io.video import video_info
         from ttblur.metrics import crop_removes_all
 
         for seq in sequences:
-            info = video_info(seq.blur)
+            try:
+                info = video_info(seq.blur)
+            except Exception:  # an unreadable sequence fails in its own task, not here
+                continue
             if crop_removes_all(args.crop_border, info.height, info.width):
                 raise CLIError(
                     f"--crop-border {args.crop_border} removes the whole "
@@ -865,6 +892,17 @@ def _run_eval(args: argparse.Namespace) -> int:
     if result.failed:
         raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
     return 0
+
+
+def _kept_after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves behind, for its last line."""
+    out = getattr(args, "out", None)
+    if args.command in ("adapt-many", "eval") and out is not None:
+        return (
+            f"the videos finished so far are complete in {out} (summary.md marks the others "
+            "pending); run the same command again to finish the rest"
+        )
+    return "no partial output was written"
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -987,19 +1025,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with terminate_as_interrupt(), _warnings_as_lines(args.command):
             return handlers[args.command](args)
-    except Terminated as err:
-        print(
-            f"ttblur {args.command}: terminated (signal {err.signum}); no partial output "
-            "was written",
-            file=sys.stderr,
-        )
-        return 128 + err.signum
-    except KeyboardInterrupt:
-        print(
-            f"ttblur {args.command}: interrupted; no partial output was written",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Terminated) else None
+        what = "interrupted" if signum is None else f"terminated (signal {signum})"
+        print(f"ttblur {args.command}: {what}; {_kept_after_interrupt(args)}", file=sys.stderr)
+        return 130 if signum is None else 128 + signum
     except (
         CLIError,
         ValueError,

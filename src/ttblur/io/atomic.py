@@ -213,18 +213,32 @@ def deferred_signals() -> Iterator[None]:
 
     Used around the renames that publish outputs, so that an interrupt arriving then is
     delivered (and raises) right after all of them are in place rather than between two of
-    them. Outside the main thread, or where ``signal.pthread_sigmask`` does not exist, the
-    block runs unprotected.
+    them. Python runs signal handlers in the main thread whichever thread the operating
+    system delivers a signal to (tqdm's monitor, OpenMP or PyAV threads included), so the
+    block swaps in handlers that only note the signal, then restores the previous handlers
+    and re-raises the first signal noted. Outside the main thread the block runs
+    unprotected.
     """
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread() or not _DEFERRED:
+    if threading.current_thread() is not threading.main_thread() or not _DEFERRED:
         yield
         return
-    previous = mask(signal.SIG_BLOCK, _DEFERRED)
+    noted: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        noted.append(signum)
+
+    previous: dict[int, Any] = {}
+    for number in _DEFERRED:
+        handler = signal.getsignal(number)
+        if handler is not signal.SIG_IGN and handler is not None:
+            previous[number] = signal.signal(number, note)
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 @contextlib.contextmanager

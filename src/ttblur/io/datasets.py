@@ -109,7 +109,7 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
     base = Path(root).expanduser()
     if not base.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    single = _sequence_at(base, base.name)
+    single = _sequence_at(base, base.resolve().name)  # `.` and `..` have no name of their own
     if single is not None:
         return [single]
     for folder in (base, base / "test"):
