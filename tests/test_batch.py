@@ -189,6 +189,20 @@ def test_weights_overwritten_in_place_count_as_another_network(tmp_path: Path) -
     assert settings_digest(SETTINGS.model_copy(update={"weights": "org/hub-id"})) != first
 
 
+def test_stage_weights_named_in_the_config_count_too(tmp_path: Path) -> None:
+    from ttblur.batch import settings_digest
+    from ttblur.nets.bme import BlurMagnitudeEstimator
+
+    bme = BlurMagnitudeEstimator.from_pretrained(None).save_pretrained(tmp_path / "bme")
+    config = _config()
+    config.rsdm.weights = str(bme)
+    settings = SETTINGS.model_copy(update={"config": config})
+    first = settings_digest(settings)
+    assert settings_digest(settings) == first
+    os.utime(bme / "model.safetensors", ns=(1, 1))  # weights replaced in place
+    assert settings_digest(settings) != first
+
+
 def test_a_factory_whose_code_changed_counts_as_another_network(tmp_path: Path) -> None:
     from ttblur.batch import settings_digest
     from ttblur.io.models import factory_source

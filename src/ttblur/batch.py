@@ -314,10 +314,27 @@ def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
     return _fingerprint(Path(settings.weights).expanduser(), suffixes=None)
 
 
+def _stage_weights_fingerprints(config: AdaptConfig) -> dict[str, list[int] | None]:
+    """:func:`_fingerprint` of each local weights file or folder the configuration names
+    (``rsdm.weights``, ``dbcgm.flow_weights``, ``synthesis.weights``): stage weights
+    overwritten in place make another run, as the network's do."""
+    named = {
+        "rsdm.weights": config.rsdm.weights,
+        "dbcgm.flow_weights": config.dbcgm.flow_weights,
+        "synthesis.weights": config.synthesis.weights,
+    }
+    return {
+        key: _fingerprint(Path(value).expanduser(), suffixes=None)
+        for key, value in named.items()
+        if value is not None and Path(value).expanduser().exists()
+    }
+
+
 def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
     """A digest of what a task runs: the settings (but ``threads`` and ``progress``), the local
-    weights file, the ``.py`` files of the factory's folder
-    (:func:`~ttblur.io.models.factory_source`) and, when given, the network's parameters and
+    weights file, the local stage weights the configuration names, the ``.py`` files of the
+    factory's folder (:func:`~ttblur.io.models.factory_source`) and, when given, the
+    network's parameters and
     buffers (so a rerun with another configuration or network redoes every video). A Hub repo
     id counts by its name and revision."""
     import torch
@@ -327,6 +344,9 @@ def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> 
         settings.model_dump_json(exclude={"threads", "progress"}).encode("utf-8")
     )
     digest.update(json.dumps(_weights_fingerprint(settings)).encode("utf-8"))
+    stages = _stage_weights_fingerprints(settings.config)
+    if stages:  # only when the config names local weights: earlier digests stay valid
+        digest.update(json.dumps(stages, sort_keys=True).encode("utf-8"))
     # A factory whose code was edited builds another network: its folder's .py files count.
     source = factory_source(settings.model)
     digest.update(json.dumps(_fingerprint(source, suffixes=(".py",))).encode("utf-8"))
