@@ -515,3 +515,24 @@ def test_a_bad_weights_path_is_refused_before_any_video(clips: Path, tmp_path: P
     assert main([*args, "--no-progress"]) == 1
     assert "typo.st" in capsys.readouterr().err
     assert not (out / "a").exists()
+
+
+@pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
+def test_ray_refuses_gpus_it_does_not_have_and_keeps_the_sigterm_handler(
+    clips: Path, tmp_path: Path
+) -> None:
+    """A task asking for a GPU no node has used to wait forever, silently; and ray.init
+    replaced the CLI's SIGTERM handler (exit 1 with C++ stack lines instead of 143)."""
+
+    def mine(signum, frame):  # the handler the CLI installs (terminate_as_interrupt)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with pytest.raises(ValueError, match=r"--gpus-per-video 1 but the Ray cluster has 0"):
+            adapt_many(
+                find_videos(clips)[:1], tmp_path / "out", SETTINGS, workers=2, gpus_per_video=1
+            )
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -716,6 +716,38 @@ def adapt_many(
     )
 
 
+def _signal_handlers() -> dict[int, Any]:
+    """The current Python handlers of SIGINT / SIGTERM (main thread only; else empty)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    numbers = [getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n)]
+    return {n: signal.getsignal(n) for n in numbers}
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    import signal
+
+    for number, handler in handlers.items():
+        if handler is not None:
+            signal.signal(number, handler)
+
+
+def _check_feasible(resources: dict[str, float], cpus: float, gpus: float) -> None:
+    """Refuse tasks no node of the Ray cluster can run: Ray would wait for them forever."""
+    for name, wanted in (("CPU", cpus), ("GPU", gpus)):
+        have = float(resources.get(name, 0.0))
+        if wanted > have:
+            option = f"--{name.lower()}s-per-video"
+            raise ValueError(
+                f"{option} {wanted:g} but the Ray cluster has {have:g} {name}(s) in all: no "
+                "task could ever start"
+                + (" (no GPU is visible to Ray)" if name == "GPU" and have == 0 else "")
+            )
+
+
 def _task(
     job: VideoJob, out: str, settings: BatchSettings, model: nn.Module | None, digest: str
 ) -> VideoRecord:
@@ -747,9 +779,12 @@ def _run_ray(
         }
         if address is None:
             options["num_cpus"] = max(round(workers * cpus), 1)
+        kept = _signal_handlers()
         ray.init(address=address, **options)
         started = True
+        _restore_signal_handlers(kept)  # ray.init installs its own SIGTERM handler
     try:
+        _check_feasible(ray.cluster_resources(), cpus, gpus)
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)
         shared: Any = ray.put(model) if model is not None else None
         pending = {task.remote(job, str(out), settings, shared, digest): job for job in todo}
