@@ -78,6 +78,9 @@ def test_find_videos_lists_files_and_frame_folders_in_natural_order(clips: Path)
     save_video(_clip(3).blurry, clips / "a.mkv")  # two stems "a": full names
     names = [j.name for j in find_videos(clips)]
     assert "a.mkv" in names and "a.mp4" in names and "a" not in names
+    (clips / "a.mkv").rename(clips / "a.mp4.mkv")  # its stem is another entry's full name
+    names = [j.name for j in find_videos(clips)]
+    assert "a.mp4.mkv" in names and "a" in names and len(set(names)) == len(names)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         find_videos(clips / "a.mp4")
     with pytest.raises(ValueError, match="holds no video"):
@@ -536,3 +539,11 @@ def test_ray_refuses_gpus_it_does_not_have_and_keeps_the_sigterm_handler(
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_bar_in_a_video_name_does_not_break_the_summary_table() -> None:
+    from ttblur.batch import VideoRecord, summary_table
+
+    record = VideoRecord("take|2", "failed", "take|2.mp4", {}, 1.0, error="bad | file")
+    row = summary_table([record]).splitlines()[-1]
+    assert row.startswith("| take/2 | failed |") and row.count("|") == 10

@@ -168,8 +168,9 @@ def find_videos(folder: str | os.PathLike[str]) -> list[VideoJob]:
     """The videos directly inside ``folder``: video files (``.mp4 .mkv .avi .mov .m4v``) and
     sub-folders holding image frames, in natural name order.
 
-    A file is named by its stem (``clip.mp4`` -> ``clip``) unless two entries share a stem,
-    then by its full name. Hidden entries are skipped.
+    A file is named by its stem (``clip.mp4`` -> ``clip``) unless another entry has the same
+    stem or that stem as its full name, then by its full name: names are unique. Hidden
+    entries are skipped.
 
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
@@ -190,8 +191,11 @@ def find_videos(folder: str | os.PathLike[str]) -> list[VideoJob]:
             "folders of frames"
         )
     stems = [p.stem if p.is_file() else p.name for p in entries]
-    jobs = [
-        VideoJob(stem if stems.count(stem) == 1 else p.name, p)
+    full = {p.name for p in entries}
+    jobs = [  # a stem that is another entry's full name (a.mp4.mkv beside a.mp4) is not unique
+        VideoJob(
+            stem if stems.count(stem) == 1 and (stem == p.name or stem not in full) else p.name, p
+        )
         for p, stem in zip(entries, stems, strict=True)
     ]
     return sorted(jobs, key=lambda job: natural_key(job.name))
@@ -834,13 +838,18 @@ def summary_table(records: Sequence[VideoRecord]) -> str:
         if r.warnings:  # the first one, and how many more the manifest holds
             more = f" (+{len(r.warnings) - 1} more in its manifest)" if len(r.warnings) > 1 else ""
             notes.append(r.warnings[0][:120] + more)
-        note = "; ".join(notes).replace("|", "/").replace("\n", " ")
+        note = _cell("; ".join(notes))
         frames = "-" if r.frames is None else str(r.frames)
         lines.append(
-            f"| {r.name} | {r.status} | {r.seconds:.1f} | {frames} | {' | '.join(cells)} "
+            f"| {_cell(r.name)} | {r.status} | {r.seconds:.1f} | {frames} | {' | '.join(cells)} "
             f"| {gain} | {note[:200]} |"
         )
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """``text`` safe in a Markdown table cell (no ``|``, no line break)."""
+    return text.replace("|", "/").replace("\n", " ")
 
 
 def _write_summary(out: Path, records: Sequence[VideoRecord]) -> None:
