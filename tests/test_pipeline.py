@@ -316,3 +316,46 @@ def test_a_given_detector_is_checked_against_its_own_patch_size_not_the_config()
     pipe = AdaptPipeline.from_config(config, detector=RandomPatchSelector(patch_size=96))
     with pytest.raises(ValueError, match=r"smaller than the 96x96 .* set the detector's patch_s"):
         pipe(model, video, progress=False)
+
+
+def test_a_lazy_model_is_refused_by_adapt_and_deblur_untouched() -> None:
+    from ttblur.inference import deblur
+
+    class Lazy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.LazyConv2d(3, 3, padding=1)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return x + 0.01 * self.conv(x)
+
+    model, video = Lazy(), _video()
+    for run in (
+        lambda: AdaptPipeline.from_config(FAST)(model, video, spec="image", progress=False),
+        lambda: deblur(model, video, spec="image", progress=False),
+    ):
+        with pytest.raises(ValueError, match=r"'conv.weight' is not initialised yet \(a lazy"):
+            run()
+        assert isinstance(model.conv, torch.nn.LazyConv2d)  # the probe did not initialise it
+
+
+def test_a_model_drawing_on_its_first_forward_gives_the_same_run_whatever_the_caller_drew():
+    class FirstCallNoise(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+            self.noise: Tensor | None = None  # a plain attribute: the probe cannot restore it
+
+        def forward(self, x: Tensor) -> Tensor:
+            if self.noise is None:  # e.g. a random projection fixed on first use
+                self.noise = 0.01 * torch.randn(3, 1, 1)
+            return x * self.scale + self.noise
+
+    runs = []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        pipe = AdaptPipeline.from_config({**FAST, "guard": {"enabled": False}})
+        runs.append(pipe(FirstCallNoise(), _video(), spec="image", progress=False))
+    assert torch.equal(runs[0].model.noise, runs[1].model.noise)  # drawn by the spec probe
+    for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -16,17 +16,16 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ttblur.config import AdaptConfig
 from ttblur.finetune import LossFn, check_crop_size, clip_radius
 from ttblur.io.frame_store import Frames
-from ttblur.specs import ModelSpec
+from ttblur.specs import ModelSpec, check_materialised
 from ttblur.stages.flow import MIN_FLOW_SIZE
 from ttblur.stages.rsdm import candidate_grid
 
@@ -87,22 +86,6 @@ def check_loss(loss_fn: LossFn, device: torch.device) -> None:
             f"loss_fn(pred, target) returned {float(value.detach())} on (2, 3, 8, 8) tensors in "
             "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
         )
-
-
-def check_materialised(model: nn.Module) -> None:
-    """Refuse a model with parameters or buffers on the ``meta`` device (shapes without
-    values: nothing to adapt or copy).
-
-    Raises:
-        ValueError: naming the first such tensor.
-    """
-    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
-        if tensor.is_meta:
-            raise ValueError(
-                f"the model's {name!r} is on the 'meta' device (a shape without values): "
-                "materialise the model first, e.g. model.to_empty(device='cpu') then "
-                "model.load_state_dict(...)"
-            )
 
 
 def _largest_patch(height: int, width: int) -> int:

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ttblur.specs import (
     ModelSpec,
+    check_materialised,
     declared_spec,
     eval_mode,
     infer_spec,
@@ -281,7 +282,8 @@ def _restored_windows(
 
 def _check_model(model: object) -> None:
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_materialised(model)
 
 
 def _iter_frames(items: Iterable[Any]) -> Iterator[Tensor]:

@@ -577,6 +577,7 @@ class _Run:
             self.work.to(self.device)
             # The spec probe runs where deblur runs it (the run device), on the model that is
             # adapted; it restores the buffers a forward pass may update.
+            pipe._seed()  # a forward pass that draws on its first call draws the same each run
             spec = infer_spec(self.work, declared, device=self.device)
             pipe._build_stages(spec)  # after every check: building loads weights
             detector, generator = pipe.detector, pipe.condition_generator

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import traceback
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 
 from ttblur._state import ModuleSnapshot
 from ttblur.registry import Registry
@@ -39,6 +41,7 @@ from ttblur.registry import Registry
 __all__ = [
     "SPECS",
     "ModelSpec",
+    "check_materialised",
     "check_model",
     "declared_spec",
     "describe_error",
@@ -473,6 +476,30 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+def check_materialised(model: nn.Module) -> None:
+    """Refuse a model with parameters or buffers that hold no values yet: on the ``meta``
+    device (shapes without values: nothing to adapt or copy), or uninitialised lazy ones
+    (``nn.LazyConv2d`` before its first forward pass: the probe would initialise them from
+    the random stream, and the run would deblur with random weights).
+
+    Raises:
+        ValueError: naming the first such tensor.
+    """
+    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if is_lazy(tensor):
+            raise ValueError(
+                f"the model's {name!r} is not initialised yet (a lazy module such as "
+                "nn.LazyConv2d): run one forward pass on a clip, then load its weights, "
+                "before adapting or deblurring with it"
+            )
+        if tensor.is_meta:
+            raise ValueError(
+                f"the model's {name!r} is on the 'meta' device (a shape without values): "
+                "materialise the model first, e.g. model.to_empty(device='cpu') then "
+                "model.load_state_dict(...)"
+            )
 
 
 def probe_size(multiple: int) -> int:
