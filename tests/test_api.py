@@ -287,7 +287,11 @@ def test_a_given_detector_selection_is_used_as_is() -> None:
 
 
 class _Explodes:
-    """A detector that fails the test if adapt gets as far as running it."""
+    """A detector that fails the test if adapt gets as far as running it (a given detector
+    is checked against its own ``patch_size``)."""
+
+    def __init__(self, patch_size: int | None = None) -> None:
+        self.patch_size = patch_size  # None: unknown, not checked
 
     def select(self, frames: Tensor) -> Selection:
         raise AssertionError("expensive work started before the input was checked")
@@ -305,8 +309,9 @@ class _Explodes:
     ],
 )
 def test_bad_videos_are_refused_before_any_work(video, config, message) -> None:
+    patch = (config or {}).get("rsdm", {}).get("patch_size", 256)
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        adapt(standin_model("reference"), video, config=config, detector=_Explodes())
+        adapt(standin_model("reference"), video, config=config, detector=_Explodes(patch))
 
 
 def test_model_not_fitting_its_spec_is_refused() -> None:

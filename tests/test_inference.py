@@ -165,7 +165,7 @@ def test_uint8_videos_are_accepted_as_adapt_accepts_them():
 
 
 def test_deblur_rejects_non_modules_and_short_windows():
-    with pytest.raises(ValueError, match=r"nn\.Module"):
+    with pytest.raises(TypeError, match=r"nn\.Module"):
         deblur(lambda x: x, _video(3), progress=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="too short"):
         deblur(standin_model("estrnn"), _video(8), spec="estrnn", window=3, progress=False)
@@ -339,7 +339,7 @@ def test_iter_deblur_restores_the_model_when_closed_early():
 
 def test_iter_deblur_checks_arguments_at_the_call(tmp_path):
     model = standin_model("estrnn")
-    with pytest.raises(ValueError, match=r"nn\.Module"):
+    with pytest.raises(TypeError, match=r"nn\.Module"):
         iter_deblur(lambda x: x, _video(3))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="too short"):
         iter_deblur(model, _video(8), spec="estrnn", window=3)
