@@ -377,17 +377,3 @@ def test_module_entry_point_prints_the_version() -> None:
         [sys.executable, "-m", "ttblur", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().startswith("0.")
-
-
-def test_eval_writes_its_json_even_when_every_sequence_failed(tmp_path, factory, capsys) -> None:
-    data = tmp_path / "ds"
-    for name, seed in (("a", 1), ("b", 2)):
-        _write_sequence(data / name / "blur", data / name / "sharp", seed)
-        (data / name / "sharp" / "00006.png").unlink()
-    report = tmp_path / "r.json"
-    model = ["--model", f"{factory}:build", "--spec", "estrnn"]
-    assert main(["eval", str(data), *model, "--json", str(report), *TINY]) == 1
-    assert "2 sequences failed: a:" in capsys.readouterr().err
-    results = json.loads(report.read_text())
-    assert results["sequences"] == [] and results["mean"] is None
-    assert [f["name"] for f in results["failed"]] == ["a", "b"]

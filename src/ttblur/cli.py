@@ -857,23 +857,23 @@ def _run_eval(args: argparse.Namespace) -> int:
         result = _run_batch(args, dataset_jobs(sequences), out, settings)
     failed = "; ".join(f"{r.name}: {r.error}" for r in result.failed)
     rows = _eval_rows(result, sequences)
+    if not rows:
+        raise CLIError(f"{_count(len(result.failed), 'sequence')} failed: {failed}")
     # The sequences that finished are shown and written even when others failed (their mean
-    # is labelled as such), then the command exits 1 naming the failures; --json is written
-    # even when every sequence failed (no mean, the failures listed).
-    mean = frame_mean(rows) if rows else None
-    if mean is not None:
-        print(markdown_table([*rows, mean]))
-        print(
-            f"\n{_count(len(rows), 'sequence')}, {_count(mean['frames'], 'frame')}; "
-            "PSNR in dB and SSIM on RGB in [0, 1]"
-            + (f", {args.crop_border} px border cropped" if args.crop_border else "")
-            + f"; {result.seconds:.1f} s"
-            + (
-                f"; the mean covers only these: {_count(len(result.failed), 'sequence')} failed"
-                if result.failed
-                else ""
-            )
+    # is labelled as such), then the command exits 1 naming the failures.
+    mean = frame_mean(rows)
+    print(markdown_table([*rows, mean]))
+    print(
+        f"\n{_count(len(rows), 'sequence')}, {_count(mean['frames'], 'frame')}; "
+        "PSNR in dB and SSIM on RGB in [0, 1]"
+        + (f", {args.crop_border} px border cropped" if args.crop_border else "")
+        + f"; {result.seconds:.1f} s"
+        + (
+            f"; the mean covers only these: {_count(len(result.failed), 'sequence')} failed"
+            if result.failed
+            else ""
         )
+    )
     if args.json is not None:
         payload = {
             "dataset": str(args.dataset),
@@ -884,7 +884,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             "crop_border": args.crop_border,
             "config": settings.config.model_dump(mode="json"),
             "sequences": rows,
-            "mean": None if mean is None else {k: v for k, v in mean.items() if k != "name"},
+            "mean": {k: v for k, v in mean.items() if k != "name"},
             "failed": [{"name": r.name, "error": r.error} for r in result.failed],
         }
         atomic_write_json(args.json, payload)
