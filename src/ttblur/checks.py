@@ -60,30 +60,38 @@ def resolve_config(config: AdaptConfig | dict[str, Any] | str | Path | None) -> 
     raise TypeError(f"config must be an AdaptConfig, a dict or a JSON path, got {type(config)}")
 
 
-def check_loss(loss_fn: LossFn, device: torch.device) -> None:
-    """Call ``loss_fn`` once on random ``(2, 3, 8, 8)`` tensors and check its result.
+def check_loss(loss_fn: LossFn, device: torch.device, size: int = 32) -> None:
+    """Call ``loss_fn`` once on random ``(2, 3, size, size)`` tensors and check its result.
+
+    Args:
+        loss_fn: the loss.
+        device: where fine-tuning runs.
+        size: the side of the patches fine-tuning gives it (the crop size, else the patch
+            size): a multiscale or perceptual loss that pools several times needs that much.
 
     Raises:
         ValueError: it fails, returns no finite scalar tensor, or ignores ``pred``.
     """
     # A local generator: checking the loss must not consume the caller's global RNG.
     gen = torch.Generator().manual_seed(0)
-    pred = torch.rand(2, 3, 8, 8, generator=gen).to(device).requires_grad_(True)
-    target = torch.rand(2, 3, 8, 8, generator=gen).to(device)
+    shape = (2, 3, size, size)
+    pred = torch.rand(*shape, generator=gen).to(device).requires_grad_(True)
+    target = torch.rand(*shape, generator=gen).to(device)
     try:
         value = loss_fn(pred, target)
     except Exception as err:
         raise ValueError(
-            f"loss_fn(pred, target) failed on (2, 3, 8, 8) tensors: {type(err).__name__}: {err}"
+            f"loss_fn(pred, target) failed on {shape} tensors (the size fine-tuning gives it): "
+            f"{type(err).__name__}: {err}"
         ) from err
     if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"loss_fn must return a scalar tensor, got {shape}")
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
     if not value.requires_grad:
         raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
     if not torch.isfinite(value.detach()).all():
         raise ValueError(
-            f"loss_fn(pred, target) returned {float(value.detach())} on (2, 3, 8, 8) tensors in "
+            f"loss_fn(pred, target) returned {float(value.detach())} on {shape} tensors in "
             "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
         )
 
@@ -96,7 +104,7 @@ def _largest_patch(height: int, width: int) -> int:
 
 
 def check_video(
-    video: Frames,
+    video: Frames | tuple[int, ...],
     config: AdaptConfig,
     spec: ModelSpec,
     *,
@@ -107,7 +115,7 @@ def check_video(
     """Refuse a video the run cannot use, before any work.
 
     Args:
-        video: ``(T, 3, H, W)`` frames.
+        video: ``(T, 3, H, W)`` frames, or their shape (a file's, before it is decoded).
         config: the run's config (``rsdm.border_frames``, ``rsdm.patch_size``).
         spec: the model's spec (its clip radius sets the fewest frames).
         needs_flow: the run estimates optical flow on the frames.
@@ -121,7 +129,7 @@ def check_video(
         ValueError: too few frames, frames too small for the flow or for the patches, a
             fine-tuning crop larger than the patches.
     """
-    num_frames, _, height, width = video.shape
+    num_frames, _, height, width = video if isinstance(video, tuple) else video.shape
     needed = max(2 * config.rsdm.border_frames + 1, 2 * clip_radius(spec) + 1, 5)
     if num_frames < needed:
         raise ValueError(
@@ -208,7 +216,8 @@ def check_pair_memory(
         f"adapting to {shape[0]} frames of {shape[3]}x{shape[2]} keeps up to {count} pseudo-sharp "
         f"patches of {config.rsdm.patch_size} px (rsdm.ratio = {config.rsdm.ratio:g} of the "
         f"candidates), whose pseudo pairs alone need {need / 2**30:.1f} GiB; "
-        f"{available / 2**30:.1f} GiB are available. Set rsdm.max_patches (e.g. "
-        f"AdaptConfig(rsdm={{'max_patches': {fits}}}), the sharpest are kept) or adapt to a "
-        "shorter clip"
+        f"{available / 2**30:.1f} GiB are available. Set rsdm.max_patches (the sharpest are "
+        f"kept): AdaptConfig(rsdm={{'max_patches': {fits}}}) in Python, "
+        f'--config with {{"rsdm": {{"max_patches": {fits}}}}} on the command line; or adapt to '
+        "a shorter clip"
     )

@@ -1038,6 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ImportError,
         RuntimeError,
         ArithmeticError,  # FloatingPointError: a diverging fine-tuning run
+        MemoryError,  # the up-front pair-memory check (checks.check_pair_memory)
     ) as err:
         if os.environ.get("TTBLUR_DEBUG"):
             raise

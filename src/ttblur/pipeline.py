@@ -122,6 +122,22 @@ def default_loss(pred: Tensor, target: Tensor) -> Tensor:
 SYNTHESIS_RANGE_TOLERANCE = 0.05
 
 
+def _declared_shape(video: VideoSource) -> tuple[int, int, int, int] | None:
+    """``(T, 3, H, W)`` of a video file or frame folder read from its header / listing
+    (nothing decoded), ``None`` for other sources or when the count is unknown."""
+    if not isinstance(video, (str, os.PathLike)):
+        return None
+    from ttblur.io.video import video_info  # lazy: optional decoding dependencies
+
+    try:
+        info = video_info(video)
+    except (OSError, ValueError):  # reported with its full message when it is decoded
+        return None
+    if info.num_frames <= 0:
+        return None
+    return (info.num_frames, 3, info.height, info.width)
+
+
 def check_blur_lengths(condition: Tensor, frame_size: tuple[int, int]) -> None:
     """Refuse condition maps a synthesizer cannot use: NaN / inf anywhere, or a blur length
     (channel 2, ``z`` in px) below 0 or beyond four times the frame's diagonal: no frame of
@@ -439,15 +455,48 @@ class AdaptPipeline:
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        frames = self._frames(video, progress)
         loss = loss_fn if loss_fn is not None else default_loss
         cuda = [_cuda_index(self.device)] if self.device.type == "cuda" else []
+        seconds: dict[str, float] = {}
         # Nothing inside may move the caller's global random streams: they are forked here and
         # seeded from the config, so user stages that draw from them are reproducible too.
         # Fine-tuning needs gradients even when the caller runs under no_grad / inference_mode
         # (restored on exit, like the random streams).
         with torch.random.fork_rng(devices=cuda), torch.inference_mode(False), torch.enable_grad():
-            return self._guarded(model, frames, loss, spec, in_place, progress, callback)
+            with _timed(seconds, "setup"):
+                # Checks of the model, the loss and (for a file, from its header) the video's
+                # size run before a long video is decoded; none needs a forward pass.
+                declared = declared_spec(model, spec)
+                self._check_model_and_loss(model, loss)
+                shape = _declared_shape(video)
+                if shape is not None:
+                    self._check_shape(shape, declared)
+            frames = self._frames(video, progress)
+            return self._guarded(
+                model, frames, loss, declared, in_place, progress, callback, seconds
+            )
+
+    def _check_model_and_loss(self, model: nn.Module, loss: LossFn) -> None:
+        """The model holds values and trainable parameters; the loss works at the size
+        fine-tuning gives it (the crop, else the patch; 32 px when a user detector's patch
+        size is unknown)."""
+        check_materialised(model)
+        select_trainable(model, self.config.finetune.trainable)
+        patch = self._detector_patch()["patch_size"]
+        side = self.config.finetune.crop_size or patch or 32
+        check_loss(loss, self.device, min(side, patch) if patch else side)
+
+    def _check_shape(self, shape: tuple[int, ...], declared: ModelSpec) -> None:
+        """The video's length and size suit the run and its pairs fit in memory."""
+        check_video(
+            shape,
+            self.config,
+            declared,
+            needs_flow=self._uses_flow(declared),
+            **self._detector_patch(),
+        )
+        if self._builds_builtin("detector"):
+            check_pair_memory(self.config, declared, shape, available_memory())
 
     def _seed(self) -> None:
         """Seed the (forked) global random streams from the config, and restart the stages'
@@ -498,29 +547,17 @@ class AdaptPipeline:
         model: nn.Module,
         frames: Frames,
         loss: LossFn,
-        spec: ModelSpec | str | None,
+        declared: ModelSpec,
         in_place: bool,
         progress: bool,
         callback: StageCallback | None,
+        seconds: dict[str, float],
     ) -> AdaptOutput:
-        """The checks, then the run, with the rollback of ``in_place`` runs."""
-        seconds: dict[str, float] = {}
+        """The checks of the decoded video, then the run, with the rollback of ``in_place``
+        runs."""
         with _timed(seconds, "setup"):
-            # Every check that needs no forward pass runs first, on the caller's model untouched.
-            declared = declared_spec(model, spec)
-            check_video(
-                frames,
-                self.config,
-                declared,
-                needs_flow=self._uses_flow(declared),
-                **self._detector_patch(),
-            )
-            if self._builds_builtin("detector"):
-                shape = tuple(int(v) for v in frames.shape)
-                check_pair_memory(self.config, declared, shape, available_memory())
-            check_loss(loss, self.device)
-            check_materialised(model)
-            select_trainable(model, self.config.finetune.trainable)
+            # The decoded video's own shape (a file may hold fewer frames than it declares).
+            self._check_shape(tuple(int(v) for v in frames.shape), declared)
             # in_place: the caller's exact state, restored on any failure, interrupt or divergence.
             snapshot = ModuleSnapshot.capture(model) if in_place else None
         run = _Run(self, model, frames, loss, snapshot, progress, callback, seconds)

@@ -19,10 +19,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import Tensor, nn
 
@@ -322,7 +324,7 @@ def test_in_place_failure_after_the_probe_restores_updated_buffers(no_stages: No
     ("loss_fn", "message"),
     [
         (lambda p, t: 1 / 0, r"loss_fn\(pred, target\) failed.*ZeroDivisionError"),
-        (lambda p, t: (p - t).abs(), r"scalar tensor, got \(2, 3, 8, 8\)"),
+        (lambda p, t: (p - t).abs(), r"scalar tensor, got \(2, 3, 32, 32\)"),
         (lambda p, t: 0.5, "scalar tensor, got float"),
         (lambda p, t: (p - t).abs().mean().detach(), "does not depend on pred"),
         (lambda p, t: (p - t).abs().mean() * float("nan"), "returned nan.*must be finite"),
@@ -336,6 +338,38 @@ def test_bad_loss_is_refused_before_any_work(
     model, video = standin_model("reference"), _video()
     with untouched(model, video), pytest.raises(ValueError, match=message):
         adapt(model, video, loss_fn, config=FAST, progress=False)
+
+
+def test_a_loss_that_needs_the_patch_size_is_accepted() -> None:
+    """A multiscale loss pooling four times works on the 32 px patches; the old check tried
+    it on 8 x 8 tensors and refused it."""
+
+    def multiscale(pred: Tensor, target: Tensor) -> Tensor:
+        total = (pred - target).abs().mean()
+        for _ in range(4):
+            pred, target = F.max_pool2d(pred, 2), F.max_pool2d(target, 2)
+            total = total + (pred - target).abs().mean()
+        return total
+
+    out = adapt(standin_model("reference"), _video(), multiscale, config=FAST, progress=False)
+    assert out.report.train_loss
+
+
+def test_a_video_file_is_not_decoded_before_the_model_and_loss_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ttblur.io.video
+    from ttblur.video import save_video
+
+    path = save_video(_video(), tmp_path / "clip.mp4")
+    monkeypatch.setattr(ttblur.io.video, "store_video", _loud("decoding the video"))
+    model = standin_model("reference")
+    with pytest.raises(ValueError, match="scalar tensor"):
+        adapt(model, path, lambda p, t: (p - t).abs(), config=FAST, progress=False)
+    with pytest.raises(ValueError, match="selects no trainable parameter"):
+        adapt(model, path, config={**FAST, "finetune": {"trainable": "re:^nothing$"}})
+    with pytest.raises(ValueError, match=r"smaller than the 256x256 pseudo-sharp patch"):
+        adapt(model, path, progress=False)  # the size, from the file's header
 
 
 # ------------------------------------------------------------------------------ divergence

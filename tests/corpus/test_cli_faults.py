@@ -267,6 +267,20 @@ def test_bad_input_to_adapt_leaves_earlier_outputs(
     assert_unchanged(before, tmp_path)
 
 
+def test_too_little_memory_for_the_pairs_is_a_one_line_error_with_the_cli_advice(
+    tmp_path, factory, capsys, monkeypatch
+) -> None:
+    import ttblur.pipeline
+
+    monkeypatch.setattr(ttblur.pipeline, "available_memory", lambda: 1000)
+    source = save_video(frames(7), tmp_path / "clip.mkv")
+    before = fingerprint(tmp_path)
+    code, err = run(_adapt_argv(source, factory, tmp_path / "out"), capsys)
+    assert_one_line_error(code, err, "on the command line; or adapt to a shorter clip")
+    assert '--config with {"rsdm": {"max_patches": 1}}' in err
+    assert_unchanged(before, tmp_path)
+
+
 def test_png_renamed_to_mp4_is_read_as_one_frame(tmp_path, factory, capsys) -> None:
     """Documented recovery: containers are recognised by content, not by extension."""
     source = tmp_path / "picture.mp4"
