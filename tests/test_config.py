@@ -113,6 +113,12 @@ def test_numpy_scalars_integers_for_floats_and_lists_for_tuples_are_accepted():
     with pytest.raises(ValidationError, match="trainable must be"):
         cfg.finetune.trainable = "some"
     assert cfg.finetune.trainable == "all"
+    from pathlib import Path
+
+    cfg.rsdm.weights = Path("weights") / "bme"  # a path is its text; elsewhere it is refused
+    assert cfg.rsdm.weights == str(Path("weights") / "bme")
+    with pytest.raises(ValidationError):
+        cfg.rsdm.patch_size = Path("64")
 
 
 def test_assignment_is_validated():

@@ -359,3 +359,19 @@ def test_a_model_drawing_on_its_first_forward_gives_the_same_run_whatever_the_ca
     assert torch.equal(runs[0].model.noise, runs[1].model.noise)  # drawn by the spec probe
     for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_config_changed_between_calls_rebuilds_the_stages() -> None:
+    cfg = {**FAST, "guard": {"enabled": False}}
+    model, video = standin_model("reference"), torch.rand(7, 3, 64, 64)
+    pipe = AdaptPipeline.from_config(cfg, device="cpu")
+    pipe(model, video, progress=False)
+    pipe.config.rsdm.patch_size = 48
+    pipe.config.seed = 9
+    second = pipe(model, video, progress=False)
+    assert {p.size for p in second.report.patches} == {48}
+    fresh = AdaptPipeline(config=pipe.config.model_copy(deep=True), device="cpu")
+    third = fresh(model, video, progress=False)
+    assert second.report.patches == third.report.patches
+    for a, b in zip(second.model.state_dict().values(), third.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -60,8 +61,8 @@ class _Section(BaseModel):
     """Base of every config section: unknown keys are rejected, assignments validated, no
     float field accepts NaN or +-inf, and values keep their type: an integer field refuses
     ``True`` and ``"7"``, a switch refuses ``1`` and ``"yes"`` (an integer is a valid float).
-    NumPy scalars count as the Python numbers they hold, and a list as a tuple (JSON has no
-    tuples)."""
+    NumPy scalars count as the Python numbers they hold, a list as a tuple (JSON has no
+    tuples), and a path (``pathlib.Path``) as its text (the weights fields)."""
 
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False, strict=True
@@ -74,6 +75,8 @@ class _Section(BaseModel):
             return value.item()
         if isinstance(value, list):
             return tuple(value)
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
         return value
 
     def __setattr__(self, name: str, value: Any) -> None:

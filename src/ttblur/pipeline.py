@@ -246,7 +246,9 @@ class AdaptPipeline:
             available, else the CPU).
 
     Components are registered by name in :attr:`components` (in the manner of diffusers'
-    pipelines); a component passed as an object is used as is.
+    pipelines); a component passed as an object is used as is. ``config`` may be changed
+    between calls (``pipe.config.rsdm.patch_size = 48``): the next call rebuilds the
+    components it built, so each run gets what a fresh pipeline with that config would.
     """
 
     #: The component names, in the order the stages run.
@@ -273,6 +275,8 @@ class AdaptPipeline:
             "flow": flow,
         }
         self._given = {name for name, value in self._components.items() if value is not None}
+        # The config the built components were built from: a later change rebuilds them.
+        self._built_for: dict[str, Any] | None = None
 
     @classmethod
     def from_config(
@@ -514,7 +518,14 @@ class AdaptPipeline:
     def _build_stages(self, spec: ModelSpec) -> None:
         """Build every stage a run with ``spec`` uses, from seeded streams, so that the first
         call of a pipeline draws from the same streams as every later one (a stage built
-        mid-run would consume random numbers only on the first call)."""
+        mid-run would consume random numbers only on the first call). Components built from
+        an earlier state of ``config`` are rebuilt."""
+        current = self.config.model_dump(mode="json")
+        if self._built_for is not None and current != self._built_for:
+            for name in self._components:
+                if name not in self._given:
+                    self._components[name] = None
+        self._built_for = current
         self._seed()
         names = ["detector", "condition_generator", "synthesizer"]
         names += ["guard"] if self.uses_guard else []
