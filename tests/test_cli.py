@@ -370,6 +370,10 @@ def test_runtime_errors_exit_with_status_1(tmp_path, capsys) -> None:
     code = main(["demo", "--out", str(tmp_path), "--frames", "4", "--size", "64", "80"])
     assert code == 1
     assert "at least 5" in capsys.readouterr().err
+    for bad in (["--frames", "0"], ["--size", "0", "64"]):  # not numbers a clip can have: usage
+        with pytest.raises(SystemExit) as stopped:
+            main(["demo", "--out", str(tmp_path), *bad])
+        assert stopped.value.code == 2 and "expected a number >= 1" in capsys.readouterr().err
 
 
 def test_module_entry_point_prints_the_version() -> None:

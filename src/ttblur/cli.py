@@ -493,9 +493,14 @@ def _add_demo_arguments(demo: argparse.ArgumentParser) -> None:
         choices=sorted(HELDOUT_PHOTOS),
         help="held-out photo the clip is rendered from (never used in training)",
     )
-    demo.add_argument("--frames", type=int, default=30, help="clip length (default: 30)")
+    demo.add_argument("--frames", type=_positive_int, default=30, help="clip length (default: 30)")
     demo.add_argument(
-        "--size", type=int, nargs=2, default=(384, 512), metavar=("H", "W"), help="frame size"
+        "--size",
+        type=_positive_int,
+        nargs=2,
+        default=(384, 512),
+        metavar=("H", "W"),
+        help="frame size",
     )
     demo.add_argument(
         "--seed", type=_non_negative_int, default=10007, help="seed of the clip and the run"
