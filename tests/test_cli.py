@@ -381,3 +381,40 @@ def test_module_entry_point_prints_the_version() -> None:
         [sys.executable, "-m", "ttblur", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().startswith("0.")
+
+
+REGISTERING = """
+from ttblur.registry import DETECTORS
+from ttblur.stages.rsdm import RandomPatchSelector
+from ttblur.testing import standin_model
+
+
+@DETECTORS.register("cli_test_mine")
+class Mine(RandomPatchSelector):
+    pass
+
+
+def build():
+    return standin_model("estrnn")
+"""
+
+
+def test_a_stage_registered_by_the_model_module_can_be_named_in_the_config(
+    tmp_path, video_file, capsys
+) -> None:
+    from ttblur.registry import DETECTORS
+
+    nets = tmp_path / "nets.py"
+    nets.write_text(REGISTERING)
+    config = tmp_path / "mine.json"
+    config.write_text(
+        json.dumps({"rsdm": {"name": "cli_test_mine", "patch_size": 32}, "finetune": {"epochs": 1}})
+    )
+    argv = ["adapt", str(video_file), "--model", f"{nets}:build", "--spec", "estrnn"]
+    try:
+        code = main([*argv, "--config", str(config), "--out", str(tmp_path / "o"), "--no-progress"])
+        assert code == 0, capsys.readouterr().err
+        report = json.loads((tmp_path / "o" / "report.json").read_text())
+        assert report["config"]["rsdm"]["name"] == "cli_test_mine"
+    finally:
+        DETECTORS.unregister("cli_test_mine")

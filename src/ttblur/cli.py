@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ttblur.io.atomic import Terminated, terminate_as_interrupt
 from ttblur.io.datasets import DatasetSequence, find_sequences, select_sequences
-from ttblur.io.models import DEFAULT_MODEL, load_model
+from ttblur.io.models import DEFAULT_MODEL, import_factory, load_model
 from ttblur.io.paths import OutputPathError, PlannedOutput, check_planned_paths
 
 if TYPE_CHECKING:
@@ -544,6 +544,9 @@ def _check_device(text: str | None) -> None:
 def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
     from ttblur.config import AdaptConfig
 
+    if args.config is not None and getattr(args, "model", None) is not None:
+        # Stages the --model module registers at import can be named in the config file.
+        import_factory(args.model)
     config = AdaptConfig.load(args.config) if args.config is not None else AdaptConfig()
     if args.seed is not None:
         config.seed = args.seed

@@ -18,14 +18,21 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "ModelLoadError", "factory_source", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "SHIPPED_MODELS",
+    "ModelLoadError",
+    "factory_source",
+    "import_factory",
+    "load_model",
+]
 
 #: The factory used when none is given: the shipped reference network.
 DEFAULT_MODEL = "ttblur.nets.reference:reference_model"
@@ -59,6 +66,10 @@ def _last_on_sys_path(folder: Path) -> Iterator[None]:
                 sys.path.remove(entry)
 
 
+#: Modules imported from ``.py`` files: ``{name: ((mtime_ns, size), module)}``.
+_IMPORTED: dict[str, tuple[tuple[int, int], Any]] = {}
+
+
 def _looks_like_file(text: str) -> bool:
     return text.endswith(".py") or "/" in text or os.sep in text
 
@@ -69,6 +80,11 @@ def _import_file(module_text: str) -> Any:
     if not path.is_file():
         raise ModelLoadError(f"--model: no such Python file: {module_text}")
     name = "_ttblur_user_" + re.sub(r"\W", "_", str(path.resolve()))
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    known = _IMPORTED.get(name)
+    if known is not None and known[0] == stamp and sys.modules.get(name) is known[1]:
+        return known[1]  # imported once per process while unchanged (its registrations too)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelLoadError(f"--model: cannot import {path} as a Python module")
@@ -81,6 +97,7 @@ def _import_file(module_text: str) -> Any:
         raise ModelLoadError(
             f"--model: importing {path} failed: {type(err).__name__}: {err}"
         ) from err
+    _IMPORTED[name] = (stamp, module)
     return module
 
 
@@ -110,8 +127,9 @@ def _import_module(module_text: str) -> Any:
         ) from err
 
 
-def _build(module_text: str, attribute: str, target: str) -> Any:
-    """Import the module of ``target`` and call its factory (``sys.path`` as set by the caller)."""
+def _factory(module_text: str, attribute: str, target: str) -> Any:
+    """Import the module of ``target`` and return its factory (``sys.path`` as set by the
+    caller)."""
     module = (
         _import_file(module_text) if _looks_like_file(module_text) else _import_module(module_text)
     )
@@ -122,6 +140,12 @@ def _build(module_text: str, attribute: str, target: str) -> Any:
         factory = getattr(factory, part)
     if not callable(factory):
         raise ModelLoadError(f"--model: {target} is a {type(factory).__name__}, not callable")
+    return factory
+
+
+def _build(module_text: str, attribute: str, target: str) -> Any:
+    """Import the module of ``target`` and call its factory (``sys.path`` as set by the caller)."""
+    factory = _factory(module_text, attribute, target)
     try:
         return factory()
     except Exception as err:
@@ -156,6 +180,39 @@ def factory_source(target: str) -> Path | None:
         return Path(spec.origin).resolve().parent
     local = Path.cwd() / (module_text.replace(".", os.sep) + ".py")  # load_model's fallback
     return local.resolve().parent if local.is_file() else None
+
+
+def _under_import_rules(
+    action: Callable[[str, str, str], Any], module_text: str, attribute: str, target: str
+) -> Any:
+    """``action(module_text, attribute, target)`` with :func:`load_model`'s import rules."""
+    if _looks_like_file(module_text):
+        with _last_on_sys_path(Path(module_text).expanduser().resolve().parent):
+            return action(module_text, attribute, target)
+    try:
+        return action(module_text, attribute, target)
+    except ModelLoadError as err:
+        if not isinstance(err.__cause__, ModuleNotFoundError) or not _target_missing(
+            err.__cause__, module_text
+        ):
+            raise
+        with _last_on_sys_path(Path.cwd()):
+            return action(module_text, attribute, target)
+
+
+def import_factory(target: str) -> Any:
+    """Import the module of ``target`` (as :func:`load_model` does) and return its factory,
+    without calling it: what the module registers at import (a user's own stage named in a
+    config file) is registered before the config is read.
+
+    Raises:
+        ModelLoadError: as :func:`load_model`, but for what only the factory's call can do.
+    """
+    target = SHIPPED_MODELS.get(target, target)
+    module_text, sep, attribute = target.rpartition(":")
+    if not sep or not module_text or not attribute:
+        return None  # load_model reports the malformed target
+    return _under_import_rules(_factory, module_text, attribute, target)
 
 
 def load_model(
@@ -196,19 +253,7 @@ def load_model(
         )
     if revision is not None and weights is None:
         raise ModelLoadError("--revision needs --weights OWNER/NAME (a Hugging Face Hub repo id)")
-    if _looks_like_file(module_text):
-        with _last_on_sys_path(Path(module_text).expanduser().resolve().parent):
-            model = _build(module_text, attribute, target)
-    else:
-        try:
-            model = _build(module_text, attribute, target)
-        except ModelLoadError as err:
-            if not isinstance(err.__cause__, ModuleNotFoundError) or not _target_missing(
-                err.__cause__, module_text
-            ):
-                raise
-            with _last_on_sys_path(Path.cwd()):
-                model = _build(module_text, attribute, target)
+    model = _under_import_rules(_build, module_text, attribute, target)
     if not isinstance(model, nn.Module):
         raise ModelLoadError(
             f"--model: {attribute}() returned a {type(model).__name__}, not a torch.nn.Module"
