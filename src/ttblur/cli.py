@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import time
@@ -547,14 +548,30 @@ def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
     if args.config is not None and getattr(args, "model", None) is not None:
         # Stages the --model module registers at import can be named in the config file.
         import_factory(args.model)
-    config = AdaptConfig.load(args.config) if args.config is not None else AdaptConfig()
-    if args.seed is not None:
-        config.seed = args.seed
-    if args.epochs is not None:
-        config.finetune.epochs = args.epochs
-    if args.patch_size is not None:
-        config.rsdm.patch_size = args.patch_size
-    return config
+    overrides = {
+        ("seed",): args.seed,
+        ("finetune", "epochs"): args.epochs,
+        ("rsdm", "patch_size"): args.patch_size,
+    }
+    if args.config is None:
+        data: Any = {}
+    else:  # the flags replace the file's values before it is validated (--epochs 2 over 0)
+        text = Path(args.config).expanduser().read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return AdaptConfig.from_json(text)  # pydantic's message for a broken file
+    for keys, value in overrides.items():
+        if value is None or not isinstance(data, dict):
+            continue
+        section = data
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+            if not isinstance(section, dict):
+                break
+        else:
+            section[keys[-1]] = value
+    return AdaptConfig.model_validate(data)
 
 
 # ============================================================================ paths
