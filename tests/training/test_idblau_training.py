@@ -160,6 +160,13 @@ def test_resume_continues_exactly(tmp_path, one_thread):
     assert train_idblau(tmp_path / "b", pairs, steps=7, **kwargs).step == 7
     with pytest.raises(ValueError, match="another network config"):
         train_idblau(tmp_path / "b", pairs, steps=8, config="official", **kwargs)
+    # other settings, or a fresh start over the published weights, are refused
+    weights = (tmp_path / "b" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=r"other settings \(lr, seed differ"):
+        train_idblau(tmp_path / "b", pairs, steps=9, **{**kwargs, "lr": 0.5, "seed": 9})
+    with pytest.raises(ValueError, match="already holds an ID-Blau run"):
+        train_idblau(tmp_path / "b", pairs, steps=2, resume=False, **kwargs)
+    assert (tmp_path / "b" / "model.safetensors").read_bytes() == weights
 
 
 @pytest.mark.slow

@@ -146,6 +146,23 @@ def test_pool_refresh_matches_rebuild():
     assert all(torch.equal(a, b) for a, b in zip(pool.blurry, rebuilt.blurry))
 
 
+@pytest.mark.parametrize("resume_at", [10, 15, 16])
+def test_a_pool_rebuilt_at_any_step_continues_as_the_uninterrupted_one(resume_at):
+    """The loop applies ``refresh(step)`` before sampling step ``step``; a pool rebuilt for a
+    resume at a multiple of ``refresh_every`` used to count that refresh too (one slot a
+    render ahead from then on)."""
+    config = _config(refresh_every=5, num_videos=2)
+    pool = _pool(config)
+    rebuilt = VideoPool(config, render=_render)
+    rebuilt.build(step=resume_at, progress=False)
+    for step in range(0, 21):
+        pool.refresh(step)
+        if step >= resume_at:
+            rebuilt.refresh(step)
+            assert rebuilt.generation == pool.generation, step
+            assert all(torch.equal(a, b) for a, b in zip(pool.blurry, rebuilt.blurry))
+
+
 def test_crop_must_fit_the_network_multiple(tmp_path):
     with pytest.raises(ValueError, match="multiple of 8"):
         train_reference(_config(crop=20), tmp_path, pool=None, progress=False)

@@ -183,7 +183,10 @@ def train_idblau(
 
     Args:
         out_dir: checkpoint folder; with ``resume`` and a checkpoint there, training continues
-            from it (same network config required) until ``steps`` steps in total.
+            from it (same network config and same settings but ``steps``, ``device`` and
+            ``save_every`` required) until ``steps`` steps in total. Without ``resume``, a folder that
+            already holds a run is refused: it holds published weights, never overwritten by
+            accident (delete it or pick another ``out_dir`` to start over).
         pairs: training pairs (see :class:`PairDataset`), ``(3, H, W)`` each.
         config: network configuration, preset name (``"official"``, ``"small"``) or
             ``config.json`` path; ``None``: the checkpoint's config when resuming, else
@@ -232,6 +235,12 @@ def _train(
     progress: bool,
 ) -> TrainingResult:
     start_time = time.perf_counter()
+    holds_run = CHECKPOINT_LAYOUT.exists(out) or (out / WEIGHTS_NAME).is_file()
+    if holds_run and not resume:
+        raise ValueError(
+            f"{out} already holds an ID-Blau run (its weights and checkpoint); resume it "
+            "(resume=True, the default), or delete it / pick another out_dir to start over"
+        )
     resuming = resume and CHECKPOINT_LAYOUT.exists(out) and (out / WEIGHTS_NAME).is_file()
     wanted = _resolve_config(config) if config is not None else None
     if resuming:
@@ -258,6 +267,16 @@ def _train(
     step, losses = 0, []
     if resuming:
         state = read_state(out, CHECKPOINT_LAYOUT)
+        saved = state.get("settings", {})
+        # `steps` may grow: a resumed run continues "until steps steps in total".
+        changed = sorted(k for k in settings if k != "steps" and saved.get(k) != settings[k])
+        if changed:
+            raise ValueError(
+                f"{out} holds a run with other settings ({', '.join(changed)} differ: "
+                f"{ {k: saved.get(k) for k in changed} } there, "
+                f"{ {k: settings[k] for k in changed} } now); resume it with its settings, or "
+                "delete it / pick another out_dir to start over"
+            )
         tensors = load_file(str(out / CHECKPOINT_LAYOUT.tensors))
         extra = restore_optimizer(
             optimizer, tensors, state["optimizer"], prefix=CHECKPOINT_LAYOUT.prefix

@@ -295,9 +295,13 @@ class VideoPool:
         return torch.from_numpy(blurry), torch.from_numpy(sharp)
 
     def build(self, step: int = 0, progress: bool = True) -> None:
-        """Render every slot as it is at ``step`` (after the refreshes done before it)."""
+        """Render every slot as it is at ``step`` (after the refreshes done before it: the
+        one scheduled at ``step`` itself is applied by the training loop's ``refresh(step)``,
+        so a run resumed at a multiple of ``refresh_every`` renders what an uninterrupted
+        run had)."""
         count = self.config.num_videos
-        generations = [self._generation(slot, step) for slot in range(count)]
+        before = max(step - 1, 0)
+        generations = [self._generation(slot, before) for slot in range(count)]
         if self.workers:
             for slot, generation in enumerate(generations):
                 self._ahead[(slot, generation)] = self._submit(slot, generation)
