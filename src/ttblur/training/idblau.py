@@ -184,9 +184,9 @@ def train_idblau(
     Args:
         out_dir: checkpoint folder; with ``resume`` and a checkpoint there, training continues
             from it (same network config and same settings but ``steps``, ``device`` and
-            ``save_every`` required) until ``steps`` steps in total. Without ``resume``, a folder that
-            already holds a run is refused: it holds published weights, never overwritten by
-            accident (delete it or pick another ``out_dir`` to start over).
+            ``save_every`` required) until ``steps`` steps in total. Without ``resume``, a
+            folder that already holds a run is refused: it holds published weights, never
+            overwritten by accident (delete it or pick another ``out_dir`` to start over).
         pairs: training pairs (see :class:`PairDataset`), ``(3, H, W)`` each.
         config: network configuration, preset name (``"official"``, ``"small"``) or
             ``config.json`` path; ``None``: the checkpoint's config when resuming, else
