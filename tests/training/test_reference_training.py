@@ -123,6 +123,20 @@ def test_resume_refuses_a_different_config(tmp_path):
         train_reference(_config(steps=30), tmp_path / "run", pool=_pool(config), progress=False)
 
 
+def test_starting_over_removes_the_earlier_final_weights_and_marks_the_log(tmp_path):
+    config = _config(steps=4)
+    train_reference(config, tmp_path / "run", pool=_pool(config), progress=False)
+    assert (tmp_path / "run" / "final").is_dir()
+    other = _config(steps=30, lr=0.1)
+    stopped = _InterruptingPool(other, render=_render)
+    stopped.build(progress=False)
+    with pytest.raises(_Interrupt):  # interrupted before writing its own final weights
+        train_reference(other, tmp_path / "run", resume=False, pool=stopped, progress=False)
+    assert not (tmp_path / "run" / "final").exists()  # no stale weights beside the new run
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {"step": 0, "restarted": True} in lines
+
+
 def test_pool_sampling_is_deterministic_and_shaped():
     config = _config()
     pool = _pool(config)

@@ -26,6 +26,7 @@ import argparse
 import functools
 import json
 import multiprocessing
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -489,7 +490,11 @@ def _train(
 ) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint"
+    earlier = checkpoint.exists() or (out / "final").exists()
     resuming = resume_from(checkpoint, config, resume=resume, overwrite=True)
+    restarting = earlier and not resuming
+    if restarting:  # --no-resume: the earlier run's final weights would sit beside this run's
+        shutil.rmtree(out / "final", ignore_errors=True)
     (out / "train_config.json").write_text(config.model_dump_json(indent=2) + "\n", "utf-8")
 
     torch.manual_seed(config.seed)
@@ -523,6 +528,8 @@ def _train(
     with JsonLinesLog(out / "log.jsonl") as log:
         if resuming:
             log.mark_resumed(step)
+        elif restarting:  # lines above came from the earlier run
+            log.write({"step": 0, "restarted": True})
         try:
             while step < config.steps:
                 pool.refresh(step)
