@@ -254,3 +254,8 @@ def test_the_report_says_who_chose_the_kept_epoch(adapted, video, tmp_path) -> N
     assert not unguarded.report.guard_scores
     text = write_report(unguarded, video, tmp_path / "plain").read_text()
     assert "lowest held-out loss" in text and "guard" not in text.split("Configuration")[0]
+    from ttblur.report.page import summary_rows
+
+    kept_unadapted = report.model_copy(update={"best_epoch": 0, "reverted": True})
+    held_out = dict(summary_rows(kept_unadapted))["held-out loss"]
+    assert held_out.endswith(f"kept {report.baseline_val_loss:.4g}")  # not "kept n/a"

@@ -77,6 +77,8 @@ def summary_rows(report: AdaptReport) -> list[tuple[str, str]]:
         best = (
             report.val_loss[report.best_epoch - 1]
             if report.val_loss and 0 < report.best_epoch <= len(report.val_loss)
+            else report.baseline_val_loss  # the unadapted weights were kept
+            if report.best_epoch == 0
             else None
         )
         rows.append(
