@@ -382,3 +382,25 @@ def test_iter_video_argument_errors(noisy):
         iter_video(noisy, chunk_size=0)
     with pytest.raises(ValueError, match=r"got 3 dims \(3, 64, 96\)"):
         iter_video(noisy[0])
+
+
+def test_float32_arrays_are_never_written_and_flipped_views_load(tmp_path):
+    """The clamp to [0, 1] ran in place on the caller's float32 array: a read-only memmap
+    crashed the process, a writable array (or an r+ .npy file) was changed."""
+    from ttblur.inference import deblur
+    from ttblur.testing import standin_model
+
+    frames = np.random.default_rng(0).random((5, 16, 24, 3), dtype=np.float32)
+    frames[0, 0, 0] = [1.0005, -0.0004, 0.5]  # within the tolerance: clamped in the copy
+    np.save(tmp_path / "clip.npy", frames)
+    for mode in ("r", "r+"):
+        mapped = np.load(tmp_path / "clip.npy", mmap_mode=mode)
+        assert float(load_video(mapped).max()) == 1.0
+        deblur(standin_model("image"), mapped, spec="image", progress=False)
+        del mapped
+    assert np.array_equal(np.load(tmp_path / "clip.npy"), frames)
+    kept = frames.copy()
+    load_video(frames)
+    assert np.array_equal(frames, kept)
+    flipped = frames[..., ::-1]  # BGR -> RGB as a negative-stride view
+    assert torch.equal(load_video(flipped), load_video(np.ascontiguousarray(flipped)))

@@ -57,6 +57,8 @@ def check_float_range(values: Tensor | np.ndarray, what: str) -> None:
     if isinstance(values, np.ndarray):
         if values.size == 0:
             return
+        if any(stride < 0 for stride in values.strides):  # a flipped view (BGR -> RGB)
+            values = np.ascontiguousarray(values)
         with warnings.catch_warnings():  # a read-only array is only read here
             warnings.simplefilter("ignore", UserWarning)
             values = torch.from_numpy(values)
@@ -154,7 +156,9 @@ def _array_to_float(frames: np.ndarray) -> Tensor:
         return out.to(torch.float32).div_(255.0).contiguous()
     if frames.dtype == np.uint16:
         return out.to(torch.int32).to(torch.float32).div_(65535.0).contiguous()
-    return out.to(torch.float32).clamp_(0.0, 1.0).contiguous()
+    # Not clamp_: a float32 array's tensor shares the caller's memory (a read-only memmap
+    # would crash the process, a writable one or an r+ .npy file would be changed).
+    return out.to(torch.float32).clamp(0.0, 1.0).contiguous()
 
 
 def frames_to_float(frames: Tensor | np.ndarray) -> Tensor:
