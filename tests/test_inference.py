@@ -329,12 +329,43 @@ def test_iter_deblur_restores_the_model_when_closed_early():
     model.prior.eval()
     stream = iter_deblur(model, _video(30), spec="mmp_rnn", window=7, device="cpu", progress=False)
     next(stream)
-    assert not model.training and model.device == torch.device("cpu")  # running
-    assert torch.is_grad_enabled()  # no_grad does not leak out of the iterator
+    # between windows the model is as the caller left it: eval mode, the device attribute
+    # and no_grad hold only around each forward pass
+    assert model.training and model.device == torch.device("cuda")
+    assert torch.is_grad_enabled()
     stream.close()
     assert model.training and not model.prior.training
     assert model.device == torch.device("cuda")
     assert model.prior_is_pristine()
+
+
+def test_two_iterators_interleaved_on_one_model_each_give_deblurs_frames():
+    """Each iterator used to hold eval mode across its yields: when the shorter one ended it
+    put the model back in train mode under the other (BatchNorm then normalised with batch
+    statistics and updated its running ones)."""
+    from itertools import zip_longest
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 3, 1)
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.2, 0.2)
+    model.train()
+    stats = model[1].running_mean.clone()
+    a, b = _video(8, seed=1), _video(24, seed=2)
+    outputs: dict[str, list[torch.Tensor]] = {"a": [], "b": []}
+    streams = (iter_deblur(model, a, spec="image", window=4, progress=False),
+               iter_deblur(model, b, spec="image", window=4, progress=False))  # fmt: skip
+    for x, y in zip_longest(*streams):
+        if x is not None:
+            outputs["a"].append(x)
+        if y is not None:
+            outputs["b"].append(y)
+    assert model.training and torch.equal(model[1].running_mean, stats)
+    for name, video in (("a", a), ("b", b)):
+        expected = deblur(model, video, spec="image", progress=False)
+        assert torch.equal(torch.stack(outputs[name]), expected), name
 
 
 def test_iter_deblur_checks_arguments_at_the_call(tmp_path):

@@ -243,8 +243,10 @@ def _restored_windows(
     yield each window's restored ``(n, 3, H, W)`` frames (CPU float32, clamped), in order.
 
     The model is moved to the run device at the first ``next`` and back when the generator
-    ends or is closed; its eval flags and ``spec.device_attribute`` are restored then too.
-    Gradients are disabled only around the forward passes, never across a ``yield``.
+    ends or is closed. Eval mode, ``spec.device_attribute`` and disabled gradients hold only
+    around each forward pass, never across a ``yield``: two iterators interleaved on one
+    model (or the caller's own use of it between two windows) each see the model as the
+    caller left it, and each window moves it back to the run device if something moved it.
     """
     run_device = resolve_device(device)
     home = model_device(model)
@@ -258,14 +260,20 @@ def _restored_windows(
         buffer = _FrameBuffer(frames, num_frames)
         total = num_frames if num_frames is not None else total_hint
         bar = tqdm(total=total, desc="deblur", unit="frame", disable=not progress)
-        with bar, eval_mode(model), resolved.on_device(model, run_device):
+        with bar:
             for _, indices, keep_from in _spans(resolved, length, buffer):
                 clip = buffer.take(indices)
                 buffer.release_before(keep_from)
                 height, width = clip.shape[-2:]
                 clip = pad_to_multiple(clip, resolved.multiple, mode=resolved.pad_mode)
                 clip = clip.unsqueeze(0).to(device=run_device, dtype=dtype)
-                with torch.no_grad():
+                if moved and model_device(model) != run_device:
+                    model.to(run_device)  # moved home by another iterator that finished
+                with (
+                    torch.no_grad(),
+                    eval_mode(model),
+                    resolved.on_device(model, run_device),
+                ):
                     restored = resolved.call(model, clip, pad=False)[0]
                 del clip
                 restored = restored[..., :height, :width].float().clamp_(0.0, 1.0).cpu()
