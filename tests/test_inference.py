@@ -514,3 +514,35 @@ def test_a_cuda_device_without_a_gpu_is_refused_with_its_reason(device: str) -> 
     with pytest.raises(ValueError, match=f"device='{device}', but torch sees no CUDA GPU"):
         resolve_device(device)
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_deblur_file_never_writes_over_its_own_input(tmp_path):
+    from ttblur.io.paths import OutputPathError
+    from ttblur.video import save_video
+
+    folder = save_video(_video(5), tmp_path / "frames")  # 00000.png ... 00004.png
+    source = folder / "00003.png"
+    before = source.read_bytes()
+    with pytest.raises(OutputPathError, match="would be replaced by an output frame"):
+        deblur_file(standin_model("image"), source, folder, spec="image", progress=False)
+    assert source.read_bytes() == before
+
+
+def test_deblur_checks_its_arguments_before_decoding_a_file(tmp_path, monkeypatch):
+    import ttblur.inference
+    from ttblur.video import save_video
+
+    path = save_video(_video(8), tmp_path / "clip.mkv")
+
+    def decoding(*args, **kwargs):
+        raise AssertionError("the video was decoded before the arguments were checked")
+
+    monkeypatch.setattr(ttblur.inference, "to_video", decoding)
+    model = standin_model("estrnn")
+    with pytest.raises(ValueError, match="too short"):
+        deblur(model, path, spec="estrnn", window=3, progress=False)
+    with pytest.raises(ValueError, match="unknown spec"):
+        deblur(model, path, spec="nosuchspec", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda'"):
+            deblur(model, path, spec="estrnn", device="cuda", progress=False)

@@ -41,6 +41,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ttblur.io.paths import PlannedOutput, check_planned_paths
+from ttblur.io.video_write import output_is_file
 from ttblur.specs import (
     ModelSpec,
     check_materialised,
@@ -452,6 +454,8 @@ def deblur(
         videos.
     """
     _check_model(model)
+    _window_length(declared_spec(model, spec), window)  # before a video file is decoded
+    resolve_device(device)
     frames = to_video(video)
     output = torch.empty_like(frames)
     done = 0
@@ -598,6 +602,11 @@ def deblur_file(
         dst_path.exists() and src_path.exists() and os.path.samefile(src_path, dst_path)
     ):
         raise ValueError(f"dst must differ from src (both are '{src}', or links to one file)")
+    # The CLI's rules: no frame of a PNG-folder dst may be src, dst not inside a src folder ...
+    folder = not output_is_file(dst_path)
+    check_planned_paths(
+        [("src", src_path)], [PlannedOutput("dst", dst_path, folder, frames=folder)]
+    )
     info = video_info(src)
     rate = fps if fps is not None else (info.fps or 25.0)
     stream, _ = _stream(src)
