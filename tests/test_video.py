@@ -404,3 +404,10 @@ def test_float32_arrays_are_never_written_and_flipped_views_load(tmp_path):
     assert np.array_equal(frames, kept)
     flipped = frames[..., ::-1]  # BGR -> RGB as a negative-stride view
     assert torch.equal(load_video(flipped), load_video(np.ascontiguousarray(flipped)))
+
+
+def test_a_16_bit_pix_fmt_is_fed_16_bit_frames(tmp_path, smooth):
+    """A pix_fmt deeper than 8 bits used to be fed rgb24: rounded to 8 bits first."""
+    path = save_video(smooth, tmp_path / "deep.mkv", codec="ffv1", pix_fmt="gbrp16le")
+    error = (load_video(path) - smooth).abs().max().item()
+    assert error < 2 / 65535  # 8-bit rounding alone leaves up to 0.5 / 255

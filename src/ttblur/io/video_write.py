@@ -251,9 +251,12 @@ def _write_video_file(
                 context.color_trc = 6  # AVCOL_TRC_SMPTE170M
                 context.color_range = 1  # AVCOL_RANGE_MPEG
             stream.options = options
+            # A pix_fmt of more than 8 bits gets 16-bit RGB: 8-bit input would round first.
+            deep = max(c.bits for c in av.VideoFormat(pix_fmt).components) > 8
+            rgb, depth = ("rgb48le", 16) if deep else ("rgb24", 8)
             for chunk in pulled():
-                for image in _quantize(chunk, 8):
-                    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                for image in _quantize(chunk, depth):
+                    frame = av.VideoFrame.from_ndarray(image, format=rgb)
                     if yuv:
                         frame = frame.reformat(
                             format=pix_fmt, dst_colorspace="itu601", dst_color_range="MPEG"
