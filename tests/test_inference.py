@@ -546,3 +546,27 @@ def test_deblur_checks_its_arguments_before_decoding_a_file(tmp_path, monkeypatc
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda'"):
             deblur(model, path, spec="estrnn", device="cuda", progress=False)
+
+
+def test_deblur_file_says_what_of_the_source_it_does_not_keep(tmp_path):
+    import av
+    import numpy as np
+
+    source = tmp_path / "phone.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(90)  # a portrait phone video
+        audio = container.add_stream("aac", rate=8000)
+        for i in range(6):
+            image = np.full((48, 64, 3), 30 * i, np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        sound = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), "fltp", "mono")
+        sound.sample_rate = 8000
+        container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
+    model = standin_model("image")
+    with pytest.warns(UserWarning, match=r"without 1 audio track\(s\) and its 90 degree display"):
+        deblur_file(model, source, tmp_path / "out.mp4", spec="image", progress=False)

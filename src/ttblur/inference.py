@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -582,7 +583,7 @@ def deblur_file(
         The output is written atomically: a failed or interrupted run leaves an earlier file
         (or frame folder) at ``dst`` as it was and no partial file under the final name.
     """
-    from ttblur.io.video import video_info, write_frames
+    from ttblur.io.video import unkept_metadata, video_info, write_frames
 
     unknown = sorted(set(save_kwargs) - set(_SAVE_OPTIONS))
     if unknown:
@@ -608,6 +609,14 @@ def deblur_file(
         [("src", src_path)], [PlannedOutput("dst", dst_path, folder, frames=folder)]
     )
     info = video_info(src)
+    unkept = unkept_metadata(src_path)
+    if unkept:
+        warnings.warn(
+            f"'{dst}' is written without {' and '.join(unkept)} of '{src}' (frames are read "
+            "and written as stored; ttblur copies no audio or display tags)",
+            UserWarning,
+            stacklevel=2,
+        )
     rate = fps if fps is not None else (info.fps or 25.0)
     stream, _ = _stream(src)
     chunks = _restored_windows(model, stream, None, spec, device, window, progress, info.num_frames)

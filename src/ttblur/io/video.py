@@ -66,6 +66,7 @@ __all__ = [
     "load_video",
     "save_video",
     "store_video",
+    "unkept_metadata",
     "video_info",
     "write_frames",
 ]
@@ -508,6 +509,32 @@ def video_info(source: VideoSource) -> VideoInfo:
         if count == 0:
             count = sum(1 for p in container.demux(stream) if p.size > 0)
     return VideoInfo(count, h, w, fps, "file")
+
+
+def unkept_metadata(source: VideoSource) -> list[str]:
+    """What ttblur's frames and outputs do not carry of a video file: a display rotation
+    (a phone's portrait video; frames are processed and written as stored, without the tag)
+    and audio tracks (never copied). Empty for other sources. Decodes one frame.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return []
+    path = Path(source).expanduser()
+    if not path.is_file() or path.suffix.lower() not in VIDEO_EXTENSIONS:
+        return []
+    import av
+
+    found = []
+    try:
+        with av.open(str(path)) as container:
+            if container.streams.audio:
+                found.append(f"{len(container.streams.audio)} audio track(s)")
+            first = next(container.decode(container.streams.video[0]), None)
+            rotation = int(getattr(first, "rotation", 0) or 0)
+            if rotation:
+                found.append(f"its {rotation} degree display rotation")
+    except (av.FFmpegError, OSError, ValueError, IndexError):
+        return []  # reported where the frames are read
+    return found
 
 
 def store_video(
