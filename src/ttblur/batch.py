@@ -338,9 +338,8 @@ def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> 
     """A digest of what a task runs: the settings (but ``threads`` and ``progress``), the local
     weights file, the local stage weights the configuration names, the ``.py`` files of the
     factory's folder (:func:`~ttblur.io.models.factory_source`) and, when given, the
-    network's parameters and
-    buffers (so a rerun with another configuration or network redoes every video). A Hub repo
-    id counts by its name and revision."""
+    network's parameters and buffers (so a rerun with another configuration or network redoes
+    every video). A Hub repo id counts by its name and revision."""
     import torch
 
     # threads change how fast, not what (progress: what is shown): a rerun still skips
