@@ -223,3 +223,13 @@ def test_spearman_ranks_with_ties() -> None:
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(0.866, abs=1e-3)
     assert spearman([1, 2], [1, 2]) != spearman([1, 2], [1, 2])  # NaN: too few
+
+
+def test_numpy_numbers_are_accepted_as_the_numbers_they_hold():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 24, 24, generator=gen), torch.rand(1, 3, 24, 24, generator=gen)
+    plain = psnr(a, b, crop_border=2, data_range=1.0)
+    assert psnr(a, b, crop_border=np.int64(2), data_range=np.float32(1.0)) == plain
+    assert ssim(a, b, crop_border=np.int32(2)) == ssim(a, b, crop_border=2)
+    with pytest.raises(ValueError, match="crop_border must be an int"):
+        psnr(a, b, crop_border=np.float64(2.0))

@@ -133,6 +133,8 @@ def test_report_rejects_another_video_and_bad_counts(adapted, video, tmp_path) -
         write_report(result, video[:6], tmp_path)
     with pytest.raises(ValueError, match="num_frames"):
         write_report(result, video, tmp_path, num_frames=0)
+    with pytest.raises(TypeError, match=r"num_frames must be an integer, got float 2\.5"):
+        write_report(result, video, tmp_path, num_frames=2.5)
     with pytest.raises(ValueError, match=r"\(T, 1, H, W\)"):
         write_report(result, video, tmp_path, magnitude=torch.zeros(7, 1, 8, 8))
 

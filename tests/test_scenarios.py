@@ -370,3 +370,14 @@ def test_synth_serves_the_scenario_names():
         assert getattr(synth, name) is getattr(scenarios, name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         synth.nope  # noqa: B018
+
+
+def test_numpy_integers_index_a_scenario_and_numpy_floats_normalise_a_condition():
+    from ttblur.scenarios import draw_scenario
+    from ttblur.synth import make_video
+
+    assert draw_scenario("pan", "development", np.int64(3)) == draw_scenario(
+        "pan", "development", 3
+    )
+    clip = make_video("coffee", "gopro", num_frames=3, size=(32, 48), seed=1)
+    assert torch.equal(clip.condition(np.float32(20.0)), clip.condition(20.0))

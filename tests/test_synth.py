@@ -437,3 +437,14 @@ def test_bad_arguments_raise(kwargs, match):
 def test_bad_images_raise(image, match):
     with pytest.raises(ValueError, match=match):
         make_video(image, num_frames=1, size=(16, 16))
+
+
+def test_an_infinite_speed_or_a_huge_seed_is_refused_with_a_clear_message():
+    from pydantic import ValidationError
+
+    from ttblur.synth import make_video
+
+    with pytest.raises(ValidationError, match="finite number"):
+        make_video("coffee", "gopro", num_frames=3, size=(32, 48), speed_px_s=float("inf"))
+    with pytest.raises(ValueError, match=r"seed must be a non-negative int below 2\*\*63"):
+        make_video("coffee", "gopro", num_frames=3, size=(32, 48), seed=2**64)

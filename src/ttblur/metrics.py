@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -101,15 +102,20 @@ def _check_inputs(
                 f"{name}: {label} must be a float tensor in [0, data_range], got dtype "
                 f"{value.dtype} (convert uint8 with .float() / 255)"
             )
-    if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
+    # NumPy integers and floats count as the numbers they hold (numbers.Integral / Real).
+    if isinstance(crop_border, bool) or not isinstance(crop_border, numbers.Integral):
+        raise ValueError(f"{name}: crop_border must be an int >= 0, got {crop_border!r}")
+    crop_border = int(crop_border)
+    if crop_border < 0:
         raise ValueError(f"{name}: crop_border must be an int >= 0, got {crop_border!r}")
     height, width = pred.shape[-2:]
     if crop_removes_all(crop_border, height, width):
         raise ValueError(
             f"{name}: crop_border={crop_border} removes the whole {height}x{width} image"
         )
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)):
+    if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real):
         raise ValueError(f"{name}: data_range must be a positive number, got {data_range!r}")
+    data_range = float(data_range)
     if not math.isfinite(data_range) or data_range <= 0:
         raise ValueError(f"{name}: data_range must be a positive number, got {data_range!r}")
     if reduction not in ("mean", "none"):

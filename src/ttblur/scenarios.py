@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -282,8 +283,9 @@ def draw_scenario(
         raise ValueError(f"unknown scenario family {family!r}; available: {', '.join(FAMILIES)}")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1000:
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < 1000:
         raise ValueError(f"index must be an int in [0, 1000), got {index!r}")
+    index = int(index)
     fam = FAMILIES.index(family)
     seed = 1000 * fam + index + (EVALUATION_SEED_MIN if role == "evaluation" else 0)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,7 +76,7 @@ class SynthParams(BaseModel):
     degrees (0 = +x / right, 90 = +y / down, image coordinates).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     frame_interval_ms: float = Field(gt=0, description="time between frame centres, ms")
     exposure_ms: float = Field(gt=0, description="exposure of a blurry frame, ms")
@@ -260,8 +261,9 @@ class SyntheticVideo:
             ``(T, 3, H, W)`` float32: channels ``x, y = flow / |flow|`` (``(1, 0)`` where
             ``|flow| <= 1e-6`` px) and ``z = min(magnitude / mag_norm, 1)`` in ``[0, 1]``.
         """
-        if isinstance(mag_norm, bool) or not isinstance(mag_norm, (int, float)):
+        if isinstance(mag_norm, bool) or not isinstance(mag_norm, numbers.Real):
             raise ValueError(f"mag_norm must be a number, got {type(mag_norm).__name__}")
+        mag_norm = float(mag_norm)
         if not (math.isfinite(mag_norm) and mag_norm > 0):
             raise ValueError(f"mag_norm must be a finite number > 0, got {mag_norm}")
         norm = torch.linalg.vector_norm(self.flow, dim=1, keepdim=True)
@@ -538,8 +540,8 @@ def make_video(
         raise ValueError(f"num_frames must be an int, got {type(num_frames).__name__}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative int below 2**63, got {seed!r}")
     h, w = _validate_size(size)
     photo = load_photo(image) if isinstance(image, str) else coerce_image(image)
     num_frames, seed = int(num_frames), int(seed)

@@ -120,6 +120,10 @@ def write_report(
             f"write_report needs the AdaptOutput that ttblur.adapt returns, got {kind}: it "
             "draws the selection, conditions and pseudo pairs the run produced"
         )
+    for name, value in (("num_frames", num_frames), ("num_patches", num_patches)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    num_frames, num_patches = int(num_frames), int(num_patches)
     if num_frames < 1 or num_patches < 1:
         raise ValueError(
             f"num_frames and num_patches must be >= 1, got {num_frames} and {num_patches}"
