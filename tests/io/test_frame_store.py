@@ -116,3 +116,12 @@ def test_store_video_reads_exactly_what_load_video_reads(tmp_path: Path) -> None
     assert store.encoding == "uint8"
     assert torch.equal(store[:], load_video(tmp_path))
     assert len(store_video(tmp_path, max_frames=4)) == 4
+
+
+def test_empty_chunks_are_skipped():
+    frames = torch.rand(4, 3, 8, 8)
+    empty = torch.zeros(0, 3, 8, 8)
+    store = FrameStore.from_chunks([empty, frames[:2], empty, frames[2:], empty])
+    assert len(store) == 4 and torch.allclose(store[:], frames, atol=0.5 / 255)
+    with pytest.raises(ValueError, match="the video has no frames"):
+        FrameStore.from_chunks([empty])

@@ -166,6 +166,8 @@ class FrameStore:
                 got = tuple(chunk.shape) if isinstance(chunk, Tensor) else type(chunk).__name__
                 raise ValueError(f"chunks must be (n, C, H, W) float tensors, got {got}")
             frames = chunk.detach().to("cpu", torch.float32)
+            if frames.shape[0] == 0:  # an empty chunk adds nothing (and has no values to scan)
+                continue
             if backing is None:  # 8-bit until a chunk is not (_append converts then)
                 backing = _Backing(tuple(frames.shape[1:]), "uint8", _directory(directory))
             elif tuple(frames.shape[1:]) != backing.frame_shape:
