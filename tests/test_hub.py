@@ -156,6 +156,8 @@ def test_unreachable_hub_uses_the_cache_even_when_not_in_offline_mode(
     message = str(info.value)
     assert "'someone/other'" in message and "could not be reached" in message
     assert "HF_HUB_OFFLINE" in message and "HF_HUB_OFFLINE=1 is set" not in message
+    with pytest.raises(WeightsNotFoundError, match=r"not contacted \(local_files_only=True\)"):
+        TinyNet.from_pretrained("someone/other", local_files_only=True)
 
 
 def test_unreachable_hub_error_says_how_to_pre_download(hub_cache):

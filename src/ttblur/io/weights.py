@@ -266,6 +266,8 @@ def _download_from_hub(
         reason = (
             "the Hub is not contacted because HF_HUB_OFFLINE=1 is set"
             if constants.HF_HUB_OFFLINE
+            else "the Hub is not contacted (local_files_only=True)"
+            if hub_kwargs.get("local_files_only")
             else "the Hub could not be reached"
         )
         raise WeightsNotFoundError(
