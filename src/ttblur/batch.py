@@ -65,6 +65,7 @@ from ttblur.io.atomic import (
     atomic_write_json,
     atomic_write_text,
     json_text,
+    kept_signal_handlers,
     remove_stale_temporaries,
 )
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -327,11 +328,8 @@ def _stage_weights_fingerprints(config: AdaptConfig) -> dict[str, list[int] | No
         "dbcgm.flow_weights": config.dbcgm.flow_weights,
         "synthesis.weights": config.synthesis.weights,
     }
-    return {
-        key: _fingerprint(Path(value).expanduser(), suffixes=None)
-        for key, value in named.items()
-        if value is not None and Path(value).expanduser().exists()
-    }
+    local = {key: Path(value).expanduser() for key, value in named.items() if value is not None}
+    return {key: _fingerprint(path, suffixes=None) for key, path in local.items() if path.exists()}
 
 
 def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> str:
@@ -719,25 +717,6 @@ def adapt_many(
     )
 
 
-def _signal_handlers() -> dict[int, Any]:
-    """The current Python handlers of SIGINT / SIGTERM (main thread only; else empty)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    numbers = [getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n)]
-    return {n: signal.getsignal(n) for n in numbers}
-
-
-def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
-    import signal
-
-    for number, handler in handlers.items():
-        if handler is not None:
-            signal.signal(number, handler)
-
-
 def _check_feasible(resources: dict[str, float], cpus: float, gpus: float) -> None:
     """Refuse tasks no node of the Ray cluster can run: Ray would wait for them forever."""
     for name, wanted in (("CPU", cpus), ("GPU", gpus)):
@@ -782,10 +761,9 @@ def _run_ray(
         }
         if address is None:
             options["num_cpus"] = max(round(workers * cpus), 1)
-        kept = _signal_handlers()
-        ray.init(address=address, **options)
+        with kept_signal_handlers():  # ray.init installs its own SIGTERM handler
+            ray.init(address=address, **options)
         started = True
-        _restore_signal_handlers(kept)  # ray.init installs its own SIGTERM handler
     try:
         _check_feasible(ray.cluster_resources(), cpus, gpus)
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)

@@ -548,11 +548,7 @@ def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
     if args.config is not None and getattr(args, "model", None) is not None:
         # Stages the --model module registers at import can be named in the config file.
         import_factory(args.model)
-    overrides = {
-        ("seed",): args.seed,
-        ("finetune", "epochs"): args.epochs,
-        ("rsdm", "patch_size"): args.patch_size,
-    }
+    flags = {"seed": args.seed, "finetune.epochs": args.epochs, "rsdm.patch_size": args.patch_size}
     if args.config is None:
         data: Any = {}
     else:  # the flags replace the file's values before it is validated (--epochs 2 over 0)
@@ -561,16 +557,13 @@ def _adapt_config(args: argparse.Namespace) -> AdaptConfig:
             data = json.loads(text)
         except json.JSONDecodeError:
             return AdaptConfig.from_json(text)  # pydantic's message for a broken file
-    for keys, value in overrides.items():
-        if value is None or not isinstance(data, dict):
-            continue
-        section = data
-        for key in keys[:-1]:
-            section = section.setdefault(key, {})
-            if not isinstance(section, dict):
-                break
-        else:
-            section[keys[-1]] = value
+    for dotted, value in flags.items():
+        *sections, key = dotted.split(".")
+        target = data
+        for name in sections:  # None where the file holds no object (validation says so)
+            target = target.setdefault(name, {}) if isinstance(target, dict) else None
+        if value is not None and isinstance(target, dict):
+            target[key] = value
     return AdaptConfig.model_validate(data)
 
 
@@ -620,8 +613,6 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
             outputs.append(PlannedOutput("--json", Path(args.json).expanduser(), False))
         if out is not None:
             outputs.append(PlannedOutput("--out", out, True))
-        if out is not None and args.json is not None:
-            _check_json_beside_batch(Path(args.json).expanduser(), out, ())
     elif args.command == "adapt-many" and out is not None:
         outputs.append(PlannedOutput("--out", out, True))
     elif args.command == "demo" and out is not None:

@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -51,7 +52,7 @@ import socket
 import stat
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -66,6 +67,7 @@ __all__ = [
     "atomic_write_text",
     "deferred_signals",
     "json_text",
+    "kept_signal_handlers",
     "remove_stale_temporaries",
     "temp_name",
     "terminate_as_interrupt",
@@ -81,10 +83,15 @@ _DEFERRED = tuple(
 )
 
 
+@functools.cache
+def _host() -> str:
+    """8 hex digits of this host name's CRC-32."""
+    return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
+
+
 def _owner() -> str:
-    """``HOST-PID`` of this process: HOST is 8 hex digits of the host name's CRC-32."""
-    host = zlib.crc32(socket.gethostname().encode("utf-8", "replace"))
-    return f"{host:08x}-{os.getpid()}"
+    """``HOST-PID`` of this process (the pid is read each time: a forked child has its own)."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def temp_name(final: Path) -> Path:
@@ -106,7 +113,7 @@ def _orphaned(tag: str) -> bool:
     process of this host that no longer runs. Unknown formats, other hosts and non-POSIX
     systems: ``False`` (left alone)."""
     match = _OWNED.match(tag)
-    if match is None or os.name != "posix" or match[1] != _owner().split("-")[0]:
+    if match is None or os.name != "posix" or match[1] != _host():
         return False
     try:
         os.kill(int(match[2]), 0)
@@ -208,6 +215,35 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def _handling(numbers: Iterable[int], handler: Callable[[int, Any], None] | None) -> Iterator[None]:
+    """For the block, ``handler`` for each signal of ``numbers`` that is not ignored
+    (``None``: the current handlers stay); afterwards every previous handler is put back,
+    whatever replaced it meanwhile. Main thread only (elsewhere the block runs as is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+    for number in numbers:
+        current = signal.getsignal(number)
+        if current is None or (handler is not None and current is signal.SIG_IGN):
+            continue
+        previous[number] = current
+        if handler is not None:
+            signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def kept_signal_handlers() -> contextlib.AbstractContextManager[None]:
+    """Put the ``SIGINT`` / ``SIGTERM`` handlers back after the block, whatever it installed
+    (``ray.init`` installs its own)."""
+    return _handling(_DEFERRED, None)
+
+
+@contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     """Hold back ``SIGINT`` and ``SIGTERM`` for the duration of the block.
 
@@ -219,24 +255,11 @@ def deferred_signals() -> Iterator[None]:
     and re-raises the first signal noted. Outside the main thread the block runs
     unprotected.
     """
-    if threading.current_thread() is not threading.main_thread() or not _DEFERRED:
-        yield
-        return
     noted: list[int] = []
-
-    def note(signum: int, frame: object) -> None:
-        noted.append(signum)
-
-    previous: dict[int, Any] = {}
-    for number in _DEFERRED:
-        handler = signal.getsignal(number)
-        if handler is not signal.SIG_IGN and handler is not None:
-            previous[number] = signal.signal(number, note)
     try:
-        yield
+        with _handling(_DEFERRED, lambda signum, frame: noted.append(signum)):
+            yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         if noted:
             signal.raise_signal(noted[0])
 
@@ -411,10 +434,11 @@ class StagedOutputs:
         stale: list[Path] = []
         for stage, target, replaces in self._folders:
             names = sorted(p.name for p in stage.iterdir() if p.is_file())
-            moves += [(stage / name, write_target(target / name)) for name in names]
+            moves += [(stage / name, target / name) for name in names]
             stale += [target / n for n in replaces if n not in names and (target / n).is_file()]
-        for tmp, target in moves:  # before the first rename: all published or none
-            write_target(target)
+        # Checked before the first rename: all published or none.
+        moves = [(tmp, write_target(target)) for tmp, target in moves]
+        for tmp, target in moves:
             _fsync_file(tmp)
             _take_mode(tmp, target)
         with deferred_signals():
@@ -445,20 +469,10 @@ class Terminated(KeyboardInterrupt):
 def terminate_as_interrupt() -> Iterator[None]:
     """Turn ``SIGTERM`` / ``SIGHUP`` into :class:`Terminated` for the duration (main thread
     only; the previous handlers are restored afterwards)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 
-    previous: dict[int, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
-            previous[number] = signal.signal(number, handler)
-    try:
+    numbers = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    with _handling(numbers, handler):
         yield
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)
