@@ -448,3 +448,28 @@ def test_an_infinite_speed_or_a_huge_seed_is_refused_with_a_clear_message():
         make_video("coffee", "gopro", num_frames=3, size=(32, 48), speed_px_s=float("inf"))
     with pytest.raises(ValueError, match=r"seed must be a non-negative int below 2\*\*63"):
         make_video("coffee", "gopro", num_frames=3, size=(32, 48), seed=2**64)
+
+
+def test_subframe_counts_stay_odd_and_inside_the_limits():
+    from ttblur._scene import subframe_count
+
+    # Still motion: the lower limit, rounded up to odd; an even upper limit caps at hi - 1.
+    assert subframe_count(0.0, 0.5, 4, 6) == 5
+    assert subframe_count(0.0, 0.5, 4, 5) == 5
+    assert subframe_count(100.0, 0.5, 3, 4) == 3
+    assert subframe_count(100.0, 0.5, 5, 301) == 201
+    assert subframe_count(2.2, 0.5, 1, 301) == 5
+    for lo, hi in [(1, 1), (3, 3), (2, 3), (4, 9), (6, 8)]:
+        for path in (0.0, 1.0, 3.3, 1000.0):
+            n = subframe_count(path, 0.5, lo, hi)
+            assert n % 2 == 1 and lo <= n <= hi
+    video = make_video(
+        "moon", num_frames=3, size=(32, 32), seed=0, min_subframes=4, max_subframes=6
+    )
+    assert all(n == 5 for n in video.num_subframes)
+
+
+@pytest.mark.parametrize("limit", [2, 4])
+def test_even_equal_subframe_limits_are_refused(limit):
+    with pytest.raises(ValueError, match="admits no odd sub-frame count"):
+        make_video("moon", num_frames=2, size=(16, 16), min_subframes=limit, max_subframes=limit)

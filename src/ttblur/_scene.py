@@ -195,9 +195,32 @@ class Rendered:
     photo_scale: float
 
 
-def _subframe_count(path_px: float, max_step_px: float, lo: int, hi: int) -> int:
+def subframe_count(path_px: float, max_step_px: float, lo: int, hi: int) -> int:
+    """Odd sub-frame count in ``[lo, hi]`` keeping sub-frames ``<= max_step_px`` apart.
+
+    The count is odd so that the middle sub-frame is the sharp frame. It is the smallest odd
+    number ``>= path_px / max_step_px`` and ``>= lo``, capped at the largest odd number
+    ``<= hi``.
+
+    Raises:
+        ValueError: if ``[lo, hi]`` holds no odd number (``lo == hi``, even).
+    """
+    check_subframe_range(lo, hi)
     n = min(max(lo, math.ceil(path_px / max_step_px)), hi)
-    return n if n % 2 == 1 else (n + 1 if n < hi else n - 1)
+    if n % 2 == 1:
+        return n
+    return n + 1 if n + 1 <= hi else n - 1
+
+
+def check_subframe_range(lo: int, hi: int) -> None:
+    """Refuse sub-frame limits that admit no odd count (the one rule for them)."""
+    if lo < 1 or hi < lo:
+        raise ValueError(f"sub-frame limits must satisfy 1 <= min ({lo}) <= max ({hi})")
+    if lo == hi and lo % 2 == 0:
+        raise ValueError(
+            f"min_subframes = max_subframes = {lo} admits no odd sub-frame count; sub-frame "
+            "counts are odd (the middle sub-frame is the sharp frame): use an odd number"
+        )
 
 
 def _path(points: np.ndarray) -> float:
@@ -262,7 +285,7 @@ def render_scene(
             centre, angle = obj.pose(times)
             pts = centre[:, None, :] + np.einsum("kij,pj->kpi", _rotation(angle), obj.corners())
             path = max(path, _path(pts))
-        counts.append(_subframe_count(path, max_step_px, min_subframes, max_subframes))
+        counts.append(subframe_count(path, max_step_px, min_subframes, max_subframes))
     sub_times = [
         c - e / 2.0 + (np.arange(n) + 0.5)[:, None] * (e / n) + row_offset[None, :]
         for c, n in zip(centres, counts)

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from ttblur._photos import HELDOUT_PHOTOS, PHOTOS, TRAIN_PHOTOS, coerce_image, load_photo
-from ttblur._scene import affine_field, path_length
+from ttblur._scene import affine_field, check_subframe_range, path_length, subframe_count
 
 __all__ = [
     "HELDOUT_PHOTOS",
@@ -156,6 +156,7 @@ class SynthParams(BaseModel):
                 f"max_subframes ({self.max_subframes}) must be >= min_subframes "
                 f"({self.min_subframes})"
             )
+        check_subframe_range(self.min_subframes, self.max_subframes)
         return self
 
 
@@ -499,12 +500,6 @@ def _resolve_params(preset: str | SynthParams, overrides: dict[str, Any]) -> Syn
     return SynthParams.model_validate({**base.model_dump(), **overrides})
 
 
-def _subframe_count(p: SynthParams, path_px: float) -> int:
-    n = max(p.min_subframes, math.ceil(path_px / p.max_step_px))
-    n = min(n, p.max_subframes)
-    return n if n % 2 == 1 else (n + 1 if n < p.max_subframes else n - 1)
-
-
 def make_video(
     image: str | np.ndarray | Tensor,
     preset: str | SynthParams = "gopro",
@@ -560,7 +555,11 @@ def make_video(
         m, b = traj.relative(c, probe)
         pos = np.einsum("kij,cj->kci", m, corners) + b[:, None, :]
         path = np.linalg.norm(np.diff(pos, axis=0), axis=-1).sum(axis=0).max()
-        counts.append(_subframe_count(params, float(path)))
+        counts.append(
+            subframe_count(
+                float(path), params.max_step_px, params.min_subframes, params.max_subframes
+            )
+        )
 
     # Sub-frame times (midpoint rule; the middle one is the frame centre).
     sub_times = [
