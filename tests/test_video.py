@@ -186,6 +186,16 @@ def test_folder_errors(tmp_path):
     with pytest.raises(ValueError, match=message):
         next(stream)
 
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for i in range(2):
+        write_png(twins / f"{i:04d}.png", np.zeros((H, W, 3), np.uint8))
+    (twins / "0001.jpg").write_bytes((twins / "0001.png").read_bytes())
+    message = r"holds '0001.jpg' and '0001.png': two images with one frame name"
+    for read in (load_video, video_info, iter_video):
+        with pytest.raises(ValueError, match=message):
+            read(twins)
+
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     write_png(corrupt / "0.png", np.zeros((H, W, 3), np.uint8))

@@ -111,7 +111,8 @@ def _too_few(count: int, min_frames: int) -> ValueError:
 
 def frame_files(folder: Path) -> list[Path]:
     """The image files of a frame folder, in natural order (hidden files ignored); the frames
-    :func:`load_video` reads, in its order. ValueError when there is none."""
+    :func:`load_video` reads, in its order. ValueError when there is none, or when two files
+    share a name but for the extension (``0001.png`` and ``0001.jpg``)."""
     files = [
         p
         for p in folder.iterdir()
@@ -121,7 +122,16 @@ def frame_files(folder: Path) -> list[Path]:
         raise ValueError(
             f"folder '{folder}' has no image files ({', '.join(IMAGE_EXTENSIONS)}); nothing to load"
         )
-    return sorted(files, key=lambda p: natural_key(p.name))
+    files.sort(key=lambda p: natural_key(p.name))
+    by_stem: dict[str, Path] = {}
+    for p in files:
+        twin = by_stem.setdefault(p.stem, p)
+        if twin is not p:  # 0001.png beside 0001.jpg: one frame twice, or two videos mixed
+            raise ValueError(
+                f"folder '{folder}' holds '{twin.name}' and '{p.name}': two images with one "
+                "frame name; keep one format per frame folder"
+            )
+    return files
 
 
 def _read_image(path: Path) -> np.ndarray:
