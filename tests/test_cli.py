@@ -19,7 +19,7 @@ from ttblur.io.models import SHIPPED_MODELS
 from ttblur.nets.reference import REFERENCE_MODELS
 from ttblur.synth import SyntheticVideo, load_photo, make_video
 from ttblur.testing import standin_model
-from ttblur.video import load_video, save_video
+from ttblur.video import load_video, save_video, video_info
 
 TINY = ["--epochs", "1", "--patch-size", "32", "--no-progress"]
 FACTORY = """
@@ -112,6 +112,19 @@ def test_deblur_with_the_default_reference_model(tmp_path, video_file, capsys) -
     assert code == 0
     assert load_video(out).shape == (7, 3, 64, 80)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_deblur_bit_depth_follows_the_input_unless_given(tmp_path, video_file, capsys) -> None:
+    deep = save_video(load_video(video_file), tmp_path / "deep", bit_depth=16)
+    run = ["deblur", str(deep), "--window", "6", "--no-progress", "--out"]
+    assert main([*run, str(tmp_path / "a")]) == 0
+    assert video_info(tmp_path / "a").bit_depth == 16
+    assert main([*run, str(tmp_path / "b"), "--bit-depth", "8"]) == 0
+    assert video_info(tmp_path / "b").bit_depth == 8
+    capsys.readouterr()
+    assert main([*run, str(tmp_path / "c.mp4"), "--bit-depth", "16"]) == 1
+    assert "--bit-depth 16: --out" in capsys.readouterr().err
+    assert not (tmp_path / "c.mp4").exists()
 
 
 def test_weights_from_a_folder_and_from_the_hub_cache(

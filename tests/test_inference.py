@@ -436,6 +436,20 @@ def test_deblur_file_png_folder_round_trip(tmp_path):
     assert video_info(dst).num_frames == 4
 
 
+def test_deblur_file_keeps_a_16_bit_source_16_bit_in_a_png_folder(tmp_path):
+    """A 16-bit source used to come back as 8-bit PNGs: 8 of its bits lost without a word."""
+    model = _perturbed("reference")
+    src = save_video(_video(5, 16, 24), tmp_path / "src", bit_depth=16)
+    expected = deblur(model, src, progress=False)
+    dst = deblur_file(model, src, tmp_path / "out", progress=False)
+    assert video_info(dst).bit_depth == 16
+    assert (load_video(dst) - expected).abs().max() <= 0.5 / 65535 + 1e-7
+    eight = deblur_file(model, src, tmp_path / "out8", bit_depth=8, progress=False)
+    assert torch.equal(load_video(eight), (expected * 255).round() / 255)
+    with pytest.warns(UserWarning, match="its samples' bits beyond 8"):
+        deblur_file(model, src, tmp_path / "out.mkv", crf=0, progress=False)
+
+
 def test_deblur_file_refuses_a_dst_that_is_the_source_through_a_link(tmp_path):
     model = _perturbed("image")
     src = save_video(_video(5, 16, 24), tmp_path / "clip.mkv", fps=24)

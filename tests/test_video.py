@@ -421,3 +421,16 @@ def test_a_16_bit_pix_fmt_is_fed_16_bit_frames(tmp_path, smooth):
     path = save_video(smooth, tmp_path / "deep.mkv", codec="ffv1", pix_fmt="gbrp16le")
     error = (load_video(path) - smooth).abs().max().item()
     assert error < 2 / 65535  # 8-bit rounding alone leaves up to 0.5 / 255
+
+
+def test_video_info_reports_the_bit_depth_of_every_source(tmp_path, smooth):
+    assert video_info(smooth).bit_depth == 16  # float tensor
+    frames = (smooth.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    assert video_info(frames).bit_depth == 8
+    assert video_info(frames.astype(np.uint16) * 257).bit_depth == 16
+    assert video_info(save_video(smooth, tmp_path / "png8")).bit_depth == 8
+    assert video_info(save_video(smooth, tmp_path / "png16", bit_depth=16)).bit_depth == 16
+    assert video_info(tmp_path / "png16" / "00000.png").bit_depth == 16
+    assert video_info(save_video(smooth, tmp_path / "clip.mp4")).bit_depth == 8
+    deep = save_video(smooth, tmp_path / "deep.mkv", codec="ffv1", pix_fmt="gbrp16le")
+    assert video_info(deep).bit_depth == 16

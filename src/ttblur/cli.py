@@ -292,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="frame rate of the output video (default: the input's, 25 for a frame folder)",
     )
+    deblur.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(8, 16),
+        default=None,
+        help="bits per sample of a PNG-folder --out (default: the input's: 16 for 16-bit "
+        "images and for video streams of more than 8 bits, else 8); video files hold 8",
+    )
     _add_run_options(deblur)
 
     evaluate = _subparser(
@@ -607,6 +615,11 @@ def _planned_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], li
             folder = not output_is_file(out)
         except ValueError as err:
             raise OutputPathError(f"--out: {err}") from err
+        if args.bit_depth == 16 and not folder:
+            raise OutputPathError(
+                f"--bit-depth 16: --out {out} is a video file, which holds 8 bits per sample; "
+                "give a folder for 16-bit PNGs"
+            )
         outputs.append(PlannedOutput("--out", out, folder, frames=folder))
     elif args.command == "eval":
         if args.json is not None:
@@ -735,6 +748,7 @@ def _run_deblur(args: argparse.Namespace) -> int:
         window=args.window,
         fps=args.fps,
         progress=not args.no_progress,
+        **({} if args.bit_depth is None else {"bit_depth": args.bit_depth}),
     )
     print(f"wrote {written} in {time.perf_counter() - start:.1f} s")
     return 0

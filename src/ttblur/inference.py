@@ -568,7 +568,9 @@ def deblur_file(
             (:func:`ttblur.video.video_info`), or 25 for a frame folder.
         progress: show a tqdm bar over the frames.
         **save_kwargs: ``crf``, ``codec``, ``pix_fmt``, ``bit_depth`` as in
-            :func:`ttblur.save_video`.
+            :func:`ttblur.save_video`; a PNG-folder ``dst`` is written with the source's
+            depth (``bit_depth`` of :func:`ttblur.video.video_info`: 16 for 16-bit images
+            and for streams of more than 8 bits) unless ``bit_depth`` is given.
 
     Returns:
         ``dst`` as a :class:`~pathlib.Path`.
@@ -610,6 +612,10 @@ def deblur_file(
     )
     info = video_info(src)
     unkept = unkept_metadata(src_path)
+    if folder:
+        save_kwargs.setdefault("bit_depth", info.bit_depth)  # a PNG folder keeps the precision
+    elif info.bit_depth > 8:
+        unkept.append("its samples' bits beyond 8 (video files hold 8; a PNG folder keeps 16)")
     if unkept:
         warnings.warn(
             f"'{dst}' is written without {' and '.join(unkept)} of '{src}' (frames are read "

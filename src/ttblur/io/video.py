@@ -83,6 +83,10 @@ class VideoInfo:
         width: frame width in pixels.
         fps: frames per second (``None`` for tensors, arrays and folders).
         kind: ``"tensor"``, ``"array"``, ``"folder"``, ``"image"`` or ``"file"``.
+        bit_depth: 8 when every sample has 8 bits (``uint8`` data, 8-bit images and
+            streams), else 16 (``uint16`` or float data, 16-bit or float images, a stream of
+            more than 8 bits, which is read as 16-bit RGB): the depth that keeps the source's
+            precision in a PNG folder.
     """
 
     num_frames: int
@@ -90,6 +94,7 @@ class VideoInfo:
     width: int
     fps: float | None
     kind: str
+    bit_depth: int = 8
 
 
 # --------------------------------------------------------------------------- checks
@@ -204,9 +209,13 @@ def _open_container(path: Path) -> Any:
     return container
 
 
+def _deep(layout: Any) -> bool:
+    """A PyAV pixel format of more than 8 bits per sample (decoded as 16-bit RGB)."""
+    return max((c.bits for c in layout.components), default=8) > 8
+
+
 def _frame_to_array(frame: Any) -> np.ndarray:
-    bits = max((c.bits for c in frame.format.components), default=8)
-    return frame.to_ndarray(format="rgb48le" if bits > 8 else "rgb24")
+    return frame.to_ndarray(format="rgb48le" if _deep(frame.format) else "rgb24")
 
 
 class TruncatedVideoWarning(UserWarning):
@@ -496,29 +505,38 @@ def video_info(source: VideoSource) -> VideoInfo:
     if isinstance(source, Tensor):
         check_frames(source)
         t, _, h, w = source.shape
-        return VideoInfo(int(t), int(h), int(w), None, "tensor")
+        depth = 8 if source.dtype == torch.uint8 else 16
+        return VideoInfo(int(t), int(h), int(w), None, "tensor", depth)
     if isinstance(source, np.ndarray):
         check_frames(source)
         t, h, w, _ = source.shape
-        return VideoInfo(int(t), int(h), int(w), None, "array")
+        return VideoInfo(int(t), int(h), int(w), None, "array", _depth_of(source))
     path = _resolve_path(source)
     if path.is_dir():
         files = frame_files(path)
-        h, w = _read_image(files[0]).shape[:2]
-        return VideoInfo(len(files), int(h), int(w), None, "folder")
+        image = _read_image(files[0])
+        h, w = image.shape[:2]
+        return VideoInfo(len(files), int(h), int(w), None, "folder", _depth_of(image))
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        h, w = _read_image(path).shape[:2]
-        return VideoInfo(1, int(h), int(w), None, "image")
+        image = _read_image(path)
+        h, w = image.shape[:2]
+        return VideoInfo(1, int(h), int(w), None, "image", _depth_of(image))
     container = _open_container(path)
     with container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
         h, w = int(stream.codec_context.height), int(stream.codec_context.width)
+        layout = stream.codec_context.format
+        depth = 16 if layout is not None and _deep(layout) else 8
         count = int(stream.frames or 0)
         if count == 0:
             count = sum(1 for p in container.demux(stream) if p.size > 0)
-    return VideoInfo(count, h, w, fps, "file")
+    return VideoInfo(count, h, w, fps, "file", depth)
+
+
+def _depth_of(frames: np.ndarray) -> int:
+    return 8 if frames.dtype == np.uint8 else 16
 
 
 def unkept_metadata(source: VideoSource) -> list[str]:
