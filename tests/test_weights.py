@@ -333,3 +333,20 @@ def test_user_network_strict_and_pickle_errors(tmp_path) -> None:
         load_weights(_UserNet(), tmp_path / "w.pth")
     with pytest.raises(FileNotFoundError, match=r"holds neither model\.safetensors nor"):
         load_weights(_UserNet(), tmp_path)
+
+
+def test_a_revision_with_a_local_folder_or_the_default_is_refused(tmp_path):
+    """It used to be ignored: the folder's weights loaded as if the revision held them."""
+    from ttblur.nets.reference import ReferenceDeblurNet
+
+    folder = tmp_path / "net"
+    ReferenceDeblurNet.from_pretrained().save_pretrained(folder)
+    with pytest.raises(
+        ValueError,
+        match=r"revision v2 applies to a Hugging Face Hub repo id, "
+        r"not to the local folder .*net",
+    ):
+        ReferenceDeblurNet.from_pretrained(folder, revision="v2")
+    with pytest.raises(ValueError, match="not to the shipped default weights"):
+        ReferenceDeblurNet.from_pretrained(revision="v2")
+    assert isinstance(ReferenceDeblurNet.from_pretrained(folder), ReferenceDeblurNet)

@@ -148,8 +148,8 @@ def resolve_pretrained(
         repo_id_or_path: ``None`` for the shipped default, a local folder, or a Hub repo id
             (``owner/name``). An existing folder wins over a repo id of the same name.
         default: name of the shipped default under ``ttblur/weights/``.
-        revision: Hub revision (branch, tag or commit hash); only for repo ids (ignored for
-            folders).
+        revision: Hub revision (branch, tag or commit hash); only for repo ids (refused
+            with a folder or the shipped default, where it would be ignored).
         filenames: files to fetch from a Hub repo (only these are downloaded).
         **hub_kwargs: passed to :func:`huggingface_hub.snapshot_download` for repo ids
             (``cache_dir``, ``token``, ``force_download``, ``local_files_only``).
@@ -163,12 +163,14 @@ def resolve_pretrained(
         WeightsNotFoundError: no such local folder, no shipped default, or the repo id cannot
             be resolved (Hub unreachable and not in the local cache, unknown repo or
             revision): the message names the repo and how to pre-download it.
+        ValueError: ``revision`` with a local folder or the shipped default.
     """
     if repo_id_or_path is None:
         if default is None:
             raise WeightsNotFoundError(
                 "this class ships no default weights: pass a folder or a Hub repo id"
             )
+        _refuse_local_revision("revision", revision, "the shipped default weights")
         folder = shipped_weights_dir(default)
         if not (folder / WEIGHTS_NAME).is_file():
             raise WeightsNotFoundError(
@@ -178,11 +180,20 @@ def resolve_pretrained(
         return folder
     path = Path(repo_id_or_path).expanduser()
     if path.is_dir():
+        _refuse_local_revision("revision", revision, f"the local folder {path}")
         return path
     text = str(repo_id_or_path)
     if isinstance(repo_id_or_path, Path) or looks_like_local_path(text) or path.exists():
         raise WeightsNotFoundError(f"no weights folder at '{text}'")
     return _download_from_hub(text, revision, tuple(filenames), hub_kwargs)
+
+
+def _refuse_local_revision(option: str, revision: str | None, where: str) -> None:
+    """A revision names a commit of a Hub repo: with anything else it would be ignored."""
+    if revision is not None:
+        raise ValueError(
+            f"{option} {revision} applies to a Hugging Face Hub repo id, not to {where}"
+        )
 
 
 def _predownload_help(repo_id: str, revision: str | None) -> str:
@@ -724,6 +735,7 @@ class PretrainedMixin(PushToHubMixin, PyTorchModelHubMixin):
                 or a file is missing.
             InvalidWeightsError: the files are corrupt, belong to another class, or do not
                 match the architecture.
+            ValueError: ``revision`` with a local folder or the shipped default.
         """
         hub_kwargs: dict[str, Any] = {}
         if force_download:
@@ -828,11 +840,8 @@ def _user_weights_file(weights: str, revision: str | None) -> Path:
     """The ``.safetensors`` file a ``--weights`` value names (see :func:`load_weights`)."""
     path = Path(weights).expanduser()
     local = path.exists() or looks_like_local_path(weights, (".safetensors", *TORCH_SUFFIXES))
-    if revision is not None and local:
-        raise ValueError(
-            f"--revision {revision} applies to a Hugging Face Hub repo id, not to the local "
-            f"path {weights}"
-        )
+    if local:
+        _refuse_local_revision("--revision", revision, f"the local path {weights}")
     if path.is_file():
         return path
     if path.is_dir():
