@@ -40,14 +40,31 @@ def test_every_index_form_the_stages_use_matches_the_tensor() -> None:
         (6, slice(None), slice(2, 9), slice(1, 4)),
         (slice(3, 4), slice(None), slice(0, 5)),
         (torch.tensor([2, 3]), 0),
+        (..., slice(2, 5)),
+        (1, ..., 3),
+        (..., 0, slice(1, 3)),
+        (...,),
+        np.array([1, 3]),
+        np.int64(2),
     ]
     for index in cases:
         assert torch.equal(store[index], video[index]), index
     assert torch.equal(torch.stack(list(store)), video)
     with pytest.raises(IndexError, match="out of range"):
         store[11]
-    with pytest.raises(TypeError, match="boolean"):
-        store[torch.ones(11, dtype=torch.bool)]
+    # True is 1 to Python and [True, False, ...] was read as frames 1, 0, ...: refused now.
+    for mask in (
+        torch.ones(11, dtype=torch.bool),
+        True,
+        [True, False] * 5 + [True],
+        np.ones(11, bool),
+        torch.tensor(True),
+    ):
+        with pytest.raises(TypeError, match="boolean mask"):
+            store[mask]
+    for other in (None, 1.5, "a", (None, 0), torch.tensor([0.0, 2.0])):
+        with pytest.raises(TypeError, match="indexed by an int, a slice"):
+            store[other]
 
 
 def test_frames_that_are_not_8_bit_switch_the_store_to_float32_losslessly() -> None:

@@ -291,7 +291,12 @@ class FrameStore:
         return out.to(self._device)
 
     def __getitem__(self, index: Any) -> Tensor:
+        """Frames as a tensor would give them: ``store[i]`` ``(C, H, W)``, ``store[a:b]``,
+        ``store[[i, j]]``, ``store[i, c, y0:y1]``, ``store[..., a:b]``. Only the frames asked
+        for are read. Boolean masks and ``None`` in the frame position are refused
+        (``TypeError``)."""
         if isinstance(index, tuple):
+            index = _expand_ellipsis(index, len(self.shape))
             if not index:
                 return self.frames(0, len(self))
             head, rest = index[0], index[1:]
@@ -311,9 +316,7 @@ class FrameStore:
             if step == 1:
                 return self.frames(start, stop)
             return self[list(range(start, stop, step))]
-        if isinstance(index, Tensor) and index.dtype == torch.bool:
-            raise TypeError("a FrameStore is not indexed by a boolean mask")
-        positions = [int(i) for i in (index.tolist() if isinstance(index, Tensor) else index)]
+        positions = _positions(index)
         if not positions:
             return self.frames(0, 0)
         return torch.stack([self[i] for i in positions])
@@ -340,8 +343,39 @@ Frames = Tensor | FrameStore
 
 def _is_scalar(index: Any) -> bool:
     if isinstance(index, Tensor):
-        return index.ndim == 0
-    return isinstance(index, (int, np.integer))
+        return index.ndim == 0 and index.dtype != torch.bool
+    return isinstance(index, (int, np.integer)) and not isinstance(index, bool)
+
+
+def _expand_ellipsis(index: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
+    """``(..., k)`` -> ``(:, :, :, k)`` for a ``ndim``-dimensional store."""
+    if not any(part is Ellipsis for part in index):
+        return index
+    at = next(i for i, part in enumerate(index) if part is Ellipsis)
+    consumed = sum(1 for part in index if part is not None and part is not Ellipsis)
+    return (*index[:at], *([slice(None)] * (ndim - consumed)), *index[at + 1 :])
+
+
+def _positions(index: Any) -> list[int]:
+    """Frame positions of a sequence / tensor / array index; masks and the rest refused."""
+    if isinstance(index, (Tensor, np.ndarray)):
+        mask = index.dtype == torch.bool if isinstance(index, Tensor) else index.dtype == bool
+        values = index.tolist()
+    else:
+        values = index
+        mask = isinstance(values, (bool, np.bool_))
+    if isinstance(values, (list, tuple)):
+        mask = mask or any(isinstance(v, (bool, np.bool_)) for v in values)
+    if mask:
+        raise TypeError("a FrameStore is not indexed by a boolean mask; select frame numbers")
+    if isinstance(values, (list, tuple, range)) and all(
+        isinstance(v, (int, np.integer)) for v in values
+    ):
+        return [int(v) for v in values]
+    raise TypeError(
+        f"a FrameStore's frames are indexed by an int, a slice, a sequence of ints or an "
+        f"integer tensor, not {index!r:.60}"
+    )
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> Path | None:
