@@ -318,6 +318,25 @@ def test_a_given_detector_is_checked_against_its_own_patch_size_not_the_config()
         pipe(model, video, progress=False)
 
 
+def test_frames_narrower_than_the_models_multiple_are_refused_before_any_stage() -> None:
+    """The guard's windows (at least the spec's multiple) used to fail inside avg_pool2d
+    after detection, conditions and synthesis had run."""
+    calls: list[Tensor] = []
+    config = {"rsdm": {"patch_size": 8}, "finetune": {"epochs": 1}}
+    pipe = AdaptPipeline.from_config(
+        config, synthesizer=lambda sharp, condition: calls.append(sharp) or sharp
+    )
+    video = torch.rand(8, 3, 12, 40)
+    with pytest.raises(ValueError, match=r"12x40, smaller than the model's size multiple \(16"):
+        pipe(standin_model("dstnet"), video, spec="dstnet", progress=False)
+    assert calls == []
+    unguarded = {**config, "guard": {"enabled": False}}
+    out = AdaptPipeline.from_config(unguarded)(
+        standin_model("dstnet"), video, spec="dstnet", progress=False
+    )
+    assert len(out.report.train_loss) == 1
+
+
 def test_a_lazy_model_is_refused_by_adapt_and_deblur_untouched() -> None:
     from ttblur.inference import deblur
 

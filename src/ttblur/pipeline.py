@@ -76,6 +76,7 @@ from ttblur.specs import ModelSpec, declared_spec, infer_spec, model_device
 from ttblur.stages.clips import synthesize_motion_clips
 from ttblur.stages.exposure import video_motion
 from ttblur.stages.reblur import match_noise, video_noise_std
+from ttblur.stages.sharp_neighbours import window_region
 from ttblur.types import (
     BlurConditions,
     BlurSynthesizer,
@@ -501,6 +502,12 @@ class AdaptPipeline:
         )
         if self._builds_builtin("detector"):
             check_pair_memory(self.config, declared, shape, available_memory())
+        if self.config.guard.enabled and self._builds_builtin("guard"):
+            guard = self.config.guard  # the windows it will cut fit the frames
+            height, width = int(shape[-2]), int(shape[-1])
+            window_region(
+                guard.box + 2 * guard.margin, guard.margin, height, width, declared.multiple
+            )
 
     def _seed(self) -> None:
         """Seed the (forked) global random streams from the config, and restart the stages'

@@ -334,6 +334,12 @@ def test_magnitude_uses_existing_neighbours_at_the_ends_and_single_frames() -> N
     cond = gen(coded_video(1), Selection([patch], single))
     assert torch.allclose(cond[0, 2], torch.full((16, 16), 17.0))  # M_t + offset
     assert torch.equal(cond[0, 0], torch.ones(16, 16)) and flow.pairs == []
+    # The shipped settings cap by the motion per frame, of which a lone frame has none:
+    # 0 / 0 made the whole condition NaN.
+    capped = DomainBlurConditionGenerator(flow=CodedFlow(const_table({})), context=0)
+    assert capped.motion_cap
+    cond = capped(coded_video(1), Selection([patch], single)).maps
+    assert torch.allclose(cond[0, 2], torch.full((16, 16), 7.0 + capped.magnitude_offset))
 
 
 def test_magnitude_maps_in_a_store_are_read_once_per_frame(monkeypatch) -> None:

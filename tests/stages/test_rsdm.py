@@ -166,6 +166,16 @@ def test_max_patches_keeps_the_sharpest():
     assert len(sel) == 2 and all(p.frame == 2 for p in sel.patches)
 
 
+def test_random_selector_caps_with_a_random_subset_not_the_first_frames():
+    video, magnitude = torch.rand(20, 3, 32, 48), torch.rand(20, 1, 32, 48)
+    full = RandomPatchSelector(bme=_zero_bme, patch_size=16, seed=1).select(video, magnitude)
+    capped = RandomPatchSelector(bme=_zero_bme, patch_size=16, max_patches=5, seed=1)
+    sel = capped.select(video, magnitude)
+    assert len(sel) == 5 and set(sel.patches) <= set(full.patches)
+    frames = [p.frame for p in sel.patches]
+    assert frames == sorted(frames) and max(frames) - min(frames) >= 5  # was [2, 2, 2, 2, 3]
+
+
 def test_estimate_magnitude_batches_and_bounds_memory():
     calls = []
 

@@ -574,7 +574,10 @@ class DomainBlurConditionGenerator(_TemporalFlow):
             if self.motion_cap:
                 # An exposure no longer than the frame interval cannot blur more than the image
                 # moves in one interval: cap M' by the mean per-frame motion |F| / n.
-                adapted = torch.minimum(adapted, _per_frame_motion(norm, counts))
+                # A lone frame has no pair, hence no motion to bound its blur by (0 / 0).
+                cap = _per_frame_motion(norm, counts.clamp_min(1))
+                moved = (counts > 0).to(adapted.device).view(-1, 1, 1, 1)
+                adapted = torch.where(moved, torch.minimum(adapted, cap), adapted)
             if self.lengths == "video":
                 adapted = self.video_lengths(adapted, selection)
             return adapted

@@ -754,9 +754,10 @@ class RandomPatchSelector(_GridPatchSelector):
         grid, magnitude = self._grid_and_magnitude(video, magnitude, progress)
         target = grid.target_count(self.ratio)
         rng = np.random.default_rng(self.seed)
-        chosen = np.sort(rng.choice(len(grid), size=target, replace=False))
+        chosen = rng.choice(len(grid), size=target, replace=False)  # in random order
         if self.max_patches is not None:
-            chosen = chosen[: self.max_patches]
+            chosen = chosen[: self.max_patches]  # a uniform subset, not the earliest frames
+        chosen = np.sort(chosen)
         return Selection(
             patches=[grid.location(int(i)) for i in chosen],
             magnitude=magnitude.detach().float().cpu(),

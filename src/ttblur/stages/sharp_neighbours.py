@@ -104,7 +104,17 @@ def window_region(
 
     The region is ``size`` clamped to the frame and rounded down to ``multiple`` (at least
     ``multiple``); the border is at most ``border`` and leaves an 8 px box at least.
+
+    Raises:
+        ValueError: a frame side shorter than ``multiple`` (no window of the model's size
+            multiple fits in the frame).
     """
+    if min(height, width) < multiple:
+        raise ValueError(
+            f"frames are {height}x{width}, smaller than the model's size multiple ({multiple} "
+            "px): the guard scores windows of at least that side; use larger frames or "
+            "guard.enabled = false"
+        )
     side = min(size, height, width)
     side = max(multiple, side - side % multiple)
     return side, max(0, min(border, (side - 8) // 2))
