@@ -204,3 +204,27 @@ def test_neighbours_the_flow_did_not_register_are_left_out(panning_video) -> Non
     estimate = estimate_exposure(video, PATCHES, _WrongFlow())
     assert estimate.ratio is None
     assert estimate.note is not None and "registered" in estimate.note
+
+
+def test_the_patch_border_is_left_out_of_the_comparison(panning_video, monkeypatch) -> None:
+    """The blurred patch is padded beyond its box, so its 8 px border is not compared; only
+    the frame's border was left out before (a patch inside the frame was compared whole)."""
+    import ttblur.stages.exposure as exposure
+
+    seen = []
+    original = exposure._errors
+
+    def record(comparisons, *args, **kwargs):
+        seen.extend(comparisons)
+        return original(comparisons, *args, **kwargs)
+
+    monkeypatch.setattr(exposure, "_errors", record)
+    video = panning_video(0.5, motions=STOP_AND_GO)
+    inner = [PatchLocation(3, 16, 24, 64)]  # 16 px and more from every frame edge
+    estimate_exposure(video, inner, OpenCVFlow())
+    assert seen
+    for c in seen:
+        weight = c.weight[:, 0]
+        assert weight[:, :8].sum() == 0 and weight[:, -8:].sum() == 0
+        assert weight[:, :, :8].sum() == 0 and weight[:, :, -8:].sum() == 0
+        assert weight[:, 8:-8, 8:-8].mean() > 0.9

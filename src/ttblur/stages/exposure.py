@@ -111,7 +111,8 @@ MAX_RESIDUAL_NOISE = 20.0
 MIN_RESIDUAL_LIMIT = 1e-3
 #: Bootstrap resamplings of the compared patches.
 _RESAMPLES = 200
-#: Pixels left out on each side of a patch when comparing (warping and blur borders).
+#: Pixels left out on each side of a patch (the blur pads beyond it) and of the frame
+#: (the flow is least reliable there) when comparing.
 _BORDER = 8
 #: Defaults of the fit: neighbours compared, px per frame below which a neighbour is skipped,
 #: patch frames used and patches used per frame (the last two bound the cost).
@@ -309,7 +310,15 @@ def _comparisons(
             weight = weight * inside
             sharp = torch.stack([chosen[i].crop(source) for i in moving])
             target = torch.stack([chosen[i].crop(warped) for i in moving])
-            mask = torch.stack([chosen[i].crop(weight) for i in moving])
+            mask = torch.stack([chosen[i].crop(weight) for i in moving]).clone()
+            # The blurred patch is padded beyond its own box: its border is left out too (a
+            # quarter of a small patch at most).
+            edge = min(_BORDER, mask.shape[-1] // 4, mask.shape[-2] // 4)
+            if edge:
+                mask[..., :edge, :] = 0.0
+                mask[..., -edge:, :] = 0.0
+                mask[..., :, :edge] = 0.0
+                mask[..., :, -edge:] = 0.0
             # Only a patch clearly sharper than its warped neighbour tells rho: where the
             # neighbour holds as much detail (a steady pan blurs every frame alike, a very
             # short exposure blurs none), any rho explains the pair as well as rho -> 0.
@@ -338,8 +347,9 @@ def _errors(
     generator: torch.Generator,
 ) -> Tensor:
     """Per compared patch, the mean squared error ``(n_total,)`` of the patch blurred
-    ``ratio * speed`` px (noise topped up) against the warped neighbour (a border of 8 px and
-    the pixels warped from outside the neighbour frame left out)."""
+    ``ratio * speed`` px (noise topped up) against the warped neighbour (8 px at the patch's
+    and at the frame's edges and the pixels warped from outside the neighbour frame left
+    out)."""
     out = []
     for c in comparisons:
         condition = torch.empty_like(c.sharp)
