@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -229,6 +231,41 @@ def test_a_guard_that_may_not_keep_rejects_even_a_large_gain(may_keep):
         assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_the_guard_scores_in_eval_mode_without_gradients():
+    """It was called in whatever mode the model was in (train mode after an epoch without a
+    validation split) with gradients on: BatchNorm statistics moved and were kept."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3), nn.Dropout(0.5))
+    probe = torch.rand(2, 3, 8, 8)
+    seen = []
+
+    def score(m: nn.Module) -> float:
+        seen.append((m.training, m[1].training, torch.is_grad_enabled()))
+        return -float((m(probe) - probe).abs().mean())
+
+    config = FinetuneConfig(epochs=2, batch_size=4, lr=1e-2, val_fraction=0.0, augment=False)
+    result = _finetune_on_halving(model.train(), config, EpochGuard(score, min_gain_db=-100.0))
+    assert seen == [(False, False, False)] * 3
+    steps = 2 * 3  # 12 pairs, batches of 4
+    assert int(model[1].num_batches_tracked) == steps and result.best_epoch >= 1
+    assert model.training  # the caller's mode is back
+
+
+@pytest.mark.parametrize("rollback", [True, False])
+def test_epochs_that_all_score_minus_inf_leave_the_unadapted_model_reverted(rollback):
+    """-inf is the built-in probes' score of a restoration holding NaN / inf; with rollback
+    off the unadapted weights came back with ``reverted`` False."""
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 3, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([5.0, -math.inf, -math.inf])
+    guard = EpochGuard(lambda m: next(scores), min_gain_db=0.0, rollback=rollback)
+    config = FinetuneConfig(epochs=2, batch_size=4, lr=1e-2, augment=False)
+    result = _finetune_on_halving(model, config, guard)
+    assert result.best_epoch == 0 and result.reverted and result.guard_rejected
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_finetune_divergence_restores_the_model_and_says_why():
     model = nn.Conv2d(3, 3, 1)
     model.register_buffer("scratch", torch.arange(3.0), persistent=False)
@@ -236,6 +273,8 @@ def test_finetune_divergence_restores_the_model_and_says_why():
     config = FinetuneConfig(epochs=2, batch_size=4, lr=1e-2, val_fraction=0.0, augment=False)
 
     def nan_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.grad_fn is None:  # the up-front check's probe (a leaf): finite there
+            return (pred - target).abs().mean()
         model.scratch.add_(1.0)  # a side effect the restore must undo too
         return (pred - target).abs().mean() * float("nan")
 
@@ -303,3 +342,26 @@ def test_a_model_that_cannot_be_copied_is_refused_with_the_way_around() -> None:
     model.lock = threading.Lock()
     with pytest.raises(TypeError, match=r"cannot copy the model.*in_place=True"):
         copy_model(model)
+
+
+@pytest.mark.parametrize(
+    "loss_fn, message",
+    [
+        (lambda pred, target: (pred - target).abs().mean(dim=(1, 2, 3)), "must return a scalar"),
+        (lambda pred, target: (pred.detach() - target).abs().mean(), "does not depend on pred"),
+        (lambda pred, target: 3, "must return a scalar tensor, got int"),
+    ],
+)
+def test_finetune_called_directly_checks_the_loss_first(loss_fn, message):
+    """Raw PyTorch errors came out of the first step (the pipeline checked, finetune not)."""
+    model = nn.Conv2d(3, 3, 1)
+    with pytest.raises(ValueError, match=message):
+        finetune(
+            model,
+            _halving_pairs(),
+            loss_fn,
+            FinetuneConfig(epochs=1),
+            spec=get_spec("image"),
+            device=CPU,
+            progress=False,
+        )

@@ -3,8 +3,9 @@
 :class:`~ttblur.pipeline.AdaptPipeline` calls them first, on the caller's model untouched, so
 a bad input fails before any weights are loaded or any patch is cut: the config is resolved
 (:func:`resolve_config`), the video is checked against the config and the model's spec
-(:func:`check_video`) and the loss is tried once (:func:`check_loss`). ``ttblur.pipeline``
-re-exports :func:`resolve_config` and :func:`check_loss`.
+(:func:`check_video`) and the loss is tried once (:func:`check_loss`, defined beside
+fine-tuning in :mod:`ttblur.finetune`, which also calls it). ``ttblur.pipeline`` re-exports
+:func:`resolve_config` and :func:`check_loss`.
 
 Example:
     >>> import torch
@@ -19,11 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from ttblur.config import AdaptConfig
-from ttblur.finetune import LossFn, check_crop_size, clip_radius
+from ttblur.finetune import check_crop_size, check_loss, clip_radius
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec, check_materialised
 from ttblur.stages.flow import MIN_FLOW_SIZE
@@ -58,42 +56,6 @@ def resolve_config(config: AdaptConfig | dict[str, Any] | str | Path | None) -> 
     if isinstance(config, (str, Path)):
         return AdaptConfig.load(config)
     raise TypeError(f"config must be an AdaptConfig, a dict or a JSON path, got {type(config)}")
-
-
-def check_loss(loss_fn: LossFn, device: torch.device, size: int = 32) -> None:
-    """Call ``loss_fn`` once on random ``(2, 3, size, size)`` tensors and check its result.
-
-    Args:
-        loss_fn: the loss.
-        device: where fine-tuning runs.
-        size: the side of the patches fine-tuning gives it (the crop size, else the patch
-            size): a multiscale or perceptual loss that pools several times needs that much.
-
-    Raises:
-        ValueError: it fails, returns no finite scalar tensor, or ignores ``pred``.
-    """
-    # A local generator: checking the loss must not consume the caller's global RNG.
-    gen = torch.Generator().manual_seed(0)
-    shape = (2, 3, size, size)
-    pred = torch.rand(*shape, generator=gen).to(device).requires_grad_(True)
-    target = torch.rand(*shape, generator=gen).to(device)
-    try:
-        value = loss_fn(pred, target)
-    except Exception as err:
-        raise ValueError(
-            f"loss_fn(pred, target) failed on {shape} tensors (the size fine-tuning gives it): "
-            f"{type(err).__name__}: {err}"
-        ) from err
-    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
-        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
-    if not value.requires_grad:
-        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
-    if not torch.isfinite(value.detach()).all():
-        raise ValueError(
-            f"loss_fn(pred, target) returned {float(value.detach())} on {shape} tensors in "
-            "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
-        )
 
 
 def _largest_patch(height: int, width: int) -> int:

@@ -19,6 +19,7 @@ import copy
 import math
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "PseudoPairs",
     "build_pseudo_pairs",
     "check_crop_size",
+    "check_loss",
     "finetune",
     "predict_centre",
     "select_trainable",
@@ -345,6 +347,42 @@ def check_crop_size(crop_size: int | None, side: int) -> None:
         )
 
 
+def check_loss(loss_fn: LossFn, device: torch.device, size: int = 32) -> None:
+    """Call ``loss_fn`` once on random ``(2, 3, size, size)`` tensors and check its result.
+
+    Args:
+        loss_fn: the loss.
+        device: where fine-tuning runs.
+        size: the side of the patches fine-tuning gives it (the crop size, else the patch
+            size): a multiscale or perceptual loss that pools several times needs that much.
+
+    Raises:
+        ValueError: it fails, returns no finite scalar tensor, or ignores ``pred``.
+    """
+    # A local generator: checking the loss must not consume the caller's global RNG.
+    gen = torch.Generator().manual_seed(0)
+    shape = (2, 3, size, size)
+    pred = torch.rand(*shape, generator=gen).to(device).requires_grad_(True)
+    target = torch.rand(*shape, generator=gen).to(device)
+    try:
+        value = loss_fn(pred, target)
+    except Exception as err:
+        raise ValueError(
+            f"loss_fn(pred, target) failed on {shape} tensors (the size fine-tuning gives it): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
+    if not value.requires_grad:
+        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
+    if not torch.isfinite(value.detach()).all():
+        raise ValueError(
+            f"loss_fn(pred, target) returned {float(value.detach())} on {shape} tensors in "
+            "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
+        )
+
+
 def _set_train_mode(model: nn.Module, spec: ModelSpec) -> None:
     """Train mode, except where training would change what is frozen: a normalisation layer
     with running statistics (BatchNorm, InstanceNorm with ``track_running_stats``) whose own
@@ -444,18 +482,34 @@ def finetune(
         running statistics (they stay in eval mode while the rest trains).
 
     Raises:
-        ValueError: ``config.crop_size`` larger than the pairs, or a ``config.trainable`` that
-            selects no parameter.
+        ValueError: ``config.crop_size`` larger than the pairs, a ``config.trainable`` that
+            selects no parameter, or a ``loss_fn`` that fails, returns no finite scalar or
+            ignores ``pred`` (:func:`check_loss`, tried once before training).
     """
     devices = [device] if device.type == "cuda" else []
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        with torch.random.fork_rng(devices=devices), spec.on_device(model, device):
+    with _modes_kept(model), torch.random.fork_rng(devices=devices):
+        with spec.on_device(model, device):
             torch.manual_seed(seed)
             return _finetune(model, pairs, loss_fn, config, spec, device, seed, progress, guard)
+
+
+@contextmanager
+def _modes_kept(model: nn.Module) -> Iterator[None]:
+    """Give every module of ``model`` its train / eval flag back on exit."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        yield
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+def _guard_score(model: nn.Module, guard: EpochGuard) -> float:
+    """``guard.score(model)`` as its contract says: eval mode, gradients off (a custom score
+    would otherwise update BatchNorm statistics, draw dropout and build a graph)."""
+    with _modes_kept(model), torch.no_grad():
+        model.eval()
+        return float(guard.score(model))
 
 
 def _finetune(
@@ -469,7 +523,9 @@ def _finetune(
     progress: bool,
     guard: EpochGuard | None,
 ) -> FinetuneResult:
-    check_crop_size(config.crop_size, pairs.targets.shape[-1])
+    side = int(pairs.targets.shape[-1])
+    check_crop_size(config.crop_size, side)
+    check_loss(loss_fn, device, config.crop_size or side)
     gen = torch.Generator().manual_seed(seed)
     count = len(pairs)
     num_val = math.floor(count * config.val_fraction) if count >= 2 else 0
@@ -512,7 +568,7 @@ def _finetune(
     # ``rollback`` off it is kept even when it scores below the unadapted model.
     best_score = -math.inf
     if guard is not None:
-        result.baseline_guard_score = float(guard.score(model))
+        result.baseline_guard_score = _guard_score(model, guard)
 
     bar = tqdm(total=steps, desc="fine-tune", disable=not progress, leave=False)
     step = 0
@@ -559,7 +615,7 @@ def _finetune(
             if guard is not None:
                 if was_finite and not _all_finite(model):
                     raise _Diverged(f"the weights after epoch {epoch} hold NaN / inf values")
-                score = float(guard.score(model))
+                score = _guard_score(model, guard)
                 result.guard_scores.append(score)
                 if score > best_score:
                     best_score, result.best_epoch, best_state = score, epoch, snapshot()
@@ -568,7 +624,8 @@ def _finetune(
             result.val_best_epoch = config.epochs
         if guard is not None:
             _guard_choice(result, guard)
-            if result.best_epoch == 0:
+            if result.best_epoch == 0:  # rolled back, or no epoch scored above -inf
+                result.reverted = True
                 initial.restore()
             elif best_state is not None:
                 model.load_state_dict(best_state)

@@ -51,9 +51,11 @@ class ConditionStats(BaseModel):
 
 
 class AdaptReport(BaseModel):
-    """What :func:`ttblur.adapt` did, serialisable to JSON (``report.model_dump_json()``)."""
+    """What :func:`ttblur.adapt` did, serialisable to JSON (``report.model_dump_json()``;
+    ``-inf``, e.g. the guard's score of an epoch whose restoration held NaN, is written as the
+    string ``"-Infinity"`` and read back by ``AdaptReport.model_validate_json``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     num_frames: int
     frame_size: tuple[int, int]

@@ -344,12 +344,13 @@ class BlurSynthesizer(Protocol):
 
 def guard_score_value(value: object, kind: str) -> float:
     """A guard's score as a float: a finite real number (Python or NumPy number, or a
-    one-element real tensor) is accepted; a string, a bool, ``None``, or NaN / inf is refused,
-    since the epoch choice and the rollback compare these numbers.
+    one-element real tensor) is accepted, and ``-inf`` ("worse than any model": the built-in
+    probes' score of a restoration holding NaN / inf); a string, a bool, ``None``, NaN or
+    ``+inf`` is refused, since the epoch choice and the rollback compare these numbers.
 
     Raises:
         TypeError: not a number.
-        ValueError: NaN or inf.
+        ValueError: NaN or ``+inf``.
     """
     if isinstance(value, Tensor):
         if value.numel() != 1 or value.dtype == torch.bool or value.is_complex():
@@ -366,9 +367,10 @@ def guard_score_value(value: object, kind: str) -> float:
             f"the {kind} guard's score must be a real number (higher is better), got "
             f"{type(value).__name__} {value!r}"
         )
-    if not math.isfinite(value):
+    if math.isnan(value) or value == math.inf:
         raise ValueError(
-            f"the {kind} guard's score is {value}: a score must be finite to choose an epoch"
+            f"the {kind} guard's score is {value}: a score must be finite (or -inf for a "
+            "model worse than any) to choose an epoch"
         )
     return float(value)
 

@@ -1,5 +1,7 @@
 """The guard: its scores, its windows, and its rollback of a model made worse on purpose."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -288,6 +290,26 @@ def test_a_custom_guard_score_that_is_no_finite_number_is_refused(returned, erro
     pipe = ttblur.AdaptPipeline.from_config(config, guard=Fixed(), device="cpu")
     with pytest.raises(error, match=message):
         pipe(standin_model("reference"), video, progress=False)
+
+
+def test_an_epoch_scored_minus_inf_is_never_kept_and_the_run_rolls_back() -> None:
+    """The built-in probes score a restoration holding NaN / inf as -inf; the pipeline used
+    to refuse that score and abort the run instead of rolling back."""
+    scores = iter([1.0, -math.inf, -math.inf])
+
+    class Failing:
+        def prepare(self, video, selection, spec):
+            return lambda model, device: next(scores)
+
+    video = torch.rand(7, 3, 40, 40, generator=torch.Generator().manual_seed(3))
+    config = {"rsdm": {"patch_size": 32}, "finetune": {"epochs": 2, "batch_size": 4}}
+    pipe = ttblur.AdaptPipeline.from_config(config, guard=Failing(), device="cpu")
+    out = pipe(standin_model("reference"), video, progress=False)
+    assert out.report.reverted and out.report.best_epoch == 0
+    assert out.report.guard_scores == [-math.inf, -math.inf]
+    text = out.report.model_dump_json()
+    assert '"-Infinity"' in text  # was null, which AdaptReport could not read back
+    assert type(out.report).model_validate_json(text).guard_scores == [-math.inf, -math.inf]
 
 
 def test_guard_score_value_accepts_numbers_of_every_kind() -> None:
