@@ -69,6 +69,16 @@ def test_bsd_layout_under_test_and_a_single_sequence(tmp_path) -> None:
     assert [(s.name, s.layout) for s in single] == [("10", "bsd")]
 
 
+def test_test_folder_is_searched_beside_a_half_sequence_in_the_root(tmp_path) -> None:
+    """A root holding only half a sequence (a preview export) used to raise before test/
+    was looked at."""
+    _sequence(tmp_path / "test", "seq1")
+    (tmp_path / "preview" / "blur").mkdir(parents=True)
+    with pytest.warns(IncompleteSequenceWarning, match=r"in .* not evaluated: preview \(blur/"):
+        found = find_sequences(tmp_path)
+    assert [s.name for s in found] == ["seq1"]
+
+
 def test_discovery_errors(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="dataset folder not found"):
         find_sequences(tmp_path / "absent")
@@ -146,6 +156,11 @@ def test_scores_and_table() -> None:
     sharp = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     scores = score_frames(sharp, sharp)
     assert len(scores.psnr) == 3 and all(s == pytest.approx(1.0) for s in scores.ssim)
+    # Unequal counts were scored over the shorter side without a word.
+    with pytest.raises(ValueError, match=r"fewer frames than the 3 sharp frames \(only 2\)"):
+        score_frames(sharp[:2], sharp)
+    with pytest.raises(ValueError, match="more frames than the 2 sharp frames"):
+        score_frames(iter(sharp), sharp[:2])
     total = FrameScores([10.0], [0.5])
     total.extend(FrameScores([20.0], [0.7]))
     assert total.mean() == pytest.approx({"psnr": 15.0, "ssim": 0.6})

@@ -128,6 +128,7 @@ def test_to_rgb8_accepts_chw_tensors_hwc_arrays_and_grey() -> None:
     frame[0] = 1.0
     rgb = to_rgb8(frame)
     assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8 and rgb[0, 0].tolist() == [255, 0, 0]
+    assert rgb.flags["C_CONTIGUOUS"]  # was the permuted tensor's layout: OpenCV refused it
     assert to_rgb8(np.full((2, 3), 0.5)).tolist() == [[[128] * 3] * 3] * 2
     assert to_rgb8(np.zeros((2, 3, 3), dtype=np.uint8)).shape == (2, 3, 3)
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):

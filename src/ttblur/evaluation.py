@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,13 +99,25 @@ def score_frames(restored: Iterable[Tensor], sharp: Tensor, crop_border: int = 0
 
     Returns:
         the scores, one per frame pair.
+
+    Raises:
+        ValueError: ``restored`` yields more or fewer frames than ``sharp`` holds (the extra
+            frames were dropped from the mean without a word).
     """
     from ttblur.metrics import psnr, ssim
 
     scores = FrameScores()
-    for frame, target in zip(restored, sharp):
+    count = 0
+    for frame, target in zip_longest(restored, sharp):
+        if frame is None or target is None:
+            more = frame is not None
+            raise ValueError(
+                f"restored has {'more' if more else 'fewer'} frames than the {len(sharp)} sharp "
+                f"frames{'' if more else f' (only {count})'}: frames must pair one to one"
+            )
         scores.psnr.append(float(psnr(frame, target, crop_border=crop_border)))
         scores.ssim.append(float(ssim(frame, target, crop_border=crop_border)))
+        count += 1
     return scores
 
 

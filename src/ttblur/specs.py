@@ -707,7 +707,9 @@ _BUILTIN = (
         future_frames=2,
         clip_length=12,
         multiple=8,
-        description="ttblur's reference network (ttblur.nets.reference.ReferenceDeblurNet)",
+        description=(
+            "ttblur's reference networks (ttblur.nets.reference: ReferenceDeblurNet, ReferenceUNet)"
+        ),
     ),
 )
 

@@ -295,7 +295,8 @@ def to_rgb8(image: torch.Tensor | NDArray[np.generic]) -> NDArray[np.uint8]:
         raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
     if not np.isfinite(image).all():
         raise ValueError("image contains NaN or inf")
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    # C-contiguous whatever the input's strides (a permuted tensor): OpenCV draws only on those.
+    return np.ascontiguousarray(np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
 def draw_boxes(

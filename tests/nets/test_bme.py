@@ -83,6 +83,17 @@ def test_predict_is_pixels_batched_and_restores_mode(tiny):
     assert 0.0 < float(px.mean()) < 205.0
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_forward_takes_frames_of_any_float_dtype(tiny, dtype):
+    """Accepted by the input check, then a raw dtype mismatch inside the first conv."""
+    frames = torch.rand(1, 3, 37, 50)
+    with torch.no_grad():
+        out = tiny(frames.to(dtype))
+        expected = tiny(frames)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, expected, atol=2e-3)
+
+
 def test_predict_runs_a_float64_network_on_float32_frames(tiny):
     # A network built under torch.set_default_dtype(torch.float64) holds float64 weights;
     # predict feeds it its own dtype and still returns float32 pixels.

@@ -112,11 +112,13 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
     single = _sequence_at(base, base.resolve().name)  # `.` and `..` have no name of their own
     if single is not None:
         return [single]
+    # Halves of sequences found so far, per folder: warned about beside complete sequences
+    # found (in root or, when root has none, in root/test), else the error.
+    incomplete: dict[Path, list[str]] = {}
     for folder in (base, base / "test"):
         if not folder.is_dir():
             continue
         found: list[DatasetSequence] = []
-        incomplete: list[str] = []
         for child in sorted(folder.iterdir(), key=natural_key):
             if not child.is_dir() or child.name.startswith("."):
                 continue
@@ -124,23 +126,24 @@ def find_sequences(root: str | os.PathLike[str]) -> list[DatasetSequence]:
             if seq is not None:
                 found.append(seq)
             elif (lacks := _half_of_a_sequence(child)) is not None:
-                incomplete.append(f"{child.name} ({lacks})")
+                incomplete.setdefault(folder, []).append(f"{child.name} ({lacks})")
         if found:
-            if incomplete:
+            for where, names in incomplete.items():
                 warnings.warn(
-                    f"{len(incomplete)} incomplete sequence(s) in {folder} not evaluated: "
-                    + ", ".join(incomplete[:10])
-                    + (" ..." if len(incomplete) > 10 else ""),
+                    f"{len(names)} incomplete sequence(s) in {where} not evaluated: "
+                    + ", ".join(names[:10])
+                    + (" ..." if len(names) > 10 else ""),
                     IncompleteSequenceWarning,
                     stacklevel=2,
                 )
             return found
-        if incomplete:
-            raise ValueError(
-                f"no complete sequence in {folder}: "
-                + ", ".join(incomplete[:10])
-                + " (every sequence needs its blurry and its sharp frames)"
-            )
+    if incomplete:
+        where, names = next(iter(incomplete.items()))  # the root's halves first
+        raise ValueError(
+            f"no complete sequence in {where}: "
+            + ", ".join(names[:10])
+            + " (every sequence needs its blurry and its sharp frames)"
+        )
     raise ValueError(
         f"no sequence found in {root}: expected <seq>/blur + <seq>/sharp (GoPro) or "
         "<seq>/Blur/RGB + <seq>/Sharp/RGB (BSD), directly or under test/"

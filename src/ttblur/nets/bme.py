@@ -565,7 +565,8 @@ class BlurMagnitudeEstimator(PretrainedMixin, nn.Module):
 
         Args:
             frames: ``(N, 3, H, W)`` float RGB in ``[0, 1]``, any ``H, W >= 1`` (padded
-                internally to a multiple of 32 by reflection, cropped back).
+                internally to a multiple of 32 by reflection, cropped back), any float dtype
+                (computed in the parameters' dtype).
             clamp: clamp to ``[0, 1]`` (default). Training uses ``clamp=False`` so that the L1
                 loss keeps a gradient for outputs outside the range.
 
@@ -577,7 +578,7 @@ class BlurMagnitudeEstimator(PretrainedMixin, nn.Module):
                 ``[0, 1]``.
         """
         validate_frames(frames)
-        out = self._raw(frames)
+        out = self._raw(frames.to(next(self.parameters()).dtype))  # float16 / 64 accepted
         return out.clamp(0.0, 1.0) if clamp else out
 
     @torch.no_grad()
