@@ -4,7 +4,7 @@
 a bad input fails before any weights are loaded or any patch is cut: the config is resolved
 (:func:`resolve_config`), the video is checked against the config and the model's spec
 (:func:`check_video`) and the loss is tried once (:func:`check_loss`, defined beside
-fine-tuning in :mod:`ttblur.finetune`, which also calls it). ``ttblur.pipeline`` re-exports
+fine-tuning in :mod:`ttblur.finetune`). ``ttblur.pipeline`` re-exports
 :func:`resolve_config` and :func:`check_loss`.
 
 Example:

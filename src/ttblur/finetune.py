@@ -41,6 +41,7 @@ __all__ = [
     "build_pseudo_pairs",
     "check_crop_size",
     "check_loss",
+    "check_loss_value",
     "finetune",
     "predict_centre",
     "select_trainable",
@@ -371,16 +372,28 @@ def check_loss(loss_fn: LossFn, device: torch.device, size: int = 32) -> None:
             f"loss_fn(pred, target) failed on {shape} tensors (the size fine-tuning gives it): "
             f"{type(err).__name__}: {err}"
         ) from err
-    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
-        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
-    if not value.requires_grad:
-        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
+    check_loss_value(value)
     if not torch.isfinite(value.detach()).all():
         raise ValueError(
             f"loss_fn(pred, target) returned {float(value.detach())} on {shape} tensors in "
             "[0, 1]: it must be finite (fine-tuning on it could only diverge)"
         )
+
+
+def check_loss_value(value: object, *, needs_grad: bool = True) -> Tensor:
+    """What a loss must return: a scalar tensor that depends on ``pred`` (checked on the probe
+    of :func:`check_loss` and on every loss fine-tuning computes; ``needs_grad=False`` for the
+    validation passes, which run without gradients).
+
+    Raises:
+        ValueError: not a 0-dim tensor, or no gradient would flow from it.
+    """
+    if not isinstance(value, Tensor) or value.numel() != 1 or value.ndim != 0:
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
+    if needs_grad and not value.requires_grad:
+        raise ValueError("loss_fn's result does not depend on pred (no gradient would flow)")
+    return value
 
 
 def _set_train_mode(model: nn.Module, spec: ModelSpec) -> None:
@@ -440,7 +453,7 @@ def _evaluate(
             clips = pairs.inputs[rows].to(device, dtype)
             target = pairs.targets[rows].to(device, dtype)
             pred = predict_centre(model, spec, clips, pairs.centre)
-            total += float(loss_fn(pred, target)) * len(chunk)
+            total += float(check_loss_value(loss_fn(pred, target), needs_grad=False)) * len(chunk)
     return total / max(len(index), 1)
 
 
@@ -483,8 +496,8 @@ def finetune(
 
     Raises:
         ValueError: ``config.crop_size`` larger than the pairs, a ``config.trainable`` that
-            selects no parameter, or a ``loss_fn`` that fails, returns no finite scalar or
-            ignores ``pred`` (:func:`check_loss`, tried once before training).
+            selects no parameter, or a ``loss_fn`` that returns no scalar tensor or ignores
+            ``pred`` (:func:`check_loss_value`; :func:`check_loss` tries a loss up front).
     """
     devices = [device] if device.type == "cuda" else []
     with _modes_kept(model), torch.random.fork_rng(devices=devices):
@@ -523,9 +536,7 @@ def _finetune(
     progress: bool,
     guard: EpochGuard | None,
 ) -> FinetuneResult:
-    side = int(pairs.targets.shape[-1])
-    check_crop_size(config.crop_size, side)
-    check_loss(loss_fn, device, config.crop_size or side)
+    check_crop_size(config.crop_size, pairs.targets.shape[-1])
     gen = torch.Generator().manual_seed(seed)
     count = len(pairs)
     num_val = math.floor(count * config.val_fraction) if count >= 2 else 0
@@ -585,7 +596,7 @@ def _finetune(
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     pred = predict_centre(model, spec, clips, pairs.centre)
-                    loss = loss_fn(pred.float(), target.float())
+                    loss = check_loss_value(loss_fn(pred.float(), target.float()))
                 value = float(loss.detach())  # the step's one wait for the device
                 if not math.isfinite(value):
                     raise _Diverged(
