@@ -145,3 +145,33 @@ def test_a_refused_assignment_leaves_the_section_unchanged(section, field, value
     assert part.model_dump() == before
     assert part.model_fields_set == fields_set
     assert AdaptConfig.model_validate(cfg.model_dump()) == cfg  # still a valid config
+
+
+def test_a_registered_stages_parameters_are_json_values_and_round_trip() -> None:
+    """Tuples came back from JSON as lists (the config no longer equal to itself), and a
+    callable passed validation, then failed the run with a serialisation error."""
+    from ttblur.registry import DETECTORS
+
+    @DETECTORS.register("params_for_test")
+    class Mine:
+        def __init__(self, pair=(1, 2), nested=None, score=None) -> None:
+            self.pair = pair
+
+    try:
+        config = AdaptConfig(
+            rsdm={"name": "params_for_test", "pair": [3, np.int64(4)], "nested": {"a": [1]}}
+        )
+        assert config.rsdm.params == {"pair": (3, 4), "nested": {"a": (1,)}}
+        assert AdaptConfig.from_json(config.to_json()) == config
+        with pytest.raises(ValidationError, match=r"score=<built-in function abs> cannot be "):
+            AdaptConfig(rsdm={"name": "params_for_test", "score": abs})
+        with pytest.raises(ValidationError, match="cannot be written to the config's JSON"):
+            AdaptConfig(rsdm={"name": "params_for_test", "nested": {"x": float("nan")}})
+    finally:
+        DETECTORS.unregister("params_for_test")
+
+
+def test_a_numpy_seed_out_of_range_gets_the_seed_message() -> None:
+    with pytest.raises(ValidationError, match=r"seed=9223372036854775808 is outside \[0, 2\*\*63"):
+        AdaptConfig(seed=np.uint64(2**63))
+    assert AdaptConfig(seed=np.int64(7)).seed == 7

@@ -337,6 +337,30 @@ def test_frames_narrower_than_the_models_multiple_are_refused_before_any_stage()
     assert len(out.report.train_loss) == 1
 
 
+def test_each_report_holds_the_config_of_its_own_run() -> None:
+    """Reports shared the pipeline's live config: changing it for the next call rewrote the
+    earlier run's report.config."""
+    video, model = _video(), standin_model("reference")
+    pipe = AdaptPipeline.from_config({"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1}})
+    first = pipe(model, video, progress=False)
+    pipe.config.rsdm.patch_size, pipe.config.seed = 24, 5
+    second = pipe(model, video, progress=False)
+    assert (first.report.config.rsdm.patch_size, first.report.config.seed) == (32, 0)
+    assert (second.report.config.rsdm.patch_size, second.report.config.seed) == (24, 5)
+    assert first.report.config is not pipe.config
+
+
+def test_a_stage_read_before_the_first_call_follows_a_later_config_change() -> None:
+    """Reading pipe.detector built it without recording the config it came from, so a
+    change before the first call kept the stale 32 px detector while the report said 24."""
+    video, model = _video(), standin_model("reference")
+    pipe = AdaptPipeline.from_config({"rsdm": {"patch_size": 32}, "finetune": {"epochs": 1}})
+    assert pipe.detector.patch_size == 32
+    pipe.config.rsdm.patch_size = 24
+    out = pipe(model, video, progress=False)
+    assert {p.size for p in out.report.patches} == {24} and pipe.detector.patch_size == 24
+
+
 def test_a_lazy_model_is_refused_by_adapt_and_deblur_untouched() -> None:
     from ttblur.inference import deblur
 

@@ -146,11 +146,20 @@ def test_set_fields_of_the_section_reach_a_registered_stage() -> None:
             self.patch_size, self.ratio = patch_size, ratio
 
     try:
-        section = AdaptConfig(rsdm={"name": "fields_for_test", "patch_size": 32}).rsdm
+        config = AdaptConfig(rsdm={"name": "fields_for_test", "patch_size": 32})
+        section = config.rsdm
         built = DETECTORS.build(section.name, section, section.params)
-        assert (built.patch_size, built.ratio) == (32, 1.0)  # set: passed; unset: its default
+        assert (built.patch_size, built.ratio) == (32, 1.0)  # set: passed; default: its own
         # a section that is not the stage's own (a flow reads dbcgm): nothing passed
         assert DETECTORS.build(section.name, section).patch_size == 64
+        # Equal configs build the same stage: one read back from its JSON or from a dict
+        # counted every field as set and passed the section's defaults (ratio 0.2).
+        for again in (AdaptConfig.from_json(config.to_json()), config.model_dump()):
+            section = (
+                AdaptConfig.model_validate(again).rsdm if isinstance(again, dict) else again.rsdm
+            )
+            built = DETECTORS.build(section.name, section, section.params)
+            assert (built.patch_size, built.ratio) == (32, 1.0)
     finally:
         DETECTORS.unregister("fields_for_test")
 

@@ -8,7 +8,8 @@ their submodules (a ``module.to(device)`` or a forward pass that reassigned a bu
 them), and their values, dtype and device become exactly the recorded ones.
 
 It covers what ``state_dict`` misses: non-persistent buffers, buffers replaced by a new tensor,
-``requires_grad`` flags, gradients and modes. It is what :func:`ttblur.adapt` rolls an
+``requires_grad`` flags, gradients and modes; parameters, buffers and submodules registered
+after the capture are removed. It is what :func:`ttblur.adapt` rolls an
 ``in_place`` adaptation back with, and what the spec probe (:func:`ttblur.specs.check_model`)
 restores buffers with.
 
@@ -60,6 +61,11 @@ class ModuleSnapshot:
 
     entries: list[_Entry] = field(default_factory=list)
     modes: list[tuple[nn.Module, bool]] = field(default_factory=list)
+    #: Per module, the slot names of each recorded table (``_parameters``, ``_buffers``,
+    #: ``_modules``) and its non-persistent buffer names: what a run added is removed.
+    names: list[tuple[nn.Module, dict[str, frozenset[str]], frozenset[str]]] = field(
+        default_factory=list
+    )
 
     @classmethod
     def capture(
@@ -82,6 +88,14 @@ class ModuleSnapshot:
         snapshot = cls()
         for module in model.modules():
             snapshot.modes.append((module, module.training))
+            kinds = ["_modules"] + ["_parameters"] * parameters + ["_buffers"] * buffers
+            snapshot.names.append(
+                (
+                    module,
+                    {kind: frozenset(getattr(module, kind)) for kind in kinds},
+                    frozenset(module._non_persistent_buffers_set),
+                )
+            )
             slots: list[tuple[dict[str, Tensor | None], bool]] = []
             if parameters:
                 slots.append((module._parameters, True))  # type: ignore[arg-type]
@@ -111,7 +125,17 @@ class ModuleSnapshot:
 
     def restore(self) -> None:
         """Put every recorded tensor object back in its slot with its recorded value, dtype and
-        device, and every ``requires_grad``, gradient and train/eval flag as recorded."""
+        device, and every ``requires_grad``, gradient and train/eval flag as recorded; remove
+        the parameters, buffers and submodules added since (a forward pass that registers a
+        cache buffer), so the ``state_dict`` keys are the recorded ones."""
+        for module, tables, non_persistent in self.names:
+            for kind, recorded in tables.items():
+                slots = getattr(module, kind)
+                for name in [n for n in slots if n not in recorded]:
+                    del slots[name]
+            if "_buffers" in tables:
+                module._non_persistent_buffers_set.intersection_update(non_persistent)
+                module._non_persistent_buffers_set.update(non_persistent)
         with torch.no_grad():
             for entry in self.entries:
                 table = entry.module._parameters if entry.is_parameter else entry.module._buffers

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -57,6 +58,21 @@ _REVISION_HELP = (
 )
 
 
+def _plain_value(value: Any, *, nested: bool = True) -> Any:
+    """A config value in the form its JSON reads back as: NumPy scalars as the Python numbers
+    they hold, lists as tuples (JSON has no tuples), paths as their text; with ``nested``,
+    also inside tuples, lists and dicts (a user stage's parameters)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain_value(v) for v in value) if nested else tuple(value)
+    if nested and isinstance(value, dict):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return value
+
+
 class _Section(BaseModel):
     """Base of every config section: unknown keys are rejected, assignments validated, no
     float field accepts NaN or +-inf, and values keep their type: an integer field refuses
@@ -71,13 +87,7 @@ class _Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _plain_values(cls, value: Any) -> Any:
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, list):
-            return tuple(value)
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        return value
+        return _plain_value(value, nested=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # pydantic stores an assigned value before the model's cross-field rules run, so a
@@ -115,6 +125,18 @@ class _StageSection(_Section):
     @model_validator(mode="after")
     def _check_stage(self) -> Any:
         stages: registry.Registry[Any] = getattr(registry, self._registry)
+        for key, value in self.params.items():
+            plain = _plain_value(value)
+            try:  # what the config's JSON (a saved config, report.json) can hold
+                json.dumps(plain, allow_nan=False)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"{key}={value!r:.60} cannot be written to the config's JSON ({err}); a "
+                    "registered stage's parameters must be JSON values (numbers, strings, "
+                    "booleans, None, lists and dicts of them)"
+                ) from None
+            if self.__pydantic_extra__ is not None:
+                self.__pydantic_extra__[key] = plain
         params = self.params
         if stages.is_builtin(self.name):
             if params:
@@ -544,6 +566,8 @@ class AdaptConfig(_Section):
     @field_validator("seed", mode="before")
     @classmethod
     def _check_seed(cls, value: Any) -> Any:
+        if isinstance(value, np.integer):
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_SEED:
             raise ValueError(
                 f"seed={value} is outside [0, 2**63 - 1]: torch and numpy generators take "

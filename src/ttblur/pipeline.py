@@ -276,8 +276,8 @@ class AdaptPipeline:
             "flow": flow,
         }
         self._given = {name for name, value in self._components.items() if value is not None}
-        # The config the built components were built from: a later change rebuilds them.
-        self._built_for: dict[str, Any] | None = None
+        # The config each built component was built from: a later change rebuilds it.
+        self._built_for: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_config(
@@ -308,6 +308,7 @@ class AdaptPipeline:
     def _component(self, name: str) -> Any:
         if self._components[name] is None:
             self._components[name] = self._build(name)
+            self._built_for[name] = self.config.model_dump(mode="json")
         return self._components[name]
 
     def _build(self, name: str) -> Any:
@@ -528,11 +529,10 @@ class AdaptPipeline:
         mid-run would consume random numbers only on the first call). Components built from
         an earlier state of ``config`` are rebuilt."""
         current = self.config.model_dump(mode="json")
-        if self._built_for is not None and current != self._built_for:
-            for name in self._components:
-                if name not in self._given:
-                    self._components[name] = None
-        self._built_for = current
+        for name, built_for in list(self._built_for.items()):
+            if built_for != current:  # also one built by reading its property earlier
+                self._components[name] = None
+                del self._built_for[name]
         self._seed()
         names = ["detector", "condition_generator", "synthesizer"]
         names += ["guard"] if self.uses_guard else []
@@ -651,7 +651,7 @@ class _Run:
             patches=list(selection.patches),
             candidates=int(selection.candidates),
             threshold_px=selection.threshold,
-            config=cfg,
+            config=cfg.model_copy(deep=True),  # the run's own: a later change is not this run's
         )
         if not selection.patches:
             message = "the detector selected no pseudo-sharp patch: the model was not adapted"

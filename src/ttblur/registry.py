@@ -261,11 +261,18 @@ class Registry(Mapping[str, T], Generic[T]):
 
 
 def _set_fields(section: Any, factory: Any) -> dict[str, Any]:
-    """The typed fields of a config ``section`` that were set (not left at their defaults;
-    ``name`` aside) and that ``factory`` takes by keyword."""
+    """The typed fields of a config ``section`` whose values differ from the section's
+    defaults (``name`` aside) and that ``factory`` takes by keyword.
+
+    By value, not by which fields were assigned: configs that compare equal (one loaded from
+    its own JSON, or rebuilt from ``report.config``) build the same stage.
+    """
     typed = getattr(type(section), "model_fields", {})
-    chosen: set[str] = getattr(section, "model_fields_set", set())
-    values = {n: getattr(section, n) for n in chosen if n in typed and n != "name"}
+    values = {
+        n: getattr(section, n)
+        for n, info in typed.items()
+        if n != "name" and getattr(section, n) != info.get_default(call_default_factory=True)
+    }
     return accepted_kwargs(factory, values)
 
 
