@@ -490,7 +490,7 @@ def _module_doc(qualified: str, module: types.ModuleType) -> list[str]:
 
 _INDEX = {
     "Using ttblur": {
-        "cli.md": "the `ttblur` command: `adapt`, `deblur`, `eval`, `demo`",
+        "cli.md": "the `ttblur` command: `adapt`, `deblur`, `eval`, `adapt-many`, `demo`",
         "api.md": "API reference: every public name, signature and docstring (generated)",
         "configuration.md": "every `AdaptConfig` field: type, default, bounds (generated)",
         "model-specs.md": "`ModelSpec`: how ttblur calls ESTRNN, MMP-RNN, DSTNet, Shift-Net, ...",

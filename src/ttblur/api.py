@@ -7,7 +7,8 @@ A thin wrapper around :class:`~ttblur.pipeline.AdaptPipeline` (see ``docs/archit
           --synthesizer--> re-blurred patches (noise topped up to the video's own level)
           --fine-tune--> adapted copy of the user's model
 
-No ground truth is used anywhere: the epoch is chosen on held-out pseudo pairs.
+No ground truth is used anywhere: the epoch is chosen by the guard's score on the video's own
+frames (``guard.enabled``, the default), else on held-out pseudo pairs.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def validate_synthesis_inputs(sharp: Tensor, condition: Tensor) -> None:
     Args:
         sharp: must be ``(N, 3, H, W)`` floating point, finite, in ``[0, 1]``, non-empty.
         condition: must be ``(N, 3, H, W)`` with the same N, H, W and device, finite, x and y
-            in ``[-1, 1]``, z in ``[0, 1]`` (tolerance ``1e-5``).
+            in ``[-1, 1]``, z ``>= 0`` (a blur length in px).
 
     Raises:
         ValueError: naming the first violated requirement.
