@@ -29,9 +29,9 @@ dB before the guard and the per-patch magnitudes of 2026-12-01). The reference m
 on GoPro-like blur, *damages* this lightly blurred BSD-like clip; adaptation wins back 5.9 dB
 of that, but this small network does not get back above its input here. Numbers from
 ``--quick`` mean nothing (one epoch on a few 32 px patches); the whole ``--quick`` run took
-13 s on a loaded 2-core CPU (one thread, start-up included) with the shipped reference network; a larger
-network of your own takes minutes with the same settings on a CPU (Shift-Net, 13 M
-parameters: 671 s for a 10-frame 64x96 clip).
+13 s on a loaded 2-core CPU (one thread, start-up included) with the shipped reference
+network; a larger network of your own takes minutes with the same settings on a CPU
+(Shift-Net, 13 M parameters: 671 s for a 10-frame 64x96 clip).
 """
 
 from __future__ import annotations
