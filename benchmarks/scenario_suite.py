@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from suite_cli import frame_blur_px
 
 import ttblur
 from ttblur import metrics
@@ -179,8 +180,7 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
         for spec in specs:
             video = make_scenario(spec)
             sharp = video.sharp
-            blur = video.magnitude.flatten(1).mean(dim=1)
-            sharp_mask = blur < SHARP_PX
+            sharp_mask = torch.tensor(frame_blur_px(video.magnitude)) < SHARP_PX
             blurry_psnr = float(metrics.psnr(video.blurry, sharp))
             unadapted = ttblur.deblur(model, video.blurry, progress=False)
             base_frames = metrics.psnr(unadapted.clamp(0, 1), sharp, reduction="none")
@@ -312,7 +312,7 @@ def format_summary(results: Results) -> str:
         + ", ".join(f"{m}/{c} {n}" for (m, c), n in losing.items())
         + ".",
         f"Sharp-frame change: adapted - unadapted PSNR on frames whose true blur is under "
-        f"{SHARP_PX:g} px (mean over videos that have such frames).",
+        f"{SHARP_PX:g} px at every pixel (mean over videos that have such frames).",
         "Guard: Spearman rank correlation of the guard's score change (in units of the gain "
         "it needed: its sharp-neighbour and re-blur scores differ in scale) with the true PSNR "
         "change of the epoch it keeps, over all runs: "
@@ -344,9 +344,10 @@ def _rho(rows: Sequence[VideoRow], key: tuple[str, str] | None) -> str:
 
 
 def _exposure_summary(results: Results, family: str) -> str:
-    # One row per video: the first config's.
-    first = results.settings.configs[0]
-    rows = [r for r in results.rows if r.family == family and r.config == first]
+    # One row per video: the first model's and config's (the fit reads the detector's
+    # patches, not the network: every model's row holds the same fit).
+    first = (results.settings.models[0], results.settings.configs[0])
+    rows = [r for r in results.rows if r.family == family and (r.model, r.config) == first]
     fitted = [r for r in rows if r.exposure_fit is not None]
     if not rows:
         return f"{family} -"

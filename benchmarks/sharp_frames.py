@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from suite_cli import add_suite_arguments, finish, suite_kwargs
+from suite_cli import add_suite_arguments, finish, frame_blur_px, suite_kwargs
 
 import ttblur
 from ttblur import metrics
@@ -96,7 +96,7 @@ def frame_psnrs(
         restored = restored.clamp(0, 1)
         blurry = [float(metrics.psnr(b, s)) for b, s in zip(video.blurry, video.sharp)]
         after = [float(metrics.psnr(r, s)) for r, s in zip(restored, video.sharp)]
-        blur = video.magnitude.mean(dim=(1, 2, 3)).tolist()
+        blur = frame_blur_px(video.magnitude)
         out.append((f"{spec.photo}/{spec.seed}", blurry, after, blur))
     return out
 

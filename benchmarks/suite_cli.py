@@ -14,7 +14,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from ttblur.scenarios import FAMILIES, ScenarioSpec, scenario_suite
+
+
+def frame_blur_px(magnitude: Tensor) -> list[float]:
+    """The true blur of each frame, px: the longest blur path of any of its pixels.
+
+    A frame counts as sharp only where nothing in it is blurred: the frame's mean would call
+    a still background with a 10 px blurred object sharp (``moving_object``).
+
+    Shape:
+        - magnitude: ``(T, 1, H, W)`` (``SyntheticVideo.magnitude`` / ``Scenario.magnitude``).
+    """
+    return magnitude.flatten(1).amax(dim=1).tolist()
 
 
 def add_suite_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:

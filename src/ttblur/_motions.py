@@ -172,8 +172,9 @@ def make_objects(spec: ScenarioSpec, rng: np.random.Generator) -> list[MovingObj
 
 
 def h264_roundtrip(frames: Tensor, crf: int, fps: float) -> Tensor:
-    """Encode ``(T, 3, H, W)`` in ``[0, 1]`` with libx264 (yuv420p, preset medium, one thread)
-    in memory and decode it back; odd sizes are padded by edge replication, then cropped."""
+    """Encode ``(T, 3, H, W)`` in ``[0, 1]`` with libx264 (yuv420p, preset medium, one thread,
+    C code only) in memory and decode it back; odd sizes are padded by edge replication, then
+    cropped."""
     import av
 
     t, _, h, w = frames.shape
@@ -185,7 +186,15 @@ def h264_roundtrip(frames: Tensor, crf: int, fps: float) -> Tensor:
         stream: Any = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = w + pad_w, h + pad_h
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+        # With x264's SIMD code some videos came out differently from call to call (3 variants
+        # in 8 calls of a 128 x 160 one; more threads did not matter) and its output depends on
+        # the CPU's instruction set: its C code only, the same bits on every call and machine.
+        stream.options = {
+            "crf": str(crf),
+            "preset": "medium",
+            "threads": "1",
+            "x264-params": "asm=0",
+        }
         for image in rgb:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
