@@ -214,3 +214,76 @@ def test_deferred_signals_hold_an_interrupt_until_the_block_ends(other_thread) -
         stop.set()
     assert reached == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(child.stdout)
+
+
+def test_stale_temporaries_of_live_runs_and_other_hosts_are_kept(tmp_path) -> None:
+    """remove_stale_temporaries deleted every temporary in the folder, also those a second
+    run writing into it was still filling (its outputs then "were not written")."""
+    from ttblur.io.atomic import remove_stale_temporaries, temp_name
+
+    live = temp_name(tmp_path / "report.json")
+    live.write_text("being written")
+    host = live.name.split(TEMP_MARKER)[1][:8]
+    dead = tmp_path / f".adapted{TEMP_MARKER}{host}-{_dead_pid()}-0123abcd.safetensors"
+    foreign = tmp_path / f".deblurred{TEMP_MARKER}00000000-1-abcdef01.mp4"
+    legacy = tmp_path / f".deblurred{TEMP_MARKER}abcdef01.mp4"  # before names had owners
+    for path in (dead, foreign, legacy):
+        path.write_text("x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([dead, legacy])
+    assert live.exists() and foreign.exists()
+
+
+def test_a_temporary_of_a_temporary_left_by_a_killed_run_is_removed(tmp_path) -> None:
+    """A staged file written through atomic_path (deblur_file into staged.file(...)) has two
+    owner tags; orphan removal matched one only, so a SIGKILL left it forever."""
+    from ttblur.io.atomic import temp_name
+
+    target = tmp_path / "deblurred.mp4"
+    host = temp_name(target).name.split(TEMP_MARKER)[1][:8]
+    owner = f"{host}-{_dead_pid()}"
+    nested = tmp_path / f"..deblurred{TEMP_MARKER}{owner}-0123abcd{TEMP_MARKER}{owner}-4567ef01.mp4"
+    nested.write_text("half a video")
+    atomic_write_text(target, "done")
+    assert not nested.exists() and target.read_text() == "done"
+
+
+def test_a_folder_file_linked_to_another_file_system_is_published_with_the_rest(tmp_path) -> None:
+    """A rename cannot cross file systems: a staged folder's file whose final name is a link
+    to another device failed with EXDEV after some files had been renamed (a mixed folder)."""
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system")
+    import tempfile
+
+    far = Path(tempfile.mkdtemp(dir=other))
+    try:
+        out = tmp_path / "report"
+        out.mkdir()
+        (far / "index.html").write_text("old")
+        (out / "index.html").symlink_to(far / "index.html")
+        (out / "loss.png").write_text("old")
+        with StagedOutputs() as staged:
+            stage = staged.folder(out)
+            (stage / "index.html").write_text("new")
+            (stage / "loss.png").write_text("new")
+        assert (out / "index.html").is_symlink()
+        assert (far / "index.html").read_text() == "new" and (out / "loss.png").read_text() == "new"
+        assert not _leftovers(tmp_path) and not _leftovers(far)
+    finally:
+        import shutil
+
+        shutil.rmtree(far, ignore_errors=True)

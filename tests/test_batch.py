@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from ttblur.batch import (
 from ttblur.cli import main
 from ttblur.config import AdaptConfig
 from ttblur.io.datasets import find_sequences
+from ttblur.io.paths import OutputPathError
 from ttblur.io.video import load_video, save_video
 from ttblur.synth import make_video
 from ttblur.testing import standin_model
@@ -175,6 +177,18 @@ def test_warnings_of_a_video_are_kept_in_its_manifest_and_the_summary(
     record = load_record(out, "a")
     assert record is not None and record.warnings == expected
     assert "TruncatedVideoWarning: clip.mp4 declares 20 frames" in (out / SUMMARY_MD).read_text()
+
+    # The manifest published with the outputs already holds them: a signal held back during
+    # the renames ends the run before the final rewrite (monkeypatched away here), and that
+    # manifest said "seconds": 0.0 and no warnings for good.
+    import ttblur.batch
+
+    monkeypatch.setattr(ttblur.batch, "_write_manifest", lambda out, record: None)
+    shutil.rmtree(out)
+    with pytest.warns(TruncatedVideoWarning):
+        adapt_many(find_videos(clips), out, SETTINGS, model=standin_model("estrnn"))
+    staged = json.loads((out / "a" / MANIFEST).read_text())
+    assert staged["status"] == "done" and staged["warnings"] == expected and staged["seconds"] > 0
 
 
 def test_weights_overwritten_in_place_count_as_another_network(tmp_path: Path) -> None:
@@ -457,6 +471,34 @@ def test_a_failed_rerun_keeps_the_earlier_done_record_and_outputs(
     assert [r["status"] for r in summary] == ["failed", "failed"]  # ... the summary says so
     assert {r.name: _mtimes(out / r.name) for r in first.records} == before  # manifests kept
     assert adapt_many(jobs, out, SETTINGS, model=model).skipped == ["a", "b"]  # none redone
+
+
+def test_an_output_linked_to_an_input_is_refused_before_any_work(
+    clips: Path, tmp_path: Path
+) -> None:
+    """Only the per-video folders were checked; a link left inside one (deblurred.mp4 ->
+    another input) was written through, replacing that input with the other's output."""
+    (clips / "broken.mp4").unlink()
+    out, jobs, model = tmp_path / "out", find_videos(clips), standin_model("estrnn")
+    adapt_many(jobs, out, SETTINGS, model=model)
+    (out / "b" / "deblurred.mp4").unlink()
+    (out / "b" / "deblurred.mp4").symlink_to(clips / "a.mp4")
+    before = (clips / "a.mp4").read_bytes()
+    other = SETTINGS.model_copy(update={"config": _config().model_copy(update={"seed": 3})})
+    with pytest.raises(OutputPathError, match=r"its deblurred.mp4 is the input video 'a'"):
+        adapt_many(jobs, out, other, model=model)
+    assert (clips / "a.mp4").read_bytes() == before
+
+
+def test_a_protected_manifest_does_not_stop_the_other_videos(clips: Path, tmp_path: Path) -> None:
+    out, jobs = tmp_path / "out", find_videos(clips)
+    adapt_many(jobs, out, SETTINGS, model=standin_model("estrnn"))
+    (out / "broken" / MANIFEST).chmod(0o444)  # the failed video's record, protected
+    other = SETTINGS.model_copy(update={"config": _config().model_copy(update={"seed": 3})})
+    with pytest.warns(RuntimeWarning, match="broken: its manifest could not be written"):
+        again = adapt_many(jobs, out, other, model=standin_model("estrnn"))
+    assert [r.status for r in again.records] == ["done", "done", "failed"]
+    assert "manifest could not be written" in (again.records[2].error or "")
 
 
 def test_the_summary_lists_every_video_from_the_start(clips: Path, tmp_path: Path) -> None:

@@ -132,6 +132,15 @@ def test_planned_paths_are_checked_before_writing(tmp_path) -> None:
             check_planned_paths([("video", clip)], [out])
 
 
+def test_a_file_name_whose_temporary_name_would_not_fit_is_refused(tmp_path) -> None:
+    """A 240-byte --json name failed only after the whole evaluation: its hidden temporary
+    name is about 40 bytes longer, beyond the file system's 255."""
+    long = tmp_path / ("J" * 240 + ".json")
+    with pytest.raises(OutputPathError, match=r"--json .*shorten the name to at most 2\d\d bytes"):
+        check_planned_paths([], [PlannedOutput("--json", long, False)])
+    check_planned_paths([], [PlannedOutput("--json", tmp_path / ("J" * 180 + ".json"), False)])
+
+
 def test_planned_outputs_that_clash_with_each_other_are_refused(tmp_path) -> None:
     # adapt --out o --report-dir o/report.json used to run to the end and fail while
     # publishing, leaving a half-written --out.

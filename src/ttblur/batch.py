@@ -442,13 +442,17 @@ def run_video(
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                _adapt_one(job, folder, settings, model, record)
+
+                def stamped(done: VideoRecord) -> VideoRecord:
+                    """``done`` with the warnings and seconds so far: the manifest published
+                    with the outputs is complete if a signal ends the run right after."""
+                    seconds = round(time.perf_counter() - start, 2)
+                    return replace(done, warnings=_warning_texts(caught), seconds=seconds)
+
+                _adapt_one(job, folder, settings, model, record, stamped)
         finally:  # outside the recorder: still shown where the task runs
-            kept = _about_the_video(caught)
-            record.warnings = list(
-                dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in kept)
-            )
-            for w in kept:
+            record.warnings = _warning_texts(caught)
+            for w in _about_the_video(caught):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         record.status = "done"
     except Exception as err:  # recorded, so that the other videos go on
@@ -457,8 +461,20 @@ def run_video(
     finally:
         torch.set_num_threads(threads)  # the caller's setting back
     record.seconds = round(time.perf_counter() - start, 2)
-    _write_manifest(Path(out), record)
+    try:
+        _write_manifest(Path(out), record)
+    except OSError as err:  # a protected manifest must not stop the other videos
+        note = f"its manifest could not be written ({type(err).__name__}: {err})"
+        warnings.warn(f"{job.name}: {note}", RuntimeWarning, stacklevel=2)
+        if record.status == "failed":
+            record.error = f"{record.error}; {note}"
     return record
+
+
+def _warning_texts(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The video's warnings as ``Category: message`` lines, each once."""
+    kept = _about_the_video(caught)
+    return list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in kept))
 
 
 def _write_manifest(out: Path, record: VideoRecord) -> None:
@@ -485,6 +501,7 @@ def _adapt_one(
     settings: BatchSettings,
     model: nn.Module | None,
     record: VideoRecord,
+    stamped: Callable[[VideoRecord], VideoRecord],
 ) -> None:
     from ttblur.api import adapt
     from ttblur.evaluation import load_pair
@@ -547,9 +564,9 @@ def _adapt_one(
         )
         record.outputs = list(OUTPUTS)
         # Published with the outputs (renamed last, signals deferred): an interrupt can never
-        # leave new outputs under an earlier run's "done" manifest. run_video rewrites it with
-        # the final seconds and warnings.
-        done = replace(record, status="done")
+        # leave new outputs under an earlier run's "done" manifest, and it holds the warnings
+        # and seconds so far. run_video rewrites it with the final seconds.
+        done = stamped(replace(record, status="done"))
         staged.file(folder / MANIFEST).write_text(done.to_json(), encoding="utf-8")
 
 
@@ -615,7 +632,9 @@ def _check_jobs(jobs: Sequence[VideoJob], out: Path) -> None:
     inputs += [(f"sharp frames of {job.name!r}", job.sharp) for job in jobs if job.sharp]
     check_planned_paths(inputs, [PlannedOutput("out", out, True)])
     check_output_folders(
-        inputs, [(f"the output folder of {job.name!r}", out / job.name) for job in jobs]
+        inputs,
+        [(f"the output folder of {job.name!r}", out / job.name) for job in jobs],
+        files=(*OUTPUTS, MANIFEST),
     )
 
 

@@ -106,6 +106,9 @@ def _stem(final: Path) -> str:
 
 
 _OWNED = re.compile(r"^([0-9a-f]{8})-([0-9]+)-[0-9a-f]{8}$")
+#: Every owner tag (``HOST-PID-TOKEN``) in a temporary name; a temporary written through
+#: another one (a staged file that a writer stages again) holds two.
+_TAGS = re.compile(re.escape(TEMP_MARKER) + r"([0-9a-f]{8}-[0-9]+-[0-9a-f]{8})")
 
 
 def _orphaned(tag: str) -> bool:
@@ -124,16 +127,27 @@ def _orphaned(tag: str) -> bool:
     return False
 
 
+def _left_by_dead(name: str) -> bool:
+    """Whether a temporary name's owners (every ``HOST-PID`` in it) are all processes of this
+    host that no longer run."""
+    tags = _TAGS.findall(name)
+    return bool(tags) and all(_orphaned(tag) for tag in tags)
+
+
 def _remove_orphans(final: Path) -> None:
-    """Remove the temporaries of ``final`` (beside it) left by dead processes of this host."""
-    prefix = f".{_stem(final)}{TEMP_MARKER}"
+    """Remove the temporaries of ``final`` (beside it) left by dead processes of this host,
+    also those of a temporary of ``final`` (``..NAME.ttblur-tmp-A.ttblur-tmp-B.mp4``)."""
+    prefix = f"{_stem(final)}{TEMP_MARKER}"
     with contextlib.suppress(OSError):
         for path in final.parent.iterdir():
             name = path.name
-            if name.startswith(prefix) and name.endswith(final.suffix):
-                tag = name[len(prefix) : len(name) - len(final.suffix)]
-                if _orphaned(tag):
-                    _remove(path)
+            if (
+                name.startswith(".")
+                and name.lstrip(".").startswith(prefix)
+                and name.endswith(final.suffix)
+                and _left_by_dead(name)
+            ):
+                _remove(path)
 
 
 def _remove_orphan_stages(folder: Path) -> None:
@@ -171,10 +185,10 @@ def write_target(final: str | os.PathLike[str]) -> Path:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files and staging folders a killed run left in ``folder``
-    (names starting with ``.`` and holding :data:`TEMP_MARKER`); nothing else is touched.
-
-    Only call it where no other run writes into ``folder`` at the same time.
+    """Remove the temporary files and staging folders a killed run left in ``folder``: names
+    holding :data:`TEMP_MARKER` whose owning processes (this host's) no longer run, or without
+    an owner (written by ttblur before names carried one). A live run's temporaries, and
+    another host's, are left alone, so two runs may share ``folder``; nothing else is touched.
 
     Returns:
         what was removed (nothing when ``folder`` does not exist).
@@ -182,7 +196,13 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         return []
-    stale = [p for p in root.iterdir() if p.name.startswith(".") and TEMP_MARKER in p.name]
+    stale = [
+        p
+        for p in root.iterdir()
+        if p.name.startswith(".")
+        and TEMP_MARKER in p.name
+        and (_left_by_dead(p.name) or not _TAGS.search(p.name))
+    ]
     for path in stale:
         _remove(path)
     return stale
@@ -371,6 +391,7 @@ class StagedOutputs:
     def __init__(self) -> None:
         self._files: list[tuple[Path, Path]] = []
         self._folders: list[tuple[Path, Path, tuple[str, ...]]] = []
+        self._copies: list[Path] = []  # staged files copied beside a target on another device
         self.published: list[Path] = []
 
     def file(self, final: str | os.PathLike[str]) -> Path:
@@ -420,7 +441,7 @@ class StagedOutputs:
 
     def discard(self) -> None:
         """Remove every staged file and folder; final paths are not touched."""
-        for tmp, _ in self._files:
+        for tmp in [*(tmp for tmp, _ in self._files), *self._copies]:
             _remove(tmp)
         for stage, _, _ in self._folders:
             _remove(stage)
@@ -438,6 +459,7 @@ class StagedOutputs:
             stale += [target / n for n in replaces if n not in names and (target / n).is_file()]
         # Checked before the first rename: all published or none.
         moves = [(tmp, write_target(target)) for tmp, target in moves]
+        moves = [(self._beside(tmp, target), target) for tmp, target in moves]
         for tmp, target in moves:
             _fsync_file(tmp)
             _take_mode(tmp, target)
@@ -451,6 +473,16 @@ class StagedOutputs:
             _fsync_folder(folder)
         for stage, _, _ in self._folders:
             _remove(stage)
+
+    def _beside(self, tmp: Path, target: Path) -> Path:
+        """``tmp``, or a copy of it beside ``target`` when ``target`` (a symbolic link's file)
+        lies on another file system, where a rename cannot reach (made before any rename)."""
+        if tmp.stat().st_dev == target.parent.stat().st_dev:
+            return tmp
+        near = temp_name(target)
+        self._copies.append(near)
+        shutil.copyfile(tmp, near)
+        return near
 
 
 class Terminated(KeyboardInterrupt):

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from ttblur.io.atomic import write_target
+from ttblur.io.atomic import temp_name, write_target
 from ttblur.io.frames import IMAGE_EXTENSIONS
 
 __all__ = [
@@ -165,6 +165,30 @@ def _check_writable(shown: str, folder: Path) -> None:
         raise OutputPathError(f"{shown}: cannot write in the folder {existing} ({err})") from err
 
 
+#: Bytes a temporary name may need beyond the one :func:`temp_name` gives now (a longer pid).
+_PID_ROOM = 10
+
+
+def _check_name_room(shown: str, path: Path) -> None:
+    """The file is written under a hidden temporary name longer than its own: that name must
+    fit the file system's limit too, or the write fails after all the work."""
+    existing = path.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    needed = len(os.fsencode(temp_name(path).name)) + _PID_ROOM
+    if needed > limit:
+        extra = needed - len(os.fsencode(path.name))
+        raise OutputPathError(
+            f"{shown}: the file name is {len(os.fsencode(path.name))} bytes; ttblur writes it "
+            f"under a temporary name {extra} bytes longer, beyond this file system's limit of "
+            f"{limit}: shorten the name to at most {limit - extra} bytes"
+        )
+
+
 def _check_output(output: PlannedOutput, inputs: Sequence[tuple[str, Path]]) -> None:
     path, shown = output.path, f"{output.option} {output.path}"
     if output.folder and path.exists() and not path.is_dir():
@@ -176,6 +200,7 @@ def _check_output(output: PlannedOutput, inputs: Sequence[tuple[str, Path]]) -> 
             path = write_target(path)  # a symbolic link: the file it points to is written
         except PermissionError as err:
             raise OutputPathError(f"{shown}: {err}") from err
+        _check_name_room(shown, path)
     if output.frames:
         refuse_foreign_images(path, shown)
     for what, source in inputs:
@@ -257,10 +282,15 @@ def _check_outputs_apart(outputs: Sequence[PlannedOutput]) -> None:
 
 
 def check_output_folders(
-    inputs: Sequence[tuple[str, Path]], folders: Sequence[tuple[str, Path]]
+    inputs: Sequence[tuple[str, Path]],
+    folders: Sequence[tuple[str, Path]],
+    *,
+    files: Sequence[str] = (),
 ) -> None:
     """Refuse output folders that are, lie inside, or hold an input (a batch's per-video
-    folders ``OUT/<name>``, checked together before any work).
+    folders ``OUT/<name>``, checked together before any work), and files named ``files`` in
+    them that are an input (a symbolic or hard link left there: writing it would replace the
+    input).
 
     Linear in the number of paths: each path is resolved once and compared with the set of
     the inputs' folders and ancestors, so a dataset of thousands of videos is checked quickly.
@@ -268,17 +298,22 @@ def check_output_folders(
     Args:
         inputs: ``(what, path)`` of everything read (existing paths).
         folders: ``(what, path)`` of the output folders.
+        files: names of the files written in each folder.
 
     Raises:
         OutputPathError: a folder that is an input folder, lies inside one, or holds an input;
-            or that exists and is not a folder.
+            or that exists and is not a folder; a file of one that is an input.
     """
     input_dirs: dict[Path, str] = {}
     holders: dict[Path, tuple[str, Path]] = {}  # every folder that holds an input
+    input_files: dict[tuple[int, int], tuple[str, Path]] = {}  # (device, inode) of each
     for what, source in inputs:
         real = source.resolve()
         if real.is_dir():
             input_dirs[real] = what
+        elif real.is_file():
+            info = real.stat()
+            input_files[(info.st_dev, info.st_ino)] = (what, source)
         for parent in (real, *real.parents) if real.is_dir() else real.parents:
             holders.setdefault(parent, (what, source))
     for shown, folder in folders:
@@ -297,3 +332,14 @@ def check_output_folders(
                 f"{shown} {folder} holds the input {what} {source}; ttblur never writes into "
                 "its input folders (pick an output folder outside them)"
             )
+        for name in files if real.is_dir() else ():
+            try:
+                info = (real / name).stat()  # through a symbolic link: its file
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) in input_files:
+                what, source = input_files[(info.st_dev, info.st_ino)]
+                raise OutputPathError(
+                    f"{shown} {folder}: its {name} is the input {what} {source} (a link to "
+                    "it); writing it would destroy the input (remove the link)"
+                )
