@@ -161,7 +161,8 @@ def test_a_registered_stages_parameters_are_json_values_and_round_trip() -> None
         config = AdaptConfig(
             rsdm={"name": "params_for_test", "pair": [3, np.int64(4)], "nested": {"a": [1]}}
         )
-        assert config.rsdm.params == {"pair": (3, 4), "nested": {"a": (1,)}}
+        # as a stage built from the saved JSON would get them: the same either way
+        assert config.rsdm.params == {"pair": [3, 4], "nested": {"a": [1]}}
         assert AdaptConfig.from_json(config.to_json()) == config
         with pytest.raises(ValidationError, match=r"score=<built-in function abs> cannot be "):
             AdaptConfig(rsdm={"name": "params_for_test", "score": abs})

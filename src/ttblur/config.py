@@ -59,9 +59,10 @@ _REVISION_HELP = (
 
 
 def _plain_value(value: Any, *, nested: bool = True) -> Any:
-    """A config value in the form its JSON reads back as: NumPy scalars as the Python numbers
-    they hold, lists as tuples (JSON has no tuples), paths as their text; with ``nested``,
-    also inside tuples, lists and dicts (a user stage's parameters)."""
+    """A config value with plain types: NumPy scalars as the Python numbers they hold, paths
+    as their text, a list as a tuple (a typed field; JSON has no tuples); with ``nested``,
+    also inside tuples, lists and dicts (a user stage's parameters, before they are put in
+    their JSON form)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, os.PathLike):
@@ -126,9 +127,8 @@ class _StageSection(_Section):
     def _check_stage(self) -> Any:
         stages: registry.Registry[Any] = getattr(registry, self._registry)
         for key, value in self.params.items():
-            plain = _plain_value(value)
-            try:  # what the config's JSON (a saved config, report.json) can hold
-                json.dumps(plain, allow_nan=False)
+            try:  # as the config's JSON (a saved config, report.json) gives it back
+                plain = json.loads(json.dumps(_plain_value(value), allow_nan=False))
             except (TypeError, ValueError) as err:
                 raise ValueError(
                     f"{key}={value!r:.60} cannot be written to the config's JSON ({err}); a "
