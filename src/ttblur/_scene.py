@@ -215,7 +215,9 @@ def subframe_count(path_px: float, max_step_px: float, lo: int, hi: int) -> int:
 def check_subframe_range(lo: int, hi: int) -> None:
     """Refuse sub-frame limits that admit no odd count (the one rule for them)."""
     if lo < 1 or hi < lo:
-        raise ValueError(f"sub-frame limits must satisfy 1 <= min ({lo}) <= max ({hi})")
+        raise ValueError(
+            f"max_subframes ({hi}) must be >= min_subframes ({lo}), and min_subframes >= 1"
+        )
     if lo == hi and lo % 2 == 0:
         raise ValueError(
             f"min_subframes = max_subframes = {lo} admits no odd sub-frame count; sub-frame "

@@ -58,20 +58,22 @@ _REVISION_HELP = (
 )
 
 
-def _plain_value(value: Any, *, nested: bool = True) -> Any:
-    """A config value with plain types: NumPy scalars as the Python numbers they hold, paths
-    as their text, a list as a tuple (a typed field; JSON has no tuples); with ``nested``,
-    also inside tuples, lists and dicts (a user stage's parameters, before they are put in
-    their JSON form)."""
+def _plain_value(value: Any) -> Any:
+    """NumPy scalars as the Python numbers they hold, paths as their text; other values as
+    they are (also ``json.dumps``'s fallback for a user stage's parameters)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
-    if isinstance(value, (list, tuple)):
-        return tuple(_plain_value(v) for v in value) if nested else tuple(value)
-    if nested and isinstance(value, dict):
-        return {k: _plain_value(v) for k, v in value.items()}
     return value
+
+
+def _json_value(value: Any) -> Any:
+    """``json.dumps``'s fallback: a NumPy scalar or a path in plain form, else refused."""
+    plain = _plain_value(value)
+    if plain is value:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return plain
 
 
 class _Section(BaseModel):
@@ -88,7 +90,8 @@ class _Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _plain_values(cls, value: Any) -> Any:
-        return _plain_value(value, nested=False)
+        value = _plain_value(value)
+        return tuple(value) if isinstance(value, list) else value  # JSON has no tuples
 
     def __setattr__(self, name: str, value: Any) -> None:
         # pydantic stores an assigned value before the model's cross-field rules run, so a
@@ -128,7 +131,7 @@ class _StageSection(_Section):
         stages: registry.Registry[Any] = getattr(registry, self._registry)
         for key, value in self.params.items():
             try:  # as the config's JSON (a saved config, report.json) gives it back
-                plain = json.loads(json.dumps(_plain_value(value), allow_nan=False))
+                plain = json.loads(json.dumps(value, allow_nan=False, default=_json_value))
             except (TypeError, ValueError) as err:
                 raise ValueError(
                     f"{key}={value!r:.60} cannot be written to the config's JSON ({err}); a "

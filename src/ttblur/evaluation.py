@@ -107,17 +107,16 @@ def score_frames(restored: Iterable[Tensor], sharp: Tensor, crop_border: int = 0
     from ttblur.metrics import psnr, ssim
 
     scores = FrameScores()
-    count = 0
     for frame, target in zip_longest(restored, sharp):
         if frame is None or target is None:
             more = frame is not None
             raise ValueError(
                 f"restored has {'more' if more else 'fewer'} frames than the {len(sharp)} sharp "
-                f"frames{'' if more else f' (only {count})'}: frames must pair one to one"
+                f"frames{'' if more else f' (only {len(scores.psnr)})'}: frames must pair one "
+                "to one"
             )
         scores.psnr.append(float(psnr(frame, target, crop_border=crop_border)))
         scores.ssim.append(float(ssim(frame, target, crop_border=crop_border)))
-        count += 1
     return scores
 
 

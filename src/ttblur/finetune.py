@@ -19,7 +19,6 @@ import copy
 import math
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +29,7 @@ from ttblur._state import ModuleSnapshot
 from ttblur.config import FinetuneConfig, GuardConfig, parse_trainable
 from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
-from ttblur.specs import ModelSpec
+from ttblur.specs import ModelSpec, eval_mode, kept_modes
 from ttblur.types import PatchLocation
 
 __all__ = [
@@ -500,28 +499,16 @@ def finetune(
             ``pred`` (:func:`check_loss_value`; :func:`check_loss` tries a loss up front).
     """
     devices = [device] if device.type == "cuda" else []
-    with _modes_kept(model), torch.random.fork_rng(devices=devices):
+    with kept_modes(model), torch.random.fork_rng(devices=devices):
         with spec.on_device(model, device):
             torch.manual_seed(seed)
             return _finetune(model, pairs, loss_fn, config, spec, device, seed, progress, guard)
 
 
-@contextmanager
-def _modes_kept(model: nn.Module) -> Iterator[None]:
-    """Give every module of ``model`` its train / eval flag back on exit."""
-    flags = [(module, module.training) for module in model.modules()]
-    try:
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
-
-
 def _guard_score(model: nn.Module, guard: EpochGuard) -> float:
     """``guard.score(model)`` as its contract says: eval mode, gradients off (a custom score
     would otherwise update BatchNorm statistics, draw dropout and build a graph)."""
-    with _modes_kept(model), torch.no_grad():
-        model.eval()
+    with eval_mode(model), torch.no_grad():
         return float(guard.score(model))
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "eval_mode",
     "get_spec",
     "infer_spec",
+    "kept_modes",
     "list_specs",
     "model_device",
     "model_dtype",
@@ -463,19 +464,25 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode and restore each one's own flag afterwards.
-
-    Restoring per submodule (rather than ``model.train(was_training)``) keeps frozen
-    submodules that the network deliberately holds in eval mode (MMP-RNN's prior) in eval.
-    """
+def kept_modes(model: nn.Module) -> Iterator[None]:
+    """Give every submodule its own train / eval flag back after the block, whatever the
+    block set (rather than ``model.train(was_training)``: frozen submodules that the network
+    deliberately holds in eval mode, such as MMP-RNN's prior, stay in eval)."""
     flags = [(module, module.training) for module in model.modules()]
-    model.eval()
     try:
         yield
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode and restore each one's own flag afterwards
+    (:func:`kept_modes`)."""
+    with kept_modes(model):
+        model.eval()
+        yield
 
 
 def check_materialised(model: nn.Module) -> None:

@@ -151,11 +151,6 @@ class SynthParams(BaseModel):
             raise ValueError(
                 f"pause_max_ms ({self.pause_max_ms}) must be >= pause_min_ms ({self.pause_min_ms})"
             )
-        if self.max_subframes < self.min_subframes:
-            raise ValueError(
-                f"max_subframes ({self.max_subframes}) must be >= min_subframes "
-                f"({self.min_subframes})"
-            )
         check_subframe_range(self.min_subframes, self.max_subframes)
         return self
 

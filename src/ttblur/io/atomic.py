@@ -154,7 +154,7 @@ def _remove_orphan_stages(folder: Path) -> None:
     """Remove staging folders inside ``folder`` left by dead processes of this host."""
     with contextlib.suppress(OSError):
         for path in folder.iterdir():
-            if path.name.startswith(TEMP_MARKER) and _orphaned(path.name[len(TEMP_MARKER) :]):
+            if path.name.startswith(TEMP_MARKER) and _left_by_dead(path.name):
                 _remove(path)
 
 
@@ -201,7 +201,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
         for p in root.iterdir()
         if p.name.startswith(".")
         and TEMP_MARKER in p.name
-        and (_left_by_dead(p.name) or not _TAGS.search(p.name))
+        and all(_orphaned(tag) for tag in _TAGS.findall(p.name))  # no tag: an older version
     ]
     for path in stale:
         _remove(path)

@@ -358,15 +358,9 @@ def _expand_ellipsis(index: tuple[Any, ...], ndim: int) -> tuple[Any, ...]:
 
 def _positions(index: Any) -> list[int]:
     """Frame positions of a sequence / tensor / array index; masks and the rest refused."""
-    if isinstance(index, (Tensor, np.ndarray)):
-        mask = index.dtype == torch.bool if isinstance(index, Tensor) else index.dtype == bool
-        values = index.tolist()
-    else:
-        values = index
-        mask = isinstance(values, (bool, np.bool_))
-    if isinstance(values, (list, tuple)):
-        mask = mask or any(isinstance(v, (bool, np.bool_)) for v in values)
-    if mask:
+    values = index.tolist() if isinstance(index, (Tensor, np.ndarray)) else index  # bools stay
+    listed = values if isinstance(values, (list, tuple, range)) else [values]
+    if any(isinstance(v, (bool, np.bool_)) for v in listed):
         raise TypeError("a FrameStore is not indexed by a boolean mask; select frame numbers")
     if isinstance(values, (list, tuple, range)) and all(
         isinstance(v, (int, np.integer)) for v in values

@@ -149,11 +149,16 @@ def _inside(path: Path, folder: Path) -> bool:
     return real == base or real.is_relative_to(base)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor (where a missing folder would be created)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 def _check_writable(shown: str, folder: Path) -> None:
     """The nearest existing folder at or above ``folder`` must accept new files."""
-    existing = folder
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = _nearest_existing(folder)
     if not existing.is_dir():
         raise OutputPathError(f"{shown}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -172,11 +177,8 @@ _PID_ROOM = 10
 def _check_name_room(shown: str, path: Path) -> None:
     """The file is written under a hidden temporary name longer than its own: that name must
     fit the file system's limit too, or the write fails after all the work."""
-    existing = path.parent
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
     try:
-        limit = os.pathconf(existing, "PC_NAME_MAX")
+        limit = os.pathconf(_nearest_existing(path.parent), "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
         limit = 255
     needed = len(os.fsencode(temp_name(path).name)) + _PID_ROOM

@@ -310,15 +310,12 @@ def _comparisons(
             weight = weight * inside
             sharp = torch.stack([chosen[i].crop(source) for i in moving])
             target = torch.stack([chosen[i].crop(warped) for i in moving])
-            mask = torch.stack([chosen[i].crop(weight) for i in moving]).clone()
+            mask = torch.stack([chosen[i].crop(weight) for i in moving])
             # The blurred patch is padded beyond its own box: its border is left out too (a
             # quarter of a small patch at most).
             edge = min(_BORDER, mask.shape[-1] // 4, mask.shape[-2] // 4)
             if edge:
-                mask[..., :edge, :] = 0.0
-                mask[..., -edge:, :] = 0.0
-                mask[..., :, :edge] = 0.0
-                mask[..., :, -edge:] = 0.0
+                mask = F.pad(mask[..., edge:-edge, edge:-edge], (edge,) * 4)
             # Only a patch clearly sharper than its warped neighbour tells rho: where the
             # neighbour holds as much detail (a steady pan blurs every frame alike, a very
             # short exposure blurs none), any rho explains the pair as well as rho -> 0.
