@@ -39,7 +39,7 @@ import ttblur
 from ttblur import metrics
 from ttblur.config import AdaptConfig, GuardConfig
 from ttblur.pipeline import AdaptPipeline
-from ttblur.scenarios import make_scenario, scenario_suite
+from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
 from ttblur.specs import ModelSpec
 from ttblur.stages.guard import (
     GuardProbe,
@@ -91,6 +91,15 @@ class Trace:
     #: :func:`still_reference` replays any cap and threshold).
     reference_psnr: list[float] = field(default_factory=list)
     window_still: list[list[float]] = field(default_factory=list)
+    #: Per reference (sharp) frame scored: its true blur in the scored box (px, mean and the
+    #: longest of any pixel), and per model the restored box's PSNR against the true sharp box.
+    still_blur: list[float] = field(default_factory=list)
+    still_blur_max: list[float] = field(default_factory=list)
+    window_still_psnr: list[list[float]] = field(default_factory=list)
+    #: Per blurred window scored against a sharp neighbour: its true blur (px, mean) and per
+    #: model the restored box's PSNR against the true sharp box.
+    reference_blur: list[float] = field(default_factory=list)
+    window_reference_truth: list[list[float]] = field(default_factory=list)
     #: PSNR of the blurry input against the truth (NaN in traces recorded before it was).
     blurry: float = math.nan
 
@@ -126,6 +135,12 @@ def still_reference(
         )
         for blurred, still in zip(trace.reference_psnr, capped, strict=True)
     ]
+
+
+def _border(mask: Tensor) -> int:
+    """The unscored border of a ``(M, 1, s, s)`` box mask (1 inside), px."""
+    row = mask[0, 0, mask.shape[-2] // 2]
+    return int((row != 0).nonzero()[0])
 
 
 def _interior(boxes: Tensor, border: int) -> Tensor:
@@ -175,13 +190,46 @@ def record_windows(trace: Trace, probe: GuardProbe, truth: Tensor) -> None:
     trace.window_psnr.append(metrics.psnr(inner, truth, reduction="none").tolist())
 
 
-def record_reference(trace: Trace, probe: ReferenceProbe) -> None:
+def reference_regions(
+    video: Tensor, frames: Sequence[int], boxes: Sequence[tuple[int, int]], side: int, border: int
+) -> Tensor:
+    """``(N, C, s, s)``: the regions of ``video`` (``(T, C, H, W)``) that sharp-neighbour
+    windows score (frame and ``(top, left)`` each), inside their border."""
+    return _interior(
+        torch.stack(
+            [
+                video[t, :, top : top + side, left : left + side]
+                for t, (top, left) in zip(frames, boxes, strict=True)
+            ]
+        ),
+        border,
+    ).float()
+
+
+def record_reference(
+    trace: Trace,
+    probe: ReferenceProbe,
+    truth: Tensor | None = None,
+    still_truth: Tensor | None = None,
+) -> None:
     """Append the parts of the probe's last score to ``trace``: the blurred frames' PSNR and,
-    when it scored them, each restored sharp frame's uncapped PSNR against itself."""
+    when it scored them, each restored sharp frame's uncapped PSNR against itself; with the
+    true sharp regions (:func:`reference_regions`), the restorations' PSNR against them."""
     trace.reference_psnr.append(probe.last["reference_psnr"])
+    w = probe.windows
+    border = _border(w.still_weight)
+    if truth is not None and probe.last_restored is not None:
+        trace.window_reference_truth.append(
+            metrics.psnr(_interior(probe.last_restored, border), truth, reduction="none").tolist()
+        )
     if probe.last_still is None:
         return
-    w = probe.windows
+    if still_truth is not None:
+        trace.window_still_psnr.append(
+            metrics.psnr(
+                _interior(probe.last_still, border), still_truth, reduction="none"
+            ).tolist()
+        )
     trace.window_still.append(
         [
             still_psnr(
@@ -229,6 +277,21 @@ class _Recorder:
         lengths = _interior(w.condition[:, 2], w.border)
         self.trace.window_length = lengths.mean(dim=(1, 2)).tolist()
         truth = regions(self.sharp, w)
+        ref_truth = still_truth = None
+        if neighbours is not None:
+            rw = neighbours.windows
+            side, border = rw.clips.shape[-1], _border(rw.still_weight)
+            still_boxes = [rw.boxes[rw.sources.index(s)] for s in rw.still_frames]
+            ref_truth = reference_regions(self.sharp, rw.frames, rw.boxes, side, border)
+            still_truth = reference_regions(self.sharp, rw.still_frames, still_boxes, side, border)
+            blur = reference_regions(self.blur, rw.still_frames, still_boxes, side, border)
+            self.trace.still_blur = blur.mean(dim=(1, 2, 3)).tolist()
+            self.trace.still_blur_max = blur.amax(dim=(1, 2, 3)).tolist()
+            self.trace.reference_blur = (
+                reference_regions(self.blur, rw.frames, rw.boxes, side, border)
+                .mean(dim=(1, 2, 3))
+                .tolist()
+            )
 
         def score(model: nn.Module, device: torch.device) -> float:
             value = probe(model, device)
@@ -240,7 +303,7 @@ class _Recorder:
             if neighbours is None:
                 return value
             self.trace.reference.append(neighbours(model, device))
-            record_reference(self.trace, neighbours)
+            record_reference(self.trace, neighbours, ref_truth, still_truth)
             return self.trace.reference[-1]
 
         return score
@@ -270,7 +333,12 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
     model = ttblur.reference_model(args.model)
     traces = []
     for spec in scenario_suite(
-        "development", args.videos, num_frames=args.frames, size=tuple(args.size)
+        "development",
+        args.videos,
+        num_frames=args.frames,
+        size=tuple(args.size),
+        families=tuple(args.families),
+        first=args.first_video,
     ):
         video = make_scenario(spec)
         trace = Trace(spec.family, math.nan, blurry=float(metrics.psnr(video.blurry, video.sharp)))
@@ -556,6 +624,8 @@ def print_pooled(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--videos", type=int, default=3, help="videos per family")
+    parser.add_argument("--first-video", type=int, default=0, help="each family's first video")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
     parser.add_argument("--patch-size", type=int, default=128)
