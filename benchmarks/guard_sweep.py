@@ -49,6 +49,7 @@ from ttblur.stages.guard import (
     reblur_psnr,
     reference_gain,
 )
+from ttblur.stages.rsdm import estimate_magnitude
 from ttblur.stages.sharp_neighbours import PERFECT_DB, still_psnr
 from ttblur.types import Selection
 
@@ -96,6 +97,12 @@ class Trace:
     still_blur: list[float] = field(default_factory=list)
     still_blur_max: list[float] = field(default_factory=list)
     window_still_psnr: list[list[float]] = field(default_factory=list)
+    #: Per model and reference frame: the blur the guard's BME reads in the restored box (px)
+    #: and its mean gradient magnitude; ``still_observed_*``: the same of the observed box.
+    window_still_bme: list[list[float]] = field(default_factory=list)
+    window_still_grad: list[list[float]] = field(default_factory=list)
+    still_observed_bme: list[float] = field(default_factory=list)
+    still_observed_grad: list[float] = field(default_factory=list)
     #: Per blurred window scored against a sharp neighbour: its true blur (px, mean) and per
     #: model the restored box's PSNR against the true sharp box.
     reference_blur: list[float] = field(default_factory=list)
@@ -141,6 +148,14 @@ def _border(mask: Tensor) -> int:
     """The unscored border of a ``(M, 1, s, s)`` box mask (1 inside), px."""
     row = mask[0, 0, mask.shape[-2] // 2]
     return int((row != 0).nonzero()[0])
+
+
+def _gradient(boxes: Tensor) -> list[float]:
+    """Mean absolute horizontal + vertical gradient of each gray box of ``(N, 3, h, w)``."""
+    gray = boxes.float().mean(dim=1)
+    dx = (gray[:, :, 1:] - gray[:, :, :-1]).abs().mean(dim=(1, 2))
+    dy = (gray[:, 1:] - gray[:, :-1]).abs().mean(dim=(1, 2))
+    return (dx + dy).tolist()
 
 
 def _interior(boxes: Tensor, border: int) -> Tensor:
@@ -224,6 +239,15 @@ def record_reference(
         )
     if probe.last_still is None:
         return
+    bme, boxes = probe.guard.bme, probe.last_still
+    reading = estimate_magnitude(bme, boxes, batch_size=probe.guard.batch_size)
+    trace.window_still_bme.append(_interior(reading, border).mean(dim=(1, 2, 3)).tolist())
+    trace.window_still_grad.append(_gradient(_interior(boxes, border)))
+    if not trace.still_observed_bme:
+        observed = w.still_observed.float()
+        reading = estimate_magnitude(bme, observed, batch_size=probe.guard.batch_size)
+        trace.still_observed_bme = _interior(reading, border).mean(dim=(1, 2, 3)).tolist()
+        trace.still_observed_grad = _gradient(_interior(observed, border))
     if still_truth is not None:
         trace.window_still_psnr.append(
             metrics.psnr(
