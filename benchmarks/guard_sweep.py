@@ -106,6 +106,18 @@ class Trace:
     #: Per blurred window scored against a sharp neighbour: its true blur (px, mean) and per
     #: model the restored box's PSNR against the true sharp box.
     reference_blur: list[float] = field(default_factory=list)
+    #: The detector's mean blur reading (px) of each window's reference frame inside the
+    #: window's scored box, and of each still frame inside its own box.
+    reference_reading: list[float] = field(default_factory=list)
+    still_reading: list[float] = field(default_factory=list)
+    #: The guard's BME reading (px) of each window's reference frame in the window's box (the
+    #: crop alone, as ``still_observed_bme``).
+    reference_observed_bme: list[float] = field(default_factory=list)
+    #: Per model and blurred window: the weighted squared error against the warped reference
+    #: and the weight (``reference_psnr`` of any subset of windows is ``10 log10(sum w / sum e)``;
+    #: in place, as with the shipped ``guard.reference_shift_px`` of 0).
+    window_reference_error: list[list[float]] = field(default_factory=list)
+    reference_weight: list[float] = field(default_factory=list)
     window_reference_truth: list[list[float]] = field(default_factory=list)
     #: PSNR of the blurry input against the truth (NaN in traces recorded before it was).
     blurry: float = math.nan
@@ -233,6 +245,10 @@ def record_reference(
     trace.reference_psnr.append(probe.last["reference_psnr"])
     w = probe.windows
     border = _border(w.still_weight)
+    if probe.last_restored is not None:
+        error = (probe.last_restored - w.reference.float()).square().mean(dim=1, keepdim=True)
+        trace.window_reference_error.append((error * w.weight).sum(dim=(1, 2, 3)).tolist())
+        trace.reference_weight = w.weight.sum(dim=(1, 2, 3)).tolist()
     if truth is not None and probe.last_restored is not None:
         trace.window_reference_truth.append(
             metrics.psnr(_interior(probe.last_restored, border), truth, reduction="none").tolist()
@@ -311,6 +327,22 @@ class _Recorder:
             blur = reference_regions(self.blur, rw.still_frames, still_boxes, side, border)
             self.trace.still_blur = blur.mean(dim=(1, 2, 3)).tolist()
             self.trace.still_blur_max = blur.amax(dim=(1, 2, 3)).tolist()
+            magnitude = selection.magnitude
+            self.trace.reference_reading = (
+                reference_regions(magnitude, rw.sources, rw.boxes, side, border)
+                .mean(dim=(1, 2, 3))
+                .tolist()
+            )
+            self.trace.still_reading = (
+                reference_regions(magnitude, rw.still_frames, still_boxes, side, border)
+                .mean(dim=(1, 2, 3))
+                .tolist()
+            )
+            crops = reference_regions(video, rw.sources, rw.boxes, side, 0)
+            reading = estimate_magnitude(self.full.bme, crops, batch_size=self.full.batch_size)
+            self.trace.reference_observed_bme = (
+                _interior(reading, border).mean(dim=(1, 2, 3)).tolist()
+            )
             self.trace.reference_blur = (
                 reference_regions(self.blur, rw.frames, rw.boxes, side, border)
                 .mean(dim=(1, 2, 3))
