@@ -511,6 +511,13 @@ class GuardConfig(_StageSection):
         "closely the restorations keep them (ttblur.stages.sharp_neighbours.still_psnr): an "
         "epoch is kept when either score gains its threshold and neither falls",
     )
+    still_box_sharp: bool = Field(
+        default=True,
+        description="score a sharp frame's restoration against itself only where the blur "
+        "estimator, run on the scored box alone, also reads it under sharp_px (the frame's "
+        "mean reading can call a blurred frame sharp; such a frame's copy scores up while the "
+        "true PSNR falls: docs/results.md)",
+    )
     still_min_gain_db: float = Field(
         default=3.0,
         gt=0.0,

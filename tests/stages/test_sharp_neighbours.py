@@ -6,10 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ttblur.config import GuardConfig
 from ttblur.specs import get_spec
 from ttblur.stages.guard import GuardProbe, ReblurGuard, ReferenceProbe
 from ttblur.stages.reblur import motion_blur
 from ttblur.stages.sharp_neighbours import (
+    box_readings,
     choose_references,
     consistent_flow,
     reference_psnr,
@@ -269,7 +271,8 @@ def test_a_noisy_video_keeps_the_re_blur_score() -> None:
 def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do_not_fall() -> None:
     video, sharp, selection = _video(blurred={1, 3, 4})
     spec = get_spec("image")
-    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8)
+    # A blur estimator that reads every box sharp (the next test: one that does not).
+    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, bme=_reads(0.0))
     assert guard.still_frames and guard.still_min_gain_db == 3.0 and guard.still_cap_db == 40.0
     probe = guard.prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe)
@@ -321,3 +324,65 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
         ReblurGuard(still_min_gain_db=0.0)
     with pytest.raises(ValueError, match="still_cap_db"):
         ReblurGuard(still_cap_db=-1.0)
+
+
+def _reads(px: float | list[float]):
+    """A blur estimator reading ``px`` everywhere (a list: one value per box, in call order)."""
+    values = iter(px) if isinstance(px, list) else None
+
+    def bme(frames: torch.Tensor) -> torch.Tensor:
+        level = [next(values) for _ in range(frames.shape[0])] if values else [px] * len(frames)
+        return torch.tensor(level).view(-1, 1, 1, 1).expand(-1, 1, *frames.shape[-2:]).clone()
+
+    return bme
+
+
+def test_box_readings_are_the_mean_inside_the_scored_box() -> None:
+    video, _, selection = _video(blurred={1, 3, 4})
+    refs = choose_references(
+        video, selection, get_spec("image"), KnownFlow(), frames=8, size=64, border=8
+    )
+    assert refs is not None and refs.still_frames == [0, 2, 5]
+
+    def border_blurred(frames: torch.Tensor) -> torch.Tensor:
+        out = torch.full((frames.shape[0], 1, *frames.shape[-2:]), 9.0)
+        out[:, :, 8:-8, 8:-8] = torch.arange(frames.shape[0]).view(-1, 1, 1, 1) * 0.5
+        return out
+
+    # Only the scored box counts (the 9 px border does not), one reading per still frame.
+    assert box_readings(refs, border_blurred, batch_size=2) == [0.0, 0.5, 0.0]
+    assert box_readings(refs, border_blurred, batch_size=8) == [0.0, 0.5, 1.0]
+    kept = refs.with_still([True, False, True])
+    assert kept.still_frames == [0, 5] and kept.frames == refs.frames
+    assert torch.equal(kept.still_clips, refs.still_clips[[0, 2]])
+    assert torch.equal(kept.still_weight, refs.still_weight[[0, 2]])
+    none = refs.with_still([False] * 3)
+    assert none.still_frames == [] and none.still_clips.shape == (0, *refs.still_clips.shape[1:])
+    assert box_readings(none, border_blurred) == []
+    with pytest.raises(ValueError, match="one flag per still frame"):
+        refs.with_still([True])
+
+
+def test_a_sharp_frame_whose_box_reads_blurred_is_not_scored_against_itself() -> None:
+    # The frame's mean reading calls frames 0, 2 and 5 sharp; read alone, frame 2's scored box
+    # reads 1.5 px: its restoration is not scored against itself (a blurred frame's copy
+    # would score up there), the blurred windows are unchanged.
+    video, _, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("image")
+    kwargs = dict(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8)
+    probe = ReblurGuard(bme=_reads([0.2, 1.5, 0.9]), **kwargs).prepare(video, selection, spec)
+    assert isinstance(probe, ReferenceProbe)
+    assert probe.windows.still_frames == [0, 5] and probe.windows.sources == [0, 2, 5]
+    # All read blurred: the blurred frames' score alone.
+    blurred = ReblurGuard(bme=_reads(2.0), **kwargs).prepare(video, selection, spec)
+    assert isinstance(blurred, ReferenceProbe) and blurred.windows.still_frames == []
+    out = blurred.windows.clips[:, blurred.windows.centre]
+    blurred(_Fixed(out), torch.device("cpu"))
+    assert set(blurred.last) == {"reference_psnr"}
+    # Off: every frame the mean reading calls sharp.
+    off = ReblurGuard(bme=_reads(2.0), still_box_sharp=False, **kwargs)
+    assert off.prepare(video, selection, spec).windows.still_frames == [0, 2, 5]
+    assert (
+        ReblurGuard.from_config(GuardConfig(still_box_sharp=False), bme=_reads(0.0)).still_box_sharp
+        is False
+    )

@@ -89,6 +89,7 @@ from ttblur.stages.reblur import motion_blur, video_noise_std
 from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
 from ttblur.stages.sharp_neighbours import (
     ReferenceWindows,
+    box_readings,
     choose_references,
     reference_psnr,
     still_psnr,
@@ -287,6 +288,9 @@ class ReblurGuard:
             the unadapted model is kept.
         still_frames: with sharp neighbours, also score the restorations of those sharp
             frames against themselves (:class:`ReferenceProbe`); False: the blurred frames only.
+        still_box_sharp: score a sharp frame against itself only where ``bme``, run on its
+            scored box alone, also reads it under ``sharp_px``
+            (:func:`~ttblur.stages.sharp_neighbours.box_readings`).
         still_min_gain_db: the gain of that score that keeps an epoch on its own.
         still_cap_db: the most a restored sharp frame scores
             (:func:`~ttblur.stages.sharp_neighbours.still_psnr`).
@@ -317,6 +321,7 @@ class ReblurGuard:
         reference_shift_px: int = _DEFAULTS.reference_shift_px,
         trust_reblur: bool = _DEFAULTS.trust_reblur,
         still_frames: bool = _DEFAULTS.still_frames,
+        still_box_sharp: bool = _DEFAULTS.still_box_sharp,
         still_min_gain_db: float = _DEFAULTS.still_min_gain_db,
         still_cap_db: float = _DEFAULTS.still_cap_db,
     ) -> None:
@@ -366,6 +371,7 @@ class ReblurGuard:
         self.reference_shift_px = reference_shift_px
         self.trust_reblur = bool(trust_reblur)
         self.still_frames = bool(still_frames)
+        self.still_box_sharp = bool(still_box_sharp)
         self.still_min_gain_db = float(still_min_gain_db)
         self.still_cap_db = float(still_cap_db)
 
@@ -396,6 +402,7 @@ class ReblurGuard:
             reference_shift_px=section.reference_shift_px,
             trust_reblur=section.trust_reblur,
             still_frames=section.still_frames,
+            still_box_sharp=section.still_box_sharp,
             still_min_gain_db=section.still_min_gain_db,
             still_cap_db=section.still_cap_db,
         )
@@ -430,6 +437,9 @@ class ReblurGuard:
                 clip_radius=clip_radius(spec, self.neighbours),
             )
             if references is not None:
+                if self.still_frames and self.still_box_sharp:
+                    readings = box_readings(references, self.bme, batch_size=self.batch_size)
+                    references = references.with_still([r < self.sharp_px for r in readings])
                 return ReferenceProbe(references, spec, self)
         windows = choose_windows(
             video,

@@ -27,7 +27,11 @@ between moving ones). Beside the blurred windows, each reference frame ``s`` is 
 place with its own clip (``ReferenceWindows.still_clips``), and :func:`still_psnr` measures how
 close its restoration stays to the observed frame, capped at ``cap_db``: an output within the
 noise of its input (about 1% RMS at the default 40 dB) has nothing left to gain, so a network
-that already leaves sharp frames alone earns nothing for copying their noise.
+that already leaves sharp frames alone earns nothing for copying their noise. A frame is a
+reference when its *mean* reading is under ``sharp_px``; smooth regions read sharp and can pull
+a blurred frame under it. Copying such a frame scores up while its true PSNR falls, so with
+``guard.still_box_sharp`` the guard scores a reference frame against itself only where the blur
+estimator, run on the scored box alone, also reads it under ``sharp_px`` (:func:`box_readings`).
 
 Measured on the development scenarios with the ``tiny`` network (docs/results.md, "A score
 against the video's own sharp frames"): over 24 videos, the PSNR against these references
@@ -46,7 +50,8 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -56,11 +61,13 @@ from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.stages.flow import warp_back
+from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
 from ttblur.types import FlowEstimator, Selection, validate_selection
 
 __all__ = [
     "SHIFT_BLOCK",
     "ReferenceWindows",
+    "box_readings",
     "choose_references",
     "consistent_flow",
     "reference_psnr",
@@ -292,8 +299,49 @@ class ReferenceWindows:
         """``(M, 3, s, s)``: the observed sharp frame of each still clip."""
         return self.still_clips[:, self.centre]
 
+    def with_still(self, keep: Sequence[bool]) -> ReferenceWindows:
+        """These windows with only the still clips ``keep`` marks (one flag per still frame);
+        the blurred windows are unchanged."""
+        flags = [bool(k) for k in keep]
+        if len(flags) != len(self.still_frames):
+            raise ValueError(
+                f"keep needs one flag per still frame ({len(self.still_frames)}), got {len(flags)}"
+            )
+        index = torch.tensor([i for i, k in enumerate(flags) if k], dtype=torch.long)
+        return replace(
+            self,
+            still_clips=self.still_clips[index],
+            still_frames=[f for f, k in zip(self.still_frames, flags, strict=True) if k],
+            still_weight=self.still_weight[index],
+        )
+
     def __len__(self) -> int:
         return int(self.clips.shape[0])
+
+
+def box_readings(
+    windows: ReferenceWindows, bme: MagnitudeFn, *, batch_size: int = 4
+) -> list[float]:
+    """The blur ``bme`` reads in each still frame's scored box, run on that region alone.
+
+    A frame's mean reading decides which frames are references; over a whole frame, smooth
+    regions (read as sharp) can pull a blurred frame under ``sharp_px``. The scored box is
+    the frame's most textured region, where the reading says most.
+
+    Args:
+        windows: the windows (:func:`choose_references`).
+        bme: a blur magnitude estimator (``frames (N, 3, s, s) -> (N, 1, s, s)`` px).
+        batch_size: boxes per call.
+
+    Returns:
+        One mean reading per still frame (px), over its box inside the unscored border.
+    """
+    if not windows.still_frames:
+        return []
+    reading = estimate_magnitude(bme, windows.still_observed, batch_size=batch_size)
+    weight = windows.still_weight
+    total = (torch.as_tensor(reading).float() * weight).sum(dim=(1, 2, 3))
+    return (total / weight.sum(dim=(1, 2, 3))).tolist()
 
 
 def _sharper_neighbour(blur: list[float], t: int, radius: int, sharp_px: float) -> int | None:
