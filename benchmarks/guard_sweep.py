@@ -106,6 +106,7 @@ class Trace:
     #: Per blurred window scored against a sharp neighbour: its true blur (px, mean) and per
     #: model the restored box's PSNR against the true sharp box.
     reference_blur: list[float] = field(default_factory=list)
+    window_reference_truth: list[list[float]] = field(default_factory=list)
     #: The detector's mean blur reading (px) of each window's reference frame inside the
     #: window's scored box, and of each still frame inside its own box.
     reference_reading: list[float] = field(default_factory=list)
@@ -118,7 +119,6 @@ class Trace:
     #: in place, as with the shipped ``guard.reference_shift_px`` of 0).
     window_reference_error: list[list[float]] = field(default_factory=list)
     reference_weight: list[float] = field(default_factory=list)
-    window_reference_truth: list[list[float]] = field(default_factory=list)
     #: PSNR of the blurry input against the truth (NaN in traces recorded before it was).
     blurry: float = math.nan
 
