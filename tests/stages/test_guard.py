@@ -221,8 +221,8 @@ def test_the_first_model_scored_sets_the_floor_and_garbage_sinks_below_it() -> N
 def test_on_a_hand_held_video_the_guard_uses_its_sharp_frames_and_rolls_back() -> None:
     # Development scenario (never reported): hand-held with still moments, so the detector finds
     # sharp frames beside blurred ones (frame 0 beside frames 1-3, read 9-11 px blurrier) and the
-    # guard scores against them. The network that deblurs: `tiny` damages this clip so much
-    # that even the inverting loss's first epoch restores it better (the guard keeps that).
+    # guard scores against them. `base`, a network that deblurs: `tiny` damages this clip so
+    # much that even the inverting loss's first epoch restores it better (and the guard keeps it).
     spec = next(
         s
         for s in scenario_suite("development", 3, num_frames=9, size=(96, 128))
@@ -233,10 +233,9 @@ def test_on_a_hand_held_video_the_guard_uses_its_sharp_frames_and_rolls_back() -
     out = ttblur.adapt(model, video.blurry, _inverting_loss, config=_config(), progress=False)
     report = out.report
     assert report.guard_score == "reference"
-    assert isinstance(out.guard_windows, ReferenceWindows)
-    assert out.guard_windows.frames == [1, 2, 3] and out.guard_windows.sources == [0, 0, 0]
     assert report.guard_min_gain_db == GuardConfig().reference_min_gain_db
     assert isinstance(out.guard_windows, ReferenceWindows)
+    assert out.guard_windows.frames == [1, 2, 3] and out.guard_windows.sources == [0, 0, 0]
     assert report.reverted and report.guard_rejected and report.best_epoch == 0
     assert max(report.guard_scores) < report.baseline_guard_score - 0.5
     assert any("sharp frames" in m and "reference_min_gain_db" in m for m in report.messages)

@@ -1,6 +1,7 @@
 """Sharp neighbours as references: the pairing, the warp's trust mask, the score and the probe."""
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -326,7 +327,7 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
         ReblurGuard(still_cap_db=-1.0)
 
 
-def _reads(px: float | list[float]):
+def _reads(px: float | list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
     """A blur estimator reading ``px`` everywhere (a list: one value per box, in call order)."""
     values = iter(px) if isinstance(px, list) else None
 
@@ -349,7 +350,8 @@ def test_box_readings_are_the_mean_inside_the_scored_box() -> None:
         out[:, :, 8:-8, 8:-8] = torch.arange(frames.shape[0]).view(-1, 1, 1, 1) * 0.5
         return out
 
-    # Only the scored box counts (the 9 px border does not), one reading per still frame.
+    # Only the scored box counts (the 9 px border does not), one reading per still frame; the
+    # estimator above numbers the boxes of each call, so the batches show.
     assert box_readings(refs, border_blurred, batch_size=2) == [0.0, 0.5, 0.0]
     assert box_readings(refs, border_blurred, batch_size=8) == [0.0, 0.5, 1.0]
     kept = refs.with_still([True, False, True])
