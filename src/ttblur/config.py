@@ -515,8 +515,8 @@ class GuardConfig(_StageSection):
         default=True,
         description="score a sharp frame's restoration against itself only where the blur "
         "estimator, run on the scored box alone, also reads it under sharp_px (the frame's "
-        "mean reading can call a blurred frame sharp; such a frame's copy scores up while the "
-        "true PSNR falls: docs/results.md)",
+        "mean reading can call a blurred frame sharp; copying such a frame scores up while the "
+        "true PSNR does not rise: docs/results.md)",
     )
     still_min_gain_db: float = Field(
         default=3.0,
