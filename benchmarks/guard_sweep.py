@@ -28,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from ttblur.stages.guard import (
     reference_gain,
 )
 from ttblur.stages.rsdm import estimate_magnitude
-from ttblur.stages.sharp_neighbours import PERFECT_DB, still_psnr
+from ttblur.stages.sharp_neighbours import PERFECT_DB, box_readings, still_psnr, window_region
 from ttblur.types import Selection
 
 BLUR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -156,12 +156,6 @@ def still_reference(
     ]
 
 
-def _border(mask: Tensor) -> int:
-    """The unscored border of a ``(M, 1, s, s)`` box mask (1 inside), px."""
-    row = mask[0, 0, mask.shape[-2] // 2]
-    return int((row != 0).nonzero()[0])
-
-
 def _gradient(boxes: Tensor) -> list[float]:
     """Mean absolute horizontal + vertical gradient of each gray box of ``(N, 3, h, w)``."""
     gray = boxes.float().mean(dim=1)
@@ -175,17 +169,32 @@ def _interior(boxes: Tensor, border: int) -> Tensor:
     return boxes[..., border : h - border, border : w - border]
 
 
+def box_regions(
+    video: Tensor, frames: Sequence[int], boxes: Sequence[tuple[int, int]], side: int, border: int
+) -> Tensor:
+    """``(N, C, s - 2 border, s - 2 border)``: the ``side`` x ``side`` region of ``video``
+    (``(T, C, H, W)``) at ``(top, left)`` of each frame, inside ``border``."""
+    inner = side - 2 * border
+    if not frames:
+        return video.new_zeros(0, video.shape[1], inner, inner).float()
+    crops = [
+        video[t, :, top : top + side, left : left + side]
+        for t, (top, left) in zip(frames, boxes, strict=True)
+    ]
+    return _interior(torch.stack(crops), border).float()
+
+
 def regions(video: Tensor, windows: GuardWindows) -> Tensor:
-    """``(N, C, s, s)``: each window's region of ``video`` (``(T, C, H, W)``), inside the
-    windows' border."""
-    size = windows.observed.shape[-1]
-    boxes = torch.stack(
-        [
-            video[t, :, top : top + size, left : left + size]
-            for t, (top, left) in zip(windows.frames, windows.boxes, strict=True)
-        ]
-    )
-    return _interior(boxes, windows.border).float()
+    """:func:`box_regions` of the re-blur windows."""
+    side = windows.observed.shape[-1]
+    return box_regions(video, windows.frames, windows.boxes, side, windows.border)
+
+
+def reference_border(probe: ReferenceProbe) -> int:
+    """The unscored border of the probe's windows, px (the guard's margin, as
+    :func:`~ttblur.stages.sharp_neighbours.window_region` clamps it)."""
+    side = probe.windows.clips.shape[-1]
+    return window_region(side, probe.guard.margin, side, side, probe.spec.multiple)[1]
 
 
 def record_windows(trace: Trace, probe: GuardProbe, truth: Tensor) -> None:
@@ -217,22 +226,6 @@ def record_windows(trace: Trace, probe: GuardProbe, truth: Tensor) -> None:
     trace.window_psnr.append(metrics.psnr(inner, truth, reduction="none").tolist())
 
 
-def reference_regions(
-    video: Tensor, frames: Sequence[int], boxes: Sequence[tuple[int, int]], side: int, border: int
-) -> Tensor:
-    """``(N, C, s, s)``: the regions of ``video`` (``(T, C, H, W)``) that sharp-neighbour
-    windows score (frame and ``(top, left)`` each), inside their border."""
-    return _interior(
-        torch.stack(
-            [
-                video[t, :, top : top + side, left : left + side]
-                for t, (top, left) in zip(frames, boxes, strict=True)
-            ]
-        ),
-        border,
-    ).float()
-
-
 def record_reference(
     trace: Trace,
     probe: ReferenceProbe,
@@ -241,10 +234,10 @@ def record_reference(
 ) -> None:
     """Append the parts of the probe's last score to ``trace``: the blurred frames' PSNR and,
     when it scored them, each restored sharp frame's uncapped PSNR against itself; with the
-    true sharp regions (:func:`reference_regions`), the restorations' PSNR against them."""
+    true sharp regions (:func:`box_regions`), the restorations' PSNR against them."""
     trace.reference_psnr.append(probe.last["reference_psnr"])
     w = probe.windows
-    border = _border(w.still_weight)
+    border = reference_border(probe)
     if probe.last_restored is not None:
         error = (probe.last_restored - w.reference.float()).square().mean(dim=1, keepdim=True)
         trace.window_reference_error.append((error * w.weight).sum(dim=(1, 2, 3)).tolist())
@@ -255,15 +248,11 @@ def record_reference(
         )
     if probe.last_still is None:
         return
-    bme, boxes = probe.guard.bme, probe.last_still
-    reading = estimate_magnitude(bme, boxes, batch_size=probe.guard.batch_size)
-    trace.window_still_bme.append(_interior(reading, border).mean(dim=(1, 2, 3)).tolist())
-    trace.window_still_grad.append(_gradient(_interior(boxes, border)))
-    if not trace.still_observed_bme:
-        observed = w.still_observed.float()
-        reading = estimate_magnitude(bme, observed, batch_size=probe.guard.batch_size)
-        trace.still_observed_bme = _interior(reading, border).mean(dim=(1, 2, 3)).tolist()
-        trace.still_observed_grad = _gradient(_interior(observed, border))
+    restored = replace(w, still_clips=probe.last_still[:, None], centre=0)  # restorations as clips
+    trace.window_still_bme.append(
+        box_readings(restored, probe.guard.bme, batch_size=probe.guard.batch_size)
+    )
+    trace.window_still_grad.append(_gradient(_interior(probe.last_still, border)))
     if still_truth is not None:
         trace.window_still_psnr.append(
             metrics.psnr(
@@ -319,35 +308,35 @@ class _Recorder:
         truth = regions(self.sharp, w)
         ref_truth = still_truth = None
         if neighbours is not None:
-            rw = neighbours.windows
-            side, border = rw.clips.shape[-1], _border(rw.still_weight)
+            rw, batch = neighbours.windows, self.full.batch_size
+            side, border = rw.clips.shape[-1], reference_border(neighbours)
             still_boxes = [rw.boxes[rw.sources.index(s)] for s in rw.still_frames]
-            ref_truth = reference_regions(self.sharp, rw.frames, rw.boxes, side, border)
-            still_truth = reference_regions(self.sharp, rw.still_frames, still_boxes, side, border)
-            blur = reference_regions(self.blur, rw.still_frames, still_boxes, side, border)
+
+            def at_windows(frames: Tensor) -> Tensor:  # each blurred window's box of its frame
+                return box_regions(frames, rw.frames, rw.boxes, side, border)
+
+            def at_sources(frames: Tensor) -> Tensor:  # the same boxes of each one's reference
+                return box_regions(frames, rw.sources, rw.boxes, side, border)
+
+            def at_still(frames: Tensor) -> Tensor:  # each sharp frame's own box
+                return box_regions(frames, rw.still_frames, still_boxes, side, border)
+
+            ref_truth, still_truth = at_windows(self.sharp), at_still(self.sharp)
+            blur = at_still(self.blur)
             self.trace.still_blur = blur.mean(dim=(1, 2, 3)).tolist()
             self.trace.still_blur_max = blur.amax(dim=(1, 2, 3)).tolist()
-            magnitude = selection.magnitude
+            self.trace.reference_blur = at_windows(self.blur).mean(dim=(1, 2, 3)).tolist()
             self.trace.reference_reading = (
-                reference_regions(magnitude, rw.sources, rw.boxes, side, border)
-                .mean(dim=(1, 2, 3))
-                .tolist()
+                at_sources(selection.magnitude).mean(dim=(1, 2, 3)).tolist()
             )
-            self.trace.still_reading = (
-                reference_regions(magnitude, rw.still_frames, still_boxes, side, border)
-                .mean(dim=(1, 2, 3))
-                .tolist()
-            )
-            crops = reference_regions(video, rw.sources, rw.boxes, side, 0)
-            reading = estimate_magnitude(self.full.bme, crops, batch_size=self.full.batch_size)
+            self.trace.still_reading = at_still(selection.magnitude).mean(dim=(1, 2, 3)).tolist()
+            crops = box_regions(video, rw.sources, rw.boxes, side, 0)
+            reading = estimate_magnitude(self.full.bme, crops, batch_size=batch)
             self.trace.reference_observed_bme = (
                 _interior(reading, border).mean(dim=(1, 2, 3)).tolist()
             )
-            self.trace.reference_blur = (
-                reference_regions(self.blur, rw.frames, rw.boxes, side, border)
-                .mean(dim=(1, 2, 3))
-                .tolist()
-            )
+            self.trace.still_observed_bme = box_readings(rw, self.full.bme, batch_size=batch)
+            self.trace.still_observed_grad = _gradient(_interior(rw.still_observed, border))
 
         def score(model: nn.Module, device: torch.device) -> float:
             value = probe(model, device)
