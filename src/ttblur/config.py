@@ -518,6 +518,19 @@ class GuardConfig(_StageSection):
         "mean reading can call a blurred frame sharp; copying such a frame scores up while the "
         "true PSNR does not rise: docs/results.md)",
     )
+    reference_reblur_check: bool = Field(
+        default=True,
+        description="score a blurred frame against its sharp neighbour only where that "
+        "neighbour, blurred by the frame's estimated condition, fits the observed frame better "
+        "than it does unblurred (the re-blur test of Reblur2Deblur); a neighbour as blurred as "
+        "the frame fails it (a rotation or zoom read sharp: docs/results.md)",
+    )
+    reference_median: bool = Field(
+        default=True,
+        description="the blurred frames' gain is the median of the scored windows' own gains, "
+        "not the gain of their pooled PSNR: one window whose warped reference the adapted model "
+        "learns to copy cannot keep an epoch (docs/results.md)",
+    )
     still_min_gain_db: float = Field(
         default=3.0,
         gt=0.0,

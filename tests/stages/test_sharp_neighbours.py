@@ -15,9 +15,11 @@ from ttblur.stages.sharp_neighbours import (
     box_readings,
     choose_references,
     consistent_flow,
+    reblur_fit_gain,
     reference_psnr,
     still_psnr,
     textured_corner,
+    window_psnr,
 )
 from ttblur.types import PatchLocation, Selection
 
@@ -201,6 +203,7 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
         batch_size=8,
         reference_shift_px=2,
         still_frames=False,  # the blurred frames' score alone (both: the next test)
+        reference_median=False,  # the pooled PSNR (the median: its own test)
     )
     probe = guard.prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe) and probe.kind == "reference"
@@ -223,7 +226,9 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
     shift = guard.reference_shift_px  # the guard's shift reaches the comparison
     assert shift == 2 and noisy == reference_psnr(noisy_out, w.reference, w.weight, shift_px=2)
     # Shift 0 by default.
-    in_place = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, still_frames=False)
+    in_place = ReblurGuard(
+        flow=KnownFlow(), frames=4, box=48, margin=8, still_frames=False, reference_median=False
+    )
     unshifted = in_place.prepare(video, selection, spec)
     assert unshifted(_Fixed(noisy_out), cpu) == reference_psnr(noisy_out, w.reference, w.weight)
     assert probe(_Fixed(torch.full_like(truth, math.nan)), cpu) == -math.inf
@@ -295,7 +300,8 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
 
     cpu = torch.device("cpu")
     base = score(copy, damaged)  # the unadapted model: the first one scored
-    assert probe.baseline == probe.last and set(probe.last) == {"reference_psnr", "still_psnr"}
+    assert probe.baseline == probe.last
+    assert set(probe.last) == {"reference_psnr", "reference_median_gain", "still_psnr"}
     assert base == probe.baseline["reference_psnr"]
     assert probe.baseline["still_psnr"] == pytest.approx(
         still_psnr(damaged, still, w.still_weight, cap_db=40.0)
@@ -311,13 +317,13 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
     # Close to the input within the cap counts the same as exact.
     assert score(copy, (still + 0.002).clamp(0, 1)) == pytest.approx(kept_still)
     # The blurred frames restored: their gain counts, the sharp frames' as well.
-    restored = score(truth, damaged)
-    assert restored - base == pytest.approx(probe.last["reference_psnr"] - base)
+    restored = score(truth, damaged)  # (the blurred frames' gain: the median window's)
+    assert restored - base == pytest.approx(probe.last["reference_median_gain"])
     assert restored > base + 10.0
     # Sharp frames better but blurred frames worse: the fall is the score, never kept.
     worse = (copy + 0.1).clamp(0, 1)
     traded = score(worse, still)
-    assert traded - base == pytest.approx(probe.last["reference_psnr"] - base)
+    assert traded - base == pytest.approx(probe.last["reference_median_gain"])
     assert traded < base
     # NaN outputs anywhere are the worst score.
     assert probe(_Fixed(torch.full((6, 3, size, size), math.nan)), cpu) == -math.inf
@@ -380,7 +386,7 @@ def test_a_sharp_frame_whose_box_reads_blurred_is_not_scored_against_itself() ->
     assert isinstance(blurred, ReferenceProbe) and blurred.windows.still_frames == []
     out = blurred.windows.clips[:, blurred.windows.centre]
     blurred(_Fixed(out), torch.device("cpu"))
-    assert set(blurred.last) == {"reference_psnr"}
+    assert set(blurred.last) == {"reference_psnr", "reference_median_gain"}
     # Off: every frame the mean reading calls sharp.
     off = ReblurGuard(bme=_reads(2.0), still_box_sharp=False, **kwargs)
     assert off.prepare(video, selection, spec).windows.still_frames == [0, 2, 5]
@@ -388,3 +394,115 @@ def test_a_sharp_frame_whose_box_reads_blurred_is_not_scored_against_itself() ->
         ReblurGuard.from_config(GuardConfig(still_box_sharp=False), bme=_reads(0.0)).still_box_sharp
         is False
     )
+
+
+def test_window_psnr_scores_each_window_as_reference_psnr_pools_them() -> None:
+    ref = torch.full((3, 3, 16, 16), 0.5)
+    out = ref + torch.tensor([0.1, 0.01, 0.0]).view(3, 1, 1, 1)
+    weight = torch.ones(3, 1, 16, 16)
+    weight[2] = 0.0
+    db = window_psnr(out, ref, weight)
+    assert db.shape == (3,)
+    assert db[:2].tolist() == pytest.approx([20.0, 40.0], abs=1e-4)
+    assert math.isnan(float(db[2]))  # no weight, no score
+    assert window_psnr(ref, ref, torch.ones(3, 1, 16, 16)).tolist() == [100.0] * 3
+    one = window_psnr(out[:1], ref[:1], weight[:1], shift_px=1)  # a shift never fits worse
+    assert float(one[0]) >= float(db[0]) - 1e-6
+    with pytest.raises(ValueError, match="shift_px"):
+        window_psnr(out, ref, weight, shift_px=-1)
+
+
+def test_a_sharp_reference_re_blurred_explains_its_frame_and_a_blurred_one_does_not() -> None:
+    video, sharp, _ = _video(blurred={1})
+    cond = torch.zeros(1, 3, 96, 96)
+    cond[:, 0], cond[:, 2] = 1.0, 8.0  # the blur the video's frame 1 carries
+    weight = torch.zeros(1, 1, 96, 96)
+    weight[..., 16:-16, 16:-16] = 1.0
+    observed = video[1:2]
+    # The sharp frame 1 itself (a perfect warp): blurred by 8 px it is the observed frame.
+    right = reblur_fit_gain(sharp[1:2], observed, cond, weight)
+    assert right.shape == (1,) and float(right[0]) > 30.0
+    # A reference as blurred as the frame moves away from it once blurred again.
+    wrong = reblur_fit_gain(motion_blur(sharp[1:2], cond), observed, cond, weight)
+    assert float(wrong[0]) < -30.0
+    # Blurred in another direction, a sharp reference explains the frame less well.
+    across = cond.clone()
+    across[:, 0], across[:, 1] = 0.0, 1.0
+    assert float(reblur_fit_gain(sharp[1:2], observed, across, weight)[0]) < float(right[0])
+    still = cond.clone()
+    still[:, 2] = 0.0  # no blur: the reference is compared as it is
+    assert reblur_fit_gain(sharp[1:2], observed, still, weight).tolist() == [0.0]
+    with pytest.raises(ValueError, match="condition"):
+        reblur_fit_gain(sharp[1:2], observed, cond[:, :2], weight)
+    with pytest.raises(ValueError, match="equal"):
+        reblur_fit_gain(sharp[1:2], observed[:, :, :8], cond, weight)
+
+
+def test_the_guard_drops_windows_whose_sharp_neighbour_is_as_blurred_as_the_frame() -> None:
+    # Frame 2 is blurred like 1, 3 and 4, but the detector's maps read it sharp: it would be
+    # frame 3's reference. Frames 0 and 5 are truly sharp.
+    video, _, read = _video(blurred={1, 2, 3, 4})
+    read.magnitude[2] = 0.0
+    spec = get_spec("image")
+
+    def guard(check: bool) -> ReblurGuard:
+        return ReblurGuard(
+            flow=KnownFlow(), frames=4, box=48, margin=8, reference_reblur_check=check
+        )
+
+    unchecked = guard(False).prepare(video, read, spec)
+    assert isinstance(unchecked, ReferenceProbe)
+    assert unchecked.windows.frames == [1, 3, 4] and unchecked.windows.sources == [0, 2, 5]
+    assert unchecked.windows.fit_gain == []
+    checked = guard(True).prepare(video, read, spec)
+    assert isinstance(checked, ReferenceProbe)
+    w = checked.windows
+    assert w.frames == [1, 4] and w.sources == [0, 5]  # (3, 2) failed the re-blur test
+    assert len(w.fit_gain) == 2 and min(w.fit_gain) > 10.0
+    assert w.clips.shape[0] == w.reference.shape[0] == w.weight.shape[0] == 2
+    # Where every reference is as blurred as its frame, the re-blur score is left.
+    blurred, _, all_read = _video(blurred=set(range(7)))
+    all_read.magnitude[[0, 2, 5, 6]] = 0.0
+    assert isinstance(guard(False).prepare(blurred, all_read, spec), ReferenceProbe)
+    assert isinstance(guard(True).prepare(blurred, all_read, spec), GuardProbe)
+
+
+def test_the_median_window_gain_keeps_no_epoch_that_one_window_alone_likes() -> None:
+    video, sharp, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("image")
+    cpu = torch.device("cpu")
+
+    def probe(median: bool) -> ReferenceProbe:
+        guard = ReblurGuard(
+            flow=KnownFlow(),
+            frames=4,
+            box=48,
+            margin=8,
+            still_frames=False,
+            reference_median=median,
+        )
+        made = guard.prepare(video, selection, spec)
+        assert isinstance(made, ReferenceProbe) and len(made.windows) == 3
+        return made
+
+    w = probe(True).windows
+    size = w.clips.shape[-1]
+    copy = w.clips[:, w.centre].clone()  # the blurred input returned as it is
+    one_right = copy.clone()
+    top, left = w.boxes[0]
+    one_right[0] = sharp[w.frames[0], :, top : top + size, left : left + size]
+    pooled, median = probe(False), probe(True)
+    base = {p: p(_Fixed(copy), cpu) for p in (pooled, median)}  # the unadapted model first
+    assert pooled(_Fixed(one_right), cpu) - base[pooled] > 1.0  # pooled: one window lifts it
+    assert median(_Fixed(one_right), cpu) == base[median]  # median of [big, 0, 0]: 0
+    assert median.last["reference_median_gain"] == 0.0
+    # Every window restored: the median gain is the lower median of the windows' own gains.
+    truths = torch.stack(
+        [
+            sharp[t, :, a : a + size, b : b + size]
+            for t, (a, b) in zip(w.frames, w.boxes, strict=True)
+        ]
+    )
+    gains = window_psnr(truths, w.reference, w.weight) - window_psnr(copy, w.reference, w.weight)
+    assert median(_Fixed(truths), cpu) - base[median] == pytest.approx(float(gains.median()))
+    assert float(gains.min()) > 5.0

@@ -74,7 +74,8 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -91,10 +92,12 @@ from ttblur.stages.sharp_neighbours import (
     ReferenceWindows,
     box_readings,
     choose_references,
+    reblur_fit_gain,
     reference_psnr,
     still_psnr,
     textured_corner,
     window_clip,
+    window_psnr,
     window_region,
 )
 from ttblur.types import FlowEstimator, Selection, validate_selection
@@ -104,6 +107,7 @@ __all__ = [
     "GuardWindows",
     "ReblurGuard",
     "ReferenceProbe",
+    "box_condition",
     "choose_windows",
     "reblur_psnr",
     "reference_gain",
@@ -170,6 +174,35 @@ class GuardWindows:
         return self.clips[:, self.centre]
 
 
+def box_condition(
+    video: Frames,
+    selection: Selection,
+    flow: FlowEstimator,
+    t: int,
+    box: tuple[int, int],
+    side: int,
+) -> Tensor:
+    """Frame ``t``'s blur condition in the ``side`` x ``side`` region at ``box`` = ``(top,
+    left)``: the direction of the flows to and from its neighbours there
+    (:func:`~ttblur.stages.conditions.blur_direction`) and the detector's magnitude map as the
+    length.
+
+    Shape:
+        - video: ``(T, 3, H, W)``; output: ``(3, side, side)`` float32 on the CPU (x, y unit
+          direction, z length px).
+    """
+    top, left = box
+    rows, cols = slice(top, top + side), slice(left, left + side)
+    motion = torch.zeros(1, 2, side, side)
+    here = video[t : t + 1, :, rows, cols].float()
+    if t > 0:
+        motion += flow(video[t - 1 : t, :, rows, cols].float(), here).float().cpu()
+    if t < video.shape[0] - 1:
+        motion += flow(here, video[t + 1 : t + 2, :, rows, cols].float()).float().cpu()
+    length = selection.magnitude[t, :, rows, cols].float().cpu()
+    return torch.cat([blur_direction(motion)[0], length])
+
+
 def choose_windows(
     video: Frames,
     selection: Selection,
@@ -208,17 +241,8 @@ def choose_windows(
     clips, conditions, boxes = [], [], []
     for t in picks:
         top, left = textured_corner(video[t], size)
-        rows, cols = slice(top, top + size), slice(left, left + size)
         clips.append(window_clip(video, t, (top, left), size, radius))
-        motion = torch.zeros(1, 2, size, size)
-        here = video[t : t + 1, :, rows, cols].float()
-        if t > 0:
-            motion += flow(video[t - 1 : t, :, rows, cols].float(), here).float().cpu()
-        if t < num_frames - 1:
-            motion += flow(here, video[t + 1 : t + 2, :, rows, cols].float()).float().cpu()
-        direction = blur_direction(motion)[0]
-        length = selection.magnitude[t, :, rows, cols].float().cpu()
-        conditions.append(torch.cat([direction, length]))
+        conditions.append(box_condition(video, selection, flow, t, (top, left), size))
         boxes.append((top, left))
     return GuardWindows(
         clips=torch.stack(clips),
@@ -291,6 +315,13 @@ class ReblurGuard:
         still_box_sharp: score a sharp frame against itself only where ``bme``, run on its
             scored box alone, also reads it under ``sharp_px``
             (:func:`~ttblur.stages.sharp_neighbours.box_readings`).
+        reference_reblur_check: score a blurred frame against its sharp neighbour only where
+            that neighbour, blurred by the frame's estimated condition (:func:`box_condition`),
+            fits the observed frame better than it does unblurred
+            (:func:`~ttblur.stages.sharp_neighbours.reblur_fit_gain` > 0).
+        reference_median: the blurred frames' gain is the median of the windows' own gains
+            (one window whose reference the model learns to copy cannot keep an epoch); False:
+            the gain of the PSNR pooled over the windows.
         still_min_gain_db: the gain of that score that keeps an epoch on its own.
         still_cap_db: the most a restored sharp frame scores
             (:func:`~ttblur.stages.sharp_neighbours.still_psnr`).
@@ -322,6 +353,8 @@ class ReblurGuard:
         trust_reblur: bool = _DEFAULTS.trust_reblur,
         still_frames: bool = _DEFAULTS.still_frames,
         still_box_sharp: bool = _DEFAULTS.still_box_sharp,
+        reference_reblur_check: bool = _DEFAULTS.reference_reblur_check,
+        reference_median: bool = _DEFAULTS.reference_median,
         still_min_gain_db: float = _DEFAULTS.still_min_gain_db,
         still_cap_db: float = _DEFAULTS.still_cap_db,
     ) -> None:
@@ -372,6 +405,8 @@ class ReblurGuard:
         self.trust_reblur = bool(trust_reblur)
         self.still_frames = bool(still_frames)
         self.still_box_sharp = bool(still_box_sharp)
+        self.reference_reblur_check = bool(reference_reblur_check)
+        self.reference_median = bool(reference_median)
         self.still_min_gain_db = float(still_min_gain_db)
         self.still_cap_db = float(still_cap_db)
 
@@ -403,6 +438,8 @@ class ReblurGuard:
             trust_reblur=section.trust_reblur,
             still_frames=section.still_frames,
             still_box_sharp=section.still_box_sharp,
+            reference_reblur_check=section.reference_reblur_check,
+            reference_median=section.reference_median,
             still_min_gain_db=section.still_min_gain_db,
             still_cap_db=section.still_cap_db,
         )
@@ -436,6 +473,8 @@ class ReblurGuard:
                 border=self.margin,
                 clip_radius=clip_radius(spec, self.neighbours),
             )
+            if references is not None and self.reference_reblur_check:
+                references = self._reblur_checked(video, selection, references)
             if references is not None:
                 if self.still_frames and self.still_box_sharp:
                     readings = box_readings(references, self.bme, batch_size=self.batch_size)
@@ -452,6 +491,27 @@ class ReblurGuard:
             neighbours=self.neighbours,
         )
         return GuardProbe(windows, spec, self)
+
+    def _reblur_checked(
+        self, video: Frames, selection: Selection, references: ReferenceWindows
+    ) -> ReferenceWindows | None:
+        """``references`` with only the windows whose reference passes the re-blur test
+        (``reference_reblur_check``), each with its fit gain; None when none passes."""
+        side = references.clips.shape[-1]
+        condition = torch.stack(
+            [
+                box_condition(video, selection, self.flow, t, box, side)
+                for t, box in zip(references.frames, references.boxes, strict=True)
+            ]
+        )
+        gains = reblur_fit_gain(
+            references.reference, references.observed, condition, references.weight
+        )
+        keep = [bool(g > 0) for g in gains]
+        if not any(keep):
+            return None
+        checked = replace(references, fit_gain=gains.tolist())
+        return checked.with_windows(keep)
 
 
 class GuardProbe:
@@ -555,7 +615,9 @@ class ReferenceProbe:
     Two parts, each compared with the unadapted model's (the first model a probe scores):
 
     * ``reference_psnr``: PSNR of the restored blurred frames against their sharp neighbours
-      warped onto them (gain ``r``, dB);
+      warped onto them (gain ``r``, dB); with ``guard.reference_median``, ``r`` is the median
+      of the windows' own PSNR gains (``reference_median_gain``; the lower one for an even
+      count), so that a minority of windows cannot keep an epoch the others say is worse;
     * ``still_psnr`` (with ``guard.still_frames``): the capped PSNR of the restored sharp
       frames against themselves (gain ``s``, dB): a network that damages still moments gains
       here when adaptation teaches it to leave them alone.
@@ -575,8 +637,9 @@ class ReferenceProbe:
         min_gain_db: the score gain an epoch needs to be kept (``guard.reference_min_gain_db``).
         may_keep: always True (this score may keep an adaptation).
         baseline: the unadapted model's parts (None before the first score).
-        last: the parts of the last score: ``reference_psnr`` and, with still frames,
-            ``still_psnr`` (dB).
+        baseline_windows: the unadapted model's PSNR in each window ``(N,)``.
+        last: the parts of the last score: ``reference_psnr``, with ``guard.reference_median``
+            ``reference_median_gain`` and, with still frames, ``still_psnr`` (dB).
         last_restored: the last scored model's restored blurred windows ``(N, 3, s, s)``
             clamped to ``[0, 1]`` (None before the first score, or when it returned NaN / inf).
         last_still: its restored sharp frames ``(M, 3, s, s)`` (same; None without them).
@@ -592,6 +655,7 @@ class ReferenceProbe:
         self.min_gain_db = guard.reference_min_gain_db
         self.may_keep = True
         self.baseline: dict[str, float] | None = None
+        self.baseline_windows: Tensor | None = None
         self.last: dict[str, float] = {}
         self.last_restored: Tensor | None = None
         self.last_still: Tensor | None = None
@@ -608,21 +672,32 @@ class ReferenceProbe:
         restored = restored.clamp(0.0, 1.0)
         self.last_restored = restored[: len(w)]
         self.last_still = restored[len(w) :] if still else None
+        shift = guard.reference_shift_px
         parts = {
             "reference_psnr": reference_psnr(
-                self.last_restored, w.reference, w.weight, shift_px=guard.reference_shift_px
+                self.last_restored, w.reference, w.weight, shift_px=shift
             )
         }
+        windows = window_psnr(self.last_restored, w.reference, w.weight, shift_px=shift)
         if self.last_still is not None:
             parts["still_psnr"] = still_psnr(
                 self.last_still, w.still_observed, w.still_weight, cap_db=guard.still_cap_db
             )
+        if self.baseline is None:
+            self.baseline_windows = windows
+        base = parts["reference_psnr"] if self.baseline is None else self.baseline["reference_psnr"]
+        blurred_gain = parts["reference_psnr"] - base
+        if guard.reference_median:
+            per_window = windows - cast(Tensor, self.baseline_windows)
+            voting = per_window[per_window.isfinite()]  # a window without weight has no vote
+            if voting.numel():
+                blurred_gain = float(voting.median())  # the lower median for an even count
+            parts["reference_median_gain"] = blurred_gain
         self.last = parts
         if self.baseline is None:
             self.baseline = dict(parts)
-        base = self.baseline["reference_psnr"]
         gain = reference_gain(
-            parts["reference_psnr"] - base,
+            blurred_gain,
             parts["still_psnr"] - self.baseline["still_psnr"] if still else None,
             reference_min_gain_db=self.min_gain_db,
             still_min_gain_db=guard.still_min_gain_db,

@@ -54,7 +54,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,7 @@ from ttblur.inference import reflect_index
 from ttblur.io.frame_store import Frames
 from ttblur.specs import ModelSpec
 from ttblur.stages.flow import warp_back
+from ttblur.stages.reblur import motion_blur
 from ttblur.stages.rsdm import MagnitudeFn, estimate_magnitude
 from ttblur.types import FlowEstimator, Selection, validate_selection
 
@@ -73,10 +75,12 @@ __all__ = [
     "box_readings",
     "choose_references",
     "consistent_flow",
+    "reblur_fit_gain",
     "reference_psnr",
     "still_psnr",
     "textured_corner",
     "window_clip",
+    "window_psnr",
     "window_region",
 ]
 
@@ -203,14 +207,81 @@ def reference_psnr(
         ``10 log10(1 / weighted MSE)``; 100 dB for an exact match; NaN if every weight is 0.
     """
     _check_scored(output, reference, weight, "reference")
-    if not isinstance(shift_px, int) or isinstance(shift_px, bool) or shift_px < 0:
-        raise ValueError(f"shift_px must be an integer >= 0, got {shift_px!r}")
+    _check_shift(shift_px)
     total = float(weight.sum())
     if total <= 0:
         return math.nan
     out, ref, w = output.float().clamp(0.0, 1.0), reference.float(), weight.float()
     mse = float(_best_shift_error(out, ref, w, shift_px).sum()) / total
     return PERFECT_DB if mse <= 10 ** (-PERFECT_DB / 10) else -10.0 * math.log10(mse)
+
+
+def window_psnr(output: Tensor, reference: Tensor, weight: Tensor, *, shift_px: int = 0) -> Tensor:
+    """Weighted PSNR (dB) of each window of ``output`` against its warped ``reference``.
+
+    Args and shifts as :func:`reference_psnr`, which pools the windows' errors instead.
+
+    Returns:
+        ``(N,)`` float32: ``10 log10(1 / weighted MSE)`` per window; 100 dB for an exact
+        match; NaN for a window whose weights are all 0.
+
+    Example:
+        >>> import torch
+        >>> ref = torch.full((2, 3, 16, 16), 0.5)
+        >>> out = ref + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)
+        >>> window_psnr(out, ref, torch.ones(2, 1, 16, 16)).round().tolist()
+        [20.0, 40.0]
+    """
+    _check_scored(output, reference, weight, "reference")
+    _check_shift(shift_px)
+    out, ref, w = output.float().clamp(0.0, 1.0), reference.float(), weight.float()
+    totals = w.sum(dim=(1, 2, 3))
+    mse = _best_shift_error(out, ref, w, shift_px).sum(dim=(1, 2, 3)) / totals
+    db = -10.0 * torch.log10(mse.clamp(min=10 ** (-PERFECT_DB / 10)))
+    return torch.where(totals > 0, db, torch.full_like(db, math.nan))
+
+
+def _check_shift(shift_px: object) -> None:
+    if not isinstance(shift_px, int) or isinstance(shift_px, bool) or shift_px < 0:
+        raise ValueError(f"shift_px must be an integer >= 0, got {shift_px!r}")
+
+
+def reblur_fit_gain(
+    reference: Tensor, observed: Tensor, condition: Tensor, weight: Tensor
+) -> Tensor:
+    """How much better each warped reference explains its blurred frame once blurred by that
+    frame's estimated condition, dB (the re-blur test of Reblur2Deblur, ICCP 2018).
+
+    A truly sharper neighbour, blurred along frame ``t``'s motion by ``t``'s blur, comes
+    closer to the observed ``t`` than it was; a neighbour as blurred as ``t`` (a rotation or
+    zoom that leaves no frame sharp, read sharp by the detector) moves away from it once
+    blurred again, and so does one when ``t`` itself is sharp.
+
+    Args:
+        reference: ``(N, 3, s, s)`` the sharp neighbours warped onto their frames
+            (:attr:`ReferenceWindows.reference`; values outside ``[0, 1]`` are clamped).
+        observed: ``(N, 3, s, s)`` the observed frames ``t`` there.
+        condition: ``(N, 3, s, s)`` frame ``t``'s blur there (x, y direction, z length px).
+        weight: ``(N, 1, s, s)`` where the warp is trusted (0 on the border).
+
+    Returns:
+        ``(N,)`` float32: ``10 log10(E_plain / E_blurred)`` of the weighted squared errors
+        against ``observed``; > 0 where blurring the reference explains the frame better.
+    """
+    _check_scored(reference, observed, weight, "observed")
+    if condition.shape != reference.shape:
+        raise ValueError(
+            f"condition must be (N, 3, s, s) = {tuple(reference.shape)}, got "
+            f"{tuple(condition.shape)}"
+        )
+    ref, obs, w = reference.float().clamp(0.0, 1.0), observed.float(), weight.float()
+    blurred = motion_blur(ref, condition.float())
+
+    def error(x: Tensor) -> Tensor:
+        return ((x - obs).square().mean(dim=1, keepdim=True) * w).sum(dim=(1, 2, 3))
+
+    tiny = 1e-12
+    return 10.0 * torch.log10(error(ref).clamp(min=tiny) / error(blurred).clamp(min=tiny))
 
 
 def still_psnr(output: Tensor, observed: Tensor, weight: Tensor, *, cap_db: float) -> float:
@@ -284,6 +355,8 @@ class ReferenceWindows:
             scored against its own observed frame, :func:`still_psnr`).
         still_frames: the reference frame of each still clip.
         still_weight: ``(M, 1, s, s)`` 1 inside the scored box, 0 on its border.
+        fit_gain: per blurred window, :func:`reblur_fit_gain` of its reference (dB), when the
+            guard checked it (``guard.reference_reblur_check``); empty otherwise.
     """
 
     clips: Tensor
@@ -296,6 +369,12 @@ class ReferenceWindows:
     still_clips: Tensor
     still_frames: list[int]
     still_weight: Tensor
+    fit_gain: list[float] = field(default_factory=list)
+
+    @property
+    def observed(self) -> Tensor:
+        """``(N, 3, s, s)``: the observed (blurred) frame ``t`` of each window."""
+        return self.clips[:, self.centre]
 
     @property
     def still_observed(self) -> Tensor:
@@ -316,6 +395,28 @@ class ReferenceWindows:
             still_clips=self.still_clips[index],
             still_frames=[f for f, k in zip(self.still_frames, flags, strict=True) if k],
             still_weight=self.still_weight[index],
+        )
+
+    def with_windows(self, keep: Sequence[bool]) -> ReferenceWindows:
+        """These windows with only the blurred windows ``keep`` marks (one flag per window);
+        the still clips are unchanged."""
+        flags = [bool(k) for k in keep]
+        if len(flags) != len(self):
+            raise ValueError(f"keep needs one flag per window ({len(self)}), got {len(flags)}")
+        index = torch.tensor([i for i, k in enumerate(flags) if k], dtype=torch.long)
+
+        def kept(values: list[Any]) -> list[Any]:
+            return [v for v, k in zip(values, flags, strict=True) if k]
+
+        return replace(
+            self,
+            clips=self.clips[index],
+            reference=self.reference[index],
+            weight=self.weight[index],
+            frames=kept(self.frames),
+            sources=kept(self.sources),
+            boxes=kept(self.boxes),
+            fit_gain=kept(self.fit_gain) if self.fit_gain else [],
         )
 
     def __len__(self) -> int:
