@@ -91,6 +91,12 @@ class Trace:
     #: with ``guard.still_frames``, each restored sharp frame's PSNR against itself (uncapped;
     #: :func:`still_reference` replays any cap and threshold).
     reference_psnr: list[float] = field(default_factory=list)
+    #: The blurred frames' gain over the unadapted model as the probe scored it (the median
+    #: window's with ``guard.reference_median``, else that of ``reference_psnr``), per model.
+    reference_blurred_gain: list[float] = field(default_factory=list)
+    #: Per blurred window kept: its reference's re-blur fit gain (dB,
+    #: ``guard.reference_reblur_check``; empty when the check is off).
+    reference_fit_gain: list[float] = field(default_factory=list)
     window_still: list[list[float]] = field(default_factory=list)
     #: Per reference (sharp) frame scored: its true blur in the scored box (px, mean and the
     #: longest of any pixel), and per model the restored box's PSNR against the true sharp box.
@@ -140,19 +146,22 @@ def still_reference(
     as :class:`~ttblur.stages.guard.ReferenceProbe` combines them."""
     if not trace.reference_psnr:  # recorded before the parts were: the scores as run
         return list(trace.reference)
-    if still_min_gain_db is None or not trace.window_still:
-        return list(trace.reference_psnr)
-    capped = [sum(min(cap_db, v) for v in row) / len(row) for row in trace.window_still]
     base = trace.reference_psnr[0]
+    blurred_gains = trace.reference_blurred_gain
+    if len(blurred_gains) != len(trace.reference_psnr):  # recorded before it was (or no base)
+        blurred_gains = [p - base for p in trace.reference_psnr]
+    if still_min_gain_db is None or not trace.window_still:
+        return [base + gain for gain in blurred_gains]
+    capped = [sum(min(cap_db, v) for v in row) / len(row) for row in trace.window_still]
     return [
         base
         + reference_gain(
-            blurred - base,
+            blurred,
             still - capped[0],
             reference_min_gain_db=reference_min_gain_db,
             still_min_gain_db=still_min_gain_db,
         )
-        for blurred, still in zip(trace.reference_psnr, capped, strict=True)
+        for blurred, still in zip(blurred_gains, capped, strict=True)
     ]
 
 
@@ -236,6 +245,9 @@ def record_reference(
     when it scored them, each restored sharp frame's uncapped PSNR against itself; with the
     true sharp regions (:func:`box_regions`), the restorations' PSNR against them."""
     trace.reference_psnr.append(probe.last["reference_psnr"])
+    if probe.baseline is not None:
+        pooled = probe.last["reference_psnr"] - probe.baseline["reference_psnr"]
+        trace.reference_blurred_gain.append(probe.last.get("reference_median_gain", pooled))
     w = probe.windows
     border = reference_border(probe)
     if probe.last_restored is not None:
@@ -336,6 +348,7 @@ class _Recorder:
                 _interior(reading, border).mean(dim=(1, 2, 3)).tolist()
             )
             self.trace.still_observed_bme = box_readings(rw, self.full.bme, batch_size=batch)
+            self.trace.reference_fit_gain = list(rw.fit_gain)
             self.trace.still_observed_grad = _gradient(_interior(rw.still_observed, border))
 
         def score(model: nn.Module, device: torch.device) -> float:

@@ -220,6 +220,9 @@ def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -
         trace.reference.append(probe(_Scaled(scale), torch.device("cpu")))
         sweep.record_reference(trace, probe)
     assert trace.reference_psnr[0] == 100.0 and trace.window_still[0] == [100.0]
+    # The blurred frames' gain as the probe scored it (the median window's, as shipped).
+    assert trace.reference_blurred_gain[0] == 0.0
+    assert trace.reference_blurred_gain[1] == probe.last["reference_median_gain"] < 0.0
     inner = still[0, 0, :, 4:20, 4:20]
     expected = -10 * math.log10(float((0.1 * inner).square().mean()))
     assert trace.window_still[1] == [pytest.approx(expected, rel=1e-4)]  # uncapped
