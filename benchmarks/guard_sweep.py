@@ -322,7 +322,6 @@ class _Recorder:
         if neighbours is not None:
             rw, batch = neighbours.windows, self.full.batch_size
             side, border = rw.clips.shape[-1], reference_border(neighbours)
-            still_boxes = [rw.boxes[rw.sources.index(s)] for s in rw.still_frames]
 
             def at_windows(frames: Tensor) -> Tensor:  # each blurred window's box of its frame
                 return box_regions(frames, rw.frames, rw.boxes, side, border)
@@ -331,7 +330,7 @@ class _Recorder:
                 return box_regions(frames, rw.sources, rw.boxes, side, border)
 
             def at_still(frames: Tensor) -> Tensor:  # each sharp frame's own box
-                return box_regions(frames, rw.still_frames, still_boxes, side, border)
+                return box_regions(frames, rw.still_frames, rw.still_boxes, side, border)
 
             ref_truth, still_truth = at_windows(self.sharp), at_still(self.sharp)
             blur = at_still(self.blur)

@@ -211,6 +211,7 @@ def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -
         boxes=[(0, 0), (0, 0)],
         still_clips=still,
         still_frames=[0],
+        still_boxes=[(0, 0)],
         still_weight=weight[:1].clone(),
     )
     guard = ReblurGuard(flow=None, bme=lambda frames: torch.zeros_like(frames[:, :1]))

@@ -143,6 +143,7 @@ def test_blurred_frames_are_paired_with_their_sharp_neighbours() -> None:
     assert refs.still_clips.shape == (3, 5, 3, 64, 64)
     for j, s in enumerate(refs.still_frames):
         top, left = refs.boxes[refs.sources.index(s)]
+        assert refs.still_boxes[j] == (top, left)
         assert torch.equal(refs.still_observed[j], video[s, :, top : top + 64, left : left + 64])
         first = abs(s - 2)  # frame s - 2, reflected at the start
         assert torch.equal(
@@ -362,6 +363,7 @@ def test_box_readings_are_the_mean_inside_the_scored_box() -> None:
     assert box_readings(refs, border_blurred, batch_size=8) == [0.0, 0.5, 1.0]
     kept = refs.with_still([True, False, True])
     assert kept.still_frames == [0, 5] and kept.frames == refs.frames
+    assert kept.still_boxes == [refs.still_boxes[0], refs.still_boxes[2]]
     assert torch.equal(kept.still_clips, refs.still_clips[[0, 2]])
     assert torch.equal(kept.still_weight, refs.still_weight[[0, 2]])
     none = refs.with_still([False] * 3)

@@ -354,6 +354,7 @@ class ReferenceWindows:
             reference frame, at the region of the first window it serves (its restoration is
             scored against its own observed frame, :func:`still_psnr`).
         still_frames: the reference frame of each still clip.
+        still_boxes: ``(top, left)`` of each still clip's region in its frame.
         still_weight: ``(M, 1, s, s)`` 1 inside the scored box, 0 on its border.
         fit_gain: per blurred window, :func:`reblur_fit_gain` of its reference (dB), when the
             guard checked it (``guard.reference_reblur_check``); empty otherwise.
@@ -368,6 +369,7 @@ class ReferenceWindows:
     boxes: list[tuple[int, int]]
     still_clips: Tensor
     still_frames: list[int]
+    still_boxes: list[tuple[int, int]]
     still_weight: Tensor
     fit_gain: list[float] = field(default_factory=list)
 
@@ -394,6 +396,7 @@ class ReferenceWindows:
             self,
             still_clips=self.still_clips[index],
             still_frames=[f for f, k in zip(self.still_frames, flags, strict=True) if k],
+            still_boxes=[b for b, k in zip(self.still_boxes, flags, strict=True) if k],
             still_weight=self.still_weight[index],
         )
 
@@ -558,5 +561,6 @@ def choose_references(
             [window_clip(video, s, box, side, clip_radius) for s, box in sorted(still.items())]
         ),
         still_frames=sorted(still),
+        still_boxes=[still[s] for s in sorted(still)],
         still_weight=box_mask.expand(len(still), 1, side, side).clone(),
     )
