@@ -57,7 +57,8 @@ def test_reference_model_gains_psnr_on_a_target_domain(target_video, adapted) ->
     sharp = target_video.sharp
     unadapted = psnr(deblur(model, target_video.blurry, progress=False), sharp)
     after = psnr(result.deblur(target_video.blurry, progress=False), sharp)
-    # Measured: 23.09 dB unadapted -> 29.00 dB adapted (blurry input: 29.63 dB).
+    # Measured: 23.09 dB unadapted -> 25.97 dB adapted (blurry input: 29.63 dB; 27.70 before
+    # guard.reference_reblur_check left one of four sharp-neighbour windows).
     assert float(after) > float(unadapted) + 1.5
 
 

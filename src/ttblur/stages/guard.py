@@ -43,16 +43,21 @@ instead (:mod:`ttblur.stages.sharp_neighbours`): the PSNR of the restored blurre
 against their sharp neighbour warped onto them, with its own threshold
 (``guard.reference_min_gain_db``), and the restorations of those sharp frames against
 themselves (``guard.still_frames``): an epoch is kept when either gains its threshold and
-neither falls (:class:`ReferenceProbe`). With ``guard.reference_shift_px`` (0, off, by
-default), each 16 px block of a restoration is compared at the whole-pixel shift that fits the
-warped frame best: the warp is misaligned by the flow's error, and against a misaligned frame
-a blurred restoration scores better than a sharp one (measured on development videos, not
-adopted: docs/results.md). It needs no blur estimate and cannot be fooled by artefacts
-that look sharp; on the development videos it ranked the true changes far better than the
-re-blur score (docs/results.md). Videos without such frames (a steady pan, blur throughout)
-keep the re-blur score above, and so do noisy videos (estimated noise std above
-``guard.reference_max_noise``): noise makes the blur estimator read blurred frames as sharp,
-and on development low-light videos such references kept adaptations that lost 0.5 dB.
+neither falls (:class:`ReferenceProbe`). A window is scored only where its neighbour passes the
+re-blur test (``guard.reference_reblur_check``): blurred by frame ``t``'s condition
+(:func:`box_condition`, as above), it must fit the observed frame better than unblurred; a
+neighbour the detector reads sharp but that is as blurred as ``t`` fails it. The blurred
+frames' gain is the median of the windows' own gains (``guard.reference_median``). With
+``guard.reference_shift_px`` (0, off, by default), each 16 px block of a restoration is
+compared at the whole-pixel shift that fits the warped frame best: the warp is misaligned by
+the flow's error, and against a misaligned frame a blurred restoration scores better than a
+sharp one (measured on development videos, not adopted: docs/results.md). It needs no blur
+estimate and cannot be fooled by artefacts that look sharp; on the development videos it ranked
+the true changes far better than the re-blur score (docs/results.md). Videos without such
+frames (a steady pan, blur throughout) keep the re-blur score above, and so do noisy videos
+(estimated noise std above ``guard.reference_max_noise``): noise makes the blur estimator read
+blurred frames as sharp, and on development low-light videos such references kept adaptations
+that lost 0.5 dB.
 
 **The re-blur score alone keeps nothing by default.** On 46 development runs the guard could
 only score by re-blurring (the scenario suite at 192 x 256 and 288 x 384, and six more pans
@@ -457,7 +462,8 @@ class ReblurGuard:
         """Choose the windows of ``video``; the returned probe scores a model on them.
 
         Frames with a sharp neighbour (``reference_radius > 0``) give a
-        :class:`ReferenceProbe`; a video without any, or whose noise std exceeds
+        :class:`ReferenceProbe`; a video without any (or, with ``reference_reblur_check``,
+        without any that passes the re-blur test), or whose noise std exceeds
         ``reference_max_noise``, gives a re-blur :class:`GuardProbe`.
         """
         if self.reference_radius > 0 and video_noise_std(video) <= self.reference_max_noise:
