@@ -462,6 +462,9 @@ def test_the_guard_drops_windows_whose_sharp_neighbour_is_as_blurred_as_the_fram
     assert w.frames == [1, 4] and w.sources == [0, 5]  # (3, 2) failed the re-blur test
     assert len(w.fit_gain) == 2 and min(w.fit_gain) > 10.0
     assert w.clips.shape[0] == w.reference.shape[0] == w.weight.shape[0] == 2
+    assert w.with_windows([True, False]).fit_gain == w.fit_gain[:1]
+    with pytest.raises(ValueError, match="one flag per window"):
+        w.with_windows([True])
     # Where every reference is as blurred as its frame, the re-blur score is left.
     blurred, _, all_read = _video(blurred=set(range(7)))
     all_read.magnitude[[0, 2, 5, 6]] = 0.0

@@ -399,44 +399,49 @@ class ReferenceWindows:
     def with_still(self, keep: Sequence[bool]) -> ReferenceWindows:
         """These windows with only the still clips ``keep`` marks (one flag per still frame);
         the blurred windows are unchanged."""
-        flags = [bool(k) for k in keep]
-        if len(flags) != len(self.still_frames):
-            raise ValueError(
-                f"keep needs one flag per still frame ({len(self.still_frames)}), got {len(flags)}"
-            )
-        index = torch.tensor([i for i, k in enumerate(flags) if k], dtype=torch.long)
+        flags = _flags(keep, len(self.still_frames), "still frame")
+        index = _index(flags)
         return replace(
             self,
             still_clips=self.still_clips[index],
-            still_frames=[f for f, k in zip(self.still_frames, flags, strict=True) if k],
-            still_boxes=[b for b, k in zip(self.still_boxes, flags, strict=True) if k],
+            still_frames=_kept(self.still_frames, flags),
+            still_boxes=_kept(self.still_boxes, flags),
             still_weight=self.still_weight[index],
         )
 
     def with_windows(self, keep: Sequence[bool]) -> ReferenceWindows:
         """These windows with only the blurred windows ``keep`` marks (one flag per window);
         the still clips are unchanged."""
-        flags = [bool(k) for k in keep]
-        if len(flags) != len(self):
-            raise ValueError(f"keep needs one flag per window ({len(self)}), got {len(flags)}")
-        index = torch.tensor([i for i, k in enumerate(flags) if k], dtype=torch.long)
-
-        def kept(values: list[Any]) -> list[Any]:
-            return [v for v, k in zip(values, flags, strict=True) if k]
-
+        flags = _flags(keep, len(self), "window")
+        index = _index(flags)
         return replace(
             self,
             clips=self.clips[index],
             reference=self.reference[index],
             weight=self.weight[index],
-            frames=kept(self.frames),
-            sources=kept(self.sources),
-            boxes=kept(self.boxes),
-            fit_gain=kept(self.fit_gain) if self.fit_gain else [],
+            frames=_kept(self.frames, flags),
+            sources=_kept(self.sources, flags),
+            boxes=_kept(self.boxes, flags),
+            fit_gain=_kept(self.fit_gain, flags) if self.fit_gain else [],
         )
 
     def __len__(self) -> int:
         return int(self.clips.shape[0])
+
+
+def _flags(keep: Sequence[bool], count: int, what: str) -> list[bool]:
+    flags = [bool(k) for k in keep]
+    if len(flags) != count:
+        raise ValueError(f"keep needs one flag per {what} ({count}), got {len(flags)}")
+    return flags
+
+
+def _index(flags: list[bool]) -> Tensor:
+    return torch.tensor([i for i, k in enumerate(flags) if k], dtype=torch.long)
+
+
+def _kept(values: list[Any], flags: list[bool]) -> list[Any]:
+    return [v for v, k in zip(values, flags, strict=True) if k]
 
 
 def box_readings(
