@@ -204,16 +204,20 @@ def test_deferred_signals_hold_an_interrupt_until_the_block_ends(other_thread) -
     if other_thread:
         threading.Thread(target=stop.wait, daemon=True).start()
     reached = []
+    # A process started in the background (`nohup ... &`) inherits SIGINT ignored; Python then
+    # installs no KeyboardInterrupt handler, so install it for this test and put back what was.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             with deferred_signals():
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.2)  # the handler has had every chance to run by now
                 reached.append(True)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         stop.set()
+        signal.signal(signal.SIGINT, before)
     assert reached == [True]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def _dead_pid() -> int:
