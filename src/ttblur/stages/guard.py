@@ -643,7 +643,8 @@ class ReferenceProbe:
         min_gain_db: the score gain an epoch needs to be kept (``guard.reference_min_gain_db``).
         may_keep: always True (this score may keep an adaptation).
         baseline: the unadapted model's parts (None before the first score).
-        baseline_windows: the unadapted model's PSNR in each window ``(N,)``.
+        baseline_windows: the unadapted model's PSNR in each window ``(N,)`` (with
+            ``guard.reference_median``; else None).
         last: the parts of the last score: ``reference_psnr``, with ``guard.reference_median``
             ``reference_median_gain`` and, with still frames, ``still_psnr`` (dB).
         last_restored: the last scored model's restored blurred windows ``(N, 3, s, s)``
@@ -684,7 +685,11 @@ class ReferenceProbe:
                 self.last_restored, w.reference, w.weight, shift_px=shift
             )
         }
-        windows = window_psnr(self.last_restored, w.reference, w.weight, shift_px=shift)
+        windows = (  # per window only where the median needs them
+            window_psnr(self.last_restored, w.reference, w.weight, shift_px=shift)
+            if guard.reference_median
+            else None
+        )
         if self.last_still is not None:
             parts["still_psnr"] = still_psnr(
                 self.last_still, w.still_observed, w.still_weight, cap_db=guard.still_cap_db
@@ -694,7 +699,7 @@ class ReferenceProbe:
         base = parts["reference_psnr"] if self.baseline is None else self.baseline["reference_psnr"]
         blurred_gain = parts["reference_psnr"] - base
         if guard.reference_median:
-            per_window = windows - cast(Tensor, self.baseline_windows)
+            per_window = cast(Tensor, windows) - cast(Tensor, self.baseline_windows)
             voting = per_window[per_window.isfinite()]  # a window without weight has no vote
             if voting.numel():
                 blurred_gain = float(voting.median())  # the lower median for an even count
