@@ -98,6 +98,9 @@ class Trace:
     #: ``guard.reference_reblur_check``; empty when the check is off).
     reference_fit_gain: list[float] = field(default_factory=list)
     window_still: list[list[float]] = field(default_factory=list)
+    #: Per reference (sharp) frame scored: True where it may only veto (``guard.still_box_veto``;
+    #: empty in traces recorded before it could).
+    still_veto: list[bool] = field(default_factory=list)
     #: Per reference (sharp) frame scored: its true blur in the scored box (px, mean and the
     #: longest of any pixel), and per model the restored box's PSNR against the true sharp box.
     still_blur: list[float] = field(default_factory=list)
@@ -152,16 +155,26 @@ def still_reference(
         blurred_gains = [p - base for p in trace.reference_psnr]
     if still_min_gain_db is None or not trace.window_still:
         return [base + gain for gain in blurred_gains]
-    capped = [sum(min(cap_db, v) for v in row) / len(row) for row in trace.window_still]
+    veto = trace.still_veto or [False] * len(trace.window_still[0])
+
+    def capped(row: list[float], vetoing: bool) -> float | None:
+        values = [min(cap_db, v) for v, flag in zip(row, veto, strict=True) if flag == vetoing]
+        return sum(values) / len(values) if values else None
+
+    def gain(row: list[float], vetoing: bool) -> float | None:
+        now, then = capped(row, vetoing), capped(trace.window_still[0], vetoing)
+        return None if now is None or then is None else now - then
+
     return [
         base
         + reference_gain(
             blurred,
-            still - capped[0],
+            gain(row, False),
             reference_min_gain_db=reference_min_gain_db,
             still_min_gain_db=still_min_gain_db,
+            veto_db=gain(row, True),
         )
-        for blurred, still in zip(blurred_gains, capped, strict=True)
+        for blurred, row in zip(blurred_gains, trace.window_still, strict=True)
     ]
 
 
@@ -348,6 +361,7 @@ class _Recorder:
             )
             self.trace.still_observed_bme = box_readings(rw, self.full.bme, batch_size=batch)
             self.trace.reference_fit_gain = list(rw.fit_gain)
+            self.trace.still_veto = list(rw.still_veto)
             self.trace.still_observed_grad = _gradient(_interior(rw.still_observed, border))
 
         def score(model: nn.Module, device: torch.device) -> float:

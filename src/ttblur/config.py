@@ -518,6 +518,13 @@ class GuardConfig(_StageSection):
         "mean reading can call a blurred frame sharp; copying such a frame scores up while the "
         "true PSNR does not rise: docs/results.md)",
     )
+    still_box_veto: bool = Field(
+        default=True,
+        description="with still_box_sharp, a sharp frame whose scored box does not read sharp "
+        "alone is still restored but may only veto: an epoch that restores it further from "
+        "itself is not kept, and it earns no credit (otherwise the frames the box test drops "
+        "are not looked at, and an adaptation that damaged them could be kept: docs/results.md)",
+    )
     reference_reblur_check: bool = Field(
         default=True,
         description="score a blurred frame against its sharp neighbour only where that "

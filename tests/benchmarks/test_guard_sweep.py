@@ -191,6 +191,27 @@ def test_the_sharp_frames_part_is_replayed_from_its_recorded_parts(sweep, tmp_pa
         sweep.main(["--traces", str(saved), "--still-caps", "0"])
 
 
+def test_sharp_frames_that_may_only_veto_are_replayed_as_the_probe_scores_them(sweep) -> None:
+    a, _ = _traces(sweep)
+    # Two sharp frames: the first earns credit, the second may only veto (guard.still_box_veto).
+    a.reference_psnr = [20.0, 20.5, 20.5]
+    a.reference_blurred_gain = [0.0, 0.5, 0.5]
+    a.window_still = [[30.0, 38.0], [36.0, 40.0], [36.0, 36.5]]
+    a.still_veto = [False, True]
+    a.psnr = [30.0, 31.0, 30.2]
+    # Epoch 1: credited frame +6 (kept at 3 dB: 6 * 2 / 3 = 4), veto frame rose (no credit).
+    # Epoch 2: the same credit, but the veto frame fell 1.5 dB: that fall is the score.
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 24.0, 18.5])
+    # Recorded before the flags were: every frame earns credit (means 34 -> 38 -> 36.25 dB).
+    a.still_veto = []
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20 + 8 / 3, 21.5])
+    # Only veto frames: the blurred frames' gain until their mean falls (34 -> 36.25: it rose).
+    a.still_veto = [True, True]
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20.5, 20.5])
+    a.window_still[2] = [30.0, 36.5]  # mean 33.25: 0.75 dB below
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20.5, 19.25])
+
+
 def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -> None:
     from ttblur.specs import get_spec
     from ttblur.stages.guard import ReblurGuard, ReferenceProbe

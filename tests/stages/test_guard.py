@@ -273,6 +273,26 @@ def test_reference_gain_keeps_one_part_s_gain_only_if_the_other_does_not_fall(
 
 
 @pytest.mark.parametrize(
+    ("blurred", "still", "veto", "expected"),
+    [
+        (2.5, None, 0.0, 2.5),  # the veto frames held: nothing changes
+        (2.5, None, 4.0, 2.5),  # ... and their rise earns nothing
+        (2.5, None, -0.2, -0.2),  # they fell: never kept
+        (0.4, 9.0, -1.5, -1.5),  # however much the credited sharp frames gained
+        (-0.3, 9.0, -0.1, -0.3),  # the largest fall is the score
+    ],
+)
+def test_reference_gain_lets_veto_frames_stop_an_epoch_but_never_keep_one(
+    blurred: float, still: float | None, veto: float, expected: float
+) -> None:
+    gain = reference_gain(
+        blurred, still, reference_min_gain_db=2.0, still_min_gain_db=3.0, veto_db=veto
+    )
+    assert gain == pytest.approx(expected)
+    assert gain <= reference_gain(blurred, still, reference_min_gain_db=2.0, still_min_gain_db=3.0)
+
+
+@pytest.mark.parametrize(
     "returned, error, message",
     [
         (float("inf"), ValueError, "the custom guard's score is inf"),

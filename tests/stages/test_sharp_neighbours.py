@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import torch
@@ -373,29 +374,106 @@ def test_box_readings_are_the_mean_inside_the_scored_box() -> None:
         refs.with_still([True])
 
 
-def test_a_sharp_frame_whose_box_reads_blurred_is_not_scored_against_itself() -> None:
+def test_a_sharp_frame_whose_box_reads_blurred_earns_no_credit_but_may_veto() -> None:
     # The frame's mean reading calls frames 0, 2 and 5 sharp; read alone, frame 2's scored box
-    # reads 1.5 px: its restoration is not scored against itself (a blurred frame's copy
-    # would score up there), the blurred windows are unchanged.
+    # reads 1.5 px: its restoration earns nothing against itself (a blurred frame's copy would
+    # score up there) but may still veto; the blurred windows are unchanged.
     video, _, selection = _video(blurred={1, 3, 4})
     spec = get_spec("image")
     kwargs = dict(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8)
     probe = ReblurGuard(bme=_reads([0.2, 1.5, 0.9]), **kwargs).prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe)
-    assert probe.windows.still_frames == [0, 5] and probe.windows.sources == [0, 2, 5]
-    # All read blurred: the blurred frames' score alone.
-    blurred = ReblurGuard(bme=_reads(2.0), **kwargs).prepare(video, selection, spec)
+    assert probe.windows.still_frames == [0, 2, 5] and probe.windows.sources == [0, 2, 5]
+    assert probe.windows.still_veto == [False, True, False]
+    # Without the veto (guard.still_box_veto off) such a frame is not restored at all.
+    dropped = ReblurGuard(bme=_reads([0.2, 1.5, 0.9]), still_box_veto=False, **kwargs)
+    removed = dropped.prepare(video, selection, spec)
+    assert removed.windows.still_frames == [0, 5] and removed.windows.still_veto == [False] * 2
+    # All read blurred and no veto: the blurred frames' score alone.
+    blurred = ReblurGuard(bme=_reads(2.0), still_box_veto=False, **kwargs).prepare(
+        video, selection, spec
+    )
     assert isinstance(blurred, ReferenceProbe) and blurred.windows.still_frames == []
     out = blurred.windows.clips[:, blurred.windows.centre]
     blurred(_Fixed(out), torch.device("cpu"))
     assert set(blurred.last) == {"reference_psnr", "reference_median_gain"}
-    # Off: every frame the mean reading calls sharp.
+    # Off: every frame the mean reading calls sharp earns credit.
     off = ReblurGuard(bme=_reads(2.0), still_box_sharp=False, **kwargs)
-    assert off.prepare(video, selection, spec).windows.still_frames == [0, 2, 5]
+    assert off.prepare(video, selection, spec).windows.still_veto == [False] * 3
     assert (
         ReblurGuard.from_config(GuardConfig(still_box_sharp=False), bme=_reads(0.0)).still_box_sharp
         is False
     )
+    assert ReblurGuard.from_config(GuardConfig(still_box_veto=False)).still_box_veto is False
+
+
+def test_sharp_frames_that_may_only_veto_stop_an_epoch_that_damages_them() -> None:
+    # Every box reads blurred alone (the held-out hand-held video whose reference frames all
+    # read >= 1 px in their boxes while their true blur was 0.3 px): no credit, but a veto.
+    video, sharp, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("image")
+    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, bme=_reads(2.0))
+    probe = guard.prepare(video, selection, spec)
+    assert isinstance(probe, ReferenceProbe)
+    w = probe.windows
+    assert w.still_veto == [True] * 3
+    size = w.clips.shape[-1]
+    truth = torch.stack(
+        [
+            sharp[t, :, top : top + size, left : left + size]
+            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
+        ]
+    )
+    copy, still = w.clips[:, w.centre], w.still_observed
+    damaged = (still + 0.1).clamp(0, 1)
+
+    def score(blurred_out: torch.Tensor, still_out: torch.Tensor) -> float:
+        return probe(_Fixed(torch.cat([blurred_out, still_out])), torch.device("cpu"))
+
+    base = score(copy, (still + 0.02).clamp(0, 1))  # the unadapted model
+    assert set(probe.last) == {"reference_psnr", "reference_median_gain", "still_veto_psnr"}
+    assert probe.last["still_veto_psnr"] == pytest.approx(
+        still_psnr((still + 0.02).clamp(0, 1), still, w.still_weight, cap_db=40.0)
+    )
+    # The blurred frames restored and the sharp ones kept: the blurred frames' gain alone (the
+    # sharp frames' rise earns nothing).
+    restored = score(truth, still)
+    assert restored - base == pytest.approx(probe.last["reference_median_gain"])
+    assert restored > base + 10.0
+    # The blurred frames restored but the sharp ones damaged: the fall is the score.
+    vetoed = score(truth, damaged)
+    fall = probe.last["still_veto_psnr"] - probe.baseline["still_veto_psnr"]
+    assert fall < -10.0 and vetoed - base == pytest.approx(fall)
+    # The same epoch without the veto frames would have been kept.
+    no_veto = ReblurGuard(
+        flow=KnownFlow(),
+        frames=4,
+        box=48,
+        margin=8,
+        batch_size=8,
+        bme=_reads(2.0),
+        still_box_veto=False,
+    ).prepare(video, selection, spec)
+    cpu = torch.device("cpu")
+    first = no_veto(_Fixed(copy), cpu)
+    assert no_veto(_Fixed(truth), cpu) > first + 10.0
+
+
+def test_veto_flags_follow_the_still_frames_they_belong_to() -> None:
+    video, _, selection = _video(blurred={1, 3, 4})
+    refs = choose_references(
+        video, selection, get_spec("image"), KnownFlow(), frames=8, size=64, border=8
+    )
+    assert refs is not None and refs.still_veto == [False] * 3
+    marked = refs.with_still_veto([False, True, False]).with_still_veto([True, False, False])
+    assert marked.still_veto == [True, True, False] and marked.still_frames == refs.still_frames
+    assert refs.still_veto == [False] * 3  # the original is unchanged
+    assert marked.with_still([True, False, True]).still_veto == [True, False]
+    assert marked.with_windows([True, False, True]).still_veto == [True, True, False]
+    with pytest.raises(ValueError, match="one flag per still frame"):
+        refs.with_still_veto([True])
+    with pytest.raises(ValueError, match="one flag per still frame"):
+        replace(refs, still_veto=[True])
 
 
 def test_window_psnr_scores_each_window_as_reference_psnr_pools_them() -> None:

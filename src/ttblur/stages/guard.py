@@ -320,6 +320,9 @@ class ReblurGuard:
         still_box_sharp: score a sharp frame against itself only where ``bme``, run on its
             scored box alone, also reads it under ``sharp_px``
             (:func:`~ttblur.stages.sharp_neighbours.box_readings`).
+        still_box_veto: with ``still_box_sharp``, the sharp frames whose box does not read
+            sharp alone are still scored, but only to veto (:func:`reference_gain`'s
+            ``veto_db``); False: they are not scored.
         reference_reblur_check: score a blurred frame against its sharp neighbour only where
             that neighbour, blurred by the frame's estimated condition (:func:`box_condition`),
             fits the observed frame better than it does unblurred
@@ -358,6 +361,7 @@ class ReblurGuard:
         trust_reblur: bool = _DEFAULTS.trust_reblur,
         still_frames: bool = _DEFAULTS.still_frames,
         still_box_sharp: bool = _DEFAULTS.still_box_sharp,
+        still_box_veto: bool = _DEFAULTS.still_box_veto,
         reference_reblur_check: bool = _DEFAULTS.reference_reblur_check,
         reference_median: bool = _DEFAULTS.reference_median,
         still_min_gain_db: float = _DEFAULTS.still_min_gain_db,
@@ -410,6 +414,7 @@ class ReblurGuard:
         self.trust_reblur = bool(trust_reblur)
         self.still_frames = bool(still_frames)
         self.still_box_sharp = bool(still_box_sharp)
+        self.still_box_veto = bool(still_box_veto)
         self.reference_reblur_check = bool(reference_reblur_check)
         self.reference_median = bool(reference_median)
         self.still_min_gain_db = float(still_min_gain_db)
@@ -443,6 +448,7 @@ class ReblurGuard:
             trust_reblur=section.trust_reblur,
             still_frames=section.still_frames,
             still_box_sharp=section.still_box_sharp,
+            still_box_veto=section.still_box_veto,
             reference_reblur_check=section.reference_reblur_check,
             reference_median=section.reference_median,
             still_min_gain_db=section.still_min_gain_db,
@@ -484,7 +490,12 @@ class ReblurGuard:
             if references is not None:
                 if self.still_frames and self.still_box_sharp:
                     readings = box_readings(references, self.bme, batch_size=self.batch_size)
-                    references = references.with_still([r < self.sharp_px for r in readings])
+                    sharp = [r < self.sharp_px for r in readings]
+                    references = (
+                        references.with_still_veto([not s for s in sharp])
+                        if self.still_box_veto
+                        else references.with_still(sharp)
+                    )
                 return ReferenceProbe(references, spec, self)
         windows = choose_windows(
             video,
@@ -583,6 +594,7 @@ def reference_gain(
     *,
     reference_min_gain_db: float,
     still_min_gain_db: float,
+    veto_db: float | None = None,
 ) -> float:
     """The sharp-neighbour score's gain over the unadapted model (:class:`ReferenceProbe`),
     from the gains of its parts.
@@ -594,24 +606,32 @@ def reference_gain(
             ``None``: not scored (the gain is ``blurred_db``).
         reference_min_gain_db: the gain that keeps an epoch (``guard.reference_min_gain_db``).
         still_min_gain_db: the sharp frames' gain that keeps one on its own.
+        veto_db: gain of the capped PSNR of sharp frames that may only veto
+            (``guard.still_box_veto``), dB; ``None``: none.
 
     Returns:
         ``min(blurred_db, still_db)`` when either is negative (never kept), else the larger of
         ``blurred_db`` and ``still_db`` scaled to ``reference_min_gain_db``: above
         ``reference_min_gain_db`` exactly when one part gains its threshold (with a
-        ``reference_min_gain_db`` of 0 the sharp frames' part can only veto).
+        ``reference_min_gain_db`` of 0 the sharp frames' part can only veto). A negative
+        ``veto_db`` caps the result at itself (never kept); otherwise it changes nothing.
 
     Example:
         >>> reference_gain(0.0, 6.0, reference_min_gain_db=2.0, still_min_gain_db=3.0)
         4.0
         >>> reference_gain(-0.5, 6.0, reference_min_gain_db=2.0, still_min_gain_db=3.0)
         -0.5
+        >>> reference_gain(3.0, None, reference_min_gain_db=2.0, still_min_gain_db=3.0,
+        ...                veto_db=-1.2)
+        -1.2
     """
     if still_db is None:
-        return blurred_db
-    if min(blurred_db, still_db) < 0:
-        return min(blurred_db, still_db)
-    return max(blurred_db, still_db * reference_min_gain_db / still_min_gain_db)
+        gain = blurred_db
+    elif min(blurred_db, still_db) < 0:
+        gain = min(blurred_db, still_db)
+    else:
+        gain = max(blurred_db, still_db * reference_min_gain_db / still_min_gain_db)
+    return gain if veto_db is None or veto_db >= 0 else min(gain, veto_db)
 
 
 class ReferenceProbe:
@@ -626,7 +646,10 @@ class ReferenceProbe:
       count), so that a minority of windows cannot keep an epoch the others say is worse;
     * ``still_psnr`` (with ``guard.still_frames``): the capped PSNR of the restored sharp
       frames against themselves (gain ``s``, dB): a network that damages still moments gains
-      here when adaptation teaches it to leave them alone.
+      here when adaptation teaches it to leave them alone;
+    * ``still_veto_psnr``: the same of the sharp frames that may only veto
+      (``ReferenceWindows.still_veto``, ``guard.still_box_veto``): an epoch where it falls is
+      not kept, and its rise earns nothing.
 
     The score is the unadapted model's ``reference_psnr`` plus :func:`reference_gain` of the
     two gains: an epoch is kept (score gain above ``reference_min_gain_db``) when one part
@@ -646,7 +669,8 @@ class ReferenceProbe:
         baseline_windows: the unadapted model's PSNR in each window ``(N,)`` (with
             ``guard.reference_median``; else None).
         last: the parts of the last score: ``reference_psnr``, with ``guard.reference_median``
-            ``reference_median_gain`` and, with still frames, ``still_psnr`` (dB).
+            ``reference_median_gain`` and, with still frames, ``still_psnr`` and / or
+            ``still_veto_psnr`` (dB).
         last_restored: the last scored model's restored blurred windows ``(N, 3, s, s)``
             clamped to ``[0, 1]`` (None before the first score, or when it returned NaN / inf).
         last_still: its restored sharp frames ``(M, 3, s, s)`` (same; None without them).
@@ -691,9 +715,15 @@ class ReferenceProbe:
             else None
         )
         if self.last_still is not None:
-            parts["still_psnr"] = still_psnr(
-                self.last_still, w.still_observed, w.still_weight, cap_db=guard.still_cap_db
-            )
+            for key, veto in (("still_psnr", False), ("still_veto_psnr", True)):
+                index = [i for i, v in enumerate(w.still_veto) if v == veto]
+                if index:
+                    parts[key] = still_psnr(
+                        self.last_still[index],
+                        w.still_observed[index],
+                        w.still_weight[index],
+                        cap_db=guard.still_cap_db,
+                    )
         if self.baseline is None:
             self.baseline_windows = windows
         base = parts["reference_psnr"] if self.baseline is None else self.baseline["reference_psnr"]
@@ -707,10 +737,16 @@ class ReferenceProbe:
         self.last = parts
         if self.baseline is None:
             self.baseline = dict(parts)
+        baseline = self.baseline
+
+        def gain_of(key: str) -> float | None:
+            return parts[key] - baseline[key] if key in parts else None
+
         gain = reference_gain(
             blurred_gain,
-            parts["still_psnr"] - self.baseline["still_psnr"] if still else None,
+            gain_of("still_psnr"),
             reference_min_gain_db=self.min_gain_db,
             still_min_gain_db=guard.still_min_gain_db,
+            veto_db=gain_of("still_veto_psnr"),
         )
         return base + gain

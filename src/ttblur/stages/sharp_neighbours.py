@@ -371,6 +371,8 @@ class ReferenceWindows:
         still_weight: ``(M, 1, s, s)`` 1 inside the scored box, 0 on its border.
         fit_gain: per blurred window, :func:`reblur_fit_gain` of its reference (dB), when the
             guard checked it (``guard.reference_reblur_check``); empty otherwise.
+        still_veto: per still frame, True where its restoration may only veto an epoch (it
+            falls: not kept) and earns no credit (``guard.still_box_veto``); empty: all False.
     """
 
     clips: Tensor
@@ -385,6 +387,12 @@ class ReferenceWindows:
     still_boxes: list[tuple[int, int]]
     still_weight: Tensor
     fit_gain: list[float] = field(default_factory=list)
+    still_veto: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.still_veto:
+            self.still_veto = [False] * len(self.still_frames)
+        self.still_veto = _flags(self.still_veto, len(self.still_frames), "still frame")
 
     @property
     def observed(self) -> Tensor:
@@ -407,7 +415,15 @@ class ReferenceWindows:
             still_frames=_kept(self.still_frames, flags),
             still_boxes=_kept(self.still_boxes, flags),
             still_weight=self.still_weight[index],
+            still_veto=_kept(self.still_veto, flags),
         )
+
+    def with_still_veto(self, veto: Sequence[bool]) -> ReferenceWindows:
+        """These windows with the still frames ``veto`` marks (one flag per still frame) set
+        to veto only, beside those already so; nothing is removed."""
+        flags = _flags(veto, len(self.still_frames), "still frame")
+        merged = [a or b for a, b in zip(self.still_veto, flags, strict=True)]
+        return replace(self, still_veto=merged)
 
     def with_windows(self, keep: Sequence[bool]) -> ReferenceWindows:
         """These windows with only the blurred windows ``keep`` marks (one flag per window);
