@@ -142,11 +142,17 @@ class Trace:
 
 
 def still_reference(
-    trace: Trace, still_min_gain_db: float | None, cap_db: float, reference_min_gain_db: float
+    trace: Trace,
+    still_min_gain_db: float | None,
+    cap_db: float,
+    reference_min_gain_db: float,
+    veto_cap_db: float | None = None,
 ) -> list[float]:
     """The sharp-neighbour scores of ``trace`` (unadapted model, then each epoch) had the guard
-    scored the sharp frames with this threshold and cap (``None``: the blurred frames only),
-    as :class:`~ttblur.stages.guard.ReferenceProbe` combines them."""
+    scored the sharp frames with this threshold and cap (``None``: the blurred frames only)
+    and, with ``veto_cap_db`` (``guard.still_veto_cap_db``), vetoed an epoch where every sharp
+    frame's PSNR capped at it falls on average, as :class:`~ttblur.stages.guard.ReferenceProbe`
+    combines them (frames marked ``still_veto`` earn no credit)."""
     if not trace.reference_psnr:  # recorded before the parts were: the scores as run
         return list(trace.reference)
     base = trace.reference_psnr[0]
@@ -155,24 +161,28 @@ def still_reference(
         blurred_gains = [p - base for p in trace.reference_psnr]
     if still_min_gain_db is None or not trace.window_still:
         return [base + gain for gain in blurred_gains]
-    veto = trace.still_veto or [False] * len(trace.window_still[0])
+    veto_only = trace.still_veto or [False] * len(trace.window_still[0])
+    credited = [not v for v in veto_only]
+    every = [True] * len(veto_only)
 
-    def capped(row: list[float], vetoing: bool) -> float | None:
-        values = [min(cap_db, v) for v, flag in zip(row, veto, strict=True) if flag == vetoing]
-        return sum(values) / len(values) if values else None
+    def gain(row: list[float], chosen: list[bool], cap: float | None) -> float | None:
+        if cap is None or not any(chosen):
+            return None
 
-    def gain(row: list[float], vetoing: bool) -> float | None:
-        now, then = capped(row, vetoing), capped(trace.window_still[0], vetoing)
-        return None if now is None or then is None else now - then
+        def mean(values: list[float]) -> float:
+            kept = [min(cap, v) for v, c in zip(values, chosen, strict=True) if c]
+            return sum(kept) / len(kept)
+
+        return mean(row) - mean(trace.window_still[0])
 
     return [
         base
         + reference_gain(
             blurred,
-            gain(row, False),
+            gain(row, credited, cap_db),
             reference_min_gain_db=reference_min_gain_db,
             still_min_gain_db=still_min_gain_db,
-            veto_db=gain(row, True),
+            veto_db=gain(row, every, veto_cap_db),
         )
         for blurred, row in zip(blurred_gains, trace.window_still, strict=True)
     ]
@@ -437,6 +447,7 @@ def decide(
     reference_min_gain_db: float | None = None,
     trust_reblur: bool = True,
     still: tuple[float | None, float] | None = None,
+    veto_cap_db: float | None = None,
 ) -> tuple[float, float, bool]:
     """What the guard with these weights would have done on one video: ``(score gain,
     candidate, kept)``: the best-scoring epoch's score gain over the unadapted model (in units
@@ -447,7 +458,7 @@ def decide(
     that threshold), as ``adapt`` does; without ``trust_reblur`` (``guard.trust_reblur``), a
     video left to the re-blur score keeps nothing. With ``still`` (``(still_min_gain_db or
     None, still_cap_db)``), the sharp-neighbour scores are rebuilt from their recorded parts
-    (:func:`still_reference`) instead of replayed as run.
+    (:func:`still_reference`, with the veto's ``veto_cap_db``) instead of replayed as run.
     """
     scores, needed = trace.scores(blur_weight, shortfall_weight, floor), min_gain_db
     may_keep = True
@@ -455,7 +466,7 @@ def decide(
         if trace.reference:
             scores, needed = trace.reference, reference_min_gain_db
             if still is not None:
-                scores = still_reference(trace, still[0], still[1], needed)
+                scores = still_reference(trace, still[0], still[1], needed, veto_cap_db)
         else:
             may_keep = trust_reblur
     best = max(range(1, len(scores)), key=scores.__getitem__)
@@ -494,6 +505,7 @@ def shipped_settings(**sharp_neighbours: Any) -> dict[str, Any]:
         "reference_min_gain_db": shipped.reference_min_gain_db,
         "trust_reblur": shipped.trust_reblur,
         "still": still,
+        "veto_cap_db": shipped.still_veto_cap_db if shipped.still_frames else None,
     }
     return {**settings, **sharp_neighbours}
 
@@ -648,7 +660,8 @@ def print_still(
     print(
         f"\nSharp frames in the sharp-neighbour score (reference_min_gain_db "
         f"{shipped.reference_min_gain_db:g}, trust_reblur {shipped.trust_reblur}; the "
-        "blurred frames' part and the sharp frames' part must not fall):\n"
+        "blurred frames' part and the sharp frames' part must not fall, nor the veto at "
+        f"still_veto_cap_db {shipped.still_veto_cap_db:g}):\n"
     )
     names = " | ".join(f"{name}: mean / worst / < -0.1 / Spearman" for name in recorded)
     print(f"| still_min_gain_db | still_cap_db | {names} |")

@@ -521,9 +521,9 @@ class GuardConfig(_StageSection):
     still_box_veto: bool = Field(
         default=True,
         description="with still_box_sharp, a sharp frame whose scored box does not read sharp "
-        "alone is still restored but may only veto: an epoch that restores it further from "
-        "itself is not kept, and it earns no credit (otherwise the frames the box test drops "
-        "are not looked at, and an adaptation that damaged them could be kept: docs/results.md)",
+        "alone is still restored but only for the veto (still_veto_cap_db), with no credit; "
+        "false: it is not restored at all (an adaptation that damaged it could be kept: "
+        "docs/results.md)",
     )
     reference_reblur_check: bool = Field(
         default=True,
@@ -549,6 +549,15 @@ class GuardConfig(_StageSection):
         gt=0.0,
         description="a restored sharp frame closer than this to its input counts the same (so a "
         "network that already keeps sharp frames earns nothing for copying their noise)",
+    )
+    still_veto_cap_db: float = Field(
+        default=48.13,
+        gt=0.0,
+        description="the veto's cap: an epoch is not kept when the restored sharp frames' mean "
+        "PSNR against themselves, each capped at this, falls (48.13 dB: one 8-bit level RMS, "
+        "so a fall an 8-bit file cannot show does not count). Higher than still_cap_db because "
+        "a network that denoises restores sharp frames 44-46 dB from their input, and a fall "
+        "there is a true loss the credit cap hides (docs/results.md)",
     )
     trust_reblur: bool = Field(
         default=False,

@@ -196,20 +196,27 @@ def test_sharp_frames_that_may_only_veto_are_replayed_as_the_probe_scores_them(s
     # Two sharp frames: the first earns credit, the second may only veto (guard.still_box_veto).
     a.reference_psnr = [20.0, 20.5, 20.5]
     a.reference_blurred_gain = [0.0, 0.5, 0.5]
-    a.window_still = [[30.0, 38.0], [36.0, 40.0], [36.0, 36.5]]
+    a.window_still = [[30.0, 38.0], [36.0, 40.0], [36.0, 30.0]]
     a.still_veto = [False, True]
     a.psnr = [30.0, 31.0, 30.2]
-    # Epoch 1: credited frame +6 (kept at 3 dB: 6 * 2 / 3 = 4), veto frame rose (no credit).
-    # Epoch 2: the same credit, but the veto frame fell 1.5 dB: that fall is the score.
-    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 24.0, 18.5])
-    # Recorded before the flags were: every frame earns credit (means 34 -> 38 -> 36.25 dB).
+    # Epoch 1: the credited frame +6 dB (kept at 3 dB: 6 * 2 / 3 = 4), the other rose (no
+    # credit). Epoch 2: the same credit, but the mean of both frames fell 1 dB (34 -> 33).
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 24.0, 24.0])
+    vetoed = sweep.still_reference(a, 3.0, 40.0, 2.0, veto_cap_db=48.13)
+    assert vetoed == pytest.approx([20.0, 24.0, 19.0])
+    # Recorded before the flags were: every frame earns credit (means 34 -> 38 -> 33 dB).
     a.still_veto = []
-    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20 + 8 / 3, 21.5])
-    # Only veto frames: the blurred frames' gain until their mean falls (34 -> 36.25: it rose).
-    a.still_veto = [True, True]
+    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20 + 8 / 3, 19.0])
+    # A fall above the credit's cap: only the veto's cap sees it.
+    a.window_still = [[46.0, 46.0], [47.0, 47.0], [42.0, 42.0]]
     assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20.5, 20.5])
-    a.window_still[2] = [30.0, 36.5]  # mean 33.25: 0.75 dB below
-    assert sweep.still_reference(a, 3.0, 40.0, 2.0) == pytest.approx([20.0, 20.5, 19.25])
+    vetoed = sweep.still_reference(a, 3.0, 40.0, 2.0, veto_cap_db=48.13)
+    assert vetoed == pytest.approx([20.0, 20.5, 16.0])
+    settings = sweep.shipped_settings()
+    assert settings["veto_cap_db"] == pytest.approx(48.13)
+    assert sweep.decide(a, **settings)[2] is False  # epoch 1 gains 0.5 dB: not kept either
+    a.reference = [20.0, 20.5, 24.0]  # as run, the scores are not rebuilt
+    assert sweep.decide(a, **{**settings, "still": None})[2] is True
 
 
 def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -> None:
@@ -251,7 +258,11 @@ def test_record_reference_keeps_both_parts_of_the_sharp_neighbour_score(sweep) -
     assert probe.last["still_psnr"] == pytest.approx(min(expected, guard.still_cap_db))
     # Replayed with the shipped threshold and cap, the scores are the ones the probe returned.
     replayed = sweep.still_reference(
-        trace, guard.still_min_gain_db, guard.still_cap_db, guard.reference_min_gain_db
+        trace,
+        guard.still_min_gain_db,
+        guard.still_cap_db,
+        guard.reference_min_gain_db,
+        guard.still_veto_cap_db,
     )
     assert replayed == pytest.approx(trace.reference)
 

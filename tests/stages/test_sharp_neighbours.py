@@ -303,7 +303,12 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
     cpu = torch.device("cpu")
     base = score(copy, damaged)  # the unadapted model: the first one scored
     assert probe.baseline == probe.last
-    assert set(probe.last) == {"reference_psnr", "reference_median_gain", "still_psnr"}
+    assert set(probe.last) == {
+        "reference_psnr",
+        "reference_median_gain",
+        "still_psnr",
+        "still_veto_psnr",  # every sharp frame, capped at guard.still_veto_cap_db
+    }
     assert base == probe.baseline["reference_psnr"]
     assert probe.baseline["still_psnr"] == pytest.approx(
         still_psnr(damaged, still, w.still_weight, cap_db=40.0)
@@ -331,8 +336,43 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
     assert probe(_Fixed(torch.full((6, 3, size, size), math.nan)), cpu) == -math.inf
     with pytest.raises(ValueError, match="still_min_gain_db"):
         ReblurGuard(still_min_gain_db=0.0)
+    with pytest.raises(ValueError, match="still_veto_cap_db"):
+        ReblurGuard(still_veto_cap_db=0.0)
     with pytest.raises(ValueError, match="still_cap_db"):
         ReblurGuard(still_cap_db=-1.0)
+
+
+def test_a_fall_above_the_credit_cap_still_vetoes_an_epoch() -> None:
+    # A network that denoises keeps sharp frames 44-48 dB from their input; an epoch that
+    # brings them to 42 dB loses nothing under the 40 dB credit cap, but falls under the
+    # veto's (guard.still_veto_cap_db, 48.13 dB): not kept, however the blurred frames gain.
+    video, sharp, selection = _video(blurred={1, 3, 4})
+    spec = get_spec("image")
+    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, bme=_reads(0.0))
+    assert guard.still_veto_cap_db == pytest.approx(20 * math.log10(255), abs=0.01)
+    probe = guard.prepare(video, selection, spec)
+    assert isinstance(probe, ReferenceProbe)
+    w = probe.windows
+    size = w.clips.shape[-1]
+    truth = torch.stack(
+        [
+            sharp[t, :, top : top + size, left : left + size]
+            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
+        ]
+    )
+    copy, still = w.clips[:, w.centre], w.still_observed
+
+    def score(blurred_out: torch.Tensor, still_out: torch.Tensor) -> float:
+        return probe(_Fixed(torch.cat([blurred_out, still_out])), torch.device("cpu"))
+
+    base = score(copy, (still + 0.004).clamp(0, 1))  # about 48 dB from the input
+    assert 47.0 < probe.last["still_veto_psnr"] < 48.13 and probe.last["still_psnr"] == 40.0
+    fallen = score(truth, (still + 0.008).clamp(0, 1))  # about 42 dB: under the veto's cap only
+    assert probe.last["still_psnr"] == 40.0  # the credit part sees nothing
+    veto = probe.last["still_veto_psnr"] - probe.baseline["still_veto_psnr"]
+    assert -7.0 < veto < -5.0 and fallen - base == pytest.approx(veto)
+    held = score(truth, (still + 0.004).clamp(0, 1))  # the same blurred gain, frames held
+    assert held - base == pytest.approx(probe.last["reference_median_gain"]) and held > base + 10
 
 
 def _reads(px: float | list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -433,7 +473,7 @@ def test_sharp_frames_that_may_only_veto_stop_an_epoch_that_damages_them() -> No
     base = score(copy, (still + 0.02).clamp(0, 1))  # the unadapted model
     assert set(probe.last) == {"reference_psnr", "reference_median_gain", "still_veto_psnr"}
     assert probe.last["still_veto_psnr"] == pytest.approx(
-        still_psnr((still + 0.02).clamp(0, 1), still, w.still_weight, cap_db=40.0)
+        still_psnr((still + 0.02).clamp(0, 1), still, w.still_weight, cap_db=48.13)
     )
     # The blurred frames restored and the sharp ones kept: the blurred frames' gain alone (the
     # sharp frames' rise earns nothing).
