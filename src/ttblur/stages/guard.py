@@ -613,8 +613,9 @@ def reference_gain(
             ``None``: not scored (the gain is ``blurred_db``).
         reference_min_gain_db: the gain that keeps an epoch (``guard.reference_min_gain_db``).
         still_min_gain_db: the sharp frames' gain that keeps one on its own.
-        veto_db: gain of the capped PSNR of sharp frames that may only veto
-            (``guard.still_box_veto``), dB; ``None``: none.
+        veto_db: gain of the restored sharp frames' mean PSNR against themselves, each capped
+            at ``guard.still_veto_cap_db`` (every sharp frame, those that earn no credit as
+            well), dB; ``None``: none.
 
     Returns:
         ``min(blurred_db, still_db)`` when either is negative (never kept), else the larger of

@@ -44,10 +44,13 @@ that already leaves sharp frames alone earns nothing for copying their noise. A 
 reference when the mean of the detector's map reads it under ``sharp_px``, and that map can call
 a blurred frame sharp (a held-out frame blurred by 3.65 px read 0.57 px there, inside the box
 scored; the same box read alone, 1.28 px). Copying such a frame scores up while its true PSNR
-does not move, so with ``guard.still_box_sharp`` the guard scores a reference frame against
+does not move, so with ``guard.still_box_sharp`` a reference frame earns credit against
 itself only where the blur estimator, run on the scored box alone, also reads it under
 ``sharp_px`` (:func:`box_readings`; docs/results.md, "A sharp frame must read sharp where it is
-scored").
+scored"). The others stay for the veto (``ReferenceWindows.still_veto``,
+``guard.still_box_veto``): an epoch whose restorations of all the sharp frames move away from
+them is not kept (``guard.still_veto_cap_db``; docs/results.md, "A fall above the credit's
+cap").
 
 Measured on the development scenarios with the ``tiny`` network (docs/results.md, "A score
 against the video's own sharp frames"): over 24 videos, the PSNR against these references
@@ -371,8 +374,8 @@ class ReferenceWindows:
         still_weight: ``(M, 1, s, s)`` 1 inside the scored box, 0 on its border.
         fit_gain: per blurred window, :func:`reblur_fit_gain` of its reference (dB), when the
             guard checked it (``guard.reference_reblur_check``); empty otherwise.
-        still_veto: per still frame, True where its restoration may only veto an epoch (it
-            falls: not kept) and earns no credit (``guard.still_box_veto``); empty: all False.
+        still_veto: per still frame, True where it earns no credit and counts in the guard's
+            veto only (``guard.still_box_veto``); empty: all False.
     """
 
     clips: Tensor
