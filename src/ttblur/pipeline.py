@@ -842,7 +842,8 @@ _SCORE_WORDS = {
     "reference": (
         "PSNR of restored blurred frames against the video's own sharp frames warped onto "
         "them, and of those sharp frames restored against themselves",
-        "guard.reference_min_gain_db; on the sharp frames guard.still_min_gain_db",
+        "guard.reference_min_gain_db; on the sharp frames guard.still_min_gain_db, and an "
+        "epoch whose sharp frames fall is refused, guard.still_veto_cap_db",
     ),
 }
 

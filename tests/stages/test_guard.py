@@ -238,7 +238,10 @@ def test_on_a_hand_held_video_the_guard_uses_its_sharp_frames_and_rolls_back() -
     assert out.guard_windows.frames == [1, 2, 3] and out.guard_windows.sources == [0, 0, 0]
     assert report.reverted and report.guard_rejected and report.best_epoch == 0
     assert max(report.guard_scores) < report.baseline_guard_score - 0.5
-    assert any("sharp frames" in m and "reference_min_gain_db" in m for m in report.messages)
+    assert any(
+        "sharp frames" in m and "reference_min_gain_db" in m and "still_veto_cap_db" in m
+        for m in report.messages
+    )
     # And where the truth is known, the rollback was right: every epoch restored worse.
     unadapted = ttblur.deblur(model, video.blurry, progress=False)
     worse = ttblur.adapt(
