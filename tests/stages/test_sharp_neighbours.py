@@ -3,6 +3,7 @@
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from ttblur.specs import get_spec
 from ttblur.stages.guard import GuardProbe, ReblurGuard, ReferenceProbe
 from ttblur.stages.reblur import motion_blur
 from ttblur.stages.sharp_neighbours import (
+    ReferenceWindows,
     box_readings,
     choose_references,
     consistent_flow,
@@ -194,6 +196,17 @@ class _Fixed(torch.nn.Module):
         return self.outputs[: x.shape[0]] * self.w
 
 
+def _window_truth(sharp: torch.Tensor, windows: ReferenceWindows) -> torch.Tensor:
+    """The true sharp region of each blurred window, ``(N, 3, s, s)``."""
+    size = windows.clips.shape[-1]
+    return torch.stack(
+        [
+            sharp[t, :, top : top + size, left : left + size]
+            for t, (top, left) in zip(windows.frames, windows.boxes, strict=True)
+        ]
+    )
+
+
 def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> None:
     video, sharp, selection = _video(blurred={1, 3, 4})
     spec = get_spec("image")
@@ -211,13 +224,7 @@ def test_the_guard_scores_against_sharp_neighbours_when_the_video_has_them() -> 
     assert isinstance(probe, ReferenceProbe) and probe.kind == "reference"
     assert probe.min_gain_db == guard.reference_min_gain_db
     w = probe.windows
-    size = w.clips.shape[-1]
-    truth = torch.stack(
-        [
-            sharp[t, :, top : top + size, left : left + size]
-            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
-        ]
-    )
+    truth = _window_truth(sharp, w)
     cpu = torch.device("cpu")
     copy = probe(_Fixed(w.clips[:, w.centre].clone()), cpu)  # returns its blurred input
     restored = probe(_Fixed(truth), cpu)
@@ -287,12 +294,7 @@ def test_the_sharp_frames_score_keeps_a_gain_there_only_if_the_blurred_frames_do
     w = probe.windows
     size = w.clips.shape[-1]
     assert w.still_frames == [0, 2, 5] and len(w) == 3
-    truth = torch.stack(
-        [
-            sharp[t, :, top : top + size, left : left + size]
-            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
-        ]
-    )
+    truth = _window_truth(sharp, w)
     copy, still = w.clips[:, w.centre], w.still_observed
     damaged = (still + 0.1).clamp(0, 1)  # what a network that harms still frames returns
 
@@ -353,13 +355,7 @@ def test_a_fall_above_the_credit_cap_still_vetoes_an_epoch() -> None:
     probe = guard.prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe)
     w = probe.windows
-    size = w.clips.shape[-1]
-    truth = torch.stack(
-        [
-            sharp[t, :, top : top + size, left : left + size]
-            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
-        ]
-    )
+    truth = _window_truth(sharp, w)
     copy, still = w.clips[:, w.centre], w.still_observed
 
     def score(blurred_out: torch.Tensor, still_out: torch.Tensor) -> float:
@@ -452,18 +448,12 @@ def test_sharp_frames_that_may_only_veto_stop_an_epoch_that_damages_them() -> No
     # read >= 1 px in their boxes while their true blur was 0.3 px): no credit, but a veto.
     video, sharp, selection = _video(blurred={1, 3, 4})
     spec = get_spec("image")
-    guard = ReblurGuard(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8, bme=_reads(2.0))
-    probe = guard.prepare(video, selection, spec)
+    kwargs: dict[str, Any] = dict(flow=KnownFlow(), frames=4, box=48, margin=8, batch_size=8)
+    probe = ReblurGuard(**kwargs, bme=_reads(2.0)).prepare(video, selection, spec)
     assert isinstance(probe, ReferenceProbe)
     w = probe.windows
     assert w.still_veto == [True] * 3
-    size = w.clips.shape[-1]
-    truth = torch.stack(
-        [
-            sharp[t, :, top : top + size, left : left + size]
-            for t, (top, left) in zip(w.frames, w.boxes, strict=True)
-        ]
-    )
+    truth = _window_truth(sharp, w)
     copy, still = w.clips[:, w.centre], w.still_observed
     damaged = (still + 0.1).clamp(0, 1)
 
@@ -485,15 +475,9 @@ def test_sharp_frames_that_may_only_veto_stop_an_epoch_that_damages_them() -> No
     fall = probe.last["still_veto_psnr"] - probe.baseline["still_veto_psnr"]
     assert fall < -10.0 and vetoed - base == pytest.approx(fall)
     # The same epoch without the veto frames would have been kept.
-    no_veto = ReblurGuard(
-        flow=KnownFlow(),
-        frames=4,
-        box=48,
-        margin=8,
-        batch_size=8,
-        bme=_reads(2.0),
-        still_box_veto=False,
-    ).prepare(video, selection, spec)
+    no_veto = ReblurGuard(**kwargs, bme=_reads(2.0), still_box_veto=False).prepare(
+        video, selection, spec
+    )
     cpu = torch.device("cpu")
     first = no_veto(_Fixed(copy), cpu)
     assert no_veto(_Fixed(truth), cpu) > first + 10.0
