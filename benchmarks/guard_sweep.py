@@ -162,29 +162,29 @@ def still_reference(
     if still_min_gain_db is None or not trace.window_still:
         return [base + gain for gain in blurred_gains]
     veto_only = trace.still_veto or [False] * len(trace.window_still[0])
-    credited = [not v for v in veto_only]
-    every = [True] * len(veto_only)
 
-    def gain(row: list[float], chosen: list[bool], cap: float | None) -> float | None:
+    def gains(chosen: list[bool], cap: float | None) -> list[float | None]:
+        """Per model, the gain of the chosen frames' mean capped PSNR (None: no such part)."""
         if cap is None or not any(chosen):
-            return None
+            return [None] * len(trace.window_still)
+        means = [
+            sum(min(cap, v) for v, c in zip(row, chosen, strict=True) if c) / sum(chosen)
+            for row in trace.window_still
+        ]
+        return [m - means[0] for m in means]
 
-        def mean(values: list[float]) -> float:
-            kept = [min(cap, v) for v, c in zip(values, chosen, strict=True) if c]
-            return sum(kept) / len(kept)
-
-        return mean(row) - mean(trace.window_still[0])
-
+    credit = gains([not v for v in veto_only], cap_db)
+    veto = gains([True] * len(veto_only), veto_cap_db)
     return [
         base
         + reference_gain(
             blurred,
-            gain(row, credited, cap_db),
+            credited,
             reference_min_gain_db=reference_min_gain_db,
             still_min_gain_db=still_min_gain_db,
-            veto_db=gain(row, every, veto_cap_db),
+            veto_db=vetoing,
         )
-        for blurred, row in zip(blurred_gains, trace.window_still, strict=True)
+        for blurred, credited, vetoing in zip(blurred_gains, credit, veto, strict=True)
     ]
 
 

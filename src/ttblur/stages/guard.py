@@ -702,6 +702,17 @@ class ReferenceProbe:
         self.last: dict[str, float] = {}
         self.last_restored: Tensor | None = None
         self.last_still: Tensor | None = None
+        # The sharp frames' parts, fixed by the windows: which frames each averages, its cap.
+        credited = [i for i, veto_only in enumerate(windows.still_veto) if not veto_only]
+        every = list(range(len(windows.still_frames)))
+        self._still_parts = [
+            (key, torch.tensor(index, dtype=torch.long), cap)
+            for key, index, cap in (
+                ("still_psnr", credited, guard.still_cap_db),
+                ("still_veto_psnr", every, guard.still_veto_cap_db),
+            )
+            if index
+        ]
 
     def __call__(self, model: nn.Module, device: torch.device) -> float:
         w, guard = self.windows, self.guard
@@ -727,19 +738,11 @@ class ReferenceProbe:
             else None
         )
         if self.last_still is not None:
-            credited = [i for i, veto_only in enumerate(w.still_veto) if not veto_only]
-            every = list(range(len(w.still_frames)))
-            for key, index, cap in (
-                ("still_psnr", credited, guard.still_cap_db),
-                ("still_veto_psnr", every, guard.still_veto_cap_db),
-            ):
-                if index:
-                    parts[key] = still_psnr(
-                        self.last_still[index],
-                        w.still_observed[index],
-                        w.still_weight[index],
-                        cap_db=cap,
-                    )
+            observed = w.still_observed
+            for key, index, cap in self._still_parts:
+                parts[key] = still_psnr(
+                    self.last_still[index], observed[index], w.still_weight[index], cap_db=cap
+                )
         if self.baseline is None:
             self.baseline_windows = windows
         base = parts["reference_psnr"] if self.baseline is None else self.baseline["reference_psnr"]
