@@ -123,6 +123,9 @@ class Trace:
     #: The guard's BME reading (px) of each window's reference frame in the window's box (the
     #: crop alone, as ``still_observed_bme``).
     reference_observed_bme: list[float] = field(default_factory=list)
+    #: Per blurred window: its frame and its reference frame (empty in traces recorded before).
+    reference_frame: list[int] = field(default_factory=list)
+    reference_source: list[int] = field(default_factory=list)
     #: Per model and blurred window: the weighted squared error against the warped reference
     #: and the weight (``reference_psnr`` of any subset of windows is ``10 log10(sum w / sum e)``;
     #: in place, as with the shipped ``guard.reference_shift_px`` of 0).
@@ -371,6 +374,8 @@ class _Recorder:
             )
             self.trace.still_observed_bme = box_readings(rw, self.full.bme, batch_size=batch)
             self.trace.reference_fit_gain = list(rw.fit_gain)
+            self.trace.reference_frame = list(rw.frames)
+            self.trace.reference_source = list(rw.sources)
             self.trace.still_veto = list(rw.still_veto)
             self.trace.still_observed_grad = _gradient(_interior(rw.still_observed, border))
 
