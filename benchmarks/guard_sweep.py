@@ -126,6 +126,10 @@ class Trace:
     #: Per blurred window: its frame and its reference frame (empty in traces recorded before).
     reference_frame: list[int] = field(default_factory=list)
     reference_source: list[int] = field(default_factory=list)
+    #: Per blurred window, the share of its reference's scored box that pseudo-sharp patches
+    #: (the fine-tuning's targets) cover, and the same per sharp frame scored.
+    reference_overlap: list[float] = field(default_factory=list)
+    still_overlap: list[float] = field(default_factory=list)
     #: Per model and blurred window: the weighted squared error against the warped reference
     #: and the weight (``reference_psnr`` of any subset of windows is ``10 log10(sum w / sum e)``;
     #: in place, as with the shipped ``guard.reference_shift_px`` of 0).
@@ -376,6 +380,12 @@ class _Recorder:
             self.trace.reference_fit_gain = list(rw.fit_gain)
             self.trace.reference_frame = list(rw.frames)
             self.trace.reference_source = list(rw.sources)
+            targets = torch.zeros_like(selection.magnitude[:])
+            for patch in selection.patches:
+                rows = slice(patch.top, patch.top + patch.size)
+                targets[patch.frame, :, rows, patch.left : patch.left + patch.size] = 1.0
+            self.trace.reference_overlap = at_sources(targets).mean(dim=(1, 2, 3)).tolist()
+            self.trace.still_overlap = at_still(targets).mean(dim=(1, 2, 3)).tolist()
             self.trace.still_veto = list(rw.still_veto)
             self.trace.still_observed_grad = _gradient(_interior(rw.still_observed, border))
 
