@@ -10,6 +10,7 @@ from ttblur.stages.exposure import (
     MAX_SHARP_SHARE,
     RATIOS,
     STEADY_MOTION_SPREAD,
+    STILL_NEIGHBOUR_PX,
     ExposureEstimate,
     estimate_exposure,
     fit_exposure_ratio,
@@ -68,11 +69,19 @@ def test_large_patches_are_compared_at_reduced_scale(panning_video) -> None:
     # 256 px patches are pooled by 2: the ratio is unchanged, motion still in full-res px
     # (a stop at frame 3: pairs move 11, 9, 4, 5, 11, 13 px, frames 11, 10, 6.5, 4.5, 8, 12,
     # 13; the half at or above the median, 10, averages 46 / 4 = 11.5 px).
-    video = panning_video(0.5, frames=7, size=(272, 288), motions=(12, 10, 8, 0, 10, 12, 14))
+    motions = (12, 10, 8, 0, 10, 12, 14)
+    video = panning_video(0.5, frames=7, size=(272, 288), motions=motions)
     patches = [PatchLocation(3, 8, 16, 256)]
     estimate = estimate_exposure(video, patches, OpenCVFlow())
     assert estimate.ratio == pytest.approx(0.5, abs=0.1 + 1e-6)
     assert estimate.motion_px == pytest.approx(11.5, abs=0.5)
+    # The blur maps are pooled alike and still read in full-resolution px: the true ones leave
+    # the fit as it was; maps that read every neighbour still leave nothing to compare.
+    blur = _true_blur(video, 0.5, motions)
+    assert estimate_exposure(video, patches, OpenCVFlow(), magnitude=blur).ratio == estimate.ratio
+    blur[[0, 1, 2, 4, 5, 6]] = STILL_NEIGHBOUR_PX - 0.1
+    still = estimate_exposure(video, patches, OpenCVFlow(), magnitude=blur)
+    assert still.ratio is None and still.note is not None and "neighbour" in still.note
 
 
 def test_still_video_has_no_ratio(panning_video) -> None:
@@ -228,3 +237,55 @@ def test_the_patch_border_is_left_out_of_the_comparison(panning_video, monkeypat
         assert weight[:, :8].sum() == 0 and weight[:, -8:].sum() == 0
         assert weight[:, :, :8].sum() == 0 and weight[:, :, -8:].sum() == 0
         assert weight[:, 8:-8, 8:-8].mean() > 0.9
+
+
+def _true_blur(video: torch.Tensor, ratio: float, motions: tuple[int, ...]) -> torch.Tensor:
+    """Per-pixel blur maps ``(T, 1, H, W)`` (px) of a :func:`panning_video`: what a perfect
+    detector reads."""
+    blur = torch.tensor([ratio * m for m in motions], dtype=torch.float32)
+    return blur.view(-1, 1, 1, 1).expand(len(motions), 1, *video.shape[-2:]).contiguous()
+
+
+def test_a_still_neighbour_is_not_compared(panning_video, monkeypatch) -> None:
+    """Frames 3 (the patches') and 5 are still moments: frame 5 is unblurred, but the pairs
+    around it move 4 px each, so read from the flow it would move 4 px and be compared with the
+    patches blurred ``4 * ratio`` px. Given the blur maps, a neighbour that reads under
+    STILL_NEIGHBOUR_PX is left out; every neighbour compared moves 8 px."""
+    import ttblur.stages.exposure as exposure
+
+    # Isolate the rule: the detail test alone would also drop an unblurred neighbour here,
+    # where the flow registers it exactly (on real videos the warp softens it past that test).
+    monkeypatch.setattr(exposure, "_SHARPER", 100.0)
+    seen: list = []
+    original = exposure._errors
+
+    def record(comparisons, *args, **kwargs):
+        seen.extend(comparisons)
+        return original(comparisons, *args, **kwargs)
+
+    monkeypatch.setattr(exposure, "_errors", record)
+    motions = (8, 8, 8, 0, 8, 0, 8, 8)
+    video = panning_video(0.6, motions=motions)
+    estimate_exposure(video, PATCHES, OpenCVFlow())
+    speeds = torch.cat([c.speed for c in seen])
+    assert speeds.min() == pytest.approx(4.0, abs=0.5)  # without maps: frame 5 compared
+    seen.clear()
+    estimate = estimate_exposure(
+        video, PATCHES, OpenCVFlow(), magnitude=_true_blur(video, 0.6, motions)
+    )
+    speeds = torch.cat([c.speed for c in seen])
+    assert speeds.min() == pytest.approx(8.0, abs=0.5)
+    assert estimate.ratio == pytest.approx(0.6, abs=0.1 + 1e-6)
+    # The rule reads the maps in the patch's box, in px: a neighbour just over the threshold
+    # is compared again.
+    seen.clear()
+    blur = _true_blur(video, 0.6, motions)
+    blur[5] = STILL_NEIGHBOUR_PX
+    estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=blur)
+    assert torch.cat([c.speed for c in seen]).min() == pytest.approx(4.0, abs=0.5)
+
+
+def test_blur_maps_of_another_size_are_refused(panning_video) -> None:
+    video = panning_video(0.5, motions=STOP_AND_GO)
+    with pytest.raises(ValueError, match=r"magnitude must be \(T, 1, H, W\) = \(8, 1, 96, 128\)"):
+        estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=torch.zeros(8, 1, 48, 64))

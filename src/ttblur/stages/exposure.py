@@ -28,7 +28,11 @@ are estimated once per video, without ground truth:
   *and*, warped back, holds clearly less fine detail than the patch (otherwise the "sharp"
   patch carries as much blur as the neighbour, as on a steady pan, and ``rho`` cannot be told
   from 0). A compared patch whose error stays far above the noise's at every ratio was not
-  registered by the flow and is left out (:data:`MAX_RESIDUAL_NOISE`). The uncertainty is the
+  registered by the flow and is left out (:data:`MAX_RESIDUAL_NOISE`). Given the detector's
+  blur maps, a neighbour that reads still in the patch's box (under
+  :data:`STILL_NEIGHBOUR_PX`) is not compared either: a hand-held camera can pause for two
+  frames a little apart, and the flow around the second pause measures how far the image moved
+  between frames, not during that frame's exposure. The uncertainty is the
   standard deviation of the fitted ratio over bootstrap resamplings, of the compared patches
   and of their frames (the larger):
   a fit whose spread exceeds :data:`MAX_RATIO_STD` is refused (``ratio`` None, ``note`` says
@@ -73,6 +77,7 @@ __all__ = [
     "MAX_SHARP_SHARE",
     "RATIOS",
     "STEADY_MOTION_SPREAD",
+    "STILL_NEIGHBOUR_PX",
     "ExposureEstimate",
     "estimate_exposure",
     "fit_exposure_ratio",
@@ -109,6 +114,12 @@ STEADY_MOTION_SPREAD = 0.05
 #: pseudo-sharp patch by the optical flow and is left out of the fit.
 MAX_RESIDUAL_NOISE = 20.0
 MIN_RESIDUAL_LIMIT = 1e-3
+#: Given the detector's blur maps, a neighbour that reads under this blur (px, mean over the
+#: patch's box) is not compared: it is a still moment too, so the flow around it (the image's
+#: motion between frames) says nothing of its blur. On hand-held development videos such
+#: neighbours two frames away read 0.0-0.1 px (blurred ones 2.9 px or more) and pulled the
+#: fit to 0.1-0.2 for true ratios of 0.56-0.63 (docs/results.md).
+STILL_NEIGHBOUR_PX = 1.0
 #: Bootstrap resamplings of the compared patches.
 _RESAMPLES = 200
 #: Pixels left out on each side of a patch (the blur pads beyond it) and of the frame
@@ -280,6 +291,7 @@ def _comparisons(
     offsets: Sequence[int],
     min_motion: float,
     per_frame: int,
+    blur: Frames | None = None,
 ) -> list[_Comparison]:
     out = []
     for t in frames:
@@ -298,7 +310,12 @@ def _comparisons(
                 speed = 2 * torch.linalg.vector_norm(joining.mean(dim=(2, 3)), dim=1)
             else:
                 speed = torch.hypot(crops[:, :, 0], crops[:, :, 1]).mean(dim=(1, 2, 3))
-            moving = [i for i in range(len(chosen)) if float(speed[i]) >= min_motion]
+            moving = [
+                i
+                for i in range(len(chosen))
+                if float(speed[i]) >= min_motion
+                and (blur is None or float(chosen[i].crop(blur[s]).mean()) >= STILL_NEIGHBOUR_PX)
+            ]
             if not moving:
                 continue
             # The flow t -> t + 1 is a consecutive pair, already computed.
@@ -371,10 +388,12 @@ def _fit(
     max_frames: int,
     per_frame: int,
     all_pairs: bool,
+    blur: Frames | None = None,
 ) -> ExposureEstimate:
     """The fitted ratio with its bootstrap spread (or why it was refused) and the motion per
     frame of the consecutive pairs computed: every pair when ``all_pairs`` (for
-    :func:`video_motion`), else only those the fit needs, in px of ``video``."""
+    :func:`video_motion`), else only those the fit needs, in px of ``video``. ``blur``: the
+    detector's maps at ``video``'s scale (px), to leave still neighbours out."""
     frames = _fit_frames(patches, max_frames)
     needed = _needed_pairs(frames, offsets, video.shape[0])
     pairs = range(video.shape[0] - 1) if all_pairs else sorted(needed)
@@ -397,6 +416,7 @@ def _fit(
         offsets=offsets,
         min_motion=min_motion,
         per_frame=per_frame,
+        blur=blur,
     )
     if not comparisons:
         note = (
@@ -488,23 +508,31 @@ def estimate_exposure(
         flow: the optical-flow estimator.
         magnitude: the detector's per-pixel blur maps ``(T, 1, H, W)`` px
             (``Selection.magnitude``); given, the fit is refused when the patches read at
-            least :data:`MAX_SHARP_SHARE` of the median frame's blur.
+            least :data:`MAX_SHARP_SHARE` of the median frame's blur, and neighbours that read
+            under :data:`STILL_NEIGHBOUR_PX` in a patch's box are not compared to it.
         mag_norm: deprecated and ignored (DeprecationWarning); blur lengths are in pixels.
         seed: seed of the fit's noise top-up.
 
     Returns:
         :class:`ExposureEstimate`.
+
+    Raises:
+        ValueError: ``magnitude`` is not ``(T, 1, H, W)`` of the video.
     """
     warn_mag_norm_ignored("estimate_exposure", mag_norm)
     _check_video(video)
+    expected = (video.shape[0], 1, *video.shape[2:])
+    if magnitude is not None and tuple(magnitude.shape) != expected:
+        raise ValueError(
+            f"magnitude must be (T, 1, H, W) = {expected} to match the video, got "
+            f"{tuple(magnitude.shape)}"
+        )
     share = None if magnitude is None or not patches else sharp_share(magnitude, patches)
     refused = share is not None and share >= MAX_SHARP_SHARE
     factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1
     if factor > 1:
-        if isinstance(video, FrameStore):
-            video = video.pooled(factor)
-        else:
-            video = F.avg_pool2d(video.float(), factor)
+        video = _pooled(video, factor)
+        magnitude = None if magnitude is None else _pooled(magnitude, factor)
         patches = [
             PatchLocation(p.frame, p.top // factor, p.left // factor, p.size // factor)
             for p in patches
@@ -528,8 +556,16 @@ def estimate_exposure(
         max_frames=_MAX_FRAMES,
         per_frame=_PER_FRAME,
         all_pairs=True,
+        blur=magnitude,
     )
     return replace(fitted, motion_px=fitted.motion_px * factor)
+
+
+def _pooled(frames: Frames, factor: int) -> Frames:
+    """``frames`` average-pooled by ``factor`` (a view for a :class:`FrameStore`)."""
+    if isinstance(frames, FrameStore):
+        return frames.pooled(factor)
+    return F.avg_pool2d(frames.float(), factor)
 
 
 def sharp_share(magnitude: Frames, patches: Sequence[PatchLocation]) -> float:
