@@ -310,11 +310,13 @@ def _comparisons(
                 speed = 2 * torch.linalg.vector_norm(joining.mean(dim=(2, 3)), dim=1)
             else:
                 speed = torch.hypot(crops[:, :, 0], crops[:, :, 1]).mean(dim=(1, 2, 3))
+            # A neighbour that reads still is a pause too: its flow is not its blur.
+            reads = None if blur is None else blur[s].float()
             moving = [
                 i
                 for i in range(len(chosen))
                 if float(speed[i]) >= min_motion
-                and (blur is None or float(chosen[i].crop(blur[s]).mean()) >= STILL_NEIGHBOUR_PX)
+                and (reads is None or float(chosen[i].crop(reads).mean()) >= STILL_NEIGHBOUR_PX)
             ]
             if not moving:
                 continue
