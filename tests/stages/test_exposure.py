@@ -289,3 +289,23 @@ def test_blur_maps_of_another_size_are_refused(panning_video) -> None:
     video = panning_video(0.5, motions=STOP_AND_GO)
     with pytest.raises(ValueError, match=r"magnitude must be \(T, 1, H, W\) = \(8, 1, 96, 128\)"):
         estimate_exposure(video, PATCHES, OpenCVFlow(), magnitude=torch.zeros(8, 1, 48, 64))
+
+
+def test_streamed_frames_and_maps_fit_as_tensors_do(panning_video) -> None:
+    """A streamed video and its maps (disk-backed FrameStores, pooled as views) give the fit
+    the tensors give, at reduced scale and with a still neighbour left out."""
+    from ttblur.io.frame_store import FrameStore
+
+    motions = (12, 10, 8, 0, 10, 0, 14)
+    video = panning_video(0.5, frames=7, size=(272, 288), motions=motions)
+    blur = _true_blur(video, 0.5, motions)
+    patches = [PatchLocation(3, 8, 16, 256)]
+    in_memory = estimate_exposure(video, patches, OpenCVFlow(), magnitude=blur)
+    streamed = estimate_exposure(
+        FrameStore.from_chunks([video]),
+        patches,
+        OpenCVFlow(),
+        magnitude=FrameStore.from_chunks([blur]),
+    )
+    assert in_memory.ratio == pytest.approx(0.5, abs=0.1 + 1e-6)
+    assert streamed == in_memory
