@@ -380,7 +380,7 @@ class _Recorder:
             self.trace.reference_fit_gain = list(rw.fit_gain)
             self.trace.reference_frame = list(rw.frames)
             self.trace.reference_source = list(rw.sources)
-            targets = torch.zeros_like(selection.magnitude[:])
+            targets = torch.zeros(tuple(selection.magnitude.shape))  # patch cover, no map read
             for patch in selection.patches:
                 rows = slice(patch.top, patch.top + patch.size)
                 targets[patch.frame, :, rows, patch.left : patch.left + patch.size] = 1.0

@@ -46,6 +46,7 @@ __all__ = [
     "PatchLocation",
     "Selection",
     "SharpnessDetector",
+    "check_map_shape",
     "condition_maps",
     "finite_range",
     "guard_score_value",
@@ -397,6 +398,22 @@ class Guard(Protocol):
         ...
 
 
+def check_map_shape(maps: Frames, video_shape: tuple[int, ...], name: str = "magnitude") -> None:
+    """Refuse per-frame maps that are not one ``(1, H, W)`` map per frame of the video.
+
+    Shape:
+        - maps: ``(T, 1, H, W)``; video_shape: ``(T, C, H, W)``.
+
+    Raises:
+        ValueError: naming ``name``, the shape expected and the one given.
+    """
+    expected = (video_shape[0], 1, video_shape[2], video_shape[3])
+    if tuple(maps.shape) != expected:
+        raise ValueError(
+            f"{name} must be (T, 1, H, W) = {expected} to match the video, got {tuple(maps.shape)}"
+        )
+
+
 def validate_selection(video: Frames, selection: Selection) -> None:
     """Check a video (:func:`validate_video`) and that the detector's magnitude maps of
     ``selection`` cover it: one ``(1, H, W)`` map per frame.
@@ -408,9 +425,4 @@ def validate_selection(video: Frames, selection: Selection) -> None:
         ValueError: naming the first violated requirement.
     """
     validate_video(video)
-    num_frames, _, height, width = video.shape
-    if selection.magnitude.shape != (num_frames, 1, height, width):
-        raise ValueError(
-            f"selection.magnitude must be (T, 1, H, W) = {(num_frames, 1, height, width)}, "
-            f"got {tuple(selection.magnitude.shape)}"
-        )
+    check_map_shape(selection.magnitude, tuple(video.shape), "selection.magnitude")

@@ -59,6 +59,7 @@ from ttblur.report.figures import (
     spread,
 )
 from ttblur.report.page import REPORT_FILES, Figure, Page, render_html
+from ttblur.types import check_map_shape
 from ttblur.video import VideoSource, load_video
 from ttblur.viz import save_png
 
@@ -137,11 +138,7 @@ def write_report(
             f"({report.num_frames} frames of {report.frame_size[0]}x{report.frame_size[1]})"
         )
     maps_all = result.selection.magnitude if magnitude is None else magnitude
-    expected = (count, 1, height, width)
-    if tuple(maps_all.shape) != expected:
-        raise ValueError(
-            f"magnitude must be (T, 1, H, W) = {expected}, got {tuple(maps_all.shape)}"
-        )
+    check_map_shape(maps_all, (count, 1, height, width))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     patches = list(report.patches)

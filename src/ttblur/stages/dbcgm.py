@@ -91,6 +91,7 @@ from ttblur.types import (
     FlowEstimator,
     PatchLocation,
     Selection,
+    check_map_shape,
     finite_range,
     validate_video,
     warn_mag_norm_ignored,
@@ -138,12 +139,7 @@ def _validate_patches(patches: Sequence[PatchLocation], video: Frames) -> int:
 def _validate_magnitude(magnitude: Frames, video: Frames) -> None:
     if not isinstance(magnitude, Frames):
         raise ValueError(f"selection.magnitude must be a tensor, got {type(magnitude).__name__}")
-    expected = (video.shape[0], 1, video.shape[2], video.shape[3])
-    if tuple(magnitude.shape) != expected:
-        raise ValueError(
-            f"selection.magnitude must be (T, 1, H, W) = {expected} to match the video, got "
-            f"{tuple(magnitude.shape)}"
-        )
+    check_map_shape(magnitude, tuple(video.shape), "selection.magnitude")
     if not magnitude.is_floating_point():
         raise ValueError(f"selection.magnitude must be floating point, got {magnitude.dtype}")
     low = finite_range(magnitude, "selection.magnitude")[0] if magnitude.numel() else 0.0

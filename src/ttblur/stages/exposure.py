@@ -70,7 +70,13 @@ from torch import Tensor
 from ttblur.io.frame_store import Frames, FrameStore, per_frame
 from ttblur.stages.flow import warp_back
 from ttblur.stages.reblur import match_noise, motion_blur, video_noise_std
-from ttblur.types import ExposureEstimate, FlowEstimator, PatchLocation, warn_mag_norm_ignored
+from ttblur.types import (
+    ExposureEstimate,
+    FlowEstimator,
+    PatchLocation,
+    check_map_shape,
+    warn_mag_norm_ignored,
+)
 
 __all__ = [
     "MAX_RATIO_STD",
@@ -523,12 +529,8 @@ def estimate_exposure(
     """
     warn_mag_norm_ignored("estimate_exposure", mag_norm)
     _check_video(video)
-    expected = (video.shape[0], 1, *video.shape[2:])
-    if magnitude is not None and tuple(magnitude.shape) != expected:
-        raise ValueError(
-            f"magnitude must be (T, 1, H, W) = {expected} to match the video, got "
-            f"{tuple(magnitude.shape)}"
-        )
+    if magnitude is not None:
+        check_map_shape(magnitude, tuple(video.shape))
     share = None if magnitude is None or not patches else sharp_share(magnitude, patches)
     refused = share is not None and share >= MAX_SHARP_SHARE
     factor = max(1, patches[0].size // _WORKING_PATCH) if patches else 1

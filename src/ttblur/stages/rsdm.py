@@ -71,7 +71,13 @@ from ttblur.config import RSDMConfig
 from ttblur.io.frame_store import Frames, FrameStore, per_frame
 from ttblur.nets.bme import BlurMagnitudeEstimator
 from ttblur.registry import DETECTORS
-from ttblur.types import PatchLocation, Selection, finite_range, validate_video
+from ttblur.types import (
+    PatchLocation,
+    Selection,
+    check_map_shape,
+    finite_range,
+    validate_video,
+)
 
 #: The ``rsdm`` section's defaults are the detectors' constructor defaults (one source).
 _DEFAULTS = RSDMConfig()
@@ -196,12 +202,7 @@ def candidate_grid(
 def _validate_magnitude(magnitude: Frames, video_shape: tuple[int, ...]) -> None:
     if not isinstance(magnitude, Frames):
         raise ValueError(f"magnitude must be a torch.Tensor, got {type(magnitude).__name__}")
-    expected = (video_shape[0], 1, video_shape[2], video_shape[3])
-    if tuple(magnitude.shape) != expected:
-        raise ValueError(
-            f"magnitude must be (T, 1, H, W) = {expected} to match the video, "
-            f"got {tuple(magnitude.shape)}"
-        )
+    check_map_shape(magnitude, video_shape)
     if not magnitude.is_floating_point():
         raise ValueError(f"magnitude must be floating point, got {magnitude.dtype}")
     if magnitude.numel():
