@@ -179,65 +179,107 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
         model = ttblur.reference_model(model_name)
         for spec in specs:
             video = make_scenario(spec)
-            sharp = video.sharp
-            sharp_mask = torch.tensor(frame_blur_px(video.magnitude)) < SHARP_PX
-            blurry_psnr = float(metrics.psnr(video.blurry, sharp))
-            unadapted = ttblur.deblur(model, video.blurry, progress=False)
-            base_frames = metrics.psnr(unadapted.clamp(0, 1), sharp, reduction="none")
-            base_psnr = float(base_frames.mean())  # metrics.psnr's "mean" reduction
-            parts = []
-            exposure = None
-            for name in settings.configs:
-                start = time.perf_counter()
-                result = ttblur.adapt(
-                    model, video.blurry, config=adapt_config(name, settings), progress=False
-                )
-                report = result.report
-                if exposure is None:  # a diagnostic per video, on the first run's patches
-                    exposure = estimate_exposure(
-                        video.blurry,
-                        result.selection.patches,
-                        flow,
-                        magnitude=result.selection.magnitude,
-                    )
-                candidate = metrics.psnr(
-                    result.deblur(video.blurry, progress=False).clamp(0, 1),
-                    sharp,
-                    reduction="none",
-                )
-                seconds = time.perf_counter() - start
-                rolled_back = report.guard_rejected  # what guard.rollback = True returns
-                adapted = base_frames if rolled_back else candidate
-                frames = adapted - base_frames
-                row = VideoRow(
+            rows = score_video(
+                model,
+                VideoCase(
                     model=model_name,
                     family=spec.family,
                     photo=spec.photo,
                     seed=spec.seed,
-                    config=name,
                     exposure_true=float(video.exposure_ratio),
-                    exposure_fit=exposure.ratio,
-                    exposure_std=exposure.ratio_std,
-                    blurry=blurry_psnr,
-                    unadapted=base_psnr,
-                    adapted=float(adapted.mean()),
-                    worst_frame=float(frames.min()),
-                    sharp_frames=int(sharp_mask.sum()),
-                    sharp_delta=float(frames[sharp_mask].mean()) if sharp_mask.any() else math.nan,
-                    reverted=report.reverted or rolled_back,
-                    seconds=seconds,
-                    candidate_delta=float(candidate.mean()) - base_psnr,
-                    guard_gain=_guard_gain(report.baseline_guard_score, report.guard_scores),
-                    guard_score=report.guard_score,
-                    guard_min_gain_db=report.guard_min_gain_db,
-                )
-                results.rows.append(row)
-                parts.append(f"{name} {row.adapted:.2f} ({row.delta:+.2f})")
-            log(
-                f"{model_name} {spec.family} {spec.photo} seed {spec.seed}: blurry "
-                f"{blurry_psnr:.2f}, unadapted {base_psnr:.2f}, " + ", ".join(parts)
+                    blurry=video.blurry,
+                    sharp=video.sharp,
+                    sharp_mask=torch.tensor(frame_blur_px(video.magnitude)) < SHARP_PX,
+                ),
+                settings,
+                flow,
             )
+            results.rows.extend(rows)
+            log(describe(rows))
     return results
+
+
+@dataclass
+class VideoCase:
+    """One (network, video) to score: its labels and frames.
+
+    ``blurry``, ``sharp``: ``(T, 3, H, W)`` in ``[0, 1]``; ``sharp_mask``: ``(T,)`` bool, the
+    frames whose true blur is under :data:`SHARP_PX` at every pixel."""
+
+    model: str
+    family: str
+    photo: str
+    seed: int
+    exposure_true: float
+    blurry: torch.Tensor
+    sharp: torch.Tensor
+    sharp_mask: torch.Tensor
+
+
+def score_video(
+    model: torch.nn.Module, case: VideoCase, settings: Settings, flow: OpenCVFlow
+) -> list[VideoRow]:
+    """Adapt ``model`` to ``case.blurry`` with each of ``settings.configs`` and score the
+    blurry input, the unadapted and the adapted model against ``case.sharp``: one row per
+    configuration. ``adapt`` never sees the ground truth."""
+    blurry, sharp = case.blurry, case.sharp
+    blurry_psnr = float(metrics.psnr(blurry, sharp))
+    unadapted = ttblur.deblur(model, blurry, progress=False)
+    base_frames = metrics.psnr(unadapted.clamp(0, 1), sharp, reduction="none")
+    base_psnr = float(base_frames.mean())  # metrics.psnr's "mean" reduction
+    rows = []
+    exposure = None
+    for name in settings.configs:
+        start = time.perf_counter()
+        result = ttblur.adapt(model, blurry, config=adapt_config(name, settings), progress=False)
+        report = result.report
+        if exposure is None:  # a diagnostic per video, on the first run's patches
+            exposure = estimate_exposure(
+                blurry, result.selection.patches, flow, magnitude=result.selection.magnitude
+            )
+        candidate = metrics.psnr(
+            result.deblur(blurry, progress=False).clamp(0, 1), sharp, reduction="none"
+        )
+        seconds = time.perf_counter() - start
+        rolled_back = report.guard_rejected  # what guard.rollback = True returns
+        adapted = base_frames if rolled_back else candidate
+        frames = adapted - base_frames
+        mask = case.sharp_mask
+        rows.append(
+            VideoRow(
+                model=case.model,
+                family=case.family,
+                photo=case.photo,
+                seed=case.seed,
+                config=name,
+                exposure_true=case.exposure_true,
+                exposure_fit=exposure.ratio,
+                exposure_std=exposure.ratio_std,
+                blurry=blurry_psnr,
+                unadapted=base_psnr,
+                adapted=float(adapted.mean()),
+                worst_frame=float(frames.min()),
+                sharp_frames=int(mask.sum()),
+                sharp_delta=float(frames[mask].mean()) if mask.any() else math.nan,
+                reverted=report.reverted or rolled_back,
+                seconds=seconds,
+                candidate_delta=float(candidate.mean()) - base_psnr,
+                guard_gain=_guard_gain(report.baseline_guard_score, report.guard_scores),
+                guard_score=report.guard_score,
+                guard_min_gain_db=report.guard_min_gain_db,
+            )
+        )
+    return rows
+
+
+def describe(rows: Sequence[VideoRow]) -> str:
+    """One log line for one (model, video): its PSNRs per configuration."""
+    first = rows[0]
+    parts = ", ".join(f"{r.config} {r.adapted:.2f} ({r.delta:+.2f})" for r in rows)
+    return (
+        f"{first.model} {first.family} {first.photo} seed {first.seed}: blurry "
+        f"{first.blurry:.2f}, unadapted {first.unadapted:.2f}, {parts}"
+    )
 
 
 def _guard_gain(baseline: float | None, scores: Sequence[float]) -> float:
@@ -356,16 +398,40 @@ def _exposure_summary(results: Results, family: str) -> str:
     return f"{family} {len(fitted)}/{len(rows)} fitted{worst}"
 
 
-def format_report(results: Results, command: str, seconds: float) -> str:
+def format_report(
+    results: Results, command: str, seconds: float, *, source: str = "scenario suite"
+) -> str:
+    """The whole report: what ran (``source``: the videos' generator), the summary and the
+    rows."""
     s = results.settings
     header = (
-        f"Command: `{command}`\n\n{s.role} role, {len(s.families)} families x "
-        f"{s.videos_per_family} videos (from index {s.first_video}), {s.frames} frames of "
-        f"{s.size[0]}x{s.size[1]}, patch "
+        f"Command: `{command}`\n\n{source[:1].upper()}{source[1:]}, {s.role} role, "
+        f"{len(s.families)} families x {s.videos_per_family} videos (from index "
+        f"{s.first_video}), {s.frames} frames of {s.size[0]}x{s.size[1]}, patch "
         f"{s.patch_size} px, epochs {s.epochs if s.epochs is not None else 'default'}, seed "
         f"{s.seed}, {s.threads} torch thread(s). Total {seconds:.0f} s.\n"
     )
     return "\n".join([header, format_summary(results), "", format_videos(results)]) + "\n"
+
+
+def emit(
+    results: Results,
+    command: str,
+    seconds: float,
+    out: Path | None,
+    json_path: Path | None,
+    *,
+    source: str = "scenario suite",
+) -> None:
+    """Print the report; also write it to ``out`` and the rows to ``json_path`` when given."""
+    report = format_report(results, command.rstrip(), seconds, source=source)
+    print()
+    print(report, end="")
+    if out is not None:
+        out.write_text(report, encoding="utf-8")
+    if json_path is not None:
+        rows = [asdict(r) | {"delta": r.delta} for r in results.rows]
+        json_path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
@@ -417,14 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "PYTHONPATH=src python benchmarks/scenario_suite.py " + shlex.join(words)
     start = time.perf_counter()
     results = run(settings)
-    report = format_report(results, command.rstrip(), time.perf_counter() - start)
-    print()
-    print(report, end="")
-    if args.out is not None:
-        args.out.write_text(report, encoding="utf-8")
-    if args.json is not None:
-        rows = [asdict(r) | {"delta": r.delta} for r in results.rows]
-        args.json.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    emit(results, command, time.perf_counter() - start, args.out, args.json)
     return 0
 
 
