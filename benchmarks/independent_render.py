@@ -404,11 +404,11 @@ def _scene_scale(photo: Tensor, size: tuple[int, int]) -> Tensor:
 #: ``variance = a * x + b`` in linear light, and a brightness gain (low light).
 _PROCESSING: dict[str, tuple[str, int | None, tuple[float, float], float]] = {
     "pan_h264": ("srgb", 23, (1e-4, 1e-6), 1.0),
-    "handheld_pauses": ("gamma24", None, (0.0, 0.01**2), 1.0),
-    "handheld_jerks": ("filmic", 26, (2e-4, 4e-6), 1.0),
+    "handheld_pauses": ("gamma24", None, (1.5e-4, 1e-6), 1.0),
+    "handheld_jerks": ("filmic", 24, (1e-4, 1e-6), 1.0),
     "rotate_zoom": ("srgb", None, (1e-4, 1e-6), 1.0),
     "moving_object": ("gamma22", None, (1e-4, 1e-6), 1.0),
-    "lowlight": ("gamma22", None, (4e-3, 2e-4), 0.25),
+    "lowlight": ("gamma22", None, (1.5e-3, 5e-5), 0.25),
 }
 
 
