@@ -126,6 +126,42 @@ def run(
     return results
 
 
+def picture(specs: Sequence[ClipSpec], path: Path, tile: tuple[int, int] = (192, 144)) -> None:
+    """Write one row per clip to ``path`` (an image file: PNG, JPEG, ...): its blurriest frame sharp and blurry, and its
+    least blurred frame as recorded, each labelled with the frame's true blur."""
+    from PIL import Image, ImageDraw
+
+    def tile_of(frame: torch.Tensor, text: str) -> Image.Image:
+        rgb = (frame.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        image = Image.new("RGB", (tile[0], tile[1] + 16), "white")
+        image.paste(Image.fromarray(rgb).resize(tile, Image.Resampling.LANCZOS), (0, 16))
+        ImageDraw.Draw(image).text((3, 2), text, fill="black")
+        return image
+
+    rows = []
+    for spec in specs:
+        clip = render_clip(spec)
+        worst = max(range(len(clip.blur_px)), key=clip.blur_px.__getitem__)
+        best = min(range(len(clip.blur_px)), key=clip.blur_px.__getitem__)
+        rows.append(
+            [
+                tile_of(clip.sharp[worst], f"{spec.kind}: sharp, frame {worst}"),
+                tile_of(
+                    clip.blurry[worst],
+                    f"blurry, {clip.blur_px[worst]:.1f} px, e {clip.exposure:.2f}",
+                ),
+                tile_of(clip.blurry[best], f"frame {best}, {clip.blur_px[best]:.1f} px"),
+            ]
+        )
+    width, height = 3 * (tile[0] + 4), len(rows) * (tile[1] + 20)
+    sheet = Image.new("RGB", (width, height), "white")
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            sheet.paste(image, (c * (tile[0] + 4), r * (tile[1] + 20)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=88)
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 clip per kind, small frames")
@@ -143,6 +179,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--images", nargs="*", type=Path, default=[], help="more photos (evaluation role)"
+    )
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        default=None,
+        help="only write a picture of each kind's first clip here (no adaptation)",
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -175,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, args = parse_args(argv)
     words = list(sys.argv[1:] if argv is None else argv)
     command = "PYTHONPATH=src python benchmarks/independent_clips.py " + shlex.join(words)
+    if args.picture is not None:
+        picture(clip_specs(settings, args.images)[:: settings.videos_per_family], args.picture)
+        print(f"wrote {args.picture}")
+        return 0
     start = time.perf_counter()
     results = run(settings, args.images)
     seconds = time.perf_counter() - start
