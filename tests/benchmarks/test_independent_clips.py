@@ -61,3 +61,13 @@ def test_a_missing_image_is_refused_before_any_work(bench, tmp_path, capsys) -> 
     with pytest.raises(SystemExit):
         bench.parse_args(["--images", str(tmp_path / "nope.jpg")])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_picture_has_a_row_per_clip(bench, tmp_path) -> None:
+    settings, _ = bench.parse_args([*TINY, "--kinds", "pan_h264", "moving_object"])
+    path = tmp_path / "clips.png"
+    bench.picture(bench.clip_specs(settings), path, tile=(48, 32))
+    with Image.open(path) as image:
+        assert image.size == (3 * (48 + 4), 2 * (32 + 20))
+        pixels = np.asarray(image)
+    assert pixels[20:50, :48].std() > 5  # a photo, not a blank tile
