@@ -48,6 +48,7 @@ from scenario_suite import (
     emit,
     score_video,
 )
+from suite_cli import frame_blur_px
 
 import ttblur
 from ttblur.stages.flow import OpenCVFlow
@@ -118,7 +119,7 @@ def run(
                 exposure_true=clip.exposure,
                 blurry=clip.blurry,
                 sharp=clip.sharp,
-                sharp_mask=torch.tensor(clip.blur_px) < SHARP_PX,
+                sharp_mask=torch.tensor(frame_blur_px(clip.magnitude)) < SHARP_PX,
             )
             rows = score_video(model, case, settings, flow)
             results.rows.extend(rows)
@@ -127,8 +128,9 @@ def run(
 
 
 def picture(specs: Sequence[ClipSpec], path: Path, tile: tuple[int, int] = (192, 144)) -> None:
-    """Write one row per clip to ``path`` (an image file: PNG, JPEG, ...): its blurriest frame sharp and blurry, and its
-    least blurred frame as recorded, each labelled with the frame's true blur."""
+    """Write one row per clip to ``path`` (an image file: PNG, JPEG, ...): its blurriest frame
+    sharp and blurry, and its least blurred frame as recorded, each labelled with the frame's
+    true blur."""
     from PIL import Image, ImageDraw
 
     def tile_of(frame: torch.Tensor, text: str) -> Image.Image:

@@ -16,8 +16,8 @@ there may only hold on that generator's assumptions. This renderer makes other o
   2.4, a filmic S-curve, gamma 2.2), 8-bit quantisation and, for some kinds, H.264 (libx264,
   ``yuv420p``, decoded by ``ttblur.load_video`` as a user's file would be).
 
-:func:`render_clip` returns the clip, its sharp frames and each frame's true blur (the
-longest path, px, that any point of the frame travels during its exposure).
+:func:`render_clip` returns the clip, its sharp frames and its true blur per pixel (the path,
+px, that the point seen there travels during the exposure).
 """
 
 from __future__ import annotations
@@ -73,17 +73,23 @@ class Clip:
         blurry: ``(T, 3, H, W)`` float32 in ``[0, 1]``, as the camera wrote it.
         sharp: ``(T, 3, H, W)`` the instant in the middle of each exposure, same processing
             without noise or compression.
-        blur_px: per frame, the longest path any point of it travels in its exposure, px.
+        magnitude: ``(T, 1, H, W)`` the path (px) that the scene point seen at each pixel in
+            the middle of the exposure travels during it (the true blur length there).
         exposure: the exposure ratio ``e``.
         tone: the tone curve's name; ``crf``: the H.264 quality (None: not compressed).
     """
 
     blurry: Tensor
     sharp: Tensor
-    blur_px: list[float]
+    magnitude: Tensor
     exposure: float
     tone: str
     crf: int | None
+
+    @property
+    def blur_px(self) -> list[float]:
+        """Per frame, the longest blur path of any of its pixels, px."""
+        return self.magnitude.flatten(1).amax(dim=1).tolist()
 
 
 def srgb_to_linear(x: Tensor) -> Tensor:
@@ -299,27 +305,39 @@ def _warp(scene: Tensor, homographies: Tensor, out_hw: tuple[int, int]) -> Tenso
     ).clamp_min(0.0)
 
 
-def _grid_points(h: int, w: int) -> Tensor:
-    ys, xs = torch.meshgrid(
-        torch.linspace(0, h - 1, 7, dtype=torch.float64),
-        torch.linspace(0, w - 1, 9, dtype=torch.float64),
-        indexing="ij",
-    )
-    return torch.stack([xs, ys, torch.ones_like(xs)], -1).view(-1, 3)
-
-
 def _camera_blur(
     path: _Path, lo: int, hi: int, focal: float, out_hw: tuple[int, int], scene_hw: tuple[int, int]
-) -> float:
-    """The longest path (px) a scene point seen on a grid of the frame travels between fine
-    steps ``lo`` and ``hi``."""
+) -> Tensor:
+    """``(h, w)``: the path (px) that the scene point seen at each pixel in the middle of fine
+    steps ``lo .. hi`` travels over them (computed every 8 px, bilinear in between)."""
+    h, w = out_hw
+    gh, gw = max(2, math.ceil((h - 1) / 8) + 1), max(2, math.ceil((w - 1) / 8) + 1)
+    ys, xs = torch.meshgrid(
+        torch.linspace(0, h - 1, gh, dtype=torch.float64),
+        torch.linspace(0, w - 1, gw, dtype=torch.float64),
+        indexing="ij",
+    )
+    points = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(-1, 3)
     index = torch.arange(lo, hi + 1)
     hom = _homographies(path, index, focal, out_hw, scene_hw)
-    mid = hom[len(index) // 2]
-    scene_points = torch.einsum("ij,pj->pi", mid, _grid_points(*out_hw))
+    scene_points = torch.einsum("ij,pj->pi", hom[len(index) // 2], points)
     back = torch.einsum("nij,pj->npi", torch.linalg.inv(hom), scene_points)
     xy = back[..., :2] / back[..., 2:3]
-    return float((xy[1:] - xy[:-1]).norm(dim=-1).sum(0).max())
+    length = (xy[1:] - xy[:-1]).norm(dim=-1).sum(0).view(1, 1, gh, gw).float()
+    return F.interpolate(length, size=(h, w), mode="bilinear", align_corners=True)[0, 0]
+
+
+def _object_cover(centres: Tensor, radius: int, out_hw: tuple[int, int]) -> Tensor:
+    """``(h, w)`` bool: the pixels the object (the sprite's ellipse) covers at any of
+    ``centres`` ``(N, 2)``."""
+    h, w = out_hw
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    cover = torch.zeros(h, w, dtype=torch.bool)
+    for cx, cy in centres.tolist():
+        cover |= (xs - cx) ** 2 + (ys - cy) ** 2 / 0.6 <= radius**2
+    return cover
 
 
 def _sprite(rng: np.random.Generator, sprite_photo: Tensor, radius: int) -> tuple[Tensor, Tensor]:
@@ -343,7 +361,7 @@ def _sprite(rng: np.random.Generator, sprite_photo: Tensor, radius: int) -> tupl
     ]
     patch = max((cut(c) for c in corners), key=detail)
     yy, xx = torch.meshgrid(torch.arange(side) - radius, torch.arange(side) - radius, indexing="ij")
-    r = (xx.float() ** 2 / 1.0 + yy.float() ** 2 / 0.6).sqrt()
+    r = (xx.float() ** 2 + yy.float() ** 2 / 0.6).sqrt()
     alpha = ((radius - r) / 2.0).clamp(0.0, 1.0)
     return patch, alpha.unsqueeze(0)
 
@@ -426,22 +444,22 @@ def render_clip(spec: ClipSpec) -> Clip:
     tone_name, crf, (a, b), gain = _PROCESSING[spec.kind]
     tone = tone_curve(tone_name)
     sprite = alpha = None
+    radius = int(0.22 * min(h, w))
     if path.object_xy is not None:
         source = spec.sprite if spec.sprite is not None else spec.photo
         sprite_photo = _scene_scale(source, spec.size)
-        sprite, alpha = _sprite(rng, sprite_photo, radius=int(0.22 * min(h, w)))
+        sprite, alpha = _sprite(rng, sprite_photo, radius=radius)
     noise = torch.Generator().manual_seed(spec.seed)
-    blurry, sharp, blur_px = [], [], []
+    blurry, sharp, magnitude = [], [], []
     span = round(exposure * steps)
     for k in range(spec.frames):
         lo, hi = k * steps, k * steps + max(span, 1)
-        cam = _camera_blur(path, lo, hi, focal, spec.size, scene_hw) if span > 0 else 0.0
-        obj = 0.0
+        blur = _camera_blur(path, lo, hi, focal, spec.size, scene_hw)
         if path.object_xy is not None:
             step = path.object_xy[lo + 1 : hi + 1] - path.object_xy[lo:hi]
-            obj = float(step.norm(dim=-1).sum())
-        blur = max(cam, obj)
-        blur_px.append(blur if span > 0 else 0.0)
+            cover = _object_cover(path.object_xy[lo : hi + 1], radius, spec.size)
+            blur = torch.where(cover, blur.clamp_min(float(step.norm(dim=-1).sum())), blur)
+        magnitude.append(blur if span > 0 else torch.zeros_like(blur))
         index = torch.arange(lo, hi + 1)  # every fine step of the exposure
         mid = torch.tensor([k * steps + span // 2])
         frames_lin = _warp(
@@ -466,4 +484,6 @@ def render_clip(spec: ClipSpec) -> Clip:
     sharp_t = (torch.stack(sharp) * 255).round() / 255
     if crf is not None:
         blurry_t = _encode_h264(blurry_t, crf)
-    return Clip(blurry_t.float(), sharp_t.float(), blur_px, exposure, tone_name, crf)
+    return Clip(
+        blurry_t.float(), sharp_t.float(), torch.stack(magnitude)[:, None], exposure, tone_name, crf
+    )

@@ -91,3 +91,17 @@ def test_tone_curves_are_monotone_from_black_to_white(render) -> None:
 def test_unknown_kind_is_refused(render) -> None:
     with pytest.raises(ValueError, match="unknown kind"):
         _clip(render, "fisheye")
+
+
+def test_blur_map_grows_away_from_the_rotation_centre_and_marks_the_object(render) -> None:
+    clip = _clip(render, "rotate_zoom", frames=4)
+    assert clip.magnitude.shape == (4, 1, 64, 96)
+    blur = clip.magnitude[1, 0]
+    centre, corner = float(blur[28:36, 44:52].mean()), float(blur[:6, :6].mean())
+    assert corner > 2 * centre, (corner, centre)
+    assert clip.blur_px[1] == pytest.approx(float(blur.max()))
+    moving = _clip(render, "moving_object", seed=4, frames=4)
+    blurred = moving.magnitude[2, 0] > 1.0
+    # The object's blur where it passes, the tripod's well under 1 px elsewhere.
+    assert 0.02 < float(blurred.float().mean()) < 0.4
+    assert float(moving.magnitude[2, 0][~blurred].max()) < 0.5
