@@ -14,9 +14,14 @@ change (Spearman). Saved traces of several networks are replayed together with `
 Last, per family: the blurry input's PSNR beside the unadapted model, what the truth choosing
 each epoch would give, and what the shipped guard returns (``print_families``).
 
+With ``--source independent`` the development videos are the development clips of
+``independent_render.py`` (training photos, another renderer: ``independent_clips.py``) and
+``--families`` names its kinds.
+
 Usage::
 
     PYTHONPATH=src python benchmarks/guard_sweep.py --videos 3 --frames 16 --size 192 256
+    PYTHONPATH=src python benchmarks/guard_sweep.py --source independent --videos 3
     PYTHONPATH=src python benchmarks/guard_sweep.py --traces tiny.json base.json
 
 """
@@ -27,12 +32,15 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from independent_clips import clip_specs
+from independent_render import KINDS, render_clip
+from scenario_suite import Settings
 from torch import Tensor, nn
 
 import ttblur
@@ -428,6 +436,41 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
     guard = ReblurGuard.from_config(reblur_only, flow=base.flow, bme=base.detector.bme)
     model = ttblur.reference_model(args.model)
     traces = []
+    for family, seed, video in development_videos(args):
+        blurry, sharp, magnitude = video
+        trace = Trace(family, math.nan, blurry=float(metrics.psnr(blurry, sharp)))
+        recorder = _Recorder(guard, full, blurry, sharp, magnitude, trace)
+        pipe = AdaptPipeline.from_config(
+            cfg, detector=base.detector, flow=base.flow, guard=recorder
+        )
+        report = pipe(model, blurry, progress=False).report
+        trace.val_loss = [report.baseline_val_loss or math.nan, *report.val_loss]
+        traces.append(trace)
+        print(
+            f"{family} seed {seed}: true PSNR by epoch " + " ".join(f"{p:.2f}" for p in trace.psnr),
+            flush=True,
+        )
+    return traces
+
+
+def development_videos(
+    args: argparse.Namespace,
+) -> Iterator[tuple[str, int, tuple[Tensor, Tensor, Tensor]]]:
+    """``(family, seed, (blurry, sharp, true blur magnitude))`` of each development video of
+    ``--source``: the scenario suite's, or the independent renderer's clips."""
+    if args.source == "independent":
+        settings = Settings(
+            role="development",
+            families=tuple(args.families),
+            videos_per_family=args.videos,
+            first_video=args.first_video,
+            frames=args.frames,
+            size=(args.size[0], args.size[1]),
+        )
+        for clip_spec in clip_specs(settings):
+            clip = render_clip(clip_spec)
+            yield clip_spec.kind, clip_spec.seed, (clip.blurry, clip.sharp, clip.magnitude)
+        return
     for spec in scenario_suite(
         "development",
         args.videos,
@@ -437,20 +480,7 @@ def collect(args: argparse.Namespace, cfg: AdaptConfig) -> list[Trace]:
         first=args.first_video,
     ):
         video = make_scenario(spec)
-        trace = Trace(spec.family, math.nan, blurry=float(metrics.psnr(video.blurry, video.sharp)))
-        recorder = _Recorder(guard, full, video.blurry, video.sharp, video.magnitude, trace)
-        pipe = AdaptPipeline.from_config(
-            cfg, detector=base.detector, flow=base.flow, guard=recorder
-        )
-        report = pipe(model, video.blurry, progress=False).report
-        trace.val_loss = [report.baseline_val_loss or math.nan, *report.val_loss]
-        traces.append(trace)
-        print(
-            f"{spec.family} seed {spec.seed}: true PSNR by epoch "
-            + " ".join(f"{p:.2f}" for p in trace.psnr),
-            flush=True,
-        )
-    return traces
+        yield spec.family, spec.seed, (video.blurry, video.sharp, video.magnitude)
 
 
 def decide(
@@ -724,7 +754,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--videos", type=int, default=3, help="videos per family")
     parser.add_argument("--first-video", type=int, default=0, help="each family's first video")
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument(
+        "--source",
+        choices=["scenarios", "independent"],
+        default="scenarios",
+        help="development videos of ttblur.scenarios or of benchmarks/independent_render.py",
+    )
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=None,
+        choices=[*FAMILIES, *KINDS],
+        help="scenario families (or the independent renderer's kinds); default: all",
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
     parser.add_argument("--patch-size", type=int, default=128)
@@ -751,6 +793,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--still-min-gains", type=float, nargs="+", default=STILL_MIN_GAINS)
     parser.add_argument("--still-caps", type=float, nargs="+", default=STILL_CAPS)
     args = parser.parse_args(argv)
+    names = KINDS if args.source == "independent" else FAMILIES
+    if args.families is None:
+        args.families = list(names)
+    elif not set(args.families) <= set(names):
+        parser.error(f"--families for --source {args.source}: choose from {', '.join(names)}")
     if any(g < 0 for g in args.min_gains):
         parser.error(f"--min-gains must be >= 0, got {args.min_gains}")
     if any(g <= 0 for g in [*args.still_min_gains, *args.still_caps]):

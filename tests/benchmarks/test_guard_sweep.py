@@ -291,3 +291,23 @@ def test_family_rows_keep_what_the_sharp_neighbour_score_keeps(sweep) -> None:
     row = sweep.family_rows([t])[-1]
     assert row["kept"] == 2.0 and row["oracle"] == 2.0
     assert math.isnan(row["blurry"]) and math.isnan(row["kept_vs_blurry"])
+
+
+def test_independent_source_yields_its_development_clips(load_benchmark) -> None:
+    sweep = load_benchmark("guard_sweep")
+    args = argparse.Namespace(
+        source="independent", families=["pan_h264", "lowlight"], videos=1, first_video=0,
+        frames=4, size=[48, 64],
+    )  # fmt: skip
+    videos = list(sweep.development_videos(args))
+    assert [(family, seed) for family, seed, _ in videos] == [("pan_h264", 0), ("lowlight", 100)]
+    for _, _, (blurry, sharp, magnitude) in videos:
+        assert blurry.shape == sharp.shape == (4, 3, 48, 64) and magnitude.shape == (4, 1, 48, 64)
+    assert float(videos[0][2][2].amin()) > 1.0  # a pan blurs every pixel
+
+
+def test_families_must_belong_to_the_source(load_benchmark, capsys) -> None:
+    sweep = load_benchmark("guard_sweep")
+    with pytest.raises(SystemExit):
+        sweep.main(["--source", "independent", "--families", "pan"])
+    assert "choose from pan_h264" in capsys.readouterr().err
