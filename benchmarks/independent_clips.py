@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from independent_render import KINDS, ClipSpec, render_clip
@@ -60,10 +61,10 @@ FIRST_SEED = {"evaluation": 20_000, "development": 0}
 
 def load_image(path: Path) -> torch.Tensor:
     """An image file as ``(3, H, W)`` float32 sRGB in ``[0, 1]``."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read an image from {path}")
+    array = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
@@ -131,37 +132,32 @@ def picture(specs: Sequence[ClipSpec], path: Path, tile: tuple[int, int] = (192,
     """Write one row per clip to ``path`` (an image file: PNG, JPEG, ...): its blurriest frame
     sharp and blurry, and its least blurred frame as recorded, each labelled with the frame's
     true blur."""
-    from PIL import Image, ImageDraw
 
-    def tile_of(frame: torch.Tensor, text: str) -> Image.Image:
+    def tile_of(frame: torch.Tensor, text: str) -> np.ndarray:
         rgb = (frame.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        image = Image.new("RGB", (tile[0], tile[1] + 16), "white")
-        image.paste(Image.fromarray(rgb).resize(tile, Image.Resampling.LANCZOS), (0, 16))
-        ImageDraw.Draw(image).text((3, 2), text, fill="black")
+        image = np.full((tile[1] + 16, tile[0], 3), 255, np.uint8)
+        image[16:] = cv2.resize(rgb[:, :, ::-1], tile, interpolation=cv2.INTER_AREA)
+        cv2.putText(image, text, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 1, cv2.LINE_AA)
         return image
 
-    rows = []
-    for spec in specs:
+    sheet = np.full((len(specs) * (tile[1] + 20), 3 * (tile[0] + 4), 3), 255, np.uint8)
+    for r, spec in enumerate(specs):
         clip = render_clip(spec)
         worst = max(range(len(clip.blur_px)), key=clip.blur_px.__getitem__)
         best = min(range(len(clip.blur_px)), key=clip.blur_px.__getitem__)
-        rows.append(
-            [
-                tile_of(clip.sharp[worst], f"{spec.kind}: sharp, frame {worst}"),
-                tile_of(
-                    clip.blurry[worst],
-                    f"blurry, {clip.blur_px[worst]:.1f} px, e {clip.exposure:.2f}",
-                ),
-                tile_of(clip.blurry[best], f"frame {best}, {clip.blur_px[best]:.1f} px"),
-            ]
-        )
-    width, height = 3 * (tile[0] + 4), len(rows) * (tile[1] + 20)
-    sheet = Image.new("RGB", (width, height), "white")
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            sheet.paste(image, (c * (tile[0] + 4), r * (tile[1] + 20)))
+        tiles = [
+            tile_of(clip.sharp[worst], f"{spec.kind}: sharp, frame {worst}"),
+            tile_of(
+                clip.blurry[worst], f"blurry, {clip.blur_px[worst]:.1f} px, e {clip.exposure:.2f}"
+            ),
+            tile_of(clip.blurry[best], f"frame {best}, {clip.blur_px[best]:.1f} px"),
+        ]
+        for c, image in enumerate(tiles):
+            top, left = r * (tile[1] + 20), c * (tile[0] + 4)
+            sheet[top : top + tile[1] + 16, left : left + tile[0]] = image
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, quality=88)
+    if not cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 88]):
+        raise OSError(f"could not write {path}")
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, argparse.Namespace]:
