@@ -14,7 +14,8 @@ Kinds (:data:`independent_render.KINDS`): ``pan_h264`` (steady pan at full expos
 H.264), ``handheld_pauses`` (issue 17's hand-held clip: 6-16 px / frame at ~100 deg, every
 third frame nearly still, exposure 0.9, gamma 2.4, noise), ``handheld_jerks`` (tremor, jerks
 and pauses, exposure 0.1-1.0, a filmic tone curve, H.264), ``rotate_zoom``, ``moving_object``
-(a cut-out moving over a still background) and ``lowlight``.
+(a cut-out moving over a still background), ``lowlight`` and ``handheld_short`` (exposure
+0.1-0.35: the camera moves much farther between frames than during them).
 
 The ``evaluation`` role (default) uses only the held-out photos (``ttblur.synth.
 HELDOUT_PHOTOS``) and any ``--images`` given (files no part of ttblur has seen), seeds >=
@@ -82,7 +83,8 @@ def clip_specs(settings: Settings, images: Sequence[Path] = ()) -> list[ClipSpec
     from video ``settings.first_video``; photos rotate through the role's pool."""
     pool = photo_pool(settings.role, images)
     specs = []
-    for k, kind in enumerate(settings.families):
+    for kind in settings.families:
+        k = KINDS.index(kind)  # a clip's seed and photo do not depend on which kinds run
         for i in range(settings.first_video, settings.first_video + settings.videos_per_family):
             name, photo = pool[(i + k) % len(pool)]
             _, sprite = pool[(i + k + 1) % len(pool)]

@@ -44,6 +44,7 @@ KINDS: tuple[str, ...] = (
     "rotate_zoom",
     "moving_object",
     "lowlight",
+    "handheld_short",
 )
 #: Sub-frame samples per frame interval (an exposure of ratio ``e`` averages ``e * STEPS + 1``).
 STEPS = 96
@@ -249,6 +250,14 @@ def _camera_path(
         env = _envelope(frames, steps, pauses, 0.25, 0.02)
         vx, vy = speed * np.cos(angle) * env, speed * np.sin(angle) * env
         exposure = float(rng.uniform(0.3, 0.8))
+    elif kind == "handheld_short":
+        # A short exposure: the camera moves much farther between frames than during them.
+        speed = 14.0 + 6.0 * np.clip(_smooth_noise(rng, n, 0.7, steps), -1, 1)
+        angle = rng.uniform(0, 2 * math.pi) + 1.2 * _smooth_noise(rng, n, 0.6, steps)
+        pauses = set(rng.choice(frames, size=max(1, frames // 4), replace=False).tolist())
+        env = _envelope(frames, steps, pauses, 0.25, 0.02)
+        vx, vy = speed * np.cos(angle) * env, speed * np.sin(angle) * env
+        exposure = float(rng.uniform(0.1, 0.35))
     else:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     # px / frame at the centre -> radians: yaw turns the view right (+x), pitch down (+y).
@@ -427,6 +436,7 @@ _PROCESSING: dict[str, tuple[str, int | None, tuple[float, float], float]] = {
     "rotate_zoom": ("srgb", None, (1e-4, 1e-6), 1.0),
     "moving_object": ("gamma22", None, (1e-4, 1e-6), 1.0),
     "lowlight": ("gamma22", None, (1.5e-3, 5e-5), 0.25),
+    "handheld_short": ("srgb", None, (1e-4, 1e-6), 1.0),
 }
 
 

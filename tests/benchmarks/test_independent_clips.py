@@ -43,7 +43,7 @@ def test_photos_rotate_through_the_role_and_extra_images(bench, tmp_path) -> Non
     assert cv2.imwrite(str(image), np.full((50, 60, 3), 128, np.uint8))
     settings, _ = bench.parse_args([*TINY, "--videos", "2", "--images", str(image)])
     specs = bench.clip_specs(settings, [image])
-    assert len(specs) == 2 * 6
+    assert len(specs) == 2 * len(bench.KINDS)
     names = {s.photo_name for s in specs}
     assert names <= {"astronaut", "coffee", "chelsea", "mine"} and "mine" in names
     assert len({s.seed for s in specs}) == len(specs) and min(s.seed for s in specs) == 20_000
@@ -70,3 +70,11 @@ def test_picture_has_a_row_per_clip(bench, tmp_path) -> None:
     pixels = cv2.imread(str(path))
     assert pixels.shape == (2 * (32 + 20), 3 * (48 + 4), 3)
     assert pixels[20:50, :48].std() > 5  # a photo, not a blank tile
+
+
+def test_a_clip_is_the_same_whichever_kinds_run(bench) -> None:
+    every, _ = bench.parse_args(TINY)
+    one, _ = bench.parse_args([*TINY, "--kinds", "handheld_short"])
+    (alone,) = bench.clip_specs(one)
+    among = next(s for s in bench.clip_specs(every) if s.kind == "handheld_short")
+    assert (alone.seed, alone.photo_name) == (among.seed, among.photo_name)
