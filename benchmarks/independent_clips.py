@@ -54,7 +54,7 @@ from suite_cli import frame_blur_px
 
 import ttblur
 from ttblur.stages.flow import OpenCVFlow
-from ttblur.synth import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo
+from ttblur.synth import HELDOUT_PHOTOS, TRAIN_PHOTOS, coerce_image, load_photo
 
 #: First seed of each role (the scenario suite's evaluation seeds start at 10000).
 FIRST_SEED = {"evaluation": 20_000, "development": 0}
@@ -65,8 +65,7 @@ def load_image(path: Path) -> torch.Tensor:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot read an image from {path}")
-    array = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return coerce_image(np.ascontiguousarray(bgr[:, :, ::-1]), what=str(path))
 
 
 def photo_pool(role: str, images: Sequence[Path]) -> list[tuple[str, torch.Tensor]]:

@@ -296,13 +296,19 @@ def _homographies(
     return k_scene @ rot @ k_out_inv
 
 
-def _warp(scene: Tensor, homographies: Tensor, out_hw: tuple[int, int]) -> Tensor:
-    """Sample ``scene`` ``(3, sh, sw)`` through each homography: ``(N, 3, h, w)``."""
-    h, w = out_hw
-    sh, sw = scene.shape[-2:]
+def _pixels(h: int, w: int) -> tuple[Tensor, Tensor]:
+    """``(ys, xs)``: each pixel's row and column, ``(h, w)`` float64."""
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
     )
+    return ys, xs
+
+
+def _warp(scene: Tensor, homographies: Tensor, pixels: tuple[Tensor, Tensor]) -> Tensor:
+    """Sample ``scene`` ``(3, sh, sw)`` through each homography: ``(N, 3, h, w)``."""
+    ys, xs = pixels
+    h, w = xs.shape
+    sh, sw = scene.shape[-2:]
     points = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(-1, 3)
     mapped = torch.einsum("nij,pj->npi", homographies, points)
     xy = mapped[..., :2] / mapped[..., 2:3]
@@ -314,11 +320,10 @@ def _warp(scene: Tensor, homographies: Tensor, out_hw: tuple[int, int]) -> Tenso
     ).clamp_min(0.0)
 
 
-def _camera_blur(
-    path: _Path, lo: int, hi: int, focal: float, out_hw: tuple[int, int], scene_hw: tuple[int, int]
-) -> Tensor:
-    """``(h, w)``: the path (px) that the scene point seen at each pixel in the middle of fine
-    steps ``lo .. hi`` travels over them (computed every 8 px, bilinear in between)."""
+def _camera_blur(hom: Tensor, out_hw: tuple[int, int]) -> Tensor:
+    """``(h, w)``: the path (px) that the scene point seen at each pixel in the middle of the
+    fine steps whose homographies are ``hom`` ``(N, 3, 3)`` travels over them (computed every
+    8 px, bilinear in between)."""
     h, w = out_hw
     gh, gw = max(2, math.ceil((h - 1) / 8) + 1), max(2, math.ceil((w - 1) / 8) + 1)
     ys, xs = torch.meshgrid(
@@ -327,23 +332,18 @@ def _camera_blur(
         indexing="ij",
     )
     points = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(-1, 3)
-    index = torch.arange(lo, hi + 1)
-    hom = _homographies(path, index, focal, out_hw, scene_hw)
-    scene_points = torch.einsum("ij,pj->pi", hom[len(index) // 2], points)
+    scene_points = torch.einsum("ij,pj->pi", hom[len(hom) // 2], points)
     back = torch.einsum("nij,pj->npi", torch.linalg.inv(hom), scene_points)
     xy = back[..., :2] / back[..., 2:3]
     length = (xy[1:] - xy[:-1]).norm(dim=-1).sum(0).view(1, 1, gh, gw).float()
     return F.interpolate(length, size=(h, w), mode="bilinear", align_corners=True)[0, 0]
 
 
-def _object_cover(centres: Tensor, radius: int, out_hw: tuple[int, int]) -> Tensor:
+def _object_cover(centres: Tensor, radius: int, pixels: tuple[Tensor, Tensor]) -> Tensor:
     """``(h, w)`` bool: the pixels the object (the sprite's ellipse) covers at any of
     ``centres`` ``(N, 2)``."""
-    h, w = out_hw
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
-    )
-    cover = torch.zeros(h, w, dtype=torch.bool)
+    ys, xs = pixels
+    cover = torch.zeros(xs.shape, dtype=torch.bool)
     for cx, cy in centres.tolist():
         cover |= (xs - cx) ** 2 + (ys - cy) ** 2 / 0.6 <= radius**2
     return cover
@@ -375,14 +375,13 @@ def _sprite(rng: np.random.Generator, sprite_photo: Tensor, radius: int) -> tupl
     return patch, alpha.unsqueeze(0)
 
 
-def _place(canvas: Tensor, sprite: Tensor, alpha: Tensor, centre: Tensor) -> Tensor:
+def _place(
+    canvas: Tensor, sprite: Tensor, alpha: Tensor, centre: Tensor, pixels: tuple[Tensor, Tensor]
+) -> Tensor:
     """Composite ``sprite`` over ``canvas`` ``(3, h, w)`` at a sub-pixel ``centre`` (x, y)."""
-    _, h, w = canvas.shape
+    ys, xs = pixels
     side = sprite.shape[-1]
     radius = side // 2
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
-    )
     gx = (xs - float(centre[0]) + radius) / (side - 1) * 2 - 1
     gy = (ys - float(centre[1]) + radius) / (side - 1) * 2 - 1
     grid = torch.stack([gx, gy], -1).unsqueeze(0).float()
@@ -394,7 +393,9 @@ def _place(canvas: Tensor, sprite: Tensor, alpha: Tensor, centre: Tensor) -> Ten
 
 def _encode_h264(frames: Tensor, crf: int) -> Tensor:
     """``(T, 3, H, W)`` in ``[0, 1]`` through libx264 (yuv420p, C code) and
-    ``ttblur.load_video``: what a user's phone file would be."""
+    ``ttblur.load_video``: what a user's phone file would be. Not ``ttblur.save_video``: a
+    camera's encoder is not ttblur's writer, and x264's C code (``asm=0``, one thread) gives
+    the same bits on every CPU (its SIMD code did not: docs/results.md, twenty-first session)."""
     import av
 
     import ttblur
@@ -462,26 +463,24 @@ def render_clip(spec: ClipSpec) -> Clip:
     noise = torch.Generator().manual_seed(spec.seed)
     blurry, sharp, magnitude = [], [], []
     span = round(exposure * steps)
+    pixels = _pixels(h, w)
     for k in range(spec.frames):
         lo, hi = k * steps, k * steps + max(span, 1)
-        blur = _camera_blur(path, lo, hi, focal, spec.size, scene_hw)
+        # Every fine step of the exposure, then the instant of the ground truth.
+        index = torch.cat([torch.arange(lo, hi + 1), torch.tensor([k * steps + span // 2])])
+        hom = _homographies(path, index, focal, spec.size, scene_hw)
+        blur = _camera_blur(hom[:-1], spec.size)
         if path.object_xy is not None:
             step = path.object_xy[lo + 1 : hi + 1] - path.object_xy[lo:hi]
-            cover = _object_cover(path.object_xy[lo : hi + 1], radius, spec.size)
+            cover = _object_cover(path.object_xy[lo : hi + 1], radius, pixels)
             blur = torch.where(cover, blur.clamp_min(float(step.norm(dim=-1).sum())), blur)
         magnitude.append(blur if span > 0 else torch.zeros_like(blur))
-        index = torch.arange(lo, hi + 1)  # every fine step of the exposure
-        mid = torch.tensor([k * steps + span // 2])
-        frames_lin = _warp(
-            scene,
-            _homographies(path, torch.cat([index, mid]), focal, spec.size, scene_hw),
-            spec.size,
-        )
+        frames_lin = _warp(scene, hom, pixels)
         if sprite is not None and alpha is not None and path.object_xy is not None:
             frames_lin = torch.stack(
                 [
-                    _place(f, sprite, alpha, path.object_xy[int(i)])
-                    for f, i in zip(frames_lin, torch.cat([index, mid]), strict=True)
+                    _place(f, sprite, alpha, path.object_xy[int(i)], pixels)
+                    for f, i in zip(frames_lin, index, strict=True)
                 ]
             )
         exposed = frames_lin[:-1].mean(0) * gain
