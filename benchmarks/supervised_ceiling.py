@@ -234,7 +234,9 @@ def format_table(rows: Sequence[CeilingRow]) -> str:
     lines = [head, "|" + "---|" * (9 + 1)]
     for model in dict.fromkeys(r.model for r in rows):
         mine = [r for r in rows if r.model == model]
-        groups = {f: [r for r in mine if r.family == f] for f in dict.fromkeys(r.family for r in mine)}
+        groups = {
+            f: [r for r in mine if r.family == f] for f in dict.fromkeys(r.family for r in mine)
+        }
         for family, group in [*groups.items(), ("**all**", mine)]:
             lines.append(
                 f"| {model} | {family} | {len(group)} | {fmean(r.blurry for r in group):.2f} "
