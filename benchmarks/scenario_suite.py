@@ -55,7 +55,7 @@ from suite_cli import frame_blur_px
 import ttblur
 from ttblur import metrics
 from ttblur.config import AdaptConfig
-from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
+from ttblur.scenarios import FAMILIES, ScenarioSpec, make_scenario, scenario_suite
 from ttblur.stages.exposure import estimate_exposure
 from ttblur.stages.flow import OpenCVFlow
 
@@ -162,11 +162,10 @@ def adapt_config(name: str, settings: Settings) -> AdaptConfig:
     return cfg
 
 
-def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
-    """Run the benchmark; ``log`` receives one line per (model, video)."""
-    torch.set_num_threads(settings.threads)
-    results = Results(settings)
-    specs = scenario_suite(
+def suite_specs(settings: Settings) -> list[ScenarioSpec]:
+    """The scenario videos ``settings`` names (role, videos per family from the first one,
+    frames, size, families)."""
+    return scenario_suite(
         settings.role,
         settings.videos_per_family,
         num_frames=settings.frames,
@@ -174,6 +173,13 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
         families=settings.families,
         first=settings.first_video,
     )
+
+
+def run(settings: Settings, log: Callable[[str], None] = print) -> Results:
+    """Run the benchmark; ``log`` receives one line per (model, video)."""
+    torch.set_num_threads(settings.threads)
+    results = Results(settings)
+    specs = suite_specs(settings)
     flow = OpenCVFlow()
     for model_name in settings.models:
         model = ttblur.reference_model(model_name)

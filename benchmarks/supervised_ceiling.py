@@ -45,14 +45,14 @@ from statistics import fmean
 import torch
 from independent_clips import clip_specs
 from independent_render import KINDS, render_clip
-from scenario_suite import Settings, adapt_config
+from scenario_suite import Settings, adapt_config, suite_specs
 from torch import Tensor, nn
 
 import ttblur
 from ttblur import metrics
 from ttblur.finetune import EpochGuard, PseudoPairs, build_pseudo_pairs, copy_model, finetune
 from ttblur.pipeline import AdaptPipeline, default_loss
-from ttblur.scenarios import FAMILIES, make_scenario, scenario_suite
+from ttblur.scenarios import FAMILIES, make_scenario
 from ttblur.specs import ModelSpec
 from ttblur.types import PatchLocation
 
@@ -206,14 +206,7 @@ def videos(
             clip = render_clip(spec)
             yield spec.kind, f"{spec.photo_name}/{spec.seed}", (clip.blurry, clip.sharp)
         return
-    for spec in scenario_suite(
-        settings.role,
-        settings.videos_per_family,
-        num_frames=settings.frames,
-        size=settings.size,
-        families=settings.families,
-        first=settings.first_video,
-    ):
+    for spec in suite_specs(settings):
         video = make_scenario(spec)
         yield spec.family, f"{spec.photo}/{spec.seed}", (video.blurry, video.sharp)
 
