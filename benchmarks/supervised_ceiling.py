@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 import ttblur
 from ttblur import metrics
+from ttblur.config import AdaptConfig
 from ttblur.finetune import EpochGuard, PseudoPairs, build_pseudo_pairs, copy_model, finetune
 from ttblur.pipeline import AdaptPipeline, default_loss
 from ttblur.scenarios import FAMILIES, make_scenario
@@ -127,7 +128,7 @@ def epoch_psnrs(
     pairs: PseudoPairs,
     blurry: Tensor,
     sharp: Tensor,
-    settings: Settings,
+    cfg: AdaptConfig,
     spec: ModelSpec,
 ) -> list[float]:
     """Fine-tune a copy of ``model`` on ``pairs`` with the shipped recipe; the true PSNR of the
@@ -137,7 +138,6 @@ def epoch_psnrs(
         restored = ttblur.deblur(candidate, blurry, spec=spec, progress=False)
         return float(metrics.psnr(restored.clamp(0, 1), sharp))
 
-    cfg = adapt_config("default", settings)
     result = finetune(
         copy_model(model),
         pairs,
@@ -167,12 +167,23 @@ def measure(
     blurry, sharp = video
     cfg = adapt_config("default", settings)
     out = AdaptPipeline.from_config(cfg)(model, blurry, progress=False)
-    unadapted = float(metrics.psnr(ttblur.deblur(model, blurry, progress=False).clamp(0, 1), sharp))
-    adapted = float(metrics.psnr(out.deblur(blurry, progress=False).clamp(0, 1), sharp))
-    rolled_back = bool(out.report.guard_rejected)
     patches = out.selection.patches
     grid = tiles(blurry.shape[0], blurry.shape[-2], blurry.shape[-1], settings.patch_size)
-    row = CeilingRow(
+    sets = {"true@all": true_pairs(blurry, sharp, grid, out.spec)}
+    if out.pairs is not None and patches:
+        sets["pseudo"] = out.pairs
+        sets["true@patches"] = true_pairs(blurry, sharp, patches, out.spec)
+    epochs = {
+        key: epoch_psnrs(model, sets[key], blurry, sharp, cfg, out.spec)
+        for key in PAIR_SETS
+        if key in sets
+    }
+    unadapted = epochs["true@all"][0]  # every fine-tuning scores the unadapted model first
+    rolled_back = bool(out.report.guard_rejected)
+    adapted = unadapted
+    if not rolled_back:
+        adapted = float(metrics.psnr(out.deblur(blurry, progress=False).clamp(0, 1), sharp))
+    return CeilingRow(
         model=model_name,
         family=family,
         name=name,
@@ -180,21 +191,11 @@ def measure(
         tiles=len(grid),
         blurry=float(metrics.psnr(blurry, sharp)),
         unadapted=unadapted,
-        shipped=unadapted if rolled_back else adapted,
+        shipped=adapted,
         rolled_back=rolled_back,
+        epochs=epochs,
+        seconds=time.perf_counter() - start,
     )
-    if out.pairs is not None and patches:
-        sets = {
-            "pseudo": out.pairs,
-            "true@patches": true_pairs(blurry, sharp, patches, out.spec),
-        }
-    else:
-        sets = {}
-    sets["true@all"] = true_pairs(blurry, sharp, grid, out.spec)
-    for key, pairs in sets.items():
-        row.epochs[key] = epoch_psnrs(model, pairs, blurry, sharp, settings, out.spec)
-    row.seconds = time.perf_counter() - start
-    return row
 
 
 def videos(
@@ -224,7 +225,7 @@ def format_table(rows: Sequence[CeilingRow]) -> str:
         + " | ".join(f"{p} (truth's epoch)" for p in PAIR_SETS)
         + " | true@all (last epoch) |"
     )
-    lines = [head, "|" + "---|" * (9 + 1)]
+    lines = [head, "|" + "---|" * 10]
     for model in dict.fromkeys(r.model for r in rows):
         mine = [r for r in rows if r.model == model]
         groups = {
