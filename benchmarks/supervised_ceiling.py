@@ -22,6 +22,13 @@ The ground truth chooses the epoch in each (the true PSNR of the whole restored 
 every epoch; the unadapted model counts as epoch 0, so no row is below it), and the truth's
 choice is printed beside the last epoch. ``adapt`` itself never sees the ground truth.
 
+A second table prints what each set asks the network to undo: the PSNR of its pairs'
+centre input against their target (lower: more degradation to remove). The sets differ in
+more than the targets' quality: RSDM's patches are the least blurred places of the video, so
+``true@patches`` can carry less blur than the pseudo pairs synthesize there (rotation, whose
+blur vanishes near its centre), or more (a steady pan, where the pseudo-sharp patch is as
+blurred as the rest and re-blurring it changes it less).
+
 Usage::
 
     PYTHONPATH=src python benchmarks/supervised_ceiling.py --source independent \\
@@ -65,7 +72,8 @@ PAIR_SETS = ("pseudo", "true@patches", "true@all")
 class CeilingRow:
     """One network on one video: PSNR (dB, mean over frames) of the blurry input, the
     unadapted network and the shipped adaptation, and per pair set the true PSNR of the
-    unadapted network (index 0) and after every epoch."""
+    unadapted network (index 0) and after every epoch; ``lesson``: per pair set, the PSNR of
+    its pairs' centre input against their target (:func:`lesson_psnr`)."""
 
     model: str
     family: str
@@ -77,6 +85,7 @@ class CeilingRow:
     shipped: float
     rolled_back: bool
     epochs: dict[str, list[float]] = field(default_factory=dict)
+    lesson: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def best(self, pairs: str) -> float:
@@ -121,6 +130,17 @@ def true_pairs(
     pairs = build_pseudo_pairs(blurry, list(patches), observed, spec)
     pairs.targets = torch.stack([p.crop(sharp[p.frame]) for p in patches])
     return pairs
+
+
+def lesson_psnr(pairs: PseudoPairs) -> float:
+    """PSNR (dB) of the pairs' centre inputs against their targets, of their pooled squared
+    error (the patches stacked into one image, so one identical pair is not ``inf``): how much
+    degradation the set teaches the network to remove (lower: more)."""
+
+    def stacked(patches: Tensor) -> Tensor:  # (N, 3, p, p) -> (3, N * p, p)
+        return patches.transpose(0, 1).flatten(1, 2)
+
+    return float(metrics.psnr(stacked(pairs.inputs[:, pairs.centre]), stacked(pairs.targets)))
 
 
 def epoch_psnrs(
@@ -194,6 +214,7 @@ def measure(
         shipped=adapted,
         rolled_back=rolled_back,
         epochs=epochs,
+        lesson={key: lesson_psnr(pairs) for key, pairs in sets.items()},
         seconds=time.perf_counter() - start,
     )
 
@@ -212,6 +233,16 @@ def videos(
         yield spec.family, f"{spec.photo}/{spec.seed}", (video.blurry, video.sharp)
 
 
+def row_groups(rows: Sequence[CeilingRow]) -> Iterator[tuple[str, str, list[CeilingRow]]]:
+    """``(model, family, rows)`` per network and family in order of appearance, each
+    network's ``("**all**", every row of it)`` after its families."""
+    for model in dict.fromkeys(r.model for r in rows):
+        mine = [r for r in rows if r.model == model]
+        for family in dict.fromkeys(r.family for r in mine):
+            yield model, family, [r for r in mine if r.family == family]
+        yield model, "**all**", mine
+
+
 def format_table(rows: Sequence[CeilingRow]) -> str:
     """Per network and family (then ``all``): mean PSNR of the blurry input and the unadapted
     network, and every other column as a change over the unadapted network (the worst video
@@ -226,19 +257,37 @@ def format_table(rows: Sequence[CeilingRow]) -> str:
         + " | true@all (last epoch) |"
     )
     lines = [head, "|" + "---|" * 10]
-    for model in dict.fromkeys(r.model for r in rows):
-        mine = [r for r in rows if r.model == model]
-        groups = {
-            f: [r for r in mine if r.family == f] for f in dict.fromkeys(r.family for r in mine)
-        }
-        for family, group in [*groups.items(), ("**all**", mine)]:
-            lines.append(
-                f"| {model} | {family} | {len(group)} | {fmean(r.blurry for r in group):.2f} "
-                f"| {fmean(r.unadapted for r in group):.2f} "
-                f"| {cell([r.shipped - r.unadapted for r in group])} | "
-                + " | ".join(cell([r.best(p) for r in group]) for p in PAIR_SETS)
-                + f" | {cell([r.last('true@all') for r in group])} |"
-            )
+    for model, family, group in row_groups(rows):
+        lines.append(
+            f"| {model} | {family} | {len(group)} | {fmean(r.blurry for r in group):.2f} "
+            f"| {fmean(r.unadapted for r in group):.2f} "
+            f"| {cell([r.shipped - r.unadapted for r in group])} | "
+            + " | ".join(cell([r.best(p) for r in group]) for p in PAIR_SETS)
+            + f" | {cell([r.last('true@all') for r in group])} |"
+        )
+    return "\n".join(lines)
+
+
+def format_lessons(rows: Sequence[CeilingRow]) -> str:
+    """Per network and family (then ``all``): the mean :func:`lesson_psnr` of each pair set
+    (dB; ``-`` where no video of the group has that set)."""
+
+    def cell(group: list[CeilingRow], pairs: str) -> str:
+        values = [r.lesson[pairs] for r in group if pairs in r.lesson]
+        return f"{fmean(values):.2f}" if values else "-"
+
+    lines = [
+        "| model | family | videos | "
+        + " | ".join(f"{p} input vs target dB" for p in PAIR_SETS)
+        + " |",
+        "|" + "---|" * (3 + len(PAIR_SETS)),
+    ]
+    for model, family, group in row_groups(rows):
+        lines.append(
+            f"| {model} | {family} | {len(group)} | "
+            + " | ".join(cell(group, p) for p in PAIR_SETS)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -305,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
     print(format_table(rows))
+    print("\nWhat each pair set asks the network to undo:\n")
+    print(format_lessons(rows))
     words = list(sys.argv[1:] if argv is None else argv)
     command = "PYTHONPATH=src python benchmarks/supervised_ceiling.py " + shlex.join(words)
     print(f"\n{time.perf_counter() - started:.0f} s; command: {command}")

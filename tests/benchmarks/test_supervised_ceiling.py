@@ -48,6 +48,16 @@ def test_true_pairs_take_the_blurry_clip_and_the_sharp_patch(bench) -> None:
                 assert torch.equal(pairs.inputs[i, slot], p.crop(blurry[p.frame + offset]))
 
 
+def test_lesson_is_the_psnr_of_the_centre_input_against_the_target(bench) -> None:
+    sharp = torch.full((4, 3, 16, 16), 0.5)
+    blurry = sharp.clone()
+    blurry[2] += 0.1  # only frame 2 differs: MSE 0.01 over the pair centred on it
+    patches = [p for p in bench.tiles(4, 16, 16, 16) if p.frame in (1, 2)]
+    pairs = bench.true_pairs(blurry, sharp, patches, get_spec("reference"))
+    # pooled over both pairs: MSE 0.005 -> 10 log10(1 / 0.005)
+    assert bench.lesson_psnr(pairs) == pytest.approx(23.0103, abs=1e-3)
+
+
 @pytest.mark.slow
 def test_tiny_run_scores_every_pair_set(bench, tmp_path, capsys) -> None:
     rows_json = tmp_path / "rows.json"
@@ -55,12 +65,15 @@ def test_tiny_run_scores_every_pair_set(bench, tmp_path, capsys) -> None:
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| tiny | handheld_short | 1 |" in printed and "true@all (last epoch)" in printed
+    assert "true@all input vs target dB" in printed
     (row,) = json.loads(rows_json.read_text())
     assert row["tiles"] == 8 * 2 * 3 and 10 < row["blurry"] < 60
     assert set(row["epochs"]) <= set(bench.PAIR_SETS) and "true@all" in row["epochs"]
     for psnrs in row["epochs"].values():
         assert len(psnrs) == 3  # the unadapted model, then each epoch
         assert psnrs[0] == pytest.approx(row["unadapted"], abs=1e-4)
+    assert set(row["lesson"]) == set(row["epochs"])
+    assert 10 < row["lesson"]["true@all"] < 60
     if row["rolled_back"]:
         assert row["shipped"] == row["unadapted"]
     # Supervised fine-tuning on the whole video's truth moves its PSNR.
