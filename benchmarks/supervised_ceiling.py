@@ -25,9 +25,9 @@ choice is printed beside the last epoch. ``adapt`` itself never sees the ground 
 A second table prints what each set asks the network to undo: the PSNR of its pairs'
 centre input against their target (lower: more degradation to remove). The sets differ in
 more than the targets' quality: RSDM's patches are the least blurred places of the video, so
-``true@patches`` can carry less blur than the pseudo pairs synthesize there (rotation, whose
-blur vanishes near its centre), or more (a steady pan, where the pseudo-sharp patch is as
-blurred as the rest and re-blurring it changes it less).
+``true@patches`` can carry less degradation than the pseudo pairs synthesize there, or more
+(a steady pan, where the pseudo-sharp patch is as blurred as the rest and re-blurring it
+changes it less).
 
 Usage::
 
