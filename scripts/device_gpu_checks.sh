@@ -11,12 +11,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/ttblur-out}
 mkdir -p "$OUT"
-export PYTHONPATH=src PYTHONUNBUFFERED=1
-if [ -d .whl ] && ! python3 -c "import pydantic" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:src
-fi
+source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/test_finetune.py tests/test_api.py \
     tests/stages/test_reblur.py tests/stages/test_pyramid_flow.py -k "cuda or device_train" 2>&1 | tee "$OUT/cuda_tests.log"

@@ -25,13 +25,7 @@ NUM_VIDEOS=${NUM_VIDEOS:-128}
 EVAL_FRAMES=${EVAL_FRAMES:-12}
 mkdir -p "$OUT" "$RUN"
 
-export PYTHONPATH=src
-if [ -d .whl ] && ! python3 -c "import pydantic" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:src
-fi
-export PYTHONUNBUFFERED=1
+source scripts/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 python3 -m ttblur.training.reference train --arch base --motion-mix --hand-pauses --shutter-mix \
