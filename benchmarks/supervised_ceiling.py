@@ -189,14 +189,13 @@ def measure(
     out = AdaptPipeline.from_config(cfg)(model, blurry, progress=False)
     patches = out.selection.patches
     grid = tiles(blurry.shape[0], blurry.shape[-2], blurry.shape[-1], settings.patch_size)
-    sets = {"true@all": true_pairs(blurry, sharp, grid, out.spec)}
+    sets: dict[str, PseudoPairs] = {}  # in PAIR_SETS order
     if out.pairs is not None and patches:
         sets["pseudo"] = out.pairs
         sets["true@patches"] = true_pairs(blurry, sharp, patches, out.spec)
+    sets["true@all"] = true_pairs(blurry, sharp, grid, out.spec)
     epochs = {
-        key: epoch_psnrs(model, sets[key], blurry, sharp, cfg, out.spec)
-        for key in PAIR_SETS
-        if key in sets
+        key: epoch_psnrs(model, pairs, blurry, sharp, cfg, out.spec) for key, pairs in sets.items()
     }
     unadapted = epochs["true@all"][0]  # every fine-tuning scores the unadapted model first
     rolled_back = bool(out.report.guard_rejected)
@@ -256,7 +255,7 @@ def format_table(rows: Sequence[CeilingRow]) -> str:
         + " | ".join(f"{p} (truth's epoch)" for p in PAIR_SETS)
         + " | true@all (last epoch) |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * (7 + len(PAIR_SETS))]
     for model, family, group in row_groups(rows):
         lines.append(
             f"| {model} | {family} | {len(group)} | {fmean(r.blurry for r in group):.2f} "
