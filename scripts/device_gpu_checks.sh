@@ -6,7 +6,9 @@
 # 1. the CUDA tests (adapt on CUDA returns the model home, synthesis and fine-tuning on CUDA);
 # 2. flow accuracy and speed, DIS on the CPU against PyramidFlow on the GPU;
 # 3. seconds per stage and the share of adapt outside the model's passes at 720p, for the
-#    2.57 M-parameter stand-in, with DIS and with the GPU flow (cost.py tables 1 and 2).
+#    2.57 M-parameter stand-in, with DIS and with the GPU flow (cost.py tables 1 and 2);
+# 4. the host's waits for the GPU per stage and call site, 16 against 64 patches at 720p
+#    (benchmarks/host_waits.py: a wait per patch shows as 1 or more per added patch).
 # Everything printed also lands in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/ttblur-out}
@@ -21,3 +23,5 @@ for flow in opencv pyramid; do
     python3 benchmarks/cost.py --device cuda --threads 8 --skip-memory --skip-adapt-memory \
         --clips 20x720x1280 --models wide --flow "$flow" 2>&1 | tee "$OUT/cost_$flow.md"
 done
+python3 benchmarks/host_waits.py --device cuda --threads 8 --clip 20x720x1280 --patch-size 256 \
+    --max-patches 16 64 --flow pyramid --top 30 2>&1 | tee "$OUT/host_waits.md"
