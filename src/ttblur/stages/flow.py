@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 from typing import Any, Literal
@@ -123,8 +124,14 @@ def luma(frames: Tensor) -> Tensor:
     Shape:
         - frames: ``(N, 3, H, W)``; output: ``(N, H, W)``.
     """
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=frames.device)
-    return torch.einsum("nchw,c->nhw", frames.detach().float(), weights)
+    return torch.einsum("nchw,c->nhw", frames.detach().float(), _luma_weights(frames.device))
+
+
+@functools.lru_cache(maxsize=8)
+def _luma_weights(device: torch.device) -> Tensor:
+    """BT.601's ``(3,)`` weights, made once per device: on a GPU, making them is a blocking
+    upload, a wait for the device on every call."""
+    return torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=device)
 
 
 def warp_back(frames: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:

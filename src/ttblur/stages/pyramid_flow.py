@@ -161,7 +161,8 @@ class PyramidFlow:
                     flow = F.interpolate(
                         flow, size=a.shape[-2:], mode="bilinear", align_corners=False
                     )
-                    flow = flow * torch.tensor([scale_x, scale_y], device=device).view(1, 2, 1, 1)
+                    # Python scalars, not a tensor made on the device (a blocking upload).
+                    flow = torch.cat((flow[:, :1] * scale_x, flow[:, 1:] * scale_y), dim=1)
                 for _ in range(self.iterations):
                     flow = lucas_kanade_step(a, b, flow, window=self.window, damping=self.damping)
             flow = torch.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0)
