@@ -266,6 +266,37 @@ def test_epochs_that_all_score_minus_inf_leave_the_unadapted_model_reverted(roll
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_weights_gone_nan_with_a_finite_loss_are_caught_after_the_epoch():
+    """A loss whose value stays finite but whose gradient is NaN (0 * sqrt at 0): the weights
+    turn NaN after the epoch's one step; the check before the guard scores the epoch says so
+    and the unadapted weights come back."""
+    model = nn.Conv2d(3, 3, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scored: list[int] = []
+    guard = EpochGuard(lambda m: scored.append(1) or 1.0, min_gain_db=0.0)
+    config = FinetuneConfig(epochs=2, batch_size=16, lr=1e-2, val_fraction=0.0, augment=False)
+
+    def nan_gradient(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        still = (pred - pred.detach()).abs().sum()  # 0, with gradient sign(0) = 0
+        return (pred - target).abs().mean() + 0.0 * torch.sqrt(still)
+
+    result = finetune(
+        model,
+        _halving_pairs(),
+        nan_gradient,
+        config,
+        spec=get_spec("image"),
+        device=CPU,
+        progress=False,
+        guard=guard,
+    )
+    assert result.diverged and result.reverted and result.best_epoch == 0
+    assert result.message is not None
+    assert "the weights after epoch 1 hold NaN / inf values" in result.message
+    assert len(scored) == 1  # the unadapted model only: epoch 1 was never scored
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_finetune_divergence_restores_the_model_and_says_why():
     model = nn.Conv2d(3, 3, 1)
     model.register_buffer("scratch", torch.arange(3.0), persistent=False)

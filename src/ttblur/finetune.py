@@ -672,9 +672,16 @@ def _guard_choice(result: FinetuneResult, guard: EpochGuard) -> None:
 
 
 def _all_finite(model: nn.Module) -> bool:
-    """Whether every floating parameter and buffer of ``model`` is free of NaN / inf."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+    """Whether every floating parameter and buffer of ``model`` is free of NaN / inf.
+
+    One wait for each device the model lives on (the flags are stacked there), not one per
+    tensor: on a GPU every ``bool()`` of a device tensor waits for the device.
+    """
+    flags: dict[torch.device, list[Tensor]] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            flags.setdefault(t.device, []).append(torch.isfinite(t.detach()).all())
+    return all(bool(torch.stack(found).all()) for found in flags.values())
 
 
 def copy_model(model: nn.Module) -> nn.Module:
