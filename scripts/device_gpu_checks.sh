@@ -8,7 +8,10 @@
 # 3. seconds per stage and the share of adapt outside the model's passes at 720p, for the
 #    2.57 M-parameter stand-in, with DIS and with the GPU flow (cost.py tables 1 and 2);
 # 4. the host's waits for the GPU per stage and call site, 16 against 64 patches at 720p
-#    (benchmarks/host_waits.py: a wait per patch shows as 1 or more per added patch).
+#    (benchmarks/host_waits.py: a wait per patch shows as 1 or more per added patch);
+# 5. videos per hour of adapt_many on the GPU (docs/cost.md section 4's dataset), for 1, 2 and
+#    4 workers sharing it (0.25 GPU each) when Ray imports here, else for 1 worker in-process.
+# Each step tees into $OUT as it goes: a run cut short by the time limit keeps what finished.
 # Everything printed also lands in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/ttblur-out}
@@ -25,3 +28,6 @@ for flow in opencv pyramid; do
 done
 python3 benchmarks/host_waits.py --device cuda --threads 8 --clip 20x720x1280 --patch-size 256 \
     --max-patches 16 64 --flow pyramid --top 30 2>&1 | tee "$OUT/host_waits.md"
+if python3 -c "import ray" 2>/dev/null; then workers="1 2 4"; else workers="1"; fi
+python3 benchmarks/batch_throughput.py --device cuda --gpus-per-video 0.25 --patch-size 128 \
+    --workers $workers 2>&1 | tee "$OUT/batch_throughput.md"
