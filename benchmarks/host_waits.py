@@ -6,9 +6,9 @@ make the host wait for the device's queue to drain (each is a host round trip):
 
 - reading a value: ``.item()``, ``.tolist()``, ``.numpy()``, ``bool()`` / ``float()`` /
   ``int()`` / ``index()`` of a tensor;
-- a copy between host and device without ``non_blocking``: ``.cpu()``, ``.to(device)``,
-  ``.copy_()`` across devices, ``torch.tensor`` / ``torch.as_tensor`` made on the device
-  (PyTorch synchronises the stream after a blocking copy either way);
+- a copy between host and device without ``non_blocking``: ``.cpu()``, ``.cuda()``,
+  ``.to(device)``, ``.copy_()`` across devices, ``torch.tensor`` / ``torch.as_tensor`` made
+  on the device (PyTorch synchronises the stream after a blocking copy either way);
 - an output whose size depends on the values: ``nonzero``, ``argwhere``, ``unique``,
   ``masked_select``, one-argument ``where``, indexing with a boolean tensor.
 
@@ -154,9 +154,13 @@ class WaitCounter(TorchFunctionMode):
             return name if self._watched(first) else None
         if func is Tensor.cpu:
             return "cpu" if self._watched(first) else None
-        if func is Tensor.to and isinstance(first, Tensor):
+        if func is Tensor.cuda and isinstance(first, Tensor):
+            return "cuda" if self._copies(first, [torch.device("cuda")]) else None
+        # non_blocking=True copies are queued like kernels: the host does not wait for them.
+        blocking = not kwargs.get("non_blocking", False) and not any(a is True for a in args[1:])
+        if func is Tensor.to and isinstance(first, Tensor) and blocking:
             return "to" if self._copies(first, [*args[1:], kwargs.get("device")]) else None
-        if func is Tensor.copy_ and isinstance(first, Tensor) and len(args) > 1:
+        if func is Tensor.copy_ and isinstance(first, Tensor) and len(args) > 1 and blocking:
             source = args[1]
             crosses = isinstance(source, Tensor) and source.device.type != first.device.type
             return "copy_" if crosses and self.device.type != "cpu" else None
@@ -165,7 +169,7 @@ class WaitCounter(TorchFunctionMode):
             if device is not None and (self.device.type == "cpu" or device.type != "cpu"):
                 return "tensor(device=)"
             return None
-        if func in (torch.where, Tensor.where) and len(args) == 1 and not kwargs:
+        if func is torch.where and len(args) == 1 and not kwargs:
             return "where" if self._watched(first) else None
         if func is Tensor.__getitem__ and len(args) > 1:
             index = args[1] if isinstance(args[1], tuple) else (args[1],)

@@ -58,6 +58,9 @@ def test_on_cuda_only_calls_touching_the_device_count(load_benchmark):
     assert counter.kind(Tensor.to, (host,), {"device": torch.device("cuda", 0)}) == "to"
     assert counter.kind(Tensor.to, (host, "cpu"), {}) is None
     assert counter.kind(Tensor.to, (host, torch.float16), {}) is None
+    assert counter.kind(Tensor.to, (host, "cuda"), {"non_blocking": True}) is None  # queued
+    assert counter.kind(Tensor.to, (host, "cuda", None, True), {}) is None
+    assert counter.kind(Tensor.cuda, (host,), {}) == "cuda"
     assert counter.kind(torch.tensor, ([1.0],), {"device": "cuda"}) == "tensor(device=)"
     assert counter.kind(torch.tensor, ([1.0],), {"device": "cpu"}) is None
     assert counter.kind(torch.where, (host > 0,), {}) is None
