@@ -71,8 +71,8 @@ def finite_range(x: Frames, name: str) -> tuple[float, float]:
     if isinstance(x, FrameStore):
         low, high = x.value_range()
     else:
-        low_t, high_t = torch.aminmax(x.detach())
-        low, high = float(low_t), float(high_t)
+        pair = torch.stack(torch.aminmax(x.detach())).tolist()  # one wait on a GPU, not two
+        low, high = float(pair[0]), float(pair[1])
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or inf")
     return low, high
