@@ -17,8 +17,9 @@ to the innermost frame of the ``ttblur`` package on the stack (file, line, funct
 the stage ``adapt`` was in (from its stage callback: stages run in the order setup + rsdm,
 dbcgm, synthesis, pairs, guard + fine-tuning; the guard's scoring runs inside fine-tuning).
 
-**On a CUDA run** only the calls that touch a CUDA tensor are counted: the host waits exactly
-there. **On a CPU run** nothing waits; every such call is counted whatever the tensor (a
+**On a CUDA run** only the calls that touch a CUDA tensor are counted: the host waits at each
+(a wait hidden inside another operator, e.g. ``repeat_interleave`` without its output size,
+is not seen). **On a CPU run** nothing waits; every such call is counted whatever the tensor (a
 ``.to(device)`` with an explicit target counts, ``.copy_()`` never does): an upper bound that
 names the call sites, including the ones on tensors that a GPU run keeps on the host by design.
 
