@@ -106,6 +106,9 @@ __all__ = [
 #: The noise top-up draws from its own generator (``seed + NOISE_SEED_OFFSET``) so that it
 #: never shifts other random streams.
 NOISE_SEED_OFFSET = 7919
+#: Re-blurred images copied to the run device per batch of the noise top-up when it is not
+#: the CPU (256 x 256 px patches: about 100 MB a batch).
+NOISE_BATCH = 128
 
 #: ``callback(stage, produced)`` after each stage: ``"rsdm"`` (``selection``), ``"dbcgm"``
 #: (``conditions``, ``exposure``), ``"synthesis"`` (``synthesized``, ``noise_std``),
@@ -683,9 +686,13 @@ class _Run:
             noise_level = None
             if cfg.synthesis.match_noise:
                 # Blurring averages the patch's own noise away; real blurry frames keep theirs.
-                noise_level = video_noise_std(frames)
+                # On a GPU run the estimates and the top-up run there, a batch at a time.
                 gen = torch.Generator().manual_seed(cfg.seed + NOISE_SEED_OFFSET)
-                synthesized = match_noise(synthesized, noise_level, generator=gen)
+                noise_level = video_noise_std(frames, device=self.device)
+                batch = None if synthesized.device == self.device else NOISE_BATCH
+                synthesized = match_noise(
+                    synthesized, noise_level, generator=gen, device=self.device, batch_size=batch
+                )
         self._emit("synthesis", synthesized=synthesized, noise_std=noise_level)
 
         with _timed(self.seconds, "pairs"):

@@ -14,6 +14,7 @@ from ttblur.stages.reblur import (
     match_noise,
     motion_blur,
     validate_synthesis_inputs,
+    video_noise_std,
 )
 from ttblur.stages.synthesis import build_synthesizer
 from ttblur.types import pixel_condition
@@ -381,6 +382,58 @@ def test_match_noise_tops_up_to_the_target_level():
     assert torch.equal(match_noise(topped, 0.005), topped.clamp(0.0, 1.0))
     with pytest.raises(ValueError, match="target_std"):
         match_noise(quiet, -0.1)
+
+
+def _quiet_images(n: int) -> torch.Tensor:
+    clean = _smooth_image(n, 48)
+    gen = torch.Generator().manual_seed(1)
+    return (clean + 0.01 * torch.randn(clean.shape, generator=gen)).clamp(0.0, 1.0)
+
+
+def test_match_noise_in_batches_tops_up_each_image_and_is_seeded():
+    quiet = _quiet_images(10)
+    whole = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2))
+    # One batch holding every image, or the images' own device named: the same draws.
+    for kwargs in ({"batch_size": 10}, {"batch_size": 64}, {"device": "cpu"}):
+        again = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2), **kwargs)
+        assert torch.equal(again, whole), kwargs
+    batched = match_noise(
+        quiet, 0.03, generator=torch.Generator().manual_seed(2), device="cpu", batch_size=3
+    )
+    assert batched.shape == quiet.shape and batched.dtype == quiet.dtype
+    levels = estimate_noise_std(batched, per_image=True)
+    assert torch.allclose(levels, torch.full((10,), 0.03), rtol=0.08)
+    repeat = match_noise(quiet, 0.03, generator=torch.Generator().manual_seed(2), batch_size=3)
+    assert torch.equal(repeat, batched)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            match_noise(quiet, 0.03, batch_size=bad)
+
+
+def test_video_noise_std_on_a_named_device_equals_where_the_frames_are():
+    frames = _quiet_images(12)
+    assert video_noise_std(frames, device="cpu") == video_noise_std(frames)
+    assert video_noise_std(frames) == pytest.approx(0.01, rel=0.15)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU visible to torch (torch.cuda.is_available() is False here)",
+)
+def test_match_noise_tops_up_host_images_on_cuda_in_batches() -> None:
+    quiet = _quiet_images(10)
+    topped = match_noise(
+        quiet, 0.03, generator=torch.Generator().manual_seed(2), device="cuda", batch_size=3
+    )
+    assert topped.device == quiet.device and topped.shape == quiet.shape
+    levels = estimate_noise_std(topped, per_image=True)
+    assert torch.allclose(levels, torch.full((10,), 0.03), rtol=0.08)
+    again = match_noise(
+        quiet, 0.03, generator=torch.Generator().manual_seed(2), device="cuda", batch_size=3
+    )
+    assert torch.equal(topped, again)
+    host = video_noise_std(quiet)
+    assert video_noise_std(quiet, device="cuda") == pytest.approx(host, rel=1e-5)
 
 
 @pytest.mark.skipif(

@@ -171,20 +171,30 @@ def estimate_noise_std(images: Tensor, *, per_image: bool = False) -> Tensor:
     return flat.median() * (_MAD_TO_STD / 6.0)
 
 
-def video_noise_std(frames: Frames, max_frames: int = 8) -> float:
+def video_noise_std(
+    frames: Frames, max_frames: int = 8, *, device: torch.device | str | None = None
+) -> float:
     """Sensor noise std of a video from up to ``max_frames`` evenly spaced frames
     (:func:`estimate_noise_std`; no reference needed).
 
     Args:
         frames: ``(T, 3, H, W)`` float RGB in ``[0, 1]``.
         max_frames: frames looked at, at most.
+        device: where the estimate is computed (the frames looked at are copied there);
+            ``None``: where the frames are.
     """
     step = max(1, math.ceil(frames.shape[0] / max_frames))
-    return float(estimate_noise_std(frames[::step]))
+    sampled = frames[::step]
+    return float(estimate_noise_std(sampled if device is None else sampled.to(device)))
 
 
 def match_noise(
-    images: Tensor, target_std: float, *, generator: torch.Generator | None = None
+    images: Tensor,
+    target_std: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    batch_size: int | None = None,
 ) -> Tensor:
     """Top up the noise of each image to ``target_std`` (clipped to ``[0, 1]``).
 
@@ -197,16 +207,40 @@ def match_noise(
     another device (CUDA) with a generator of that device seeded by one draw of ``generator``
     (no host-to-device copy of the noise; reproducible per device, not across devices).
 
+    With ``batch_size`` (or a ``device`` other than the images'), ``batch_size`` images at a
+    time (default: all) are copied to ``device``, topped up there (each batch with its own
+    draws from ``generator``) and copied back into the result: host images topped up on a GPU,
+    in bounded device memory.
+
     Args:
         images: ``(N, 3, H, W)`` float in ``[0, 1]``.
         target_std: the noise level to reach (e.g. :func:`estimate_noise_std` of the video).
         generator: CPU generator for the noise (or for the device generator's seed).
+        device: where the estimate and the noise are computed; ``None``: where ``images``
+            are.
+        batch_size: images per batch, ``>= 1``; ``None``: all at once.
 
     Returns:
-        a new tensor, same shape, dtype and device.
+        a new tensor, same shape, dtype and device as ``images``.
     """
     if not (math.isfinite(target_std) and target_std >= 0):
         raise ValueError(f"target_std must be a finite number >= 0, got {target_std}")
+    where = images.device if device is None else torch.device(device)
+    if batch_size is None and where == images.device:
+        return _top_up(images, target_std, generator)
+    if batch_size is None:
+        batch_size = max(images.shape[0], 1)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    out = torch.empty_like(images)
+    for start in range(0, images.shape[0], batch_size):
+        chunk = images[start : start + batch_size].to(where)
+        out[start : start + batch_size] = _top_up(chunk, target_std, generator).to(out.device)
+    return out
+
+
+def _top_up(images: Tensor, target_std: float, generator: torch.Generator | None) -> Tensor:
+    """:func:`match_noise` of one batch, where ``images`` are."""
     present = estimate_noise_std(images, per_image=True)
     extra = (target_std**2 - present.square()).clamp_min(0.0).sqrt()
     if images.device.type == "cpu":
