@@ -345,6 +345,7 @@ class AdaptPipeline:
                 flow=self.flow,
                 bme=self._detector_bme(),
                 neighbours=cfg.dbcgm.neighbours,
+                device=self.device,
             )
         raise KeyError(name)
 

@@ -99,6 +99,10 @@ def test_guard_is_registered_configurable_and_meets_the_protocol() -> None:
         ReblurGuard(frames=0)
     with pytest.raises(ValueError):
         AdaptConfig.model_validate({"guard": {"min_gain_db": -1.0}})
+    # Its noise estimate runs where the pipeline runs (the run device), else where the video is.
+    assert guard.device is None
+    pipe = ttblur.AdaptPipeline.from_config(None, device="cpu")
+    assert pipe.guard.device == torch.device("cpu")
 
 
 def _inverting_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -336,6 +336,9 @@ class ReblurGuard:
         still_veto_cap_db: the cap of the veto: an epoch is not kept when every restored sharp
             frame's PSNR against itself, capped at this, falls on average
             (:func:`reference_gain`'s ``veto_db``).
+        device: where the guard's estimate of the video's noise runs (the frames it reads
+            are copied there; the pipeline passes its run device); ``None``: where the video
+            is.
 
     Example:
         >>> guard = ReblurGuard(frames=4)                     # doctest: +SKIP
@@ -370,6 +373,7 @@ class ReblurGuard:
         still_min_gain_db: float = _DEFAULTS.still_min_gain_db,
         still_cap_db: float = _DEFAULTS.still_cap_db,
         still_veto_cap_db: float = _DEFAULTS.still_veto_cap_db,
+        device: torch.device | str | None = None,
     ) -> None:
         for name, value, low in (
             ("frames", frames, 1),
@@ -425,6 +429,7 @@ class ReblurGuard:
         self.still_min_gain_db = float(still_min_gain_db)
         self.still_cap_db = float(still_cap_db)
         self.still_veto_cap_db = float(still_veto_cap_db)
+        self.device = None if device is None else torch.device(device)
 
     @classmethod
     def from_config(
@@ -433,11 +438,13 @@ class ReblurGuard:
         flow: FlowEstimator | None = None,
         bme: MagnitudeFn | None = None,
         neighbours: int = 2,
+        device: torch.device | str | None = None,
     ) -> ReblurGuard:
         """Build from the ``guard`` section of :class:`~ttblur.config.AdaptConfig`."""
         return cls(
             flow=flow,
             bme=bme,
+            device=device,
             blur_weight=section.blur_weight,
             shortfall_weight=section.shortfall_weight,
             neighbours=neighbours,
@@ -479,7 +486,11 @@ class ReblurGuard:
         without any that passes the re-blur test), or whose noise std exceeds
         ``reference_max_noise``, gives a re-blur :class:`GuardProbe`.
         """
-        if self.reference_radius > 0 and video_noise_std(video) <= self.reference_max_noise:
+        quiet = (
+            self.reference_radius > 0
+            and video_noise_std(video, device=self.device) <= self.reference_max_noise
+        )
+        if quiet:
             references = choose_references(
                 video,
                 selection,
