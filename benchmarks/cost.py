@@ -72,7 +72,9 @@ ADAPT_LABELS = {
 }
 
 
-def _dims(text: str, count: int) -> tuple[int, ...]:
+def parse_dims(text: str, count: int) -> tuple[int, ...]:
+    """``"TxHxW"`` (``count`` positive ints joined by ``x``) -> a tuple; an argparse error
+    otherwise."""
     parts = tuple(int(p) for p in text.lower().split("x"))
     if len(parts) != count or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected {count} positive ints joined by 'x': {text!r}")
@@ -398,10 +400,10 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--skip-adapt-memory", action="store_true")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
-    clips = [_dims(c, 3) for c in (args.clips or preset["clips"])]
+    clips = [parse_dims(c, 3) for c in (args.clips or preset["clips"])]
     stream_frames = sorted(args.stream_frames or preset["stream_frames"])
     adapt_frames = sorted(args.adapt_frames or preset["stream_frames"])
-    stream_size = _dims(args.stream_size or str(preset.get("stream_size", "720x1280")), 2)
+    stream_size = parse_dims(args.stream_size or str(preset.get("stream_size", "720x1280")), 2)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -466,7 +468,7 @@ def main(argv: list[str] | None = None) -> str:
         print("\n" + table + "\n", flush=True)
         out += [table, ""]
     if not args.skip_adapt_memory:
-        adapt_size = _dims(args.adapt_size, 2) if args.adapt_size else stream_size
+        adapt_size = parse_dims(args.adapt_size, 2) if args.adapt_size else stream_size
         table = adapt_memory_table(adapt_frames, adapt_size, args.threads, args.patch_size)
         print("\n" + table + "\n", flush=True)
         out += [table, ""]

@@ -49,11 +49,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cost import PRESET, SEED, make_clip
+from cost import PRESET, SEED, make_clip, parse_dims
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 import ttblur
+from ttblur.inference import resolve_device
 
 #: Calls that read a tensor's value on the host.
 VALUE_READS: dict[Callable[..., Any], str] = {
@@ -228,10 +229,8 @@ class Run:
 
 def count(clip: Tensor, config: dict[str, Any], max_patches: int, device: torch.device) -> Run:
     """Adapt the shipped reference network to ``clip`` under a :class:`WaitCounter`."""
-    from ttblur.pipeline import AdaptPipeline
-
     cfg = {**config, "rsdm": {**config.get("rsdm", {}), "max_patches": max_patches}}
-    pipeline = AdaptPipeline.from_config(cfg, device=device)
+    pipeline = ttblur.AdaptPipeline.from_config(cfg, device=device)
     model = ttblur.reference_model()
     counter = WaitCounter(pipeline.device)
     started = time.perf_counter()
@@ -286,17 +285,12 @@ def format_sites(first: Run, second: Run, top: int) -> str:
     return "\n".join(lines)
 
 
-def _dims(text: str) -> tuple[int, int, int]:
-    parts = tuple(int(p) for p in text.lower().split("x"))
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected TxHxW, three positive ints: {text!r}")
-    return parts  # type: ignore[return-value]
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module doc)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clip", type=_dims, default=(24, 256, 320), help="TxHxW")
+    parser.add_argument(
+        "--clip", type=lambda t: parse_dims(t, 3), default=(24, 256, 320), help="TxHxW"
+    )
     parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--max-patches", type=int, nargs=2, default=(8, 32), metavar=("N1", "N2"))
     parser.add_argument("--epochs", type=int, default=1)
@@ -320,8 +314,6 @@ def main(argv: Sequence[str] | None = None) -> str:
     }
     if args.flow is not None:
         config["dbcgm"] = {"flow": args.flow}
-    from ttblur.inference import resolve_device
-
     device = resolve_device(args.device)
     clip = make_clip(*args.clip)
     first, second = (count(clip, config, n, device) for n in args.max_patches)
