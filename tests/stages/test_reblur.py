@@ -354,6 +354,20 @@ def _smooth_image(n: int = 2, size: int = 96) -> torch.Tensor:
     return (0.2 + 0.6 * image).clamp(0.0, 1.0)
 
 
+def test_noise_estimate_is_the_median_second_difference_response():
+    gen = torch.Generator().manual_seed(3)
+    images = (torch.rand(3, 3, 17, 23, generator=gen) * 255).round() / 255
+    images = (images + 0.02 * torch.randn(images.shape, generator=gen)).clamp(0, 1)
+    kernel = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+    response = torch.nn.functional.conv2d(
+        images.double().reshape(9, 1, 17, 23), kernel.double().view(1, 1, 3, 3)
+    )
+    expected = response.abs().reshape(3, -1).median(dim=1).values * 1.4826 / 6.0
+    got = estimate_noise_std(images, per_image=True)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got.double(), expected, rtol=0, atol=1e-6)
+
+
 def test_noise_estimate_recovers_the_noise_level_without_a_reference():
     clean = _smooth_image()
     assert float(estimate_noise_std(clean)) < 0.002

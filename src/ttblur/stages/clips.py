@@ -164,4 +164,4 @@ def synthesize_motion_clips(
                     top = rows - round(k * steps * uy)
                     left = cols - round(k * steps * ux)
                     clips[i, slot] = blurred[j, :, top : top + size, left : left + size]
-    return clips.clamp(0.0, 1.0)
+    return clips.clamp_(0.0, 1.0)
