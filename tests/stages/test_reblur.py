@@ -125,6 +125,20 @@ def test_condition_vector_sign_does_not_matter_and_directions_are_renormalised()
     assert torch.allclose(motion_blur(sharp, shorter), ref, atol=1e-6)
 
 
+def test_float32_blur_matches_float64_for_per_pixel_directions_of_any_length():
+    gen = torch.Generator().manual_seed(12)
+    sharp = torch.rand(2, 3, 20, 28, generator=gen)
+    cond = torch.rand(2, 3, 20, 28, generator=gen)
+    cond[:, :2] = cond[:, :2] * 2 - 1  # directions of lengths 0 .. 1.41, renormalised
+    cond[:, :2].clamp_(-1, 1)
+    cond[:, 2] *= 12.0
+    cond[0, :2, :4] = 0.0  # no direction: no blur there
+    out32 = motion_blur(sharp, cond)
+    out64 = motion_blur(sharp.double(), cond.double())
+    assert torch.allclose(out32.double(), out64, atol=2e-5)
+    assert torch.equal(out32[0, :, :4], sharp[0, :, :4])
+
+
 def test_mag_norm_is_deprecated_and_ignored():
     torch.manual_seed(3)
     sharp = torch.rand(1, 3, 20, 20)
