@@ -264,8 +264,8 @@ def _direction_norm(direction: Tensor) -> Tensor:
     directions, for float32 at about a tenth of its cost on the CPU (where a reduction over
     two channels is slow): the squares summed in float32 and the root taken in float64, the
     same bits as ``vector_norm`` on the CPU (torch 2.13 on x86_64, checked on 17 M values
-    from 1e-20 to 1e18; the directions reaching here are in ``[-1, 1]``); on a GPU within an
-    ulp of it. Other dtypes use ``vector_norm``."""
+    from 1e-20 to 1e18; the directions reaching here are in ``[-1, 1]``); elsewhere, a GPU
+    included, it may differ from it in the last bit. Other dtypes use ``vector_norm``."""
     if direction.dtype != torch.float32:
         return torch.linalg.vector_norm(direction, dim=1, keepdim=True)
     x, y = direction[:, 0:1], direction[:, 1:2]
