@@ -709,7 +709,10 @@ class _Run:
         judged = GuardUse(None, cfg.guard.min_gain_db)
         if pipe.uses_guard:
             with _timed(self.seconds, "guard"):
-                probe = pipe.guard.prepare(cast(Tensor, frames), selection, spec)
+                # The video's noise, when the synthesis estimated it, is not estimated again.
+                known = {} if noise_level is None else {"noise_std": noise_level}
+                told = accepted_kwargs(pipe.guard.prepare, known)
+                probe = pipe.guard.prepare(cast(Tensor, frames), selection, spec, **told)
                 windows = getattr(probe, "windows", None)
             # A probe may carry its own score kind and threshold (the built-in guard does).
             judged = GuardUse(

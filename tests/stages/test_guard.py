@@ -127,6 +127,30 @@ def _config(**guard: object) -> AdaptConfig:
     return cfg
 
 
+def test_the_guard_reuses_the_noise_level_the_synthesis_estimated(
+    clip: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ttblur.stages.guard as guard_module
+
+    calls: list[float] = []
+    estimate = guard_module.video_noise_std
+
+    def counted(*args: object, **kwargs: object) -> float:
+        calls.append(estimate(*args, **kwargs))  # type: ignore[arg-type]
+        return calls[-1]
+
+    monkeypatch.setattr(guard_module, "video_noise_std", counted)
+    cfg = _config()
+    out = ttblur.adapt(ttblur.reference_model("tiny"), clip, config=cfg, progress=False)
+    assert calls == []  # handed the synthesis's estimate
+    assert out.report.baseline_guard_score is not None
+    no_top_up = cfg.model_copy(
+        update={"synthesis": cfg.synthesis.model_copy(update={"match_noise": False})}
+    )
+    ttblur.adapt(ttblur.reference_model("tiny"), clip, config=no_top_up, progress=False)
+    assert len(calls) == 1  # no estimate to reuse: the guard makes its own
+
+
 def test_guard_rolls_back_a_model_made_worse_on_purpose(clip: torch.Tensor) -> None:
     model = ttblur.reference_model("tiny")
     before = {k: v.clone() for k, v in model.state_dict().items()}

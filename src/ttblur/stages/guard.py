@@ -477,7 +477,12 @@ class ReblurGuard:
         )
 
     def prepare(
-        self, video: Frames, selection: Selection, spec: ModelSpec
+        self,
+        video: Frames,
+        selection: Selection,
+        spec: ModelSpec,
+        *,
+        noise_std: float | None = None,
     ) -> GuardProbe | ReferenceProbe:
         """Choose the windows of ``video``; the returned probe scores a model on them.
 
@@ -485,11 +490,17 @@ class ReblurGuard:
         :class:`ReferenceProbe`; a video without any (or, with ``reference_reblur_check``,
         without any that passes the re-blur test), or whose noise std exceeds
         ``reference_max_noise``, gives a re-blur :class:`GuardProbe`.
+
+        Args:
+            noise_std: the video's :func:`~ttblur.stages.reblur.video_noise_std` when the
+                caller has it (the pipeline's synthesis estimates it on the same device);
+                ``None``: estimated here.
         """
-        quiet = (
-            self.reference_radius > 0
-            and video_noise_std(video, device=self.device) <= self.reference_max_noise
-        )
+        quiet = False
+        if self.reference_radius > 0:
+            if noise_std is None:
+                noise_std = video_noise_std(video, device=self.device)
+            quiet = noise_std <= self.reference_max_noise
         if quiet:
             references = choose_references(
                 video,
