@@ -316,6 +316,53 @@ def test_without_ray_the_ray_backend_is_refused_and_auto_runs_locally(
     assert result.backend == "local" and result.ran == ["a"]
 
 
+def test_tasks_get_absolute_paths_that_name_the_same_files_from_another_folder(
+    clips: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A Ray worker of a cluster runs in the folder its node was started in: relative inputs,
+    output folder, factory file and weights sent as given were looked up there (the videos
+    "did not exist" and their manifests went to that folder). Every task gets absolute paths;
+    the settings' digest stays that of the paths as given, so earlier runs still match."""
+    import ttblur.batch
+    from ttblur.batch import settings_digest
+    from ttblur.io.weights import save_weights
+
+    (tmp_path / "nets.py").write_text(
+        "from ttblur.testing import standin_model\n\n\ndef build():\n"
+        "    return standin_model('estrnn')\n"
+    )
+    save_weights(standin_model("estrnn"), tmp_path / "w.safetensors")
+    (tmp_path / "bme").mkdir()
+    config = _config()
+    config.rsdm.weights = "bme"  # an existing local folder
+    config.dbcgm.flow_weights = "owner/raft-on-the-hub"  # a repo id: left as it is
+    given = BatchSettings(model="nets.py:build", weights="w.safetensors", config=config)
+    seen: list[tuple[VideoJob, Path, BatchSettings, str | None]] = []
+
+    def record_task(job, out, settings, model=None, *, digest=None):
+        seen.append((job, Path(out), settings, digest))
+        return ttblur.batch.VideoRecord(job.name, "failed", str(job.blurry), {}, 0.0)
+
+    monkeypatch.setattr(ttblur.batch, "run_video", record_task)
+    monkeypatch.chdir(tmp_path)
+    adapt_many(find_videos("clips"), "out", given, backend="local")
+    monkeypatch.chdir(clips)  # a worker's own working directory
+    assert [job.name for job, *_ in seen] == ["a", "b", "broken"]
+    for job, out, settings, digest in seen:
+        assert job.blurry.is_absolute() and job.blurry.exists()
+        assert out == tmp_path / "out" and out.is_dir()
+        assert settings.model == f"{tmp_path / 'nets.py'}:build"
+        assert settings.weights == str(tmp_path / "w.safetensors")
+        assert settings.config.rsdm.weights == str(tmp_path / "bme")
+        assert settings.config.dbcgm.flow_weights == "owner/raft-on-the-hub"
+        assert settings.config.synthesis.weights is None
+        assert settings.config.finetune.epochs == 1  # the rest of the config as given
+        with monkeypatch.context() as here:
+            here.chdir(tmp_path)
+            assert digest == settings_digest(given)
+    assert not (clips / "out").exists()
+
+
 # ------------------------------------------------------------------------------ Ray
 
 
@@ -344,6 +391,68 @@ def test_ray_runtime_adapts_videos_in_tasks_and_a_rerun_skips_the_finished(
         find_videos(clips)[:1], fresh, SETTINGS, model=standin_model("estrnn"), workers=2
     )
     assert sent.backend == "ray" and [r.status for r in sent.records] == ["done"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
+def test_a_cluster_started_in_another_folder_reads_and_writes_the_right_files(
+    clips: Path, tmp_path: Path
+) -> None:
+    """A cluster's workers run in the folder their node was started in: relative paths sent
+    as given named files there (every video "did not exist", its manifest went there). And
+    with RAY_ADDRESS set (as on a cluster's nodes) the local runtime of a run without an
+    address tried to join that cluster, which refuses ``num_cpus``: the batch crashed.
+
+    Cluster and driver are both subprocesses: Ray keeps a process's authentication mode once
+    read, and Ray >= 2.59 turns token authentication on for a runtime ray.init() starts but not
+    for a driver joining by address, so both run with it off (a test runtime on this machine)
+    and nothing of that stays in this process."""
+    node = tmp_path / "node"
+    node.mkdir()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    started = (
+        "import ray, time\n"
+        "ray.init(num_cpus=1, include_dashboard=False)\n"
+        "print(ray.get_runtime_context().gcs_address, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    driver = (
+        "import json, os, sys\n"
+        "from ttblur.batch import BatchSettings, adapt_many, find_videos\n"
+        "from ttblur.testing import standin_model\n"
+        "settings = BatchSettings.model_validate_json(sys.argv[2])\n"
+        "model = standin_model('estrnn')\n"
+        "joined = adapt_many(find_videos('clips')[:1], 'out', settings, model=model,\n"
+        "                    ray_address=sys.argv[1])\n"
+        "os.environ['RAY_ADDRESS'] = sys.argv[1]\n"
+        "own = adapt_many(find_videos('clips')[1:2], 'own', settings, model=model, workers=2)\n"
+        "print(json.dumps([[r.status, r.error] for r in joined.records + own.records]))\n"
+    )
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", started], cwd=node, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        address = (cluster.stdout.readline() if cluster.stdout else "").strip()
+        assert address, "the Ray runtime in the other folder did not start"
+        run = subprocess.run(
+            [sys.executable, "-c", driver, address, SETTINGS.model_dump_json()],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        cluster.terminate()
+        try:
+            cluster.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            cluster.kill()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [["done", None], ["done", None]]
+    assert load_record(tmp_path / "out", "a") is not None
+    assert load_record(tmp_path / "own", "b") is not None
+    assert list(node.iterdir()) == []  # nothing written where the workers run
 
 
 # ------------------------------------------------------------------------------ CLI

@@ -20,10 +20,15 @@ PSNR / SSIM of the blurry input, the unadapted and the adapted network when grou
 exists) and are rewritten as videos finish.
 
 Backends: ``"ray"`` submits one Ray task per video with its CPUs / GPUs declared (fractional
-GPUs allowed) and ``max_retries`` for worker loss; ``ray.init()`` starts a local runtime
-unless an address is given (``pip install ttblur[ray]``). ``"local"`` runs the videos one
-after another in this process. ``"auto"`` uses Ray when it is installed and more than one
-worker or a cluster address is asked for, else runs locally.
+GPUs allowed) and ``max_retries`` for worker loss (``pip install ttblur[ray]``). Without an
+address it starts a Ray runtime of its own on this machine (``workers * cpus_per_video``
+CPUs), even where a bare ``ray.init()`` would join a running cluster (``RAY_ADDRESS`` set, a
+``ray start`` on this machine); with one (``"auto"``, ``"HOST:6379"``) it joins that cluster,
+where every video is submitted at once and the cluster's free resources decide how many run.
+Input, output, factory-file and local weights paths are made absolute first: a cluster's
+workers run in the folder their node was started in. ``"local"`` runs the videos one after
+another in this process. ``"auto"`` uses Ray when it is installed and more than one worker or
+a cluster address is asked for, else runs locally. Running on a cluster: docs/many-videos.md.
 
 A video's folder is only ever written by the task running that video; temporary files a
 killed run left there are removed when the video is run again.
@@ -69,9 +74,10 @@ from ttblur.io.atomic import (
     remove_stale_temporaries,
 )
 from ttblur.io.frames import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from ttblur.io.models import DEFAULT_MODEL, factory_source
+from ttblur.io.models import DEFAULT_MODEL, absolute_target, factory_source
 from ttblur.io.paths import (
     PlannedOutput,
+    absolute_if_local,
     check_output_folders,
     check_planned_paths,
     natural_key,
@@ -319,14 +325,17 @@ def _weights_fingerprint(settings: BatchSettings) -> list[int] | None:
     return _fingerprint(Path(settings.weights).expanduser(), suffixes=None)
 
 
+#: The configuration's weights fields, ``(section, field)``: local files or Hub repo ids.
+_STAGE_WEIGHTS = (("rsdm", "weights"), ("dbcgm", "flow_weights"), ("synthesis", "weights"))
+
+
 def _stage_weights_fingerprints(config: AdaptConfig) -> dict[str, list[int] | None]:
     """:func:`_fingerprint` of each local weights file or folder the configuration names
     (``rsdm.weights``, ``dbcgm.flow_weights``, ``synthesis.weights``): stage weights
     overwritten in place make another run, as the network's do."""
     named = {
-        "rsdm.weights": config.rsdm.weights,
-        "dbcgm.flow_weights": config.dbcgm.flow_weights,
-        "synthesis.weights": config.synthesis.weights,
+        f"{section}.{name}": getattr(getattr(config, section), name)
+        for section, name in _STAGE_WEIGHTS
     }
     local = {key: Path(value).expanduser() for key, value in named.items() if value is not None}
     return {key: _fingerprint(path, suffixes=None) for key, path in local.items() if path.exists()}
@@ -358,6 +367,31 @@ def settings_digest(settings: BatchSettings, model: nn.Module | None = None) -> 
             raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
             digest.update(raw.numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _absolute_settings(settings: BatchSettings) -> BatchSettings:
+    """``settings`` with every local path absolute: the network's ``.py`` file
+    (:func:`~ttblur.io.models.absolute_target`), its weights and the configuration's stage
+    weights (:func:`~ttblur.io.paths.absolute_if_local`), so that a Ray worker started in
+    another folder (a cluster's) loads the same files. Hub repo ids stay as they are."""
+    config = settings.config
+    for section, name in _STAGE_WEIGHTS:
+        part = getattr(config, section)
+        absolute = absolute_if_local(getattr(part, name))
+        config = config.model_copy(update={section: part.model_copy(update={name: absolute})})
+    return settings.model_copy(
+        update={
+            "model": absolute_target(settings.model),
+            "weights": absolute_if_local(settings.weights),
+            "config": config,
+        }
+    )
+
+
+def _absolute_job(job: VideoJob) -> VideoJob:
+    """``job`` with absolute input paths (see :func:`_absolute_settings`)."""
+    sharp = None if job.sharp is None else Path(job.sharp).expanduser().absolute()
+    return replace(job, blurry=Path(job.blurry).expanduser().absolute(), sharp=sharp)
 
 
 def _finished(out: Path, job: VideoJob, digest: str) -> VideoRecord | None:
@@ -659,9 +693,11 @@ def adapt_many(
         out: output folder (created): ``out/<name>/`` per video, ``summary.json`` / ``.md``.
         settings: network, configuration and scoring (default :class:`BatchSettings()`).
         model: the network itself instead of ``settings.model`` (sent once to the workers).
-        workers: videos run at once (local Ray runtime: ``workers * cpus_per_video`` CPUs).
+        workers: videos run at once (local Ray runtime: ``workers * cpus_per_video`` CPUs;
+            on a cluster its free resources decide).
         backend: ``"auto"``, ``"local"`` (one after another here) or ``"ray"``.
-        ray_address: a running Ray cluster's address (``None``: start a local runtime).
+        ray_address: a running Ray cluster's address (``"auto"``: the one ``RAY_ADDRESS``
+            names or started on this machine); ``None``: a local runtime of this call's own.
         cpus_per_video: CPUs each Ray task declares (``settings.threads`` defaults to it).
         gpus_per_video: GPUs each Ray task declares (fractions share a GPU).
         max_retries: Ray retries of a task whose worker died (failures inside a task are
@@ -682,13 +718,16 @@ def adapt_many(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if cpus_per_video <= 0 or gpus_per_video < 0 or max_retries < 0:
         raise ValueError("cpus_per_video must be > 0, gpus_per_video and max_retries >= 0")
-    root = Path(out).expanduser()
+    # Absolute paths: a Ray worker of a cluster runs in another folder than this process.
+    root = Path(out).expanduser().absolute()
+    jobs = [_absolute_job(job) for job in jobs]
     _check_jobs(jobs, root)
     chosen = _choose_backend(backend, workers, ray_address)
     root.mkdir(parents=True, exist_ok=True)
     if chosen == "ray" and settings.threads is None:
         settings = settings.model_copy(update={"threads": max(int(cpus_per_video), 1)})
-    digest = settings_digest(settings, model)
+    digest = settings_digest(settings, model)  # of the paths as given: earlier runs still match
+    settings = _absolute_settings(settings)
     records: dict[str, VideoRecord] = {}
     skipped = []
     for job in jobs:
@@ -779,6 +818,10 @@ def _run_ray(
             "configure_logging": False,
         }
         if address is None:
+            # "local": a runtime of our own even where ray.init() alone would join another
+            # (RAY_ADDRESS set, or a `ray start` cluster on this machine), which also refuses
+            # num_cpus; joining a cluster is what --ray-address asks for.
+            address = "local"
             options["num_cpus"] = max(round(workers * cpus), 1)
         with kept_signal_handlers():  # ray.init installs its own SIGTERM handler
             ray.init(address=address, **options)

@@ -440,14 +440,16 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=1,
         metavar="N",
-        help="videos adapted at once, one Ray task each (needs ttblur[ray]; default: 1, "
-        "in this process)",
+        help="videos adapted at once on this machine, one Ray task each (needs ttblur[ray]; "
+        "default: 1, in this process); on a cluster (--ray-address) its free resources decide",
     )
     group.add_argument(
         "--ray-address",
         default=None,
         metavar="ADDR",
-        help="a running Ray cluster (e.g. auto or ray://host:10001); default: a local runtime",
+        help="join a running Ray cluster (auto: the one RAY_ADDRESS names or `ray start` "
+        "started here; or host:6379, ray://host:10001); paths must be the same on every node "
+        "(docs/many-videos.md); default: a local runtime of this command's own",
     )
     group.add_argument(
         "--cpus-per-video",

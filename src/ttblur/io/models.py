@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "SHIPPED_MODELS",
     "ModelLoadError",
+    "absolute_target",
     "factory_source",
     "import_factory",
     "load_model",
@@ -152,6 +153,26 @@ def _build(module_text: str, attribute: str, target: str) -> Any:
         raise ModelLoadError(
             f"--model: calling {attribute}() failed: {type(err).__name__}: {err}"
         ) from err
+
+
+def absolute_target(target: str) -> str:
+    """``target`` with a relative ``path/to/file.py`` made absolute (against this process's
+    working directory) when that file exists; a dotted module, a shipped name and anything
+    else unchanged.
+
+    A process started in another folder (a Ray worker of a cluster) then imports the same
+    file. A dotted module is looked up on that process's own ``sys.path`` and working
+    directory: it must be importable there.
+
+    Example:
+        >>> absolute_target("mypkg.nets:build")
+        'mypkg.nets:build'
+    """
+    module_text, sep, attribute = target.rpartition(":")
+    if not sep or not module_text or not _looks_like_file(module_text):
+        return target
+    path = Path(module_text).expanduser()
+    return f"{path.absolute()}:{attribute}" if path.is_file() else target
 
 
 def factory_source(target: str) -> Path | None:

@@ -10,6 +10,8 @@
   holds any other image (it would mix with or delete them).
 * :func:`check_planned_paths`: every input and output of a command checked before any work is
   done (the CLI's ``check_paths``), so that a run never fails halfway on a path.
+* :func:`absolute_if_local`: a local path made absolute, so that it names the same file in a
+  process with another working directory (a Ray worker on a cluster).
 
 Example:
     >>> sorted(["10.png", "2.png", "B1.png", "a3.png"], key=natural_key)
@@ -33,6 +35,7 @@ __all__ = [
     "FRAME_FILE",
     "OutputPathError",
     "PlannedOutput",
+    "absolute_if_local",
     "check_output_folders",
     "check_planned_paths",
     "natural_key",
@@ -134,6 +137,25 @@ class PlannedOutput:
     path: Path
     folder: bool
     frames: bool = False
+
+
+def absolute_if_local(text: str | None) -> str | None:
+    """``text`` as an absolute path (``~`` expanded, against this process's working directory)
+    when it names an existing file or folder here, else unchanged: a Hub repo id, a path that
+    does not exist, ``None``.
+
+    Another process reading the same file system, but started in another folder (a Ray
+    worker of a cluster), then finds the same file. An existing local folder wins over a Hub
+    repo id of the same spelling, as in :func:`ttblur.io.weights.resolve_pretrained`.
+
+    Example:
+        >>> absolute_if_local("owner/no-such-repo-here")
+        'owner/no-such-repo-here'
+    """
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    return str(path.absolute()) if path.exists() else text
 
 
 def same_file(a: Path, b: Path) -> bool:
