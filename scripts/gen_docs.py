@@ -498,6 +498,7 @@ _INDEX = {
         "weights.md": "loading, saving and publishing weights (`from_pretrained`, Hub)",
         "video-io.md": "reading and writing videos and frame folders",
         "streaming.md": "deblurring long videos with bounded memory (`iter_deblur`, `deblur_file`)",
+        "many-videos.md": "many videos on one machine or a Ray cluster (`adapt-many`, `eval`)",
         "metrics.md": "PSNR and SSIM conventions",
         "guarantees.md": "what ttblur guarantees (your model, inputs, outputs, RNG) and refuses",
     },

@@ -692,6 +692,23 @@ def test_ray_refuses_gpus_it_does_not_have_and_keeps_the_sigterm_handler(
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
+def test_a_cluster_that_cannot_be_joined_is_named_with_the_likely_causes(
+    clips: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Ray 2.60 refuses a driver joining a `ray start` cluster by address without its token
+    ("Failed to connect to Ray cluster at ..."): the error says what to check."""
+    import ray
+
+    def refused(address=None, **options):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refused)
+    with pytest.raises(ConnectionError, match=r"cluster at 10\.0\.0\.9:6379 .*RAY_AUTH_MODE=token"):
+        adapt_many(find_videos(clips)[:1], tmp_path / "out", SETTINGS, ray_address="10.0.0.9:6379")
+
+
 def test_a_bar_in_a_video_name_does_not_break_the_summary_table() -> None:
     from ttblur.batch import VideoRecord, summary_table
 

@@ -23,7 +23,15 @@ from ttblur.config import AdaptConfig
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 # documents checked for broken links (the hand-written ones of this area and the generated ones)
-LINK_CHECKED = ["architecture.md", "reproduction.md", "index.md", "api.md", "configuration.md"]
+LINK_CHECKED = [
+    "architecture.md",
+    "reproduction.md",
+    "index.md",
+    "api.md",
+    "configuration.md",
+    "many-videos.md",
+    "cli.md",
+]
 
 
 def _load_generator() -> ModuleType:

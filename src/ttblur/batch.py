@@ -824,7 +824,15 @@ def _run_ray(
             address = "local"
             options["num_cpus"] = max(round(workers * cpus), 1)
         with kept_signal_handlers():  # ray.init installs its own SIGTERM handler
-            ray.init(address=address, **options)
+            try:
+                ray.init(address=address, **options)
+            except ConnectionError as err:
+                raise ConnectionError(
+                    f"{err} (a wrong address, or a cluster with token authentication: Ray >= "
+                    "2.59 turns it on for the clusters it starts, and a driver joining one by "
+                    "address needs RAY_AUTH_MODE=token and the cluster's token; 'auto' finds a "
+                    "cluster started on this machine; docs/many-videos.md)"
+                ) from err
         started = True
     try:
         _check_feasible(ray.cluster_resources(), cpus, gpus)
