@@ -448,8 +448,9 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ADDR",
         help="join a running Ray cluster (auto: the one RAY_ADDRESS names or `ray start` "
-        "started here; or host:6379, ray://host:10001); paths must be the same on every node "
-        "(docs/many-videos.md); default: a local runtime of this command's own",
+        "started here; or host:6379; ray://host:10001 needs ray[client]); paths must be the "
+        "same on every node (docs/many-videos.md); default: a local runtime of this command's "
+        "own",
     )
     group.add_argument(
         "--cpus-per-video",
