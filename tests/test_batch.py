@@ -693,6 +693,47 @@ def test_ray_refuses_gpus_it_does_not_have_and_keeps_the_sigterm_handler(
 
 
 @pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
+def test_a_cuda_device_ray_tasks_could_not_see_is_refused_before_any_work(
+    clips: Path, tmp_path: Path
+) -> None:
+    """Ray hides the GPUs from a task that declares none and numbers a task's GPUs from 0:
+    every video would fail on its own, after the whole batch ran."""
+    jobs = find_videos(clips)[:1]
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"'cuda' on Ray workers needs gpus_per_video > 0"):
+        adapt_many(jobs, out, SETTINGS.model_copy(update={"device": "cuda"}), workers=2)
+    second = SETTINGS.model_copy(update={"device": "cuda:1"})
+    with pytest.raises(ValueError, match=r"sees only the 1 GPU\(s\) it declares"):
+        adapt_many(jobs, out, second, workers=2, gpus_per_video=0.5)
+    with pytest.raises(ValueError, match=r"sees only the 1 GPU\(s\) it declares"):
+        adapt_many(jobs, out, second, ray_address="auto", gpus_per_video=1)
+    assert not out.exists()
+
+
+def test_a_cluster_run_does_not_check_the_device_on_the_driver(
+    clips: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """`--device cuda --ray-address ...` was refused on a head node without a GPU ("CUDA is
+    not available on this machine") although the cluster's workers have GPUs."""
+    import ttblur.batch
+    from ttblur.batch import BatchResult
+
+    asked: dict[str, object] = {}
+
+    def fake_adapt_many(jobs, out, settings, **options):
+        asked.update(options, device=settings.device)
+        return BatchResult([], [], [], "ray", 0.0)
+
+    monkeypatch.setattr(ttblur.batch, "ray_available", lambda: True)
+    monkeypatch.setattr(ttblur.batch, "adapt_many", fake_adapt_many)
+    args = ["adapt-many", str(clips), "--out", str(tmp_path / "out"), "--device", "cuda:0"]
+    assert main([*args, "--ray-address", "auto", "--gpus-per-video", "0.5"]) == 0
+    assert asked["device"] == "cuda:0" and asked["ray_address"] == "auto"
+    if not torch.cuda.is_available():  # on this machine the device is still checked
+        assert main([*args, "--workers", "2", "--gpus-per-video", "0.5"]) == 1
+
+
+@pytest.mark.skipif(not ray_available(), reason="needs ray (pip install 'ttblur[ray]')")
 def test_a_cluster_that_cannot_be_joined_is_named_with_the_likely_causes(
     clips: Path, tmp_path: Path, monkeypatch
 ) -> None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import time
 import warnings
@@ -652,6 +653,28 @@ def _choose_backend(backend: Backend, workers: int, address: str | None) -> str:
     return "local"
 
 
+def _check_ray_device(device: str | None, gpus: float) -> None:
+    """Refuse a CUDA device Ray tasks could not see: Ray hides every GPU from a task that
+    declares none (``CUDA_VISIBLE_DEVICES`` empty) and numbers a task's GPUs from 0."""
+    if device is None:
+        return
+    import torch
+
+    wanted = torch.device(device)
+    if wanted.type != "cuda":
+        return
+    if gpus == 0:
+        raise ValueError(
+            f"device {device!r} on Ray workers needs gpus_per_video > 0 (--gpus-per-video; "
+            "0.25 shares a GPU between 4 videos): Ray hides the GPUs from tasks that declare none"
+        )
+    if wanted.index is not None and wanted.index >= max(1, math.ceil(gpus)):
+        raise ValueError(
+            f"device {device!r}: a Ray task sees only the {max(1, math.ceil(gpus))} GPU(s) it "
+            "declares, numbered from 0; use device 'cuda'"
+        )
+
+
 def _check_jobs(jobs: Sequence[VideoJob], out: Path) -> None:
     names = [job.name for job in jobs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -723,6 +746,8 @@ def adapt_many(
     jobs = [_absolute_job(job) for job in jobs]
     _check_jobs(jobs, root)
     chosen = _choose_backend(backend, workers, ray_address)
+    if chosen == "ray":
+        _check_ray_device(settings.device, gpus_per_video)
     root.mkdir(parents=True, exist_ok=True)
     if chosen == "ray" and settings.threads is None:
         settings = settings.model_copy(update={"threads": max(int(cpus_per_video), 1)})

@@ -813,11 +813,18 @@ def _run_batch(
     return result
 
 
+def _check_batch_device(args: argparse.Namespace) -> None:
+    """:func:`_check_device` where the videos run on this machine; a cluster's workers
+    (``--ray-address``) have devices of their own (a head without a GPU may run GPU videos)."""
+    if args.ray_address is None:
+        _check_device(args.device)
+
+
 def _run_adapt_many(args: argparse.Namespace) -> int:
     from ttblur.batch import SUMMARY_MD, find_videos, summary_table
 
     check_paths(args)
-    _check_device(args.device)
+    _check_batch_device(args)
     jobs = find_videos(args.folder)
     out = Path(args.out).expanduser()
     result = _run_batch(args, jobs, out, _batch_settings(args))
@@ -862,7 +869,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from ttblur.io.atomic import atomic_write_json
 
     check_paths(args)
-    _check_device(args.device)
+    _check_batch_device(args)
     sequences = select_sequences(find_sequences(args.dataset), args.sequences)
     if args.out is not None and args.json is not None:
         names = [seq.name for seq in sequences]
