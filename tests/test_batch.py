@@ -639,6 +639,9 @@ def test_eval_json_may_not_replace_the_batchs_own_files(tmp_path: Path, capsys) 
     assert not out.exists()
     assert main([*base, "--patch-size", "32", "--json", str(out / "eval.json")]) == 0
     assert json.loads((out / "eval.json").read_text())["sequences"]
+    # on a cluster the temporary folder of a run without --out would be this machine's only
+    assert main(["eval", str(tmp_path / "ds"), "--ray-address", "auto"]) == 1
+    assert "--ray-address needs --out" in capsys.readouterr().err
 
 
 def test_eval_of_the_current_folder_and_a_corrupt_sequence_with_a_border(

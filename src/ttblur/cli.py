@@ -870,6 +870,13 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     check_paths(args)
     _check_batch_device(args)
+    if args.ray_address is not None and args.out is None:
+        # the temporary folder would be this machine's: workers of other nodes would create it
+        # on theirs and leave every sequence's outputs there
+        raise CLIError(
+            "--ray-address needs --out, a folder on a file system every node of the cluster "
+            "mounts at the same path (docs/many-videos.md)"
+        )
     sequences = select_sequences(find_sequences(args.dataset), args.sequences)
     if args.out is not None and args.json is not None:
         names = [seq.name for seq in sequences]
