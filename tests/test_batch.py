@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -431,8 +432,11 @@ def test_a_cluster_started_in_another_folder_reads_and_writes_the_right_files(
     cluster = subprocess.Popen(
         [sys.executable, "-c", started], cwd=node, env=env, stdout=subprocess.PIPE, text=True
     )
+    watchdog = threading.Timer(180, cluster.kill)  # a runtime that never starts ends the read
+    watchdog.start()
     try:
         address = (cluster.stdout.readline() if cluster.stdout else "").strip()
+        watchdog.cancel()
         assert address, "the Ray runtime in the other folder did not start"
         run = subprocess.run(
             [sys.executable, "-c", driver, address, SETTINGS.model_dump_json()],
@@ -443,6 +447,7 @@ def test_a_cluster_started_in_another_folder_reads_and_writes_the_right_files(
             timeout=300,
         )
     finally:
+        watchdog.cancel()
         cluster.terminate()
         try:
             cluster.wait(timeout=60)
