@@ -668,10 +668,11 @@ def _check_ray_device(device: str | None, gpus: float) -> None:
             f"device {device!r} on Ray workers needs gpus_per_video > 0 (--gpus-per-video; "
             "0.25 shares a GPU between 4 videos): Ray hides the GPUs from tasks that declare none"
         )
-    if wanted.index is not None and wanted.index >= max(1, math.ceil(gpus)):
+    visible = max(1, math.ceil(gpus))
+    if wanted.index is not None and wanted.index >= visible:
         raise ValueError(
-            f"device {device!r}: a Ray task sees only the {max(1, math.ceil(gpus))} GPU(s) it "
-            "declares, numbered from 0; use device 'cuda'"
+            f"device {device!r}: a Ray task sees only the {visible} GPU(s) it declares, "
+            "numbered from 0; use device 'cuda'"
         )
 
 
